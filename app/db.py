@@ -1,0 +1,155 @@
+"""Database engine, sessions and migrations (SQLAlchemy 2 + Alembic).
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout so that the API
+and the local worker processes can share the file; PostgreSQL is used as is.
+
+Example::
+
+    with session_scope(settings) as session:
+        session.add(obj)          # committed when the block ends, rolled back on error
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_sessionmakers: dict[str, sessionmaker[Session]] = {}
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def get_engine(settings: Settings) -> Engine:
+    """One engine per database URL and process."""
+    url = settings.database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(
+                    url,
+                    connect_args={"check_same_thread": False, "timeout": 30},
+                    pool_size=20,
+                    max_overflow=20,
+                )
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            _engines[url] = engine
+        return engine
+
+
+def get_sessionmaker(settings: Settings) -> sessionmaker[Session]:
+    url = settings.database_url
+    with _lock:
+        maker = _sessionmakers.get(url)
+    if maker is None:
+        maker = sessionmaker(bind=get_engine(settings), expire_on_commit=False)
+        with _lock:
+            _sessionmakers[url] = maker
+    return maker
+
+
+@contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """A session that commits when the block ends and rolls back on any error."""
+    session = get_sessionmaker(settings)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests, and before a process forks)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _sessionmakers.clear()
+
+
+# -- migrations ----------------------------------------------------------------
+
+
+def alembic_config(settings: Settings) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    config.attributes["settings"] = settings
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (``convlens db upgrade``; on start in embedded mode)."""
+    from alembic import command
+
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    config = alembic_config(settings)
+    with get_engine(settings).begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    ensure_default_tenant(settings)
+
+
+def downgrade(settings: Settings, revision: str) -> None:
+    from alembic import command
+
+    config = alembic_config(settings)
+    with get_engine(settings).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def migration_state(settings: Settings) -> tuple[str | None, str | None]:
+    """(current revision of the database, head revision of the code)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(settings))
+    head = script.get_current_head()
+    with get_engine(settings).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, head
+
+
+def ensure_default_tenant(settings: Settings) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from app.models import DEFAULT_TENANT, Tenant
+
+    with session_scope(settings) as session:
+        if session.scalar(select(Tenant).where(Tenant.id == DEFAULT_TENANT)) is not None:
+            return
+    try:
+        with session_scope(settings) as session:
+            session.add(Tenant(id=DEFAULT_TENANT, name=DEFAULT_TENANT))
+    except IntegrityError:
+        pass  # created concurrently by another process

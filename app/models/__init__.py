@@ -1,0 +1,19 @@
+"""ORM tables, one per file. Import from here so every table is registered."""
+
+from app.models.architecture import Architecture
+from app.models.base import Base
+from app.models.job import JOB_KINDS, JOB_STATUSES, TERMINAL_STATUSES, Job, JobEvent
+from app.models.tenant import DEFAULT_TENANT, ApiKey, Tenant
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "JOB_KINDS",
+    "JOB_STATUSES",
+    "TERMINAL_STATUSES",
+    "ApiKey",
+    "Architecture",
+    "Base",
+    "Job",
+    "JobEvent",
+    "Tenant",
+]
