@@ -1,0 +1,241 @@
+"""The layer graph the engine works on, and the per-layer results it produces.
+
+A Keras model config (Keras 3 or tf.keras 2.x JSON) is parsed into a
+:class:`ModelGraph`: one :class:`LayerNode` per Keras layer, in the order of
+Keras ``model.layers``, each with one :class:`LayerCall` per time the layer is
+called (shared layers are called more than once). A model used as a layer
+carries its own nested :class:`ModelGraph` in ``LayerNode.subgraph``.
+
+The engine then computes a :class:`LayerResult` per layer and bundles them
+into an :class:`AnalysisResult`: the per-layer results in topological order
+(every layer after the layers that feed it), the layer-level edges and the
+model's input and output shapes. That object is what the gradient-flow
+predictor and the findings receive.
+
+Shapes are tuples that include the batch dimension, ``None`` meaning unknown,
+exactly as Keras prints them: ``(None, 224, 224, 3)``.
+
+Example::
+
+    >>> from app.analysis import build_graph
+    >>> graph = build_graph(config)             # doctest: +SKIP
+    >>> [layer.name for layer in graph.layers]  # doctest: +SKIP
+    ['input_layer', 'conv2d', 'max_pooling2d']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+Shape = tuple[int | None, ...]
+"""A tensor shape with the batch dimension first; ``None`` is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class TensorRef:
+    """A reference to one output tensor of one call of a layer.
+
+    ``TensorRef("conv1", 0, 0)`` is the first output of the first call of
+    layer ``conv1`` (Keras's ``keras_history`` triple).
+    """
+
+    layer: str
+    node_index: int
+    tensor_index: int
+
+
+@dataclass(slots=True)
+class LayerCall:
+    """One call of a layer (a Keras "inbound node").
+
+    ``inputs`` are the tensors the call consumes, in argument order.
+    ``constants`` holds the non-tensor arguments recorded with the call, e.g.
+    ``{"y": 2.0}`` for a tf.keras ``TFOpLambda`` computing ``x * 2.0``; a
+    tensor passed as a keyword argument is in ``inputs`` and its keyword in
+    ``tensor_kwargs`` (``{"y": 1}`` = ``inputs[1]`` was passed as ``y``).
+    """
+
+    inputs: list[TensorRef] = field(default_factory=list)
+    constants: dict[str, Any] = field(default_factory=dict)
+    tensor_kwargs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LayerNode:
+    """One Keras layer as read from the config.
+
+    ``config`` is the layer's own ``config`` dict untouched. ``listed`` is
+    False for the implicit InputLayer of a Sequential model, which Keras does
+    not list in ``model.layers``. ``subgraph`` is set when the layer is itself
+    a model (Sequential or Functional used as a layer).
+    """
+
+    name: str
+    class_name: str
+    config: dict[str, Any]
+    module: str | None = None
+    calls: list[LayerCall] = field(default_factory=list)
+    subgraph: ModelGraph | None = None
+    listed: bool = True
+
+
+@dataclass(slots=True)
+class ModelGraph:
+    """A parsed model: its layers in ``model.layers`` order, inputs and outputs.
+
+    ``input_shapes`` are the declared shapes (batch included) of ``inputs``,
+    in order; ``None`` entries where the config declares none.
+    """
+
+    name: str
+    class_name: str
+    layers: list[LayerNode]
+    inputs: list[TensorRef]
+    outputs: list[TensorRef]
+    input_shapes: list[Shape | None] = field(default_factory=list)
+    format: str = "keras3"
+    trainable: bool = True
+
+    def layer(self, name: str) -> LayerNode:
+        """The layer called ``name`` (KeyError if absent)."""
+        for node in self.layers:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class AxisField:
+    """Receptive field along one spatial axis, relative to the model input.
+
+    ``size`` (pixels of the input seen), ``stride`` (input pixels between two
+    neighbouring output units) and ``padding`` (how far the first unit's
+    field starts before input pixel 0), as in Araujo et al., Distill 2019.
+    Values are Fractions internally (upsampling gives fractional strides);
+    ``padding`` is None when the spatial size needed to know it is unknown.
+
+    >>> AxisField(3, 1, 1)
+    AxisField(size=3, stride=1, padding=1)
+    """
+
+    size: Fraction | int
+    stride: Fraction | int
+    padding: Fraction | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceptiveField:
+    """A tensor's receptive field: per spatial axis, or global.
+
+    ``is_global`` is True when every unit sees the whole input (after global
+    pooling, Flatten into Dense, attention, squeeze-and-excitation gating);
+    ``axes`` is then None. ``misaligned`` names the pairs of branches merged
+    at this point whose field centres differ.
+    """
+
+    axes: tuple[AxisField, ...] | None
+    is_global: bool = False
+    misaligned: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class LayerResult:
+    """Everything the engine computed for one layer.
+
+    - ``output_shapes``: the output shapes of the layer's first call, one per
+      output tensor (``call_output_shapes`` has all calls).
+    - ``params``/``trainable_params``/``non_trainable_params``: as Keras's
+      ``count_params`` and its trainable split; None when unknown.
+    - ``macs``: multiply-accumulates per sample over all calls; None when unknown.
+    - ``activation_bytes``: bytes of the layer's outputs per sample over all
+      calls (elements x dtype size); None when a size is unknown.
+    - ``receptive_field``: the field of the first output of the first call,
+      None for tensors without spatial axes.
+    - ``activation``: the activation the layer applies (``"relu"``,
+      ``"sigmoid"``, ...; ``"linear"`` for none), for activation layers too.
+    - ``kernel_initializer``: class name of the kernel initializer if any.
+    - ``has_weights``: the layer owns trainable or non-trainable weights.
+    - ``fan_in``/``fan_out``: of the main kernel (as Keras's variance-scaling
+      initializers compute them), None for layers without a kernel.
+    - ``sublayers``/``subresult``: for a nested model, its own results.
+    - ``unsupported``: True when the engine has no rule for the class;
+      ``notes`` says which metrics are missing and why.
+    """
+
+    name: str
+    class_name: str
+    node: LayerNode
+    inbound: list[str] = field(default_factory=list)
+    output_shapes: list[Shape | None] = field(default_factory=list)
+    call_output_shapes: list[list[Shape | None]] = field(default_factory=list)
+    input_shapes: list[Shape | None] = field(default_factory=list)
+    params: int | None = 0
+    trainable_params: int | None = 0
+    non_trainable_params: int | None = 0
+    macs: int | None = 0
+    activation_bytes: int | None = 0
+    receptive_field: ReceptiveField | None = None
+    activation: str | None = None
+    kernel_initializer: str | None = None
+    has_weights: bool = False
+    fan_in: int | None = None
+    fan_out: int | None = None
+    dtype_bytes: int = 4
+    subresult: AnalysisResult | None = None
+    unsupported: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sublayers(self) -> list[LayerResult] | None:
+        """The nested model's layer results, or None for a plain layer."""
+        return self.subresult.layers if self.subresult is not None else None
+
+
+@dataclass(slots=True)
+class MetricStatus:
+    """Whether a metric is complete; ``reason`` says why not."""
+
+    status: str = "complete"
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class AnalysisResult:
+    """The analysed graph handed to gradient-flow prediction and findings.
+
+    - ``layers``: per-layer results in topological order (producers first).
+    - ``listed_layers``: the same objects in Keras ``model.layers`` order.
+    - ``edges``: (source layer, destination layer) pairs, one per tensor
+      connection between calls, de-duplicated, in topological order.
+    - ``input_shapes``/``output_shapes``: the model's, batch included.
+    - ``input_layers``/``output_layers``: the layer names of the model inputs
+      and outputs.
+    - ``unsupported``: (name, class_name) of layers without a rule, nested
+      models included.
+    - ``metrics``: per-metric :class:`MetricStatus`.
+    """
+
+    model_name: str
+    graph: ModelGraph
+    layers: list[LayerResult]
+    listed_layers: list[LayerResult]
+    edges: list[tuple[str, str]]
+    input_shapes: list[Shape | None]
+    output_shapes: list[Shape | None]
+    input_layers: list[str]
+    output_layers: list[str]
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
+    metrics: dict[str, MetricStatus] = field(default_factory=dict)
+
+    def by_name(self) -> dict[str, LayerResult]:
+        """Layer results keyed by layer name."""
+        return {layer.name: layer for layer in self.layers}
+
+    def successors(self) -> dict[str, list[str]]:
+        """Layer name -> the layers it feeds (from ``edges``)."""
+        out: dict[str, list[str]] = {layer.name: [] for layer in self.layers}
+        for source, destination in self.edges:
+            out.setdefault(source, []).append(destination)
+        return out
