@@ -1,0 +1,1 @@
+"""Analyses: a static report computed in the request, measured gradients in a job."""

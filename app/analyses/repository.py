@@ -1,0 +1,50 @@
+"""Analysis rows (jobs of kind ``analysis``), always scoped to one tenant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Job
+
+
+def get(session: Session, tenant_id: str, analysis_id: str) -> Job | None:
+    return session.scalar(
+        select(Job).where(Job.id == analysis_id, Job.tenant_id == tenant_id, Job.kind == "analysis")
+    )
+
+
+def latest_child(session: Session, parent_id: str, kind: str) -> Job | None:
+    return session.scalar(
+        select(Job).where(Job.parent_id == parent_id, Job.kind == kind).order_by(Job.created_at.desc()).limit(1)
+    )
+
+
+def page(
+    session: Session,
+    tenant_id: str,
+    *,
+    limit: int,
+    offset: int,
+    status: str | None = None,
+    name: str | None = None,
+    architecture_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> tuple[list[Job], int]:
+    query = select(Job).where(Job.tenant_id == tenant_id, Job.kind == "analysis")
+    if status:
+        query = query.where(Job.status == status)
+    if name:
+        query = query.where(Job.name.contains(name, autoescape=True))
+    if architecture_id:
+        query = query.where(Job.architecture_id == architecture_id)
+    if created_after:
+        query = query.where(Job.created_at >= created_after)
+    if created_before:
+        query = query.where(Job.created_at < created_before)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+    return list(rows), total

@@ -1,0 +1,136 @@
+"""The FastAPI application factory.
+
+Example::
+
+    app = create_app(Settings(data_dir=Path("/tmp/convlens")))
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from app import __version__
+from app.api import problems
+from app.api.limits import BodySizeLimitMiddleware
+from app.config import Settings, get_settings
+
+log = logging.getLogger("convlens.api")
+
+DESCRIPTION = """
+convlens tells you how to interpret a convolutional network's architecture: every layer's
+output shape, parameters, MACs/FLOPs and memory exactly as Keras counts them, receptive
+fields per axis (size, effective stride, effective padding), gradient flow predicted from
+the architecture and measured with TensorFlow, and findings in words.
+
+Send a Keras model as JSON (`model.to_json()`) or upload a `.keras` / legacy `.h5` file.
+Errors are RFC 9457 `application/problem+json` with a stable `code`.
+"""
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+
+
+def _limit_for(settings: Settings):  # type: ignore[no-untyped-def]
+    def limit(scope: dict[str, Any]) -> int:
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type in (b"multipart/form-data", b"application/octet-stream"):
+            return settings.max_upload_bytes + 64 * 1024
+        return settings.max_json_bytes
+
+    return limit
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from app import db
+
+        if settings.auto_migrate:
+            db.upgrade(settings)
+        else:
+            db.ensure_default_tenant(settings)
+        app.state.analysis_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=4, thread_name_prefix="analysis"
+        )
+        executor = _start_executor(settings)
+        app.state.executor = executor
+        try:
+            yield
+        finally:
+            if executor is not None:
+                executor.stop()
+            app.state.analysis_pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="convlens",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "analyses", "description": "Static analyses and measured gradient flow"},
+            {"name": "architectures", "description": "Uploaded architectures (stored once per content)"},
+            {"name": "health", "description": "Liveness and readiness"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.executor = None
+    problems.install(app)
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=_limit_for(settings))
+
+    from app.analyses.endpoints import router as analyses_router
+    from app.api.health import router as health_router
+    from app.architectures.endpoints import router as architectures_router
+
+    app.include_router(health_router)
+    app.include_router(analyses_router)
+    app.include_router(architectures_router)
+    # Other domains register their routers here.
+
+    _install_problem_schema(app)
+    return app
+
+
+def _start_executor(settings: Settings) -> Any:
+    """The job executor (local worker subprocesses or Celery), if the jobs package provides one."""
+    try:
+        from app.jobs import create_executor  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("no job executor available: queued jobs will wait")
+        return None
+    executor = create_executor(settings)
+    executor.start()
+    return executor
+
+
+def _install_problem_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema()
+        from app.analyses.schemas import AnalysisCreate
+
+        components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

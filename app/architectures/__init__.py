@@ -1,0 +1,1 @@
+"""Uploaded architectures (deduplicated by content)."""
