@@ -1,0 +1,127 @@
+"""POST /v1/analyses with the seed's three models in all three formats, on SQLite and PostgreSQL,
+checked layer by layer against what Keras itself reported (tests/fixtures/seed/*.expected.json)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.api.helpers import (
+    FORMATS,
+    SEED_TOTALS,
+    assert_problem,
+    row_counts,
+    seed_bytes,
+    seed_config,
+    seed_expected,
+    upload,
+)
+
+
+def _post(client, example: int, fmt: str):
+    if fmt == "json":
+        return client.post("/v1/analyses", json={"architecture": seed_config(example), "name": f"ex{example}"})
+    return upload(client, seed_bytes(example, fmt), f"example{example}.{fmt}", name=f"ex{example}")
+
+
+def _assert_matches_keras(report: dict, example: int) -> None:
+    expected = seed_expected(example)
+    layers = report["layers"]
+    assert [layer["name"] for layer in layers] == [layer["name"] for layer in expected["layers"]]
+    for got, want in zip(layers, expected["layers"], strict=True):
+        assert got["class_name"] == want["class_name"]
+        assert got["output_shape"] == want["output_shape"], got["name"]
+        assert got["params"] == want["params"], got["name"]
+        assert got["trainable_params"] == want["trainable_params"], got["name"]
+    assert report["summary"]["total_params"] == expected["total_params"] == SEED_TOTALS[example]
+    assert report["summary"]["trainable_params"] == expected["trainable_params"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("example", [1, 2, 3])
+def test_seed_examples_match_keras(any_client, example: int, fmt: str) -> None:
+    response = _post(any_client, example, fmt)
+    assert response.status_code == 201, response.text[:1000]
+    body = response.json()
+    assert response.headers["location"] == f"/v1/analyses/{body['id']}"
+    assert body["status"] == "succeeded"
+    assert body["architecture"]["format"] == fmt
+    _assert_matches_keras(body["report"], example)
+
+    again = any_client.get(response.headers["location"])
+    assert again.status_code == 200
+    stored = again.json()
+    assert stored["status"] == "succeeded"
+    assert stored["error"] is None
+    _assert_matches_keras(stored["report"], example)
+    assert set(stored) >= {"id", "status", "architecture", "report", "error", "created_at", "updated_at"}
+
+
+def test_same_content_is_stored_once(client, settings) -> None:
+    first = _post(client, 3, "keras").json()
+    second = _post(client, 3, "keras").json()
+    assert first["id"] != second["id"]
+    assert first["architecture"]["id"] == second["architecture"]["id"]
+    assert row_counts(settings)["architectures"] == 1
+    arch = client.get(f"/v1/architectures/{first['architecture']['id']}").json()
+    assert arch["sha256"] == first["architecture"]["sha256"]
+    assert arch["byte_size"] == len(seed_bytes(3, "keras"))
+    assert arch["config"]["class_name"] in {"Functional", "Model"}
+    blobs = list((settings.data_dir / "blobs").iterdir())
+    assert len(blobs) == 1
+    # JSON sent as an object and as the string to_json() returns is the same content.
+    a = client.post("/v1/analyses", json={"architecture": seed_config(1)}).json()
+    b = client.post("/v1/analyses", json={"architecture": json.dumps(seed_config(1))}).json()
+    assert a["architecture"]["sha256"] == b["architecture"]["sha256"]
+
+
+def test_input_shape_override_recomputes_shapes(client) -> None:
+    body = client.post("/v1/analyses", json={"architecture": seed_config(1), "input_shape": [64, 64, 3]}).json()
+    assert body["input_shape"] == [64, 64, 3]
+    assert body["report"]["layers"][-1]["output_shape"] == [None, 32, 32, 64]
+    assert body["report"]["summary"]["total_params"] == SEED_TOTALS[1]
+    multipart = upload(client, seed_bytes(1, "h5"), "m.h5", input_shape="[32, 32, 3]").json()
+    assert multipart["report"]["layers"][-1]["output_shape"] == [None, 16, 16, 64]
+
+
+def test_list_filter_paginate_delete(any_client) -> None:
+    ids = [_post(any_client, n, "json").json()["id"] for n in (1, 2, 3)]
+    page = any_client.get("/v1/analyses", params={"limit": 2}).json()
+    assert page["total"] == 3 and len(page["items"]) == 2
+    rest = any_client.get("/v1/analyses", params={"limit": 2, "offset": 2}).json()
+    assert {i["id"] for i in page["items"] + rest["items"]} == set(ids)
+    named = any_client.get("/v1/analyses", params={"name": "ex2"}).json()
+    assert [i["id"] for i in named["items"]] == [ids[1]]
+    assert named["items"][0]["summary"]["total_params"] == SEED_TOTALS[2]
+    assert any_client.get("/v1/analyses", params={"status": "failed"}).json()["total"] == 0
+    assert_problem(any_client.get("/v1/analyses", params={"status": "bogus"}), 422, "validation_error")
+
+    assert any_client.delete(f"/v1/analyses/{ids[0]}").status_code == 204
+    assert_problem(any_client.get(f"/v1/analyses/{ids[0]}"), 404, "not_found")
+    arch_id = any_client.get(f"/v1/analyses/{ids[1]}").json()["architecture"]["id"]
+    assert any_client.delete(f"/v1/architectures/{arch_id}").status_code == 204
+    assert_problem(any_client.get(f"/v1/analyses/{ids[1]}"), 404, "not_found")
+    assert_problem(any_client.delete(f"/v1/architectures/{arch_id}"), 404, "not_found")
+    assert any_client.get("/v1/analyses").json()["total"] == 1
+
+
+def test_health_and_readiness(any_client) -> None:
+    assert any_client.get("/healthz").json() == {"status": "ok"}
+    ready = any_client.get("/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert checks["database"] == "ok"
+    assert checks["migrations"]["current"] == checks["migrations"]["head"]
+
+
+def test_openapi_examples_are_the_seed_models_and_work(client) -> None:
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/v1/analyses"]["post"]["requestBody"]["content"]
+    assert {"application/json", "multipart/form-data"} <= set(body)
+    examples = body["application/json"]["examples"]
+    assert {"example1", "example2", "example3"} <= set(examples)
+    for key, example in examples.items():
+        response = client.post("/v1/analyses", json=example["value"])
+        assert response.status_code == 201, (key, response.text[:300])
+    assert client.get("/docs").status_code == 200
