@@ -90,6 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.executor = None
+    if settings.rate_limit_per_minute > 0:
+        from app.api.ratelimit import TenantRateLimiter
+
+        app.state.rate_limiter = TenantRateLimiter(settings.rate_limit_per_minute)
     problems.install(app)
     app.add_middleware(BodySizeLimitMiddleware, limit_for=_limit_for(settings))
 
