@@ -35,8 +35,8 @@ class Settings(BaseSettings):
     )
 
     # -- HTTP ----------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="Address the HTTP service binds to.")
+    port: int = Field(default=8000, description="Port the HTTP service listens on.")
     public_url: str = Field(default="", description="Base URL used in Location headers.")
 
     # -- jobs ----------------------------------------------------------------
@@ -44,39 +44,98 @@ class Settings(BaseSettings):
         default="local",
         description="local: worker subprocesses started by the service; celery: Celery + broker.",
     )
-    local_workers: int = Field(default=1, ge=0, le=64)
-    broker_url: str = "redis://127.0.0.1:6379/0"
-    result_backend: str = ""
-    heartbeat_interval_s: float = 2.0
-    heartbeat_timeout_s: float = 30.0
-    reconcile_interval_s: float = 5.0
-    job_max_attempts: int = Field(default=3, ge=1)
+    local_workers: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Worker subprocesses the local executor starts beside the API.",
+    )
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Celery broker (Redis; RabbitMQ amqp:// URLs work too).",
+    )
+    result_backend: str = Field(
+        default="",
+        description="Celery result backend (unused by convlens: results live in the database).",
+    )
+    heartbeat_interval_s: float = Field(
+        default=2.0, description="How often a running job writes its heartbeat."
+    )
+    heartbeat_timeout_s: float = Field(
+        default=30.0,
+        description="A running job whose heartbeat is older than this is re-dispatched.",
+    )
+    reconcile_interval_s: float = Field(
+        default=5.0, description="How often the reconciler looks for stale and queued jobs."
+    )
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A job that keeps failing or killing its worker ends failed after this many attempts.",
+    )
     sync_analysis_timeout_s: float = Field(
         default=5.0, description="Static analyses finishing within this answer 201, else 202."
     )
-    analysis_time_limit_s: float = 120.0
-    gradient_time_limit_s: float = 600.0
-    training_time_limit_s: float = 900.0
-    training_max_steps: int = 2000
-    training_max_batch_size: int = 256
+    analysis_time_limit_s: float = Field(
+        default=120.0, description="Time limit of a queued static analysis."
+    )
+    gradient_time_limit_s: float = Field(
+        default=600.0, description="Time limit of a gradient-measurement job."
+    )
+    training_time_limit_s: float = Field(default=900.0, description="Time limit of a training run.")
+    training_max_steps: int = Field(
+        default=2000, description="Upper bound on a training run's steps."
+    )
+    training_max_batch_size: int = Field(
+        default=256, description="Upper bound on a training run's batch size."
+    )
 
     # -- limits --------------------------------------------------------------
-    max_upload_bytes: int = 1024 * 1024 * 1024
-    max_json_bytes: int = 32 * 1024 * 1024
-    max_json_depth: int = 128
-    max_json_number_digits: int = 64
-    max_archive_members: int = 64
-    max_archive_config_bytes: int = 32 * 1024 * 1024
-    max_archive_uncompressed_bytes: int = 4 * 1024 * 1024 * 1024
-    max_compression_ratio: float = 200.0
-    max_npz_bytes: int = 256 * 1024 * 1024
-    max_layers: int = 20_000
-    max_nesting_depth: int = 16
-    max_params: int = 2_000_000_000
-    max_activation_bytes: int = 64 * 1024 * 1024 * 1024
-    child_memory_bytes: int = 2 * 1024 * 1024 * 1024
-    child_cpu_seconds: int = 60
-    child_timeout_s: float = 30.0
+    max_upload_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        description="Largest uploaded file (counted while it streams in: 413).",
+    )
+    max_json_bytes: int = Field(default=32 * 1024 * 1024, description="Largest JSON request body.")
+    max_json_depth: int = Field(default=128, description="Deepest JSON nesting accepted.")
+    max_json_number_digits: int = Field(
+        default=64, description="Longest number literal accepted in JSON."
+    )
+    max_archive_members: int = Field(default=64, description="Most members in a .keras archive.")
+    max_archive_config_bytes: int = Field(
+        default=32 * 1024 * 1024, description="Largest config.json inside a .keras archive."
+    )
+    max_archive_uncompressed_bytes: int = Field(
+        default=4 * 1024 * 1024 * 1024,
+        description="Largest total uncompressed size of a .keras archive.",
+    )
+    max_compression_ratio: float = Field(
+        default=200.0, description="Highest compression ratio of an archive member (zip bombs)."
+    )
+    max_npz_bytes: int = Field(
+        default=256 * 1024 * 1024, description="Largest uploaded .npz training dataset."
+    )
+    max_layers: int = Field(
+        default=20_000, description="Most layers in an architecture (nested models included)."
+    )
+    max_nesting_depth: int = Field(
+        default=16, description="Deepest nesting of models inside models."
+    )
+    max_params: int = Field(
+        default=2_000_000_000, description="Most parameters in an architecture."
+    )
+    max_activation_bytes: int = Field(
+        default=64 * 1024 * 1024 * 1024, description="Most activation memory per sample."
+    )
+    child_memory_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024,
+        description="Address-space limit of the child processes that parse .h5 files.",
+    )
+    child_cpu_seconds: int = Field(
+        default=60, description="CPU-time limit of those child processes."
+    )
+    child_timeout_s: float = Field(
+        default=30.0, description="Wall-clock limit of those child processes."
+    )
 
     # -- tenants -------------------------------------------------------------
     auth_mode: Literal["none", "api_key"] = Field(
@@ -86,12 +145,16 @@ class Settings(BaseSettings):
     allow_insecure_bind: bool = Field(
         default=False, description="Allow auth_mode=none on a non-loopback address."
     )
-    rate_limit_per_minute: int = 600
-    max_concurrent_training_per_tenant: int = 2
+    rate_limit_per_minute: int = Field(
+        default=600, description="Requests per minute per tenant (0 disables)."
+    )
+    max_concurrent_training_per_tenant: int = Field(
+        default=2, description="Training runs a tenant may have queued or running at once."
+    )
 
     # -- observability -------------------------------------------------------
-    log_json: bool = True
-    log_level: str = "INFO"
+    log_json: bool = Field(default=True, description="Structured JSON logs (false: plain text).")
+    log_level: str = Field(default="INFO", description="Log level.")
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:
