@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from app.config import Settings
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from app.config import Settings  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
