@@ -1,0 +1,530 @@
+"""The report's plots as standalone SVG and PNG (matplotlib, Agg backend).
+
+Four plots, each drawn from the report dict alone (training curves from a
+training run's per-step records):
+
+- ``receptive_field``: the receptive-field size per spatial layer against the
+  input size, with the effective stride;
+- ``params_macs``: parameters and MACs per layer (log scale);
+- ``gradient_flow``: predicted and measured gradient magnitude per layer (log scale);
+- ``training``: loss (and any other per-step metric) against the step.
+
+matplotlib is imported inside the functions, so importing this module is
+cheap; no pyplot state is used (each plot owns its :class:`Figure`), which
+keeps rendering safe in threads.
+
+Example::
+
+    >>> plot = plot_receptive_field(report)      # doctest: +SKIP
+    >>> plot.svg.startswith("<?xml"), plot.png[:4] == b"\\x89PNG"   # doctest: +SKIP
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from app.errors import BadRequest, NotFound
+from app.reports.view import Report, field_axes, is_global_field, leaf_layers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+PLOT_NAMES: tuple[str, ...] = ("receptive_field", "params_macs", "gradient_flow", "training")
+"""Every plot convlens draws, in the order the page shows them."""
+
+PLOT_FORMATS: tuple[str, ...] = ("svg", "png")
+
+PALETTE = {
+    "blue": "#2563eb",
+    "orange": "#ea580c",
+    "green": "#16a34a",
+    "purple": "#7c3aed",
+    "red": "#dc2626",
+    "grey": "#6b7280",
+    "light": "#e5e7eb",
+}
+AXIS_COLOURS = (PALETTE["blue"], PALETTE["purple"], PALETTE["green"])
+MAX_NAMED_TICKS = 48
+"""Above this many layers the x axis shows layer indices instead of names."""
+
+
+@dataclass(frozen=True)
+class RenderedPlot:
+    """One plot in both formats.
+
+    ``data_points`` is the number of layers (or training records) drawn;
+    ``svg`` is a standalone SVG document; ``png`` is None when not requested.
+    """
+
+    name: str
+    title: str
+    svg: str | None
+    png: bytes | None
+    data_points: int
+
+    def inline_svg(self) -> str:
+        """The SVG without XML prolog and metadata, ready to inline in HTML."""
+        return inline_svg(self.svg or "")
+
+
+def inline_svg(document: str) -> str:
+    """Strip the XML declaration, DOCTYPE and RDF metadata from an SVG document.
+
+    >>> inline_svg('<?xml version="1.0"?>\\n<svg><metadata>x</metadata><g/></svg>')
+    '<svg><g/></svg>'
+    """
+    text = re.sub(r"<\?xml[^>]*\?>\s*", "", document)
+    text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", text)
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
+    return text.strip()
+
+
+# -- matplotlib plumbing ----------------------------------------------------------------------
+
+
+def _matplotlib() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return matplotlib
+
+
+@contextmanager
+def _style(name: str) -> Iterator[None]:
+    """rc settings for one plot: text kept as text in SVG, no mathtext, stable ids.
+
+    ``text.parse_math`` is off because layer names are untrusted text: a name
+    with ``$`` signs must be drawn as written, not parsed as TeX.
+    """
+    matplotlib = _matplotlib()
+    with matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": f"convlens-{name}",
+            "text.parse_math": False,
+            "font.family": "sans-serif",
+            "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial"],
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.edgecolor": "#9ca3af",
+            "axes.labelcolor": "#374151",
+            "axes.titleweight": "bold",
+            "axes.titlesize": 10,
+            "axes.grid": True,
+            "grid.color": PALETTE["light"],
+            "grid.linewidth": 0.6,
+            "xtick.color": "#4b5563",
+            "ytick.color": "#4b5563",
+            "legend.frameon": False,
+            "legend.fontsize": 8,
+        }
+    ):
+        yield
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _render(figure: Figure, formats: Sequence[str]) -> tuple[str | None, bytes | None]:
+    svg: str | None = None
+    png: bytes | None = None
+    metadata = {"Date": None, "Creator": "convlens"}
+    if "svg" in formats:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="svg", metadata=metadata)
+        svg = buffer.getvalue().decode("utf-8")
+    if "png" in formats:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110, metadata={"Software": "convlens"})
+        png = buffer.getvalue()
+    return svg, png
+
+
+def _width_for(count: int) -> float:
+    return max(10.5, min(15.0, 3.0 + 0.22 * count))
+
+
+def _layer_ticks(axes: Axes, names: Sequence[str]) -> None:
+    """Layer names under the x axis when they fit, layer indices otherwise."""
+    positions = list(range(len(names)))
+    if len(names) <= MAX_NAMED_TICKS:
+        axes.set_xticks(positions)
+        axes.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    else:
+        axes.set_xlabel(f"layer index (of {len(names)})")
+    axes.set_xlim(-0.6, max(len(names) - 0.4, 0.6))
+
+
+def _count_label(value: float, _position: Any = None) -> str:
+    """Tick labels people read: 1, 10, 100, 1k, 10k, 1M, 1G."""
+    if value <= 0:
+        return "0"
+    for threshold, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= threshold:
+            return f"{value / threshold:g}{suffix}"
+    return f"{value:g}"
+
+
+def _readable_log_axis(axes: Axes, base: float = 10) -> None:
+    """Log-scale y axis with plain tick labels (mathtext is off for untrusted names)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axes.yaxis.set_major_locator(LogLocator(base=base))
+    axes.yaxis.set_major_formatter(FuncFormatter(_count_label))
+    axes.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _empty(axes: Axes, message: str) -> None:
+    axes.set_axis_off()
+    axes.text(0.5, 0.5, message, ha="center", va="center", color=PALETTE["grey"], wrap=True)
+
+
+# -- receptive field ---------------------------------------------------------------------------
+
+
+def plot_receptive_field(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
+    """Receptive-field size of every spatial layer against the input size.
+
+    One line per spatial axis (a single line when all axes agree), the
+    input size as dashed horizontal lines, the effective stride on the right
+    axis; layers whose units see the whole input (global pooling) are marked
+    at the top.
+    """
+    points: list[tuple[str, list[float] | None, list[float] | None]] = []
+    for flat in leaf_layers(report):
+        axes_field = field_axes(flat.layer)
+        if axes_field is not None:
+            sizes = [_as_float(axis.get("size")) for axis in axes_field]
+            strides = [_as_float(axis.get("stride")) for axis in axes_field]
+            points.append((flat.qualified_name, sizes, strides))
+        elif is_global_field(flat.layer):
+            points.append((flat.qualified_name, None, None))
+
+    summary_field = report.get("receptive_field") or {}
+    input_size = [
+        size for size in (summary_field.get("input_size") or []) if isinstance(size, int | float)
+    ]
+    title = "Receptive field per layer"
+    with _style("receptive_field"):
+        figure = _figure(_width_for(len(points)), 4.4)
+        axes = figure.add_subplot()
+        if not points:
+            _empty(axes, "No spatial layers: the model has no receptive field to draw.")
+        else:
+            _draw_receptive_field(axes, points, input_size)
+        axes.set_title(title, loc="left")
+        svg, png = _render(figure, formats)
+    return RenderedPlot("receptive_field", title, svg, png, len(points))
+
+
+def _draw_receptive_field(
+    axes: Axes,
+    points: Sequence[tuple[str, list[float] | None, list[float] | None]],
+    input_size: Sequence[float],
+) -> None:
+    names = [name for name, _, _ in points]
+    axis_count = max((len(sizes) for _, sizes, _ in points if sizes), default=0)
+    per_axis = [
+        [sizes[i] if sizes and i < len(sizes) else math.nan for _, sizes, _ in points]
+        for i in range(axis_count)
+    ]
+    identical = all(_same(series, per_axis[0]) for series in per_axis)
+    labels = ["height", "width", "depth"] if axis_count > 1 else ["length"]
+    x = list(range(len(points)))
+    if identical and per_axis:
+        axes.plot(x, per_axis[0], marker="o", markersize=4, color=AXIS_COLOURS[0],
+                  label="receptive field" + (" (all axes)" if axis_count > 1 else ""))
+    else:
+        for i, series in enumerate(per_axis):
+            axes.plot(x, series, marker="o", markersize=4, color=AXIS_COLOURS[i % 3],
+                      label=f"receptive field, {labels[i] if i < len(labels) else f'axis {i}'}")
+
+    top = max([value for series in per_axis for value in series if not math.isnan(value)]
+              + list(input_size) + [1.0])
+    for i, size in enumerate(dict.fromkeys(input_size)):
+        axes.axhline(size, color=PALETTE["orange"], linestyle="--", linewidth=1.2,
+                     label=f"input size {_fmt(size)}" if i == 0 else f"input size {_fmt(size)} ")
+    global_x = [i for i, (_, sizes, _) in enumerate(points) if sizes is None]
+    if global_x:
+        axes.scatter(global_x, [top] * len(global_x), marker="^", s=40, color=PALETTE["red"],
+                     zorder=5, label="sees the whole input (global)")
+    axes.set_ylabel("receptive field (input pixels)")
+    smallest = min([value for series in per_axis for value in series
+                    if not math.isnan(value) and value > 0] + [top])
+    if top / smallest > 16:
+        # Fields grow geometrically through a network: log scale keeps early layers visible.
+        axes.set_yscale("log", base=2)
+        _readable_log_axis(axes, base=2)
+        axes.set_ylim(max(smallest / 1.5, 0.5), top * 1.6)
+    else:
+        axes.set_ylim(0, top * 1.12)
+
+    stride_axes = axes.twinx()
+    strides = [strides[0] if strides else math.nan for _, _, strides in points]
+    stride_axes.step(x, strides, where="mid", color=PALETTE["grey"], linewidth=1,
+                     alpha=0.8, label="effective stride")
+    stride_axes.set_ylabel("effective stride", color=PALETTE["grey"])
+    stride_axes.grid(False)
+    stride_axes.spines["right"].set_visible(True)
+    finite = [value for value in strides if not math.isnan(value)]
+    stride_axes.set_ylim(0, (max(finite) if finite else 1) * 1.25)
+    _layer_ticks(axes, names)
+    handles, labels_ = axes.get_legend_handles_labels()
+    more_handles, more_labels = stride_axes.get_legend_handles_labels()
+    axes.legend(handles + more_handles, labels_ + more_labels, loc="upper left")
+
+
+# -- parameters and MACs -----------------------------------------------------------------------
+
+
+def plot_params_macs(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
+    """Parameters and MACs per layer as two bar charts sharing the layer axis (log scale)."""
+    rows = [flat for flat in leaf_layers(report) if flat.class_name != "InputLayer"]
+    names = [flat.qualified_name for flat in rows]
+    params = [_as_float(flat.layer.get("params")) for flat in rows]
+    macs = [_as_float(flat.layer.get("macs")) for flat in rows]
+    title = "Parameters and MACs per layer"
+    with _style("params_macs"):
+        figure = _figure(_width_for(len(rows)), 5.6)
+        top, bottom = figure.subplots(2, 1, sharex=True)
+        if not rows:
+            _empty(top, "The model has no layers.")
+            bottom.set_axis_off()
+        else:
+            _bars(top, params, PALETTE["blue"], "parameters")
+            _bars(bottom, macs, PALETTE["orange"], "MACs per sample")
+            _layer_ticks(bottom, names)
+        top.set_title(title, loc="left")
+        svg, png = _render(figure, formats)
+    return RenderedPlot("params_macs", title, svg, png, len(rows))
+
+
+def _bars(axes: Axes, values: Sequence[float], colour: str, label: str) -> None:
+    x = list(range(len(values)))
+    known = [0.0 if math.isnan(value) else value for value in values]
+    use_log = max(known, default=0.0) > 0
+    axes.bar(x, known, color=colour, width=0.75, log=use_log, label=label)
+    unknown = [i for i, value in enumerate(values) if math.isnan(value)]
+    if unknown:
+        axes.scatter(unknown, [1.0] * len(unknown), marker="x", color=PALETTE["red"],
+                     label=f"{label}: unknown")
+    axes.set_ylabel(label)
+    if use_log:
+        axes.set_ylim(bottom=0.8)
+        _readable_log_axis(axes)
+    axes.legend(loc="upper right")
+
+
+# -- gradient flow -----------------------------------------------------------------------------
+
+GRADIENT_VALUE_KEYS: tuple[str, ...] = (
+    "relative_gradient",
+    "gradient_scale",
+    "grad_norm",
+    "gradient_norm",
+    "norm",
+    "mean_abs",
+    "value",
+)
+"""Per-layer keys read as the gradient magnitude, first present wins."""
+
+
+def gradient_series(block: Any) -> list[tuple[str, float]]:
+    """(layer, magnitude) pairs from a predicted or measured gradient-flow block.
+
+    Accepts ``{"layers": [{"name": ..., <magnitude key>: ...}, ...]}`` or a
+    ``{"layers": {name: magnitude | {...}}}`` mapping, the two shapes the
+    predictor and the worker emit.
+
+    >>> gradient_series({"layers": [{"name": "c1", "gradient_scale": 0.5}]})
+    [('c1', 0.5)]
+    """
+    if not isinstance(block, Mapping):
+        return []
+    layers = block.get("layers")
+    if layers is None:
+        layers = block.get("per_layer")
+    series: list[tuple[str, float]] = []
+    if isinstance(layers, Mapping):
+        items: list[tuple[str, Any]] = list(layers.items())
+    elif isinstance(layers, list):
+        items = [(str(entry.get("name", entry.get("layer", ""))), entry)
+                 for entry in layers if isinstance(entry, Mapping)]
+    else:
+        return []
+    for name, entry in items:
+        value = entry if isinstance(entry, int | float) else _first_number(entry)
+        if value is not None and math.isfinite(value):
+            series.append((str(name), float(value)))
+    return series
+
+
+def _first_number(entry: Any) -> float | None:
+    if not isinstance(entry, Mapping):
+        return None
+    for key in GRADIENT_VALUE_KEYS:
+        value = entry.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
+    """Predicted and measured gradient magnitude per layer, input side on the left (log scale)."""
+    flow = report.get("gradient_flow") or {}
+    predicted = gradient_series(flow.get("predicted"))
+    measured = gradient_series(flow.get("measured"))
+    order = [name for name, _ in predicted]
+    order += [name for name, _ in measured if name not in set(order)]
+    title = "Gradient flow per layer"
+    with _style("gradient_flow"):
+        figure = _figure(_width_for(len(order)), 4.2)
+        axes = figure.add_subplot()
+        if not order:
+            _empty(axes, "No per-layer gradient figures in this report.")
+        else:
+            position = {name: i for i, name in enumerate(order)}
+            for series, colour, label, marker in (
+                (predicted, PALETTE["blue"], "predicted", "o"),
+                (measured, PALETTE["orange"], "measured", "s"),
+            ):
+                positive = [(position[name], value) for name, value in series if value > 0]
+                if positive:
+                    axes.plot([p for p, _ in positive], [v for _, v in positive], marker=marker,
+                              markersize=4, color=colour, label=label)
+            axes.set_yscale("log")
+            _readable_log_axis(axes)
+            axes.set_ylabel("gradient magnitude (relative to output)")
+            verdict = (flow.get("predicted") or {}).get("verdict") if isinstance(
+                flow.get("predicted"), Mapping) else None
+            if verdict:
+                axes.text(0.99, 0.97, f"predicted: {verdict}", transform=axes.transAxes,
+                          ha="right", va="top", color=PALETTE["grey"])
+            _layer_ticks(axes, order)
+            axes.legend(loc="upper left")
+        axes.set_title(title, loc="left")
+        svg, png = _render(figure, formats)
+    return RenderedPlot("gradient_flow", title, svg, png, len(order))
+
+
+# -- training curves ---------------------------------------------------------------------------
+
+NON_METRIC_KEYS = frozenset({"step", "epoch", "time", "elapsed_s", "timestamp", "batch", "seq"})
+
+
+def plot_training(records: Sequence[Mapping[str, Any]] | None,
+                  *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
+    """Loss against the step; other numeric per-step metrics in a second panel.
+
+    ``records`` are a training run's per-step records, e.g.
+    ``[{"step": 1, "loss": 2.3, "accuracy": 0.1}, ...]``.
+    """
+    rows = [row for row in (records or []) if isinstance(row, Mapping)]
+    steps = [_as_float(row.get("step", i + 1)) for i, row in enumerate(rows)]
+    metric_names = [key for key in dict.fromkeys(k for row in rows for k in row)
+                    if key not in NON_METRIC_KEYS and key != "loss"
+                    and any(_is_number(row.get(key)) for row in rows)]
+    title = "Training curves"
+    with _style("training"):
+        panels = 2 if metric_names else 1
+        figure = _figure(8.0, 3.4 * panels)
+        axes_list = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+        loss_axes = axes_list[0]
+        if not rows:
+            _empty(loss_axes, "No training run yet.")
+        else:
+            loss = [_as_float(row.get("loss")) for row in rows]
+            loss_axes.plot(steps, loss, color=PALETTE["blue"], linewidth=1.4, label="loss")
+            finite = [value for value in loss if value > 0 and math.isfinite(value)]
+            if finite and max(finite) / min(finite) > 50:
+                loss_axes.set_yscale("log")
+                _readable_log_axis(loss_axes)
+            loss_axes.set_ylabel("loss")
+            loss_axes.legend(loc="upper right")
+            if metric_names:
+                other = axes_list[1]
+                for i, key in enumerate(metric_names):
+                    colour = (PALETTE["orange"], PALETTE["green"], PALETTE["purple"],
+                              PALETTE["red"])[i % 4]
+                    other.plot(steps, [_as_float(row.get(key)) for row in rows],
+                               color=colour, linewidth=1.2, label=key)
+                other.legend(loc="best")
+            axes_list[-1].set_xlabel("step")
+        loss_axes.set_title(title, loc="left")
+        svg, png = _render(figure, formats)
+    return RenderedPlot("training", title, svg, png, len(rows))
+
+
+# -- dispatch ----------------------------------------------------------------------------------
+
+_REPORT_PLOTS: dict[str, Callable[..., RenderedPlot]] = {
+    "receptive_field": plot_receptive_field,
+    "params_macs": plot_params_macs,
+    "gradient_flow": plot_gradient_flow,
+}
+
+
+def render_plot(
+    name: str,
+    report: Report,
+    *,
+    training: Sequence[Mapping[str, Any]] | None = None,
+    formats: Sequence[str] = PLOT_FORMATS,
+) -> RenderedPlot:
+    """The plot called ``name`` (one of :data:`PLOT_NAMES`).
+
+    Raises :class:`app.errors.NotFound` for an unknown name and
+    :class:`app.errors.BadRequest` for an unknown format.
+    """
+    unknown = [fmt for fmt in formats if fmt not in PLOT_FORMATS]
+    if unknown:
+        raise BadRequest(
+            f"Plots come as {', '.join(PLOT_FORMATS)}. Received: format={unknown[0]!r}"
+        )
+    if name == "training":
+        return plot_training(training, formats=formats)
+    if name not in _REPORT_PLOTS:
+        raise NotFound(f"There is no plot called {name!r}; plots: {', '.join(PLOT_NAMES)}.")
+    return _REPORT_PLOTS[name](report, formats=formats)
+
+
+def available_plots(report: Report, training: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+    """The plots worth drawing for this report (training only when a run exists)."""
+    names = ["receptive_field", "params_macs"]
+    flow = report.get("gradient_flow") or {}
+    if gradient_series(flow.get("predicted")) or gradient_series(flow.get("measured")):
+        names.append("gradient_flow")
+    if training:
+        names.append("training")
+    return names
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_float(value: Any) -> float:
+    return float(value) if _is_number(value) else math.nan
+
+
+def _same(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True))
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
