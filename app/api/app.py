@@ -20,6 +20,7 @@ from app import __version__
 from app.api import problems
 from app.api.limits import BodySizeLimitMiddleware
 from app.config import Settings, get_settings
+from app.observability.metrics import MetricsMiddleware, metrics_router
 
 log = logging.getLogger("convlens.api")
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rate_limiter = TenantRateLimiter(settings.rate_limit_per_minute)
     problems.install(app)
     app.add_middleware(BodySizeLimitMiddleware, limit_for=_limit_for(settings))
+    app.add_middleware(MetricsMiddleware)
 
     from app.analyses.endpoints import router as analyses_router
     from app.api.health import router as health_router
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(analyses_router)
     app.include_router(architectures_router)
+    app.include_router(metrics_router)
     # Other domains register their routers here.
 
     _install_problem_schema(app)
