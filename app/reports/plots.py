@@ -371,6 +371,18 @@ def gradient_series(block: Any) -> list[tuple[str, float]]:
     return series
 
 
+def relative_to_last(series: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Divide by the last positive value, so that predicted and measured share one scale.
+
+    >>> relative_to_last([("a", 0.5), ("b", 2.0)])
+    [('a', 0.25), ('b', 1.0)]
+    """
+    reference = next((value for _, value in reversed(series) if value > 0), None)
+    if reference is None:
+        return list(series)
+    return [(name, value / reference) for name, value in series]
+
+
 def _first_number(entry: Any) -> float | None:
     if not isinstance(entry, Mapping):
         return None
@@ -384,8 +396,8 @@ def _first_number(entry: Any) -> float | None:
 def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
     """Predicted and measured gradient magnitude per layer, input side on the left (log scale)."""
     flow = report.get("gradient_flow") or {}
-    predicted = gradient_series(flow.get("predicted"))
-    measured = gradient_series(flow.get("measured"))
+    predicted = relative_to_last(gradient_series(flow.get("predicted")))
+    measured = relative_to_last(gradient_series(flow.get("measured")))
     order = [name for name, _ in predicted]
     order += [name for name, _ in measured if name not in set(order)]
     title = "Gradient flow per layer"
@@ -406,7 +418,7 @@ def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS)
                               markersize=4, color=colour, label=label)
             axes.set_yscale("log")
             _readable_log_axis(axes)
-            axes.set_ylabel("gradient magnitude (relative to output)")
+            axes.set_ylabel("gradient norm / last layer's")
             verdict = (flow.get("predicted") or {}).get("verdict") if isinstance(
                 flow.get("predicted"), Mapping) else None
             if verdict:
@@ -421,25 +433,57 @@ def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS)
 
 # -- training curves ---------------------------------------------------------------------------
 
-NON_METRIC_KEYS = frozenset({"step", "epoch", "time", "elapsed_s", "timestamp", "batch", "seq"})
+NON_METRIC_KEYS = frozenset({"step", "steps", "epoch", "time", "elapsed_s", "eta_s", "timestamp",
+                             "batch", "seq", "step_time_s", "probe"})
+PREFERRED_METRICS = ("accuracy", "grad_global_norm")
+MAX_METRIC_PANELS = 2
+
+
+def training_records(result: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Per-step records from a training run: its step events, or its result's ``history``.
+
+    >>> training_records({"history": {"loss": [2.0, 1.5], "accuracy": [0.1, 0.3]}})
+    [{'step': 1, 'loss': 2.0, 'accuracy': 0.1}, {'step': 2, 'loss': 1.5, 'accuracy': 0.3}]
+    """
+    if result is None:
+        return []
+    if isinstance(result, Sequence) and not isinstance(result, str | bytes):
+        return [dict(row) for row in result if isinstance(row, Mapping)]
+    history = result.get("history") if isinstance(result, Mapping) else None
+    if not isinstance(history, Mapping):
+        return []
+    columns = {key: values for key, values in history.items() if isinstance(values, list)}
+    length = max((len(values) for values in columns.values()), default=0)
+    records = []
+    for index in range(length):
+        row: dict[str, Any] = {"step": index + 1}
+        for key, values in columns.items():
+            if index < len(values):
+                row[key] = values[index]
+        records.append(row)
+    return records
 
 
 def plot_training(records: Sequence[Mapping[str, Any]] | None,
                   *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
-    """Loss against the step; other numeric per-step metrics in a second panel.
+    """Loss against the step, and up to two more per-step metrics in panels below.
 
     ``records`` are a training run's per-step records, e.g.
-    ``[{"step": 1, "loss": 2.3, "accuracy": 0.1}, ...]``.
+    ``[{"step": 1, "loss": 2.3, "accuracy": 0.1}, ...]`` (see :func:`training_records`).
     """
     rows = [row for row in (records or []) if isinstance(row, Mapping)]
     steps = [_as_float(row.get("step", i + 1)) for i, row in enumerate(rows)]
-    metric_names = [key for key in dict.fromkeys(k for row in rows for k in row)
-                    if key not in NON_METRIC_KEYS and key != "loss"
-                    and any(_is_number(row.get(key)) for row in rows)]
+    candidates = [key for key in dict.fromkeys(k for row in rows for k in row)
+                  if key not in NON_METRIC_KEYS and key != "loss"
+                  and any(_is_number(row.get(key)) for row in rows)]
+    candidates.sort(key=lambda key: (PREFERRED_METRICS.index(key)
+                                     if key in PREFERRED_METRICS else len(PREFERRED_METRICS)))
+    metric_names = candidates[:MAX_METRIC_PANELS]
     title = "Training curves"
+    colours = (PALETTE["orange"], PALETTE["green"], PALETTE["purple"])
     with _style("training"):
-        panels = 2 if metric_names else 1
-        figure = _figure(8.0, 3.4 * panels)
+        panels = 1 + len(metric_names)
+        figure = _figure(10.5, 3.0 + 2.2 * (panels - 1))
         axes_list = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
         loss_axes = axes_list[0]
         if not rows:
@@ -452,15 +496,15 @@ def plot_training(records: Sequence[Mapping[str, Any]] | None,
                 loss_axes.set_yscale("log")
                 _readable_log_axis(loss_axes)
             loss_axes.set_ylabel("loss")
-            loss_axes.legend(loc="upper right")
-            if metric_names:
-                other = axes_list[1]
-                for i, key in enumerate(metric_names):
-                    colour = (PALETTE["orange"], PALETTE["green"], PALETTE["purple"],
-                              PALETTE["red"])[i % 4]
-                    other.plot(steps, [_as_float(row.get(key)) for row in rows],
-                               color=colour, linewidth=1.2, label=key)
-                other.legend(loc="best")
+            for i, key in enumerate(metric_names):
+                panel = axes_list[i + 1]
+                values = [_as_float(row.get(key)) for row in rows]
+                panel.plot(steps, values, color=colours[i % 3], linewidth=1.2)
+                panel.set_ylabel(key.replace("_", " "))
+                positive = [v for v in values if v > 0 and math.isfinite(v)]
+                if key.endswith("norm") and positive and max(positive) / min(positive) > 50:
+                    panel.set_yscale("log")
+                    _readable_log_axis(panel)
             axes_list[-1].set_xlabel("step")
         loss_axes.set_title(title, loc="left")
         svg, png = _render(figure, formats)
