@@ -132,12 +132,14 @@ class ReceptiveField:
     ``is_global`` is True when every unit sees the whole input (after global
     pooling, Flatten into Dense, attention, squeeze-and-excitation gating);
     ``axes`` is then None. ``misaligned`` names the pairs of branches merged
-    at this point whose field centres differ.
+    at this point whose field centres differ ("a|b"). ``unknown`` is True
+    when a layer without a rule lies on the way (no number is invented).
     """
 
     axes: tuple[AxisField, ...] | None
     is_global: bool = False
     misaligned: tuple[str, ...] = ()
+    unknown: bool = False
 
 
 @dataclass(slots=True)
@@ -215,6 +217,8 @@ class AnalysisResult:
     - ``unsupported``: (name, class_name) of layers without a rule, nested
       models included.
     - ``metrics``: per-metric :class:`MetricStatus`.
+    - ``misaligned``: merges whose branches' field centres differ:
+      ``[{"layer": "add", "branches": ["conv_a|conv_b"]}]``.
     """
 
     model_name: str
@@ -228,6 +232,7 @@ class AnalysisResult:
     output_layers: list[str]
     unsupported: list[tuple[str, str]] = field(default_factory=list)
     metrics: dict[str, MetricStatus] = field(default_factory=dict)
+    misaligned: list[dict[str, Any]] = field(default_factory=list)
 
     def by_name(self) -> dict[str, LayerResult]:
         """Layer results keyed by layer name."""

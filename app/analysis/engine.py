@@ -1,0 +1,485 @@
+"""The engine: walk a :class:`ModelGraph` once, in topological order, applying the rules.
+
+Every call of every layer is visited once (linear in the size of the graph,
+no recursion except into nested models), computing output shapes,
+parameters, MACs, activation bytes and receptive fields. A layer without a
+rule is reported as unsupported: its outputs become unknown (None shapes,
+unknown fields) and the metrics it touches are marked partial; everything
+else is still computed.
+
+Example::
+
+    >>> from app.analysis import analyze
+    >>> report = analyze(config)                 # doctest: +SKIP
+    >>> report["summary"]["total_params"]        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+from app.analysis.graph import (
+    AnalysisResult,
+    AxisField,
+    LayerNode,
+    LayerResult,
+    MetricStatus,
+    ModelGraph,
+    ReceptiveField,
+    Shape,
+    TensorRef,
+)
+from app.analysis.parse import build_graph
+from app.analysis.rules import is_operation, lookup
+from app.analysis.rules.base import UNKNOWN, Ctx, UnsupportedVariant, elements, initializer_name
+from app.errors import InvalidArchitecture
+
+DTYPE_BYTES = {
+    "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "uint8": 1,
+    "int16": 2, "int32": 4, "int64": 8, "bool": 1, "mixed_float16": 2, "mixed_bfloat16": 2,
+    "float8_e4m3fn": 1, "float8_e5m2": 1, "int4": 1,
+}
+VARIABLE_BYTES = {"mixed_float16": 4, "mixed_bfloat16": 4}
+_READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
+
+
+def _policy_name(config: dict[str, Any]) -> str:
+    dtype = config.get("dtype")
+    if isinstance(dtype, dict):
+        inner = dtype.get("config")
+        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+            return inner["name"]
+        return "float32"
+    return dtype if isinstance(dtype, str) else "float32"
+
+
+def dtype_bytes(config: dict[str, Any]) -> tuple[int, int]:
+    """(activation bytes, variable bytes) per element from the layer's dtype policy.
+
+    >>> dtype_bytes({"dtype": "mixed_float16"})
+    (2, 4)
+    """
+    name = _policy_name(config)
+    return DTYPE_BYTES.get(name, 4), VARIABLE_BYTES.get(name, DTYPE_BYTES.get(name, 4))
+
+
+def _input_field(shape: Shape | None) -> ReceptiveField | None:
+    """A model input with spatial axes (rank >= 3 with batch) starts with a 1-pixel field."""
+    if shape is None or len(shape) < 3:
+        return None
+    spatial = len(shape) - 2
+    return ReceptiveField(tuple(AxisField(1, 1, 0) for _ in range(spatial)))
+
+
+class _Walk:
+    """State of one analysis of one (possibly nested) model graph."""
+
+    def __init__(
+        self,
+        graph: ModelGraph,
+        input_shapes: Sequence[Shape | None],
+        input_fields: Sequence[ReceptiveField | None] | None,
+        trainable: bool,
+        depth: int,
+    ) -> None:
+        self.graph = graph
+        self.input_shapes = list(input_shapes)
+        self.input_fields = list(input_fields) if input_fields is not None else None
+        self.trainable = trainable
+        self.depth = depth
+        self.by_name: dict[str, LayerNode] = {node.name: node for node in graph.layers}
+        self.tensors: dict[tuple[str, int, int], Shape | None] = {}
+        self.fields: dict[tuple[str, int, int], ReceptiveField | None] = {}
+        self.results: dict[str, LayerResult] = {}
+        self.order: list[str] = []
+        self.edges: dict[tuple[str, str], None] = {}
+        self.unsupported: list[tuple[str, str]] = []
+        self.partial: dict[str, list[str]] = {}
+        self.misaligned: list[dict[str, Any]] = []
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def note(self, metric: str, reason: str) -> None:
+        reasons = self.partial.setdefault(metric, [])
+        if reason not in reasons and len(reasons) < 20:
+            reasons.append(reason)
+
+    def topological_calls(self) -> list[tuple[LayerNode, int]]:
+        """Kahn's algorithm over calls; InputLayers first. Raises on cycles and dangling refs."""
+        calls: list[tuple[LayerNode, int]] = []
+        index: dict[tuple[str, int], int] = {}
+        for node in self.graph.layers:
+            count = len(node.calls) if node.calls else (1 if node.class_name == "InputLayer" else 0)
+            for call_index in range(count):
+                index[(node.name, call_index)] = len(calls)
+                calls.append((node, call_index))
+        waiting = [0] * len(calls)
+        consumers: list[list[int]] = [[] for _ in calls]
+        for position, (node, call_index) in enumerate(calls):
+            if not node.calls:
+                continue
+            for ref in node.calls[call_index].inputs:
+                producer = index.get((ref.layer, ref.node_index))
+                if producer is None:
+                    raise InvalidArchitecture(
+                        f"{node.class_name} '{node.name}' consumes call {ref.node_index} of "
+                        f"'{ref.layer}', which does not exist"
+                    )
+                waiting[position] += 1
+                consumers[producer].append(position)
+        ready = deque(p for p, count in enumerate(waiting) if count == 0)
+        ordered: list[tuple[LayerNode, int]] = []
+        while ready:
+            position = ready.popleft()
+            ordered.append(calls[position])
+            for consumer in consumers[position]:
+                waiting[consumer] -= 1
+                if waiting[consumer] == 0:
+                    ready.append(consumer)
+        if len(ordered) != len(calls):
+            stuck = sorted({calls[p][0].name for p, c in enumerate(waiting) if c > 0})
+            raise InvalidArchitecture(f"the layer graph has a cycle through {stuck[:5]}")
+        return ordered
+
+    def result_for(self, node: LayerNode) -> LayerResult:
+        result = self.results.get(node.name)
+        if result is None:
+            result = LayerResult(name=node.name, class_name=node.class_name, node=node)
+            activation_size, _ = dtype_bytes(node.config)
+            result.dtype_bytes = activation_size
+            self.results[node.name] = result
+            self.order.append(node.name)
+        return result
+
+    # -- the walk ------------------------------------------------------------------------------
+
+    def run(self) -> AnalysisResult:
+        graph = self.graph
+        input_names = {ref.layer: i for i, ref in enumerate(graph.inputs)}
+        for node, call_index in self.topological_calls():
+            result = self.result_for(node)
+            if node.class_name == "InputLayer" and not node.calls:
+                position = input_names.get(node.name)
+                shape = self.input_shapes[position] if position is not None and position < len(
+                    self.input_shapes
+                ) else None
+                if self.input_fields is not None and position is not None and position < len(self.input_fields):
+                    field = self.input_fields[position]
+                else:
+                    field = _input_field(shape)
+                self.tensors[(node.name, 0, 0)] = shape
+                self.fields[(node.name, 0, 0)] = field
+                result.output_shapes = [shape]
+                result.call_output_shapes = [[shape]]
+                result.receptive_field = field
+                count = elements(shape)
+                result.activation_bytes = None if count is None else count * result.dtype_bytes
+                if count is None:
+                    self.note("shapes", f"input '{node.name}' has unknown dimensions {_fmt(shape)}")
+                result.activation = "linear"
+                continue
+            self.visit(node, call_index, result)
+        listed = [self.results[n.name] for n in graph.layers if n.name in self.results and n.listed]
+        for node in graph.layers:  # layers never called: still listed, nothing known
+            if node.name not in self.results:
+                result = self.result_for(node)
+                result.params = result.trainable_params = result.non_trainable_params = None
+                result.macs = result.activation_bytes = None
+                result.output_shapes = [None]
+                result.notes.append("never called in this model")
+                if node.listed:
+                    listed.append(result)
+        positions = {node.name: index for index, node in enumerate(graph.layers)}
+        listed.sort(key=lambda r: positions.get(r.name, len(positions)))
+        outputs = [self.tensors.get((r.layer, r.node_index, r.tensor_index)) for r in graph.outputs]
+        return AnalysisResult(
+            model_name=graph.name,
+            graph=graph,
+            layers=[self.results[name] for name in self.order],
+            listed_layers=listed,
+            edges=list(self.edges),
+            input_shapes=list(self.input_shapes),
+            output_shapes=outputs,
+            input_layers=[r.layer for r in graph.inputs],
+            output_layers=[r.layer for r in graph.outputs],
+            unsupported=self.unsupported,
+            metrics={},
+            misaligned=self.misaligned,
+        )
+
+    def visit(self, node: LayerNode, call_index: int, result: LayerResult) -> None:
+        call = node.calls[call_index]
+        shapes: list[Shape | None] = []
+        fields: list[ReceptiveField | None] = []
+        producers: list[str] = []
+        for ref in call.inputs:
+            key = (ref.layer, ref.node_index, ref.tensor_index)
+            if key not in self.tensors:
+                producer = self.results.get(ref.layer)
+                produced = producer.call_output_shapes[ref.node_index] if producer else []
+                raise InvalidArchitecture(
+                    f"{node.class_name} '{node.name}' consumes output {ref.tensor_index} of "
+                    f"'{ref.layer}', which has {len(produced)} output(s)"
+                )
+            shapes.append(self.tensors[key])
+            fields.append(self.fields.get(key))
+            producers.append(ref.layer)
+            self.edges[(ref.layer, node.name)] = None
+            if ref.layer not in result.inbound:
+                result.inbound.append(ref.layer)
+        if call_index == 0:
+            result.input_shapes = list(shapes)
+        ctx = Ctx(
+            name=node.name,
+            class_name=node.class_name,
+            config=node.config,
+            input_shapes=shapes,
+            constants=call.constants,
+            tensor_kwargs=call.tensor_kwargs,
+            fmt="op" if is_operation(node.module) else self.graph.format,
+            input_names=producers,
+        )
+        if node.subgraph is not None:
+            outputs, field = self.visit_model(node, ctx, fields, result, call_index)
+        else:
+            outputs, field = self.apply_rule(node, ctx, fields, result, call_index)
+        result.call_output_shapes.append(outputs)
+        if call_index == 0:
+            result.output_shapes = outputs
+            result.receptive_field = field
+        if field is not None and field.misaligned and call_index == 0:
+            self.misaligned.append({"layer": node.name, "branches": list(field.misaligned)})
+        size = 0
+        for tensor_index, shape in enumerate(outputs):
+            self.tensors[(node.name, call_index, tensor_index)] = shape
+            self.fields[(node.name, call_index, tensor_index)] = field
+            count = elements(shape)
+            if count is None:
+                size = None  # type: ignore[assignment]
+            elif size is not None:
+                size += count * result.dtype_bytes
+        if result.activation_bytes is not None:
+            result.activation_bytes = None if size is None else result.activation_bytes + size
+        if size is None and not result.unsupported:
+            self.note("activation_bytes", f"'{node.name}' has unknown output dimensions")
+
+    def apply_rule(
+        self,
+        node: LayerNode,
+        ctx: Ctx,
+        fields: list[ReceptiveField | None],
+        result: LayerResult,
+        call_index: int,
+    ) -> tuple[list[Shape | None], ReceptiveField | None]:
+        rule = lookup(node.class_name, node.module)
+        reason = None if rule is not None else f"no rule for class '{node.class_name}'"
+        try:
+            if rule is None:
+                raise UnsupportedVariant(reason)
+            outputs = rule.shape(ctx)
+            outputs = [None if s is None else tuple(s) for s in outputs]
+            if call_index == 0:
+                trainable, non_trainable = rule.params(ctx)
+                if trainable is None or non_trainable is None:
+                    result.params = result.trainable_params = result.non_trainable_params = None
+                    self.note("params", f"'{node.name}': input size unknown")
+                else:
+                    if not self.trainable or node.config.get("trainable", True) is False:
+                        trainable, non_trainable = 0, trainable + non_trainable
+                    result.trainable_params = trainable
+                    result.non_trainable_params = non_trainable
+                    result.params = trainable + non_trainable
+                result.has_weights = bool(result.params)
+                result.activation = rule.activation(ctx)
+                if rule.initializer_key:
+                    result.kernel_initializer = initializer_name(node.config.get(rule.initializer_key))
+                    if result.kernel_initializer is None and rule.initializer_key in (
+                        "kernel_initializer", "depthwise_initializer"
+                    ):
+                        result.kernel_initializer = "GlorotUniform"
+                if rule.fans is not None:
+                    result.fan_in, result.fan_out = rule.fans(ctx)
+            macs = rule.macs(ctx, outputs)
+            if macs is None:
+                self.note("macs", f"'{node.name}': spatial size unknown (pass input_shape)")
+                result.macs = None
+            elif result.macs is not None:
+                result.macs += macs
+            field = rule.field(ctx, fields)
+            return outputs, field
+        except UnsupportedVariant as unsupported:
+            return self.unsupported_layer(node, result, str(unsupported), call_index)
+        except InvalidArchitecture:
+            raise
+        except _READ_ERRORS as error:
+            raise InvalidArchitecture(
+                f"{node.class_name} '{node.name}': the config could not be read "
+                f"({type(error).__name__}: {error}). Received: config={_short(node.config)}"
+            ) from error
+
+    def unsupported_layer(
+        self, node: LayerNode, result: LayerResult, reason: str, call_index: int
+    ) -> tuple[list[Shape | None], ReceptiveField | None]:
+        if call_index == 0:
+            result.unsupported = True
+            self.unsupported.append((node.name, node.class_name))
+            result.notes.append(f"unsupported: {reason}; shapes, parameters, MACs and receptive field unknown")
+            result.params = result.trainable_params = result.non_trainable_params = None
+            result.activation = None
+            for metric in ("shapes", "params", "macs", "receptive_field", "activation_bytes"):
+                self.note(metric, f"'{node.name}' ({node.class_name}) is not supported: {reason}")
+        result.macs = None
+        result.activation_bytes = None
+        return [None], UNKNOWN
+
+    def visit_model(
+        self,
+        node: LayerNode,
+        ctx: Ctx,
+        fields: list[ReceptiveField | None],
+        result: LayerResult,
+        call_index: int,
+    ) -> tuple[list[Shape | None], ReceptiveField | None]:
+        sub = node.subgraph
+        assert sub is not None
+        if len(ctx.input_shapes) != len(sub.inputs):
+            raise InvalidArchitecture(
+                f"model '{node.name}' takes {len(sub.inputs)} input(s). "
+                f"Received: {len(ctx.input_shapes)} tensor(s)"
+            )
+        shapes = [
+            _merge_declared(given, declared)
+            for given, declared in zip(ctx.input_shapes, sub.input_shapes, strict=True)
+        ]
+        trainable = self.trainable and sub.trainable and node.config.get("trainable", True) is not False
+        walk = _Walk(sub, shapes, fields, trainable, self.depth + 1)
+        inner = walk.run()
+        for metric, reasons in walk.partial.items():
+            for reason in reasons:
+                self.note(metric, f"in '{node.name}': {reason}")
+        self.misaligned.extend(
+            {"layer": f"{node.name}/{m['layer']}", "branches": m["branches"]} for m in walk.misaligned
+        )
+        if call_index == 0:
+            result.subresult = inner
+            self.unsupported.extend((f"{node.name}/{n}", c) for n, c in inner.unsupported)
+            params = [r.params for r in inner.listed_layers]
+            trainables = [r.trainable_params for r in inner.listed_layers]
+            if any(p is None for p in params) or any(t is None for t in trainables):
+                result.params = result.trainable_params = result.non_trainable_params = None
+            else:
+                result.params = sum(params)  # type: ignore[arg-type]
+                result.trainable_params = sum(trainables)  # type: ignore[arg-type]
+                result.non_trainable_params = result.params - result.trainable_params
+            result.has_weights = bool(result.params)
+            result.activation = "linear"
+        macs = [r.macs for r in inner.layers]
+        if any(m is None for m in macs) or result.macs is None:
+            result.macs = None
+        else:
+            result.macs += sum(macs)  # type: ignore[arg-type]
+        outputs = list(inner.output_shapes)
+        output_fields = [walk.fields.get((r.layer, r.node_index, r.tensor_index)) for r in sub.outputs]
+        field = output_fields[0] if output_fields else None
+        return outputs, field
+
+
+def _merge_declared(given: Shape | None, declared: Shape | None) -> Shape | None:
+    if given is None:
+        return declared
+    if declared is None or len(declared) != len(given):
+        return given
+    return tuple(g if g is not None else d for g, d in zip(given, declared, strict=True))
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fmt(shape: Shape | None) -> str:
+    return "unknown" if shape is None else str(list(shape))
+
+
+def _override_shapes(graph: ModelGraph, input_shape: Sequence[int | None] | None) -> list[Shape | None]:
+    shapes = list(graph.input_shapes)
+    if input_shape is None:
+        return shapes
+    if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in input_shape
+    ):
+        raise InvalidArchitecture(
+            f"input_shape must be a list of positive ints (no batch dimension). Received: input_shape={input_shape!r}"
+        )
+    if len(shapes) != 1:
+        raise InvalidArchitecture(
+            f"input_shape can only override a model with one input; this model has {len(shapes)}. "
+            f"Received: input_shape={list(input_shape)}"
+        )
+    declared = shapes[0]
+    if declared is not None and len(declared) != len(input_shape) + 1:
+        raise InvalidArchitecture(
+            f"input_shape must have {len(declared) - 1} dimensions like the model input "
+            f"{list(declared[1:])}. Received: input_shape={list(input_shape)}"
+        )
+    if declared is not None:
+        # channels (or any fixed non-spatial size) must agree with what the weights expect
+        last = declared[-1]
+        if last is not None and input_shape[-1] is not None and last != input_shape[-1] and len(declared) > 2:
+            first = declared[1]
+            if first is None or first != input_shape[0]:
+                raise InvalidArchitecture(
+                    f"input_shape must keep the model's {last} channels. Received: input_shape={list(input_shape)}"
+                )
+    return [(None, *input_shape)]
+
+
+def analyze_graph(graph: ModelGraph, *, input_shape: Sequence[int | None] | None = None) -> AnalysisResult:
+    """Analyse a parsed graph: per-layer results in topological order, edges, coverage."""
+    shapes = _override_shapes(graph, input_shape)
+    walk = _Walk(graph, shapes, None, graph.trainable, 0)
+    result = walk.run()
+    metrics: dict[str, MetricStatus] = {}
+    for metric in ("shapes", "params", "macs", "activation_bytes", "receptive_field"):
+        reasons = walk.partial.get(metric)
+        metrics[metric] = MetricStatus("partial", "; ".join(reasons)) if reasons else MetricStatus()
+    result.metrics = metrics
+    result.misaligned = walk.misaligned
+    return result
+
+
+def analyze(
+    config: Any, *, input_shape: Sequence[int | None] | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """Analyse a Keras model config and return the report dict (see app.analysis.report).
+
+    Raises :class:`app.errors.InvalidArchitecture` when the config cannot be read.
+    """
+    from app.analysis.report import build_report
+
+    try:
+        graph = build_graph(config)
+        result = analyze_graph(graph, input_shape=input_shape)
+        return build_report(result, name=name)
+    except InvalidArchitecture:
+        raise
+    except RecursionError as error:
+        raise InvalidArchitecture("the architecture is nested too deeply to read") from error
+    except _READ_ERRORS as error:
+        raise InvalidArchitecture(
+            f"the architecture could not be read ({type(error).__name__}: {error})"
+        ) from error
+
+
+def fraction_to_json(value: Fraction | int | None) -> int | float | None:
+    """Ints stay ints; fractional values (after upsampling) become floats."""
+    if value is None:
+        return None
+    if isinstance(value, Fraction):
+        if value.denominator == 1:
+            return int(value)
+        return round(float(value), 6)
+    return value

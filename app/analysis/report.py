@@ -1,0 +1,238 @@
+"""Turning an :class:`AnalysisResult` into the report dict (schema 1.0).
+
+The report is plain JSON (dict/list/str/int/float/bool/None). Totals are
+sums over the layers Keras lists in ``model.layers`` (nested models count
+their own layers once); when a layer's value is unknown the total is the sum
+of the known values and ``summary.incomplete`` plus ``coverage.metrics``
+say so, never a silent zero.
+
+Example::
+
+    >>> report = build_report(analyze_graph(build_graph(config)))   # doctest: +SKIP
+    >>> report["summary"]["flops"] == 2 * report["summary"]["macs"]  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from typing import Any
+
+from app.analysis import findings as findings_module
+from app.analysis import gradient_flow as gradient_flow_module
+from app.analysis.engine import dtype_bytes, fraction_to_json
+from app.analysis.graph import AnalysisResult, LayerResult, ReceptiveField, Shape
+
+SCHEMA_VERSION = "1.0"
+FLOPS_DEFINITION = (
+    "FLOPs = 2 x MACs. MACs are the forward multiply-accumulates per sample of layers with "
+    "weights (convolutions, dense, recurrent, attention) and of Dot/matmul; bias additions, "
+    "activations, normalizations, pooling and element-wise merges count 0."
+)
+logger = logging.getLogger(__name__)
+
+
+def shape_json(shape: Shape | None) -> list[int | None] | None:
+    return None if shape is None else list(shape)
+
+
+def output_shape_json(shapes: list[Shape | None]) -> Any:
+    """One output: a list with the batch dim (null); several: a list of such lists."""
+    if len(shapes) == 1:
+        return shape_json(shapes[0])
+    return [shape_json(s) for s in shapes]
+
+
+def field_json(field: ReceptiveField | None) -> dict[str, Any] | None:
+    """``{"axes": [{"size", "stride", "padding"}], "global": false}``, or null for non-spatial.
+
+    ``global: true`` says some path into the unit sees the whole input (global
+    pooling, attention, a squeeze-and-excitation gate); ``axes`` then give the
+    field of its local (convolutional) paths, or null when there are none.
+    """
+    if field is None or field.unknown:
+        return None
+    if field.axes is None:
+        return {"axes": None, "global": True} if field.is_global else None
+    body: dict[str, Any] = {
+        "axes": [
+            {
+                "size": fraction_to_json(axis.size),
+                "stride": fraction_to_json(axis.stride),
+                "padding": fraction_to_json(axis.padding),
+            }
+            for axis in field.axes
+        ],
+        "global": field.is_global,
+    }
+    if field.misaligned:
+        body["misaligned"] = [pair.split("|") for pair in field.misaligned]
+    return body
+
+
+def layer_json(layer: LayerResult) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": layer.name,
+        "class_name": layer.class_name,
+        "inbound": list(layer.inbound),
+        "output_shape": output_shape_json(layer.output_shapes),
+        "params": layer.params,
+        "trainable_params": layer.trainable_params,
+        "non_trainable_params": layer.non_trainable_params,
+        "macs": layer.macs,
+        "activation_bytes": layer.activation_bytes,
+        "receptive_field": field_json(layer.receptive_field),
+        "activation": layer.activation,
+        "calls": max(len(layer.call_output_shapes), 1 if layer.class_name == "InputLayer" else 0),
+        "supported": not layer.unsupported,
+    }
+    if layer.notes:
+        entry["notes"] = list(layer.notes)
+    if layer.subresult is not None:
+        entry["layers"] = [layer_json(sub) for sub in layer.subresult.listed_layers]
+    return entry
+
+
+def _total(values: list[int | None]) -> tuple[int, bool]:
+    known = [v for v in values if v is not None]
+    return sum(known), len(known) < len(values)
+
+
+def _spatial_input(result: AnalysisResult, channels_first: bool) -> tuple[str | None, list[int | None] | None]:
+    for name, shape in zip(result.input_layers, result.input_shapes, strict=False):
+        if shape is not None and len(shape) >= 3:
+            dims = list(shape[2:]) if channels_first else list(shape[1:-1])
+            return name, dims
+    return None, None
+
+
+def receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
+    """The last spatial feature map's field and how much of the input it covers."""
+    channels_first = any(
+        layer.node.config.get("data_format") == "channels_first" for layer in result.layers
+    )
+    input_name, input_size = _spatial_input(result, channels_first)
+    chosen: LayerResult | None = None
+    any_global = False
+    for layer in reversed(result.layers):
+        field = layer.receptive_field
+        if field is None or field.unknown:
+            continue
+        if field.is_global:
+            any_global = True
+        if field.axes is not None:
+            chosen = layer
+            break
+    summary: dict[str, Any] = {
+        "layer": None,
+        "axes": None,
+        "global": False,
+        "input": input_name,
+        "input_size": input_size,
+        "coverage": None,
+        "sees_whole_input": None,
+        "misaligned": [
+            {"layer": m["layer"], "branches": [pair.split("|") for pair in m["branches"]]}
+            for m in result.misaligned
+        ],
+        "head_is_global": any_global,
+    }
+    if chosen is None or chosen.receptive_field is None or chosen.receptive_field.axes is None:
+        return summary
+    field = chosen.receptive_field
+    axes = field_json(field)["axes"]  # type: ignore[index]
+    summary["layer"] = chosen.name
+    summary["axes"] = axes
+    summary["global"] = field.is_global
+    if input_size is not None and len(input_size) == len(field.axes or ()):
+        coverage: list[float | None] = []
+        for axis, size in zip(field.axes or (), input_size, strict=True):
+            coverage.append(None if size is None else round(float(Fraction(axis.size) / size), 4))
+        summary["coverage"] = coverage
+        summary["sees_whole_input"] = (
+            None if any(c is None for c in coverage) else all(c >= 1 for c in coverage)  # type: ignore[operator]
+        )
+    return summary
+
+
+def _safe_call(what: str, function: Any, result: AnalysisResult, fallback: Any) -> tuple[Any, str | None]:
+    try:
+        return function(result), None
+    except Exception as error:  # a defect there must not cost the user the rest of the report
+        logger.exception("%s failed", what)
+        return fallback, f"{what} failed: {type(error).__name__}: {error}"
+
+
+def build_report(result: AnalysisResult, *, name: str | None = None) -> dict[str, Any]:
+    listed = result.listed_layers
+    total, params_partial = _total([layer.params for layer in listed])
+    trainable, _ = _total([layer.trainable_params for layer in listed])
+    non_trainable, _ = _total([layer.non_trainable_params for layer in listed])
+    macs, macs_partial = _total([layer.macs for layer in result.layers])
+    activation, activation_partial = _total([layer.activation_bytes for layer in result.layers])
+    param_bytes = 0
+    for layer in _all_layers(result):
+        if layer.params and layer.subresult is None:
+            param_bytes += layer.params * dtype_bytes(layer.node.config)[1]
+    incomplete = [
+        metric
+        for metric, partial in (
+            ("params", params_partial), ("macs", macs_partial), ("activation_bytes", activation_partial),
+        )
+        if partial
+    ]
+    predicted, gradient_error = _safe_call(
+        "gradient-flow prediction", gradient_flow_module.predict, result,
+        {"verdict": None, "status": "not_computed"},
+    )
+    findings, findings_error = _safe_call("findings", findings_module.find, result, [])
+    metrics = {key: {"status": value.status, "reason": value.reason} for key, value in result.metrics.items()}
+    if gradient_error or not isinstance(predicted, dict) or predicted.get("verdict") is None:
+        reason = gradient_error or (
+            predicted.get("reason") if isinstance(predicted, dict) and predicted.get("reason") else
+            "gradient flow could not be predicted"
+        )
+        metrics["gradient_flow"] = {"status": "partial", "reason": reason}
+    else:
+        metrics["gradient_flow"] = {"status": "complete", "reason": None}
+    if findings_error:
+        metrics["findings"] = {"status": "partial", "reason": findings_error}
+    unsupported = [{"name": n, "class_name": c} for n, c in result.unsupported]
+    status = "complete" if all(m["status"] == "complete" for m in metrics.values()) and not unsupported else "partial"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model_name": name or result.model_name,
+        "summary": {
+            "total_params": total,
+            "trainable_params": trainable,
+            "non_trainable_params": non_trainable,
+            "macs": macs,
+            "flops": 2 * macs,
+            "flops_definition": FLOPS_DEFINITION,
+            "activation_bytes": activation,
+            "param_bytes": param_bytes,
+            "input_shapes": [shape_json(s) for s in result.input_shapes],
+            "output_shapes": [shape_json(s) for s in result.output_shapes],
+            "layer_count": len(listed),
+            "incomplete": incomplete,
+        },
+        "layers": [layer_json(layer) for layer in listed],
+        "receptive_field": receptive_field_summary(result),
+        "gradient_flow": {"predicted": predicted, "measured": None},
+        "findings": findings if isinstance(findings, list) else [],
+        "coverage": {"status": status, "unsupported_layers": unsupported, "metrics": metrics},
+    }
+
+
+def _all_layers(result: AnalysisResult) -> list[LayerResult]:
+    """Every layer result, nested models expanded (iteratively)."""
+    out: list[LayerResult] = []
+    stack = [result]
+    while stack:
+        current = stack.pop()
+        for layer in current.layers:
+            out.append(layer)
+            if layer.subresult is not None:
+                stack.append(layer.subresult)
+    return out

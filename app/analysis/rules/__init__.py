@@ -1,0 +1,50 @@
+"""The per-layer rule table, keyed by Keras ``class_name``, one module per family.
+
+>>> from app.analysis.rules import lookup
+>>> lookup("MaxPooling2D", "keras.layers").family
+'pooling'
+>>> lookup("NoSuchLayer", None) is None
+True
+"""
+
+from __future__ import annotations
+
+from app.analysis.rules import (  # noqa: F401  (importing registers the rules)
+    activation,
+    attention,
+    convolution,
+    core,
+    merging,
+    normalization,
+    ops,
+    pooling,
+    preprocessing,
+    recurrent,
+    regularization,
+    reshaping,
+    tfop,
+)
+from app.analysis.rules.base import REGISTRY, Ctx, Rule, UnsupportedVariant
+
+OPS_PREFIX = "ops."
+
+
+def is_operation(module: str | None) -> bool:
+    """Keras 3 functional ops (``x + y``, ``x * 0.5``) are recorded with an ops module;
+    they are not layers and Keras leaves them out of ``model.layers``."""
+    return bool(module) and ".ops." in f".{module}."  # type: ignore[operator]
+
+
+def lookup(class_name: str, module: str | None) -> Rule | None:
+    """The rule for a layer class (an op's rule for Keras 3 ops), or None if unknown."""
+    if is_operation(module):
+        return REGISTRY.get(OPS_PREFIX + class_name)
+    return REGISTRY.get(class_name)
+
+
+def registered_class_names() -> list[str]:
+    """Every class name with a rule (ops prefixed with ``ops.``)."""
+    return sorted(REGISTRY)
+
+
+__all__ = ["REGISTRY", "Ctx", "Rule", "UnsupportedVariant", "is_operation", "lookup", "registered_class_names"]

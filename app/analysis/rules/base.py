@@ -1,0 +1,491 @@
+"""The per-layer rule table and the small pure helpers the rule families share.
+
+A :class:`Rule` is registered per Keras ``class_name`` and bundles pure
+functions over shape tuples (``None`` = unknown), in the spirit of Keras's
+``compute_conv_output_shape``:
+
+- ``shape(ctx) -> list[Shape | None]``: output shapes of one call;
+- ``params(ctx) -> (trainable, non_trainable)``: weight counts (None unknown);
+- ``macs(ctx, outputs) -> int | None``: multiply-accumulates of one call;
+- ``field(ctx, in_fields) -> ReceptiveField | None``: the output's receptive field;
+- ``activation(ctx) -> str | None``.
+
+Example::
+
+    >>> from app.analysis.rules import lookup
+    >>> rule = lookup("Conv2D", None)
+    >>> rule.family
+    'convolution'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from app.analysis.graph import AxisField, ReceptiveField, Shape
+from app.errors import InvalidArchitecture
+
+Params = tuple[int | None, int | None]
+
+
+@dataclass(slots=True)
+class Ctx:
+    """What a rule sees of one layer call.
+
+    ``input_shapes`` are the shapes of the tensors the call consumes (batch
+    included), ``constants`` the non-tensor call arguments,
+    ``tensor_kwargs`` which input was passed under which keyword.
+    """
+
+    name: str
+    class_name: str
+    config: dict[str, Any]
+    input_shapes: list[Shape | None]
+    constants: dict[str, Any] = field(default_factory=dict)
+    tensor_kwargs: dict[str, int] = field(default_factory=dict)
+    fmt: str = "keras3"
+    input_names: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return f"{self.class_name} '{self.name}'"
+
+    @property
+    def shape(self) -> Shape | None:
+        """The first input's shape."""
+        return self.input_shapes[0] if self.input_shapes else None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.config.get(key, default)
+        return default if value is None and default is not None else value
+
+    def fail(self, message: str) -> InvalidArchitecture:
+        return InvalidArchitecture(f"{self.where}: {message}")
+
+
+ShapeFn = Callable[[Ctx], list[Shape | None]]
+ParamsFn = Callable[[Ctx], Params]
+MacsFn = Callable[[Ctx, list[Shape | None]], int | None]
+FieldFn = Callable[[Ctx, list[ReceptiveField | None]], ReceptiveField | None]
+ActivationFn = Callable[[Ctx], str | None]
+
+
+def no_params(ctx: Ctx) -> Params:
+    return 0, 0
+
+
+def no_macs(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
+    return 0
+
+
+def field_identity(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
+    """Element-wise layers: the output unit sees what the input unit sees (union for merges)."""
+    return union_fields([f for f in fields], [str(i) for i in range(len(fields))])
+
+
+def no_activation(ctx: Ctx) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How convlens reads one Keras layer class. See the module docstring."""
+
+    class_name: str
+    family: str
+    shape: ShapeFn
+    params: ParamsFn = no_params
+    macs: MacsFn = no_macs
+    field: FieldFn = field_identity
+    activation: ActivationFn = no_activation
+    initializer_key: str | None = None
+    fans: Callable[[Ctx], tuple[int | None, int | None]] | None = None
+
+
+REGISTRY: dict[str, Rule] = {}
+
+
+def register(class_names: str | Sequence[str], family: str, shape: ShapeFn, **kwargs: Any) -> None:
+    """Register one rule under one or several Keras class names."""
+    names = [class_names] if isinstance(class_names, str) else list(class_names)
+    for name in names:
+        REGISTRY[name] = Rule(class_name=name, family=family, shape=shape, **kwargs)
+
+
+# -- config readers ----------------------------------------------------------------------
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def int_tuple(ctx: Ctx, key: str, rank: int, default: Any = None, *, allow_zero: bool = False) -> tuple[int, ...]:
+    """A config value as a tuple of ``rank`` positive ints (an int is repeated).
+
+    >>> int_tuple(Ctx("c", "Conv2D", {"kernel_size": 3}, []), "kernel_size", 2)
+    (3, 3)
+    """
+    value = ctx.config.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, dict) and "value" in value:
+        value = value["value"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if float(value).is_integer():
+            value = (int(value),) * rank
+    if isinstance(value, (list, tuple)) and len(value) == rank:
+        items = []
+        for item in value:
+            if isinstance(item, float) and item.is_integer():
+                item = int(item)
+            if isinstance(item, bool) or not isinstance(item, int) or item < (0 if allow_zero else 1):
+                break
+            items.append(item)
+        else:
+            return tuple(items)
+    what = "non-negative" if allow_zero else "positive"
+    raise ctx.fail(
+        f"{key} must be a {what} int or tuple of {rank}. Received: {key}={_short(ctx.config.get(key))}"
+    )
+
+
+def positive_int(ctx: Ctx, key: str, default: Any = None, *, allow_zero: bool = False) -> int:
+    value = ctx.config.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        raise ctx.fail(f"{key} must be a positive int. Received: {key}={_short(ctx.config.get(key))}")
+    return value
+
+
+def choice(ctx: Ctx, key: str, options: Sequence[str], default: str) -> str:
+    value = ctx.config.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, str) and value.lower() in options:
+        return value.lower()
+    raise ctx.fail(f"{key} must be one of {list(options)}. Received: {key}={_short(value)}")
+
+
+def channels_last(ctx: Ctx) -> bool:
+    return choice(ctx, "data_format", ("channels_last", "channels_first"), "channels_last") == "channels_last"
+
+
+def boolean(ctx: Ctx, key: str, default: bool) -> bool:
+    value = ctx.config.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ctx.fail(f"{key} must be true or false. Received: {key}={_short(value)}")
+    return value
+
+
+def activation_name(value: Any) -> str:
+    """The name of an activation as written in a config (string or serialized object).
+
+    >>> activation_name({"class_name": "function", "config": "relu"})
+    'relu'
+    """
+    if value is None:
+        return "linear"
+    if isinstance(value, str):
+        return value.split(">")[-1].split(".")[-1].lower()
+    if isinstance(value, dict):
+        config = value.get("config")
+        if isinstance(config, str):
+            return config.lower()
+        if isinstance(config, dict) and isinstance(config.get("name"), str):
+            return config["name"].lower()
+        class_name = value.get("class_name")
+        if isinstance(class_name, str):
+            return class_name.lower()
+    return "unknown"
+
+
+def initializer_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        name = value.get("class_name")
+        if isinstance(name, str):
+            config = value.get("config")
+            if name == "VarianceScaling" and isinstance(config, dict):
+                return (
+                    f"VarianceScaling(scale={config.get('scale')}, mode={config.get('mode')}, "
+                    f"distribution={config.get('distribution')})"
+                )
+            return name
+    return None
+
+
+# -- shape helpers -----------------------------------------------------------------------
+
+
+def require_rank(ctx: Ctx, shape: Shape | None, ranks: Sequence[int] | int) -> Shape | None:
+    """Check the input rank; None shapes pass (unknown)."""
+    if shape is None:
+        return None
+    allowed = (ranks,) if isinstance(ranks, int) else tuple(ranks)
+    if len(shape) not in allowed:
+        raise ctx.fail(
+            f"expects an input of rank {' or '.join(map(str, allowed))} (batch included). "
+            f"Received: input_shape={list(shape)}"
+        )
+    return shape
+
+
+def conv_output_length(
+    length: int | None, kernel: int, padding: str, stride: int, dilation: int = 1
+) -> int | None:
+    """Keras's output length of a convolution or pooling along one axis.
+
+    >>> conv_output_length(224, 3, "same", 2)
+    112
+    >>> conv_output_length(224, 7, "valid", 2)
+    109
+    """
+    if length is None:
+        return None
+    effective = (kernel - 1) * dilation + 1
+    if padding in ("same", "causal"):
+        out = (length + stride - 1) // stride
+    else:
+        out = (length - effective) // stride + 1
+    return max(out, 0) if length >= 0 else None
+
+
+def deconv_output_length(
+    length: int | None,
+    kernel: int,
+    padding: str,
+    stride: int,
+    dilation: int = 1,
+    output_padding: int | None = None,
+) -> int | None:
+    """Keras's output length of a transposed convolution along one axis."""
+    if length is None:
+        return None
+    effective = (kernel - 1) * dilation + 1
+    if output_padding is None:
+        if padding == "valid":
+            return length * stride + max(effective - stride, 0)
+        return length * stride
+    pad = 0 if padding == "valid" else effective // 2
+    return (length - 1) * stride + effective - 2 * pad + output_padding
+
+
+def same_left_padding(length: int | None, kernel: int, stride: int, dilation: int = 1) -> int | None:
+    """Left padding TF/Keras inserts for 'same': floor(total / 2).
+
+    >>> same_left_padding(224, 3, 2)
+    0
+    >>> same_left_padding(224, 3, 1)
+    1
+    """
+    effective = (kernel - 1) * dilation + 1
+    if stride == 1:
+        return (effective - 1) // 2
+    if length is None:
+        return None
+    out = (length + stride - 1) // stride
+    total = max((out - 1) * stride + effective - length, 0)
+    return total // 2
+
+
+def spatial_dims(shape: Shape, last: bool) -> tuple[int | None, ...]:
+    return tuple(shape[1:-1]) if last else tuple(shape[2:])
+
+
+def channels_of(shape: Shape, last: bool) -> int | None:
+    return shape[-1] if last else shape[1]
+
+
+def with_spatial(shape: Shape, spatial: Sequence[int | None], channels: int | None, last: bool) -> Shape:
+    if last:
+        return (shape[0], *spatial, channels)
+    return (shape[0], channels, *spatial)
+
+
+def product(values: Sequence[int | None]) -> int | None:
+    total = 1
+    for value in values:
+        if value is None:
+            return None
+        total *= value
+    return total
+
+
+def elements(shape: Shape | None) -> int | None:
+    """Elements per sample (batch dimension excluded)."""
+    if shape is None:
+        return None
+    return product(shape[1:])
+
+
+# -- receptive-field helpers ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AxisOp:
+    """One spatial axis of a layer seen as a sliding window.
+
+    ``kind`` "window" (convolution, pooling, padding, cropping: kernel,
+    stride, left padding) or "transpose" (transposed convolution and
+    upsampling: kernel, stride, left crop). ``pad`` None: unknown.
+    """
+
+    kind: str
+    kernel: int
+    stride: int
+    pad: int | None
+
+
+def apply_axis(field_in: AxisField, op: AxisOp) -> AxisField:
+    """Compose an input field with one layer's window along one axis.
+
+    >>> apply_axis(AxisField(1, 1, 0), AxisOp("window", 3, 2, 1))
+    AxisField(size=3, stride=2, padding=1)
+    """
+    size, stride, padding = (Fraction(field_in.size), Fraction(field_in.stride), field_in.padding)
+    if op.kind == "window":
+        new_size = size + (op.kernel - 1) * stride
+        new_stride = stride * op.stride
+        new_padding = None if padding is None or op.pad is None else Fraction(padding) + op.pad * stride
+    else:
+        # output unit 0 reads input units ceil((crop - k + 1) / s) .. floor(crop / s)
+        new_size = size + (math.ceil(Fraction(op.kernel, op.stride)) - 1) * stride
+        new_stride = stride / op.stride
+        if padding is None or op.pad is None:
+            new_padding = None
+        else:
+            first = math.ceil(Fraction(op.pad - op.kernel + 1, op.stride))
+            new_padding = Fraction(padding) - first * stride
+    return AxisField(_norm(new_size), _norm(new_stride), None if new_padding is None else _norm(new_padding))
+
+
+def _norm(value: Fraction | int) -> Fraction | int:
+    if isinstance(value, Fraction) and value.denominator == 1:
+        return int(value)
+    return value
+
+
+def apply_ops(field_in: ReceptiveField | None, ops: Sequence[AxisOp]) -> ReceptiveField | None:
+    """Apply per-axis windows to a field's spatial axes; fields without axes pass through.
+
+    A global field keeps its flag: its axes are those of its local paths.
+    """
+    if field_in is None or field_in.unknown or field_in.axes is None:
+        return field_in
+    if len(field_in.axes) != len(ops):
+        return GLOBAL
+    return ReceptiveField(
+        tuple(apply_axis(a, op) for a, op in zip(field_in.axes, ops, strict=True)),
+        is_global=field_in.is_global,
+        misaligned=field_in.misaligned,
+    )
+
+
+FLAT = ReceptiveField(None, is_global=False)
+"""Marker: a tensor whose units come from local fields but lost their spatial layout
+(after Flatten); a layer mixing all its units (Dense) then makes the field global."""
+GLOBAL = ReceptiveField(None, is_global=True)
+UNKNOWN = ReceptiveField(None, unknown=True)
+
+
+class UnsupportedVariant(Exception):
+    """Raised by a rule that recognises its class but not this variant (e.g. an
+    unknown TFOpLambda function); the engine then treats the layer as unsupported."""
+
+
+def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str]) -> ReceptiveField | None:
+    """The field of a unit fed by several paths: the union of their fields.
+
+    A global path (a squeeze-and-excitation gate, a broadcast vector) makes
+    the result global; its ``axes`` then keep the union of the local paths.
+    Local paths whose centres differ are reported as misaligned (by label).
+
+    >>> a = ReceptiveField((AxisField(3, 1, 1),))
+    >>> b = ReceptiveField((AxisField(5, 1, 2),))
+    >>> union_fields([a, b], ["a", "b"]).axes
+    (AxisField(size=5, stride=1, padding=2),)
+    """
+    present = [(f, label) for f, label in zip(fields, labels, strict=False) if f is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0][0]
+    if any(f.unknown for f, _ in present):
+        return UNKNOWN
+    is_global = any(f.is_global for f, _ in present)
+    spatial = [(f, label) for f, label in present if f.axes is not None]
+    if not spatial:
+        return GLOBAL if is_global else FLAT
+    if len(spatial) < len(present):
+        is_global = True  # a vector broadcast over every position sees everything
+    rank = len(spatial[0][0].axes or ())
+    if any(len(f.axes or ()) != rank for f, _ in spatial):
+        return GLOBAL
+    if len(spatial) == 1:
+        only = spatial[0][0]
+        return ReceptiveField(only.axes, is_global=is_global, misaligned=only.misaligned)
+    misaligned: list[str] = []
+    for f, _ in spatial:
+        misaligned.extend(f.misaligned)
+    axes: list[AxisField] = []
+    centres: list[list[Fraction | None]] = [[] for _ in spatial]
+    for axis in range(rank):
+        items = [f.axes[axis] for f, _ in spatial]  # type: ignore[index]
+        stride = max(Fraction(a.stride) for a in items)
+        if any(a.padding is None for a in items):
+            size = max(Fraction(a.size) for a in items)
+            axes.append(AxisField(_norm(size), _norm(stride), None))
+            for index in range(len(spatial)):
+                centres[index].append(None)
+            continue
+        starts = [-Fraction(a.padding) for a in items]  # type: ignore[arg-type]
+        ends = [s + Fraction(a.size) - 1 for s, a in zip(starts, items, strict=True)]
+        start, end = min(starts), max(ends)
+        axes.append(AxisField(_norm(end - start + 1), _norm(stride), _norm(-start)))
+        for index, (s, e) in enumerate(zip(starts, ends, strict=True)):
+            centres[index].append((s + e) / 2)
+    reference = centres[0]
+    for index in range(1, len(spatial)):
+        if any(
+            a is not None and b is not None and a != b
+            for a, b in zip(reference, centres[index], strict=True)
+        ):
+            misaligned.append(f"{spatial[0][1]}|{spatial[index][1]}")
+    return ReceptiveField(tuple(axes), is_global=is_global, misaligned=tuple(dict.fromkeys(misaligned)))
+
+
+def field_global(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
+    """Every output unit sees the whole input (global pooling, attention, recurrence)."""
+    if all(f is None for f in fields):
+        return None
+    if any(f is not None and f.unknown for f in fields):
+        return UNKNOWN
+    return GLOBAL
+
+
+def field_flatten(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
+    merged = union_fields(fields, [str(i) for i in range(len(fields))])
+    if merged is None or merged.unknown:
+        return merged
+    return GLOBAL if merged.is_global else FLAT
+
+
+def field_mixing(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
+    """A layer mixing every unit of a flat input (Dense after Flatten): global then."""
+    merged = union_fields(fields, [str(i) for i in range(len(fields))])
+    if merged is not None and not merged.is_global and not merged.unknown and merged.axes is None:
+        return GLOBAL
+    return merged
