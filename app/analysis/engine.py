@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from collections.abc import Sequence
 from fractions import Fraction
@@ -242,8 +243,9 @@ class _Walk:
             fmt="op" if is_operation(node.module) else self.graph.format,
             input_names=producers,
         )
+        inner_bytes: int | None | bool = False
         if node.subgraph is not None:
-            outputs, field = self.visit_model(node, ctx, fields, result, call_index)
+            outputs, field, inner_bytes = self.visit_model(node, ctx, fields, result, call_index)
         else:
             outputs, field = self.apply_rule(node, ctx, fields, result, call_index)
         result.call_output_shapes.append(outputs)
@@ -261,6 +263,8 @@ class _Walk:
                 size = None  # type: ignore[assignment]
             elif size is not None:
                 size += count * result.dtype_bytes
+        if inner_bytes is not False:  # a nested model: every tensor it computes
+            size = inner_bytes  # type: ignore[assignment]
         if result.activation_bytes is not None:
             result.activation_bytes = None if size is None else result.activation_bytes + size
         if size is None and not result.unsupported:
@@ -342,7 +346,7 @@ class _Walk:
         fields: list[ReceptiveField | None],
         result: LayerResult,
         call_index: int,
-    ) -> tuple[list[Shape | None], ReceptiveField | None]:
+    ) -> tuple[list[Shape | None], ReceptiveField | None, int | None]:
         sub = node.subgraph
         assert sub is not None
         if len(ctx.input_shapes) != len(sub.inputs):
@@ -384,7 +388,9 @@ class _Walk:
         outputs = list(inner.output_shapes)
         output_fields = [walk.fields.get((r.layer, r.node_index, r.tensor_index)) for r in sub.outputs]
         field = output_fields[0] if output_fields else None
-        return outputs, field
+        inner_sizes = [r.activation_bytes for r in inner.layers if r.class_name != "InputLayer"]
+        inner_bytes = None if any(b is None for b in inner_sizes) else sum(inner_sizes)  # type: ignore[arg-type]
+        return outputs, field, inner_bytes
 
 
 def _merge_declared(given: Shape | None, declared: Shape | None) -> Shape | None:
@@ -460,6 +466,8 @@ def analyze(
     """
     from app.analysis.report import build_report
 
+    collecting = gc.isenabled()
+    gc.disable()  # the walk allocates many small objects and no cycles; collection only costs time
     try:
         graph = build_graph(config)
         result = analyze_graph(graph, input_shape=input_shape)
@@ -472,6 +480,9 @@ def analyze(
         raise InvalidArchitecture(
             f"the architecture could not be read ({type(error).__name__}: {error})"
         ) from error
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def fraction_to_json(value: Fraction | int | None) -> int | float | None:

@@ -49,6 +49,7 @@ class Ctx:
     tensor_kwargs: dict[str, int] = field(default_factory=dict)
     fmt: str = "keras3"
     input_names: list[str] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -133,6 +134,10 @@ def int_tuple(ctx: Ctx, key: str, rank: int, default: Any = None, *, allow_zero:
     value = ctx.config.get(key, default)
     if value is None:
         value = default
+    if type(value) is list and len(value) == rank and all(
+        type(item) is int and item >= (0 if allow_zero else 1) for item in value
+    ):
+        return tuple(value)
     if isinstance(value, dict) and "value" in value:
         value = value["value"]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -355,7 +360,16 @@ def apply_axis(field_in: AxisField, op: AxisOp) -> AxisField:
     >>> apply_axis(AxisField(1, 1, 0), AxisOp("window", 3, 2, 1))
     AxisField(size=3, stride=2, padding=1)
     """
-    size, stride, padding = (Fraction(field_in.size), Fraction(field_in.stride), field_in.padding)
+    size, stride, padding = field_in.size, field_in.stride, field_in.padding
+    if op.kind == "window" and type(size) is int and type(stride) is int and (
+        padding is None or type(padding) is int
+    ):  # the common, all-integer case without Fraction overhead
+        return AxisField(
+            size + (op.kernel - 1) * stride,
+            stride * op.stride,
+            None if padding is None or op.pad is None else padding + op.pad * stride,
+        )
+    size, stride = Fraction(size), Fraction(stride)
     if op.kind == "window":
         new_size = size + (op.kernel - 1) * stride
         new_stride = stride * op.stride
@@ -418,6 +432,8 @@ def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str])
     >>> union_fields([a, b], ["a", "b"]).axes
     (AxisField(size=5, stride=1, padding=2),)
     """
+    if len(fields) == 1:
+        return fields[0]
     present = [(f, label) for f, label in zip(fields, labels, strict=False) if f is not None]
     if not present:
         return None

@@ -49,8 +49,7 @@ RANKS = {
     # Keras 2 aliases
     "Convolution1D": 1, "Convolution2D": 2, "Convolution3D": 3,
     "SeparableConvolution1D": 1, "SeparableConvolution2D": 2,
-    "Convolution2DTranspose": 2, "Convolution3DTranspose": 3, "Deconvolution2D": 2,
-    "Deconvolution3D": 3,
+    "Convolution2DTranspose": 2, "Convolution3DTranspose": 3,
 }
 
 
@@ -70,6 +69,13 @@ def _kind(ctx: Ctx) -> str:
 
 
 def _geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], str]:
+    cached = ctx.cache.get("geometry")
+    if cached is None:
+        cached = ctx.cache["geometry"] = _read_geometry(ctx)
+    return cached  # type: ignore[no-any-return]
+
+
+def _read_geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], str]:
     rank = _rank(ctx)
     kernel = int_tuple(ctx, "kernel_size", rank)
     strides = int_tuple(ctx, "strides", rank, 1)
@@ -86,7 +92,10 @@ def _filters(ctx: Ctx) -> int | None:
 
 
 def _groups(ctx: Ctx) -> int:
-    return positive_int(ctx, "groups", 1) if _kind(ctx) == "conv" else 1
+    groups = ctx.cache.get("groups")
+    if groups is None:
+        groups = ctx.cache["groups"] = positive_int(ctx, "groups", 1) if _kind(ctx) == "conv" else 1
+    return groups  # type: ignore[no-any-return]
 
 
 def _input_channels(ctx: Ctx) -> int | None:

@@ -85,7 +85,7 @@ def shape_unit_normalization(ctx: Ctx) -> list[Shape | None]:
     return [ctx.shape]
 
 
-register(["BatchNormalization", "SyncBatchNormalization"], "normalization", shape_identity,
+register("BatchNormalization", "normalization", shape_identity,
          params=params_batch_normalization)
 register("LayerNormalization", "normalization", shape_identity, params=params_layer_normalization)
 register("GroupNormalization", "normalization", shape_identity, params=params_group_normalization)

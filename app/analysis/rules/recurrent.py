@@ -34,7 +34,7 @@ from app.analysis.rules.base import (
     require_rank,
 )
 
-GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3, "CuDNNLSTM": 4, "CuDNNGRU": 3}
+GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 CONV_LSTM = {"ConvLSTM1D": 1, "ConvLSTM2D": 2, "ConvLSTM3D": 3}
 
 
@@ -67,7 +67,7 @@ def params_rnn(ctx: Ctx) -> Params:
     use_bias = boolean(ctx, "use_bias", True)
     weights = gates * (features * units + units * units)
     if use_bias:
-        if ctx.class_name in ("GRU", "CuDNNGRU") and boolean(ctx, "reset_after", True):
+        if ctx.class_name == "GRU" and boolean(ctx, "reset_after", True):
             weights += 2 * gates * units
         else:
             weights += gates * units

@@ -61,5 +61,5 @@ def activation_tfop(ctx: Ctx) -> str | None:
     return op_activation(canonical_function(ctx.config.get("function")))
 
 
-register(["TFOpLambda", "SlicingOpLambda"], "tfop", shape_tfop, macs=macs_tfop, field=field_tfop,
+register("TFOpLambda", "tfop", shape_tfop, macs=macs_tfop, field=field_tfop,
          activation=activation_tfop)
