@@ -72,6 +72,14 @@ def _spatial_pair(value: Any, rank: int) -> list[int] | None:
     return None
 
 
+def _model_input_channels(report: Report) -> int | None:
+    shapes = (report.get("summary") or {}).get("input_shapes")
+    if isinstance(shapes, list) and len(shapes) == 1 and isinstance(shapes[0], list) and shapes[0]:
+        channels = shapes[0][-1]
+        return channels if isinstance(channels, int) else None
+    return None
+
+
 def describe_layers(report: Report) -> list[dict[str, Any]]:
     """Leaf layers (InputLayer dropped) with kernel, stride, channels and field.
 
@@ -85,11 +93,12 @@ def describe_layers(report: Report) -> list[dict[str, Any]]:
     for flat in flats:
         if flat.class_name == "InputLayer":
             continue
-        described.append(_describe(flat, by_name))
+        described.append(_describe(flat, by_name, _model_input_channels(report)))
     return described
 
 
-def _describe(flat: FlatLayer, by_name: Mapping[str, FlatLayer]) -> dict[str, Any]:
+def _describe(flat: FlatLayer, by_name: Mapping[str, FlatLayer],
+              model_input_channels: int | None = None) -> dict[str, Any]:
     layer = flat.layer
     axes = field_axes(layer)
     shape = first_output_shape(layer)
@@ -125,13 +134,23 @@ def _describe(flat: FlatLayer, by_name: Mapping[str, FlatLayer]) -> dict[str, An
                 stride = stride or derived_stride
                 source = source or "receptive_field"
     input_channels = None
+    if len(inbound) == 1 and inbound[0] not in by_name:
+        input_channels = model_input_channels  # the model input (Sequential lists no InputLayer)
     if inbound and inbound[0] in by_name:
         previous_shape = first_output_shape(by_name[inbound[0]].layer)
         if previous_shape:
             input_channels = previous_shape[-1]
+    growth = None
+    if axes and len(inbound) <= 1:
+        before = _input_field(inbound, by_name, rank)
+        size_out = _as_number(axes[0].get("size"))
+        if before is not None and size_out is not None:
+            growth = _plain(size_out - before[0][0])
     return {
         "name": flat.qualified_name,
         "class_name": flat.class_name,
+        "field_growth": growth,
+        "inbound": inbound,
         "kernel": kernel,
         "stride": stride,
         "geometry_source": source,
@@ -524,15 +543,34 @@ def _field_paragraph(comparison: Mapping[str, Any], name_a: str, name_b: str) ->
         isinstance(v, int | float) and v for v in size_a + size_b
     ):
         ratio = max(size_b) / max(size_a)
-        if ratio != 1:
-            sentence += (f" {name_b}'s field is {ratio:.2g}x {'larger' if ratio > 1 else 'the size of'}"
-                         f" {name_a}'s" if ratio > 1 else
-                         f" {name_a}'s field is {1 / ratio:.2g}x larger than {name_b}'s")
-            sentence += (": a larger kernel adds (k - 1) x stride-so-far pixels at that layer, "
-                         "and every pooling or strided layer multiplies what later layers add.")
+        if ratio > 1:
+            sentence += f" {name_b}'s field is {ratio:.2g}x larger than {name_a}'s."
+        elif ratio < 1:
+            sentence += f" {name_a}'s field is {1 / ratio:.2g}x larger than {name_b}'s."
         else:
             sentence += " The fields have the same size."
+    growth = [_growth_text(comparison, key) for key in ("a", "b")]
+    if all(growth):
+        sentence += (
+            " Where it comes from (pixels each layer adds along the first axis; a layer adds "
+            f"(kernel - 1) x the stride accumulated before it): {name_a}: {growth[0]}; "
+            f"{name_b}: {growth[1]}."
+        )
     return sentence
+
+
+def _growth_text(comparison: Mapping[str, Any], key: str) -> str | None:
+    """``'conv2d +2, conv2d_1 +2, max_pooling2d +1 = 6'`` for a chain of single-input layers."""
+    layers = [row[key] for row in comparison["layers"] if row[key] is not None]
+    spatial = [layer for layer in layers if layer.get("field")]
+    if not spatial or len(spatial) > 12 or any(layer.get("field_growth") is None for layer in spatial):
+        return None
+    if any(len(layer.get("inbound") or []) > 1 for layer in layers):
+        return None
+    steps = [f"{layer['name']} +{format_number(layer['field_growth'])}" for layer in spatial
+             if layer["field_growth"]]
+    final = spatial[-1]["field"][0]
+    return "1 + " + ", ".join(steps) + f" = {format_number(final)}"
 
 
 def _largest_mac_difference(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:

@@ -1,0 +1,95 @@
+"""``convlens analyze`` on the seed's examples in every format and on a Keras Applications model."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from tests.reports.conftest import APPLICATIONS, SEED, seed_expected
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVLENS_DATA_DIR", str(tmp_path / "data"))
+    from app.config import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("fmt", ["json", "keras", "h5"])
+@pytest.mark.parametrize("number", [1, 2, 3])
+def test_analyze_prints_the_report_for_every_seed_format(number, fmt):
+    expected = seed_expected(number)
+    result = runner.invoke(cli, ["analyze", str(SEED / f"example{number}.{fmt}")],
+                           env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert f"{expected['totals']['params']:,}" in result.output
+    for layer in expected["layers"]:
+        assert layer["name"] in result.output
+    assert "Findings" in result.output and "Layers" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["json", "keras", "h5"])
+def test_analyze_json_matches_keras(fmt):
+    expected = seed_expected(3)
+    result = runner.invoke(cli, ["analyze", str(SEED / f"example3.{fmt}"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["summary"]["total_params"] == expected["totals"]["params"]
+    assert [layer["output_shape"] for layer in report["layers"]] == [
+        layer["output_shape"] for layer in expected["layers"]]
+
+
+def test_analyze_writes_the_html_page(tmp_path):
+    out = tmp_path / "report.html"
+    result = runner.invoke(cli, ["analyze", str(SEED / "example2.keras"), "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") >= 3
+
+
+def test_analyze_with_input_shape_override(tmp_path):
+    result = runner.invoke(cli, ["analyze", str(SEED / "example1.json"), "--json",
+                                 "--input-shape", "64,64,3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["summary"]["input_shapes"] == [[None, 64, 64, 3]]
+
+
+def test_analyze_a_keras_applications_model(tmp_path):
+    expected = json.loads((APPLICATIONS / "vgg16.expected.json").read_text())
+    path = tmp_path / "vgg16.json"
+    with gzip.open(APPLICATIONS / "vgg16.json.gz", "rb") as source, path.open("wb") as target:
+        shutil.copyfileobj(source, target)
+    result = runner.invoke(cli, ["analyze", str(path)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "138.36M" in result.output  # VGG16: 138,357,544 parameters
+    json_result = runner.invoke(cli, ["analyze", str(path), "--json"])
+    assert json.loads(json_result.stdout)["summary"]["total_params"] == expected["totals"]["params"]
+
+
+def test_bad_files_fail_with_a_clear_message(tmp_path):
+    bad = tmp_path / "model.json"
+    bad.write_text('{"class_name": "Sequential", "config": {"layers": "nope"}}')
+    result = runner.invoke(cli, ["analyze", str(bad)])
+    assert result.exit_code == 1
+    assert "error" in result.output
+    wrong = tmp_path / "model.keras"
+    wrong.write_text("not a zip")
+    result = runner.invoke(cli, ["analyze", str(wrong)])
+    assert result.exit_code == 1 and "unsupported_format" in result.output
+
+
+def test_bad_input_shape_is_a_usage_error():
+    result = runner.invoke(cli, ["analyze", str(SEED / "example1.json"), "--input-shape", "a,b"])
+    assert result.exit_code == 2
+    assert "Received: 'a,b'" in result.output

@@ -1,0 +1,85 @@
+"""The HTML report: self-contained, complete, and safe with hostile layer names."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from app.reports.html import render_report_html
+from tests.reports.conftest import engine_report, rename_layer, seed_config, seed_expected
+
+
+class Collector(HTMLParser):
+    """Tags with their attributes, and the page's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(page: str) -> Collector:
+    collector = Collector()
+    collector.feed(page)
+    return collector
+
+
+def external_references(collector: Collector) -> list[str]:
+    found = []
+    for _, attrs in collector.tags:
+        for key in ("src", "href", "xlink:href", "action", "data"):
+            value = attrs.get(key) or ""
+            if re.match(r"\s*(https?:)?//", value, re.IGNORECASE):
+                found.append(value)
+    return found
+
+
+def test_report_page_is_self_contained_and_shows_every_part(seed_reports):
+    report = seed_reports[3]
+    page = render_report_html(report)
+    collector = parse(page)
+    assert external_references(collector) == []
+    tags = [tag for tag, _ in collector.tags]
+    assert "script" not in tags
+    assert not any(tag == "link" and attrs.get("rel") == "stylesheet" for tag, attrs in collector.tags)
+    ids = {attrs.get("id") for _, attrs in collector.tags}
+    assert {"summary", "findings", "stages", "plots", "graph", "layers"} <= ids
+    assert {"plot-receptive_field", "plot-params_macs", "architecture-graph"} <= ids
+    text = " ".join(collector.text)
+    for layer in seed_expected(3)["layers"]:
+        assert layer["name"] in text
+    assert "57,034" in text  # Keras's count_params for the seed's Example 3
+    for finding in report.get("findings") or []:
+        assert finding["message"].split()[0] in text
+
+
+def test_hostile_layer_name_is_escaped_everywhere():
+    hostile = "<script>alert(1)</script>"
+    report = engine_report(rename_layer(seed_config(3), "conv2d_3", hostile))
+    assert any(layer["name"] == hostile for layer in report["layers"])
+    page = render_report_html(report)
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    collector = parse(page)
+    assert hostile in " ".join(collector.text)  # shown as text, not run
+
+
+def test_training_section_appears_with_a_run(seed_reports):
+    records = [{"step": i + 1, "loss": 2.0 / (i + 1), "accuracy": i / 10} for i in range(10)]
+    page = render_report_html(seed_reports[1], training=records, training_summary={"status": "succeeded"})
+    collector = parse(page)
+    ids = {attrs.get("id") for _, attrs in collector.tags}
+    assert {"training", "plot-training"} <= ids
+    assert "10 steps; loss 2 at the start, 0.2 at the end (run succeeded)." in " ".join(collector.text)
+
+
+def test_plot_links_point_to_the_standalone_plots(seed_reports):
+    page = render_report_html(seed_reports[1], plot_links="/v1/analyses/abc/plots")
+    assert 'href="/v1/analyses/abc/plots/receptive_field.svg"' in page
+    assert 'href="/v1/analyses/abc/plots/params_macs.png"' in page
