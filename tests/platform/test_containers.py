@@ -4,6 +4,7 @@ image's environment, and ``convlens`` mapped to ``python -m app.cli``."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -302,11 +303,18 @@ def test_the_api_command_serves_and_the_healthcheck_sees_it(
     healthcheck = local_command(stages["api"].healthcheck() or [])
     try:
         wait_for(f"http://127.0.0.1:{port}/healthz", process=process)
-        assert httpx.get(f"http://127.0.0.1:{port}/v1/analyses").status_code == 401  # keys required
+        refused = httpx.get(f"http://127.0.0.1:{port}/v1/analyses", headers={"X-Request-ID": "image-check-1"})
+        assert refused.status_code == 401  # API keys are required in the image
+        assert refused.headers["x-request-id"] == "image-check-1"
         result = subprocess.run(healthcheck, env=env, capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stdout + result.stderr
     finally:
         stop(process)
+    assert process.stdout is not None
+    output = process.stdout.read().decode(errors="replace")
+    logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    access = [r for r in logged if r.get("request_id") == "image-check-1"]
+    assert access and access[0]["status"] == 401, f"no JSON access line with the request id: {output[-2000:]}"
     result = subprocess.run(healthcheck, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1, result.stdout
 
