@@ -108,6 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(architectures_router)
     app.include_router(metrics_router)
     # Other domains register their routers here.
+    from app.reports.endpoints import router as reports_router
+
+    app.include_router(reports_router)
 
     _install_problem_schema(app)
     return app

@@ -206,7 +206,9 @@ def render_report_html(
     predicted = flow.get("predicted") if isinstance(flow.get("predicted"), Mapping) else {}
     measured = flow.get("measured") if isinstance(flow.get("measured"), Mapping) else None
     gradient_verdict = (measured or {}).get("verdict") or (predicted or {}).get("verdict")
-    summary = report.get("summary") or {}
+    summary = dict(report.get("summary") or {})
+    definition = str(summary.get("flops_definition") or "")
+    summary["flops_definition"] = definition.split(". ")[0].rstrip(".") if definition else ""
     context = {
         "model_name": report.get("model_name") or "model",
         "schema_version": report.get("schema_version", "?"),

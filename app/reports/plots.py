@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +98,10 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
+_RENDER_LOCK = threading.RLock()
+"""matplotlib's rc settings are process-global: one plot is styled and rendered at a time."""
+
+
 @contextmanager
 def _style(name: str) -> Iterator[None]:
     """rc settings for one plot: text kept as text in SVG, no mathtext, stable ids.
@@ -105,7 +110,7 @@ def _style(name: str) -> Iterator[None]:
     with ``$`` signs must be drawn as written, not parsed as TeX.
     """
     matplotlib = _matplotlib()
-    with matplotlib.rc_context(
+    with _RENDER_LOCK, matplotlib.rc_context(
         {
             "svg.fonttype": "none",
             "svg.hashsalt": f"convlens-{name}",

@@ -1,0 +1,201 @@
+"""HTTP routes for the human-facing views of an analysis: the HTML report, plots, comparisons.
+
+- ``GET /v1/analyses/{id}/report.html``: the self-contained report page;
+- ``GET /v1/analyses/{id}/plots/{name}.svg|.png``: one plot (``receptive_field``,
+  ``params_macs``, ``gradient_flow``, ``training``);
+- ``GET /v1/analyses/{a}/compare/{b}``: the comparison as JSON, or as a page with
+  ``?format=html`` or ``Accept: text/html``.
+
+Rendering is CPU work (matplotlib), so the routes are plain ``def`` (run in
+FastAPI's thread pool). Pages carry a Content-Security-Policy that allows no
+scripts and no network loads: they need none.
+
+Example::
+
+    curl -o report.html http://127.0.0.1:8000/v1/analyses/$ID/report.html
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from app.analyses import repository, service
+from app.api.deps import SessionDep, TenantDep
+from app.api.docs import problem_responses
+from app.errors import Conflict, NotFound
+from app.models import Job
+
+router = APIRouter(prefix="/v1/analyses", tags=["reports"])
+
+PAGE_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
+
+
+def _report_of(session: Any, tenant_id: str, analysis_id: str) -> tuple[Job, dict[str, Any]]:
+    """The analysis row and its report, with measured gradients merged in when a job has them."""
+    analysis = service.get(session, tenant_id, analysis_id)
+    if not isinstance(analysis.result, Mapping):
+        raise Conflict(
+            f"Analysis '{analysis_id}' has no report yet (status {analysis.status}). "
+            "Poll GET /v1/analyses/{id} until it has succeeded."
+        )
+    report = dict(analysis.result)
+    flow = dict(report.get("gradient_flow") or {})
+    if flow.get("measured") is None:
+        child = repository.latest_child(session, analysis.id, "gradients")
+        if child is not None and child.status == "succeeded" and isinstance(child.result, Mapping):
+            measured = child.result.get("measured", child.result)
+            flow["measured"] = measured
+            report["gradient_flow"] = flow
+    return analysis, report
+
+
+def _training_of(session: Any, analysis: Job) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Per-step records and a short summary of the newest training run of an analysis."""
+    from sqlalchemy import or_, select
+
+    from app.reports.plots import training_records
+
+    run = session.scalar(
+        select(Job)
+        .where(Job.tenant_id == analysis.tenant_id, Job.kind == "training",
+               or_(Job.parent_id == analysis.id,
+                   Job.architecture_id == analysis.architecture_id))
+        .order_by((Job.parent_id == analysis.id).desc(), Job.created_at.desc())
+        .limit(1)
+    )
+    if run is None:
+        return [], None
+    records: list[dict[str, Any]] = []
+    if isinstance(run.result, Mapping):
+        records = training_records(run.result)
+    if not records and isinstance(run.progress_detail, Mapping):
+        records = training_records(run.progress_detail.get("history") or
+                                   run.progress_detail.get("steps") or [])
+    return records, {"id": run.id, "status": run.status}
+
+
+@router.get(
+    "/{analysis_id}/report.html",
+    response_class=HTMLResponse,
+    summary="The report as one self-contained HTML page",
+    description=(
+        "Summary, stages, findings in words, the layer table, plots (receptive field per layer "
+        "against the input size, parameters and MACs per layer, gradient flow, training curves "
+        "when a run exists) and a drawing of the architecture graph. No network assets: CSS and "
+        "SVG are inline. Example: `curl -o report.html http://127.0.0.1:8000/v1/analyses/<id>/report.html`."
+    ),
+    responses={200: {"content": {"text/html": {}}}, **problem_responses(401, 404, 409)},
+)
+def report_html(analysis_id: str, session: SessionDep, tenant_id: TenantDep) -> HTMLResponse:
+    from app.reports.html import render_report_html
+
+    analysis, report = _report_of(session, tenant_id, analysis_id)
+    records, summary = _training_of(session, analysis)
+    page = render_report_html(
+        report,
+        training=records or None,
+        training_summary=summary,
+        analysis_id=analysis.id,
+        plot_links=f"/v1/analyses/{analysis.id}/plots",
+    )
+    return HTMLResponse(page, headers=PAGE_SECURITY_HEADERS)
+
+
+@router.get(
+    "/{analysis_id}/plots/{filename}",
+    summary="One plot of the report as SVG or PNG",
+    description=(
+        "`filename` is `<name>.svg` or `<name>.png` with name one of `receptive_field`, "
+        "`params_macs`, `gradient_flow`, `training`. Example: "
+        "`GET /v1/analyses/<id>/plots/receptive_field.svg`."
+    ),
+    responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}},
+               **problem_responses(400, 401, 404, 409)},
+)
+def plot_file(
+    analysis_id: str,
+    session: SessionDep,
+    tenant_id: TenantDep,
+    filename: Annotated[str, Path(max_length=64, examples=["receptive_field.svg"])],
+) -> Response:
+    from app.reports.plots import PLOT_NAMES, render_plot
+
+    name, dot, extension = filename.rpartition(".")
+    if not dot or extension not in MEDIA_TYPES:
+        raise NotFound(
+            f"Plots are served as <name>.svg or <name>.png. Received: {filename!r}"
+        )
+    if name not in PLOT_NAMES:
+        raise NotFound(f"There is no plot called {name!r}; plots: {', '.join(PLOT_NAMES)}.")
+    analysis, report = _report_of(session, tenant_id, analysis_id)
+    records: list[dict[str, Any]] = []
+    if name == "training":
+        records, _ = _training_of(session, analysis)
+    plot = render_plot(name, report, training=records, formats=(extension,))
+    body: bytes = plot.svg.encode("utf-8") if extension == "svg" and plot.svg else plot.png or b""
+    return Response(
+        body,
+        media_type=MEDIA_TYPES[extension],
+        headers={
+            "Content-Disposition": f'inline; filename="{analysis.id}-{name}.{extension}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "Cache-Control": "no-cache",
+        },
+    )
+
+
+def _wants_html(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "html"
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept.split(",")[0]
+
+
+@router.get(
+    "/{analysis_id}/compare/{other_id}",
+    summary="Compare two analyses (JSON, or HTML with ?format=html)",
+    description=(
+        "Differences in receptive fields, parameters, MACs, stages and findings, layers aligned "
+        "side by side, and an explanation in words. JSON by default; an HTML page with "
+        "`?format=html` or `Accept: text/html`. Example: "
+        "`GET /v1/analyses/<a>/compare/<b>?format=html`."
+    ),
+    responses={200: {"content": {"application/json": {}, "text/html": {}}},
+               **problem_responses(401, 404, 409, 422)},
+)
+def compare(
+    analysis_id: str,
+    other_id: str,
+    request: Request,
+    session: SessionDep,
+    tenant_id: TenantDep,
+    format: Annotated[Literal["json", "html"] | None, Query(  # noqa: A002 - the public name
+        description="json (default) or html")] = None,
+) -> Response:
+    from app.reports.compare import compare_reports, render_comparison_html
+
+    first, report_a = _report_of(session, tenant_id, analysis_id)
+    second, report_b = _report_of(session, tenant_id, other_id)
+    label_a = first.name or str(report_a.get("model_name") or first.id)
+    label_b = second.name or str(report_b.get("model_name") or second.id)
+    comparison = compare_reports(report_a, report_b, label_a=label_a, label_b=label_b)
+    comparison["a"]["analysis_id"] = first.id
+    comparison["b"]["analysis_id"] = second.id
+    if _wants_html(request, format):
+        page = render_comparison_html(report_a, report_b, comparison=comparison)
+        return HTMLResponse(page, headers=PAGE_SECURITY_HEADERS)
+    return JSONResponse(comparison)
