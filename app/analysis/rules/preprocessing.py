@@ -33,7 +33,7 @@ from app.analysis.rules.normalization import normalized_axes, shape_identity
 
 RANDOM_IDENTITY = (
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
-    "RandomBrightness", "RandomHeight", "RandomWidth", "RandomInvert", "RandomPosterization",
+    "RandomBrightness", "RandomInvert", "RandomPosterization",
     "RandomSharpness", "RandomShear", "RandomSaturation", "RandomHue", "RandomColorJitter",
     "RandomGrayscale", "RandomColorDegeneration", "RandomErasing", "RandomGaussianBlur",
     "RandomPerspective", "RandomElasticTransform", "AutoContrast", "Solarization", "Equalization",
@@ -100,11 +100,30 @@ def field_resize(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveFiel
     return ReceptiveField(tuple(axes), is_global=field.is_global, misaligned=field.misaligned)
 
 
+def field_resize_unknown(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
+    """A random resize at training time is the identity at inference."""
+    return union_fields(fields, ["input"])
+
+
 def shape_center_crop(ctx: Ctx) -> list[Shape | None]:
     return shape_resize(ctx)
 
 
+def shape_random_size(ctx: Ctx) -> list[Shape | None]:
+    """RandomHeight / RandomWidth: that dimension becomes unknown, as Keras reports it."""
+    shape = ctx.shape
+    if shape is None:
+        return [None]
+    axis = -3 if ctx.class_name == "RandomHeight" else -2
+    if len(shape) < 3:
+        raise ctx.fail(f"expects images. Received: input_shape={list(shape)}")
+    dims = list(shape)
+    dims[axis] = None
+    return [tuple(dims)]
+
+
 register("Rescaling", "preprocessing", shape_identity)
+register(["RandomHeight", "RandomWidth"], "preprocessing", shape_random_size, field=field_resize_unknown)
 register("Normalization", "preprocessing", shape_identity, params=params_normalization)
 register("Resizing", "preprocessing", shape_resize, field=field_resize)
 register("CenterCrop", "preprocessing", shape_center_crop, field=field_resize)
