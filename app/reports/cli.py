@@ -189,10 +189,10 @@ def print_report(report: Mapping[str, Any], console: Console, *, max_layers: int
     console.print(table)
     if len(flat) > max_layers:
         console.print(f"[dim]... and {len(flat) - max_layers} more layers (use --json or --html)[/]")
-    for item in coverage.get("unsupported_layers") or []:
-        if isinstance(item, Mapping):
-            console.print(f"[yellow]unsupported[/] {_escape(item.get('name'))} "
-                          f"({_escape(item.get('class_name'))}): its metrics are unknown")
+    from app.reports.html import coverage_notes
+
+    for note in coverage_notes(report):
+        console.print(f"[yellow]partial[/] {_escape(note)}")
 
 
 def _shapes(shapes: Any) -> str:

@@ -29,6 +29,7 @@ from app.reports.view import (
     derive_stages,
     field_axes,
     first_output_shape,
+    format_bytes,
     format_count,
     format_field,
     format_number,
@@ -41,14 +42,15 @@ COMPARISON_SCHEMA_VERSION = "1.0"
 
 SUMMARY_METRICS: tuple[tuple[str, str], ...] = (
     ("total_params", "parameters"),
-    ("trainable_params", "trainable parameters"),
-    ("non_trainable_params", "non-trainable parameters"),
-    ("macs", "MACs per sample"),
-    ("flops", "FLOPs per sample"),
-    ("activation_bytes", "activation memory per sample (bytes)"),
-    ("param_bytes", "parameter memory (bytes)"),
+    ("trainable_params", "trainable"),
+    ("non_trainable_params", "non-trainable"),
+    ("macs", "MACs / sample"),
+    ("flops", "FLOPs / sample"),
+    ("activation_bytes", "activations / sample"),
+    ("param_bytes", "parameter memory"),
     ("layer_count", "layers"),
 )
+BYTE_METRICS = frozenset({"activation_bytes", "param_bytes"})
 
 MATCH_SCORE = 2
 CHANNEL_BONUS = 1
@@ -619,13 +621,14 @@ def render_comparison_html(
     for key, label in SUMMARY_METRICS:
         entry = data["summary"][key]
         delta = entry.get("delta")
+        fmt = format_bytes if key in BYTE_METRICS else format_count
         metric_rows.append(
             {
                 "label": label,
-                "a": format_count(entry.get("a")),
-                "b": format_count(entry.get("b")),
+                "a": fmt(entry.get("a")),
+                "b": fmt(entry.get("b")),
                 "delta": ("" if delta is None else ("0" if delta == 0 else
-                          (f"+{format_count(delta)}" if delta > 0 else f"-{format_count(-delta)}"))),
+                          (f"+{fmt(delta)}" if delta > 0 else f"-{fmt(-delta)}"))),
                 "css": "same" if not delta else ("up" if delta > 0 else "down"),
                 "change": _percent_change(entry.get("a"), entry.get("b")),
             }

@@ -1,0 +1,184 @@
+"""End to end: the real service, the seed's examples, the pages rendered by headless Chromium.
+
+Starts ``convlens serve`` on a free port with a temporary data directory, analyses the
+seed's Example 3 (uploaded as a .keras file), opens report.html in headless Chromium
+and checks that the plots and the architecture drawing were laid out with a non-zero
+size and that the console stayed clean; the same for the Example 1 vs Example 2
+comparison page. Full-page screenshots go to artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.reports.conftest import SEED, seed_expected
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1400,1000",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``convlens serve`` in a subprocess; yields its base URL."""
+    data_dir = tmp_path_factory.mktemp("service")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CONVLENS_DATA_DIR": str(data_dir / "data"),
+           "CONVLENS_LOCAL_WORKERS": "0", "CONVLENS_LOG_JSON": "false"}
+    env.pop("CONVLENS_DATABASE_URL", None)
+    log = (data_dir / "serve.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+                               cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise AssertionError("convlens serve exited: "
+                                     + (data_dir / "serve.log").read_text()[-2000:])
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("convlens serve did not become ready in 90 s")
+            time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Headless Chromium through chromedriver, with a fresh profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    assert chromium and driver_path, (
+        "headless Chromium is needed: apt-get install chromium chromium-driver "
+        "(scripts/test-services.sh installs it)")
+    options = Options()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _upload(base: str, number: int, fmt: str, name: str) -> str:
+    with (SEED / f"example{number}.{fmt}").open("rb") as handle:
+        response = httpx.post(f"{base}/v1/analyses", data={"name": name},
+                              files={"file": (f"example{number}.{fmt}", handle,
+                                              "application/octet-stream")}, timeout=60)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _open(driver, url: str) -> None:
+    driver.get(url)
+    assert driver.execute_script("return document.readyState") == "complete"
+
+
+def _size(driver, element) -> tuple[float, float]:
+    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                 "return [r.width, r.height];", element)
+    return float(rect[0]), float(rect[1])
+
+
+def _assert_rendered(driver, css: str, minimum: int = 1) -> list:
+    from selenium.webdriver.common.by import By
+
+    elements = driver.find_elements(By.CSS_SELECTOR, css)
+    assert len(elements) >= minimum, f"{css}: {len(elements)} found"
+    for element in elements:
+        width, height = _size(driver, element)
+        assert width > 50 and height > 50, f"{css} rendered {width}x{height}"
+    return elements
+
+
+def _console_errors(driver) -> list[dict]:
+    return [entry for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"]
+
+
+def _screenshot(driver, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, min(int(height) + 40, 12000))
+    path = ARTIFACTS / name
+    assert driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1000)
+    return path
+
+
+def test_report_page_renders_in_chromium(service, browser):
+    from selenium.webdriver.common.by import By
+
+    analysis_id = _upload(service, 3, "keras", "Seed example 3: residual blocks")
+    _open(browser, f"{service}/v1/analyses/{analysis_id}/report.html")
+    assert "Seed example 3" in browser.title
+
+    _assert_rendered(browser, "#plot-receptive_field svg")
+    _assert_rendered(browser, "#plot-params_macs svg")
+    graph = _assert_rendered(browser, "svg#architecture-graph")[0]
+    nodes = graph.find_elements(By.CSS_SELECTOR, "g.node")
+    assert sorted(node.get_attribute("data-layer") for node in nodes) == sorted(
+        layer["name"] for layer in seed_expected(3)["layers"])
+    for node in nodes:
+        assert min(_size(browser, node)) > 10
+    assert len(graph.find_elements(By.CSS_SELECTOR, "g.edge.skip")) == 2
+    rows = browser.find_elements(By.CSS_SELECTOR, "#layers tbody tr")
+    assert len(rows) == len(seed_expected(3)["layers"])
+    assert _console_errors(browser) == []
+    assert _screenshot(browser, "report-example3.png").stat().st_size > 20_000
+
+
+def test_comparison_page_renders_in_chromium(service, browser):
+    first = _upload(service, 1, "h5", "Example 1")
+    second = _upload(service, 2, "json", "Example 2")
+    _open(browser, f"{service}/v1/analyses/{first}/compare/{second}?format=html")
+    assert "Example 1 vs Example 2" in browser.title
+    explanation = browser.find_element("css selector", "#explanation").text
+    assert "kernel goes from 3x3 in Example 1 to 5x5 in Example 2" in explanation
+    _assert_rendered(browser, "[data-plot^='receptive_field-'] svg", minimum=2)
+    _assert_rendered(browser, "[data-plot^='params_macs-'] svg", minimum=2)
+    _assert_rendered(browser, "svg#graph-a")
+    _assert_rendered(browser, "svg#graph-b")
+    assert _console_errors(browser) == []
+    assert _screenshot(browser, "compare-example1-example2.png").stat().st_size > 20_000
