@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import copy
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 import pytest
 
 from tests.fixtures.load import load_config, load_expected
 
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SEED = FIXTURES / "seed"
 APPLICATIONS = FIXTURES / "applications"
@@ -51,3 +60,44 @@ def rename_layer(config: dict[str, Any], old: str, new: str) -> dict[str, Any]:
         return new if value == old else value
 
     return walk(copy.deepcopy(config))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``convlens serve`` in a subprocess (SQLite in a temp dir, no job workers); its base URL."""
+    data_dir = tmp_path_factory.mktemp("service")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CONVLENS_DATA_DIR": str(data_dir / "data"),
+           "CONVLENS_LOCAL_WORKERS": "0", "CONVLENS_LOG_JSON": "false"}
+    env.pop("CONVLENS_DATABASE_URL", None)
+    log_path = data_dir / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+                                   cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError("convlens serve exited: " + log_path.read_text()[-2000:])
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError("convlens serve did not become ready in 90 s")
+                time.sleep(0.3)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()

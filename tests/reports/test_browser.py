@@ -1,6 +1,6 @@
 """End to end: the real service, the seed's examples, the pages rendered by headless Chromium.
 
-Starts ``convlens serve`` on a free port with a temporary data directory, analyses the
+Uses ``convlens serve`` on a free port with a temporary data directory, analyses the
 seed's Example 3 (uploaded as a .keras file), opens report.html in headless Chromium
 and checks that the plots and the architecture drawing were laid out with a non-zero
 size and that the console stayed clean; the same for the Example 1 vs Example 2
@@ -9,12 +9,7 @@ comparison page. Full-page screenshots go to artifacts/.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,46 +29,9 @@ CHROMIUM_FLAGS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``convlens serve`` in a subprocess; yields its base URL."""
-    data_dir = tmp_path_factory.mktemp("service")
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CONVLENS_DATA_DIR": str(data_dir / "data"),
-           "CONVLENS_LOCAL_WORKERS": "0", "CONVLENS_LOG_JSON": "false"}
-    env.pop("CONVLENS_DATABASE_URL", None)
-    log = (data_dir / "serve.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-                               cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise AssertionError("convlens serve exited: "
-                                     + (data_dir / "serve.log").read_text()[-2000:])
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("convlens serve did not become ready in 90 s")
-            time.sleep(0.3)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+def service(live_service: str) -> str:
+    return live_service
 
 
 @pytest.fixture(scope="module")

@@ -93,3 +93,52 @@ def test_bad_input_shape_is_a_usage_error():
     result = runner.invoke(cli, ["analyze", str(SEED / "example1.json"), "--input-shape", "a,b"])
     assert result.exit_code == 2
     assert "Received: 'a,b'" in result.output
+
+
+# -- submit against a running service ---------------------------------------------------------
+
+
+def test_submit_uploads_and_prints_the_report(live_service):
+    result = runner.invoke(cli, ["submit", str(SEED / "example3.keras"), "--server", live_service,
+                                 "--name", "submitted example 3"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.output
+    assert f"{seed_expected(3)['totals']['params']:,}" in result.output
+    analysis_id = result.output.split("analysis ", 1)[1].split()[0]
+    assert f"{live_service}/v1/analyses/{analysis_id}/report.html" in result.output
+    import httpx
+
+    page = httpx.get(f"{live_service}/v1/analyses/{analysis_id}/report.html", timeout=30)
+    assert page.status_code == 200 and "submitted example 3" in page.text
+
+
+def test_submit_json_output(live_service):
+    result = runner.invoke(cli, ["submit", str(SEED / "example1.h5"), "--server", live_service,
+                                 "--json", "--input-shape", "64,64,3"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["analysis"]["report"]["summary"]["input_shapes"] == [[None, 64, 64, 3]]
+    assert body["training_run"] is None
+
+
+def test_submit_follows_a_queued_job_with_a_progress_bar_until_its_deadline(live_service):
+    # The service runs without job workers here: the gradient job stays queued.
+    result = runner.invoke(cli, ["submit", str(SEED / "example2.json"), "--server", live_service,
+                                 "--measure-gradients", "--poll-interval", "0.2",
+                                 "--wait-timeout", "1.5"])
+    assert result.exit_code == 1
+    assert "analysis" in result.output and "did not finish within 2 s" in result.output
+
+
+def test_submit_reports_server_problems(live_service, tmp_path):
+    bad = tmp_path / "model.json"
+    bad.write_text('{"class_name": "Sequential", "config": {"layers": "nope"}}')
+    result = runner.invoke(cli, ["submit", str(bad), "--server", live_service])
+    assert result.exit_code == 1
+    assert "answered 422" in result.output
+
+
+def test_submit_without_a_server_says_so(tmp_path):
+    result = runner.invoke(cli, ["submit", str(SEED / "example1.json"), "--server",
+                                 "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and "could not talk to http://127.0.0.1:9" in result.output
