@@ -1,17 +1,670 @@
-"""Gradient-flow prediction from the architecture (placeholder until implemented).
+"""Gradient flow predicted from the architecture alone, at initialization.
 
-``predict(result)`` receives the full :class:`app.analysis.graph.AnalysisResult`
-(per-layer results in topological order, edges, input shapes) and returns the
-``report.gradient_flow.predicted`` dict.
+The prediction is a mean-field signal-propagation pass (Glorot & Bengio 2010; He et al. 2015),
+done per spatial position as He et al. do for convolutions:
+
+- forward, in topological order, the second moment ``q`` of every layer's output, starting from
+  unit-variance inputs; a kernel layer's pre-activation variance is
+  ``s = fan_in x Var(W) x q_in`` and its output moment ``E[f(z)^2]`` for ``z ~ N(0, s)``;
+- backward, from every model output (gradient variance 1 at the output; the output activation
+  is folded into the loss, as softmax/sigmoid with cross-entropy are), the variance ``v`` of the
+  gradient reaching each tensor: through a kernel layer ``v_in = fan_out x Var(W) x v_pre`` with
+  ``v_pre = v_out x E[f'(z)^2]``; through normalization ``v_in = v_out / Var(input)`` (it resets
+  the scale); a tensor feeding several layers (a residual Add's identity path) receives the sum.
+
+``Var(W)`` comes from the initializer (glorot/he/lecun variance scaling, random normal/uniform,
+truncated normal, constants) and Keras's own fans. Activation gains ``E[f'(z)^2]`` are
+integrated numerically (closed forms for the ReLU family): ReLU passes 1/2 of the variance, a
+sigmoid at most 1/16.
+
+For every weighted layer the output gives the predicted gradient scale relative to the last
+weighted layer, the backward paths to the output (shortest and longest depth in weighted layers,
+the skip connections that bypass it, saturating activations and normalizations on the way) and
+the numbers behind them. The verdict compares the first weighted layer with the last:
+``vanishing`` below :data:`VANISHING_RATIO`, ``exploding`` above :data:`EXPLODING_RATIO`.
+The measured gradients (worker side) use the same thresholds through :func:`classify_ratio`.
+
+Example::
+
+    >>> from app.analysis import analyze
+    >>> analyze(config)["gradient_flow"]["predicted"]["verdict"]   # doctest: +SKIP
+    'healthy'
+    >>> classify_ratio(1e-5)
+    'vanishing'
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from app.analysis.graph import AnalysisResult
+from app.analysis.graph import AnalysisResult, LayerResult
+
+VANISHING_RATIO = 1e-3
+"""First-to-last gradient ratio below which gradient flow is called vanishing."""
+EXPLODING_RATIO = 1e3
+"""First-to-last gradient ratio above which gradient flow is called exploding."""
+
+RATIO_DEFINITION = (
+    "RMS of the gradient reaching the first weighted layer (w.r.t. its pre-activation) divided by "
+    "the RMS reaching the last weighted layer, at initialization"
+)
+METHOD = (
+    "mean-field signal propagation per spatial position (Glorot & Bengio 2010; He et al. 2015): "
+    "forward second moments and backward gradient variances from initializer variances, "
+    "Keras fan-in/fan-out and activation gains E[f'(z)^2]"
+)
+ASSUMPTIONS = [
+    "inputs standardized to unit variance after preprocessing layers",
+    "pre-activations zero-mean Gaussian; weights independent of activations",
+    "pooling, padding, cropping, resizing, reshaping and dropout preserve the scale per position",
+    "normalization layers output unit variance (gamma=1, beta=0 at initialization)",
+    "the output activation is folded into the loss (gradient variance 1 at the logits)",
+    "gradients arriving over several paths add in variance (independent paths)",
+]
+
+SATURATING_ACTIVATIONS = frozenset(
+    {"sigmoid", "hard_sigmoid", "tanh", "softmax", "softsign", "hard_tanh", "log_sigmoid"}
+)
+NORMALIZATION_CLASSES = frozenset(
+    {"BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
+     "SyncBatchNormalization", "RMSNormalization"}
+)
+ELEMENTWISE_MERGES = frozenset({"Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"})
+SKIP_MERGES = frozenset({"Add", "Subtract", "Average", "Concatenate"})
+ACTIVATION_CLASSES = frozenset(
+    {"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU"}
+)
+# Classes whose kernel(s) the prediction models; everything else with weights is reported.
+KERNEL_CLASSES = frozenset(
+    {"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+     "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "Dense",
+     "EinsumDense"}
+)
+PREPROCESSING_CLASSES = frozenset({"Rescaling", "Normalization"})
+
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_LOG_FLOOR = -300.0
+
+
+def classify_ratio(ratio: float | None) -> str | None:
+    """The verdict for a first-to-last gradient ratio (shared with the measured gradients).
+
+    >>> classify_ratio(0.5), classify_ratio(1e-4), classify_ratio(1e4)
+    ('healthy', 'vanishing', 'exploding')
+    """
+    if ratio is None or math.isnan(ratio):
+        return None
+    if ratio < VANISHING_RATIO:
+        return "vanishing"
+    if ratio > EXPLODING_RATIO:
+        return "exploding"
+    return "healthy"
+
+
+# ---------------------------------------------------------------------------------------------
+# Activation gains
+# ---------------------------------------------------------------------------------------------
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def _softplus(z: float) -> float:
+    return z + math.log1p(math.exp(-z)) if z > 0 else math.log1p(math.exp(z))
+
+
+def _gelu(z: float) -> float:
+    return 0.5 * z * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def _gelu_grad(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) + z * math.exp(-0.5 * z * z) / _SQRT_2PI
+
+
+_SELU_ALPHA = 1.6732632423543772
+_SELU_SCALE = 1.0507009873554805
+
+
+def _clip_exp(z: float) -> float:
+    return math.exp(min(z, 700.0))
+
+
+# name -> (f, f'); ReLU-like functions are handled in closed form below.
+_SMOOTH: dict[str, tuple[Callable[[float], float], Callable[[float], float]]] = {
+    "sigmoid": (_sigmoid, lambda z: _sigmoid(z) * (1.0 - _sigmoid(z))),
+    "softmax": (_sigmoid, lambda z: _sigmoid(z) * (1.0 - _sigmoid(z))),
+    "hard_sigmoid": (lambda z: min(max(z / 6.0 + 0.5, 0.0), 1.0),
+                     lambda z: 1.0 / 6.0 if -3.0 < z < 3.0 else 0.0),
+    "tanh": (math.tanh, lambda z: 1.0 - math.tanh(z) ** 2),
+    "hard_tanh": (lambda z: min(max(z, -1.0), 1.0), lambda z: 1.0 if -1.0 < z < 1.0 else 0.0),
+    "softsign": (lambda z: z / (1.0 + abs(z)), lambda z: 1.0 / (1.0 + abs(z)) ** 2),
+    "softplus": (_softplus, _sigmoid),
+    "log_sigmoid": (lambda z: -_softplus(-z), lambda z: _sigmoid(-z)),
+    "elu": (lambda z: z if z > 0 else math.expm1(z), lambda z: 1.0 if z > 0 else math.exp(z)),
+    "selu": (lambda z: _SELU_SCALE * (z if z > 0 else _SELU_ALPHA * math.expm1(z)),
+             lambda z: _SELU_SCALE * (1.0 if z > 0 else _SELU_ALPHA * math.exp(z))),
+    "gelu": (_gelu, _gelu_grad),
+    "silu": (lambda z: z * _sigmoid(z), lambda z: _sigmoid(z) * (1.0 + z * (1.0 - _sigmoid(z)))),
+    "hard_silu": (lambda z: z * min(max(z / 6.0 + 0.5, 0.0), 1.0),
+                  lambda z: 0.0 if z < -3.0 else (1.0 if z > 3.0 else z / 3.0 + 0.5)),
+    "mish": (lambda z: z * math.tanh(_softplus(z)),
+             lambda z: math.tanh(_softplus(z))
+             + z * _sigmoid(z) * (1.0 - math.tanh(_softplus(z)) ** 2)),
+    "exponential": (_clip_exp, _clip_exp),
+}
+_ALIASES = {"swish": "silu", "hard_swish": "hard_silu", "relu6": "relu6", "log_softmax": "linear"}
+_RELU_SLOPES = {"relu": 0.0, "relu6": 0.0, "leaky_relu": 0.2, "prelu": 0.25}
+
+
+@lru_cache(maxsize=1)
+def _quadrature() -> tuple[tuple[float, float], ...]:
+    """Composite Simpson nodes/weights for E[g(u)], u ~ N(0, 1), on [-10, 10] (401 points)."""
+    count, low, high = 400, -10.0, 10.0
+    step = (high - low) / count
+    nodes = []
+    for i in range(count + 1):
+        u = low + i * step
+        simpson = 1.0 if i in (0, count) else (4.0 if i % 2 else 2.0)
+        nodes.append((u, simpson * step / 3.0 * math.exp(-0.5 * u * u) / _SQRT_2PI))
+    return tuple(nodes)
+
+
+def _normal_expectation(g: Callable[[float], float], variance: float) -> float:
+    scale = math.sqrt(max(variance, 0.0))
+    return sum(w * g(scale * u) for u, w in _quadrature())
+
+
+@lru_cache(maxsize=4096)
+def _smooth_gains(name: str, log_variance: float) -> tuple[float, float]:
+    f, df = _SMOOTH[name]
+    variance = 10.0 ** max(min(log_variance, 30.0), -30.0)
+    forward = _normal_expectation(lambda z: f(z) ** 2, variance)
+    backward = _normal_expectation(lambda z: df(z) ** 2, variance)
+    return forward, backward
+
+
+def activation_gains(name: str | None, log10_variance: float) -> tuple[float, float, bool]:
+    """(log10 E[f(z)^2], log10 E[f'(z)^2], known) for ``z ~ N(0, 10**log10_variance)``.
+
+    >>> round(10 ** activation_gains("relu", 0.0)[1], 3)
+    0.5
+    """
+    key = _ALIASES.get((name or "linear").lower(), (name or "linear").lower())
+    if key == "linear":
+        return log10_variance, 0.0, True
+    if key in _RELU_SLOPES:
+        slope = _RELU_SLOPES[key]
+        gain = 0.5 * (1.0 + slope * slope)
+        return log10_variance + math.log10(gain), math.log10(gain), True
+    if key in _SMOOTH:
+        forward, backward = _smooth_gains(key, round(log10_variance, 2))
+        return _log10(forward), _log10(backward), True
+    return log10_variance, 0.0, False
+
+
+def _log10(value: float) -> float:
+    return math.log10(value) if value > 0 else _LOG_FLOOR
+
+
+# ---------------------------------------------------------------------------------------------
+# Initializers and fans
+# ---------------------------------------------------------------------------------------------
+
+
+def _initializer_parts(value: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(value, str):
+        return value.lower().replace("_", ""), {}
+    if isinstance(value, dict):
+        name = str(value.get("class_name", "")).lower().replace("_", "")
+        config = value.get("config") if isinstance(value.get("config"), dict) else {}
+        return name, config
+    return "", {}
+
+
+_VARIANCE_SCALING = {
+    "glorotuniform": (1.0, "fan_avg"), "glorotnormal": (1.0, "fan_avg"),
+    "heuniform": (2.0, "fan_in"), "henormal": (2.0, "fan_in"),
+    "lecununiform": (1.0, "fan_in"), "lecunnormal": (1.0, "fan_in"),
+    "xavieruniform": (1.0, "fan_avg"), "xaviernormal": (1.0, "fan_avg"),
+}
+
+
+def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, str, bool]:
+    """Second moment of the weights an initializer draws, its name, and whether it is known.
+
+    >>> initializer_variance("he_normal", 288, 576)[0] == 2 / 288
+    True
+    """
+    name, config = _initializer_parts(value)
+    fan_in, fan_out = max(fan_in, 1), max(fan_out, 1)
+    fans = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}
+    if name in _VARIANCE_SCALING:
+        scale, mode = _VARIANCE_SCALING[name]
+        return scale / fans[mode], name, True
+    if name == "variancescaling":
+        scale = float(config.get("scale", 1.0))
+        mode = str(config.get("mode", "fan_in"))
+        return scale / fans.get(mode, fan_in), name, True
+    if name in ("randomnormal", "normal"):
+        stddev, mean = float(config.get("stddev", 0.05)), float(config.get("mean", 0.0))
+        return stddev * stddev + mean * mean, name, True
+    if name == "truncatednormal":
+        stddev, mean = float(config.get("stddev", 0.05)), float(config.get("mean", 0.0))
+        # Truncation at two standard deviations keeps 77.4% of the variance.
+        return 0.7737 * stddev * stddev + mean * mean, name, True
+    if name in ("randomuniform", "uniform"):
+        low, high = float(config.get("minval", -0.05)), float(config.get("maxval", 0.05))
+        return (high - low) ** 2 / 12.0 + ((high + low) / 2.0) ** 2, name, True
+    if name in ("zeros", "zero"):
+        return 0.0, name, True
+    if name in ("ones", "one"):
+        return 1.0, name, True
+    if name == "constant":
+        constant = float(config.get("value", 0.0))
+        return constant * constant, name, True
+    if name == "orthogonal":
+        gain = float(config.get("gain", 1.0))
+        return gain * gain / max(fan_in, fan_out), name, True
+    if name == "identity":
+        gain = float(config.get("gain", 1.0))
+        return gain * gain / max(fan_in, fan_out), name, True
+    return 1.0 / ((fan_in + fan_out) / 2.0), name or "unknown", False
+
+
+def _as_list(value: Any, rank: int) -> list[int]:
+    if isinstance(value, int):
+        return [value] * rank
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+        return list(value)
+    return [1] * rank
+
+
+def _channels(shape: Any, config: dict[str, Any]) -> int | None:
+    if not shape:
+        return None
+    axis = 1 if config.get("data_format") == "channels_first" else -1
+    value = shape[axis]
+    return value if isinstance(value, int) else None
+
+
+@dataclass
+class KernelModel:
+    """How one kernel of a weighted layer moves the signal.
+
+    ``forward_fan``: inputs summed into one output; ``backward_fan``: outputs one input feeds;
+    ``variance``: second moment of the weights.
+    """
+
+    forward_fan: float
+    backward_fan: float
+    variance: float
+    initializer: str
+    keras_fan_in: int
+    keras_fan_out: int
+    known: bool
+
+
+def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
+    """The kernels of a weighted layer in forward order, or None if it has no kernel we model."""
+    config = layer.node.config
+    cls = layer.class_name
+    if cls not in KERNEL_CLASSES:
+        return None
+    in_shape = layer.input_shapes[0] if layer.input_shapes else None
+    out_shape = layer.output_shapes[0] if layer.output_shapes else None
+    c_in = _channels(in_shape, config)
+    c_out = _channels(out_shape, config)
+    if cls in ("Dense", "EinsumDense"):
+        if layer.fan_in is None or layer.fan_out is None:
+            return None
+        variance, name, known = initializer_variance(config.get("kernel_initializer"),
+                                                     layer.fan_in, layer.fan_out)
+        return [KernelModel(layer.fan_in, layer.fan_out, variance, name, layer.fan_in,
+                            layer.fan_out, known)]
+    if c_in is None or c_out is None:
+        return None
+    rank = len(in_shape) - 2 if in_shape else 2
+    kernel = _as_list(config.get("kernel_size", 1), rank)
+    area = math.prod(kernel)
+    strides = _as_list(config.get("strides", 1), rank)
+    if cls.startswith("DepthwiseConv"):
+        multiplier = int(config.get("depth_multiplier", 1) or 1)
+        fan_in, fan_out = area * c_in, area * multiplier  # as Keras computes them
+        variance, name, known = initializer_variance(
+            config.get("depthwise_initializer"), fan_in, fan_out)
+        return [KernelModel(area, area * multiplier, variance, name, fan_in, fan_out, known)]
+    if cls.startswith("SeparableConv"):
+        multiplier = int(config.get("depth_multiplier", 1) or 1)
+        d_in, d_out = area * c_in, area * multiplier
+        dv, dname, dknown = initializer_variance(config.get("depthwise_initializer"), d_in, d_out)
+        p_in, p_out = c_in * multiplier, c_out
+        pv, pname, pknown = initializer_variance(config.get("pointwise_initializer"), p_in, p_out)
+        return [KernelModel(area, area * multiplier, dv, dname, d_in, d_out, dknown),
+                KernelModel(p_in, p_out, pv, pname, p_in, p_out, pknown)]
+    groups = int(config.get("groups", 1) or 1)
+    if cls.endswith("Transpose"):
+        fan_in, fan_out = area * c_out, area * c_in  # Keras reads the transposed kernel shape
+        variance, name, known = initializer_variance(config.get("kernel_initializer"),
+                                                     fan_in, fan_out)
+        overlap = max(area / max(math.prod(strides), 1), 1.0)
+        return [KernelModel(overlap * c_in, area * c_out, variance, name, fan_in, fan_out, known)]
+    fan_in, fan_out = area * c_in // groups, area * c_out // groups
+    variance, name, known = initializer_variance(config.get("kernel_initializer"), fan_in, fan_out)
+    return [KernelModel(fan_in, fan_out, variance, name, fan_in, fan_out, known)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The prediction
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Forward:
+    log_q: float = 0.0  # log10 second moment of the output
+    log_pre: float | None = None  # log10 pre-activation variance (weighted layers)
+    log_act_grad: float = 0.0  # log10 E[f'(z)^2] of the layer's own activation
+    log_kernel_back: float = 0.0  # log10 of prod(backward_fan * Var(W)) over its kernels
+    log_norm_back: float = 0.0  # log10 1/Var(input) for normalizations
+    input_log_q: list[float] = field(default_factory=list)
+    treated_as_identity: bool = False
+
+
+def _activation_of(layer: LayerResult) -> str:
+    name = layer.activation or "linear"
+    if layer.class_name == "ReLU":
+        config = layer.node.config
+        if config.get("negative_slope"):
+            return "leaky_relu"
+        if config.get("max_value") is not None:
+            return "relu6"
+    return name
+
+
+def _log_sum(values: Iterable[float]) -> float:
+    values = [v for v in values if v > _LOG_FLOOR]
+    if not values:
+        return _LOG_FLOOR
+    top = max(values)
+    return top + math.log10(sum(10.0 ** (v - top) for v in values))
+
+
+def _forward(result: AnalysisResult, notes: list[str]) -> dict[str, _Forward]:
+    states: dict[str, _Forward] = {}
+    for layer in result.layers:
+        inputs = [states[name].log_q for name in layer.inbound if name in states]
+        state = _Forward(input_log_q=inputs)
+        log_in = inputs[0] if inputs else 0.0
+        cls = layer.class_name
+        kernels = kernel_models(layer)
+        if layer.class_name == "InputLayer" or not inputs:
+            state.log_q = 0.0
+        elif kernels is not None:
+            log_pre = log_in
+            back = 0.0
+            for kernel in kernels:
+                log_pre += _log10(kernel.forward_fan * kernel.variance)
+                back += _log10(kernel.backward_fan * kernel.variance)
+            activation = _activation_of(layer)
+            log_q, log_grad, known = activation_gains(activation, log_pre)
+            if not known:
+                notes.append(f"{layer.name}: activation {activation!r} treated as linear")
+            state.log_pre, state.log_q, state.log_act_grad = log_pre, log_q, log_grad
+            state.log_kernel_back = back
+        elif cls in NORMALIZATION_CLASSES:
+            state.log_q = 0.0
+            state.log_norm_back = -log_in
+        elif cls in ACTIVATION_CLASSES:
+            activation = _activation_of(layer)
+            log_q, log_grad, known = activation_gains(activation, log_in)
+            if not known:
+                notes.append(f"{layer.name}: activation {activation!r} treated as linear")
+            state.log_q, state.log_act_grad = log_q, log_grad
+        elif cls in PREPROCESSING_CLASSES:
+            state.log_q = 0.0
+        elif cls in ("Add", "Subtract"):
+            state.log_q = _log_sum(inputs)
+        elif cls == "Average":
+            state.log_q = _log_sum(inputs) - 2.0 * math.log10(len(inputs))
+        elif cls == "Multiply":
+            state.log_q = sum(inputs)
+        elif cls in ("Maximum", "Minimum", "Concatenate"):
+            state.log_q = max(inputs)
+        else:
+            state.log_q = log_in
+            if layer.has_weights or layer.unsupported or layer.subresult is not None:
+                state.treated_as_identity = True
+                notes.append(f"{layer.name} ({cls}): treated as scale-preserving")
+        states[layer.name] = state
+    return states
+
+
+def _backward(result: AnalysisResult, states: dict[str, _Forward]) -> dict[str, float]:
+    """log10 variance of the gradient w.r.t. each layer's pre-activation (or output)."""
+    incoming: dict[str, list[float]] = {layer.name: [] for layer in result.layers}
+    outputs = set(result.output_layers)
+    pre: dict[str, float] = {}
+    for layer in reversed(result.layers):
+        state = states[layer.name]
+        arriving = list(incoming.get(layer.name, []))
+        if layer.name in outputs:
+            arriving.append(0.0)
+        log_out = _log_sum(arriving)
+        # The output activation is folded into the loss.
+        log_pre = log_out if layer.name in outputs else log_out + state.log_act_grad
+        pre[layer.name] = log_pre
+        inputs = [name for name in layer.inbound if name in states]
+        if not inputs:
+            continue
+        cls = layer.class_name
+        if state.log_pre is not None:  # weighted layer
+            to_input = [log_pre + state.log_kernel_back] * len(inputs)
+        elif cls in NORMALIZATION_CLASSES:
+            to_input = [log_pre + state.log_norm_back] * len(inputs)
+        elif cls == "Average":
+            to_input = [log_pre - 2.0 * math.log10(len(inputs))] * len(inputs)
+        elif cls == "Multiply":
+            total = sum(state.input_log_q)
+            to_input = [log_pre + total - q for q in state.input_log_q]
+        elif cls in ("Maximum", "Minimum"):
+            to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
+        else:
+            to_input = [log_pre] * len(inputs)
+        for name, value in zip(inputs, to_input, strict=False):
+            incoming[name].append(value)
+    return pre
+
+
+def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, Any]]:
+    """Per layer: fewest/most weighted layers, saturating activations and normalizations on the
+    way to an output (the layer itself included), by dynamic programming over the graph."""
+    successors = result.successors()
+    outputs = set(result.output_layers)
+    info: dict[str, dict[str, Any]] = {}
+    for layer in reversed(result.layers):
+        own_weighted = 1 if layer.name in weighted else 0
+        own_saturating = 1 if (_activation_of(layer) in SATURATING_ACTIVATIONS
+                               and layer.name not in outputs) else 0
+        own_norm = 1 if layer.class_name in NORMALIZATION_CLASSES else 0
+        options = [info[s] for s in successors.get(layer.name, []) if s in info
+                   and info[s]["reaches_output"]]
+        if layer.name in outputs:
+            options.append({"depth": (0, 0), "saturating": (0, 0), "norm": (0, 0),
+                            "reaches_output": True})
+        if not options:
+            info[layer.name] = {"depth": None, "saturating": None, "norm": None,
+                                "reaches_output": False}
+            continue
+        info[layer.name] = {
+            "depth": (own_weighted + min(o["depth"][0] for o in options),
+                      own_weighted + max(o["depth"][1] for o in options)),
+            "saturating": (own_saturating + min(o["saturating"][0] for o in options),
+                           own_saturating + max(o["saturating"][1] for o in options)),
+            "norm": (own_norm + min(o["norm"][0] for o in options),
+                     own_norm + max(o["norm"][1] for o in options)),
+            "reaches_output": True,
+        }
+    return info
+
+
+def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, list[str]]:
+    """For each named layer, the merge layers (Add, Concatenate, ...) downstream of it that also
+    receive an input not computed from it: skip connections that bypass the layer.
+
+    Reachability is kept as bit sets over the merges' input slots, one pass over the graph.
+    """
+    merges = [layer for layer in result.layers
+              if layer.class_name in SKIP_MERGES and len(set(layer.inbound)) > 1]
+    if not merges:
+        return {name: [] for name in names}
+    slot_masks: dict[str, int] = {}
+    own_slots: dict[str, int] = {}
+    bit = 0
+    for merge in merges:
+        mask = 0
+        for source in dict.fromkeys(merge.inbound):
+            own_slots[source] = own_slots.get(source, 0) | (1 << bit)
+            mask |= 1 << bit
+            bit += 1
+        slot_masks[merge.name] = mask
+    successors = result.successors()
+    reach: dict[str, int] = {}
+    for layer in reversed(result.layers):
+        mask = own_slots.get(layer.name, 0)
+        for successor in successors.get(layer.name, []):
+            mask |= reach.get(successor, 0)
+        reach[layer.name] = mask
+    out: dict[str, list[str]] = {}
+    for name in names:
+        mask = reach.get(name, 0)
+        out[name] = [merge.name for merge in merges
+                     if mask & slot_masks[merge.name]
+                     and mask & slot_masks[merge.name] != slot_masks[merge.name]] if mask else []
+    return out
+
+
+def _scale(log_value: float) -> float | None:
+    """10**log_value as a float, None when it does not fit (|log10| > 300)."""
+    if log_value != log_value or abs(log_value) > 300:
+        return None
+    return float(f"{10.0 ** log_value:.6g}")
 
 
 def predict(result: AnalysisResult) -> dict[str, Any]:
-    """Not computed yet: says so instead of inventing a verdict."""
-    return {"verdict": None, "status": "not_computed"}
+    """Predict gradient flow at initialization and call it healthy, vanishing or exploding.
+
+    Returns ``report.gradient_flow.predicted``: ``verdict``, ``ratio`` (first/last, see
+    ``ratio_definition``), ``thresholds``, per weighted layer numbers in ``layers`` and the
+    ``assumptions`` behind them.
+    """
+    notes: list[str] = []
+    states = _forward(result, notes)
+    weighted_layers = [layer for layer in result.layers if states[layer.name].log_pre is not None]
+    base: dict[str, Any] = {
+        "method": METHOD,
+        "ratio_definition": RATIO_DEFINITION,
+        "thresholds": {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_RATIO},
+        "assumptions": ASSUMPTIONS,
+    }
+    if not weighted_layers:
+        return {**base, "verdict": None, "status": "not_computed",
+                "reason": "no weighted layer (convolution or dense) to predict gradients for",
+                "layers": [], "notes": notes}
+    pre = _backward(result, states)
+    weighted = {layer.name for layer in weighted_layers}
+    paths = _paths(result, weighted)
+    skips = _bypassing_skips(result, weighted)
+    reachable = [layer for layer in weighted_layers if paths[layer.name]["reaches_output"]]
+    if not reachable:
+        return {**base, "verdict": None, "status": "not_computed",
+                "reason": "no weighted layer reaches a model output", "layers": [], "notes": notes}
+    first, last = reachable[0], reachable[-1]
+    log_last = pre[last.name]
+    log_last_weight = pre[last.name] + (states[last.name].input_log_q or [0.0])[0]
+    layers_out = []
+    for layer in weighted_layers:
+        state = states[layer.name]
+        info = paths[layer.name]
+        kernels = kernel_models(layer) or []
+        log_rel = pre[layer.name] - log_last
+        log_weight = pre[layer.name] + (state.input_log_q or [0.0])[0] - log_last_weight
+        layers_out.append({
+            "name": layer.name,
+            "class_name": layer.class_name,
+            "initializer": kernels[0].initializer if kernels else None,
+            "weight_variance": [float(f"{k.variance:.6g}") for k in kernels],
+            "fan_in": kernels[0].keras_fan_in if kernels else None,
+            "fan_out": kernels[-1].keras_fan_out if kernels else None,
+            "activation": _activation_of(layer),
+            "activation_gain": _scale(state.log_act_grad),
+            "pre_activation_variance": _scale(state.log_pre or 0.0),
+            "log10_relative_gradient_scale": round(log_rel, 4),
+            "relative_gradient_scale": _scale(log_rel),
+            "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
+            "depth_to_output": ({"shortest": info["depth"][0] - 1, "longest": info["depth"][1] - 1}
+                                if info["reaches_output"] else None),
+            "skip_connections": len(skips[layer.name]),
+            "skip_layers": skips[layer.name][:8],
+            "saturating_activations": ({"fewest": info["saturating"][0],
+                                        "most": info["saturating"][1]}
+                                       if info["reaches_output"] else None),
+            "normalizations": ({"fewest": info["norm"][0], "most": info["norm"][1]}
+                               if info["reaches_output"] else None),
+        })
+    # Variances -> RMS: halve the log.
+    for entry in layers_out:
+        entry["log10_relative_gradient_scale"] = round(entry["log10_relative_gradient_scale"] / 2, 4)
+        entry["relative_gradient_scale"] = _scale(entry["log10_relative_gradient_scale"])
+    by_name = {entry["name"]: entry for entry in layers_out}
+    log_ratio = by_name[first.name]["log10_relative_gradient_scale"]
+    ratio = 10.0 ** log_ratio if abs(log_ratio) < 300 else (0.0 if log_ratio < 0 else math.inf)
+    verdict = classify_ratio(ratio)
+    weakest = min((e for e in layers_out if e["depth_to_output"] is not None),
+                  key=lambda e: e["log10_relative_gradient_scale"])
+    strongest = max((e for e in layers_out if e["depth_to_output"] is not None),
+                    key=lambda e: e["log10_relative_gradient_scale"])
+    first_info = paths[first.name]
+    reasons = []
+    if verdict == "vanishing":
+        reasons.append(f"the gradient reaching {first.name} is predicted {_words(log_ratio)} "
+                       f"the one reaching {last.name}")
+    elif verdict == "exploding":
+        reasons.append(f"the gradient reaching {first.name} is predicted {_words(log_ratio)} "
+                       f"the one reaching {last.name}")
+    unknown_init = sorted({e["name"] for e in layers_out
+                           for k in (kernel_models(result.by_name()[e["name"]]) or []) if not k.known})
+    if unknown_init:
+        notes.append("unknown initializers assumed glorot-like: " + ", ".join(unknown_init[:10]))
+    return {
+        **base,
+        "status": "complete" if not notes else "partial",
+        "verdict": verdict,
+        "ratio": float(f"{ratio:.6g}") if math.isfinite(ratio) else None,
+        "log10_ratio": round(log_ratio, 4),
+        "first_layer": first.name,
+        "last_layer": last.name,
+        "weighted_layers": len(weighted_layers),
+        "depth": {"shortest": first_info["depth"][0], "longest": first_info["depth"][1]},
+        "skip_connections": len(skips[first.name]),
+        "saturating_activations_on_longest_path": first_info["saturating"][1],
+        "weakest_layer": {"name": weakest["name"],
+                          "log10_relative_gradient_scale": weakest["log10_relative_gradient_scale"]},
+        "strongest_layer": {"name": strongest["name"],
+                            "log10_relative_gradient_scale":
+                                strongest["log10_relative_gradient_scale"]},
+        "reasons": reasons,
+        "layers": layers_out,
+        "notes": notes[:50],
+    }
+
+
+def _words(log_ratio: float) -> str:
+    """'1e-12 times' style wording for a log10 ratio."""
+    return f"about 1e{round(log_ratio):+d} times"
