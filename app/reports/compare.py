@@ -99,8 +99,9 @@ def describe_layers(report: Report) -> list[dict[str, Any]]:
     return described
 
 
-def _describe(flat: FlatLayer, by_name: Mapping[str, FlatLayer],
-              model_input_channels: int | None = None) -> dict[str, Any]:
+def _describe(
+    flat: FlatLayer, by_name: Mapping[str, FlatLayer], model_input_channels: int | None = None
+) -> dict[str, Any]:
     layer = flat.layer
     axes = field_axes(layer)
     shape = first_output_shape(layer)
@@ -109,7 +110,8 @@ def _describe(flat: FlatLayer, by_name: Mapping[str, FlatLayer],
     stride: list[Any] | None = None
     source = None
     rank = len(axes) if axes else 0
-    config = layer.get("config") if isinstance(layer.get("config"), Mapping) else {}
+    raw_config = layer.get("config")
+    config: Mapping[str, Any] = raw_config if isinstance(raw_config, Mapping) else {}
     for key_kernel in ("kernel_size", "pool_size"):
         value = layer.get(key_kernel, config.get(key_kernel))
         if value is not None and rank:
@@ -123,7 +125,8 @@ def _describe(flat: FlatLayer, by_name: Mapping[str, FlatLayer],
     if axes and len(inbound) <= 1 and (kernel is None or stride is None):
         before = _input_field(inbound, by_name, rank)
         if before is not None:
-            derived_kernel, derived_stride = [], []
+            derived_kernel: list[int | float] = []
+            derived_stride: list[int | float] = []
             for axis, (size_in, stride_in) in zip(axes, before, strict=True):
                 size_out, stride_out = _as_number(axis.get("size")), _as_number(axis.get("stride"))
                 if size_out is None or stride_out is None or not stride_in:
@@ -227,7 +230,11 @@ def align_layers(
     pairs: list[tuple[int | None, int | None]] = []
     i, j = n, m
     while i > 0 or j > 0:
-        if i > 0 and j > 0 and table[i][j] == table[i - 1][j - 1] + score(left[i - 1], right[j - 1]):
+        if (
+            i > 0
+            and j > 0
+            and table[i][j] == table[i - 1][j - 1] + score(left[i - 1], right[j - 1])
+        ):
             pairs.append((i - 1, j - 1))
             i, j = i - 1, j - 1
         elif i > 0 and table[i][j] == table[i - 1][j] + GAP_PENALTY:
@@ -335,8 +342,9 @@ def compare_reports(
         "schema_version": COMPARISON_SCHEMA_VERSION,
         "a": {"model_name": a.get("model_name"), "label": name_a},
         "b": {"model_name": b.get("model_name"), "label": name_b},
-        "summary": {key: _delta(summary_a.get(key), summary_b.get(key))
-                    for key, _ in SUMMARY_METRICS},
+        "summary": {
+            key: _delta(summary_a.get(key), summary_b.get(key)) for key, _ in SUMMARY_METRICS
+        },
         "inputs": {"a": summary_a.get("input_shapes"), "b": summary_b.get("input_shapes")},
         "outputs": {"a": summary_a.get("output_shapes"), "b": summary_b.get("output_shapes")},
         "receptive_field": {"a": _field_summary(a), "b": _field_summary(b)},
@@ -367,13 +375,16 @@ def _percent_change(a: Any, b: Any) -> str:
     return f"{change:+.1f}%" if abs(change) < 1000 else f"x{b / a:.1f}"
 
 
-def _kernel_sentence(left: Mapping[str, Any], right: Mapping[str, Any], name_a: str,
-                     name_b: str) -> str | None:
+def _kernel_sentence(
+    left: Mapping[str, Any], right: Mapping[str, Any], name_a: str, name_b: str
+) -> str | None:
     parts = []
     if left.get("kernel") and right.get("kernel"):
         if left["kernel"] != right["kernel"]:
-            parts.append(f"its kernel goes from {_square(left['kernel'])} in {name_a} to "
-                         f"{_square(right['kernel'])} in {name_b}")
+            parts.append(
+                f"its kernel goes from {_square(left['kernel'])} in {name_a} to "
+                f"{_square(right['kernel'])} in {name_b}"
+            )
         else:
             parts.append(f"its kernel is {_square(left['kernel'])} in both")
     if left.get("stride") and right.get("stride"):
@@ -388,10 +399,19 @@ def _kernel_sentence(left: Mapping[str, Any], right: Mapping[str, Any], name_a: 
 
 def _conv_param_formula(layer: Mapping[str, Any]) -> str | None:
     """'5x5 kernel x 1 input channel x 32 filters + 32 biases = 832' when it adds up."""
-    kernel, cin, cout, params = (layer.get("kernel"), layer.get("input_channels"),
-                                 layer.get("channels"), layer.get("params"))
-    if not (layer.get("class_name", "").startswith("Conv") and kernel and isinstance(cin, int)
-            and isinstance(cout, int) and isinstance(params, int)):
+    kernel, cin, cout, params = (
+        layer.get("kernel"),
+        layer.get("input_channels"),
+        layer.get("channels"),
+        layer.get("params"),
+    )
+    if not (
+        layer.get("class_name", "").startswith("Conv")
+        and kernel
+        and isinstance(cin, int)
+        and isinstance(cout, int)
+        and isinstance(params, int)
+    ):
         return None
     area = 1
     for k in kernel:
@@ -400,8 +420,10 @@ def _conv_param_formula(layer: Mapping[str, Any]) -> str | None:
         area *= k
     weights = area * cin * cout
     if weights + cout == params:
-        return (f"{_square(kernel)} kernel x {cin} input channel{'s' if cin != 1 else ''} x "
-                f"{cout} filters + {cout} biases = {params:,}")
+        return (
+            f"{_square(kernel)} kernel x {cin} input channel{'s' if cin != 1 else ''} x "
+            f"{cout} filters + {cout} biases = {params:,}"
+        )
     if weights == params:
         return f"{_square(kernel)} kernel x {cin} input channels x {cout} filters = {params:,}"
     return None
@@ -418,11 +440,15 @@ def explain(comparison: Mapping[str, Any]) -> list[str]:
     if first_pair is not None:
         left, right = first_pair["a"], first_pair["b"]
         same_name = left["name"] == right["name"]
-        title = (f"The first layer, {left['name']} ({left['class_name']})" if same_name else
-                 f"The first layer ({left['name']} in {name_a}, {right['name']} in {name_b}, "
-                 f"both {left['class_name']})" if left["class_name"] == right["class_name"] else
-                 f"The first layer ({left['class_name']} {left['name']} in {name_a}, "
-                 f"{right['class_name']} {right['name']} in {name_b})")
+        title = (
+            f"The first layer, {left['name']} ({left['class_name']})"
+            if same_name
+            else f"The first layer ({left['name']} in {name_a}, {right['name']} in {name_b}, "
+            f"both {left['class_name']})"
+            if left["class_name"] == right["class_name"]
+            else f"The first layer ({left['class_name']} {left['name']} in {name_a}, "
+            f"{right['class_name']} {right['name']} in {name_b})"
+        )
         if first_pair["status"] == "same":
             paragraphs.append(f"{title} is identical in both models.")
         else:
@@ -433,24 +459,30 @@ def explain(comparison: Mapping[str, Any]) -> list[str]:
             else:
                 sentence += " changes."
             if left.get("field") and right.get("field") and left["field"] != right["field"]:
-                sentence += (f" On its own, that layer now sees {_square(right['field'])} input "
-                             f"pixels instead of {_square(left['field'])}")
+                sentence += (
+                    f" On its own, that layer now sees {_square(right['field'])} input "
+                    f"pixels instead of {_square(left['field'])}"
+                )
                 if left.get("kernel") != right.get("kernel"):
                     sentence += " (a kernel of k pixels sees k pixels of the raw input)"
                 sentence += "."
             if left.get("params") != right.get("params"):
                 formula_a, formula_b = _conv_param_formula(left), _conv_param_formula(right)
-                sentence += (f" Its parameters go from {format_count(left.get('params'))} to "
-                             f"{format_count(right.get('params'))}")
+                sentence += (
+                    f" Its parameters go from {format_count(left.get('params'))} to "
+                    f"{format_count(right.get('params'))}"
+                )
                 if formula_a and formula_b:
                     sentence += f" ({name_a}: {formula_a}; {name_b}: {formula_b})"
                 sentence += "."
             if left.get("macs") != right.get("macs"):
-                sentence += (f" Its MACs per sample go from {format_count(left.get('macs'))} to "
-                             f"{format_count(right.get('macs'))}, because every output pixel "
-                             "costs kernel area x input channels x filters multiply-adds and "
-                             f"the output is {format_shape(left.get('output_shape'))} in {name_a} "
-                             f"against {format_shape(right.get('output_shape'))} in {name_b}.")
+                sentence += (
+                    f" Its MACs per sample go from {format_count(left.get('macs'))} to "
+                    f"{format_count(right.get('macs'))}, because every output pixel "
+                    "costs kernel area x input channels x filters multiply-adds and "
+                    f"the output is {format_shape(left.get('output_shape'))} in {name_a} "
+                    f"against {format_shape(right.get('output_shape'))} in {name_b}."
+                )
             paragraphs.append(sentence)
 
     if inputs["a"] != inputs["b"]:
@@ -464,14 +496,19 @@ def explain(comparison: Mapping[str, Any]) -> list[str]:
     structural = []
     for row in rows:
         if row["status"] == "only_a":
-            structural.append(f"{name_a} has {row['a']['class_name']} {row['a']['name']} "
-                              f"where {name_b} has nothing")
+            structural.append(
+                f"{name_a} has {row['a']['class_name']} {row['a']['name']} "
+                f"where {name_b} has nothing"
+            )
         elif row["status"] == "only_b":
-            structural.append(f"{name_b} adds {row['b']['class_name']} {row['b']['name']} "
-                              f"(output {format_shape(row['b'].get('output_shape'))})")
+            structural.append(
+                f"{name_b} adds {row['b']['class_name']} {row['b']['name']} "
+                f"(output {format_shape(row['b'].get('output_shape'))})"
+            )
         elif row["status"] == "changed" and row is not first_pair and row["changes"]:
-            structural.append(f"{row['a']['name']} / {row['b']['name']}: "
-                              + "; ".join(row["changes"][:3]))
+            structural.append(
+                f"{row['a']['name']} / {row['b']['name']}: " + "; ".join(row["changes"][:3])
+            )
     if structural:
         count_a = sum(1 for row in rows if row["a"] is not None)
         count_b = sum(1 for row in rows if row["b"] is not None)
@@ -486,31 +523,41 @@ def explain(comparison: Mapping[str, Any]) -> list[str]:
 
     summary = comparison["summary"]
     params, macs = summary["total_params"], summary["macs"]
-    text = (f"Parameters: {format_count(params['a'])} in {name_a} against "
-            f"{format_count(params['b'])} in {name_b}")
+    text = (
+        f"Parameters: {format_count(params['a'])} in {name_a} against "
+        f"{format_count(params['b'])} in {name_b}"
+    )
     if isinstance(params.get("delta"), int):
         text += f" ({params['delta']:+,}, {_percent_change(params['a'], params['b'])})"
-    text += (f". MACs per sample: {format_count(macs['a'])} against {format_count(macs['b'])}")
+    text += f". MACs per sample: {format_count(macs['a'])} against {format_count(macs['b'])}"
     if isinstance(macs.get("ratio"), float) and macs["ratio"]:
         ratio = macs["ratio"]
-        text += (f" ({name_b} needs {ratio:.2f}x the compute of {name_a})" if ratio >= 1 else
-                 f" ({name_a} needs {1 / ratio:.1f}x the compute of {name_b})")
+        text += (
+            f" ({name_b} needs {ratio:.2f}x the compute of {name_a})"
+            if ratio >= 1
+            else f" ({name_a} needs {1 / ratio:.1f}x the compute of {name_b})"
+        )
     biggest = _largest_mac_difference(rows)
     if biggest is not None:
-        text += (f"; the largest single difference is at {biggest['a']['name'] if biggest['a'] else biggest['b']['name']}"
-                 f" ({format_count((biggest['a'] or {}).get('macs'))} against "
-                 f"{format_count((biggest['b'] or {}).get('macs'))} MACs)")
+        where = (biggest["a"] or biggest["b"])["name"]
+        text += (
+            f"; the largest single difference is at {where}"
+            f" ({format_count((biggest['a'] or {}).get('macs'))} against "
+            f"{format_count((biggest['b'] or {}).get('macs'))} MACs)"
+        )
     paragraphs.append(text + ".")
 
     findings = comparison["findings"]
     if findings["only_a"] or findings["only_b"]:
         parts = []
         if findings["only_a"]:
-            parts.append(f"only {name_a} gets " + ", ".join(
-                str(f.get("code")) for f in findings["only_a"]))
+            parts.append(
+                f"only {name_a} gets " + ", ".join(str(f.get("code")) for f in findings["only_a"])
+            )
         if findings["only_b"]:
-            parts.append(f"only {name_b} gets " + ", ".join(
-                str(f.get("code")) for f in findings["only_b"]))
+            parts.append(
+                f"only {name_b} gets " + ", ".join(str(f.get("code")) for f in findings["only_b"])
+            )
         paragraphs.append("Findings differ: " + "; ".join(parts) + ".")
     elif findings["both"]:
         paragraphs.append("Both models get the same findings: " + ", ".join(findings["both"]) + ".")
@@ -531,18 +578,24 @@ def _field_paragraph(comparison: Mapping[str, Any], name_a: str, name_b: str) ->
             return f"in {name} every output unit sees the whole input"
         if not field.get("size"):
             return f"{name} has no spatial feature map"
-        text = (f"in {name} the last feature map ({field.get('layer')}) sees "
-                f"{_square(field['size'])} input pixels with stride {_square(field['stride'])}")
+        text = (
+            f"in {name} the last feature map ({field.get('layer')}) sees "
+            f"{_square(field['size'])} input pixels with stride {_square(field['stride'])}"
+        )
         coverage = [c for c in (field.get("coverage") or []) if isinstance(c, int | float)]
         if coverage and field.get("input_size"):
-            text += (f", {min(coverage) * 100:.1f}% of its {_square(field['input_size'])} input"
-                     + (" (the whole input)" if field.get("sees_whole_input") else ""))
+            text += f", {min(coverage) * 100:.1f}% of its {_square(field['input_size'])} input" + (
+                " (the whole input)" if field.get("sees_whole_input") else ""
+            )
         return text
 
     sentence = "Receptive field: " + side(field_a, name_a) + "; " + side(field_b, name_b) + "."
     size_a, size_b = field_a.get("size"), field_b.get("size")
-    if size_a and size_b and len(size_a) == len(size_b) and all(
-        isinstance(v, int | float) and v for v in size_a + size_b
+    if (
+        size_a
+        and size_b
+        and len(size_a) == len(size_b)
+        and all(isinstance(v, int | float) and v for v in size_a + size_b)
     ):
         ratio = max(size_b) / max(size_a)
         if ratio > 1:
@@ -565,18 +618,26 @@ def _growth_text(comparison: Mapping[str, Any], key: str) -> str | None:
     """``'conv2d +2, conv2d_1 +2, max_pooling2d +1 = 6'`` for a chain of single-input layers."""
     layers = [row[key] for row in comparison["layers"] if row[key] is not None]
     spatial = [layer for layer in layers if layer.get("field")]
-    if not spatial or len(spatial) > 12 or any(layer.get("field_growth") is None for layer in spatial):
+    if (
+        not spatial
+        or len(spatial) > 12
+        or any(layer.get("field_growth") is None for layer in spatial)
+    ):
         return None
     if any(len(layer.get("inbound") or []) > 1 for layer in layers):
         return None
-    steps = [f"{layer['name']} +{format_number(layer['field_growth'])}" for layer in spatial
-             if layer["field_growth"]]
+    steps = [
+        f"{layer['name']} +{format_number(layer['field_growth'])}"
+        for layer in spatial
+        if layer["field_growth"]
+    ]
     final = spatial[-1]["field"][0]
     return "1 + " + ", ".join(steps) + f" = {format_number(final)}"
 
 
 def _largest_mac_difference(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    best, best_delta = None, 0
+    best: Mapping[str, Any] | None = None
+    best_delta: float = 0.0
     for row in rows:
         macs_a = (row["a"] or {}).get("macs") or 0
         macs_b = (row["b"] or {}).get("macs") or 0
@@ -627,8 +688,15 @@ def render_comparison_html(
                 "label": label,
                 "a": fmt(entry.get("a")),
                 "b": fmt(entry.get("b")),
-                "delta": ("" if delta is None else ("0" if delta == 0 else
-                          (f"+{fmt(delta)}" if delta > 0 else f"-{fmt(-delta)}"))),
+                "delta": (
+                    ""
+                    if delta is None
+                    else (
+                        "0"
+                        if delta == 0
+                        else (f"+{fmt(delta)}" if delta > 0 else f"-{fmt(-delta)}")
+                    )
+                ),
                 "css": "same" if not delta else ("up" if delta > 0 else "down"),
                 "change": _percent_change(entry.get("a"), entry.get("b")),
             }
@@ -655,14 +723,26 @@ def _field_rows(data: Mapping[str, Any]) -> list[dict[str, str]]:
         return " x ".join(f"{value * 100:.1f}%" for value in values) if values else ""
 
     return [
-        {"label": "last feature map", "a": str(field_a.get("layer") or ""),
-         "b": str(field_b.get("layer") or "")},
-        {"label": "field size", "a": "global" if field_a["global"] else _axes_text(field_a["size"]),
-         "b": "global" if field_b["global"] else _axes_text(field_b["size"])},
-        {"label": "effective stride", "a": _axes_text(field_a["stride"]),
-         "b": _axes_text(field_b["stride"])},
-        {"label": "input size", "a": _axes_text(field_a.get("input_size")),
-         "b": _axes_text(field_b.get("input_size"))},
+        {
+            "label": "last feature map",
+            "a": str(field_a.get("layer") or ""),
+            "b": str(field_b.get("layer") or ""),
+        },
+        {
+            "label": "field size",
+            "a": "global" if field_a["global"] else _axes_text(field_a["size"]),
+            "b": "global" if field_b["global"] else _axes_text(field_b["size"]),
+        },
+        {
+            "label": "effective stride",
+            "a": _axes_text(field_a["stride"]),
+            "b": _axes_text(field_b["stride"]),
+        },
+        {
+            "label": "input size",
+            "a": _axes_text(field_a.get("input_size")),
+            "b": _axes_text(field_b.get("input_size")),
+        },
         {"label": "share of the input", "a": coverage(field_a), "b": coverage(field_b)},
     ]
 

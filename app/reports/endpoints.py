@@ -70,9 +70,11 @@ def _training_of(session: Any, analysis: Job) -> tuple[list[dict[str, Any]], dic
 
     run = session.scalar(
         select(Job)
-        .where(Job.tenant_id == analysis.tenant_id, Job.kind == "training",
-               or_(Job.parent_id == analysis.id,
-                   Job.architecture_id == analysis.architecture_id))
+        .where(
+            Job.tenant_id == analysis.tenant_id,
+            Job.kind == "training",
+            or_(Job.parent_id == analysis.id, Job.architecture_id == analysis.architecture_id),
+        )
         .order_by((Job.parent_id == analysis.id).desc(), Job.created_at.desc())
         .limit(1)
     )
@@ -82,8 +84,9 @@ def _training_of(session: Any, analysis: Job) -> tuple[list[dict[str, Any]], dic
     if isinstance(run.result, Mapping):
         records = training_records(run.result)
     if not records and isinstance(run.progress_detail, Mapping):
-        records = training_records(run.progress_detail.get("history") or
-                                   run.progress_detail.get("steps") or [])
+        records = training_records(
+            run.progress_detail.get("history") or run.progress_detail.get("steps") or []
+        )
     return records, {"id": run.id, "status": run.status}
 
 
@@ -122,8 +125,10 @@ def report_html(analysis_id: str, session: SessionDep, tenant_id: TenantDep) -> 
         "`params_macs`, `gradient_flow`, `training`. Example: "
         "`GET /v1/analyses/<id>/plots/receptive_field.svg`."
     ),
-    responses={200: {"content": {"image/svg+xml": {}, "image/png": {}}},
-               **problem_responses(400, 401, 404, 409)},
+    responses={
+        200: {"content": {"image/svg+xml": {}, "image/png": {}}},
+        **problem_responses(400, 401, 404, 409),
+    },
 )
 def plot_file(
     analysis_id: str,
@@ -135,9 +140,7 @@ def plot_file(
 
     name, dot, extension = filename.rpartition(".")
     if not dot or extension not in MEDIA_TYPES:
-        raise NotFound(
-            f"Plots are served as <name>.svg or <name>.png. Received: {filename!r}"
-        )
+        raise NotFound(f"Plots are served as <name>.svg or <name>.png. Received: {filename!r}")
     if name not in PLOT_NAMES:
         raise NotFound(f"There is no plot called {name!r}; plots: {', '.join(PLOT_NAMES)}.")
     analysis, report = _report_of(session, tenant_id, analysis_id)
@@ -174,8 +177,10 @@ def _wants_html(request: Request, fmt: str | None) -> bool:
         "`?format=html` or `Accept: text/html`. Example: "
         "`GET /v1/analyses/<a>/compare/<b>?format=html`."
     ),
-    responses={200: {"content": {"application/json": {}, "text/html": {}}},
-               **problem_responses(401, 404, 409, 422)},
+    responses={
+        200: {"content": {"application/json": {}, "text/html": {}}},
+        **problem_responses(401, 404, 409, 422),
+    },
 )
 def compare(
     analysis_id: str,
@@ -183,8 +188,12 @@ def compare(
     request: Request,
     session: SessionDep,
     tenant_id: TenantDep,
-    format: Annotated[Literal["json", "html"] | None, Query(  # noqa: A002 - the public name
-        description="json (default) or html")] = None,
+    format: Annotated[
+        Literal["json", "html"] | None,
+        Query(  # noqa: A002 - the public name
+            description="json (default) or html"
+        ),
+    ] = None,
 ) -> Response:
     from app.reports.compare import compare_reports, render_comparison_html
 

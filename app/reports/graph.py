@@ -103,8 +103,16 @@ def layer_family(class_name: str) -> str:
         return "conv"
     if "Pooling" in class_name:
         return "pool"
-    if class_name in {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
-                      "Concatenate", "Dot"}:
+    if class_name in {
+        "Add",
+        "Subtract",
+        "Multiply",
+        "Average",
+        "Maximum",
+        "Minimum",
+        "Concatenate",
+        "Dot",
+    }:
         return "merge"
     if class_name in {"Dense", "EinsumDense", "Embedding"}:
         return "dense"
@@ -112,9 +120,23 @@ def layer_family(class_name: str) -> str:
         return "norm"
     if class_name in ABSORBABLE_CLASSES:
         return "activation"
-    if class_name in {"Flatten", "Reshape", "Permute", "RepeatVector", "Cropping1D",
-                      "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
-                      "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Rescaling", "Resizing"}:
+    if class_name in {
+        "Flatten",
+        "Reshape",
+        "Permute",
+        "RepeatVector",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+        "UpSampling1D",
+        "UpSampling2D",
+        "UpSampling3D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+        "Rescaling",
+        "Resizing",
+    }:
         return "reshape"
     if class_name in {"Functional", "Sequential", "Model"}:
         return "model"
@@ -176,7 +198,9 @@ class GraphDrawing:
         return [name for node in self.nodes for name in node.layers]
 
 
-def draw_graph(report: Report, *, collapse: bool | str = "auto", element_id: str = "graph") -> GraphDrawing:
+def draw_graph(
+    report: Report, *, collapse: bool | str = "auto", element_id: str = "graph"
+) -> GraphDrawing:
     """Lay out and draw the report's top-level layer graph.
 
     ``collapse``: True, False or ``"auto"`` (collapse chains above
@@ -188,38 +212,50 @@ def draw_graph(report: Report, *, collapse: bool | str = "auto", element_id: str
     by_name = dict(zip(names, layers, strict=True))
     layer_edges = _layer_edges(layers, names)
     should_collapse = len(names) > COLLAPSE_ABOVE if collapse == "auto" else bool(collapse)
-    groups = _collapse_chains(names, by_name, layer_edges) if should_collapse else [[n] for n in names]
+    groups = (
+        _collapse_chains(names, by_name, layer_edges) if should_collapse else [[n] for n in names]
+    )
 
     nodes: list[DrawnNode] = []
     node_of: dict[str, str] = {}
-    unsupported = {str(item.get("name")) for item in
-                   ((report.get("coverage") or {}).get("unsupported_layers") or [])
-                   if isinstance(item, Mapping)}
+    unsupported = {
+        str(item.get("name"))
+        for item in ((report.get("coverage") or {}).get("unsupported_layers") or [])
+        if isinstance(item, Mapping)
+    }
     for index, group in enumerate(groups):
         members = [by_name[name] for name in group]
-        main_layer = max(members, key=lambda layer: (layer.get("params") or 0,
-                                                     -members.index(layer)))
+        main_layer = max(
+            members, key=lambda layer: (layer.get("params") or 0, -members.index(layer))
+        )
         if all((layer.get("params") or 0) == 0 for layer in members):
-            main_layer = next((layer for layer in members
-                               if layer.get("class_name") not in LEADING_CLASSES), members[0])
+            main_layer = next(
+                (layer for layer in members if layer.get("class_name") not in LEADING_CLASSES),
+                members[0],
+            )
         node_id = f"{element_id}-n{index}"
         params = [layer.get("params") for layer in members]
-        nodes.append(DrawnNode(
-            id=node_id,
-            layers=list(group),
-            classes=[str(layer.get("class_name", "")) for layer in members],
-            main=str(main_layer.get("name")),
-            main_class=str(main_layer.get("class_name", "")),
-            output_shape=members[-1].get("output_shape"),
-            params=None if any(p is None for p in params) else sum(int(p) for p in params),
-            family=layer_family(str(main_layer.get("class_name", ""))),
-            unsupported=any(name in unsupported for name in group),
-        ))
+        nodes.append(
+            DrawnNode(
+                id=node_id,
+                layers=list(group),
+                classes=[str(layer.get("class_name", "")) for layer in members],
+                main=str(main_layer.get("name")),
+                main_class=str(main_layer.get("class_name", "")),
+                output_shape=members[-1].get("output_shape"),
+                params=None if any(p is None for p in params) else sum(int(p or 0) for p in params),
+                family=layer_family(str(main_layer.get("class_name", ""))),
+                unsupported=any(name in unsupported for name in group),
+            )
+        )
         for name in group:
             node_of[name] = node_id
 
-    edges = [DrawnEdge(source, target, node_of[source], node_of[target])
-             for source, target in layer_edges if node_of[source] != node_of[target]]
+    edges = [
+        DrawnEdge(source, target, node_of[source], node_of[target])
+        for source, target in layer_edges
+        if node_of[source] != node_of[target]
+    ]
     _mark_skips(nodes, edges)
     node_index = {node.id: node for node in nodes}
     _assign_ranks(nodes, edges)
@@ -232,7 +268,9 @@ def draw_graph(report: Report, *, collapse: bool | str = "auto", element_id: str
 # -- graph building ----------------------------------------------------------------------------
 
 
-def _layer_edges(layers: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[tuple[str, str]]:
+def _layer_edges(
+    layers: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> list[tuple[str, str]]:
     """(producer, consumer) pairs from ``inbound``; a chain when no layer lists any."""
     known = set(names)
     if not any(layer.get("inbound") for layer in layers):
@@ -278,7 +316,10 @@ def _drop_back_edges(names: Sequence[str], edges: list[tuple[str, str]]) -> list
 def _collapse_chains(
     names: Sequence[str], by_name: Mapping[str, Mapping[str, Any]], edges: Sequence[tuple[str, str]]
 ) -> list[list[str]]:
-    """Group each absorbable layer with its sole producer when it is that producer's sole consumer."""
+    """Group each absorbable layer with its sole producer when it is that producer's only consumer.
+
+    ``conv -> BatchNormalization -> Activation`` becomes one box; a branch point never merges.
+    """
     predecessors: dict[str, list[str]] = defaultdict(list)
     successors: dict[str, list[str]] = defaultdict(list)
     for source, target in edges:
@@ -358,8 +399,9 @@ class _Slot:
     x: float = 0.0
 
 
-def _place(nodes: Sequence[DrawnNode], edges: Sequence[DrawnEdge],
-           node_index: Mapping[str, DrawnNode]) -> tuple[float, float]:
+def _place(
+    nodes: Sequence[DrawnNode], edges: Sequence[DrawnEdge], node_index: Mapping[str, DrawnNode]
+) -> tuple[float, float]:
     rank_count = max((node.rank for node in nodes), default=0) + 1
     ranks: list[list[str]] = [[] for _ in range(rank_count)]
     weight: dict[str, float] = {}
@@ -384,22 +426,29 @@ def _place(nodes: Sequence[DrawnNode], edges: Sequence[DrawnEdge],
             neighbours_down[upper].append(lower)
 
     position: dict[str, float] = {}
-    for rank in ranks:
-        for index, key in enumerate(rank):
+    for row_keys in ranks:
+        for index, key in enumerate(row_keys):
             position[key] = float(index)
     for sweep in range(8):
         order = range(1, rank_count) if sweep % 2 == 0 else range(rank_count - 2, -1, -1)
         neighbours = neighbours_up if sweep % 2 == 0 else neighbours_down
         for rank_number in order:
-            rank = ranks[rank_number]
-            bary = {key: (sum(position[n] for n in neighbours[key]) / len(neighbours[key])
-                          if neighbours[key] else position[key]) for key in rank}
-            rank.sort(key=lambda key: (bary[key], position[key]))
-            for index, key in enumerate(rank):
+            row_keys = ranks[rank_number]
+            bary = {
+                key: (
+                    sum(position[n] for n in neighbours[key]) / len(neighbours[key])
+                    if neighbours[key]
+                    else position[key]
+                )
+                for key in row_keys
+            }
+            row_keys.sort(key=lambda key: (bary[key], position[key]))
+            for index, key in enumerate(row_keys):
                 position[key] = float(index)
 
     spacing = NODE_WIDTH + COLUMN_GAP
-    x = {key: position[key] * spacing for rank in ranks for key in rank}
+    x = {key: position[key] * spacing for row_keys in ranks for key in row_keys}
+    neighbour_sets: tuple[dict[str, list[str]], ...]
     for sweep in range(12):
         if sweep % 3 == 0:
             order, neighbour_sets = range(1, rank_count), (neighbours_up,)
@@ -408,17 +457,17 @@ def _place(nodes: Sequence[DrawnNode], edges: Sequence[DrawnEdge],
         else:
             order, neighbour_sets = range(rank_count), (neighbours_up, neighbours_down)
         for rank_number in order:
-            rank = ranks[rank_number]
+            row_keys = ranks[rank_number]
             desired = []
-            for key in rank:
+            for key in row_keys:
                 linked = [n for group in neighbour_sets for n in group[key]]
                 if linked:
                     total = sum(weight[n] for n in linked)
                     desired.append(sum(x[n] * weight[n] for n in linked) / total)
                 else:
                     desired.append(x[key])
-            placed = _isotonic_place(desired, [weight[key] for key in rank], spacing)
-            for key, value in zip(rank, placed, strict=True):
+            placed = _isotonic_place(desired, [weight[key] for key in row_keys], spacing)
+            for key, value in zip(row_keys, placed, strict=True):
                 x[key] = value
 
     left = min(x.values(), default=0.0)
@@ -457,8 +506,9 @@ def _isotonic_place(desired: Sequence[float], weights: Sequence[float], gap: flo
             mean_b, weight_b, count_b = blocks.pop()
             mean_a, weight_a, count_a = blocks.pop()
             total = weight_a + weight_b
-            blocks.append([(mean_a * weight_a + mean_b * weight_b) / total, total,
-                           count_a + count_b])
+            blocks.append(
+                [(mean_a * weight_a + mean_b * weight_b) / total, total, count_a + count_b]
+            )
     placed: list[float] = []
     for mean, _, count in blocks:
         for _ in range(int(count)):
@@ -492,11 +542,18 @@ def _curve(points: Sequence[tuple[float, float]]) -> str:
 def _class_line(node: DrawnNode) -> str:
     if len(node.classes) == 1:
         return node.classes[0]
-    short = {"BatchNormalization": "BN", "Activation": "act", "ZeroPadding2D": "pad",
-             "ZeroPadding1D": "pad", "ZeroPadding3D": "pad", "LayerNormalization": "LN",
-             "Dropout": "dropout"}
-    return " \u203a ".join(short.get(cls, cls) if cls != node.main_class else cls
-                          for cls in node.classes)
+    short = {
+        "BatchNormalization": "BN",
+        "Activation": "act",
+        "ZeroPadding2D": "pad",
+        "ZeroPadding1D": "pad",
+        "ZeroPadding3D": "pad",
+        "LayerNormalization": "LN",
+        "Dropout": "dropout",
+    }
+    return " \u203a ".join(
+        short.get(cls, cls) if cls != node.main_class else cls for cls in node.classes
+    )
 
 
 def _svg(drawing: GraphDrawing, element_id: str, model_name: Any) -> str:
@@ -537,12 +594,14 @@ def _svg(drawing: GraphDrawing, element_id: str, model_name: Any) -> str:
         family = "unsupported" if node.unsupported else node.family
         fill, stroke = FAMILY_COLOURS[family]
         layer_list = ", ".join(node.layers)
-        shape = format_shape(first_output_shape({"output_shape": node.output_shape})
-                             if node.output_shape is not None else None)
+        shape = format_shape(
+            first_output_shape({"output_shape": node.output_shape})
+            if node.output_shape is not None
+            else None
+        )
         params = format_count(node.params)
         detail_line = shape + (f"  \u00b7  {params} params" if node.params else "")
-        tooltip = (f"{layer_list}\n{' > '.join(node.classes)}\noutput {shape}\n"
-                   f"params {params}")
+        tooltip = f"{layer_list}\n{' > '.join(node.classes)}\noutput {shape}\nparams {params}"
         out.append(
             f'<g class="node {family}" id="{escape(node.id, quote=True)}" '
             f'data-layer="{escape(node.main, quote=True)}" '

@@ -184,8 +184,12 @@ def render_report_html(
     skip_count = sum(1 for edge in drawing.edges if edge.skip)
     graph_caption = (
         f"{len(drawing.layer_names)} layers"
-        + (f" drawn as {len(drawing.nodes)} boxes (chains of normalization and activation "
-           "layers are folded into the layer they follow)" if drawing.collapsed else "")
+        + (
+            f" drawn as {len(drawing.nodes)} boxes (chains of normalization and activation "
+            "layers are folded into the layer they follow)"
+            if drawing.collapsed
+            else ""
+        )
         + f", {len(drawing.edges)} connections"
         + (f", {skip_count} of them skip connections (dashed orange)" if skip_count else "")
         + ". Hover a box for its layers, output shape and parameters."

@@ -110,28 +110,31 @@ def _style(name: str) -> Iterator[None]:
     with ``$`` signs must be drawn as written, not parsed as TeX.
     """
     matplotlib = _matplotlib()
-    with _RENDER_LOCK, matplotlib.rc_context(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": f"convlens-{name}",
-            "text.parse_math": False,
-            "font.family": "sans-serif",
-            "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial"],
-            "font.size": 9,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.edgecolor": "#9ca3af",
-            "axes.labelcolor": "#374151",
-            "axes.titleweight": "bold",
-            "axes.titlesize": 10,
-            "axes.grid": True,
-            "grid.color": PALETTE["light"],
-            "grid.linewidth": 0.6,
-            "xtick.color": "#4b5563",
-            "ytick.color": "#4b5563",
-            "legend.frameon": False,
-            "legend.fontsize": 8,
-        }
+    with (
+        _RENDER_LOCK,
+        matplotlib.rc_context(
+            {
+                "svg.fonttype": "none",
+                "svg.hashsalt": f"convlens-{name}",
+                "text.parse_math": False,
+                "font.family": "sans-serif",
+                "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial"],
+                "font.size": 9,
+                "axes.spines.top": False,
+                "axes.spines.right": False,
+                "axes.edgecolor": "#9ca3af",
+                "axes.labelcolor": "#374151",
+                "axes.titleweight": "bold",
+                "axes.titlesize": 10,
+                "axes.grid": True,
+                "grid.color": PALETTE["light"],
+                "grid.linewidth": 0.6,
+                "xtick.color": "#4b5563",
+                "ytick.color": "#4b5563",
+                "legend.frameon": False,
+                "legend.fontsize": 8,
+            }
+        ),
     ):
         yield
 
@@ -249,25 +252,54 @@ def _draw_receptive_field(
     labels = ["height", "width", "depth"] if axis_count > 1 else ["length"]
     x = list(range(len(points)))
     if identical and per_axis:
-        axes.plot(x, per_axis[0], marker="o", markersize=4, color=AXIS_COLOURS[0],
-                  label="receptive field" + (" (all axes)" if axis_count > 1 else ""))
+        axes.plot(
+            x,
+            per_axis[0],
+            marker="o",
+            markersize=4,
+            color=AXIS_COLOURS[0],
+            label="receptive field" + (" (all axes)" if axis_count > 1 else ""),
+        )
     else:
         for i, series in enumerate(per_axis):
-            axes.plot(x, series, marker="o", markersize=4, color=AXIS_COLOURS[i % 3],
-                      label=f"receptive field, {labels[i] if i < len(labels) else f'axis {i}'}")
+            axes.plot(
+                x,
+                series,
+                marker="o",
+                markersize=4,
+                color=AXIS_COLOURS[i % 3],
+                label=f"receptive field, {labels[i] if i < len(labels) else f'axis {i}'}",
+            )
 
-    top = max([value for series in per_axis for value in series if not math.isnan(value)]
-              + list(input_size) + [1.0])
+    top = max(
+        [value for series in per_axis for value in series if not math.isnan(value)]
+        + list(input_size)
+        + [1.0]
+    )
     for i, size in enumerate(dict.fromkeys(input_size)):
-        axes.axhline(size, color=PALETTE["orange"], linestyle="--", linewidth=1.2,
-                     label=f"input size {_fmt(size)}" if i == 0 else f"input size {_fmt(size)} ")
+        axes.axhline(
+            size,
+            color=PALETTE["orange"],
+            linestyle="--",
+            linewidth=1.2,
+            label=f"input size {_fmt(size)}" if i == 0 else f"input size {_fmt(size)} ",
+        )
     global_x = [i for i, (_, sizes, _) in enumerate(points) if sizes is None]
     if global_x:
-        axes.scatter(global_x, [top] * len(global_x), marker="^", s=40, color=PALETTE["red"],
-                     zorder=5, label="sees the whole input (global)")
+        axes.scatter(
+            global_x,
+            [top] * len(global_x),
+            marker="^",
+            s=40,
+            color=PALETTE["red"],
+            zorder=5,
+            label="sees the whole input (global)",
+        )
     axes.set_ylabel("receptive field (input pixels)")
-    smallest = min([value for series in per_axis for value in series
-                    if not math.isnan(value) and value > 0] + [top])
+    smallest = min(
+        [value for series in per_axis for value in series if not math.isnan(value) and value > 0]
+        + [top]
+    )
     if top / smallest > 16:
         # Fields grow geometrically through a network: log scale keeps early layers visible.
         axes.set_yscale("log", base=2)
@@ -278,8 +310,15 @@ def _draw_receptive_field(
 
     stride_axes = axes.twinx()
     strides = [strides[0] if strides else math.nan for _, _, strides in points]
-    stride_axes.step(x, strides, where="mid", color=PALETTE["grey"], linewidth=1,
-                     alpha=0.8, label="effective stride")
+    stride_axes.step(
+        x,
+        strides,
+        where="mid",
+        color=PALETTE["grey"],
+        linewidth=1,
+        alpha=0.8,
+        label="effective stride",
+    )
     stride_axes.set_ylabel("effective stride", color=PALETTE["grey"])
     stride_axes.grid(False)
     stride_axes.spines["right"].set_visible(True)
@@ -323,8 +362,13 @@ def _bars(axes: Axes, values: Sequence[float], colour: str, label: str) -> None:
     axes.bar(x, known, color=colour, width=0.75, log=use_log, label=label)
     unknown = [i for i, value in enumerate(values) if math.isnan(value)]
     if unknown:
-        axes.scatter(unknown, [1.0] * len(unknown), marker="x", color=PALETTE["red"],
-                     label=f"{label}: unknown")
+        axes.scatter(
+            unknown,
+            [1.0] * len(unknown),
+            marker="x",
+            color=PALETTE["red"],
+            label=f"{label}: unknown",
+        )
     axes.set_ylabel(label)
     if use_log:
         axes.set_ylim(bottom=0.8)
@@ -365,8 +409,11 @@ def gradient_series(block: Any) -> list[tuple[str, float]]:
     if isinstance(layers, Mapping):
         items: list[tuple[str, Any]] = list(layers.items())
     elif isinstance(layers, list):
-        items = [(str(entry.get("name", entry.get("layer", ""))), entry)
-                 for entry in layers if isinstance(entry, Mapping)]
+        items = [
+            (str(entry.get("name", entry.get("layer", ""))), entry)
+            for entry in layers
+            if isinstance(entry, Mapping)
+        ]
     else:
         return []
     for name, entry in items:
@@ -419,16 +466,32 @@ def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS)
             ):
                 positive = [(position[name], value) for name, value in series if value > 0]
                 if positive:
-                    axes.plot([p for p, _ in positive], [v for _, v in positive], marker=marker,
-                              markersize=4, color=colour, label=label)
+                    axes.plot(
+                        [p for p, _ in positive],
+                        [v for _, v in positive],
+                        marker=marker,
+                        markersize=4,
+                        color=colour,
+                        label=label,
+                    )
             axes.set_yscale("log")
             _readable_log_axis(axes)
             axes.set_ylabel("gradient norm / last layer's")
-            verdict = (flow.get("predicted") or {}).get("verdict") if isinstance(
-                flow.get("predicted"), Mapping) else None
+            verdict = (
+                (flow.get("predicted") or {}).get("verdict")
+                if isinstance(flow.get("predicted"), Mapping)
+                else None
+            )
             if verdict:
-                axes.text(0.99, 0.97, f"predicted: {verdict}", transform=axes.transAxes,
-                          ha="right", va="top", color=PALETTE["grey"])
+                axes.text(
+                    0.99,
+                    0.97,
+                    f"predicted: {verdict}",
+                    transform=axes.transAxes,
+                    ha="right",
+                    va="top",
+                    color=PALETTE["grey"],
+                )
             _layer_ticks(axes, order)
             axes.legend(loc="upper left")
         axes.set_title(title, loc="left")
@@ -438,13 +501,28 @@ def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS)
 
 # -- training curves ---------------------------------------------------------------------------
 
-NON_METRIC_KEYS = frozenset({"step", "steps", "epoch", "time", "elapsed_s", "eta_s", "timestamp",
-                             "batch", "seq", "step_time_s", "probe"})
+NON_METRIC_KEYS = frozenset(
+    {
+        "step",
+        "steps",
+        "epoch",
+        "time",
+        "elapsed_s",
+        "eta_s",
+        "timestamp",
+        "batch",
+        "seq",
+        "step_time_s",
+        "probe",
+    }
+)
 PREFERRED_METRICS = ("accuracy", "grad_global_norm")
 MAX_METRIC_PANELS = 2
 
 
-def training_records(result: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+def training_records(
+    result: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+) -> list[dict[str, Any]]:
     """Per-step records from a training run: its step events, or its result's ``history``.
 
     >>> training_records({"history": {"loss": [2.0, 1.5], "accuracy": [0.1, 0.3]}})
@@ -469,8 +547,9 @@ def training_records(result: Mapping[str, Any] | Sequence[Mapping[str, Any]] | N
     return records
 
 
-def plot_training(records: Sequence[Mapping[str, Any]] | None,
-                  *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
+def plot_training(
+    records: Sequence[Mapping[str, Any]] | None, *, formats: Sequence[str] = PLOT_FORMATS
+) -> RenderedPlot:
     """Loss against the step, and up to two more per-step metrics in panels below.
 
     ``records`` are a training run's per-step records, e.g.
@@ -478,11 +557,18 @@ def plot_training(records: Sequence[Mapping[str, Any]] | None,
     """
     rows = [row for row in (records or []) if isinstance(row, Mapping)]
     steps = [_as_float(row.get("step", i + 1)) for i, row in enumerate(rows)]
-    candidates = [key for key in dict.fromkeys(k for row in rows for k in row)
-                  if key not in NON_METRIC_KEYS and key != "loss"
-                  and any(_is_number(row.get(key)) for row in rows)]
-    candidates.sort(key=lambda key: (PREFERRED_METRICS.index(key)
-                                     if key in PREFERRED_METRICS else len(PREFERRED_METRICS)))
+    candidates = [
+        key
+        for key in dict.fromkeys(k for row in rows for k in row)
+        if key not in NON_METRIC_KEYS
+        and key != "loss"
+        and any(_is_number(row.get(key)) for row in rows)
+    ]
+    candidates.sort(
+        key=lambda key: (
+            PREFERRED_METRICS.index(key) if key in PREFERRED_METRICS else len(PREFERRED_METRICS)
+        )
+    )
     metric_names = candidates[:MAX_METRIC_PANELS]
     title = "Training curves"
     colours = (PALETTE["orange"], PALETTE["green"], PALETTE["purple"])
@@ -549,7 +635,9 @@ def render_plot(
     return _REPORT_PLOTS[name](report, formats=formats)
 
 
-def available_plots(report: Report, training: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+def available_plots(
+    report: Report, training: Sequence[Mapping[str, Any]] | None = None
+) -> list[str]:
     """The plots worth drawing for this report (training only when a run exists)."""
     names = ["receptive_field", "params_macs"]
     flow = report.get("gradient_flow") or {}

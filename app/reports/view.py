@@ -51,7 +51,8 @@ class FlatLayer:
 
 def flatten_layers(report: Report) -> list[FlatLayer]:
     """All layers of ``report`` in order, nested models expanded after their container."""
-    return list(_walk(report.get("layers") or [], prefix="", depth=0))
+    layers = report.get("layers")
+    return list(_walk(layers if isinstance(layers, list) else [], prefix="", depth=0))
 
 
 def _walk(layers: Sequence[Mapping[str, Any]], prefix: str, depth: int) -> Iterator[FlatLayer]:
@@ -59,10 +60,10 @@ def _walk(layers: Sequence[Mapping[str, Any]], prefix: str, depth: int) -> Itera
         name = str(layer.get("name", ""))
         qualified = f"{prefix}{name}"
         children = layer.get("layers")
-        is_container = isinstance(children, list) and len(children) > 0
-        yield FlatLayer(qualified, layer, depth, is_container)
-        if is_container:
-            yield from _walk(children, prefix=f"{qualified}/", depth=depth + 1)
+        nested = children if isinstance(children, list) else []
+        yield FlatLayer(qualified, layer, depth, bool(nested))
+        if nested:
+            yield from _walk(nested, prefix=f"{qualified}/", depth=depth + 1)
 
 
 def leaf_layers(report: Report) -> list[FlatLayer]:

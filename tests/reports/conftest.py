@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 import pytest
 
 from tests.fixtures.load import load_config, load_expected
@@ -73,13 +72,23 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``convlens serve`` in a subprocess (SQLite in a temp dir, no job workers); its base URL."""
     data_dir = tmp_path_factory.mktemp("service")
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CONVLENS_DATA_DIR": str(data_dir / "data"),
-           "CONVLENS_LOCAL_WORKERS": "0", "CONVLENS_LOG_JSON": "false"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CONVLENS_DATA_DIR": str(data_dir / "data"),
+        "CONVLENS_LOCAL_WORKERS": "0",
+        "CONVLENS_LOG_JSON": "false",
+    }
     env.pop("CONVLENS_DATABASE_URL", None)
     log_path = data_dir / "serve.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-                                   cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            cwd=data_dir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 90

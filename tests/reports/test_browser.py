@@ -23,9 +23,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1400,1000",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
 )
 
 
@@ -45,7 +51,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     driver_path = shutil.which("chromedriver")
     assert chromium and driver_path, (
         "headless Chromium is needed: apt-get install chromium chromium-driver "
-        "(scripts/test-services.sh installs it)")
+        "(scripts/test-services.sh installs it)"
+    )
     options = Options()
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
@@ -62,9 +69,12 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 def _upload(base: str, number: int, fmt: str, name: str) -> str:
     with (SEED / f"example{number}.{fmt}").open("rb") as handle:
-        response = httpx.post(f"{base}/v1/analyses", data={"name": name},
-                              files={"file": (f"example{number}.{fmt}", handle,
-                                              "application/octet-stream")}, timeout=60)
+        response = httpx.post(
+            f"{base}/v1/analyses",
+            data={"name": name},
+            files={"file": (f"example{number}.{fmt}", handle, "application/octet-stream")},
+            timeout=60,
+        )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -75,8 +85,9 @@ def _open(driver, url: str) -> None:
 
 
 def _size(driver, element) -> tuple[float, float]:
-    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect();"
-                                 "return [r.width, r.height];", element)
+    rect = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();return [r.width, r.height];", element
+    )
     return float(rect[0]), float(rect[1])
 
 
@@ -117,7 +128,8 @@ def test_report_page_renders_in_chromium(service, browser):
     graph = _assert_rendered(browser, "svg#architecture-graph")[0]
     nodes = graph.find_elements(By.CSS_SELECTOR, "g.node")
     assert sorted(node.get_attribute("data-layer") for node in nodes) == sorted(
-        layer["name"] for layer in seed_expected(3)["layers"])
+        layer["name"] for layer in seed_expected(3)["layers"]
+    )
     for node in nodes:
         assert min(_size(browser, node)) > 10
     assert len(graph.find_elements(By.CSS_SELECTOR, "g.edge.skip")) == 2

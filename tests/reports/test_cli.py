@@ -29,8 +29,9 @@ def _isolated_settings(tmp_path, monkeypatch):
 @pytest.mark.parametrize("number", [1, 2, 3])
 def test_analyze_prints_the_report_for_every_seed_format(number, fmt):
     expected = seed_expected(number)
-    result = runner.invoke(cli, ["analyze", str(SEED / f"example{number}.{fmt}")],
-                           env={"COLUMNS": "160"})
+    result = runner.invoke(
+        cli, ["analyze", str(SEED / f"example{number}.{fmt}")], env={"COLUMNS": "160"}
+    )
     assert result.exit_code == 0, result.output
     assert f"{expected['totals']['params']:,}" in result.output
     for layer in expected["layers"]:
@@ -46,7 +47,8 @@ def test_analyze_json_matches_keras(fmt):
     report = json.loads(result.stdout)
     assert report["summary"]["total_params"] == expected["totals"]["params"]
     assert [layer["output_shape"] for layer in report["layers"]] == [
-        layer["output_shape"] for layer in expected["layers"]]
+        layer["output_shape"] for layer in expected["layers"]
+    ]
 
 
 def test_analyze_writes_the_html_page(tmp_path):
@@ -58,8 +60,9 @@ def test_analyze_writes_the_html_page(tmp_path):
 
 
 def test_analyze_with_input_shape_override(tmp_path):
-    result = runner.invoke(cli, ["analyze", str(SEED / "example1.json"), "--json",
-                                 "--input-shape", "64,64,3"])
+    result = runner.invoke(
+        cli, ["analyze", str(SEED / "example1.json"), "--json", "--input-shape", "64,64,3"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["summary"]["input_shapes"] == [[None, 64, 64, 3]]
@@ -99,8 +102,18 @@ def test_bad_input_shape_is_a_usage_error():
 
 
 def test_submit_uploads_and_prints_the_report(live_service):
-    result = runner.invoke(cli, ["submit", str(SEED / "example3.keras"), "--server", live_service,
-                                 "--name", "submitted example 3"], env={"COLUMNS": "160"})
+    result = runner.invoke(
+        cli,
+        [
+            "submit",
+            str(SEED / "example3.keras"),
+            "--server",
+            live_service,
+            "--name",
+            "submitted example 3",
+        ],
+        env={"COLUMNS": "160"},
+    )
     assert result.exit_code == 0, result.output
     assert "succeeded" in result.output
     assert f"{seed_expected(3)['totals']['params']:,}" in result.output
@@ -113,8 +126,18 @@ def test_submit_uploads_and_prints_the_report(live_service):
 
 
 def test_submit_json_output(live_service):
-    result = runner.invoke(cli, ["submit", str(SEED / "example1.h5"), "--server", live_service,
-                                 "--json", "--input-shape", "64,64,3"])
+    result = runner.invoke(
+        cli,
+        [
+            "submit",
+            str(SEED / "example1.h5"),
+            "--server",
+            live_service,
+            "--json",
+            "--input-shape",
+            "64,64,3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["analysis"]["report"]["summary"]["input_shapes"] == [[None, 64, 64, 3]]
@@ -123,9 +146,20 @@ def test_submit_json_output(live_service):
 
 def test_submit_follows_a_queued_job_with_a_progress_bar_until_its_deadline(live_service):
     # The service runs without job workers here: the gradient job stays queued.
-    result = runner.invoke(cli, ["submit", str(SEED / "example2.json"), "--server", live_service,
-                                 "--measure-gradients", "--poll-interval", "0.2",
-                                 "--wait-timeout", "1.5"])
+    result = runner.invoke(
+        cli,
+        [
+            "submit",
+            str(SEED / "example2.json"),
+            "--server",
+            live_service,
+            "--measure-gradients",
+            "--poll-interval",
+            "0.2",
+            "--wait-timeout",
+            "1.5",
+        ],
+    )
     assert result.exit_code == 1
     assert "analysis" in result.output and "did not finish within 2 s" in result.output
 
@@ -139,6 +173,7 @@ def test_submit_reports_server_problems(live_service, tmp_path):
 
 
 def test_submit_without_a_server_says_so(tmp_path):
-    result = runner.invoke(cli, ["submit", str(SEED / "example1.json"), "--server",
-                                 "http://127.0.0.1:9"])
+    result = runner.invoke(
+        cli, ["submit", str(SEED / "example1.json"), "--server", "http://127.0.0.1:9"]
+    )
     assert result.exit_code == 1 and "could not talk to http://127.0.0.1:9" in result.output

@@ -1,10 +1,19 @@
-"""Comparison of the seed's Example 1 with Example 2 ("by changing just the kernel size and stride")."""
+"""Comparison of the seed's Example 1 with Example 2.
+
+The seed: "by changing just the kernel size and stride of the initial layer we already see
+the difference in the model".
+"""
 
 from __future__ import annotations
 
 import json
 
-from app.reports.compare import align_layers, compare_reports, describe_layers, render_comparison_html
+from app.reports.compare import (
+    align_layers,
+    compare_reports,
+    describe_layers,
+    render_comparison_html,
+)
 from tests.reports.conftest import seed_expected
 from tests.reports.test_html import external_references, parse
 
@@ -42,22 +51,27 @@ def test_example1_vs_example2_explains_the_first_layer_and_the_field(seed_report
     # ... and where it comes from: the pooling moved before the second convolution doubles what
     # that convolution adds (Example 1: 1 + 2 + 2 + 1 = 6; Example 2: 1 + 4 + 1 + 4 + 2 = 12).
     assert f"Example 1: 1 + conv2d +2, conv2d_1 +2, max_pooling2d +1 = {size_one}" in text
-    assert (f"Example 2: 1 + conv2d +4, max_pooling2d +1, conv2d_1 +4, max_pooling2d_1 +2 = "
-            f"{size_two}") in text
+    assert (
+        f"Example 2: 1 + conv2d +4, max_pooling2d +1, conv2d_1 +4, max_pooling2d_1 +2 = {size_two}"
+    ) in text
     # The input change is called out, and the inserted pooling layer.
     assert "(None, 256, 256, 3)" in text and "(None, 28, 28, 1)" in text
     assert "Example 2 adds MaxPooling2D max_pooling2d" in text
     # Totals with Keras's counts.
     totals = comparison["summary"]["total_params"]
-    assert (totals["a"], totals["b"]) == (expected_one["totals"]["params"],
-                                          expected_two["totals"]["params"])
+    assert (totals["a"], totals["b"]) == (
+        expected_one["totals"]["params"],
+        expected_two["totals"]["params"],
+    )
     assert totals["delta"] == expected_two["totals"]["params"] - expected_one["totals"]["params"]
 
 
 def test_layers_are_aligned_so_the_inserted_pooling_is_a_gap(seed_reports):
     comparison = compare_reports(seed_reports[1], seed_reports[2])
-    pairs = [((row["a"] or {}).get("name"), (row["b"] or {}).get("name"), row["status"])
-             for row in comparison["layers"]]
+    pairs = [
+        ((row["a"] or {}).get("name"), (row["b"] or {}).get("name"), row["status"])
+        for row in comparison["layers"]
+    ]
     assert pairs == [
         ("conv2d", "conv2d", "changed"),
         (None, "max_pooling2d", "only_b"),
@@ -69,7 +83,10 @@ def test_layers_are_aligned_so_the_inserted_pooling_is_a_gap(seed_reports):
 def test_kernel_and_stride_are_recovered_from_the_field_arithmetic(seed_reports):
     layers = {layer["name"]: layer for layer in describe_layers(seed_reports[2])}
     assert layers["conv2d"]["kernel"] == [5, 5] and layers["conv2d"]["stride"] == [1, 1]
-    assert layers["max_pooling2d"]["kernel"] == [2, 2] and layers["max_pooling2d"]["stride"] == [2, 2]
+    assert layers["max_pooling2d"]["kernel"] == [2, 2] and layers["max_pooling2d"]["stride"] == [
+        2,
+        2,
+    ]
     assert layers["conv2d_1"]["kernel"] == [3, 3] and layers["conv2d_1"]["stride"] == [1, 1]
 
 
@@ -87,8 +104,9 @@ def test_alignment_prefers_matching_channels():
 
 
 def test_comparison_page_is_self_contained_and_side_by_side(seed_reports):
-    page = render_comparison_html(seed_reports[1], seed_reports[2], label_a="Example 1",
-                                  label_b="Example 2")
+    page = render_comparison_html(
+        seed_reports[1], seed_reports[2], label_a="Example 1", label_b="Example 2"
+    )
     collector = parse(page)
     assert external_references(collector) == []
     ids = {attrs.get("id") for _, attrs in collector.tags}

@@ -11,8 +11,10 @@ from tests.reports.test_html import external_references, parse
 
 
 def create(client, number: int, name: str | None = None) -> str:
-    response = client.post("/v1/analyses", json={"architecture": seed_config(number),
-                                                 "name": name or f"example{number}"})
+    response = client.post(
+        "/v1/analyses",
+        json={"architecture": seed_config(number), "name": name or f"example{number}"},
+    )
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -59,13 +61,16 @@ def test_compare_json_and_html(client):
     text = " ".join(body["explanation"])
     assert "kernel goes from 3x3 in Example 1 to 5x5 in Example 2" in text
     assert body["summary"]["total_params"]["delta"] == (
-        seed_expected(2)["totals"]["params"] - seed_expected(1)["totals"]["params"])
+        seed_expected(2)["totals"]["params"] - seed_expected(1)["totals"]["params"]
+    )
 
     page = client.get(f"/v1/analyses/{first}/compare/{second}?format=html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert external_references(parse(page.text)) == []
-    negotiated = client.get(f"/v1/analyses/{first}/compare/{second}",
-                            headers={"Accept": "text/html,application/xhtml+xml"})
+    negotiated = client.get(
+        f"/v1/analyses/{first}/compare/{second}",
+        headers={"Accept": "text/html,application/xhtml+xml"},
+    )
     assert negotiated.headers["content-type"].startswith("text/html")
     assert_problem(client.get(f"/v1/analyses/{first}/compare/missing"), 404)
     assert_problem(client.get(f"/v1/analyses/{first}/compare/{second}?format=pdf"), 422)
@@ -75,8 +80,14 @@ def test_an_analysis_without_a_report_is_a_conflict(client, settings):
     analysis_id = create(client, 1)
     with session_scope(settings) as session:
         done = session.get(Job, analysis_id)
-        pending = Job(tenant_id=done.tenant_id, kind="analysis", name="pending",
-                      architecture_id=done.architecture_id, parameters={}, status="queued")
+        pending = Job(
+            tenant_id=done.tenant_id,
+            kind="analysis",
+            name="pending",
+            architecture_id=done.architecture_id,
+            parameters={},
+            status="queued",
+        )
         session.add(pending)
         session.flush()
         pending_id = pending.id

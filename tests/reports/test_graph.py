@@ -12,8 +12,11 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def _report_edges(report: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(str(source), layer["name"]) for layer in report["layers"]
-            for source in layer.get("inbound") or []}
+    return {
+        (str(source), layer["name"])
+        for layer in report["layers"]
+        for source in layer.get("inbound") or []
+    }
 
 
 def _parse(svg: str) -> ET.Element:
@@ -26,11 +29,18 @@ def test_example3_draws_every_layer_and_edge_and_flags_the_two_shortcuts(seed_re
     root = _parse(drawing.svg)
 
     keras_names = [layer["name"] for layer in seed_expected(3)["layers"]]
-    drawn = [g.get("data-layer") for g in root.iter(f"{SVG}g") if "node" in (g.get("class") or "").split()]
+    drawn = [
+        g.get("data-layer")
+        for g in root.iter(f"{SVG}g")
+        if "node" in (g.get("class") or "").split()
+    ]
     assert sorted(drawn) == sorted(keras_names)
 
-    drawn_edges = {(g.get("data-source"), g.get("data-target")): g.get("data-kind")
-                   for g in root.iter(f"{SVG}g") if "edge" in (g.get("class") or "").split()}
+    drawn_edges = {
+        (g.get("data-source"), g.get("data-target")): g.get("data-kind")
+        for g in root.iter(f"{SVG}g")
+        if "edge" in (g.get("class") or "").split()
+    }
     assert set(drawn_edges) == _report_edges(report)
     # The seed's residual_block adds the block input to the second convolution's output:
     # the block inputs are conv2d (first block) and add (second block).
@@ -77,7 +87,7 @@ def test_resnet50_is_collapsed_but_keeps_every_layer_and_its_12_identity_shortcu
 
 
 def test_layer_names_are_escaped_in_the_svg():
-    hostile = '<script>alert(1)</script>'
+    hostile = "<script>alert(1)</script>"
     report = engine_report(rename_layer(seed_config(3), "conv2d_3", hostile))
     svg = draw_graph(report).svg
     assert "<script" not in svg

@@ -47,7 +47,9 @@ def test_report_page_is_self_contained_and_shows_every_part(seed_reports):
     assert external_references(collector) == []
     tags = [tag for tag, _ in collector.tags]
     assert "script" not in tags
-    assert not any(tag == "link" and attrs.get("rel") == "stylesheet" for tag, attrs in collector.tags)
+    assert not any(
+        tag == "link" and attrs.get("rel") == "stylesheet" for tag, attrs in collector.tags
+    )
     ids = {attrs.get("id") for _, attrs in collector.tags}
     assert {"summary", "findings", "stages", "plots", "graph", "layers"} <= ids
     assert {"plot-receptive_field", "plot-params_macs", "architecture-graph"} <= ids
@@ -72,11 +74,15 @@ def test_hostile_layer_name_is_escaped_everywhere():
 
 def test_training_section_appears_with_a_run(seed_reports):
     records = [{"step": i + 1, "loss": 2.0 / (i + 1), "accuracy": i / 10} for i in range(10)]
-    page = render_report_html(seed_reports[1], training=records, training_summary={"status": "succeeded"})
+    page = render_report_html(
+        seed_reports[1], training=records, training_summary={"status": "succeeded"}
+    )
     collector = parse(page)
     ids = {attrs.get("id") for _, attrs in collector.tags}
     assert {"training", "plot-training"} <= ids
-    assert "10 steps; loss 2 at the start, 0.2 at the end (run succeeded)." in " ".join(collector.text)
+    assert "10 steps; loss 2 at the start, 0.2 at the end (run succeeded)." in " ".join(
+        collector.text
+    )
 
 
 def test_plot_links_point_to_the_standalone_plots(seed_reports):

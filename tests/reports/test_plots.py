@@ -39,15 +39,23 @@ def test_receptive_field_plot_has_a_point_per_spatial_layer(seed_reports, number
     spatial = [layer["name"] for layer in expected["layers"] if len(layer["output_shape"]) == 4]
     # from a global pooling on, every unit sees the whole input (the Dense head too)
     names = [layer["name"] for layer in expected["layers"]]
-    first_global = next((i for i, layer in enumerate(expected["layers"])
-                         if layer["class_name"].startswith("Global")), len(names))
+    first_global = next(
+        (
+            i
+            for i, layer in enumerate(expected["layers"])
+            if layer["class_name"].startswith("Global")
+        ),
+        len(names),
+    )
     global_pooled = names[first_global:]
     plot = plot_receptive_field(seed_reports[number])
     assert plot.data_points == len(spatial) + len(global_pooled)
     texts = svg_texts(plot.svg)
     assert all(name in texts for name in spatial + global_pooled)
-    assert any(text.startswith(f"input size {expected['receptive_fields']['input_size'][0]}")
-               for text in texts)
+    assert any(
+        text.startswith(f"input size {expected['receptive_fields']['input_size'][0]}")
+        for text in texts
+    )
     width, height = png_size(plot.png)
     assert width > 600 and height > 300
 
@@ -83,8 +91,14 @@ def test_gradient_flow_plot_draws_predicted_and_measured_series(seed_reports):
 
 
 def test_training_curves_from_a_run_result():
-    result = {"history": {"loss": [2.3, 2.0, 1.6, 1.1], "accuracy": [0.1, 0.2, 0.4, 0.6],
-                          "step_time_s": [0.1] * 4, "grad_global_norm": [3.0, 2.5, 2.0, 1.0]}}
+    result = {
+        "history": {
+            "loss": [2.3, 2.0, 1.6, 1.1],
+            "accuracy": [0.1, 0.2, 0.4, 0.6],
+            "step_time_s": [0.1] * 4,
+            "grad_global_norm": [3.0, 2.5, 2.0, 1.0],
+        }
+    }
     records = training_records(result)
     assert [row["step"] for row in records] == [1, 2, 3, 4]
     plot = plot_training(records)
