@@ -75,10 +75,11 @@ def _prepare_json(body: bytes, settings: Settings) -> tuple[service.ValidatedArc
         request = AnalysisCreate.model_validate(payload)
     except ValidationError as exc:
         raise _validation_failed(exc) from None
-    if isinstance(request.architecture, str):
-        raw = request.architecture.encode("utf-8")
-    else:
-        raw = json.dumps(request.architecture, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    architecture = request.architecture
+    if isinstance(architecture, str):  # the string model.to_json() returns
+        architecture = parse_json_bytes(architecture.encode("utf-8"), settings)
+    # Canonical JSON: the same model sent as an object or as a string is the same content.
+    raw = json.dumps(architecture, sort_keys=True, separators=(",", ":")).encode("utf-8")
     ingested = ingest_bytes(raw, filename=None, settings=settings)
     return service.validate_ingested(ingested, settings, None), request
 

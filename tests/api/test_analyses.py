@@ -34,8 +34,9 @@ def _assert_matches_keras(report: dict, example: int) -> None:
         assert got["output_shape"] == want["output_shape"], got["name"]
         assert got["params"] == want["params"], got["name"]
         assert got["trainable_params"] == want["trainable_params"], got["name"]
-    assert report["summary"]["total_params"] == expected["total_params"] == SEED_TOTALS[example]
-    assert report["summary"]["trainable_params"] == expected["trainable_params"]
+    assert report["summary"]["total_params"] == expected["totals"]["params"] == SEED_TOTALS[example]
+    assert report["summary"]["trainable_params"] == expected["totals"]["trainable_params"]
+    assert report["summary"]["output_shapes"] == expected["output_shapes"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
