@@ -100,19 +100,28 @@ class Service:
     """``convlens serve`` on a free port with a temporary data directory (SQLite unless
     ``database_url`` is given), no local job workers, no rate limit."""
 
-    def __init__(self, database_url: str = "", env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str = "",
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="convlens-bench-")
         self.data_dir = Path(self._tmp.name) / "data"
         self.log_path = log_path or Path(self._tmp.name) / "server.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONVLENS_")}
-        self.env.update({
-            "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
-            "CONVLENS_DATA_DIR": str(self.data_dir), "CONVLENS_LOCAL_WORKERS": "0",
-            "CONVLENS_RATE_LIMIT_PER_MINUTE": "0", "CONVLENS_LOG_JSON": "true",
-        })
+        self.env.update(
+            {
+                "PYTHONPATH": str(ROOT),
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "CONVLENS_DATA_DIR": str(self.data_dir),
+                "CONVLENS_LOCAL_WORKERS": "0",
+                "CONVLENS_RATE_LIMIT_PER_MINUTE": "0",
+                "CONVLENS_LOG_JSON": "true",
+            }
+        )
         if database_url:
             self.env["CONVLENS_DATABASE_URL"] = database_url
         self.env.update(env or {})
@@ -129,7 +138,10 @@ class Service:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
-            cwd=self._tmp.name, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=self._tmp.name,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -160,8 +172,12 @@ class Service:
     def __enter__(self) -> Service:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
         self._tmp.cleanup()
 
@@ -223,17 +239,32 @@ def machine() -> dict[str, Any]:
                 memory = int(line.split()[1]) * 1024
     except OSError:
         pass
-    versions = {}
-    for package in ("fastapi", "starlette", "uvicorn", "sqlalchemy", "psycopg", "httpx", "tensorflow",
-                    "keras", "celery", "prometheus-client"):
+    versions: dict[str, str | None] = {}
+    for package in (
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "sqlalchemy",
+        "psycopg",
+        "httpx",
+        "tensorflow",
+        "keras",
+        "celery",
+        "prometheus-client",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-        "memory_gib": round(memory / 2**30, 1), "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(), "versions": versions, "postgresql": postgres_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)),
+        "memory_gib": round(memory / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": versions,
+        "postgresql": postgres_version(),
     }
 
 

@@ -49,8 +49,9 @@ def run_script(name: str, quick: bool) -> dict[str, Any]:
         print(f"!! {path.relative_to(ROOT)} does not exist: this benchmark was NOT run")
         return {"status": "missing", "figures": []}
     argv = [sys.executable, str(path), *(["--quick"] if quick else [])]
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=_env())
+    process = subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
+    )
     lines: list[str] = []
     assert process.stdout is not None
     for line in process.stdout:
@@ -60,13 +61,22 @@ def run_script(name: str, quick: bool) -> dict[str, Any]:
         lines.append(line.rstrip())
     code = process.wait()
     figures = [line for line in lines if FIGURE_LINE.search(line)]
-    return {"status": "ok" if code == 0 else f"failed (exit {code})", "output": lines, "figures": figures}
+    return {
+        "status": "ok" if code == 0 else f"failed (exit {code})",
+        "output": lines,
+        "figures": figures,
+    }
 
 
 def _env() -> dict[str, str]:
     import os
 
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def _noise(line: str) -> bool:
@@ -79,25 +89,53 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for entry in results.get("http", []):
         a = entry["analyses"]
-        rows.append(("http", f"POST /v1/analyses on {entry['database']}, {entry['clients']} clients: "
-                     f"{a['throughput_rps']:.1f} req/s, p50 {a['p50_ms']:.1f} ms, p99 {a['p99_ms']:.1f} ms",
-                     f"5xx: {sum(v for k, v in a['statuses'].items() if int(k) >= 500)}"))
-        rows.append(("http", f"analyses / GET /healthz throughput on {entry['database']}: "
-                     f"{entry['ratio_analyses_to_healthz_throughput']:.2f} "
-                     f"(healthz {entry['healthz']['throughput_rps']:.1f} req/s)", "reference"))
+        rows.append(
+            (
+                "http",
+                f"POST /v1/analyses on {entry['database']}, {entry['clients']} clients: "
+                f"{a['throughput_rps']:.1f} req/s, p50 {a['p50_ms']:.1f} ms, "
+                f"p99 {a['p99_ms']:.1f} ms",
+                f"5xx: {sum(v for k, v in a['statuses'].items() if int(k) >= 500)}",
+            )
+        )
+        rows.append(
+            (
+                "http",
+                f"analyses / GET /healthz throughput on {entry['database']}: "
+                f"{entry['ratio_analyses_to_healthz_throughput']:.2f} "
+                f"(healthz {entry['healthz']['throughput_rps']:.1f} req/s)",
+                "reference",
+            )
+        )
     upload = results.get("upload")
     if upload:
-        rows.append(("upload", f"VGG16 .keras ({upload['file_mib']:.0f} MiB): server memory growth "
-                     f"{upload['max_growth_mib']:.1f} MiB", "goal < 64 MiB: " +
-                     ("met" if upload["goal_growth_met"] else "NOT met")))
-        rows.append(("upload", f"analysis {upload['analysis_median_s']:.2f} s / raw upload "
-                     f"{upload['raw_upload_median_s']:.2f} s = {upload['ratio_analysis_to_raw']:.2f}",
-                     "goal < 2: " + ("met" if upload["goal_ratio_met"] else "NOT met")))
+        rows.append(
+            (
+                "upload",
+                f"VGG16 .keras ({upload['file_mib']:.0f} MiB): server memory growth "
+                f"{upload['max_growth_mib']:.1f} MiB",
+                "goal < 64 MiB: " + ("met" if upload["goal_growth_met"] else "NOT met"),
+            )
+        )
+        rows.append(
+            (
+                "upload",
+                f"analysis {upload['analysis_median_s']:.2f} s / raw upload "
+                f"{upload['raw_upload_median_s']:.2f} s = {upload['ratio_analysis_to_raw']:.2f}",
+                "goal < 2: " + ("met" if upload["goal_ratio_met"] else "NOT met"),
+            )
+        )
     for entry in results.get("load", []):
-        rows.append(("load", f"{entry['database']}: {entry['throughput_rps']:.1f} req/s, p50 "
-                     f"{entry['p50_ms']:.1f} ms, p99 {entry['p99_ms']:.1f} ms, 5xx {entry['server_errors']}, "
-                     f"unreadable {entry['unreadable']} of {entry['analyses_created']}",
-                     "PASS" if entry["passed"] else "FAIL"))
+        rows.append(
+            (
+                "load",
+                f"{entry['database']}: {entry['throughput_rps']:.1f} req/s, p50 "
+                f"{entry['p50_ms']:.1f} ms, p99 {entry['p99_ms']:.1f} ms, "
+                f"5xx {entry['server_errors']}, "
+                f"unreadable {entry['unreadable']} of {entry['analyses_created']}",
+                "PASS" if entry["passed"] else "FAIL",
+            )
+        )
     for name in ("engine", "training"):
         entry = results.get(name)
         if entry is None:
@@ -110,9 +148,15 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Run every convlens benchmark.")
-    parser.add_argument("--quick", action="store_true", help="short runs, fewer models (a few minutes)")
-    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Run every convlens benchmark."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs, fewer models (a few minutes)"
+    )
+    parser.add_argument(
+        "--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}"
+    )
     parser.add_argument("--output", type=Path, default=ARTIFACTS / "results.json")
     args = parser.parse_args(argv)
     selected = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -122,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
 
     described = machine()
     print("machine:", json.dumps(described))
-    results: dict[str, Any] = {"machine": described, "quick": args.quick,
-                               "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    results: dict[str, Any] = {
+        "machine": described,
+        "quick": args.quick,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     timings: dict[str, float] = {}
     for name in selected:
         print(f"\n=== {name} ===", flush=True)
@@ -153,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults written to {args.output}")
-    failed = [name for name in ("engine", "training") if name in results and results[name]["status"] != "ok"]
+    failed: list[str] = [
+        name
+        for name in ("engine", "training")
+        if name in results and results[name]["status"] != "ok"
+    ]
     failed += [f"load/{e['database']}" for e in results.get("load", []) if not e["passed"]]
     if failed:
         print("not passed / not run:", ", ".join(failed))

@@ -28,8 +28,14 @@ import httpx
 from bench import SEED_EXAMPLES, PostgresDatabase, Service, latency_summary
 
 
-async def drive(url: str, requests: list[tuple[str, str, bytes | None]], *, clients: int,
-                duration: float, warmup: float = 1.0) -> dict[str, Any]:
+async def drive(
+    url: str,
+    requests: list[tuple[str, str, bytes | None]],
+    *,
+    clients: int,
+    duration: float,
+    warmup: float = 1.0,
+) -> dict[str, Any]:
     """``clients`` coroutines send ``requests`` round-robin for ``duration`` s after ``warmup`` s.
 
     Returns latency summary, status counts and the ids of analyses answered 201.
@@ -54,8 +60,11 @@ async def drive(url: str, requests: list[tuple[str, str, bytes | None]], *, clie
                     return
                 try:
                     response = await client.request(
-                        method, path, content=body,
-                        headers={"content-type": "application/json"} if body is not None else None)
+                        method,
+                        path,
+                        content=body,
+                        headers={"content-type": "application/json"} if body is not None else None,
+                    )
                 except httpx.HTTPError as exc:
                     if sent >= measure_from:
                         errors[type(exc).__name__] += 1
@@ -69,17 +78,25 @@ async def drive(url: str, requests: list[tuple[str, str, bytes | None]], *, clie
 
         await asyncio.gather(*(worker(i) for i in range(clients)))
         elapsed = time.perf_counter() - measure_from
-    return {**latency_summary(latencies, elapsed), "seconds": round(elapsed, 2),
-            "statuses": dict(statuses), "errors": dict(errors), "created": created}
+    return {
+        **latency_summary(latencies, elapsed),
+        "seconds": round(elapsed, 2),
+        "statuses": dict(statuses),
+        "errors": dict(errors),
+        "created": created,
+    }
 
 
 def analysis_requests() -> list[tuple[str, str, bytes | None]]:
-    bodies = [json.dumps({"architecture": json.loads(p.read_text())}).encode() for p in SEED_EXAMPLES]
+    bodies = [
+        json.dumps({"architecture": json.loads(p.read_text())}).encode() for p in SEED_EXAMPLES
+    ]
     return [("POST", "/v1/analyses", body) for body in bodies]
 
 
-def run(*, clients: int = 32, duration: float = 20.0, database: str = "sqlite",
-        database_url: str = "") -> dict[str, Any]:
+def run(
+    *, clients: int = 32, duration: float = 20.0, database: str = "sqlite", database_url: str = ""
+) -> dict[str, Any]:
     """Measure on one database; returns the figures (and prints them)."""
     with ExitStack() as stack:
         if database == "postgres" and not database_url:
@@ -87,24 +104,47 @@ def run(*, clients: int = 32, duration: float = 20.0, database: str = "sqlite",
         service = stack.enter_context(Service(database_url=database_url))
         # One request of each kind first, so imports and caches are warm.
         for method, path, body in analysis_requests():
-            httpx.request(method, service.url + path, content=body,
-                          headers={"content-type": "application/json"}, timeout=60).raise_for_status()
-        analyses = asyncio.run(drive(service.url, analysis_requests(), clients=clients, duration=duration))
-        ceiling = asyncio.run(drive(service.url, [("GET", "/healthz", None)], clients=clients,
-                                    duration=max(3.0, duration / 3)))
+            httpx.request(
+                method,
+                service.url + path,
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout=60,
+            ).raise_for_status()
+        analyses = asyncio.run(
+            drive(service.url, analysis_requests(), clients=clients, duration=duration)
+        )
+        ceiling = asyncio.run(
+            drive(
+                service.url,
+                [("GET", "/healthz", None)],
+                clients=clients,
+                duration=max(3.0, duration / 3),
+            )
+        )
     analyses.pop("created")
     ceiling.pop("created")
     result = {
-        "database": database, "clients": clients,
-        "analyses": analyses, "healthz": ceiling,
-        "ratio_analyses_to_healthz_throughput": analyses["throughput_rps"] / ceiling["throughput_rps"],
+        "database": database,
+        "clients": clients,
+        "analyses": analyses,
+        "healthz": ceiling,
+        "ratio_analyses_to_healthz_throughput": analyses["throughput_rps"]
+        / ceiling["throughput_rps"],
     }
-    print(f"POST /v1/analyses on {database}, {clients} clients, {analyses['seconds']} s: "
-          f"{analyses['throughput_rps']:.1f} req/s, p50 {analyses['p50_ms']:.1f} ms, "
-          f"p99 {analyses['p99_ms']:.1f} ms, statuses {analyses['statuses']}, errors {analyses['errors']}")
-    print(f"GET /healthz (ceiling) on {database}: {ceiling['throughput_rps']:.1f} req/s, "
-          f"p50 {ceiling['p50_ms']:.1f} ms, p99 {ceiling['p99_ms']:.1f} ms")
-    print(f"ratio analyses/healthz throughput: {result['ratio_analyses_to_healthz_throughput']:.2f}")
+    print(
+        f"POST /v1/analyses on {database}, {clients} clients, {analyses['seconds']} s: "
+        f"{analyses['throughput_rps']:.1f} req/s, p50 {analyses['p50_ms']:.1f} ms, "
+        f"p99 {analyses['p99_ms']:.1f} ms, statuses {analyses['statuses']}, "
+        f"errors {analyses['errors']}"
+    )
+    print(
+        f"GET /healthz (ceiling) on {database}: {ceiling['throughput_rps']:.1f} req/s, "
+        f"p50 {ceiling['p50_ms']:.1f} ms, p99 {ceiling['p99_ms']:.1f} ms"
+    )
+    print(
+        f"ratio analyses/healthz throughput: {result['ratio_analyses_to_healthz_throughput']:.2f}"
+    )
     return result
 
 
@@ -113,12 +153,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="6 s per measurement")
-    parser.add_argument("--postgres", action="store_true", help="also on a fresh PostgreSQL database")
+    parser.add_argument(
+        "--postgres", action="store_true", help="also on a fresh PostgreSQL database"
+    )
     parser.add_argument("--database-url", default="", help="an existing database instead")
     args = parser.parse_args(argv)
     duration = 6.0 if args.quick else args.duration
-    results = [run(clients=args.clients, duration=duration, database_url=args.database_url,
-                   database="custom" if args.database_url else "sqlite")]
+    results = [
+        run(
+            clients=args.clients,
+            duration=duration,
+            database_url=args.database_url,
+            database="custom" if args.database_url else "sqlite",
+        )
+    ]
     if args.postgres:
         results.append(run(clients=args.clients, duration=duration, database="postgres"))
     return results

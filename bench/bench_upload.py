@@ -43,14 +43,17 @@ MiB = 1024 * 1024
 
 
 def generate_model(path: Path = MODEL_PATH) -> Path:
-    """VGG16 with random weights saved as .keras (in a child process: TensorFlow stays out of here)."""
+    """VGG16 with random weights saved as .keras, in a child process (no TensorFlow here)."""
     if path.exists() and path.stat().st_size > 400 * MiB:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.keras")
-    code = ("import sys, keras; keras.applications.VGG16(weights=None).save(sys.argv[1])")
-    subprocess.run([sys.executable, "-c", code, str(partial)], check=True,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
+    code = "import sys, keras; keras.applications.VGG16(weights=None).save(sys.argv[1])"
+    subprocess.run(
+        [sys.executable, "-c", code, str(partial)],
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+    )
     partial.replace(path)
     return path
 
@@ -75,17 +78,35 @@ async def sink_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         total += len(message.get("body", b""))
         more = message.get("more_body", False)
     body = str(total).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 def start_sink() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.bench_upload:sink_app", "--port", str(port),
-         "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bench_upload:sink_app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -118,9 +139,13 @@ def measure_upload(service: Service, path: Path) -> dict[str, Any]:
         raise RuntimeError(f"upload answered {response.status_code}: {response.text[:500]}")
     report = response.json()["report"]
     return {
-        "seconds": seconds, "rss_before_mib": before / MiB, "rss_peak_mib": peak / MiB,
-        "rss_after_mib": status["VmRSS"] / MiB, "growth_mib": (peak - before) / MiB,
-        "peak_from_hwm": hwm_reset, "total_params": report["summary"]["total_params"],
+        "seconds": seconds,
+        "rss_before_mib": before / MiB,
+        "rss_peak_mib": peak / MiB,
+        "rss_after_mib": status["VmRSS"] / MiB,
+        "growth_mib": (peak - before) / MiB,
+        "peak_from_hwm": hwm_reset,
+        "total_params": report["summary"]["total_params"],
     }
 
 
@@ -149,9 +174,13 @@ def run(*, repeats: int = 3) -> dict[str, Any]:
     first = runs[0]
     analysis_median = statistics.median(r["seconds"] for r in runs)
     result = {
-        "file_mib": size / MiB, "raw_upload_s": raw, "raw_upload_median_s": raw_median,
-        "raw_throughput_mib_s": size / MiB / raw_median, "runs": runs,
-        "analysis_median_s": analysis_median, "ratio_analysis_to_raw": analysis_median / raw_median,
+        "file_mib": size / MiB,
+        "raw_upload_s": raw,
+        "raw_upload_median_s": raw_median,
+        "raw_throughput_mib_s": size / MiB / raw_median,
+        "runs": runs,
+        "analysis_median_s": analysis_median,
+        "ratio_analysis_to_raw": analysis_median / raw_median,
         "max_growth_mib": max(r["growth_mib"] for r in runs),
         "first_upload_growth_mib": first["growth_mib"],
         "goal_growth_met": max(r["growth_mib"] for r in runs) < 64,
@@ -159,14 +188,23 @@ def run(*, repeats: int = 3) -> dict[str, Any]:
     }
     for index, r in enumerate(runs, 1):
         kind = "new content" if index == 1 else "same content again"
-        print(f"upload {index} ({kind}): {r['seconds']:.2f} s, RSS {r['rss_before_mib']:.1f} -> peak "
-              f"{r['rss_peak_mib']:.1f} MiB (+{r['growth_mib']:.1f} MiB), total_params {r['total_params']:,}")
-    print(f"raw upload (same bytes to a discarding endpoint): median {raw_median:.2f} s "
-          f"({result['raw_throughput_mib_s']:.0f} MiB/s), runs {[round(s, 2) for s in raw]}")
-    print(f"memory growth: max {result['max_growth_mib']:.1f} MiB (goal < 64 MiB: "
-          f"{'met' if result['goal_growth_met'] else 'NOT met'})")
-    print(f"analysis / raw upload time: {result['ratio_analysis_to_raw']:.2f} (goal < 2: "
-          f"{'met' if result['goal_ratio_met'] else 'NOT met'})")
+        print(
+            f"upload {index} ({kind}): {r['seconds']:.2f} s, RSS {r['rss_before_mib']:.1f} -> peak "
+            f"{r['rss_peak_mib']:.1f} MiB (+{r['growth_mib']:.1f} MiB), "
+            f"total_params {r['total_params']:,}"
+        )
+    print(
+        f"raw upload (same bytes to a discarding endpoint): median {raw_median:.2f} s "
+        f"({result['raw_throughput_mib_s']:.0f} MiB/s), runs {[round(s, 2) for s in raw]}"
+    )
+    print(
+        f"memory growth: max {result['max_growth_mib']:.1f} MiB (goal < 64 MiB: "
+        f"{'met' if result['goal_growth_met'] else 'NOT met'})"
+    )
+    print(
+        f"analysis / raw upload time: {result['ratio_analysis_to_raw']:.2f} (goal < 2: "
+        f"{'met' if result['goal_ratio_met'] else 'NOT met'})"
+    )
     return result
 
 

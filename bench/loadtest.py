@@ -34,12 +34,20 @@ import httpx
 
 from bench import ROOT, SEED_EXAMPLES, PostgresDatabase, Service, latency_summary
 
-MIX = (("post_json", 35), ("post_upload", 5), ("get_analysis", 35), ("list", 15), ("get_architecture", 10))
+MIX = (
+    ("post_json", 35),
+    ("post_upload", 5),
+    ("get_analysis", 35),
+    ("list", 15),
+    ("get_architecture", 10),
+)
 KERAS_UPLOADS = sorted((ROOT / "tests" / "fixtures" / "seed").glob("example*.keras"))
 
 
 async def run_mix(url: str, *, clients: int, duration: float, seed: int = 7) -> dict[str, Any]:
-    bodies = [json.dumps({"architecture": json.loads(p.read_text())}).encode() for p in SEED_EXAMPLES]
+    bodies = [
+        json.dumps({"architecture": json.loads(p.read_text())}).encode() for p in SEED_EXAMPLES
+    ]
     uploads = [(p.name, p.read_bytes()) for p in KERAS_UPLOADS]
     actions = [name for name, weight in MIX for _ in range(weight)]
     created: list[str] = []
@@ -58,15 +66,20 @@ async def run_mix(url: str, *, clients: int, duration: float, seed: int = 7) -> 
         async def one(action: str, rng: random.Random) -> httpx.Response:
             if action == "post_upload" and uploads:
                 name, data = rng.choice(uploads)
-                return await client.post("/v1/analyses", files={"file": (name, data, "application/octet-stream")})
+                return await client.post(
+                    "/v1/analyses", files={"file": (name, data, "application/octet-stream")}
+                )
             if action == "get_analysis" and created:
                 return await client.get(f"/v1/analyses/{rng.choice(created)}")
             if action == "list":
                 return await client.get("/v1/analyses", params={"limit": 20})
             if action == "get_architecture" and architectures:
                 return await client.get(f"/v1/architectures/{rng.choice(architectures)}")
-            return await client.post("/v1/analyses", content=rng.choice(bodies),
-                                      headers={"content-type": "application/json"})
+            return await client.post(
+                "/v1/analyses",
+                content=rng.choice(bodies),
+                headers={"content-type": "application/json"},
+            )
 
         async def worker(index: int) -> None:
             rng = random.Random(seed * 1000 + index)
@@ -100,18 +113,30 @@ async def run_mix(url: str, *, clients: int, duration: float, seed: int = 7) -> 
             async with semaphore:
                 response = await client.get(f"/v1/analyses/{analysis_id}")
                 body = response.json() if response.status_code == 200 else {}
-                if response.status_code != 200 or body.get("status") != "succeeded" or not body.get("report"):
+                if (
+                    response.status_code != 200
+                    or body.get("status") != "succeeded"
+                    or not body.get("report")
+                ):
                     unreadable.append(f"{analysis_id}: {response.status_code} {body.get('status')}")
 
         await asyncio.gather(*(verify(i) for i in set(created)))
 
     summary = latency_summary(latencies, seconds)
     return {
-        **summary, "seconds": round(seconds, 1), "clients": clients, "statuses": dict(statuses),
-        "server_errors": len(server_errors), "server_error_samples": server_errors[:5],
-        "transport_errors": dict(transport_errors), "analyses_created": len(created),
-        "unreadable": len(unreadable), "unreadable_samples": unreadable[:5],
-        "by_action": {name: latency_summary(values, seconds) for name, values in sorted(by_action.items())},
+        **summary,
+        "seconds": round(seconds, 1),
+        "clients": clients,
+        "statuses": dict(statuses),
+        "server_errors": len(server_errors),
+        "server_error_samples": server_errors[:5],
+        "transport_errors": dict(transport_errors),
+        "analyses_created": len(created),
+        "unreadable": len(unreadable),
+        "unreadable_samples": unreadable[:5],
+        "by_action": {
+            name: latency_summary(values, seconds) for name, values in sorted(by_action.items())
+        },
         "passed": not server_errors and not transport_errors and not unreadable and bool(created),
     }
 
@@ -122,14 +147,22 @@ def run(database: str, *, clients: int = 32, duration: float = 60.0) -> dict[str
         service = stack.enter_context(Service(database_url=url))
         result = asyncio.run(run_mix(service.url, clients=clients, duration=duration))
     result["database"] = database
-    print(f"load test on {database}: {result['seconds']} s, {clients} clients, {result['requests']} requests, "
-          f"{result['throughput_rps']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms")
-    print(f"  statuses {result['statuses']}, 5xx {result['server_errors']}, transport errors "
-          f"{result['transport_errors']}, analyses created {result['analyses_created']}, "
-          f"unreadable afterwards {result['unreadable']} -> {'PASS' if result['passed'] else 'FAIL'}")
+    print(
+        f"load test on {database}: {result['seconds']} s, {clients} clients, "
+        f"{result['requests']} requests, "
+        f"{result['throughput_rps']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms"
+    )
+    print(
+        f"  statuses {result['statuses']}, 5xx {result['server_errors']}, transport errors "
+        f"{result['transport_errors']}, analyses created {result['analyses_created']}, "
+        f"unreadable afterwards {result['unreadable']} -> {'PASS' if result['passed'] else 'FAIL'}"
+    )
     for name, figures in result["by_action"].items():
-        print(f"  {name:<17} {figures['requests']:>6} requests, p50 {figures['p50_ms']:7.1f} ms, "
-              f"p99 {figures['p99_ms']:7.1f} ms")
+        print(
+            f"  {name:<17} {figures['requests']:>6} requests, p50 {figures['p50_ms']:7.1f} ms, "
+            f"p99 {figures['p99_ms']:7.1f} ms"
+        )
     for sample in result["server_error_samples"] + result["unreadable_samples"]:
         print(f"  ! {sample}")
     return result
@@ -139,10 +172,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
+    parser.add_argument(
+        "--databases", default="sqlite,postgres", help="comma-separated: sqlite, postgres"
+    )
     args = parser.parse_args(argv)
-    results = [run(name.strip(), clients=args.clients, duration=args.duration)
-               for name in args.databases.split(",") if name.strip()]
+    results = [
+        run(name.strip(), clients=args.clients, duration=args.duration)
+        for name in args.databases.split(",")
+        if name.strip()
+    ]
     return results
 
 

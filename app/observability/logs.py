@@ -43,7 +43,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+            "ts": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -72,8 +73,11 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s%(ids)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        ids = [f"{key}={value}" for key in ("request_id", "job_id")
-               if (value := getattr(record, key, None)) is not None]
+        ids = [
+            f"{key}={value}"
+            for key in ("request_id", "job_id")
+            if (value := getattr(record, key, None)) is not None
+        ]
         record.ids = f" [{' '.join(ids)}]" if ids else ""
         return super().format(record)
 

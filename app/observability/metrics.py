@@ -81,7 +81,7 @@ HTTP_IN_PROGRESS = Gauge(
 
 
 def route_template(scope: Scope) -> str:
-    """The path template of the route that handled the request, e.g. ``/v1/analyses/{analysis_id}``."""
+    """The route template that handled the request, e.g. ``/v1/analyses/{analysis_id}``."""
     route = scope.get("route")
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(path) if path else UNMATCHED_ROUTE
@@ -128,10 +128,19 @@ class MetricsMiddleware:
             if access_log.isEnabledFor(level):
                 client = scope.get("client")
                 access_log.log(
-                    level, "%s %s %d", method, scope.get("path", ""), status,
-                    extra={"http_method": method, "route": route, "path": scope.get("path", ""),
-                           "status": status, "duration_ms": round(elapsed * 1000, 3),
-                           "client": client[0] if client else None},
+                    level,
+                    "%s %s %d",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    extra={
+                        "http_method": method,
+                        "route": route,
+                        "path": scope.get("path", ""),
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "client": client[0] if client else None,
+                    },
                 )
             request_id_var.reset(token)
 
@@ -148,25 +157,34 @@ def _duration_expression(dialect: str, start: Any, end: Any) -> Any:
     return extract("epoch", end - start)
 
 
-def _histogram_rows(session: Any, start: Any, end: Any, group: list[Any], where: Any,
-                    buckets: Iterable[float]) -> list[tuple[Any, ...]]:
+def _histogram_rows(
+    session: Any, start: Any, end: Any, group: list[Any], where: Any, buckets: Iterable[float]
+) -> list[tuple[Any, ...]]:
     """One aggregate query: per group, the count at or below each bucket bound, total count, sum."""
     from sqlalchemy import case, func, select
 
     duration = _duration_expression(session.get_bind().dialect.name, start, end)
     columns = [func.sum(case((duration <= bound, 1), else_=0)) for bound in buckets]
-    query = (select(*group, *columns, func.count(), func.coalesce(func.sum(duration), 0.0))
-             .where(where).group_by(*group))
+    query = (
+        select(*group, *columns, func.count(), func.coalesce(func.sum(duration), 0.0))
+        .where(where)
+        .group_by(*group)
+    )
     return [tuple(row) for row in session.execute(query)]
 
 
-def _histogram(name: str, documentation: str, label_names: list[str], rows: list[tuple[Any, ...]],
-               buckets: tuple[float, ...]) -> HistogramMetricFamily:
+def _histogram(
+    name: str,
+    documentation: str,
+    label_names: list[str],
+    rows: list[tuple[Any, ...]],
+    buckets: tuple[float, ...],
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation, labels=label_names)
     width = len(label_names)
     for row in rows:
         labels = [str(value) for value in row[:width]]
-        counts = [int(value or 0) for value in row[width:width + len(buckets)]]
+        counts = [int(value or 0) for value in row[width : width + len(buckets)]]
         total, total_seconds = int(row[-2] or 0), float(row[-1] or 0.0)
         family.add_metric(
             labels,
@@ -192,19 +210,35 @@ class DatabaseCollector(Collector):
         from app.db import get_sessionmaker
         from app.models import JOB_KINDS, JOB_STATUSES, TERMINAL_STATUSES, Job
 
-        up = GaugeMetricFamily("convlens_metrics_database_up",
-                               "1 when the jobs table could be read for this scrape.")
+        up = GaugeMetricFamily(
+            "convlens_metrics_database_up", "1 when the jobs table could be read for this scrape."
+        )
         try:
             with get_sessionmaker(self.settings)() as session:
-                counts = {(kind, status): count for kind, status, count in session.execute(
-                    select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status))}
+                counts = {
+                    (kind, status): count
+                    for kind, status, count in session.execute(
+                        select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+                    )
+                }
                 durations = _histogram_rows(
-                    session, Job.started_at, Job.finished_at, [Job.kind, Job.status],
-                    Job.status.in_(TERMINAL_STATUSES) & Job.started_at.is_not(None)
-                    & Job.finished_at.is_not(None), JOB_BUCKETS)
+                    session,
+                    Job.started_at,
+                    Job.finished_at,
+                    [Job.kind, Job.status],
+                    Job.status.in_(TERMINAL_STATUSES)
+                    & Job.started_at.is_not(None)
+                    & Job.finished_at.is_not(None),
+                    JOB_BUCKETS,
+                )
                 waits = _histogram_rows(
-                    session, Job.created_at, Job.started_at, [Job.kind],
-                    Job.started_at.is_not(None), JOB_BUCKETS)
+                    session,
+                    Job.created_at,
+                    Job.started_at,
+                    [Job.kind],
+                    Job.started_at.is_not(None),
+                    JOB_BUCKETS,
+                )
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB is down
             log.warning("metrics: the jobs table could not be read: %s", type(exc).__name__)
             up.add_metric([], 0)
@@ -213,41 +247,57 @@ class DatabaseCollector(Collector):
         up.add_metric([], 1)
         yield up
 
-        jobs = GaugeMetricFamily("convlens_jobs", "Jobs stored in the database, by kind and status.",
-                                 labels=["kind", "status"])
+        jobs = GaugeMetricFamily(
+            "convlens_jobs",
+            "Jobs stored in the database, by kind and status.",
+            labels=["kind", "status"],
+        )
         kinds = sorted(set(JOB_KINDS) | {kind for kind, _ in counts})
         for kind in kinds:
             for status in JOB_STATUSES:
                 jobs.add_metric([kind, status], counts.get((kind, status), 0))
         yield jobs
 
-        depth = GaugeMetricFamily("convlens_queue_depth",
-                                  "Jobs waiting to run (status queued in the database), by kind.",
-                                  labels=["kind"])
+        depth = GaugeMetricFamily(
+            "convlens_queue_depth",
+            "Jobs waiting to run (status queued in the database), by kind.",
+            labels=["kind"],
+        )
         for kind in kinds:
             depth.add_metric([kind], counts.get((kind, "queued"), 0))
         yield depth
 
-        yield _histogram("convlens_job_duration_seconds",
-                         "Run time (started_at to finished_at) of finished jobs still stored.",
-                         ["kind", "status"], durations, JOB_BUCKETS)
-        yield _histogram("convlens_job_queue_wait_seconds",
-                         "Time from submission to start (created_at to started_at) of started jobs.",
-                         ["kind"], waits, JOB_BUCKETS)
+        yield _histogram(
+            "convlens_job_duration_seconds",
+            "Run time (started_at to finished_at) of finished jobs still stored.",
+            ["kind", "status"],
+            durations,
+            JOB_BUCKETS,
+        )
+        yield _histogram(
+            "convlens_job_queue_wait_seconds",
+            "Time from submission to start (created_at to started_at) of started jobs.",
+            ["kind"],
+            waits,
+            JOB_BUCKETS,
+        )
         yield from self._broker()
 
     def _broker(self) -> Iterator[Metric]:
         """Message counts of the Celery queues in Redis (only with the Celery executor)."""
         if self.settings.executor != "celery" or not self.settings.broker_url.startswith("redis"):
             return
-        broker = GaugeMetricFamily("convlens_broker_queue_messages",
-                                   "Messages waiting in the broker's queue (Redis list length).",
-                                   labels=["queue"])
+        broker = GaugeMetricFamily(
+            "convlens_broker_queue_messages",
+            "Messages waiting in the broker's queue (Redis list length).",
+            labels=["queue"],
+        )
         try:
             import redis
 
-            client = redis.Redis.from_url(self.settings.broker_url, socket_timeout=1.0,
-                                          socket_connect_timeout=1.0)
+            client = redis.Redis.from_url(
+                self.settings.broker_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
             try:
                 for queue in broker_queue_names():
                     broker.add_metric([queue], float(client.llen(queue)))

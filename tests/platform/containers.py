@@ -145,8 +145,11 @@ def service_environment(service: dict[str, Any]) -> dict[str, str]:
 
 
 def dockerignore_patterns(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip()
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def is_ignored(relative: str, patterns: list[str]) -> bool:
@@ -184,8 +187,13 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 def build_context_files(root: Path = ROOT) -> list[str]:
     """Files git knows (tracked or not ignored) that survive .dockerignore."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                            cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     patterns = dockerignore_patterns(root / ".dockerignore")
     return sorted(f for f in listed if (root / f).is_file() and not is_ignored(f, patterns))
 
@@ -212,8 +220,11 @@ def free_port() -> int:
 
 def base_env(**overrides: str) -> dict[str, str]:
     """This environment without CONVLENS_* leftovers, plus the checkout on PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CONVLENS_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CONVLENS_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
     env.update({"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
     env.update(overrides)
     return env
@@ -225,7 +236,9 @@ def wait_for(url: str, timeout: float = 60.0, process: subprocess.Popen[Any] | N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"the process exited with {process.returncode} before {url} answered")
+            raise AssertionError(
+                f"the process exited with {process.returncode} before {url} answered"
+            )
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -246,8 +259,18 @@ def stop(process: subprocess.Popen[Any], timeout: float = 20.0) -> None:
 
 
 __all__ = [
-    "ROOT", "Stage", "base_env", "build_context_files", "dockerignore_patterns", "free_port",
-    "interpolate", "is_ignored", "load_compose", "local_command", "parse_dockerfile",
-    "service_environment", "stop", "wait_for",
+    "ROOT",
+    "Stage",
+    "base_env",
+    "build_context_files",
+    "dockerignore_patterns",
+    "free_port",
+    "interpolate",
+    "is_ignored",
+    "load_compose",
+    "local_command",
+    "parse_dockerfile",
+    "service_environment",
+    "stop",
+    "wait_for",
 ]
-

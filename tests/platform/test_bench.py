@@ -20,21 +20,48 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_the_bench_command_lists_every_benchmark() -> None:
-    result = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, env=base_env(),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"],
+        cwd=ROOT,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     for name in ("engine", "http", "upload", "training", "load", "--quick"):
         assert name in result.stdout
-    refused = subprocess.run([sys.executable, "-m", "bench", "--only", "nonsense"], cwd=ROOT,
-                             env=base_env(), capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "nonsense"],
+        cwd=ROOT,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode != 0 and "unknown benchmark" in refused.stderr
 
 
 @pytest.mark.slow
 def test_the_load_script_passes_against_the_real_service() -> None:
-    result = subprocess.run([sys.executable, "-m", "bench.loadtest", "--duration", "4", "--clients", "8",
-                             "--databases", "sqlite"], cwd=ROOT, env=base_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.loadtest",
+            "--duration",
+            "4",
+            "--clients",
+            "8",
+            "--databases",
+            "sqlite",
+        ],
+        cwd=ROOT,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS" in result.stdout and "5xx 0" in result.stdout
 

@@ -49,8 +49,11 @@ def compose() -> dict[str, Any]:
 
 def convlens_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The compose services that run a convlens image (not postgres or redis)."""
-    return {name: service for name, service in compose["services"].items()
-            if str(service.get("image", "")).startswith(OUR_IMAGES)}
+    return {
+        name: service
+        for name, service in compose["services"].items()
+        if str(service.get("image", "")).startswith(OUR_IMAGES)
+    }
 
 
 def service_command(service: dict[str, Any], stages: dict[str, Stage]) -> list[str]:
@@ -64,14 +67,22 @@ def service_command(service: dict[str, Any], stages: dict[str, Stage]) -> list[s
 
 def run_help(argv: list[str]) -> subprocess.CompletedProcess[str]:
     """``<command> --help``: click parses every option first, so unknown options fail here."""
-    return subprocess.run(local_command([*argv, "--help"]), cwd=ROOT, env=base_env(),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        local_command([*argv, "--help"]),
+        cwd=ROOT,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 # -- the Dockerfile ----------------------------------------------------------------------------
 
 
-def test_images_are_multi_stage_non_root_and_the_api_has_a_healthcheck(stages: dict[str, Stage]) -> None:
+def test_images_are_multi_stage_non_root_and_the_api_has_a_healthcheck(
+    stages: dict[str, Stage],
+) -> None:
     for name in FINAL_STAGES:
         assert name in stages, f"missing build target {name!r}"
         user = stages[name].user
@@ -93,8 +104,13 @@ def _requirements_from_run(stage: Stage, tmp_path: Path) -> list[str]:
                 script = code[1:-1].replace("\\n", "\n") if code[0] == '"' else code
                 script = script.replace("'\n'", "'\\n'")
                 shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-                result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path,
-                                        capture_output=True, text=True, check=True)
+                result = subprocess.run(
+                    [sys.executable, "-c", script],
+                    cwd=tmp_path,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 found.extend(line for line in result.stdout.splitlines() if line.strip())
     return found
 
@@ -105,7 +121,9 @@ def test_the_api_image_installs_no_tensorflow_and_the_worker_image_does(
     api_requirements = _requirements_from_run(stages["deps-api"], tmp_path)
     worker_requirements = _requirements_from_run(stages["deps-worker"], tmp_path)
     assert any(r.startswith("fastapi") for r in api_requirements), api_requirements
-    assert not any(r.lower().startswith(("tensorflow", "keras", "tf_keras")) for r in api_requirements)
+    assert not any(
+        r.lower().startswith(("tensorflow", "keras", "tf_keras")) for r in api_requirements
+    )
     new_in_worker = set(worker_requirements) - set(api_requirements)
     assert any(r.startswith("tensorflow") for r in new_in_worker), worker_requirements
     assert any(r.startswith("keras") for r in new_in_worker), worker_requirements
@@ -128,7 +146,9 @@ def test_every_copied_path_is_in_the_build_context(stages: dict[str, Stage]) -> 
     assert not any(f.startswith((".venv/", "tests/", ".git/", "convlens-data/")) for f in context)
 
 
-def test_the_build_context_keeps_migrations_next_to_the_package(stages: dict[str, Stage], tmp_path: Path) -> None:
+def test_the_build_context_keeps_migrations_next_to_the_package(
+    stages: dict[str, Stage], tmp_path: Path
+) -> None:
     """Copy what the image gets to <tmp>/srv/convlens, run the Dockerfile's own layout check and
     ``convlens db upgrade`` from there (with nothing else on the path)."""
     image_root = tmp_path / "srv" / "convlens"
@@ -136,23 +156,50 @@ def test_the_build_context_keeps_migrations_next_to_the_package(stages: dict[str
         target = image_root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relative, target)
-    checks = [piece.strip() for run in stages["api"].all("RUN") for piece in run.arguments.split("&&")
-              if "MIGRATIONS_DIR" in piece]
+    checks = [
+        piece.strip()
+        for run in stages["api"].all("RUN")
+        for piece in run.arguments.split("&&")
+        if "MIGRATIONS_DIR" in piece
+    ]
     assert checks, "the api stage should check where migrations are"
     env = {**base_env(), "PYTHONPATH": str(image_root)}
     for check in checks:
-        result = subprocess.run(["/bin/sh", "-c", check.replace("python ", f"{sys.executable} ", 1)],
-                                cwd=image_root, env=env, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            ["/bin/sh", "-c", check.replace("python ", f"{sys.executable} ", 1)],
+            cwd=image_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
-    located = subprocess.run([sys.executable, "-c", "import app, app.db; print(app.__file__); "
-                              "print(app.db.MIGRATIONS_DIR)"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, check=True).stdout.split()
+    located = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import app, app.db; print(app.__file__); print(app.db.MIGRATIONS_DIR)",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert located == [str(image_root / "app" / "__init__.py"), str(image_root / "migrations")]
     database = tmp_path / "image.db"
-    result = subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], cwd=tmp_path,
-                            env={**env, "CONVLENS_DATABASE_URL": f"sqlite:///{database}",
-                                 "CONVLENS_DATA_DIR": str(tmp_path / "data")},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "upgrade"],
+        cwd=tmp_path,
+        env={
+            **env,
+            "CONVLENS_DATABASE_URL": f"sqlite:///{database}",
+            "CONVLENS_DATA_DIR": str(tmp_path / "data"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "database at" in result.stdout and database.stat().st_size > 0
 
@@ -165,7 +212,9 @@ def test_compose_has_the_production_services(compose: dict[str, Any]) -> None:
     assert {"postgres", "redis", "migrate", "api", "worker", "worker-gpu"} <= set(services)
     assert services["migrate"]["command"] == ["convlens", "db", "upgrade"]
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert (
+        services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    )
     gpu = services["worker-gpu"]
     assert gpu["profiles"] == ["gpu"]
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
@@ -191,13 +240,16 @@ def test_compose_and_image_environment_match_the_settings_fields(
     assert set(services) >= {"migrate", "api", "worker", "worker-gpu"}
     for name, service in services.items():
         image_env = stages[service["build"]["target"]].env()
-        environment = {**{k: v for k, v in image_env.items() if k.startswith("CONVLENS_")},
-                       **service_environment(service)}
+        environment = {
+            **{k: v for k, v in image_env.items() if k.startswith("CONVLENS_")},
+            **service_environment(service),
+        }
         unknown = {key for key in environment if key.startswith("CONVLENS_")} - fields
         assert not unknown, f"{name}: not settings fields: {sorted(unknown)}"
         try:
-            settings = _settings_from({k: v for k, v in environment.items() if k.startswith("CONVLENS_")},
-                                      monkeypatch)
+            settings = _settings_from(
+                {k: v for k, v in environment.items() if k.startswith("CONVLENS_")}, monkeypatch
+            )
         except ValidationError as exc:  # pragma: no cover - the assertion message is the point
             raise AssertionError(f"{name}: {exc}") from exc
         assert settings.database_url.startswith("postgresql+psycopg://"), name
@@ -206,7 +258,9 @@ def test_compose_and_image_environment_match_the_settings_fields(
         assert settings.auth_mode == "api_key", name
         assert settings.auto_migrate is False, f"{name}: migrations belong to the migrate service"
         assert settings.log_json is True
-    api = _settings_from({k: v for k, v in service_environment(services["api"]).items()}, monkeypatch)
+    api = _settings_from(
+        {k: v for k, v in service_environment(services["api"]).items()}, monkeypatch
+    )
     assert api.host == "0.0.0.0" and api.port == 8000
 
 
@@ -223,8 +277,11 @@ def all_commands(stages: dict[str, Stage], compose: dict[str, Any]) -> list[tupl
     found: list[tuple[str, list[str]]] = []
     for name in FINAL_STAGES:
         stage = stages[name]
-        for label, command in (("CMD", stage.cmd), ("ENTRYPOINT", stage.entrypoint),
-                               ("HEALTHCHECK", stage.healthcheck())):
+        for label, command in (
+            ("CMD", stage.cmd),
+            ("ENTRYPOINT", stage.entrypoint),
+            ("HEALTHCHECK", stage.healthcheck()),
+        ):
             if command:
                 found.append((f"Dockerfile {name} {label}", command))
     for name, service in convlens_services(compose).items():
@@ -236,11 +293,16 @@ def all_commands(stages: dict[str, Stage], compose: dict[str, Any]) -> list[tupl
     return found
 
 
-def test_every_convlens_command_exists_with_its_options(stages: dict[str, Stage], compose: dict[str, Any]) -> None:
+def test_every_convlens_command_exists_with_its_options(
+    stages: dict[str, Stage], compose: dict[str, Any]
+) -> None:
     commands = all_commands(stages, compose)
     convlens_commands = [(label, argv) for label, argv in commands if argv[0] == "convlens"]
     assert {tuple(argv[:2]) for _, argv in convlens_commands} >= {
-        ("convlens", "serve"), ("convlens", "worker"), ("convlens", "db")}
+        ("convlens", "serve"),
+        ("convlens", "worker"),
+        ("convlens", "db"),
+    }
     for label, argv in convlens_commands:
         result = run_help(argv)
         assert result.returncode == 0, f"{label}: {argv}: {result.stdout}{result.stderr}"
@@ -249,8 +311,11 @@ def test_every_convlens_command_exists_with_its_options(stages: dict[str, Stage]
     assert python_commands, "the health check is a python command"
     for argv in python_commands:
         module = argv[argv.index("-m") + 1]
-        found = subprocess.run([sys.executable, "-c", f"import importlib.util as u; "
-                                f"assert u.find_spec({module!r})"], cwd=ROOT, env=base_env())
+        found = subprocess.run(
+            [sys.executable, "-c", f"import importlib.util as u; assert u.find_spec({module!r})"],
+            cwd=ROOT,
+            env=base_env(),
+        )
         assert found.returncode == 0, f"module {module} not found"
 
 
@@ -259,25 +324,34 @@ def test_the_migrate_command_upgrades_sqlite(compose: dict[str, Any], tmp_path: 
     database = tmp_path / "db.sqlite"
     env = base_env(CONVLENS_DATABASE_URL=f"sqlite:///{database}", CONVLENS_DATA_DIR=str(tmp_path))
     for _ in range(2):  # idempotent: a redeploy runs it again
-        result = subprocess.run(local_command(argv), cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            local_command(argv), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, result.stdout + result.stderr
-    current = subprocess.run(local_command(["convlens", "db", "current"]), cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=60)
+    current = subprocess.run(
+        local_command(["convlens", "db", "current"]),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert current.returncode == 0 and "current=" in current.stdout, current.stdout + current.stderr
 
 
 @pytest.mark.postgres
-def test_the_migrate_command_upgrades_postgresql(compose: dict[str, Any], tmp_path: Path,
-                                                  postgres_url: str) -> None:
+def test_the_migrate_command_upgrades_postgresql(
+    compose: dict[str, Any], tmp_path: Path, postgres_url: str
+) -> None:
     from sqlalchemy import create_engine, inspect
 
     from app.db import dispose_engines
 
     argv = compose["services"]["migrate"]["command"]
     env = base_env(CONVLENS_DATABASE_URL=postgres_url, CONVLENS_DATA_DIR=str(tmp_path))
-    result = subprocess.run(local_command(argv), cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        local_command(argv), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     engine = create_engine(postgres_url)
     try:
@@ -285,7 +359,14 @@ def test_the_migrate_command_upgrades_postgresql(compose: dict[str, Any], tmp_pa
     finally:
         engine.dispose()
         dispose_engines()
-    assert {"tenants", "api_keys", "architectures", "jobs", "job_events", "alembic_version"} <= tables
+    assert {
+        "tenants",
+        "api_keys",
+        "architectures",
+        "jobs",
+        "job_events",
+        "alembic_version",
+    } <= tables
 
 
 def test_the_api_command_serves_and_the_healthcheck_sees_it(
@@ -294,16 +375,28 @@ def test_the_api_command_serves_and_the_healthcheck_sees_it(
     """The compose api command (0.0.0.0 with API keys, as in the image) answers /healthz, the
     HEALTHCHECK command exits 0 while it runs and 1 once it is gone."""
     port = free_port()
-    argv = [part if part != "8000" else str(port) for part in service_command(compose["services"]["api"], stages)]
+    argv = [
+        part if part != "8000" else str(port)
+        for part in service_command(compose["services"]["api"], stages)
+    ]
     image_env = {k: v for k, v in stages["api"].env().items() if k.startswith("CONVLENS_")}
-    env = base_env(**{**image_env, "CONVLENS_DATA_DIR": str(tmp_path / "data"),
-                      "CONVLENS_PORT": str(port), "CONVLENS_LOCAL_WORKERS": "0"})
-    process = subprocess.Popen(local_command(argv), cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = base_env(
+        **{
+            **image_env,
+            "CONVLENS_DATA_DIR": str(tmp_path / "data"),
+            "CONVLENS_PORT": str(port),
+            "CONVLENS_LOCAL_WORKERS": "0",
+        }
+    )
+    process = subprocess.Popen(
+        local_command(argv), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     healthcheck = local_command(stages["api"].healthcheck() or [])
     try:
         wait_for(f"http://127.0.0.1:{port}/healthz", process=process)
-        refused = httpx.get(f"http://127.0.0.1:{port}/v1/analyses", headers={"X-Request-ID": "image-check-1"})
+        refused = httpx.get(
+            f"http://127.0.0.1:{port}/v1/analyses", headers={"X-Request-ID": "image-check-1"}
+        )
         assert refused.status_code == 401  # API keys are required in the image
         assert refused.headers["x-request-id"] == "image-check-1"
         result = subprocess.run(healthcheck, env=env, capture_output=True, text=True, timeout=30)
@@ -314,28 +407,44 @@ def test_the_api_command_serves_and_the_healthcheck_sees_it(
     output = process.stdout.read().decode(errors="replace")
     logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     access = [r for r in logged if r.get("request_id") == "image-check-1"]
-    assert access and access[0]["status"] == 401, f"no JSON access line with the request id: {output[-2000:]}"
+    assert access and access[0]["status"] == 401, (
+        f"no JSON access line with the request id: {output[-2000:]}"
+    )
     result = subprocess.run(healthcheck, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1, result.stdout
 
 
 @pytest.mark.redis
-def test_the_worker_command_starts(compose: dict[str, Any], stages: dict[str, Stage], tmp_path: Path) -> None:
+def test_the_worker_command_starts(
+    compose: dict[str, Any], stages: dict[str, Stage], tmp_path: Path
+) -> None:
     """``convlens worker`` as compose runs it starts against Redis and keeps running."""
     import time
 
     from tests.conftest import REDIS_URL
 
     database = tmp_path / "worker.db"
-    env = base_env(CONVLENS_DATABASE_URL=f"sqlite:///{database}", CONVLENS_DATA_DIR=str(tmp_path),
-                   CONVLENS_EXECUTOR="celery", CONVLENS_BROKER_URL=REDIS_URL, CONVLENS_LOG_JSON="true")
-    subprocess.run(local_command(["convlens", "db", "upgrade"]), cwd=tmp_path, env=env, check=True,
-                   capture_output=True, timeout=120)
+    env = base_env(
+        CONVLENS_DATABASE_URL=f"sqlite:///{database}",
+        CONVLENS_DATA_DIR=str(tmp_path),
+        CONVLENS_EXECUTOR="celery",
+        CONVLENS_BROKER_URL=REDIS_URL,
+        CONVLENS_LOG_JSON="true",
+    )
+    subprocess.run(
+        local_command(["convlens", "db", "upgrade"]),
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     argv = service_command(compose["services"]["worker"], stages)
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(local_command(argv), cwd=tmp_path, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            local_command(argv), cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline and process.poll() is None:
@@ -343,7 +452,9 @@ def test_the_worker_command_starts(compose: dict[str, Any], stages: dict[str, St
                     break
                 time.sleep(0.5)
             output = log_path.read_text(errors="replace")
-            assert process.poll() is None, f"the worker exited with {process.returncode}: {output[-3000:]}"
+            assert process.poll() is None, (
+                f"the worker exited with {process.returncode}: {output[-3000:]}"
+            )
             assert "ready" in output.lower(), output[-3000:]
         finally:
             stop(process, timeout=30)

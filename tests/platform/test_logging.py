@@ -48,7 +48,9 @@ def small_app() -> FastAPI:
     return app
 
 
-def test_a_request_id_is_accepted_echoed_and_logged_from_the_thread_pool(log_stream: io.StringIO) -> None:
+def test_a_request_id_is_accepted_echoed_and_logged_from_the_thread_pool(
+    log_stream: io.StringIO,
+) -> None:
     with TestClient(small_app()) as client:
         response = client.get("/work/seven", headers={"X-Request-ID": "trace-abc.1"})
     assert response.status_code == 200
@@ -67,7 +69,9 @@ def test_a_request_id_is_accepted_echoed_and_logged_from_the_thread_pool(log_str
 def test_a_missing_or_unsafe_request_id_is_replaced(log_stream: io.StringIO) -> None:
     with TestClient(small_app()) as client:
         generated = client.get("/work/a").headers["x-request-id"]
-        replaced = client.get("/work/b", headers={"X-Request-ID": "no spaces\tor tabs"}).headers["x-request-id"]
+        replaced = client.get("/work/b", headers={"X-Request-ID": "no spaces\tor tabs"}).headers[
+            "x-request-id"
+        ]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
     assert re.fullmatch(r"[0-9a-f]{32}", replaced) and replaced != generated
     logged = {r["request_id"] for r in lines(log_stream) if r["logger"] == "convlens.test"}
@@ -77,8 +81,14 @@ def test_a_missing_or_unsafe_request_id_is_replaced(log_stream: io.StringIO) -> 
 def test_the_full_service_logs_its_requests_with_ids(log_stream: io.StringIO, client: Any) -> None:
     response = client.get("/v1/analyses/unknown-id", headers={"X-Request-ID": "svc-42"})
     assert response.status_code == 404 and response.headers["x-request-id"] == "svc-42"
-    access = [r for r in lines(log_stream) if r.get("request_id") == "svc-42" and r["logger"] == "convlens.access"]
-    assert access and access[0]["status"] == 404 and access[0]["route"] == "/v1/analyses/{analysis_id}"
+    access = [
+        r
+        for r in lines(log_stream)
+        if r.get("request_id") == "svc-42" and r["logger"] == "convlens.access"
+    ]
+    assert (
+        access and access[0]["status"] == 404 and access[0]["route"] == "/v1/analyses/{analysis_id}"
+    )
 
 
 def test_job_ids_are_bound_by_the_jobs_code(log_stream: io.StringIO) -> None:

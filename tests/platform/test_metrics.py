@@ -41,15 +41,22 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def request_count(samples: dict[Any, float], method: str, route: str, status: int) -> float:
-    return value(samples, "convlens_http_request_duration_seconds_count",
-                 method=method, route=route, status=str(status))
+    return value(
+        samples,
+        "convlens_http_request_duration_seconds_count",
+        method=method,
+        route=route,
+        status=str(status),
+    )
 
 
 def buckets(samples: dict[Any, float], name: str, **labels: str) -> list[tuple[float, float]]:
     found = []
     for (sample_name, sample_labels), sample_value in samples.items():
         found_labels = dict(sample_labels)
-        if sample_name == f"{name}_bucket" and all(found_labels.get(k) == v for k, v in labels.items()):
+        if sample_name == f"{name}_bucket" and all(
+            found_labels.get(k) == v for k, v in labels.items()
+        ):
             found.append((float(found_labels["le"]), sample_value))
     return sorted(found)
 
@@ -59,7 +66,9 @@ def test_metrics_show_the_traffic_and_the_jobs(any_client: Any, any_settings: An
     before = scrape(any_client)
     ids = []
     for example in EXAMPLES:
-        response = any_client.post("/v1/analyses", json={"architecture": json.loads(example.read_text())})
+        response = any_client.post(
+            "/v1/analyses", json={"architecture": json.loads(example.read_text())}
+        )
         assert response.status_code == 201, response.text[:500]
         ids.append(response.json()["id"])
     for analysis_id in ids:
@@ -69,58 +78,95 @@ def test_metrics_show_the_traffic_and_the_jobs(any_client: Any, any_settings: An
     after = scrape(any_client)
 
     def delta(method: str, route: str, status: int) -> float:
-        return request_count(after, method, route, status) - request_count(before, method, route, status)
+        return request_count(after, method, route, status) - request_count(
+            before, method, route, status
+        )
 
     assert delta("POST", "/v1/analyses", 201) == 3
     assert delta("GET", "/v1/analyses/{analysis_id}", 200) == 3
     assert delta("GET", "/v1/analyses/{analysis_id}", 404) == 1
     assert delta("GET", "<unmatched>", 404) == 1
-    assert not any(dict(labels).get("route", "").startswith("/no/") for _, labels in after), \
+    assert not any(dict(labels).get("route", "").startswith("/no/") for _, labels in after), (
         "raw paths must not become labels"
+    )
 
-    post_buckets = buckets(after, "convlens_http_request_duration_seconds",
-                           method="POST", route="/v1/analyses", status="201")
+    post_buckets = buckets(
+        after,
+        "convlens_http_request_duration_seconds",
+        method="POST",
+        route="/v1/analyses",
+        status="201",
+    )
     counts = [count for _, count in post_buckets]
     assert counts == sorted(counts), "cumulative buckets never decrease"
     assert post_buckets[-1] == (float("inf"), request_count(after, "POST", "/v1/analyses", 201))
-    assert value(after, "convlens_http_request_duration_seconds_sum",
-                 method="POST", route="/v1/analyses", status="201") > 0
+    assert (
+        value(
+            after,
+            "convlens_http_request_duration_seconds_sum",
+            method="POST",
+            route="/v1/analyses",
+            status="201",
+        )
+        > 0
+    )
 
     with session_scope(any_settings) as session:
-        stored = session.scalar(select(func.count()).select_from(Job)
-                                .where(Job.kind == "analysis", Job.status == "succeeded"))
+        stored = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.kind == "analysis", Job.status == "succeeded")
+        )
     assert stored == 3
     assert value(after, "convlens_jobs", kind="analysis", status="succeeded") == stored
     assert value(after, "convlens_jobs", kind="training", status="running") == 0
     assert value(after, "convlens_metrics_database_up") == 1
 
 
-def test_job_durations_and_queue_depth_come_from_the_rows(any_client: Any, any_settings: Any) -> None:
+def test_job_durations_and_queue_depth_come_from_the_rows(
+    any_client: Any, any_settings: Any
+) -> None:
     """Known timestamps land in the right buckets, on SQLite (text timestamps) and PostgreSQL."""
     now = utcnow()
     runs = [("succeeded", 0.3), ("succeeded", 7.0), ("succeeded", 45.0), ("failed", 2.0)]
     with session_scope(any_settings) as session:
         for status, seconds in runs:
             started = now - timedelta(seconds=100)
-            session.add(Job(tenant_id=DEFAULT_TENANT, kind="training", status=status,
-                            created_at=started - timedelta(seconds=4), started_at=started,
-                            finished_at=started + timedelta(seconds=seconds)))
+            session.add(
+                Job(
+                    tenant_id=DEFAULT_TENANT,
+                    kind="training",
+                    status=status,
+                    created_at=started - timedelta(seconds=4),
+                    started_at=started,
+                    finished_at=started + timedelta(seconds=seconds),
+                )
+            )
         session.add(Job(tenant_id=DEFAULT_TENANT, kind="training", status="queued", created_at=now))
-        session.add(Job(tenant_id=DEFAULT_TENANT, kind="gradients", status="queued", created_at=now))
+        session.add(
+            Job(tenant_id=DEFAULT_TENANT, kind="gradients", status="queued", created_at=now)
+        )
     samples = scrape(any_client)
     assert value(samples, "convlens_jobs", kind="training", status="succeeded") == 3
     assert value(samples, "convlens_jobs", kind="training", status="failed") == 1
     assert value(samples, "convlens_queue_depth", kind="training") == 1
     assert value(samples, "convlens_queue_depth", kind="gradients") == 1
 
-    succeeded = dict(buckets(samples, "convlens_job_duration_seconds", kind="training", status="succeeded"))
+    succeeded = dict(
+        buckets(samples, "convlens_job_duration_seconds", kind="training", status="succeeded")
+    )
     assert succeeded[0.25] == 0 and succeeded[0.5] == 1 and succeeded[5.0] == 1
     assert succeeded[10.0] == 2 and succeeded[30.0] == 2 and succeeded[60.0] == 3
     assert succeeded[float("inf")] == 3
-    assert value(samples, "convlens_job_duration_seconds_count", kind="training", status="succeeded") == 3
+    assert (
+        value(samples, "convlens_job_duration_seconds_count", kind="training", status="succeeded")
+        == 3
+    )
     total = value(samples, "convlens_job_duration_seconds_sum", kind="training", status="succeeded")
     assert total == pytest.approx(52.3, abs=0.01)
-    failed = dict(buckets(samples, "convlens_job_duration_seconds", kind="training", status="failed"))
+    failed = dict(
+        buckets(samples, "convlens_job_duration_seconds", kind="training", status="failed")
+    )
     assert failed[1.0] == 0 and failed[2.5] == 1
     waits = dict(buckets(samples, "convlens_job_queue_wait_seconds", kind="training"))
     assert waits[2.5] == 0 and waits[5.0] == 4, "each started run waited 4 s"
@@ -130,7 +176,9 @@ def test_a_database_outage_does_not_break_the_scrape(tmp_path: Path) -> None:
     from app.config import Settings
     from app.observability.metrics import render
 
-    broken = Settings(data_dir=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    broken = Settings(
+        data_dir=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )
     text = render(broken).decode()
     assert "convlens_metrics_database_up 0.0" in text
     assert "convlens_http_request_duration_seconds" in text
@@ -143,15 +191,40 @@ def test_multiprocess_mode_sums_every_uvicorn_worker(tmp_path: Path) -> None:
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
     port = free_port()
-    env = base_env(CONVLENS_DATA_DIR=str(tmp_path / "data"), CONVLENS_LOCAL_WORKERS="0",
-                   CONVLENS_AUTO_MIGRATE="false", CONVLENS_LOG_JSON="false",
-                   PROMETHEUS_MULTIPROC_DIR=str(multiproc))
-    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], cwd=tmp_path, env=env,
-                   check=True, capture_output=True, timeout=120)
+    env = base_env(
+        CONVLENS_DATA_DIR=str(tmp_path / "data"),
+        CONVLENS_LOCAL_WORKERS="0",
+        CONVLENS_AUTO_MIGRATE="false",
+        CONVLENS_LOG_JSON="false",
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "upgrade"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "app.api.app:create_app", "--workers", "2",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "app.api.app:create_app",
+            "--workers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -160,7 +233,9 @@ def test_multiprocess_mode_sums_every_uvicorn_worker(tmp_path: Path) -> None:
         pids: set[str] = set()
         while sent < 400:
             for _ in range(20):  # a fresh connection each time, so both workers take requests
-                assert httpx.get(f"{base}/healthz", headers={"Connection": "close"}).status_code == 200
+                assert (
+                    httpx.get(f"{base}/healthz", headers={"Connection": "close"}).status_code == 200
+                )
                 sent += 1
             pids = {p.name.split("_")[-1] for p in multiproc.glob("histogram_*.db")}
             if len(pids) >= 2:
