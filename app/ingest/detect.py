@@ -52,6 +52,19 @@ def _sniff_other(head: bytes) -> str:
     return f"unrecognised content starting with {head[:16]!r}"
 
 
+def _looks_like_text(head: bytes) -> bool:
+    """True for (a prefix of) UTF-8 text without control bytes other than whitespace."""
+    if not head:
+        return True
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the 4 KiB boundary
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return all(char >= " " or char in "\t\r\n" for char in text)
+
+
 def hdf5_signature_offsets(size: int) -> list[int]:
     """Where an HDF5 superblock may start: 0, 512, 1024, 2048, ... below ``size``."""
     offsets = [0]
@@ -104,6 +117,10 @@ def detect_format(head_or_stream: bytes | BinaryIO, filename: str | None, size: 
             f"Files named '*{extension}' are not accepted: send Keras model JSON (.json), a "
             f".keras archive or a legacy .h5 model{found}. Received: filename={filename!r}"
         )
+    if detected is None and not filename and _looks_like_text(head):
+        # No filename (an architecture sent inside a JSON request body): text is meant as
+        # JSON, and the JSON parser explains what is wrong with it (422, not 415).
+        detected = "json"
     if detected is None:
         raise UnsupportedFormat(
             "The content is not Keras model JSON, a .keras archive (zip) or a legacy HDF5 "

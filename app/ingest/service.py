@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -50,6 +51,16 @@ def sha256_of(stream: BinaryIO) -> str:
     while chunk := stream.read(_HASH_CHUNK):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def canonical_json_sha256(value: Any) -> str:
+    """SHA-256 of ``value`` as compact JSON with sorted keys.
+
+    >>> canonical_json_sha256({"b": 1, "a": [2]}) == canonical_json_sha256({"a": [2], "b": 1})
+    True
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_model_config(config: Any, *, source: str) -> dict[str, Any]:
@@ -93,7 +104,7 @@ def ingest_bytes(
 
     ``data`` is the content itself or the path of a file the API spooled it to (large
     uploads: only the parts that are needed are read). ``sha256`` may pass a hash already
-    computed while streaming. Raises ``UnsupportedFormat`` (415), ``PayloadTooLarge`` (413),
+    computed while streaming (JSON is always hashed in its canonical form instead). Raises ``UnsupportedFormat`` (415), ``PayloadTooLarge`` (413),
     ``InvalidJSON`` or ``InvalidArchitecture`` (422, codes ``invalid_archive``,
     ``unsafe_archive``, ``archive_limit_exceeded``, ``h5_unreadable``, ``unsafe_hdf5``,
     ``hdf5_limit_exceeded``, ``invalid_architecture``). The config is not validated
@@ -130,6 +141,9 @@ def _ingest_stream(stream: BinaryIO, size: int, path: Path | None, filename: str
             )
         config = check_model_config(parse_json_bytes(stream.read(), settings, what="model JSON"),
                                     source="model JSON")
+        # JSON is identified by its canonical form: the same model sent as an object, as a
+        # string or as a file, with any whitespace or key order, is stored once.
+        digest = canonical_json_sha256(config)
     elif fmt == "keras":
         contents = read_keras_archive(stream, settings)
         config = check_model_config(contents.config, source=".keras archive's config.json")
