@@ -379,6 +379,7 @@ def _bars(axes: Axes, values: Sequence[float], colour: str, label: str) -> None:
 # -- gradient flow -----------------------------------------------------------------------------
 
 GRADIENT_VALUE_KEYS: tuple[str, ...] = (
+    "relative_gradient_scale",
     "relative_gradient",
     "gradient_scale",
     "grad_norm",

@@ -125,6 +125,7 @@ def test_report_page_renders_in_chromium(service, browser):
 
     _assert_rendered(browser, "#plot-receptive_field svg")
     _assert_rendered(browser, "#plot-params_macs svg")
+    _assert_rendered(browser, "#plot-gradient_flow svg")
     graph = _assert_rendered(browser, "svg#architecture-graph")[0]
     nodes = graph.find_elements(By.CSS_SELECTOR, "g.node")
     assert sorted(node.get_attribute("data-layer") for node in nodes) == sorted(

@@ -73,6 +73,17 @@ def test_params_macs_plot_has_a_bar_per_layer(seed_reports, number):
     assert png_size(plot.png)[0] > 600
 
 
+def test_gradient_flow_plot_has_a_predicted_point_per_weighted_layer(seed_reports):
+    expected = seed_expected(3)
+    weighted = [layer["name"] for layer in expected["layers"] if layer["params"] > 0]
+    plot = plot_gradient_flow(seed_reports[3])
+    assert plot.data_points == len(weighted)
+    texts = svg_texts(plot.svg)
+    assert "predicted" in texts and all(name in texts for name in weighted)
+    verdict = seed_reports[3]["gradient_flow"]["predicted"]["verdict"]
+    assert f"predicted: {verdict}" in texts
+
+
 def test_gradient_flow_plot_draws_predicted_and_measured_series(seed_reports):
     report = dict(seed_reports[3])
     layers = [layer["name"] for layer in report["layers"] if layer["class_name"] == "Conv2D"]
