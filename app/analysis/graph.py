@@ -233,10 +233,13 @@ class AnalysisResult:
     unsupported: list[tuple[str, str]] = field(default_factory=list)
     metrics: dict[str, MetricStatus] = field(default_factory=dict)
     misaligned: list[dict[str, Any]] = field(default_factory=list)
+    _by_name: dict[str, LayerResult] | None = field(default=None, repr=False, compare=False)
 
     def by_name(self) -> dict[str, LayerResult]:
-        """Layer results keyed by layer name."""
-        return {layer.name: layer for layer in self.layers}
+        """Layer results keyed by layer name (built once, then reused: O(1) per call)."""
+        if self._by_name is None or len(self._by_name) != len(self.layers):
+            self._by_name = {layer.name: layer for layer in self.layers}
+        return self._by_name
 
     def successors(self) -> dict[str, list[str]]:
         """Layer name -> the layers it feeds (from ``edges``)."""
