@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
 import pytest
@@ -48,7 +47,6 @@ def test_every_case_is_refused_by_its_gate_with_its_code(hostile_corpus: Corpus,
             failures.append(f"{case.name}: no readable message")
     assert not failures, "\n".join(failures)
     assert hostile_corpus.canaries() == []
-    assert "tensorflow" not in sys.modules and "keras" not in sys.modules
 
 
 def test_unsafe_answers_name_the_layer_and_the_reason(hostile_corpus: Corpus, tmp_path) -> None:

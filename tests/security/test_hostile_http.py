@@ -4,7 +4,6 @@ no canary, no rows written, the service still healthy, and a benign request righ
 from __future__ import annotations
 
 import json
-import sys
 
 from tests.api.helpers import assert_problem, row_counts, upload
 from tests.security.corpus import Corpus
@@ -51,7 +50,6 @@ def test_every_hostile_case_over_http(any_client, any_settings, hostile_corpus: 
             failures.append(f"{case.name}: the benign request after it got {after.status_code}: "
                             f"{after.text[:300]}")
     assert not failures, "\n".join(failures)
-    assert "tensorflow" not in sys.modules
 
 
 def test_benign_originals_are_accepted_over_http(client, hostile_corpus: Corpus) -> None:
