@@ -140,7 +140,40 @@ def _install_problem_schema(app: FastAPI) -> None:
         from app.analyses.schemas import AnalysisCreate
 
         components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
+        _document_problems(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_PROBLEM_DESCRIPTIONS = {
+    "400": "Bad request",
+    "401": "Missing or unknown API key",
+    "404": "Not found (or owned by another tenant)",
+    "409": "Conflict with the resource's state",
+    "413": "Body too large",
+    "415": "Unsupported media type or file format",
+    "422": "Invalid or unsafe input",
+    "429": "Rate limited",
+}
+
+
+def _document_problems(schema: dict[str, Any]) -> None:
+    """Every operation documents its errors as application/problem+json (RFC 9457)."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            statuses = ["422"]
+            if path.startswith("/v1/"):
+                statuses += ["401", "429"]
+                if "{" in path:
+                    statuses.append("404")
+                if "requestBody" in operation or method in {"post", "put", "patch"}:
+                    statuses += ["400", "413", "415"]
+            for status in statuses:
+                operation["responses"][status] = {
+                    "description": _PROBLEM_DESCRIPTIONS[status], "content": problem
+                }
