@@ -263,6 +263,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(memory / 2**30, 1),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
         "versions": versions,
         "postgresql": postgres_version(),
     }

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -69,7 +70,6 @@ def run_script(name: str, quick: bool) -> dict[str, Any]:
 
 
 def _env() -> dict[str, str]:
-    import os
 
     return {
         **os.environ,
@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             results["load"] = loadtest.main(["--duration", "10" if args.quick else "60"])
         timings[name] = time.perf_counter() - started
     results["seconds"] = timings
+    results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
 
     print("\n=== summary (all measured in this run) ===")
     for bench_name, figure, verdict in summary_rows(results):
