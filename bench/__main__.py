@@ -70,7 +70,6 @@ def run_script(name: str, quick: bool) -> dict[str, Any]:
 
 
 def _env() -> dict[str, str]:
-
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
