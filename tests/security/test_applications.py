@@ -1,0 +1,53 @@
+"""Every Keras Applications architecture (Keras 3 and tf.keras 2.x) passes the safety gate."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.security import check_static_limits, validate_architecture
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "applications"
+
+
+def _gate(config: dict) -> None:
+    settings = Settings()
+    validate_architecture(config, settings)
+    check_static_limits(config, settings)
+
+
+def test_stored_application_fixtures_pass_the_gate() -> None:
+    paths = sorted(FIXTURES.glob("*.json.gz"))
+    assert paths, f"no application fixtures under {FIXTURES}"
+    for path in paths:
+        _gate(json.loads(gzip.decompress(path.read_bytes())))
+
+
+@pytest.mark.tensorflow
+@pytest.mark.slow
+@pytest.mark.parametrize(("flavour", "at_least"), [("keras", 40), ("tf_keras", 70)])
+def test_every_application_model_passes_the_gate(tmp_path: Path, flavour: str,
+                                                 at_least: int) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.security.applications_configs", str(tmp_path), flavour],
+        cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    paths = sorted(tmp_path.glob(f"{flavour}-*.json"))
+    assert len(paths) >= at_least, [p.name for p in paths]
+    refused = []
+    for path in paths:
+        try:
+            _gate(json.loads(path.read_text()))
+        except Exception as exc:  # noqa: BLE001 - collect them all
+            refused.append(f"{path.name}: {exc}")
+    assert not refused, "\n".join(refused)
