@@ -77,7 +77,7 @@ def check_model_config(config: Any, *, source: str) -> dict[str, Any]:
         raise InvalidArchitecture(
             f"The {source} is not a Keras model config: it needs class_name Sequential, "
             "Functional or Model and a config object (as written by model.to_json()). "
-            f"Received: class_name={str(class_name)[:100]!r}, config of type "
+            f"Received: class_name={repr(class_name)[:100]}, config of type "
             f"{type(inner).__name__}, keys {keys}"
         )
     layers = inner.get("layers")
