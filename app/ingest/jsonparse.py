@@ -95,7 +95,12 @@ def parse_json_bytes(data: bytes, settings: Settings, *, what: str = "body") -> 
         result = dict(pairs)
         if len(result) != len(pairs):
             seen: set[str] = set()
-            duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+            duplicate = ""
+            for key, _ in pairs:
+                if key in seen:
+                    duplicate = key
+                    break
+                seen.add(key)
             raise _JSONLimit(f"the key {duplicate[:80]!r} appears twice in one object")
         return result
 
@@ -108,7 +113,8 @@ def parse_json_bytes(data: bytes, settings: Settings, *, what: str = "body") -> 
             object_pairs_hook=unique_keys,
         )
     except _JSONLimit as exc:
-        raise InvalidJSON(f"The JSON {what} is refused: {exc}.", code="json_limit_exceeded") from None
+        raise InvalidJSON(f"The JSON {what} is refused: {exc}.",
+                          code="json_limit_exceeded") from None
     except json.JSONDecodeError as exc:
         raise InvalidJSON(
             f"The JSON {what} is malformed: {exc.msg} at line {exc.lineno}, column {exc.colno}."

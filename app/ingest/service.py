@@ -104,7 +104,8 @@ def ingest_bytes(
 
     ``data`` is the content itself or the path of a file the API spooled it to (large
     uploads: only the parts that are needed are read). ``sha256`` may pass a hash already
-    computed while streaming (JSON is always hashed in its canonical form instead). Raises ``UnsupportedFormat`` (415), ``PayloadTooLarge`` (413),
+    computed while streaming (JSON is always hashed in its canonical form instead).
+    Raises ``UnsupportedFormat`` (415), ``PayloadTooLarge`` (413),
     ``InvalidJSON`` or ``InvalidArchitecture`` (422, codes ``invalid_archive``,
     ``unsafe_archive``, ``archive_limit_exceeded``, ``h5_unreadable``, ``unsafe_hdf5``,
     ``hdf5_limit_exceeded``, ``invalid_architecture``). The config is not validated

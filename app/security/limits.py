@@ -61,7 +61,7 @@ def check_static_limits(config: dict[str, Any], settings: Settings) -> None:
                 )
             inner = node.get("config")
             if isinstance(inner, dict):
-                _check_layer_size(class_name, layer, inner, settings)
+                _check_layer_size(str(class_name), layer, inner, settings)
         if category == al.MODEL or class_name in _WRAPPER_CLASSES:
             child_depth = depth + 1
             max_depth = max(max_depth, child_depth)

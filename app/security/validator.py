@@ -78,7 +78,8 @@ def validate_architecture(config: dict[str, Any], settings: Settings) -> None:
                 child_path = f"{path}.{key}"
                 _check_key_value(key, value, child_path, owner, owner_class)
                 if isinstance(value, (dict, list)):
-                    config_of = own_class if key == "config" and isinstance(own_class, str) else None
+                    is_config = key == "config" and isinstance(own_class, str)
+                    config_of = own_class if is_config else None
                     stack.append((value, child_path, owner, config_of))
         elif isinstance(node, list):
             for index, item in enumerate(node):

@@ -158,7 +158,8 @@ def test_keras_archive_reads_config_and_metadata() -> None:
     ([("/abs", b"")], SETTINGS, "unsafe_archive"),
     ([("a\\b", b"")], SETTINGS, "unsafe_archive"),
     ([("config.json", MODEL_BYTES)], SETTINGS, "unsafe_archive"),
-    ([(f"f{i}", b"") for i in range(10)], Settings(max_archive_members=8), "archive_limit_exceeded"),
+    ([(f"f{i}", b"") for i in range(10)], Settings(max_archive_members=8),
+     "archive_limit_exceeded"),
     ([("big", b"x" * 5000)], Settings(max_archive_uncompressed_bytes=4000),
      "archive_limit_exceeded"),
 ])

@@ -111,7 +111,8 @@ def _function_ref(module: str, function: str) -> dict[str, Any]:
 
 def _rezip(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_STORED) -> bytes:
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+    with (warnings.catch_warnings(),
+          zipfile.ZipFile(buffer, "w", compression=compression) as archive):
         warnings.simplefilter("ignore", UserWarning)  # duplicate names are the point of a case
         for name, payload in members:
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
