@@ -164,50 +164,81 @@ _ALIASES = {"swish": "silu", "hard_swish": "hard_silu", "relu6": "relu6", "log_s
 _RELU_SLOPES = {"relu": 0.0, "relu6": 0.0, "leaky_relu": 0.2, "prelu": 0.25}
 
 
-@lru_cache(maxsize=1)
-def _quadrature() -> tuple[tuple[float, float], ...]:
-    """Composite Simpson nodes/weights for E[g(u)], u ~ N(0, 1), on [-10, 10] (401 points)."""
-    count, low, high = 400, -10.0, 10.0
-    step = (high - low) / count
-    nodes = []
-    for i in range(count + 1):
-        u = low + i * step
-        simpson = 1.0 if i in (0, count) else (4.0 if i % 2 else 2.0)
-        nodes.append((u, simpson * step / 3.0 * math.exp(-0.5 * u * u) / _SQRT_2PI))
-    return tuple(nodes)
+_UNIT_GRID = tuple(-10.0 + 0.05 * i for i in range(401))
+_ORIGIN_GRID = tuple(-30.0 + 0.05 * i for i in range(1201))
 
 
-def _normal_expectation(g: Callable[[float], float], variance: float) -> float:
-    scale = math.sqrt(max(variance, 0.0))
-    return sum(w * g(scale * u) for u, w in _quadrature())
+def _expectations(functions: tuple[Callable[[float], float], ...], shift: float, scale: float
+                  ) -> list[float]:
+    """E[g(z)] for z ~ N(shift, scale^2), for each g, by the trapezoid rule on a grid that
+    follows the density (shift + scale * u) and also resolves the region around z = 0, where
+    activations bend however wide the distribution is."""
+    points = {shift + scale * u for u in _UNIT_GRID}
+    low, high = shift - 10.0 * scale, shift + 10.0 * scale
+    points.update(z for z in _ORIGIN_GRID if low < z < high)
+    grid = sorted(points)
+    density = [math.exp(-0.5 * ((z - shift) / scale) ** 2) / (scale * _SQRT_2PI) for z in grid]
+    totals = []
+    for g in functions:
+        values = [g(z) * d for z, d in zip(grid, density, strict=True)]
+        totals.append(sum((grid[i + 1] - grid[i]) * (values[i] + values[i + 1]) / 2.0
+                          for i in range(len(grid) - 1)))
+    return totals
 
 
-@lru_cache(maxsize=4096)
-def _smooth_gains(name: str, log_variance: float) -> tuple[float, float]:
+@lru_cache(maxsize=8192)
+def _smooth_stats(name: str, log_variance: float, log_mean_sq: float) -> tuple[float, float, float]:
+    """E[f(z)], E[f(z)^2], E[f'(z)^2] for z ~ N(m, v), by quadrature (m >= 0: a shared shift)."""
     f, df = _SMOOTH[name]
-    variance = 10.0 ** max(min(log_variance, 30.0), -30.0)
-    forward = _normal_expectation(lambda z: f(z) ** 2, variance)
-    backward = _normal_expectation(lambda z: df(z) ** 2, variance)
-    return forward, backward
+    scale = 10.0 ** (max(min(log_variance, 30.0), -30.0) / 2.0)
+    shift = 0.0 if log_mean_sq <= _LOG_FLOOR else 10.0 ** (min(log_mean_sq, 30.0) / 2.0)
+    first, second, slope = _expectations(
+        (f, lambda z: f(z) ** 2, lambda z: df(z) ** 2), shift, scale)
+    return first, second, slope
 
 
-def activation_gains(name: str | None, log10_variance: float) -> tuple[float, float, bool]:
-    """(log10 E[f(z)^2], log10 E[f'(z)^2], known) for ``z ~ N(0, 10**log10_variance)``.
+def _relu_stats(slope: float, log_variance: float, log_mean_sq: float
+                ) -> tuple[float, float, float]:
+    """log10 mean^2, log10 variance of max(z, a z) and log10 E[f'^2], z ~ N(m, v), closed form."""
+    if log_mean_sq <= _LOG_FLOOR:
+        t = 0.0
+    else:
+        t = min(10.0 ** ((log_mean_sq - log_variance) / 2.0), 40.0)
+    cdf = 0.5 * math.erfc(-t / math.sqrt(2.0))
+    pdf = math.exp(-0.5 * t * t) / _SQRT_2PI
+    positive_first, negative_first = t * cdf + pdf, t * (1.0 - cdf) - pdf
+    positive_second = (t * t + 1.0) * cdf + t * pdf
+    negative_second = (t * t + 1.0) * (1.0 - cdf) - t * pdf
+    first = positive_first + slope * negative_first
+    second = positive_second + slope * slope * negative_second
+    variance = max(second - first * first, 1e-12 * second)
+    grad = cdf + slope * slope * (1.0 - cdf)
+    return (log_variance + 2.0 * _log10(abs(first)), log_variance + _log10(variance),
+            _log10(grad))
 
-    >>> round(10 ** activation_gains("relu", 0.0)[1], 3)
+
+def activation_gains(name: str | None, log10_variance: float,
+                     log10_mean_sq: float = -300.0) -> tuple[float, float, float, bool]:
+    """Statistics of ``f(z)`` for ``z ~ N(m, v)``, all log10: (mean^2, variance, E[f'(z)^2],
+    known). ``m`` is a shift shared by all units (e.g. the 1/2 mean of sigmoid outputs).
+
+    >>> round(10 ** activation_gains("relu", 0.0)[2], 3)
     0.5
+    >>> round(10 ** activation_gains("sigmoid", -6.0)[2], 4)   # sigmoid'(0)^2 = 1/16
+    0.0625
     """
     key = _ALIASES.get((name or "linear").lower(), (name or "linear").lower())
     if key == "linear":
-        return log10_variance, 0.0, True
+        return log10_mean_sq, log10_variance, 0.0, True
     if key in _RELU_SLOPES:
-        slope = _RELU_SLOPES[key]
-        gain = 0.5 * (1.0 + slope * slope)
-        return log10_variance + math.log10(gain), math.log10(gain), True
+        mean_sq, variance, grad = _relu_stats(_RELU_SLOPES[key], log10_variance, log10_mean_sq)
+        return mean_sq, variance, grad, True
     if key in _SMOOTH:
-        forward, backward = _smooth_gains(key, round(log10_variance, 2))
-        return _log10(forward), _log10(backward), True
-    return log10_variance, 0.0, False
+        mean_key = round(log10_mean_sq, 2) if log10_mean_sq > log10_variance - 8 else _LOG_FLOOR
+        first, second, slope = _smooth_stats(key, round(log10_variance, 2), mean_key)
+        variance = max(second - first * first, 1e-12 * second)
+        return 2.0 * _log10(abs(first)), _log10(variance), _log10(slope), True
+    return log10_mean_sq, log10_variance, 0.0, False
 
 
 def _log10(value: float) -> float:
@@ -367,14 +398,46 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
 
 
 @dataclass
+class _Stats:
+    """Second-order statistics of a tensor, all log10.
+
+    ``fluct``: variance within a channel (over samples and positions: what BatchNormalization
+    divides by); ``offset``: variance of per-channel offsets (a convolution of a non-zero-mean
+    input adds one constant per channel, random in sign); ``mean_sq``: square of a mean shared
+    by all units (sigmoid outputs sit around 1/2, ReLU outputs above 0).
+    """
+
+    fluct: float = 0.0
+    offset: float = _LOG_FLOOR
+    mean_sq: float = _LOG_FLOOR
+    total: float = field(init=False)
+    """log10 of the second moment E[x^2]."""
+
+    def __post_init__(self) -> None:
+        if self.offset <= _LOG_FLOOR and self.mean_sq <= _LOG_FLOOR:
+            self.total = self.fluct
+        else:
+            self.total = _log_sum((self.fluct, self.offset, self.mean_sq))
+
+
+@dataclass
 class _Forward:
-    log_q: float = 0.0  # log10 second moment of the output
+    out: _Stats = field(default_factory=_Stats)
     log_pre: float | None = None  # log10 pre-activation variance (weighted layers)
     log_act_grad: float = 0.0  # log10 E[f'(z)^2] of the layer's own activation
     log_kernel_back: float = 0.0  # log10 of prod(backward_fan * Var(W)) over its kernels
     log_norm_back: float = 0.0  # log10 1/Var(input) for normalizations
-    input_log_q: list[float] = field(default_factory=list)
+    inputs: list[_Stats] = field(default_factory=list)
+    kernels: list[KernelModel] | None = None
     treated_as_identity: bool = False
+
+    @property
+    def input_log_q(self) -> list[float]:
+        return [stats.total for stats in self.inputs]
+
+    @property
+    def first_input_log_q(self) -> float:
+        return self.inputs[0].total if self.inputs else 0.0
 
 
 def _activation_of(layer: LayerResult) -> str:
@@ -389,56 +452,83 @@ def _activation_of(layer: LayerResult) -> str:
 
 
 def _log_sum(values: Iterable[float]) -> float:
-    values = [v for v in values if v > _LOG_FLOOR]
-    if not values:
+    """log10 of the sum of 10**v over ``values`` (floor values are zeros)."""
+    top = _LOG_FLOOR
+    kept = []
+    for value in values:
+        if value > _LOG_FLOOR:
+            kept.append(value)
+            if value > top:
+                top = value
+    if not kept:
         return _LOG_FLOOR
-    top = max(values)
-    return top + math.log10(sum(10.0 ** (v - top) for v in values))
+    if len(kept) == 1:
+        return top
+    return top + math.log10(sum(10.0 ** (v - top) for v in kept))
+
+
+def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
+                      ) -> tuple[_Stats, float]:
+    """Push a tensor through activation ``name``: new statistics and log10 E[f'(z)^2].
+
+    Channel offsets are treated as part of the spread of z; the shared mean as a shift.
+    """
+    spread = _log_sum((stats.fluct, stats.offset))
+    mean_sq, variance, grad, known = activation_gains(name, spread, stats.mean_sq)
+    if not known:
+        notes.append(f"{layer}: activation {name!r} treated as linear")
+    if name in ("linear", None) or not known:
+        return _Stats(stats.fluct, stats.offset, stats.mean_sq), 0.0
+    # The output spread keeps the input's split between within-channel and per-channel parts.
+    fluct_share = min(stats.fluct - spread, 0.0)
+    offset_share = 1.0 - 10.0 ** fluct_share
+    offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
+    return _Stats(variance + fluct_share, offset, mean_sq), grad
 
 
 def _forward(result: AnalysisResult, notes: list[str]) -> dict[str, _Forward]:
     states: dict[str, _Forward] = {}
     for layer in result.layers:
-        inputs = [states[name].log_q for name in layer.inbound if name in states]
-        state = _Forward(input_log_q=inputs)
-        log_in = inputs[0] if inputs else 0.0
+        inputs = [states[name].out for name in layer.inbound if name in states]
+        state = _Forward(inputs=inputs)
+        first = inputs[0] if inputs else _Stats()
         cls = layer.class_name
-        kernels = kernel_models(layer)
+        kernels = state.kernels = kernel_models(layer)
         if layer.class_name == "InputLayer" or not inputs:
-            state.log_q = 0.0
+            state.out = _Stats()
         elif kernels is not None:
-            log_pre = log_in
-            back = 0.0
-            for kernel in kernels:
-                log_pre += _log10(kernel.forward_fan * kernel.variance)
-                back += _log10(kernel.backward_fan * kernel.variance)
-            activation = _activation_of(layer)
-            log_q, log_grad, known = activation_gains(activation, log_pre)
-            if not known:
-                notes.append(f"{layer.name}: activation {activation!r} treated as linear")
-            state.log_pre, state.log_q, state.log_act_grad = log_pre, log_q, log_grad
-            state.log_kernel_back = back
+            forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
+            state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
+            # A zero-mean kernel turns a shared input mean into per-channel offsets.
+            pre = _Stats(first.fluct + forward_gain,
+                         _log_sum((first.offset, first.mean_sq)) + forward_gain, _LOG_FLOOR)
+            state.log_pre = pre.total
+            state.out, state.log_act_grad = _apply_activation(
+                _activation_of(layer), pre, layer.name, notes)
         elif cls in NORMALIZATION_CLASSES:
-            state.log_q = 0.0
-            state.log_norm_back = -log_in
+            state.out = _Stats()
+            state.log_norm_back = -first.fluct
         elif cls in ACTIVATION_CLASSES:
-            activation = _activation_of(layer)
-            log_q, log_grad, known = activation_gains(activation, log_in)
-            if not known:
-                notes.append(f"{layer.name}: activation {activation!r} treated as linear")
-            state.log_q, state.log_act_grad = log_q, log_grad
+            state.out, state.log_act_grad = _apply_activation(
+                _activation_of(layer), first, layer.name, notes)
         elif cls in PREPROCESSING_CLASSES:
-            state.log_q = 0.0
-        elif cls in ("Add", "Subtract"):
-            state.log_q = _log_sum(inputs)
-        elif cls == "Average":
-            state.log_q = _log_sum(inputs) - 2.0 * math.log10(len(inputs))
+            state.out = _Stats()
+        elif cls in ("Add", "Subtract", "Average"):
+            divisor = 2.0 * math.log10(len(inputs)) if cls == "Average" else 0.0
+            mean = sum(10.0 ** (s.mean_sq / 2.0) for s in inputs if s.mean_sq > -290)
+            state.out = _Stats(_log_sum(s.fluct for s in inputs) - divisor,
+                               _log_sum(s.offset for s in inputs) - divisor,
+                               (2.0 * _log10(mean) if mean > 0 else _LOG_FLOOR) - divisor)
         elif cls == "Multiply":
-            state.log_q = sum(inputs)
+            total = sum(s.total for s in inputs)
+            mean_sq = sum(s.mean_sq for s in inputs)
+            fluct = total + math.log10(max(1.0 - 10.0 ** min(mean_sq - total, 0.0), 1e-300))
+            state.out = _Stats(fluct, _LOG_FLOOR, mean_sq)
         elif cls in ("Maximum", "Minimum", "Concatenate"):
-            state.log_q = max(inputs)
+            state.out = _Stats(max(s.fluct for s in inputs), max(s.offset for s in inputs),
+                               max(s.mean_sq for s in inputs))
         else:
-            state.log_q = log_in
+            state.out = _Stats(first.fluct, first.offset, first.mean_sq)
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
                 state.treated_as_identity = True
                 notes.append(f"{layer.name} ({cls}): treated as scale-preserving")
@@ -557,13 +647,27 @@ def _scale(log_value: float) -> float | None:
     return float(f"{10.0 ** log_value:.6g}")
 
 
+_last_prediction: tuple[AnalysisResult, dict[str, Any]] | None = None
+
+
 def predict(result: AnalysisResult) -> dict[str, Any]:
     """Predict gradient flow at initialization and call it healthy, vanishing or exploding.
 
     Returns ``report.gradient_flow.predicted``: ``verdict``, ``ratio`` (first/last, see
     ``ratio_definition``), ``thresholds``, per weighted layer numbers in ``layers`` and the
-    ``assumptions`` behind them.
+    ``assumptions`` behind them. The last prediction is remembered for the same result object
+    (the findings read it too); callers must not mutate the returned dict.
     """
+    global _last_prediction
+    cached = _last_prediction
+    if cached is not None and cached[0] is result:
+        return cached[1]
+    prediction = _predict(result)
+    _last_prediction = (result, prediction)
+    return prediction
+
+
+def _predict(result: AnalysisResult) -> dict[str, Any]:
     notes: list[str] = []
     states = _forward(result, notes)
     weighted_layers = [layer for layer in result.layers if states[layer.name].log_pre is not None]
@@ -587,14 +691,14 @@ def predict(result: AnalysisResult) -> dict[str, Any]:
                 "reason": "no weighted layer reaches a model output", "layers": [], "notes": notes}
     first, last = reachable[0], reachable[-1]
     log_last = pre[last.name]
-    log_last_weight = pre[last.name] + (states[last.name].input_log_q or [0.0])[0]
+    log_last_weight = pre[last.name] + states[last.name].first_input_log_q
     layers_out = []
     for layer in weighted_layers:
         state = states[layer.name]
         info = paths[layer.name]
-        kernels = kernel_models(layer) or []
+        kernels = state.kernels or []
         log_rel = pre[layer.name] - log_last
-        log_weight = pre[layer.name] + (state.input_log_q or [0.0])[0] - log_last_weight
+        log_weight = pre[layer.name] + state.first_input_log_q - log_last_weight
         layers_out.append({
             "name": layer.name,
             "class_name": layer.class_name,
@@ -638,8 +742,8 @@ def predict(result: AnalysisResult) -> dict[str, Any]:
     elif verdict == "exploding":
         reasons.append(f"the gradient reaching {first.name} is predicted {_words(log_ratio)} "
                        f"the one reaching {last.name}")
-    unknown_init = sorted({e["name"] for e in layers_out
-                           for k in (kernel_models(result.by_name()[e["name"]]) or []) if not k.known})
+    unknown_init = [layer.name for layer in weighted_layers
+                    if any(not k.known for k in states[layer.name].kernels or [])]
     if unknown_init:
         notes.append("unknown initializers assumed glorot-like: " + ", ".join(unknown_init[:10]))
     return {

@@ -1,0 +1,213 @@
+"""Predicted gradient flow (app.analysis.gradient_flow) on configs built with Keras.
+
+The verdicts come from the architecture alone; the TensorFlow-marked test checks the
+prediction against gradients measured in Keras at initialization.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from app.analysis import analyze
+from app.analysis.gradient_flow import (
+    EXPLODING_RATIO,
+    VANISHING_RATIO,
+    activation_gains,
+    classify_ratio,
+    initializer_variance,
+)
+from tests.fixtures.load import FIXTURES_DIR, load_config, small_fixtures
+
+GRADIENT = small_fixtures("gradient")
+
+
+def _predicted(config: dict[str, Any]) -> dict[str, Any]:
+    return analyze(config)["gradient_flow"]["predicted"]
+
+
+def _layers(prediction: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in prediction["layers"]}
+
+
+def test_thresholds_are_exported_and_stated() -> None:
+    assert VANISHING_RATIO == 1e-3 and EXPLODING_RATIO == 1e3
+    prediction = _predicted(GRADIENT["plain20_relu_he"].config())
+    assert prediction["thresholds"] == {"vanishing_below": 1e-3, "exploding_above": 1e3}
+    assert "first weighted layer" in prediction["ratio_definition"]
+    assert classify_ratio(0.5) == "healthy"
+    assert classify_ratio(9e-4) == "vanishing" and classify_ratio(1.1e3) == "exploding"
+    assert classify_ratio(None) is None
+
+
+def test_plain_sigmoid_cnn_of_20_layers_is_vanishing() -> None:
+    prediction = _predicted(GRADIENT["plain20_sigmoid"].config())
+    assert prediction["verdict"] == "vanishing"
+    assert prediction["ratio"] < VANISHING_RATIO
+    assert prediction["first_layer"] == "conv1" and prediction["last_layer"] == "classifier"
+    assert prediction["weighted_layers"] == 20
+    conv1 = _layers(prediction)["conv1"]
+    # A plain chain: one path, 19 weighted layers after conv1, no skip, 19 sigmoids on it.
+    assert conv1["depth_to_output"] == {"shortest": 19, "longest": 19}
+    assert conv1["skip_connections"] == 0
+    assert conv1["saturating_activations"] == {"fewest": 19, "most": 19}
+    assert conv1["normalizations"] == {"fewest": 0, "most": 0}
+    # The scale shrinks monotonically towards the input.
+    scales = [entry["log10_relative_gradient_scale"] for entry in prediction["layers"]]
+    assert scales == sorted(scales)
+
+
+@pytest.mark.parametrize("name", ["residual_bn20_sigmoid", "residual_bn20_relu",
+                                  "residual_bn20_relu_postact"])
+def test_same_depth_with_residuals_and_batchnorm_is_healthy(name: str) -> None:
+    prediction = _predicted(GRADIENT[name].config())
+    assert prediction["verdict"] == "healthy"
+    assert VANISHING_RATIO <= prediction["ratio"] <= EXPLODING_RATIO
+    assert prediction["weighted_layers"] == 20
+    layers = _layers(prediction)
+    # The identity shortcuts give conv1 a 1-layer path (the classifier) besides the 19-layer one.
+    assert layers["conv1"]["depth_to_output"] == {"shortest": 1, "longest": 19}
+    # Each convolution inside a block is bypassed by exactly that block's Add.
+    assert layers["conv2"]["skip_connections"] == 1 and layers["conv2"]["skip_layers"] == ["add1"]
+    assert layers["conv19"]["skip_layers"] == ["add9"]
+    assert layers["conv2"]["normalizations"]["fewest"] >= 1
+
+
+def test_sigmoid_after_the_add_blocks_the_identity_path_less_than_a_plain_stack() -> None:
+    """Post-activation sigmoid blocks: every shortcut passes a sigmoid, yet BatchNormalization
+    re-amplifies the branches; still far from the plain stack's 1e-12."""
+    plain = _predicted(GRADIENT["plain20_sigmoid"].config())
+    post = _predicted(GRADIENT["residual_bn20_sigmoid_postact"].config())
+    assert post["log10_ratio"] > plain["log10_ratio"] + 6
+
+
+def test_large_initialization_without_normalization_is_exploding() -> None:
+    prediction = _predicted(GRADIENT["plain20_linear_large_init"].config())
+    assert prediction["verdict"] == "exploding"
+    assert prediction["ratio"] > EXPLODING_RATIO
+    conv1 = _layers(prediction)["conv1"]
+    assert conv1["initializer"] == "randomnormal" and conv1["weight_variance"] == [1.0]
+
+
+def test_he_initialized_relu_stack_is_healthy() -> None:
+    prediction = _predicted(GRADIENT["plain20_relu_he"].config())
+    assert prediction["verdict"] == "healthy"
+    conv5 = _layers(prediction)["conv5"]
+    assert conv5["initializer"] == "henormal"
+    assert conv5["weight_variance"] == [pytest.approx(2 / (9 * 16), rel=1e-5)]
+    assert conv5["activation_gain"] == pytest.approx(0.5)
+
+
+def test_seed_example3_is_healthy() -> None:
+    prediction = _predicted(load_config(FIXTURES_DIR / "seed" / "example3.json"))
+    assert prediction["verdict"] == "healthy"
+    layers = _layers(prediction)
+    assert layers["conv2d_1"]["skip_layers"] == ["add"]
+    assert layers["conv2d_3"]["skip_layers"] == ["add_1"]
+    assert layers["conv2d"]["skip_connections"] == 0
+    assert layers["conv2d"]["depth_to_output"] == {"shortest": 2, "longest": 6}
+
+
+@pytest.mark.parametrize(("activation", "gain"), [
+    ("relu", 0.5), ("linear", 1.0), ("leaky_relu", 0.5 * (1 + 0.2 ** 2)),
+])
+def test_piecewise_linear_gains_are_exact(activation: str, gain: float) -> None:
+    assert 10 ** activation_gains(activation, 0.0)[2] == pytest.approx(gain, rel=1e-9)
+
+
+def test_smooth_gains_against_their_limits() -> None:
+    # Near zero a sigmoid's slope is 1/4 (variance gain 1/16) and tanh's is 1.
+    assert 10 ** activation_gains("sigmoid", -8.0)[2] == pytest.approx(1 / 16, rel=1e-4)
+    assert 10 ** activation_gains("tanh", -8.0)[2] == pytest.approx(1.0, rel=1e-4)
+    # Far into saturation both slopes vanish.
+    assert 10 ** activation_gains("sigmoid", 6.0)[2] < 1e-3
+    assert 10 ** activation_gains("tanh", 6.0)[2] < 1e-2
+    # E[sigmoid(z)] = 1/2 for any symmetric z.
+    assert 10 ** (activation_gains("sigmoid", 0.0)[0] / 2) == pytest.approx(0.5, rel=1e-6)
+
+
+@pytest.mark.parametrize(("initializer", "expected"), [
+    ("glorot_uniform", 2 / (288 + 576)),
+    ({"class_name": "GlorotNormal", "config": {"seed": None}}, 2 / (288 + 576)),
+    ({"module": "keras.initializers", "class_name": "HeNormal", "config": {}}, 2 / 288),
+    ("lecun_normal", 1 / 288),
+    ({"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out"}}, 2 / 576),
+    ({"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.02}}, 0.02 ** 2),
+    ({"class_name": "RandomUniform", "config": {"minval": -0.1, "maxval": 0.1}}, 0.2 ** 2 / 12),
+    ("zeros", 0.0),
+])
+def test_initializer_variances(initializer: Any, expected: float) -> None:
+    variance, _, known = initializer_variance(initializer, 288, 576)
+    assert known
+    assert variance == pytest.approx(expected, rel=1e-9)
+
+
+def test_model_without_weighted_layers_says_why() -> None:
+    config = {"class_name": "Sequential", "config": {"name": "pool_only", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, 8, 8, 3], "name": "in"}},
+        {"class_name": "MaxPooling2D", "config": {"name": "pool", "pool_size": [2, 2]}},
+    ]}}
+    prediction = _predicted(config)
+    assert prediction["verdict"] is None
+    assert "no weighted layer" in prediction["reason"]
+
+
+def test_ten_thousand_layer_chain_is_fast() -> None:
+    """The prediction is linear in depth (one forward and one backward pass over the graph)."""
+    import time
+
+    from app.analysis import analyze_graph, build_graph
+    from app.analysis.gradient_flow import predict
+
+    layers = [{"class_name": "InputLayer", "config": {"batch_shape": [None, 16], "name": "in"}}]
+    layers += [{"class_name": "Dense", "config": {"name": f"d{i}", "units": 16,
+                                                 "activation": "tanh"}} for i in range(10_000)]
+    result = analyze_graph(build_graph({"class_name": "Sequential",
+                                        "config": {"name": "deep", "layers": layers}}))
+    started = time.perf_counter()
+    prediction = predict(result)
+    elapsed = time.perf_counter() - started
+    assert prediction["verdict"] == "vanishing"
+    assert math.isfinite(prediction["log10_ratio"])
+    assert elapsed < 2.0, f"{elapsed:.2f}s"
+
+
+# --------------------------------------------------------------------------------------------
+# Against gradients measured in Keras (needs TensorFlow)
+# --------------------------------------------------------------------------------------------
+
+MEASURED_CASES = ["plain20_sigmoid", "plain20_relu_he", "plain20_linear_large_init",
+                  "residual_bn20_relu", "residual_bn20_relu_postact", "residual_bn20_sigmoid",
+                  "residual_bn20_sigmoid_postact"]
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("name", MEASURED_CASES)
+def test_prediction_matches_keras_weight_gradients(name: str) -> None:
+    """RMS kernel gradient of the first convolution over the last one, measured with Keras at
+    initialization (batch 32, training mode), against the predicted ratio: within two decades
+    and the same verdict."""
+    import json
+
+    keras = pytest.importorskip("keras")
+    tf = pytest.importorskip("tensorflow")
+
+    config = GRADIENT[name].config()
+    keras.utils.set_random_seed(0)
+    model = keras.models.model_from_json(json.dumps(config))
+    inputs = tf.random.normal((32, *model.inputs[0].shape[1:]))
+    labels = tf.random.uniform((32,), 0, 10, dtype=tf.int32)
+    kernels = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+    with tf.GradientTape() as tape:
+        probabilities = model(inputs, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+    grads = tape.gradient(loss, [kernels[0].kernel, kernels[-1].kernel])
+    rms = [float(tf.sqrt(tf.reduce_mean(g ** 2))) for g in grads]
+    measured = math.log10(rms[0] / rms[1])
+    layers = _layers(_predicted(config))
+    predicted = (layers[kernels[0].name]["log10_relative_weight_gradient_scale"]
+                 - layers[kernels[-1].name]["log10_relative_weight_gradient_scale"])
+    assert abs(predicted - measured) < 2.0, (predicted, measured)
+    assert classify_ratio(10 ** predicted) == classify_ratio(10 ** measured)
