@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(
         default=5.0, description="How often the reconciler looks for stale and queued jobs."
     )
+    job_poll_interval_s: float = Field(
+        default=1.0, description="How often an idle local worker looks for queued jobs in the database."
+    )
+    warm_tf_process: bool = Field(
+        default=True,
+        description="Keep one TensorFlow process started ahead per worker (each job still gets a fresh one).",
+    )
     job_max_attempts: int = Field(
         default=3,
         ge=1,
