@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from app.reports.endpoints import router as reports_router
 
     app.include_router(reports_router)
+    from app.training.endpoints import router as training_router; app.include_router(training_router)  # noqa: E702
 
     _install_problem_schema(app)
     return app

@@ -217,6 +217,7 @@ def _training(settings: Settings, job: Job, architecture: Architecture, writer: 
     raw = dict(job.parameters or {})
     input_shape = raw.pop("input_shape", None)
     raw.pop("time_limit_s", None)
+    raw.pop("analysis_id", None)
     params = TrainingParams.from_dict(raw, max_steps=settings.training_max_steps,
                                       max_batch_size=settings.training_max_batch_size)
     started = time.monotonic()

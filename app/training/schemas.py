@@ -1,0 +1,66 @@
+"""Request and response bodies of ``/v1/training-runs``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class TrainingRunCreate(BaseModel):
+    """Body of ``POST /v1/training-runs`` (JSON, or the same fields as multipart form fields
+    with the dataset as a ``dataset_file`` part holding an ``.npz`` with ``x`` and ``y``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    analysis_id: str | None = Field(default=None, max_length=64, description="Train the analysed architecture.")
+    architecture_id: str | None = Field(default=None, max_length=64, description="Or a stored architecture.")
+    steps: int = Field(default=100, ge=1, description="Training steps (capped by the service's training_max_steps).")
+    batch_size: int = Field(default=32, ge=1)
+    optimizer: Literal["sgd", "adam", "rmsprop"] = "adam"
+    learning_rate: float | None = Field(default=None, gt=0, le=10, description="Default 1e-3 (0.01 for sgd).")
+    dataset: Literal["synthetic", "npz"] = Field(
+        default="synthetic",
+        description="synthetic: a learnable task at the model's shapes; npz: the uploaded dataset_file.",
+    )
+    input_shape: list[int | None] | None = Field(default=None, min_length=1, max_length=4)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    probe_every: int = Field(default=10, ge=1, le=10_000)
+    overfit_steps: int = Field(default=50, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainingRunCreate:
+        if (self.analysis_id is None) == (self.architecture_id is None):
+            raise ValueError("give exactly one of analysis_id and architecture_id")
+        return self
+
+
+class TrainingProgress(BaseModel):
+    steps_done: int = 0
+    steps: int
+    fraction: float = 0.0
+    eta_s: float | None = None
+    loss: float | None = None
+    phase: str | None = None
+
+
+class TrainingRunOut(BaseModel):
+    id: str
+    status: JobStatus
+    architecture_id: str | None
+    analysis_id: str | None = None
+    parameters: dict[str, Any]
+    progress: TrainingProgress
+    attempts: int
+    time_limit_s: float | None
+    cancel_requested: bool
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    events_url: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

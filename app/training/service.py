@@ -1,0 +1,121 @@
+"""Creating, reading and cancelling training runs. Services flush; the request commits.
+
+Example::
+
+    run = create(session, settings, tenant_id="default", request=TrainingRunCreate(architecture_id=a.id))
+    session.commit(); executor.dispatch(run.id)
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.analyses import repository as analyses
+from app.architectures import repository as architectures
+from app.config import Settings
+from app.errors import NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from app.models import Job
+from app.models.base import new_id, utcnow
+from app.training import repository
+from app.training.schemas import TrainingProgress, TrainingRunCreate, TrainingRunOut
+
+
+def create(session: Session, settings: Settings, *, tenant_id: str, request: TrainingRunCreate,
+           dataset_file: Path | None = None) -> Job:
+    """Validate, store the dataset (if any) and add the queued job row (not committed)."""
+    if request.steps > settings.training_max_steps:
+        raise ValidationFailed(
+            f"steps must be at most {settings.training_max_steps}. Received: steps={request.steps}")
+    if request.batch_size > settings.training_max_batch_size:
+        raise ValidationFailed(
+            f"batch_size must be at most {settings.training_max_batch_size}. Received: batch_size={request.batch_size}")
+    if request.dataset == "npz" and dataset_file is None:
+        raise ValidationFailed("dataset 'npz' needs the .npz file as the multipart part 'dataset_file'.")
+    if request.dataset == "synthetic" and dataset_file is not None:
+        raise ValidationFailed("A dataset_file was uploaded but dataset is 'synthetic'. Send dataset=npz.")
+    analysis_id = None
+    input_shape = request.input_shape
+    if request.analysis_id is not None:
+        analysis = analyses.get(session, tenant_id, request.analysis_id)
+        if analysis is None:
+            raise NotFound(f"No analysis with id '{request.analysis_id}'.")
+        architecture_id = analysis.architecture_id
+        analysis_id = analysis.id
+        if input_shape is None:
+            input_shape = (analysis.parameters or {}).get("input_shape")
+    else:
+        architecture_id = request.architecture_id
+    if architecture_id is None or architectures.get(session, tenant_id, architecture_id) is None:
+        raise NotFound(f"No architecture with id '{architecture_id}'.")
+    active = repository.active_count(session, tenant_id)
+    if active >= settings.max_concurrent_training_per_tenant:
+        raise RateLimited(
+            f"At most {settings.max_concurrent_training_per_tenant} training runs may be queued or running at once. "
+            f"Received: a new run while {active} are active.")
+    job_id = new_id()
+    parameters: dict[str, Any] = request.model_dump(exclude={"analysis_id", "architecture_id"})
+    parameters["input_shape"] = input_shape
+    parameters["analysis_id"] = analysis_id
+    if parameters["learning_rate"] is None:
+        parameters.pop("learning_rate")
+    if dataset_file is not None:
+        size = dataset_file.stat().st_size
+        if size > settings.max_npz_bytes:
+            dataset_file.unlink(missing_ok=True)
+            raise PayloadTooLarge(f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes")
+        target_dir = settings.data_dir / "datasets"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / f"{job_id}.npz"
+        shutil.move(str(dataset_file), target)
+        parameters["npz_path"] = str(target.resolve())
+    job = Job(id=job_id, tenant_id=tenant_id, kind="training", name=request.analysis_id or architecture_id,
+              architecture_id=architecture_id, parent_id=None, parameters=parameters,
+              max_attempts=settings.job_max_attempts, time_limit_s=settings.training_time_limit_s,
+              progress_detail={"steps_done": 0, "steps": request.steps, "phase": "queued"})
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get(session: Session, tenant_id: str, run_id: str) -> Job:
+    run = repository.get(session, tenant_id, run_id)
+    if run is None:
+        raise NotFound(f"No training run with id '{run_id}'.")
+    return run
+
+
+def cancel(session: Session, tenant_id: str, run_id: str) -> Job:
+    """Ask the run to stop at its next step (a queued run ends cancelled at once)."""
+    run = get(session, tenant_id, run_id)
+    if run.status in ("succeeded", "failed", "cancelled"):
+        return run
+    run.cancel_requested = True
+    if run.status == "queued":
+        run.status = "cancelled"
+        run.finished_at = utcnow()
+    run.updated_at = utcnow()
+    session.flush()
+    return run
+
+
+def to_out(run: Job) -> TrainingRunOut:
+    detail = run.progress_detail or {}
+    params = dict(run.parameters or {})
+    params.pop("npz_path", None)
+    analysis_id = params.pop("analysis_id", None)
+    steps = int(detail.get("steps") or params.get("steps") or 0)
+    return TrainingRunOut(
+        id=run.id, status=run.status,  # type: ignore[arg-type]
+        architecture_id=run.architecture_id, analysis_id=analysis_id, parameters=params,
+        progress=TrainingProgress(steps_done=int(detail.get("steps_done") or 0), steps=steps,
+                                  fraction=run.progress or 0.0, eta_s=detail.get("eta_s"), loss=detail.get("loss"),
+                                  phase=detail.get("phase")),
+        attempts=run.attempts, time_limit_s=run.time_limit_s, cancel_requested=run.cancel_requested,
+        result=run.result, error=run.error, events_url=f"/v1/training-runs/{run.id}/events",
+        created_at=run.created_at, updated_at=run.updated_at, started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
