@@ -345,7 +345,8 @@ def _saturating(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict
             f"({verdict})." if isinstance(ratio, float) and verdict else "")
     return [_finding(
         "saturating_activations_deep", "warning", names,
-        f"{len(hidden)} hidden layers use saturating activations ({', '.join(kinds)}): their "
+        f"{len(hidden)} hidden layers ({names[0]} ... {names[-1]}) use saturating activations "
+        f"({', '.join(kinds)}): their "
         "derivative is at most 1/4 (sigmoid) or 1 only near zero (tanh), so the gradient shrinks "
         f"at every one of them.{tail} ReLU-family activations, normalization or skip "
         "connections avoid this.", {"count": len(hidden), "activations": kinds,
@@ -519,9 +520,19 @@ def _gradient_verdict(prediction: dict[str, Any]) -> list[dict[str, Any]]:
     ratio_text = f"{ratio:.2g}" if isinstance(ratio, float) else f"1e{prediction.get('log10_ratio')}"
     bound = (f"below {thresholds.get('vanishing_below')}" if verdict == "vanishing"
              else f"above {thresholds.get('exploding_above')}")
-    remedy = ("Use ReLU-family activations with He initialization, BatchNormalization or "
-              "residual connections." if verdict == "vanishing" else
-              "Use variance-preserving initialization (glorot/he) or normalization.")
+    first = next((entry for entry in prediction.get("layers", [])
+                  if entry["name"] == prediction.get("first_layer")), None)
+    normalized = bool(first and first.get("normalizations") and first["normalizations"]["most"])
+    if verdict == "vanishing":
+        remedy = ("Use ReLU-family activations with He initialization, BatchNormalization or "
+                  "residual connections.")
+    elif normalized:
+        remedy = ("With BatchNormalization in training mode the backward signal grows with depth "
+                  "(Yang et al. 2019); such networks still train, usually with a learning-rate "
+                  "warm-up, or with the last normalization of each residual branch initialised "
+                  "to zero (Goyal et al. 2017).")
+    else:
+        remedy = "Use variance-preserving initialization (glorot/he) or normalization."
     return [_finding(
         f"gradient_flow_{verdict}", "warning",
         [prediction.get("first_layer"), prediction.get("last_layer")],
