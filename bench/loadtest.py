@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench import ROOT, SEED_EXAMPLES, PostgresDatabase, Service, latency_summary
+from bench import ARTIFACTS, ROOT, SEED_EXAMPLES, PostgresDatabase, Service, latency_summary
 
 MIX = (
     ("post_json", 35),
@@ -111,7 +111,12 @@ async def run_mix(url: str, *, clients: int, duration: float, seed: int = 7) -> 
 
         async def verify(analysis_id: str) -> None:
             async with semaphore:
-                response = await client.get(f"/v1/analyses/{analysis_id}")
+                try:
+                    response = await client.get(f"/v1/analyses/{analysis_id}")
+                except httpx.HTTPError as exc:
+                    transport_errors[f"verify: {type(exc).__name__}"] += 1
+                    unreadable.append(f"{analysis_id}: {type(exc).__name__}")
+                    return
                 body = response.json() if response.status_code == 200 else {}
                 if (
                     response.status_code != 200
@@ -144,7 +149,9 @@ async def run_mix(url: str, *, clients: int, duration: float, seed: int = 7) -> 
 def run(database: str, *, clients: int = 32, duration: float = 60.0) -> dict[str, Any]:
     with ExitStack() as stack:
         url = stack.enter_context(PostgresDatabase()) if database == "postgres" else ""
-        service = stack.enter_context(Service(database_url=url))
+        log_path = ARTIFACTS / f"loadtest-{database}-server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        service = stack.enter_context(Service(database_url=url, log_path=log_path))
         result = asyncio.run(run_mix(service.url, clients=clients, duration=duration))
     result["database"] = database
     print(
