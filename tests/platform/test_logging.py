@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.observability import bind_job_id, bind_request_id, configure_logging
+from app.observability import JsonFormatter, bind_job_id, bind_request_id, configure_logging
 from app.observability.metrics import MetricsMiddleware
 
 
@@ -134,3 +134,26 @@ def test_text_logs_when_json_is_off() -> None:
         root.setLevel(saved_level)
     line = stream.getvalue().strip()
     assert not line.startswith("{") and "[job_id=job-5] hello" in line
+
+
+def test_celery_workers_log_json_with_the_job_id(log_stream: io.StringIO) -> None:
+    from celery import signals
+
+    from app.observability import current_job_id
+    from app.observability.celery import install_celery_observability
+
+    root = logging.getLogger()
+    install_celery_observability(Settings(log_json=True))
+    install_celery_observability(Settings(log_json=True))  # idempotent
+    signals.setup_logging.send(
+        sender=None, loglevel="INFO", logfile=None, format="", colorize=False
+    )
+    assert isinstance(root.handlers[0].formatter, JsonFormatter)
+    root.handlers[0].setStream(log_stream)  # type: ignore[attr-defined]
+    signals.task_prerun.send(sender=None, task_id="t-1", task=None, args=["job-77"], kwargs={})
+    assert current_job_id() == "job-77"
+    logging.getLogger("convlens.jobs").info("claimed")
+    signals.task_postrun.send(sender=None, task_id="t-1", task=None, args=["job-77"], kwargs={})
+    assert current_job_id() is None
+    claimed = [r for r in lines(log_stream) if r["message"] == "claimed"]
+    assert claimed and claimed[0]["job_id"] == "job-77"
