@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from tests.platform.containers import (
     wait_for,
 )
 
+#: Celery's start-up line, "celery@<host> ready." (as text or inside a JSON log line).
+CELERY_READY = re.compile(r"celery@\S+ ready")
 FINAL_STAGES = ("api", "worker", "worker-gpu")
 OUR_IMAGES = ("convlens-api", "convlens-worker")
 
@@ -448,13 +451,13 @@ def test_the_worker_command_starts(
         try:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline and process.poll() is None:
-                if b"ready" in log_path.read_bytes().lower():
+                if CELERY_READY.search(log_path.read_text(errors="replace")):
                     break
                 time.sleep(0.5)
             output = log_path.read_text(errors="replace")
             assert process.poll() is None, (
                 f"the worker exited with {process.returncode}: {output[-3000:]}"
             )
-            assert "ready" in output.lower(), output[-3000:]
+            assert CELERY_READY.search(output), output[-3000:]
         finally:
             stop(process, timeout=30)
