@@ -19,7 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    MPLCONFIGDIR=/tmp/matplotlib
 RUN groupadd --system --gid 10001 convlens \
  && useradd --system --uid 10001 --gid convlens --home-dir /srv/convlens --shell /usr/sbin/nologin convlens \
  && mkdir -p /srv/convlens /var/lib/convlens \

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -97,24 +98,20 @@ def test_images_are_multi_stage_non_root_and_the_api_has_a_healthcheck(
 
 
 def _requirements_from_run(stage: Stage, tmp_path: Path) -> list[str]:
-    """Execute the stage's own ``python -c "import tomllib ..."`` lines against pyproject.toml."""
+    """Run the stage's own ``python -c "import tomllib ..." > file`` commands through ``sh``,
+    against this pyproject.toml, and read the requirement lists they write."""
     found: list[str] = []
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     for run in stage.all("RUN"):
         for piece in run.arguments.split("&&"):
             piece = piece.strip()
-            if piece.startswith("python -c") and "tomllib" in piece:
-                code = piece.split("python -c", 1)[1].split(">", 1)[0].strip()
-                script = code[1:-1].replace("\\n", "\n") if code[0] == '"' else code
-                script = script.replace("'\n'", "'\\n'")
-                shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-                result = subprocess.run(
-                    [sys.executable, "-c", script],
-                    cwd=tmp_path,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                found.extend(line for line in result.stdout.splitlines() if line.strip())
+            if not (piece.startswith("python -c") and "tomllib" in piece and ">" in piece):
+                continue
+            command, _, target = piece.rpartition(">")
+            output = tmp_path / Path(target.strip()).name
+            shell = f"{shlex.quote(sys.executable)} {command.strip()[len('python '):]} > {output}"
+            subprocess.run(["/bin/sh", "-c", shell], cwd=tmp_path, check=True, timeout=60)
+            found.extend(line for line in output.read_text().splitlines() if line.strip())
     return found
 
 
