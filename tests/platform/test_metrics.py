@@ -247,3 +247,30 @@ def test_multiprocess_mode_sums_every_uvicorn_worker(tmp_path: Path) -> None:
             assert request_count(samples, "GET", "/healthz", 200) == sent
     finally:
         stop(process)
+
+
+@pytest.mark.redis
+def test_broker_queue_lengths_are_exported_with_the_celery_executor(tmp_path: Path) -> None:
+    """Messages waiting in Redis (a database of its own, so no worker consumes them)."""
+    import redis
+
+    from app.config import Settings
+    from app.db import upgrade
+    from app.jobs.celery_app import QUEUES
+    from app.observability.metrics import render
+
+    url = "redis://127.0.0.1:6379/12"
+    client = redis.Redis.from_url(url)
+    client.delete(*QUEUES)
+    try:
+        client.rpush("analysis", "a", "b", "c")
+        settings = Settings(data_dir=tmp_path, executor="celery", broker_url=url)
+        upgrade(settings)
+        families = {f.name: f for f in text_string_to_metric_families(render(settings).decode())}
+        lengths = {
+            s.labels["queue"]: s.value for s in families["convlens_broker_queue_messages"].samples
+        }
+        assert lengths == {"analysis": 3.0, "training": 0.0}
+    finally:
+        client.delete(*QUEUES)
+        client.close()
