@@ -50,7 +50,9 @@ EXPLODING_RATIO = 1e3
 
 RATIO_DEFINITION = (
     "RMS of the gradient reaching the first weighted layer (w.r.t. its pre-activation) divided by "
-    "the RMS reaching the last weighted layer, at initialization"
+    "the RMS reaching the last weighted layer, at initialization; weight_gradient_ratio is the "
+    "same for the kernels' own gradients (input second moment x backpropagated variance), the "
+    "quantity to compare with measured kernel gradients"
 )
 METHOD = (
     "mean-field signal propagation per spatial position (Glorot & Bengio 2010; He et al. 2015): "
@@ -644,7 +646,7 @@ def _scale(log_value: float) -> float | None:
     """10**log_value as a float, None when it does not fit (|log10| > 300)."""
     if log_value != log_value or abs(log_value) > 300:
         return None
-    return float(f"{10.0 ** log_value:.6g}")
+    return 10.0 ** log_value
 
 
 _last_prediction: tuple[AnalysisResult, dict[str, Any]] | None = None
@@ -703,7 +705,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "name": layer.name,
             "class_name": layer.class_name,
             "initializer": kernels[0].initializer if kernels else None,
-            "weight_variance": [float(f"{k.variance:.6g}") for k in kernels],
+            "weight_variance": [k.variance for k in kernels],
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
             "activation": _activation_of(layer),
@@ -750,8 +752,12 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         **base,
         "status": "complete" if not notes else "partial",
         "verdict": verdict,
-        "ratio": float(f"{ratio:.6g}") if math.isfinite(ratio) else None,
+        "ratio": ratio if math.isfinite(ratio) else None,
         "log10_ratio": round(log_ratio, 4),
+        "weight_gradient_ratio": _scale(by_name[first.name]["log10_relative_weight_gradient_scale"]),
+        "log10_weight_gradient_ratio": by_name[first.name]["log10_relative_weight_gradient_scale"],
+        "weight_gradient_verdict": classify_ratio(
+            _scale(by_name[first.name]["log10_relative_weight_gradient_scale"])),
         "first_layer": first.name,
         "last_layer": last.name,
         "weighted_layers": len(weighted_layers),
