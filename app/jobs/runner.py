@@ -218,9 +218,15 @@ class WorkerRuntime:
         beat = Heartbeat(self.settings, held).start()
         try:
             if not child.wait_ready():
-                code = child.process.poll()
+                # a spare that died while idle is not the job's fault: start a fresh one once
                 child.process.kill()
-                return self._after_crash(held, f"the TensorFlow process did not start (exit {code})")
+                child.process.wait()
+                child = TFProcess(self.settings)
+                self.current_child = child
+                if not child.wait_ready():
+                    code = child.process.poll()
+                    child.process.kill()
+                    return self._after_crash(held, f"the TensorFlow process did not start (exit {code})")
             child.send(held)
             code = self._supervise(held, child, hard_limit, beat)
             if code is None:
