@@ -232,7 +232,8 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
     layers, details = [], []
     for layer in result.layers:
         config = layer.node.config
-        if layer.class_name in SPATIAL_KERNEL_CLASSES and layer.class_name not in TRANSPOSED_CLASSES:
+        cls = layer.class_name
+        if cls in SPATIAL_KERNEL_CLASSES and cls not in TRANSPOSED_CLASSES:
             rank = _spatial_rank(layer)
             kernel = _ints(config.get("kernel_size", 1), rank)
             dilation = _ints(config.get("dilation_rate", 1), rank)
@@ -517,7 +518,8 @@ def _gradient_verdict(prediction: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     ratio = prediction.get("ratio")
     thresholds = prediction.get("thresholds", {})
-    ratio_text = f"{ratio:.2g}" if isinstance(ratio, float) else f"1e{prediction.get('log10_ratio')}"
+    ratio_text = (f"{ratio:.2g}" if isinstance(ratio, float)
+                  else f"1e{prediction.get('log10_ratio')}")
     bound = (f"below {thresholds.get('vanishing_below')}" if verdict == "vanishing"
              else f"above {thresholds.get('exploding_above')}")
     first = next((entry for entry in prediction.get("layers", [])
@@ -535,7 +537,7 @@ def _gradient_verdict(prediction: dict[str, Any]) -> list[dict[str, Any]]:
         remedy = "Use variance-preserving initialization (glorot/he) or normalization."
     return [_finding(
         f"gradient_flow_{verdict}", "warning",
-        [prediction.get("first_layer"), prediction.get("last_layer")],
+        [str(prediction.get("first_layer")), str(prediction.get("last_layer"))],
         f"At initialization the gradient reaching {prediction.get('first_layer')} is predicted to "
         f"be {ratio_text} times the one reaching {prediction.get('last_layer')} ({bound}): "
         f"{verdict} gradients. {remedy}",

@@ -257,8 +257,8 @@ def _initializer_parts(value: Any) -> tuple[str, dict[str, Any]]:
         return value.lower().replace("_", ""), {}
     if isinstance(value, dict):
         name = str(value.get("class_name", "")).lower().replace("_", "")
-        config = value.get("config") if isinstance(value.get("config"), dict) else {}
-        return name, config
+        config = value.get("config")
+        return name, config if isinstance(config, dict) else {}
     return "", {}
 
 
@@ -694,7 +694,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     first, last = reachable[0], reachable[-1]
     log_last = pre[last.name]
     log_last_weight = pre[last.name] + states[last.name].first_input_log_q
-    layers_out = []
+    layers_out: list[dict[str, Any]] = []
     for layer in weighted_layers:
         state = states[layer.name]
         info = paths[layer.name]
@@ -726,10 +726,12 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         })
     # Variances -> RMS: halve the log.
     for entry in layers_out:
-        entry["log10_relative_gradient_scale"] = round(entry["log10_relative_gradient_scale"] / 2, 4)
+        halved = round(entry["log10_relative_gradient_scale"] / 2, 4)
+        entry["log10_relative_gradient_scale"] = halved
         entry["relative_gradient_scale"] = _scale(entry["log10_relative_gradient_scale"])
     by_name = {entry["name"]: entry for entry in layers_out}
     log_ratio = by_name[first.name]["log10_relative_gradient_scale"]
+    log_weight_ratio = by_name[first.name]["log10_relative_weight_gradient_scale"]
     ratio = 10.0 ** log_ratio if abs(log_ratio) < 300 else (0.0 if log_ratio < 0 else math.inf)
     verdict = classify_ratio(ratio)
     weakest = min((e for e in layers_out if e["depth_to_output"] is not None),
@@ -754,10 +756,9 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "verdict": verdict,
         "ratio": ratio if math.isfinite(ratio) else None,
         "log10_ratio": round(log_ratio, 4),
-        "weight_gradient_ratio": _scale(by_name[first.name]["log10_relative_weight_gradient_scale"]),
-        "log10_weight_gradient_ratio": by_name[first.name]["log10_relative_weight_gradient_scale"],
-        "weight_gradient_verdict": classify_ratio(
-            _scale(by_name[first.name]["log10_relative_weight_gradient_scale"])),
+        "weight_gradient_ratio": _scale(log_weight_ratio),
+        "log10_weight_gradient_ratio": log_weight_ratio,
+        "weight_gradient_verdict": classify_ratio(_scale(log_weight_ratio)),
         "first_layer": first.name,
         "last_layer": last.name,
         "weighted_layers": len(weighted_layers),
@@ -765,7 +766,8 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "skip_connections": len(skips[first.name]),
         "saturating_activations_on_longest_path": first_info["saturating"][1],
         "weakest_layer": {"name": weakest["name"],
-                          "log10_relative_gradient_scale": weakest["log10_relative_gradient_scale"]},
+                          "log10_relative_gradient_scale":
+                              weakest["log10_relative_gradient_scale"]},
         "strongest_layer": {"name": strongest["name"],
                             "log10_relative_gradient_scale":
                                 strongest["log10_relative_gradient_scale"]},

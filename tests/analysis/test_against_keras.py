@@ -62,7 +62,8 @@ def test_every_application_is_stored_in_both_formats() -> None:
 def test_seed_totals_are_the_seeds() -> None:
     for number, total in builders.SEED_PARAM_TOTALS.items():
         for suffix in ("", ".tfkeras"):
-            expected = load_expected(FIXTURES_DIR / "seed" / f"example{number}{suffix}.expected.json")
+            path = FIXTURES_DIR / "seed" / f"example{number}{suffix}.expected.json"
+            expected = load_expected(path)
             assert expected["totals"]["params"] == total
 
 
@@ -71,13 +72,15 @@ def test_layers_and_totals_equal_keras(fixture: ModelFixture, reports: dict) -> 
     expected = fixture.expected()
     report = _report(fixture, reports)
     got_layers = report["layers"]
-    assert [layer["name"] for layer in got_layers] == [layer["name"] for layer in expected["layers"]]
+    want_names = [layer["name"] for layer in expected["layers"]]
+    assert [layer["name"] for layer in got_layers] == want_names
     mismatches = []
     for want, got in zip(expected["layers"], got_layers, strict=True):
         for key in ("class_name", "output_shape", "params", "trainable_params",
                     "non_trainable_params"):
             if got.get(key) != want[key]:
-                mismatches.append(f"{want['name']}.{key}: engine {got.get(key)!r}, keras {want[key]!r}")
+                mismatches.append(
+                    f"{want['name']}.{key}: engine {got.get(key)!r}, keras {want[key]!r}")
     assert mismatches == [], f"{len(mismatches)} mismatches, first: {mismatches[:10]}"
     summary = report["summary"]
     assert summary["total_params"] == expected["totals"]["params"]
@@ -155,7 +158,8 @@ def test_weighted_layer_macs_match_closed_formulas(fixture: ModelFixture, report
         if layer["macs"] != want:
             mismatches.append(f"{layer['name']} ({layer['class_name']}): engine {layer['macs']}, "
                               f"formula {want}")
-    assert checked > 0 or not any(l["class_name"] in WEIGHTED for l in expected["layers"])
+    assert checked > 0 or not any(
+        layer["class_name"] in WEIGHTED for layer in expected["layers"])
     assert mismatches == [], f"{len(mismatches)} mismatches, first: {mismatches[:10]}"
 
 

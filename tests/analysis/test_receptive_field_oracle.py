@@ -56,7 +56,8 @@ def test_receptive_fields_equal_the_oracle(fixture: ModelFixture) -> None:
                for axis in field["axes"]]
         if got != measured["axes"]:
             mismatches.append(f"{name}: engine {got}, oracle {measured['axes']}")
-    assert mismatches == [], f"{len(mismatches)} of {len(fields['layers'])} differ: {mismatches[:8]}"
+    count = len(fields["layers"])
+    assert mismatches == [], f"{len(mismatches)} of {count} differ: {mismatches[:8]}"
 
 
 @pytest.mark.parametrize("fixture", [f for f in WITH_FIELDS if f.id.endswith("keras3")],

@@ -45,10 +45,9 @@ def test_every_format_reports_what_keras_reports(number: int, fmt: str, template
     expected = load_expected(SEED / f"example{number}{truth}.expected.json")
     assert report["summary"]["total_params"] == SEED_PARAM_TOTALS[number]
     assert report["summary"]["trainable_params"] == expected["totals"]["trainable_params"]
-    got = [(l["name"], l["class_name"], l["output_shape"], l["params"], l["trainable_params"])
-           for l in report["layers"]]
-    want = [(l["name"], l["class_name"], l["output_shape"], l["params"], l["trainable_params"])
-            for l in expected["layers"]]
+    keys = ("name", "class_name", "output_shape", "params", "trainable_params")
+    got = [tuple(layer[key] for key in keys) for layer in report["layers"]]
+    want = [tuple(layer[key] for key in keys) for layer in expected["layers"]]
     assert got == want
     assert report["coverage"]["status"] == "complete"
 
@@ -64,8 +63,8 @@ def _field(layer: dict[str, Any]) -> list[tuple[int, int, int]]:
 def test_example1_pooling_halves_the_map_and_widens_the_field() -> None:
     report = analyze(load_config(SEED / "example1.json"))
     layers = report["layers"]
-    assert [l["class_name"] for l in layers] == ["Conv2D", "Conv2D", "MaxPooling2D"]
-    assert [l["output_shape"] for l in layers] == [[None, 256, 256, 32], [None, 256, 256, 64],
+    assert [layer["class_name"] for layer in layers] == ["Conv2D", "Conv2D", "MaxPooling2D"]
+    assert [layer["output_shape"] for layer in layers] == [[None, 256, 256, 32], [None, 256, 256, 64],
                                                    [None, 128, 128, 64]]
     oracle = load_expected(SEED / "example1.expected.json")["receptive_fields"]["layers"]
     for layer in layers:
