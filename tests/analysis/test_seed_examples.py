@@ -64,8 +64,8 @@ def test_example1_pooling_halves_the_map_and_widens_the_field() -> None:
     report = analyze(load_config(SEED / "example1.json"))
     layers = report["layers"]
     assert [layer["class_name"] for layer in layers] == ["Conv2D", "Conv2D", "MaxPooling2D"]
-    assert [layer["output_shape"] for layer in layers] == [[None, 256, 256, 32], [None, 256, 256, 64],
-                                                   [None, 128, 128, 64]]
+    assert [layer["output_shape"] for layer in layers] == [
+        [None, 256, 256, 32], [None, 256, 256, 64], [None, 128, 128, 64]]
     oracle = load_expected(SEED / "example1.expected.json")["receptive_fields"]["layers"]
     for layer in layers:
         assert _field(layer) == [tuple(a.values()) for a in oracle[layer["name"]]["axes"]]
