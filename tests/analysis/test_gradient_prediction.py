@@ -166,9 +166,9 @@ def test_ten_thousand_layer_chain_is_fast() -> None:
                                                  "activation": "tanh"}} for i in range(10_000)]
     result = analyze_graph(build_graph({"class_name": "Sequential",
                                         "config": {"name": "deep", "layers": layers}}))
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: the test machine is shared
     prediction = predict(result)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert prediction["verdict"] == "vanishing"
     assert math.isfinite(prediction["log10_ratio"])
     assert elapsed < 2.0, f"{elapsed:.2f}s"
