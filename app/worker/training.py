@@ -539,6 +539,7 @@ def run_training(
             "grad_global_norm": grad_global[-1],
             "elapsed_s": round(elapsed, 3),
             "eta_s": round(eta, 3),
+            "wall_time": time.time(),
         }
         if is_probe:
             probe = steps.probe_record(done, outputs)
