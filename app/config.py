@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         default=30.0, description="Wall-clock limit of those child processes."
     )
 
+    demo_data: bool = Field(
+        default=True,
+        description="Embedded mode without keys: keep demo analyses of the seed's models so the docs examples work.",
+    )
+
     # -- tenants -------------------------------------------------------------
     auth_mode: Literal["none", "api_key"] = Field(
         default="none",

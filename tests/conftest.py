@@ -50,6 +50,7 @@ def make_settings(tmp_path: Path, database_url: str = "", **overrides: object) -
         "database_url": database_url,
         "local_workers": 0,
         "log_json": False,
+        "demo_data": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

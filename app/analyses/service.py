@@ -27,7 +27,7 @@ from app.config import Settings
 from app.db import session_scope
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.models import Job
-from app.models.base import utcnow
+from app.models.base import new_id, utcnow
 
 log = logging.getLogger("convlens.analyses")
 
@@ -97,6 +97,7 @@ def create(
     input_shape: list[int | None] | None,
     name: str | None,
     measure_gradients: bool,
+    analysis_id: str | None = None,
 ) -> CreateOutcome:
     """Analyse within the request when possible; otherwise queue. The caller commits, then
     dispatches ``outcome.dispatch`` (job ids) to the executor."""
@@ -123,6 +124,7 @@ def create(
     now = utcnow()
     parameters = {"input_shape": input_shape, "measure_gradients": measure_gradients}
     analysis = Job(
+        id=analysis_id or new_id(),
         tenant_id=tenant_id, kind="analysis", name=display_name, architecture_id=row.id,
         parameters=parameters, max_attempts=settings.job_max_attempts,
         time_limit_s=settings.analysis_time_limit_s,

@@ -71,6 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         executor = _start_executor(settings)
         app.state.executor = executor
+        from app.api.demo import seed_demo_data
+
+        workers_run = settings.executor == "celery" or settings.local_workers > 0
+        app.state.demo_ids = seed_demo_data(
+            settings, app.state.analysis_pool, executor if workers_run else None
+        )
+        app.openapi_schema = None  # rebuilt with the demo ids as examples
         try:
             yield
         finally:
@@ -91,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.executor = None
+    app.state.demo_ids = {}
     if settings.rate_limit_per_minute > 0:
         from app.api.ratelimit import TenantRateLimiter
 
@@ -142,6 +150,9 @@ def _install_problem_schema(app: FastAPI) -> None:
 
         components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
         _document_problems(schema)
+        from app.api.demo import apply_examples
+
+        apply_examples(schema, getattr(app.state, "demo_ids", {}))
         app.openapi_schema = schema
         return schema
 
