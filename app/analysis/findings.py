@@ -125,38 +125,52 @@ def _field_size(layer: LayerResult) -> Fraction | None:
 
 
 def _stages(result: AnalysisResult) -> list[dict[str, Any]]:
-    """Group spatial layers (topological order) by their effective stride."""
-    stages: list[dict[str, Any]] = []
+    """Group spatial layers by effective stride, in order of first appearance.
+
+    A stage is every layer computed at one effective stride (parallel branches included); its
+    downsampling layers are those whose stride exceeds their inputs'.
+    """
+    by_name = result.by_name()
+    groups: dict[Fraction, dict[str, Any]] = {}
     for layer in result.layers:
         stride = _field_stride(layer)
         size = _field_size(layer)
         if stride is None or size is None:
             continue
-        if not stages or stride != stages[-1]["_stride"]:
-            stages.append({"_stride": stride, "layers": [], "_sizes": [], "_channels": [],
-                           "downsampling_layer": layer.name if stages else None,
-                           "_weighted": 0})
-        stage = stages[-1]
-        stage["layers"].append(layer.name)
-        stage["_sizes"].append(size)
-        stage["_channels"].append(_channels(layer))
+        group = groups.setdefault(stride, {"layers": [], "sizes": [], "channels": None,
+                                           "downsampling": [], "convolutions": 0})
+        group["layers"].append(layer.name)
+        group["sizes"].append(size)
+        if size >= max(group["sizes"]) and _channels(layer) is not None:
+            group["channels"] = _channels(layer)  # the widest-field map, the stage's result
         if layer.class_name in SPATIAL_KERNEL_CLASSES:
-            stage["_weighted"] += 1
+            group["convolutions"] += 1
+        input_strides = [_field_stride(by_name[name]) for name in layer.inbound if name in by_name]
+        known = [s for s in input_strides if s is not None]
+        if known and stride > max(known):
+            group["downsampling"].append(layer.name)
+    ordered = list(groups.values())
+    for group, following in zip(ordered, ordered[1:], strict=False):
+        # A stage hands the next one the map its first downsampling layer reads.
+        for name in following["downsampling"][:1]:
+            feeding = [n for n in by_name[name].inbound if n in group["layers"]]
+            if feeding and _channels(by_name[feeding[0]]) is not None:
+                group["channels"] = _channels(by_name[feeding[0]])
     out = []
     previous_size: Fraction | None = None
     previous_channels: int | None = None
-    for index, stage in enumerate(stages):
-        channels = [c for c in stage["_channels"] if c is not None]
-        end_size, end_channels = max(stage["_sizes"]), (channels[-1] if channels else None)
-        start_size = previous_size if previous_size is not None else min(stage["_sizes"])
+    for index, (stride, group) in enumerate(groups.items()):
+        end_size = max(group["sizes"])
+        start_size = previous_size if previous_size is not None else min(group["sizes"])
+        end_channels = group["channels"]
         out.append({
             "index": index + 1,
-            "effective_stride": _number(stage["_stride"]),
-            "first_layer": stage["layers"][0],
-            "last_layer": stage["layers"][-1],
-            "downsampling_layer": stage["downsampling_layer"],
-            "layer_count": len(stage["layers"]),
-            "convolutions": stage["_weighted"],
+            "effective_stride": _number(stride),
+            "first_layer": group["layers"][0],
+            "last_layer": group["layers"][-1],
+            "downsampling_layers": group["downsampling"],
+            "layer_count": len(group["layers"]),
+            "convolutions": group["convolutions"],
             "field_start": _number(start_size),
             "field_end": _number(end_size),
             "field_growth": _number(end_size - start_size),
@@ -184,9 +198,8 @@ def _stage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
     message = (f"{len(stages)} stage(s) between downsamplings: " + "; ".join(parts) + ". "
                "Early stages see edges and textures, later ones larger parts; each "
                "downsampling trades resolution for field and (usually) channels.")
-    return [_finding("stages", "info", [s["downsampling_layer"] for s in stages
-                                        if s["downsampling_layer"]], message,
-                     {"stages": stages})]
+    downsampling = [name for stage in stages for name in stage["downsampling_layers"]]
+    return [_finding("stages", "info", downsampling, message, {"stages": stages})]
 
 
 def _coverage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
@@ -254,11 +267,15 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
                             "skipped_pixels_per_step": skipped})
     if not layers:
         return []
+    first = details[0]
+    skipped = max(first["skipped_pixels_per_step"])
+    step = max(first["strides"])
     return [_finding(
         "stride_exceeds_kernel", "warning", layers,
-        f"{', '.join(layers)}: the stride is larger than the kernel, so "
-        f"{details[0]['skipped_pixels_per_step']} input pixels between windows are never looked "
-        "at. Use a kernel at least as large as the stride, or pool before striding.",
+        f"{', '.join(layers)}: the stride is larger than the kernel, so {first['layer']} never "
+        f"looks at {skipped} of every {step} input pixels along an axis (kernel "
+        f"{first['kernel']}, strides {first['strides']}). Use a kernel at least as large as the "
+        "stride, or put the stride on a larger kernel (as ResNet v1.5 moves it to the 3x3).",
         {"layers": details})]
 
 
@@ -477,17 +494,34 @@ def _shape_mismatch(result: AnalysisResult) -> list[dict[str, Any]]:
 
 
 def _misaligned(result: AnalysisResult) -> list[dict[str, Any]]:
-    found = []
+    """One finding for all merges where branches with different field centres meet.
+
+    The engine marks every layer downstream of such a merge; only the merges themselves (where
+    the misalignment starts) are named.
+    """
+    by_name = result.by_name()
+    origins = []
     for entry in result.misaligned:
-        branches = [pair.split("|") for pair in entry["branches"]]
-        names = [entry["layer"]] + sorted({name for pair in branches for name in pair})
-        found.append(_finding(
-            "misaligned_fields", "warning", names,
-            f"{entry['layer']} merges branches whose receptive fields are centred on different "
-            f"input pixels ({', '.join(' vs '.join(p) for p in branches)}): the merged features "
-            "describe shifted locations. Symmetric padding (or 'same') keeps the centres aligned.",
-            {"branches": branches}))
-    return found
+        layer = by_name.get(entry["layer"])
+        if layer is None or layer.class_name not in MERGES:
+            continue
+        origins.append({"layer": entry["layer"],
+                        "branches": [pair.split("|") for pair in entry["branches"]]})
+    if not origins:
+        return []
+    merges = [origin["layer"] for origin in origins]
+    branch_layers = sorted({name for origin in origins for pair in origin["branches"]
+                            for name in pair} - set(merges))
+    first = origins[0]
+    more = f" (and {len(origins) - 1} more merge(s))" if len(origins) > 1 else ""
+    return [_finding(
+        "misaligned_fields", "warning", merges + branch_layers,
+        f"{first['layer']}{more} merges branches whose receptive fields are centred on "
+        f"different input pixels ({', '.join(' vs '.join(p) for p in first['branches'])}): the "
+        "merged features describe slightly shifted locations. Asymmetric 'same' padding with "
+        "even input sizes, or 'valid' convolutions on one branch only, cause this; odd input "
+        "sizes or symmetric explicit padding keep the centres aligned.",
+        {"merges": origins})]
 
 
 def _residual_value(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict[str, Any]]:
