@@ -268,8 +268,8 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
     if not layers:
         return []
     first = details[0]
-    skipped = max(first["skipped_pixels_per_step"])
-    step = max(first["strides"])
+    skipped = max(int(n) for n in first["skipped_pixels_per_step"])
+    step = max(int(n) for n in first["strides"])
     return [_finding(
         "stride_exceeds_kernel", "warning", layers,
         f"{', '.join(layers)}: the stride is larger than the kernel, so {first['layer']} never "
