@@ -242,7 +242,8 @@ def _coverage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
 
 
 def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
-    layers, details = [], []
+    layers: list[str] = []
+    details: list[dict[str, Any]] = []
     for layer in result.layers:
         config = layer.node.config
         cls = layer.class_name
@@ -268,8 +269,8 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
     if not layers:
         return []
     first = details[0]
-    skipped = max(int(n) for n in first["skipped_pixels_per_step"])
-    step = max(int(n) for n in first["strides"])
+    skipped = max(first["skipped_pixels_per_step"])
+    step = max(first["strides"])
     return [_finding(
         "stride_exceeds_kernel", "warning", layers,
         f"{', '.join(layers)}: the stride is larger than the kernel, so {first['layer']} never "
