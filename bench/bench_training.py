@@ -39,7 +39,13 @@ def throughput(steps: int, batch_size: int, repeats: int, input_shape: list[int]
 
     from app.worker.data import describe_model_io
     from app.worker.loader import load_model
-    from app.worker.training import BatchSource, TrainingParams, compile_like_fit, make_optimizer, run_training
+    from app.worker.training import (
+        BatchSource,
+        TrainingParams,
+        compile_like_fit,
+        make_optimizer,
+        run_training,
+    )
 
     config = json.loads(SEED_EXAMPLE3.read_text())
     keras.utils.set_random_seed(0)
@@ -59,13 +65,22 @@ def throughput(steps: int, batch_size: int, repeats: int, input_shape: list[int]
         instrumented = load_model(config, None, "json", input_shape=input_shape)
         instrumented.set_weights(initial)
         result = run_training(instrumented, params, time_limit_s=3600)
-        timed_steps = result["steps_completed"] - 2  # the first plain step and the first probe step compile
+        timed_steps = (
+            result["steps_completed"] - 2
+        )  # the first plain step and the first probe step compile
         inst_s = result["train_elapsed_s"] - result["compile_s"]
-        rows.append({"fit_steps_per_s": steps / fit_s, "instrumented_steps_per_s": timed_steps / inst_s,
-                     "compile_s": result["compile_s"]})
+        rows.append(
+            {
+                "fit_steps_per_s": steps / fit_s,
+                "instrumented_steps_per_s": timed_steps / inst_s,
+                "compile_s": result["compile_s"],
+            }
+        )
         rows[-1]["ratio"] = rows[-1]["instrumented_steps_per_s"] / rows[-1]["fit_steps_per_s"]
     return {
-        "model": f"seed Example 3 at {input_shape}", "steps": steps, "batch_size": batch_size,
+        "model": f"seed Example 3 at {input_shape}",
+        "steps": steps,
+        "batch_size": batch_size,
         "fit_steps_per_s": statistics.median(r["fit_steps_per_s"] for r in rows),
         "instrumented_steps_per_s": statistics.median(r["instrumented_steps_per_s"] for r in rows),
         "ratio": statistics.median(r["ratio"] for r in rows),
@@ -84,7 +99,9 @@ def submit_delay(runs: int) -> dict[str, Any]:
     delays_start, delays_done = [], []
     with Service(env=env) as service:
         client = httpx.Client(base_url=service.url, timeout=60)
-        analysis = client.post("/v1/analyses", json={"architecture": config, "input_shape": [32, 32, 3]}).json()
+        analysis = client.post(
+            "/v1/analyses", json={"architecture": config, "input_shape": [32, 32, 3]}
+        ).json()
         body = {"analysis_id": analysis["id"], "steps": 5, "batch_size": 8, "overfit_steps": 0}
 
         def run_once() -> dict[str, Any]:
@@ -99,8 +116,11 @@ def submit_delay(runs: int) -> dict[str, Any]:
             assert state["status"] == "succeeded", state
             with client.stream("GET", f"/v1/training-runs/{run['id']}/events") as stream:
                 text = "".join(stream.iter_text())
-            first = next(json.loads(block.split("data: ", 1)[1]) for block in text.split("\n\n")
-                         if "event: step" in block)
+            first = next(
+                json.loads(block.split("data: ", 1)[1])
+                for block in text.split("\n\n")
+                if "event: step" in block
+            )
             return {"submitted": submitted, "first": first}
 
         run_once()  # warm-up: the worker's next TensorFlow process is started after each job
@@ -110,13 +130,17 @@ def submit_delay(runs: int) -> dict[str, Any]:
             first = outcome["first"]
             delays_done.append(first["wall_time"] - outcome["submitted"])
             delays_start.append(first["wall_time"] - first["step_time_s"] - outcome["submitted"])
-    return {"to_first_step_start_s": statistics.median(delays_start),
-            "to_first_step_done_s": statistics.median(delays_done),
-            "samples_start_s": [round(d, 3) for d in delays_start]}
+    return {
+        "to_first_step_start_s": statistics.median(delays_start),
+        "to_first_step_done_s": statistics.median(delays_done),
+        "samples_start_s": [round(d, 3) for d in delays_start],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -124,17 +148,26 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (60 if args.quick else 200)
     repeats = 2 if args.quick else 3
     result = throughput(steps, args.batch_size, repeats, [32, 32, 3])
-    print(f"training throughput ({result['model']}, batch {result['batch_size']}, {steps} steps): "
-          f"model.fit {result['fit_steps_per_s']:.2f} steps/s, instrumented "
-          f"{result['instrumented_steps_per_s']:.2f} steps/s")
-    print(f"instrumented / model.fit throughput ratio: {result['ratio']:.1%} (repeats {result['ratios']}; "
-          f"goal >= 90%: {'met' if result['ratio'] >= 0.9 else 'NOT met'}); "
-          f"instrumented compile {result['instrumented_compile_s']:.2f} s")
+    print(
+        f"training throughput ({result['model']}, batch {result['batch_size']}, {steps} steps): "
+        f"model.fit {result['fit_steps_per_s']:.2f} steps/s, instrumented "
+        f"{result['instrumented_steps_per_s']:.2f} steps/s"
+    )
+    print(
+        f"instrumented / model.fit throughput ratio: {result['ratio']:.1%} (repeats "
+        f"{result['ratios']}; "
+        f"goal >= 90%: {'met' if result['ratio'] >= 0.9 else 'NOT met'}); "
+        f"instrumented compile {result['instrumented_compile_s']:.2f} s"
+    )
     delay = submit_delay(1 if args.quick else 3)
-    print(f"submit-to-first-step delay on a warm worker: {delay['to_first_step_start_s']:.3f} s to the first step "
-          f"starting (samples {delay['samples_start_s']}; goal < 0.5 s: "
-          f"{'met' if delay['to_first_step_start_s'] < 0.5 else 'NOT met'}), "
-          f"{delay['to_first_step_done_s']:.2f} s to it finishing (includes tracing and XLA compilation)")
+    print(
+        f"submit-to-first-step delay on a warm worker: {delay['to_first_step_start_s']:.3f} s "
+        "to the first step "
+        f"starting (samples {delay['samples_start_s']}; goal < 0.5 s: "
+        f"{'met' if delay['to_first_step_start_s'] < 0.5 else 'NOT met'}), "
+        f"{delay['to_first_step_done_s']:.2f} s to it finishing (includes tracing and XLA "
+        "compilation)"
+    )
     return 0
 
 

@@ -39,8 +39,14 @@ def queue_for(kind: str) -> str:
 
 
 def longest_limit_s(settings: Settings) -> float:
-    return max(settings.analysis_time_limit_s, settings.gradient_time_limit_s,
-               settings.training_time_limit_s) + HARD_LIMIT_GRACE_S
+    return (
+        max(
+            settings.analysis_time_limit_s,
+            settings.gradient_time_limit_s,
+            settings.training_time_limit_s,
+        )
+        + HARD_LIMIT_GRACE_S
+    )
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -135,5 +141,9 @@ class CeleryExecutor:
             broker = "ok"
         except Exception as exc:  # noqa: BLE001
             broker = f"unreachable: {type(exc).__name__}"
-        return {"status": "ok" if broker == "ok" else "degraded", "executor": "celery", "broker": broker,
-                "queues": list(QUEUES)}
+        return {
+            "status": "ok" if broker == "ok" else "degraded",
+            "executor": "celery",
+            "broker": broker,
+            "queues": list(QUEUES),
+        }

@@ -51,7 +51,9 @@ class ProgressWriter:
         self._stop = threading.Event()
         self._progress: float | None = None
         self._detail: dict[str, Any] | None = None
-        self._thread = threading.Thread(target=self._run, name=f"progress-{held.job_id[:8]}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"progress-{held.job_id[:8]}", daemon=True
+        )
         with session_scope(settings) as session:
             self._seq = repository.next_event_seq(session, held.job_id)
 
@@ -76,8 +78,9 @@ class ProgressWriter:
             except queue.Empty:
                 break
         with session_scope(self.settings) as session:
-            ours, cancel = repository.heartbeat(session, self.held, progress=self._progress,
-                                                progress_detail=self._detail)
+            ours, cancel = repository.heartbeat(
+                session, self.held, progress=self._progress, progress_detail=self._detail
+            )
             if ours and pending:
                 self._seq = repository.add_events(session, self.held.job_id, self._seq, pending)
         if cancel:
@@ -109,8 +112,12 @@ class ProgressWriter:
 def _problem(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, DomainError):
         return exc.to_problem()
-    return {"code": "internal_error", "title": "The job failed", "detail": f"{type(exc).__name__}: {exc}"[:2000],
-            "trace": traceback.format_exc()[-4000:]}
+    return {
+        "code": "internal_error",
+        "title": "The job failed",
+        "detail": f"{type(exc).__name__}: {exc}"[:2000],
+        "trace": traceback.format_exc()[-4000:],
+    }
 
 
 def _load(settings: Settings, job_id: str) -> tuple[Job, Architecture]:
@@ -119,7 +126,9 @@ def _load(settings: Settings, job_id: str) -> tuple[Job, Architecture]:
         if job is None:
             raise NotFound(f"No job with id '{job_id}'.")
         architecture = session.scalar(
-            select(Architecture).where(Architecture.id == job.architecture_id, Architecture.tenant_id == job.tenant_id)
+            select(Architecture).where(
+                Architecture.id == job.architecture_id, Architecture.tenant_id == job.tenant_id
+            )
         )
         if architecture is None:
             raise NotFound(f"The job's architecture '{job.architecture_id}' no longer exists.")
@@ -157,8 +166,10 @@ def execute(settings: Settings, held: Claim) -> str:
             raise
         error = _problem(exc)
         log.info("job %s (%s) failed: %s", held.job_id, held.kind, error.get("detail"))
-    writer.event("finished" if status != "failed" else "failed",
-                 {"status": status, "error": error.get("detail") if error else None})
+    writer.event(
+        "finished" if status != "failed" else "failed",
+        {"status": status, "error": error.get("detail") if error else None},
+    )
     writer.stop()
     with session_scope(settings) as session:
         if status == "succeeded" and held.kind == "analysis" and result is not None:
@@ -170,13 +181,21 @@ def execute(settings: Settings, held: Claim) -> str:
             _, pending = repository.measured_from_children(session, held.job_id)
             if pending:  # the report is there; the analysis waits for its measurement
                 session.execute(
-                    Job.__table__.update().where(Job.id == held.job_id).values(status="running", finished_at=None)
+                    Job.__table__.update()
+                    .where(Job.id == held.job_id)
+                    .values(status="running", finished_at=None)
                 )
         if written and held.kind == "gradients" and parent_id:
-            measured = result if status == "succeeded" and result is not None else repository.failed_measurement(error)
+            measured = (
+                result
+                if status == "succeeded" and result is not None
+                else repository.failed_measurement(error)
+            )
             repository.merge_measured_gradients(session, parent_id, measured)
     if not written:
-        log.warning("job %s: attempt %s lost the job before writing its outcome", held.job_id, held.attempt)
+        log.warning(
+            "job %s: attempt %s lost the job before writing its outcome", held.job_id, held.attempt
+        )
         return "lost"
     return status
 
@@ -188,38 +207,53 @@ def _analysis(settings: Settings, job: Job, architecture: Architecture) -> dict[
     from app.analyses.service import run_engine
 
     params = job.parameters or {}
-    return run_engine(architecture.config, params.get("input_shape"), job.name or architecture.name, settings)
+    return run_engine(
+        architecture.config, params.get("input_shape"), job.name or architecture.name, settings
+    )
 
 
 def _model(architecture: Architecture, input_shape: Any) -> Any:
     from app.worker.loader import load_model
 
-    blob = Path(architecture.blob_path) if architecture.blob_path and architecture.has_weights else None
+    blob = (
+        Path(architecture.blob_path)
+        if architecture.blob_path and architecture.has_weights
+        else None
+    )
     return load_model(architecture.config, blob, architecture.format, input_shape=input_shape)
 
 
-def _gradients(settings: Settings, job: Job, architecture: Architecture, writer: ProgressWriter) -> dict[str, Any]:
+def _gradients(
+    settings: Settings, job: Job, architecture: Architecture, writer: ProgressWriter
+) -> dict[str, Any]:
     from app.worker.gradients import measure
 
     params = job.parameters or {}
     writer.progress(0.1, {"phase": "loading model"})
     model = _model(architecture, params.get("input_shape"))
     writer.progress(0.3, {"phase": "measuring"})
-    measured = measure(model, batches=int(params.get("batches", 4)), batch_size=int(params.get("batch_size", 8)),
-                       seed=int(params.get("seed", 0)))
+    measured = measure(
+        model,
+        batches=int(params.get("batches", 4)),
+        batch_size=int(params.get("batch_size", 8)),
+        seed=int(params.get("seed", 0)),
+    )
     writer.progress(1.0, {"phase": "done"})
     return measured
 
 
-def _training(settings: Settings, job: Job, architecture: Architecture, writer: ProgressWriter) -> dict[str, Any]:
+def _training(
+    settings: Settings, job: Job, architecture: Architecture, writer: ProgressWriter
+) -> dict[str, Any]:
     from app.worker.training import TrainingParams, run_training
 
     raw = dict(job.parameters or {})
     input_shape = raw.pop("input_shape", None)
     raw.pop("time_limit_s", None)
     raw.pop("analysis_id", None)
-    params = TrainingParams.from_dict(raw, max_steps=settings.training_max_steps,
-                                      max_batch_size=settings.training_max_batch_size)
+    params = TrainingParams.from_dict(
+        raw, max_steps=settings.training_max_steps, max_batch_size=settings.training_max_batch_size
+    )
     started = time.monotonic()
     writer.progress(0.0, {"phase": "loading model", "steps_done": 0, "steps": params.steps})
     model = _model(architecture, input_shape)
@@ -230,16 +264,38 @@ def _training(settings: Settings, job: Job, architecture: Architecture, writer: 
         writer.event("step", event)
         if probe is not None:
             writer.event("probe", probe)
-        writer.progress(event["step"] / event["steps"], {
-            "phase": "training", "steps_done": event["step"], "steps": event["steps"], "eta_s": event["eta_s"],
-            "loss": event["loss"], "elapsed_s": event["elapsed_s"],
-        })
+        writer.progress(
+            event["step"] / event["steps"],
+            {
+                "phase": "training",
+                "steps_done": event["step"],
+                "steps": event["steps"],
+                "eta_s": event["eta_s"],
+                "loss": event["loss"],
+                "elapsed_s": event["elapsed_s"],
+            },
+        )
 
-    result = run_training(model, params, on_step=on_step, should_stop=writer.should_stop,
-                          time_limit_s=max(0.0, time_limit - (time.monotonic() - started)),
-                          max_npz_bytes=settings.max_npz_bytes)
+    result = run_training(
+        model,
+        params,
+        on_step=on_step,
+        should_stop=writer.should_stop,
+        time_limit_s=max(0.0, time_limit - (time.monotonic() - started)),
+        max_npz_bytes=settings.max_npz_bytes,
+    )
     if writer.lost.is_set():
-        raise DomainError("The job was taken over by another worker (heartbeat lost).", code="job_lost")
-    writer.progress(1.0, {"phase": "done", "steps_done": result["steps_completed"], "steps": params.steps,
-                          "eta_s": 0, "stopped": result["status"]})
+        raise DomainError(
+            "The job was taken over by another worker (heartbeat lost).", code="job_lost"
+        )
+    writer.progress(
+        1.0,
+        {
+            "phase": "done",
+            "steps_done": result["steps_completed"],
+            "steps": params.steps,
+            "eta_s": 0,
+            "stopped": result["status"],
+        },
+    )
     return result

@@ -34,13 +34,16 @@ log = logging.getLogger("convlens.jobs")
 def reconcile_once(settings: Settings, dispatch: Callable[[str], None]) -> dict[str, list[str]]:
     """One pass of the reconciler (shared by both executors)."""
     with session_scope(settings) as session:
-        changed = repository.recover_stale(session, stale_before=repository.utc_cutoff(settings.heartbeat_timeout_s))
+        changed = repository.recover_stale(
+            session, stale_before=repository.utc_cutoff(settings.heartbeat_timeout_s)
+        )
         exhausted = repository.fail_exhausted_queued(session)
         cancelled = repository.cancel_queued(session)
     requeued = [job_id for job_id, status in changed if status == "queued"]
     with session_scope(settings) as session:
-        waiting = repository.queued_ids(session, limit=50,
-                                        older_than=repository.utc_cutoff(settings.reconcile_interval_s))
+        waiting = repository.queued_ids(
+            session, limit=50, older_than=repository.utc_cutoff(settings.reconcile_interval_s)
+        )
     for job_id in dict.fromkeys(requeued + waiting):
         try:
             dispatch(job_id)
@@ -55,8 +58,12 @@ def reconcile_once(settings: Settings, dispatch: Callable[[str], None]) -> dict[
 class Reconciler:
     """A daemon thread calling :func:`reconcile_once` every ``reconcile_interval_s``."""
 
-    def __init__(self, settings: Settings, dispatch: Callable[[str], None],
-                 extra: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dispatch: Callable[[str], None],
+        extra: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.dispatch = dispatch
         self.extra = extra
@@ -99,7 +106,9 @@ class LocalExecutor:
     def _spawn(self) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "app.jobs.local_worker"],
-            stdin=subprocess.PIPE, text=True, env=settings_env(self.settings),
+            stdin=subprocess.PIPE,
+            text=True,
+            env=settings_env(self.settings),
         )
 
     def start(self) -> None:
@@ -111,7 +120,11 @@ class LocalExecutor:
         with self._lock:
             for index, process in enumerate(self.processes):
                 if process.poll() is not None:
-                    log.warning("local worker %s exited with %s: restarting it", process.pid, process.returncode)
+                    log.warning(
+                        "local worker %s exited with %s: restarting it",
+                        process.pid,
+                        process.returncode,
+                    )
                     self.processes[index] = self._spawn()
                     self.restarts += 1
 
@@ -127,7 +140,9 @@ class LocalExecutor:
                 process.stdin.write(job_id + "\n")
                 process.stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
-                log.warning("worker %s did not take job %s; it will poll for it", process.pid, job_id)
+                log.warning(
+                    "worker %s did not take job %s; it will poll for it", process.pid, job_id
+                )
 
     def stop(self, timeout: float = 10.0) -> None:
         self.reconciler.stop()
@@ -151,8 +166,13 @@ class LocalExecutor:
 
     def health(self) -> dict[str, Any]:
         alive = sum(1 for p in self.processes if p.poll() is None)
-        return {"status": "ok" if alive == self.count else "degraded", "executor": "local",
-                "workers": self.count, "alive": alive, "restarts": self.restarts}
+        return {
+            "status": "ok" if alive == self.count else "degraded",
+            "executor": "local",
+            "workers": self.count,
+            "alive": alive,
+            "restarts": self.restarts,
+        }
 
     @property
     def pids(self) -> list[int]:

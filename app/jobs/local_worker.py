@@ -27,8 +27,9 @@ def candidates(runtime: WorkerRuntime) -> list[str]:
     settings = runtime.settings
     with session_scope(settings) as session:
         ids = repository.queued_ids(session, limit=10)
-        stale = repository.stale_running(session, stale_before=repository.utc_cutoff(settings.heartbeat_timeout_s),
-                                         limit=10)
+        stale = repository.stale_running(
+            session, stale_before=repository.utc_cutoff(settings.heartbeat_timeout_s), limit=10
+        )
         ids += [row.id for row in stale if not (row.kind == "analysis" and row.result is not None)]
     return ids
 

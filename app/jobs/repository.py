@@ -50,7 +50,10 @@ def claim(session: Session, job_id: str, worker_id: str, *, stale_before: dateti
             Job.cancel_requested.is_(False),
             or_(
                 Job.status == "queued",
-                and_(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before)),
+                and_(
+                    Job.status == "running",
+                    or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before),
+                ),
             ),
         )
         .values(
@@ -70,11 +73,20 @@ def claim(session: Session, job_id: str, worker_id: str, *, stale_before: dateti
 
 
 def _fence(job_id: str, worker_id: str, attempt: int) -> Any:
-    return and_(Job.id == job_id, Job.worker_id == worker_id, Job.attempts == attempt, Job.status == "running")
+    return and_(
+        Job.id == job_id,
+        Job.worker_id == worker_id,
+        Job.attempts == attempt,
+        Job.status == "running",
+    )
 
 
 def heartbeat(
-    session: Session, held: Claim, *, progress: float | None = None, progress_detail: dict[str, Any] | None = None
+    session: Session,
+    held: Claim,
+    *,
+    progress: float | None = None,
+    progress_detail: dict[str, Any] | None = None,
 ) -> tuple[bool, bool]:
     """Write the heartbeat (and progress). Returns (still ours, cancel requested)."""
     now = utcnow()
@@ -84,7 +96,9 @@ def heartbeat(
     if progress_detail is not None:
         values["progress_detail"] = progress_detail
     result = session.execute(
-        update(Job).where(_fence(held.job_id, held.worker_id, held.attempt)).values(**values)
+        update(Job)
+        .where(_fence(held.job_id, held.worker_id, held.attempt))
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     ours = result.rowcount == 1  # type: ignore[attr-defined]
@@ -102,15 +116,22 @@ def finish(
 ) -> bool:
     """The final write, fenced: True when this worker still held the job and wrote it."""
     now = utcnow()
-    values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now, "heartbeat_at": now,
-                              "error": error}
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "updated_at": now,
+        "heartbeat_at": now,
+        "error": error,
+    }
     if status == "succeeded":
         values["progress"] = 1.0
     if result is not None:
         values["result"] = result
         values["result_writes"] = Job.result_writes + 1
     written = session.execute(
-        update(Job).where(_fence(held.job_id, held.worker_id, held.attempt)).values(**values)
+        update(Job)
+        .where(_fence(held.job_id, held.worker_id, held.attempt))
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return written.rowcount == 1  # type: ignore[attr-defined]
@@ -130,25 +151,45 @@ def release_after_crash(session: Session, held: Claim, reason: str) -> str | Non
 def _retry_or_fail(session: Session, row: Job, reason: str) -> str:
     now = utcnow()
     history = list((row.error or {}).get("attempts", [])) if isinstance(row.error, dict) else []
-    history.append({"attempt": row.attempts, "worker_id": row.worker_id, "reason": reason, "at": now.isoformat()})
+    history.append(
+        {
+            "attempt": row.attempts,
+            "worker_id": row.worker_id,
+            "reason": reason,
+            "at": now.isoformat(),
+        }
+    )
     if row.cancel_requested:
-        status, error = "cancelled", {"code": "cancelled", "detail": "Cancelled while its worker was lost.",
-                                      "attempts": history}
+        status, error = (
+            "cancelled",
+            {
+                "code": "cancelled",
+                "detail": "Cancelled while its worker was lost.",
+                "attempts": history,
+            },
+        )
     elif row.attempts >= row.max_attempts:
         status = "failed"
         error = {
             "code": "worker_lost",
             "detail": f"The job stopped its worker {row.attempts} time(s) (last: {reason}); "
-                      f"it is not retried after {row.max_attempts} attempts.",
+            f"it is not retried after {row.max_attempts} attempts.",
             "attempts": history,
         }
     else:
         status, error = "queued", {"code": "retrying", "detail": reason, "attempts": history}
-    values: dict[str, Any] = {"status": status, "error": error, "updated_at": now, "worker_id": None}
+    values: dict[str, Any] = {
+        "status": status,
+        "error": error,
+        "updated_at": now,
+        "worker_id": None,
+    }
     if status != "queued":
         values["finished_at"] = now
     session.execute(
-        update(Job).where(_fence(row.id, row.worker_id or "", row.attempts)).values(**values)
+        update(Job)
+        .where(_fence(row.id, row.worker_id or "", row.attempts))
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return status
@@ -158,19 +199,24 @@ def stale_running(session: Session, *, stale_before: datetime, limit: int = 100)
     return list(
         session.scalars(
             select(Job)
-            .where(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before))
+            .where(
+                Job.status == "running",
+                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before),
+            )
             .limit(limit)
         )
     )
 
 
 def recover_stale(session: Session, *, stale_before: datetime) -> list[tuple[str, str]]:
-    """Requeue (or fail at the attempt cap) running jobs whose heartbeat is stale: [(id, status)]."""
+    """Requeue (or fail at the attempt cap) running jobs with a stale heartbeat: [(id, status)]."""
     changed = []
     for row in stale_running(session, stale_before=stale_before):
         if row.kind == "analysis" and row.result is not None:
             continue  # a finished analysis waiting for its measured gradients
-        seconds = (utcnow() - _aware(row.heartbeat_at)).total_seconds() if row.heartbeat_at else None
+        seconds = (
+            (utcnow() - _aware(row.heartbeat_at)).total_seconds() if row.heartbeat_at else None
+        )
         reason = f"heartbeat lost ({seconds:.0f} s old)" if seconds is not None else "no heartbeat"
         changed.append((row.id, _retry_or_fail(session, row, reason)))
     return changed
@@ -182,7 +228,9 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def queued_ids(session: Session, *, limit: int = 20, older_than: datetime | None = None) -> list[str]:
+def queued_ids(
+    session: Session, *, limit: int = 20, older_than: datetime | None = None
+) -> list[str]:
     query = select(Job.id).where(Job.status == "queued", Job.cancel_requested.is_(False))
     if older_than is not None:
         query = query.where(Job.updated_at < older_than)
@@ -191,20 +239,27 @@ def queued_ids(session: Session, *, limit: int = 20, older_than: datetime | None
 
 def fail_exhausted_queued(session: Session) -> list[str]:
     """Queued jobs that have no attempts left (claims would refuse them) end failed."""
-    rows = list(session.scalars(select(Job).where(Job.status == "queued", Job.attempts >= Job.max_attempts)))
+    rows = list(
+        session.scalars(select(Job).where(Job.status == "queued", Job.attempts >= Job.max_attempts))
+    )
     now = utcnow()
     for row in rows:
         detail = (row.error or {}).get("detail") if isinstance(row.error, dict) else None
         row.status = "failed"
         row.finished_at = now
-        row.error = {"code": "worker_lost", "attempts": (row.error or {}).get("attempts", []),
-                     "detail": f"No attempts left after {row.attempts}; last: {detail or 'unknown'}"}
+        row.error = {
+            "code": "worker_lost",
+            "attempts": (row.error or {}).get("attempts", []),
+            "detail": f"No attempts left after {row.attempts}; last: {detail or 'unknown'}",
+        }
     return [row.id for row in rows]
 
 
 def cancel_queued(session: Session) -> list[str]:
     """Queued jobs whose cancellation was requested end cancelled without running."""
-    rows = list(session.scalars(select(Job).where(Job.status == "queued", Job.cancel_requested.is_(True))))
+    rows = list(
+        session.scalars(select(Job).where(Job.status == "queued", Job.cancel_requested.is_(True)))
+    )
     now = utcnow()
     for row in rows:
         row.status = "cancelled"
@@ -216,10 +271,20 @@ def cancel_queued(session: Session) -> list[str]:
 
 
 def next_event_seq(session: Session, job_id: str) -> int:
-    return int(session.scalar(select(func.coalesce(func.max(JobEvent.seq), 0)).where(JobEvent.job_id == job_id)) or 0) + 1
+    return (
+        int(
+            session.scalar(
+                select(func.coalesce(func.max(JobEvent.seq), 0)).where(JobEvent.job_id == job_id)
+            )
+            or 0
+        )
+        + 1
+    )
 
 
-def add_events(session: Session, job_id: str, first_seq: int, events: list[tuple[str, dict[str, Any]]]) -> int:
+def add_events(
+    session: Session, job_id: str, first_seq: int, events: list[tuple[str, dict[str, Any]]]
+) -> int:
     """Append events with consecutive sequence numbers; returns the next free number."""
     seq = first_seq
     for kind, payload in events:
@@ -231,7 +296,10 @@ def add_events(session: Session, job_id: str, first_seq: int, events: list[tuple
 def events_after(session: Session, job_id: str, after_seq: int, limit: int = 500) -> list[JobEvent]:
     return list(
         session.scalars(
-            select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq).order_by(JobEvent.seq).limit(limit)
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
+            .order_by(JobEvent.seq)
+            .limit(limit)
         )
     )
 
@@ -267,7 +335,10 @@ def merge_measured_gradients(session: Session, parent_id: str, measured: dict[st
 def measured_from_children(session: Session, parent_id: str) -> tuple[dict[str, Any] | None, bool]:
     """(measured record of the newest finished gradients child, whether one is still pending)."""
     child = session.scalar(
-        select(Job).where(Job.parent_id == parent_id, Job.kind == "gradients").order_by(Job.created_at.desc()).limit(1)
+        select(Job)
+        .where(Job.parent_id == parent_id, Job.kind == "gradients")
+        .order_by(Job.created_at.desc())
+        .limit(1)
     )
     if child is None:
         return None, False
@@ -280,8 +351,12 @@ def measured_from_children(session: Session, parent_id: str) -> tuple[dict[str, 
 
 def failed_measurement(error: dict[str, Any] | None) -> dict[str, Any]:
     detail = (error or {}).get("detail") if isinstance(error, dict) else None
-    return {"status": "failed", "verdict": None, "reason": detail or "the measurement failed",
-            "error": error}
+    return {
+        "status": "failed",
+        "verdict": None,
+        "reason": detail or "the measurement failed",
+        "error": error,
+    }
 
 
 def utc_cutoff(seconds: float) -> datetime:

@@ -70,7 +70,10 @@ class TFProcess:
         self.settings = settings
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.jobs.child"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=settings_env(settings),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=settings_env(settings),
         )
         self.ready = False
 
@@ -98,8 +101,13 @@ class TFProcess:
 
     def send(self, held: Claim) -> None:
         assert self.process.stdin is not None
-        message = {"job_id": held.job_id, "worker_id": held.worker_id, "attempt": held.attempt, "kind": held.kind,
-                   "settings": json.loads(self.settings.model_dump_json())}
+        message = {
+            "job_id": held.job_id,
+            "worker_id": held.worker_id,
+            "attempt": held.attempt,
+            "kind": held.kind,
+            "settings": json.loads(self.settings.model_dump_json()),
+        }
         self.process.stdin.write(json.dumps(message) + "\n")
         self.process.stdin.flush()
 
@@ -209,7 +217,11 @@ class WorkerRuntime:
             limit = session.get(Job, held.job_id).time_limit_s  # type: ignore[union-attr]
         if limit:
             return float(limit)
-        return self.settings.training_time_limit_s if held.kind == "training" else self.settings.gradient_time_limit_s
+        return (
+            self.settings.training_time_limit_s
+            if held.kind == "training"
+            else self.settings.gradient_time_limit_s
+        )
 
     def _run_in_tf_process(self, held: Claim) -> str:
         hard_limit = self._time_limit(held) + HARD_LIMIT_GRACE_S
@@ -226,7 +238,9 @@ class WorkerRuntime:
                 if not child.wait_ready():
                     code = child.process.poll()
                     child.process.kill()
-                    return self._after_crash(held, f"the TensorFlow process did not start (exit {code})")
+                    return self._after_crash(
+                        held, f"the TensorFlow process did not start (exit {code})"
+                    )
             child.send(held)
             code = self._supervise(held, child, hard_limit, beat)
             if code is None:
@@ -237,11 +251,16 @@ class WorkerRuntime:
             self.prespawn()
         if code == 0:
             return self._status(held.job_id)
-        reason = (f"the TensorFlow process was killed by signal {-code}" if code < 0
-                  else f"the TensorFlow process exited with status {code}")
+        reason = (
+            f"the TensorFlow process was killed by signal {-code}"
+            if code < 0
+            else f"the TensorFlow process exited with status {code}"
+        )
         return self._after_crash(held, reason)
 
-    def _supervise(self, held: Claim, child: TFProcess, hard_limit: float, beat: Heartbeat) -> int | None:
+    def _supervise(
+        self, held: Claim, child: TFProcess, hard_limit: float, beat: Heartbeat
+    ) -> int | None:
         """Wait for the child; kill it past the hard limit or when the job is no longer ours.
 
         Returns the child's exit code, or None after a kill.
@@ -260,10 +279,16 @@ class WorkerRuntime:
                 child.process.kill()
                 child.process.wait()
                 with session_scope(self.settings) as session:
-                    repository.finish(session, held, status="failed", error={
-                        "code": "time_limit_exceeded",
-                        "detail": f"The job ran past its hard time limit of {hard_limit:.0f} s and was killed.",
-                    })
+                    repository.finish(
+                        session,
+                        held,
+                        status="failed",
+                        error={
+                            "code": "time_limit_exceeded",
+                            "detail": "The job ran past its hard time limit of "
+                            f"{hard_limit:.0f} s and was killed.",
+                        },
+                    )
                 return None
 
     def _after_crash(self, held: Claim, reason: str) -> str:
@@ -287,11 +312,20 @@ class WorkerRuntime:
         with session_scope(self.settings) as session:
             session.execute(
                 update(Job)
-                .where(Job.id == held.job_id, Job.worker_id == held.worker_id, Job.attempts == held.attempt,
-                       Job.status == "running")
-                .values(status="queued", attempts=Job.attempts - 1, worker_id=None, updated_at=utcnow())
+                .where(
+                    Job.id == held.job_id,
+                    Job.worker_id == held.worker_id,
+                    Job.attempts == held.attempt,
+                    Job.status == "running",
+                )
+                .values(
+                    status="queued", attempts=Job.attempts - 1, worker_id=None, updated_at=utcnow()
+                )
             )
 
 
 def describe(runtime: WorkerRuntime) -> dict[str, Any]:
-    return {"worker_id": runtime.worker_id, "current": runtime.current.job_id if runtime.current else None}
+    return {
+        "worker_id": runtime.worker_id,
+        "current": runtime.current.job_id if runtime.current else None,
+    }

@@ -28,7 +28,10 @@ POLL_S = 0.25
 
 
 def _invalid(exc: ValidationError) -> ValidationFailed:
-    errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    errors = [
+        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
     first = errors[0]
     where = ".".join(first["loc"]) or "body"
     return ValidationFailed(f"{where}: {first['msg']}", extra={"errors": errors[:50]})
@@ -42,20 +45,34 @@ def _form_values(fields: dict[str, str]) -> dict[str, Any]:
             try:
                 values[key] = json.loads(text) if text else None
             except json.JSONDecodeError as exc:
-                raise ValidationFailed(f"input_shape must be a JSON list. Received: {text[:100]!r}") from exc
+                raise ValidationFailed(
+                    f"input_shape must be a JSON list. Received: {text[:100]!r}"
+                ) from exc
         else:
             values[key] = text if text != "" else None
     return {k: v for k, v in values.items() if v is not None}
 
 
-@router.post("", status_code=202, response_model=TrainingRunOut, summary="Start a short training run",
-             description=(
-                 "JSON body, or multipart/form-data with the same fields as form fields and the dataset as a "
-                 "`dataset_file` part (`.npz` with arrays `x` and `y`, loaded without pickle). The run is "
-                 "queued; follow it at `Location` or stream `events_url`."),
-             responses=problem_responses(400, 401, 404, 413, 415, 422, 429))
-async def create_run(request: Request, response: Response, settings: SettingsDep, session: SessionDep,
-                     tenant_id: TenantDep) -> TrainingRunOut:
+@router.post(
+    "",
+    status_code=202,
+    response_model=TrainingRunOut,
+    summary="Start a short training run",
+    description=(
+        "JSON body, or multipart/form-data with the same fields as form fields and the dataset "
+        "as a "
+        "`dataset_file` part (`.npz` with arrays `x` and `y`, loaded without pickle). The run is "
+        "queued; follow it at `Location` or stream `events_url`."
+    ),
+    responses=problem_responses(400, 401, 404, 413, 415, 422, 429),
+)
+async def create_run(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant_id: TenantDep,
+) -> TrainingRunOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     dataset_file = None
     form = None
@@ -76,14 +93,22 @@ async def create_run(request: Request, response: Response, settings: SettingsDep
             payload.setdefault("dataset", "npz")
     else:
         raise UnsupportedFormat(
-            f"Send application/json or multipart/form-data. Received: Content-Type '{content_type or '(none)'}'")
+            "Send application/json or multipart/form-data. Received: Content-Type "
+            f"'{content_type or '(none)'}'"
+        )
     try:
         try:
             body = TrainingRunCreate.model_validate(payload)
         except ValidationError as exc:
             raise _invalid(exc) from None
-        run = await run_in_threadpool(service.create, session, settings, tenant_id=tenant_id, request=body,
-                                      dataset_file=dataset_file)
+        run = await run_in_threadpool(
+            service.create,
+            session,
+            settings,
+            tenant_id=tenant_id,
+            request=body,
+            dataset_file=dataset_file,
+        )
     except BaseException:
         if form is not None:
             form.discard()
@@ -96,14 +121,23 @@ async def create_run(request: Request, response: Response, settings: SettingsDep
     return service.to_out(run)
 
 
-@router.get("/{run_id}", response_model=TrainingRunOut, summary="A training run: progress (steps, ETA) and result",
-            responses=problem_responses(401, 404))
+@router.get(
+    "/{run_id}",
+    response_model=TrainingRunOut,
+    summary="A training run: progress (steps, ETA) and result",
+    responses=problem_responses(401, 404),
+)
 def get_run(run_id: str, session: SessionDep, tenant_id: TenantDep) -> TrainingRunOut:
     return service.to_out(service.get(session, tenant_id, run_id))
 
 
-@router.post("/{run_id}/cancel", status_code=202, response_model=TrainingRunOut,
-             summary="Stop a training run at its next step", responses=problem_responses(401, 404))
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    response_model=TrainingRunOut,
+    summary="Stop a training run at its next step",
+    responses=problem_responses(401, 404),
+)
 def cancel_run(run_id: str, session: SessionDep, tenant_id: TenantDep) -> TrainingRunOut:
     run = service.cancel(session, tenant_id, run_id)
     session.commit()
@@ -114,14 +148,24 @@ def _sse(seq: int, kind: str, payload: dict[str, Any]) -> str:
     return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-@router.get("/{run_id}/events", summary="Progress as server-sent events",
-            description=("`text/event-stream` of the run's events (`started`, `step`, `probe`, `finished`, "
-                         "`failed`) from the first one (or after `Last-Event-ID`), then an `end` event with the "
-                         "final status. Each event's `id` is its sequence number."),
-            responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(401, 404)})
-async def run_events(run_id: str, request: Request, settings: SettingsDep, session: SessionDep,
-                     tenant_id: TenantDep,
-                     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> StreamingResponse:
+@router.get(
+    "/{run_id}/events",
+    summary="Progress as server-sent events",
+    description=(
+        "`text/event-stream` of the run's events (`started`, `step`, `probe`, `finished`, "
+        "`failed`) from the first one (or after `Last-Event-ID`), then an `end` event with the "
+        "final status. Each event's `id` is its sequence number."
+    ),
+    responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(401, 404)},
+)
+async def run_events(
+    run_id: str,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant_id: TenantDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
     await run_in_threadpool(service.get, session, tenant_id, run_id)  # 404 for other tenants
     try:
         after = int(last_event_id) if last_event_id else 0
@@ -149,5 +193,8 @@ async def run_events(run_id: str, request: Request, settings: SettingsDep, sessi
             if not rows:
                 await asyncio.sleep(POLL_S)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

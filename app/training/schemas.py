@@ -16,15 +16,25 @@ class TrainingRunCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    analysis_id: str | None = Field(default=None, max_length=64, description="Train the analysed architecture.")
-    architecture_id: str | None = Field(default=None, max_length=64, description="Or a stored architecture.")
-    steps: int = Field(default=100, ge=1, description="Training steps (capped by the service's training_max_steps).")
+    analysis_id: str | None = Field(
+        default=None, max_length=64, description="Train the analysed architecture."
+    )
+    architecture_id: str | None = Field(
+        default=None, max_length=64, description="Or a stored architecture."
+    )
+    steps: int = Field(
+        default=100,
+        ge=1,
+        description="Training steps (capped by the service's training_max_steps).",
+    )
     batch_size: int = Field(default=32, ge=1)
     optimizer: Literal["sgd", "adam", "rmsprop"] = "adam"
-    learning_rate: float | None = Field(default=None, gt=0, le=10, description="Default 1e-3 (0.01 for sgd).")
+    learning_rate: float | None = Field(
+        default=None, gt=0, le=10, description="Default 1e-3 (0.01 for sgd)."
+    )
     dataset: Literal["synthetic", "npz"] = Field(
         default="synthetic",
-        description="synthetic: a learnable task at the model's shapes; npz: the uploaded dataset_file.",
+        description="synthetic: a learnable task at the model's shapes; npz: the dataset_file.",
     )
     input_shape: list[int | None] | None = Field(default=None, min_length=1, max_length=4)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)

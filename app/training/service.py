@@ -2,7 +2,8 @@
 
 Example::
 
-    run = create(session, settings, tenant_id="default", request=TrainingRunCreate(architecture_id=a.id))
+    body = TrainingRunCreate(architecture_id=a.id)
+    run = create(session, settings, tenant_id="default", request=body)
     session.commit(); executor.dispatch(run.id)
 """
 
@@ -24,19 +25,32 @@ from app.training import repository
 from app.training.schemas import TrainingProgress, TrainingRunCreate, TrainingRunOut
 
 
-def create(session: Session, settings: Settings, *, tenant_id: str, request: TrainingRunCreate,
-           dataset_file: Path | None = None) -> Job:
+def create(
+    session: Session,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    request: TrainingRunCreate,
+    dataset_file: Path | None = None,
+) -> Job:
     """Validate, store the dataset (if any) and add the queued job row (not committed)."""
     if request.steps > settings.training_max_steps:
         raise ValidationFailed(
-            f"steps must be at most {settings.training_max_steps}. Received: steps={request.steps}")
+            f"steps must be at most {settings.training_max_steps}. Received: steps={request.steps}"
+        )
     if request.batch_size > settings.training_max_batch_size:
         raise ValidationFailed(
-            f"batch_size must be at most {settings.training_max_batch_size}. Received: batch_size={request.batch_size}")
+            f"batch_size must be at most {settings.training_max_batch_size}. Received: "
+            f"batch_size={request.batch_size}"
+        )
     if request.dataset == "npz" and dataset_file is None:
-        raise ValidationFailed("dataset 'npz' needs the .npz file as the multipart part 'dataset_file'.")
+        raise ValidationFailed(
+            "dataset 'npz' needs the .npz file as the multipart part 'dataset_file'."
+        )
     if request.dataset == "synthetic" and dataset_file is not None:
-        raise ValidationFailed("A dataset_file was uploaded but dataset is 'synthetic'. Send dataset=npz.")
+        raise ValidationFailed(
+            "A dataset_file was uploaded but dataset is 'synthetic'. Send dataset=npz."
+        )
     analysis_id = None
     input_shape = request.input_shape
     if request.analysis_id is not None:
@@ -54,8 +68,10 @@ def create(session: Session, settings: Settings, *, tenant_id: str, request: Tra
     active = repository.active_count(session, tenant_id)
     if active >= settings.max_concurrent_training_per_tenant:
         raise RateLimited(
-            f"At most {settings.max_concurrent_training_per_tenant} training runs may be queued or running at once. "
-            f"Received: a new run while {active} are active.")
+            f"At most {settings.max_concurrent_training_per_tenant} training runs may be "
+            "queued or running at once. "
+            f"Received: a new run while {active} are active."
+        )
     job_id = new_id()
     parameters: dict[str, Any] = request.model_dump(exclude={"analysis_id", "architecture_id"})
     parameters["input_shape"] = input_shape
@@ -66,16 +82,26 @@ def create(session: Session, settings: Settings, *, tenant_id: str, request: Tra
         size = dataset_file.stat().st_size
         if size > settings.max_npz_bytes:
             dataset_file.unlink(missing_ok=True)
-            raise PayloadTooLarge(f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes")
+            raise PayloadTooLarge(
+                f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes"
+            )
         target_dir = settings.data_dir / "datasets"
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / f"{job_id}.npz"
         shutil.move(str(dataset_file), target)
         parameters["npz_path"] = str(target.resolve())
-    job = Job(id=job_id, tenant_id=tenant_id, kind="training", name=request.analysis_id or architecture_id,
-              architecture_id=architecture_id, parent_id=None, parameters=parameters,
-              max_attempts=settings.job_max_attempts, time_limit_s=settings.training_time_limit_s,
-              progress_detail={"steps_done": 0, "steps": request.steps, "phase": "queued"})
+    job = Job(
+        id=job_id,
+        tenant_id=tenant_id,
+        kind="training",
+        name=request.analysis_id or architecture_id,
+        architecture_id=architecture_id,
+        parent_id=None,
+        parameters=parameters,
+        max_attempts=settings.job_max_attempts,
+        time_limit_s=settings.training_time_limit_s,
+        progress_detail={"steps_done": 0, "steps": request.steps, "phase": "queued"},
+    )
     session.add(job)
     session.flush()
     return job
@@ -109,13 +135,27 @@ def to_out(run: Job) -> TrainingRunOut:
     analysis_id = params.pop("analysis_id", None)
     steps = int(detail.get("steps") or params.get("steps") or 0)
     return TrainingRunOut(
-        id=run.id, status=run.status,  # type: ignore[arg-type]
-        architecture_id=run.architecture_id, analysis_id=analysis_id, parameters=params,
-        progress=TrainingProgress(steps_done=int(detail.get("steps_done") or 0), steps=steps,
-                                  fraction=run.progress or 0.0, eta_s=detail.get("eta_s"), loss=detail.get("loss"),
-                                  phase=detail.get("phase")),
-        attempts=run.attempts, time_limit_s=run.time_limit_s, cancel_requested=run.cancel_requested,
-        result=run.result, error=run.error, events_url=f"/v1/training-runs/{run.id}/events",
-        created_at=run.created_at, updated_at=run.updated_at, started_at=run.started_at,
+        id=run.id,
+        status=run.status,  # type: ignore[arg-type]
+        architecture_id=run.architecture_id,
+        analysis_id=analysis_id,
+        parameters=params,
+        progress=TrainingProgress(
+            steps_done=int(detail.get("steps_done") or 0),
+            steps=steps,
+            fraction=run.progress or 0.0,
+            eta_s=detail.get("eta_s"),
+            loss=detail.get("loss"),
+            phase=detail.get("phase"),
+        ),
+        attempts=run.attempts,
+        time_limit_s=run.time_limit_s,
+        cancel_requested=run.cancel_requested,
+        result=run.result,
+        error=run.error,
+        events_url=f"/v1/training-runs/{run.id}/events",
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        started_at=run.started_at,
         finished_at=run.finished_at,
     )

@@ -49,7 +49,9 @@ class ModelIO:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in self.inputs],
+            "inputs": [
+                {"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in self.inputs
+            ],
             "outputs": [
                 {"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "loss": s.loss}
                 for s in self.outputs
@@ -57,12 +59,16 @@ class ModelIO:
         }
 
 
-def _concrete(shape: Any, *, what: str, unknown_dim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _concrete(
+    shape: Any, *, what: str, unknown_dim: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     dims = list(shape)[1:]
     assumed = tuple(i for i, d in enumerate(dims) if d is None)
     concrete = tuple(unknown_dim if d is None else int(d) for d in dims)
     if any(d <= 0 for d in concrete):
-        raise InvalidArchitecture(f"The model's {what} has a non-positive dimension. Received: {list(shape)}")
+        raise InvalidArchitecture(
+            f"The model's {what} has a non-positive dimension. Received: {list(shape)}"
+        )
     return concrete, assumed
 
 
@@ -85,7 +91,9 @@ def describe_model_io(model: keras.Model, *, unknown_dim: int = DEFAULT_UNKNOWN_
     inputs = []
     for tensor in model.inputs:
         shape, assumed = _concrete(tensor.shape, what="input", unknown_dim=unknown_dim)
-        inputs.append(TensorSpec(getattr(tensor, "name", "input"), shape, str(tensor.dtype), "none", assumed))
+        inputs.append(
+            TensorSpec(getattr(tensor, "name", "input"), shape, str(tensor.dtype), "none", assumed)
+        )
     outputs = []
     for index, tensor in enumerate(model.outputs):
         shape, assumed = _concrete(tensor.shape, what="output", unknown_dim=unknown_dim)
@@ -96,7 +104,9 @@ def describe_model_io(model: keras.Model, *, unknown_dim: int = DEFAULT_UNKNOWN_
             loss = "binary_crossentropy"
         else:
             loss = "mse"
-        outputs.append(TensorSpec(getattr(tensor, "name", "output"), shape, str(tensor.dtype), loss, assumed))
+        outputs.append(
+            TensorSpec(getattr(tensor, "name", "output"), shape, str(tensor.dtype), loss, assumed)
+        )
     return ModelIO(tuple(inputs), tuple(outputs))
 
 
@@ -115,11 +125,15 @@ def random_targets(io: ModelIO, batch_size: int, rng: np.random.Generator) -> li
     """Targets that match each output's loss: one-hot, 0/1, or standard normal."""
     arrays = []
     for spec in io.outputs:
-        arrays.append(_targets_for(spec, rng.integers(0, spec.classes, size=batch_size), rng, batch_size))
+        arrays.append(
+            _targets_for(spec, rng.integers(0, spec.classes, size=batch_size), rng, batch_size)
+        )
     return arrays
 
 
-def _targets_for(spec: TensorSpec, labels: np.ndarray, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+def _targets_for(
+    spec: TensorSpec, labels: np.ndarray, rng: np.random.Generator, batch_size: int
+) -> np.ndarray:
     if spec.loss == "categorical_crossentropy":
         onehot = np.zeros((batch_size, *spec.shape), dtype="float32")
         flat = onehot.reshape(batch_size, -1, spec.classes)
@@ -187,12 +201,18 @@ class PrototypeTask:
             targets.append(_targets_for(spec, labels, rng, classes))
         return cls(io, classes, prototypes, targets, noise)
 
-    def batch(self, batch_size: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def batch(
+        self, batch_size: int, rng: np.random.Generator
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         labels = rng.integers(0, self.classes, size=batch_size)
         xs = []
         for spec, prototype in zip(self.io.inputs, self.prototypes, strict=True):
-            x = prototype[labels] + self.noise * rng.standard_normal((batch_size, *spec.shape)).astype("float32")
-            xs.append(x.astype("float32") if "int" not in spec.dtype else np.abs(x).astype(spec.dtype))
+            x = prototype[labels] + self.noise * rng.standard_normal(
+                (batch_size, *spec.shape)
+            ).astype("float32")
+            xs.append(
+                x.astype("float32") if "int" not in spec.dtype else np.abs(x).astype(spec.dtype)
+            )
         ys = [target[labels] for target in self.class_targets]
         return xs, ys
 

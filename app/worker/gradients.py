@@ -79,7 +79,10 @@ def _activation_name(layer: Any) -> str | None:
 
 def is_relu_family(layer: Any) -> bool:
     """Whether units of this layer can die (output never positive): ReLU, ReLU6, leaky ReLU."""
-    return type(layer).__name__ in RELU_FAMILY_LAYERS or _activation_name(layer) in RELU_FAMILY_ACTIVATIONS
+    return (
+        type(layer).__name__ in RELU_FAMILY_LAYERS
+        or _activation_name(layer) in RELU_FAMILY_ACTIVATIONS
+    )
 
 
 def _probe_layers(model: keras.Model) -> tuple[list[Any], list[Any]]:
@@ -127,7 +130,8 @@ class GradientProbe:
         self.variables, self.owners = _weighted_variables(model)
         if not self.variables:
             raise InvalidArchitecture(
-                f"The model has no trainable weights, so there is no gradient to measure. Received: {model.name!r}"
+                "The model has no trainable weights, so there is no gradient to measure. "
+                f"Received: {model.name!r}"
             )
         self.relu_indices = [i for i, layer in enumerate(self.layers) if is_relu_family(layer)]
         loss_fn = build_loss(io)
@@ -175,9 +179,11 @@ class GradientProbe:
             mean_rows.append(means.numpy())
             std_rows.append(stds.numpy())
             positive = [np.asarray(c.numpy()) > 0 for c in channel_max]
-            ever_positive = positive if ever_positive is None else [
-                a | b for a, b in zip(ever_positive, positive, strict=True)
-            ]
+            ever_positive = (
+                positive
+                if ever_positive is None
+                else [a | b for a, b in zip(ever_positive, positive, strict=True)]
+            )
         return {
             "losses": losses,
             "grad_norms": np.stack(grad_norm_rows),  # [batch, variable]
@@ -226,8 +232,12 @@ def _summarise(probe: GradientProbe, raw: dict[str, Any]) -> dict[str, Any]:
         else:
             row["grad_norm"] = None
         position = stats_index.get(layer.name)
-        row["activation_mean"] = _finite(float(raw["means"][position])) if position is not None else None
-        row["activation_std"] = _finite(float(raw["stds"][position])) if position is not None else None
+        row["activation_mean"] = (
+            _finite(float(raw["means"][position])) if position is not None else None
+        )
+        row["activation_std"] = (
+            _finite(float(raw["stds"][position])) if position is not None else None
+        )
         if layer.name in relu_position:
             alive = raw["ever_positive"][relu_position[layer.name]]
             row["dead_fraction"] = float(1.0 - np.mean(alive)) if alive.size else None
@@ -253,7 +263,9 @@ def _summarise(probe: GradientProbe, raw: dict[str, Any]) -> dict[str, Any]:
         "last_layer": last["name"] if last else None,
         "first_to_last_ratio": _finite(ratio) if ratio is not None else None,
         "log10_first_to_last_ratio": (
-            _finite(math.log10(ratio)) if ratio is not None and ratio > 0 and math.isfinite(ratio) else None
+            _finite(math.log10(ratio))
+            if ratio is not None and ratio > 0 and math.isfinite(ratio)
+            else None
         ),
         "non_finite_gradients": non_finite,
         "verdict": verdict,
@@ -276,7 +288,9 @@ def _tensor_refs(node: Any) -> Iterator[dict[str, Any]]:
             yield from _tensor_refs(value)
 
 
-def _ancestors(name: str, parents: dict[str, set[str]], memo: dict[str, frozenset[str]]) -> frozenset[str]:
+def _ancestors(
+    name: str, parents: dict[str, set[str]], memo: dict[str, frozenset[str]]
+) -> frozenset[str]:
     if name in memo:
         return memo[name]
     result = {name}
@@ -295,12 +309,18 @@ def _ancestors(name: str, parents: dict[str, set[str]], memo: dict[str, frozense
 
 
 def _output_refs(output_layers: Any) -> list[list[Any]]:
-    if isinstance(output_layers, list) and len(output_layers) == 3 and isinstance(output_layers[0], str):
+    if (
+        isinstance(output_layers, list)
+        and len(output_layers) == 3
+        and isinstance(output_layers[0], str)
+    ):
         return [output_layers]
     return list(output_layers)
 
 
-def remove_skip_connections(config: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+def remove_skip_connections(
+    config: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """A Keras 3 functional config with every residual ``Add`` replaced by its residual branch.
 
     For each two-input ``Add``, the shortcut is the input with fewer layers of its
@@ -319,7 +339,9 @@ def remove_skip_connections(config: dict[str, Any]) -> tuple[dict[str, Any], lis
 
     layers = copy.deepcopy(config["layers"])
     parents: dict[str, set[str]] = {
-        layer["name"]: {ref["keras_history"][0] for ref in _tensor_refs(layer.get("inbound_nodes", []))}
+        layer["name"]: {
+            ref["keras_history"][0] for ref in _tensor_refs(layer.get("inbound_nodes", []))
+        }
         for layer in layers
     }
     memo: dict[str, frozenset[str]] = {}
@@ -331,13 +353,20 @@ def remove_skip_connections(config: dict[str, Any]) -> tuple[dict[str, Any], lis
         nodes = layer.get("inbound_nodes", [])
         refs = list(_tensor_refs(nodes))
         if len(nodes) != 1 or len(refs) != 2:
-            skipped.append({"add": layer["name"], "reason": f"{len(refs)} inputs over {len(nodes)} calls"})
+            skipped.append(
+                {"add": layer["name"], "reason": f"{len(refs)} inputs over {len(nodes)} calls"}
+            )
             continue
         a, b = (tuple(ref["keras_history"]) for ref in refs)
         own_a = _ancestors(a[0], parents, memo) - _ancestors(b[0], parents, memo)
         own_b = _ancestors(b[0], parents, memo) - _ancestors(a[0], parents, memo)
         if len(own_a) == len(own_b):
-            skipped.append({"add": layer["name"], "reason": "both inputs have equally many layers of their own"})
+            skipped.append(
+                {
+                    "add": layer["name"],
+                    "reason": "both inputs have equally many layers of their own",
+                }
+            )
             continue
         kept, shortcut = (a, b) if len(own_a) > len(own_b) else (b, a)
         replacement[(layer["name"], 0, 0)] = kept  # type: ignore[assignment]
@@ -356,7 +385,9 @@ def remove_skip_connections(config: dict[str, Any]) -> tuple[dict[str, Any], lis
     outputs = [list(resolve(tuple(ref))) for ref in _output_refs(config["output_layers"])]  # type: ignore[arg-type]
     # keep only layers that still lead to an output
     new_parents = {
-        layer["name"]: {ref["keras_history"][0] for ref in _tensor_refs(layer.get("inbound_nodes", []))}
+        layer["name"]: {
+            ref["keras_history"][0] for ref in _tensor_refs(layer.get("inbound_nodes", []))
+        }
         for layer in kept_layers
     }
     needed: set[str] = set()
@@ -367,17 +398,32 @@ def remove_skip_connections(config: dict[str, Any]) -> tuple[dict[str, Any], lis
         needed.add(ref[0])
     result = dict(config)
     result["layers"] = [layer for layer in kept_layers if layer["name"] in needed]
-    result["output_layers"] = outputs if len(outputs) > 1 or not isinstance(config["output_layers"][0], str) else outputs[0]
+    result["output_layers"] = (
+        outputs
+        if len(outputs) > 1 or not isinstance(config["output_layers"][0], str)
+        else outputs[0]
+    )
     return result, removed, skipped
 
 
-def _ablation(model: keras.Model, weights: dict[str, list[np.ndarray]], with_skips: dict[str, Any],
-              *, batches: int, batch_size: int, seed: int, io: ModelIO) -> dict[str, Any]:
+def _ablation(
+    model: keras.Model,
+    weights: dict[str, list[np.ndarray]],
+    with_skips: dict[str, Any],
+    *,
+    batches: int,
+    batch_size: int,
+    seed: int,
+    io: ModelIO,
+) -> dict[str, Any]:
     import keras
 
     config = model.get_config()
     if not isinstance(config, dict) or "input_layers" not in config or "layers" not in config:
-        return {"status": "not_applicable", "reason": "not a functional model: it has no residual Add layers"}
+        return {
+            "status": "not_applicable",
+            "reason": "not a functional model: it has no residual Add layers",
+        }
     new_config, removed, skipped = remove_skip_connections(config)
     if not removed:
         return {
@@ -388,14 +434,22 @@ def _ablation(model: keras.Model, weights: dict[str, list[np.ndarray]], with_ski
     try:
         plain = keras.Model.from_config(new_config)
     except Exception as exc:  # the rewired graph may not be buildable (shapes)
-        return {"status": "failed", "reason": f"the model without skips could not be built: {exc}"[:500],
-                "removed_adds": removed, "skipped_adds": skipped}
+        return {
+            "status": "failed",
+            "reason": f"the model without skips could not be built: {exc}"[:500],
+            "removed_adds": removed,
+            "skipped_adds": skipped,
+        }
     for layer in plain.layers:
         if layer.name in weights and layer.weights:
             layer.set_weights(weights[layer.name])
     probe = GradientProbe(plain, io)
     without = _summarise(probe, probe.run(batches=batches, batch_size=batch_size, seed=seed))
-    with_norms = {row["name"]: row["grad_norm"] for row in with_skips["layers"] if row.get("grad_norm") is not None}
+    with_norms = {
+        row["name"]: row["grad_norm"]
+        for row in with_skips["layers"]
+        if row.get("grad_norm") is not None
+    }
     rows = []
     for row in without["layers"]:
         before = with_norms.get(row["name"])
@@ -420,7 +474,8 @@ def _ablation(model: keras.Model, weights: dict[str, list[np.ndarray]], with_ski
     elif mean_ratio < 1:
         summary = (
             f"Without the {len(removed)} skip connection(s) the early layers' gradients fall to "
-            f"{mean_ratio:.3g}x of their size with them (geometric mean over {len(early_ratios)} layers): "
+            f"{mean_ratio:.3g}x of their size with them (geometric mean over "
+            f"{len(early_ratios)} layers): "
             "the skips carry gradient to the early layers."
         )
     else:
@@ -464,7 +519,8 @@ def measure(
 
     if batches < 1 or batch_size < 1:
         raise InvalidArchitecture(
-            f"batches and batch_size must be at least 1. Received: batches={batches}, batch_size={batch_size}"
+            f"batches and batch_size must be at least 1. Received: batches={batches}, "
+            f"batch_size={batch_size}"
         )
     device = init_tensorflow(seed=seed)
     started = time.perf_counter()
@@ -477,16 +533,19 @@ def measure(
         if layer.name in weights:
             layer.set_weights(weights[layer.name])
     if ablation:
-        skip_ablation = _ablation(model, weights, with_skips, batches=batches, batch_size=batch_size,
-                                  seed=seed, io=io)
+        skip_ablation = _ablation(
+            model, weights, with_skips, batches=batches, batch_size=batch_size, seed=seed, io=io
+        )
     else:
         skip_ablation = {"status": "not_requested"}
     verdict = with_skips["verdict"]
     ratio = with_skips["first_to_last_ratio"]
+    ratio_text = "n/a" if ratio is None else f"{ratio:.3g}"
     words = {
         "vanishing": "the first layer's gradient is orders of magnitude below the last layer's",
         "exploding": "the first layer's gradient is orders of magnitude above the last layer's"
-        if not with_skips["non_finite_gradients"] else "some gradients are not finite",
+        if not with_skips["non_finite_gradients"]
+        else "some gradients are not finite",
         "healthy": "first and last layers get gradients of comparable size",
     }.get(verdict or "", "no verdict")
     return {
@@ -506,7 +565,7 @@ def measure(
             "layer's, on synthetic batches at the model's current weights"
         ),
         **with_skips,
-        "summary": f"Measured {verdict}: {words} (first-to-last ratio {ratio if ratio is None else f'{ratio:.3g}'}).",
+        "summary": f"Measured {verdict}: {words} (first-to-last ratio {ratio_text}).",
         "skip_ablation": skip_ablation,
         "device": device["device"],
         "elapsed_s": round(time.perf_counter() - started, 3),

@@ -8,7 +8,7 @@ Keras 3 cannot read their top-level ``Functional``/``Sequential`` records (no
 
 Example::
 
-    >>> model = load_model(json.loads(text), None, "json", input_shape=[32, 32, 3])  # doctest: +SKIP
+    >>> model = load_model(config, None, "json", input_shape=[32, 32, 3])  # doctest: +SKIP
     >>> model.input_shape                                                           # doctest: +SKIP
     (None, 32, 32, 3)
 """
@@ -53,7 +53,8 @@ def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(config, dict) or "class_name" not in config:
         raise InvalidArchitecture(
             "Expected a Keras model config with 'class_name' and 'config'. "
-            f"Received: {type(config).__name__} with keys {sorted(config)[:8] if isinstance(config, dict) else '-'}"
+            f"Received: {type(config).__name__} with keys "
+            f"{sorted(config)[:8] if isinstance(config, dict) else '-'}"
         )
     return _normalize_model(copy.deepcopy(config))
 
@@ -105,7 +106,9 @@ def _normalize_model(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def override_input_shape(config: dict[str, Any], input_shape: Sequence[int | None]) -> dict[str, Any]:
+def override_input_shape(
+    config: dict[str, Any], input_shape: Sequence[int | None]
+) -> dict[str, Any]:
     """A copy of a (normalised) config whose single input has ``input_shape`` (no batch dim).
 
     Layer ``build_config`` records are dropped so that every layer is built for
@@ -119,7 +122,11 @@ def override_input_shape(config: dict[str, Any], input_shape: Sequence[int | Non
     result = copy.deepcopy(config)
     inner = result.get("config", {})
     layers = inner.get("layers", [])
-    inputs = [layer for layer in layers if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"]
+    inputs = [
+        layer
+        for layer in layers
+        if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"
+    ]
     if result.get("class_name") == "Sequential":
         inner.pop("build_input_shape", None)
         if inputs:
@@ -158,10 +165,13 @@ def _deserialize(config: dict[str, Any]) -> keras.Model:
     except InvalidArchitecture:
         raise
     except Exception as exc:  # Keras raises TypeError/ValueError/KeyError/... on bad configs
-        raise InvalidArchitecture(f"Keras could not build the model from its config. {_short(exc)}") from exc
+        raise InvalidArchitecture(
+            f"Keras could not build the model from its config. {_short(exc)}"
+        ) from exc
     if not isinstance(model, keras.Model):
         raise InvalidArchitecture(
-            f"The config does not describe a model. Received: class_name={config.get('class_name')!r}"
+            "The config does not describe a model. Received: "
+            f"class_name={config.get('class_name')!r}"
         )
     return model
 
@@ -200,9 +210,13 @@ def _load_file(blob_path: Path, fmt: str) -> keras.Model | None:
     except ValueError as exc:
         if fmt == "h5" and "No model config found" in str(exc):
             return None
-        raise InvalidArchitecture(f"Keras could not load the uploaded {fmt} file. {_short(exc)}") from exc
+        raise InvalidArchitecture(
+            f"Keras could not load the uploaded {fmt} file. {_short(exc)}"
+        ) from exc
     except Exception as exc:
-        raise InvalidArchitecture(f"Keras could not load the uploaded {fmt} file. {_short(exc)}") from exc
+        raise InvalidArchitecture(
+            f"Keras could not load the uploaded {fmt} file. {_short(exc)}"
+        ) from exc
     finally:
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -219,7 +233,8 @@ def _copy_weights(source: keras.Model, target: keras.Model) -> None:
         received = [tuple(value.shape) for value in values]
         if expected != received:
             raise InvalidArchitecture(
-                f"The uploaded weights of layer {layer.name!r} do not fit the requested input shape. "
+                f"The uploaded weights of layer {layer.name!r} do not fit the requested input "
+                "shape. "
                 f"Expected shapes {expected}. Received: {received}"
             )
         layer.set_weights(values)
@@ -247,7 +262,9 @@ def load_model(
 
     init_tensorflow()
     if fmt not in ("json", "keras", "h5"):
-        raise InvalidArchitecture(f"Unknown architecture format. Expected json, keras or h5. Received: {fmt!r}")
+        raise InvalidArchitecture(
+            f"Unknown architecture format. Expected json, keras or h5. Received: {fmt!r}"
+        )
     loaded: keras.Model | None = None
     if blob_path is not None and fmt in ("keras", "h5"):
         if not Path(blob_path).is_file():
@@ -266,7 +283,9 @@ def load_model(
         try:
             model.load_weights(str(path))
         except Exception as exc:
-            raise InvalidArchitecture(f"The uploaded weights could not be loaded. {_short(exc)}") from exc
+            raise InvalidArchitecture(
+                f"The uploaded weights could not be loaded. {_short(exc)}"
+            ) from exc
         finally:
             if tmp_dir is not None:
                 shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -10,8 +10,9 @@ run an overfit-one-batch check trains the initial weights on one fixed batch.
 Example::
 
     >>> result = run_training(model, {"steps": 100, "batch_size": 32},
-    ...                       on_step=print, should_stop=lambda: False, time_limit_s=600)  # doctest: +SKIP
-    >>> result["verdict"]["loss_decreased"], result["verdict"]["overfit_one_batch"]["passed"]  # doctest: +SKIP
+    ...     on_step=print, should_stop=lambda: False, time_limit_s=600)  # doctest: +SKIP
+    >>> verdict = result["verdict"]                                   # doctest: +SKIP
+    >>> verdict["loss_decreased"], verdict["overfit_one_batch_passed"]  # doctest: +SKIP
     (True, True)
 """
 
@@ -29,7 +30,12 @@ import numpy as np
 
 from app.errors import PayloadTooLarge, ValidationFailed
 from app.worker.data import ModelIO, PrototypeTask, describe_model_io
-from app.worker.gradients import _probe_layers, _weighted_variables, is_relu_family, verdict_for_ratio
+from app.worker.gradients import (
+    _probe_layers,
+    _weighted_variables,
+    is_relu_family,
+    verdict_for_ratio,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -67,7 +73,9 @@ class TrainingParams:
     max_batch_size: int = 256
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], *, max_steps: int = 2000, max_batch_size: int = 256) -> TrainingParams:
+    def from_dict(
+        cls, raw: dict[str, Any], *, max_steps: int = 2000, max_batch_size: int = 256
+    ) -> TrainingParams:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(raw) - known - {"input_shape", "time_limit_s"})
         if unknown:
@@ -75,7 +83,9 @@ class TrainingParams:
         values = {key: raw[key] for key in known if key in raw and raw[key] is not None}
         optimizer = str(values.get("optimizer", "adam")).lower()
         if optimizer not in OPTIMIZERS:
-            raise ValidationFailed(f"optimizer must be one of {list(OPTIMIZERS)}. Received: {optimizer!r}")
+            raise ValidationFailed(
+                f"optimizer must be one of {list(OPTIMIZERS)}. Received: {optimizer!r}"
+            )
         values["optimizer"] = optimizer
         if "learning_rate" not in values:
             values["learning_rate"] = 0.01 if optimizer == "sgd" else 1e-3
@@ -85,19 +95,32 @@ class TrainingParams:
 
     def validate(self) -> None:
         checks = [
-            (isinstance(self.steps, int) and 1 <= self.steps <= self.max_steps,
-             f"steps must be an integer in [1, {self.max_steps}]. Received: {self.steps!r}"),
-            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= self.max_batch_size,
-             f"batch_size must be an integer in [1, {self.max_batch_size}]. Received: {self.batch_size!r}"),
-            (isinstance(self.learning_rate, int | float) and 0 < self.learning_rate <= 10,
-             f"learning_rate must be in (0, 10]. Received: {self.learning_rate!r}"),
-            (self.dataset in ("synthetic", "npz"),
-             f"dataset must be 'synthetic' or an uploaded .npz. Received: {self.dataset!r}"),
+            (
+                isinstance(self.steps, int) and 1 <= self.steps <= self.max_steps,
+                f"steps must be an integer in [1, {self.max_steps}]. Received: {self.steps!r}",
+            ),
+            (
+                isinstance(self.batch_size, int) and 1 <= self.batch_size <= self.max_batch_size,
+                f"batch_size must be an integer in [1, {self.max_batch_size}]. Received: "
+                f"{self.batch_size!r}",
+            ),
+            (
+                isinstance(self.learning_rate, int | float) and 0 < self.learning_rate <= 10,
+                f"learning_rate must be in (0, 10]. Received: {self.learning_rate!r}",
+            ),
+            (
+                self.dataset in ("synthetic", "npz"),
+                f"dataset must be 'synthetic' or an uploaded .npz. Received: {self.dataset!r}",
+            ),
             (self.dataset != "npz" or bool(self.npz_path), "dataset 'npz' needs an uploaded file"),
-            (isinstance(self.probe_every, int) and self.probe_every >= 1,
-             f"probe_every must be a positive integer. Received: {self.probe_every!r}"),
-            (isinstance(self.overfit_steps, int) and 0 <= self.overfit_steps <= 1000,
-             f"overfit_steps must be in [0, 1000]. Received: {self.overfit_steps!r}"),
+            (
+                isinstance(self.probe_every, int) and self.probe_every >= 1,
+                f"probe_every must be a positive integer. Received: {self.probe_every!r}",
+            ),
+            (
+                isinstance(self.overfit_steps, int) and 0 <= self.overfit_steps <= 1000,
+                f"overfit_steps must be in [0, 1000]. Received: {self.overfit_steps!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -110,18 +133,25 @@ class TrainingParams:
 def _check_npz_archive(path: Path, max_bytes: int) -> None:
     size = path.stat().st_size
     if size > max_bytes:
-        raise PayloadTooLarge(f"The .npz file is larger than {max_bytes} bytes. Received: {size} bytes")
+        raise PayloadTooLarge(
+            f"The .npz file is larger than {max_bytes} bytes. Received: {size} bytes"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except zipfile.BadZipFile as exc:
-        raise ValidationFailed(f"The dataset is not a .npz (zip) file. Received: {path.name}") from exc
+        raise ValidationFailed(
+            f"The dataset is not a .npz (zip) file. Received: {path.name}"
+        ) from exc
     if len(members) > 16:
-        raise ValidationFailed(f"The .npz file must hold x and y only. Received: {len(members)} arrays")
+        raise ValidationFailed(
+            f"The .npz file must hold x and y only. Received: {len(members)} arrays"
+        )
     uncompressed = sum(member.file_size for member in members)
     if uncompressed > max_bytes:
         raise PayloadTooLarge(
-            f"The .npz arrays take more than {max_bytes} bytes uncompressed. Received: {uncompressed} bytes"
+            f"The .npz arrays take more than {max_bytes} bytes uncompressed. Received: "
+            f"{uncompressed} bytes"
         )
 
 
@@ -146,7 +176,9 @@ def load_npz_dataset(path: Path, io: ModelIO, *, max_bytes: int) -> tuple[np.nda
         with np.load(path, allow_pickle=False) as archive:
             names = sorted(archive.files)
             if "x" not in names or "y" not in names:
-                raise ValidationFailed(f"The .npz file must contain arrays 'x' and 'y'. Received: {names}")
+                raise ValidationFailed(
+                    f"The .npz file must contain arrays 'x' and 'y'. Received: {names}"
+                )
             x, y = archive["x"], archive["y"]
     except ValidationFailed:
         raise
@@ -156,9 +188,13 @@ def load_npz_dataset(path: Path, io: ModelIO, *, max_bytes: int) -> tuple[np.nda
         if array.dtype.kind not in "fiub":
             raise ValidationFailed(f"'{label}' must hold numbers. Received: dtype {array.dtype}")
         if array.ndim < 1 or array.shape[0] < 1:
-            raise ValidationFailed(f"'{label}' must have at least one sample. Received: shape {array.shape}")
+            raise ValidationFailed(
+                f"'{label}' must have at least one sample. Received: shape {array.shape}"
+            )
     if x.shape[0] != y.shape[0]:
-        raise ValidationFailed(f"'x' and 'y' must have as many samples. Received: {x.shape[0]} and {y.shape[0]}")
+        raise ValidationFailed(
+            f"'x' and 'y' must have as many samples. Received: {x.shape[0]} and {y.shape[0]}"
+        )
     input_spec, output_spec = io.inputs[0], io.outputs[0]
     expected_x = _expected(input_spec.shape, input_spec.assumed_dims)
     if not _matches(x.shape[1:], expected_x):
@@ -166,18 +202,24 @@ def load_npz_dataset(path: Path, io: ModelIO, *, max_bytes: int) -> tuple[np.nda
             f"'x' must have shape (n, {', '.join(map(str, expected_x))}) to fit the model's input. "
             f"Received: {tuple(x.shape)}"
         )
-    if output_spec.loss == "categorical_crossentropy" and y.dtype.kind in "iub" and y.reshape(len(y), -1).shape[1] == 1:
+    if (
+        output_spec.loss == "categorical_crossentropy"
+        and y.dtype.kind in "iub"
+        and y.reshape(len(y), -1).shape[1] == 1
+    ):
         labels = y.reshape(-1).astype(np.int64)
         classes = output_spec.classes
         if labels.min() < 0 or labels.max() >= classes:
             raise ValidationFailed(
-                f"Class labels in 'y' must lie in [0, {classes}). Received: min {labels.min()}, max {labels.max()}"
+                f"Class labels in 'y' must lie in [0, {classes}). Received: min "
+                f"{labels.min()}, max {labels.max()}"
             )
         y = np.eye(classes, dtype="float32")[labels]
     expected_y = _expected(output_spec.shape, output_spec.assumed_dims)
     if not _matches(y.shape[1:], expected_y):
         raise ValidationFailed(
-            f"'y' must have shape (n, {', '.join(map(str, expected_y))}) (or integer class labels) to fit the "
+            f"'y' must have shape (n, {', '.join(map(str, expected_y))}) (or integer class "
+            "labels) to fit the "
             f"model's output. Received: {tuple(y.shape)}"
         )
     x = x.astype("float32") if "int" not in input_spec.dtype else x
@@ -191,11 +233,13 @@ def _expected(shape: tuple[int, ...], assumed: tuple[int, ...]) -> tuple[Any, ..
 
 
 def _matches(received: tuple[int, ...], expected: tuple[Any, ...]) -> bool:
-    return len(received) == len(expected) and all(e == "?" or e == r for r, e in zip(received, expected, strict=True))
+    return len(received) == len(expected) and all(
+        e == "?" or e == r for r, e in zip(received, expected, strict=True)
+    )
 
 
 class BatchSource:
-    """Training data as a ``tf.data`` pipeline: a cycled pool of synthetic batches or shuffled npz rows.
+    """Training data as a ``tf.data`` pipeline: cycled synthetic batches or shuffled npz rows.
 
     Batches reach the compiled step through a dataset iterator, as in
     ``model.fit``: feeding eager tensors to an XLA-compiled function per call
@@ -211,8 +255,19 @@ class BatchSource:
             self.task = PrototypeTask.for_model(io, seed=params.seed)
             xs, ys = self.task.batch(params.batch_size, rng)
             batch_bytes = sum(a.nbytes for a in xs + ys)
-            count = int(max(1, min(SYNTHETIC_POOL_BATCHES, params.steps, SYNTHETIC_POOL_BYTES // max(batch_bytes, 1))))
-            batches = [(xs, ys)] + [self.task.batch(params.batch_size, rng) for _ in range(count - 1)]
+            count = int(
+                max(
+                    1,
+                    min(
+                        SYNTHETIC_POOL_BATCHES,
+                        params.steps,
+                        SYNTHETIC_POOL_BYTES // max(batch_bytes, 1),
+                    ),
+                )
+            )
+            batches = [(xs, ys)] + [
+                self.task.batch(params.batch_size, rng) for _ in range(count - 1)
+            ]
             # stacked as [batch index, sample, ...] per input/output
             self.pool_x = [np.stack([b[0][i] for b in batches]) for i in range(len(io.inputs))]
             self.pool_y = [np.stack([b[1][i] for b in batches]) for i in range(len(io.outputs))]
@@ -231,10 +286,14 @@ class BatchSource:
         import tensorflow as tf
 
         if self.kind == "synthetic":
-            data = tf.data.Dataset.from_tensor_slices((self._pack(self.pool_x), self._pack(self.pool_y)))
+            data = tf.data.Dataset.from_tensor_slices(
+                (self._pack(self.pool_x), self._pack(self.pool_y))
+            )
             return data.repeat().prefetch(2)
         data = tf.data.Dataset.from_tensor_slices((self.x, self.y))
-        data = data.shuffle(min(self.samples, 65536), seed=self.params.seed, reshuffle_each_iteration=True)
+        data = data.shuffle(
+            min(self.samples, 65536), seed=self.params.seed, reshuffle_each_iteration=True
+        )
         return data.repeat().batch(self.params.batch_size, drop_remainder=True).prefetch(2)
 
     def fixed_batch(self, size: int) -> tuple[Any, Any]:
@@ -272,14 +331,18 @@ KERAS_LOSS_NAMES = {
 }
 
 
-def compile_like_fit(model: keras.Model, io: ModelIO, optimizer: Any, *, jit_compile: bool | str = "auto") -> None:
-    """``model.compile`` with the losses the synthetic labels call for (also used by the benchmark)."""
+def compile_like_fit(
+    model: keras.Model, io: ModelIO, optimizer: Any, *, jit_compile: bool | str = "auto"
+) -> None:
+    """``model.compile`` with the losses the synthetic labels call for (the benchmark uses it)."""
     losses = [KERAS_LOSS_NAMES[spec.loss] for spec in io.outputs]
-    model.compile(optimizer=optimizer, loss=losses[0] if len(losses) == 1 else losses, jit_compile=jit_compile)
+    model.compile(
+        optimizer=optimizer, loss=losses[0] if len(losses) == 1 else losses, jit_compile=jit_compile
+    )
 
 
 class CompiledSteps:
-    """The instrumented train step and its probe variant, compiled by Keras as ``fit`` compiles its step.
+    """The instrumented train step and its probe variant, compiled by Keras as ``fit`` compiles.
 
     The model is compiled (XLA when Keras would use it), and its ``train_step``
     is replaced, on this instance only, by one that also returns the global
@@ -289,7 +352,9 @@ class CompiledSteps:
     ReLU channel maxima).
     """
 
-    def __init__(self, model: keras.Model, io: ModelIO, optimizer: Any, *, jit_compile: bool | str = "auto") -> None:
+    def __init__(
+        self, model: keras.Model, io: ModelIO, optimizer: Any, *, jit_compile: bool | str = "auto"
+    ) -> None:
         import keras
         import tensorflow as tf
 
@@ -299,7 +364,11 @@ class CompiledSteps:
         self.variables, self.owners = _weighted_variables(model)
         optimizer.build(model.trainable_variables)
         accuracy_output = next(
-            (i for i, spec in enumerate(io.outputs) if spec.loss in ("categorical_crossentropy", "binary_crossentropy")),
+            (
+                i
+                for i, spec in enumerate(io.outputs)
+                if spec.loss in ("categorical_crossentropy", "binary_crossentropy")
+            ),
             None,
         )
         accuracy_kind = io.outputs[accuracy_output].loss if accuracy_output is not None else None
@@ -326,10 +395,16 @@ class CompiledSteps:
                 loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
             grads = tape.gradient(loss, variables)
             self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-            return {"loss": loss, "grad_global_norm": tf.linalg.global_norm(grads), "accuracy": accuracy(y, y_pred)}
+            return {
+                "loss": loss,
+                "grad_global_norm": tf.linalg.global_norm(grads),
+                "accuracy": accuracy(y, y_pred),
+            }
 
         self.probe_layers, layer_outputs = _probe_layers(model)
-        self.relu_indices = [i for i, layer in enumerate(self.probe_layers) if is_relu_family(layer)]
+        self.relu_indices = [
+            i for i, layer in enumerate(self.probe_layers) if is_relu_family(layer)
+        ]
         probe_model = keras.Model(model.inputs, [*layer_outputs, *model.outputs])
         layer_count = len(self.probe_layers)
         relu_indices = self.relu_indices
@@ -350,13 +425,16 @@ class CompiledSteps:
                 "grad_global_norm": tf.linalg.global_norm(grads),
                 "accuracy": accuracy(y, y_pred),
                 "grad_norms": tf.stack([tf.norm(tf.convert_to_tensor(g)) for g in grads]),
-                "update_norms": tf.stack([tf.norm(v - b) for v, b in zip(variables, before, strict=True)]),
+                "update_norms": tf.stack(
+                    [tf.norm(v - b) for v, b in zip(variables, before, strict=True)]
+                ),
                 "weight_norms": tf.stack([tf.norm(b) for b in before]),
                 # a dict, not a list: Keras wraps step outputs in tf.experimental.Optional,
                 # which would try to stack a list of differently sized vectors
                 "channel_max": {
                     f"{position:05d}": tf.reduce_max(
-                        tf.cast(activations[i], tf.float32), axis=list(range(len(activations[i].shape) - 1))
+                        tf.cast(activations[i], tf.float32),
+                        axis=list(range(len(activations[i].shape) - 1)),
                     )
                     for position, i in enumerate(relu_indices)
                 },
@@ -405,7 +483,14 @@ class CompiledSteps:
             )
         for name, fraction in dead.items():
             if name not in by_layer:
-                layers.append({"name": name, "grad_norm": None, "update_to_weight": None, "dead_fraction": fraction})
+                layers.append(
+                    {
+                        "name": name,
+                        "grad_norm": None,
+                        "update_to_weight": None,
+                        "dead_fraction": fraction,
+                    }
+                )
         weighted = [row for row in layers if row["grad_norm"] is not None]
         ratio = None
         if weighted and weighted[-1]["grad_norm"]:
@@ -414,9 +499,9 @@ class CompiledSteps:
             "step": step,
             "layers": layers,
             "first_to_last_ratio": _clean(ratio) if ratio is not None else None,
-            "gradient_verdict": verdict_for_ratio(ratio) if ratio is not None and math.isfinite(ratio) else (
-                "exploding" if not np.all(np.isfinite(grads)) else None
-            ),
+            "gradient_verdict": verdict_for_ratio(ratio)
+            if ratio is not None and math.isfinite(ratio)
+            else ("exploding" if not np.all(np.isfinite(grads)) else None),
             "max_dead_fraction": max(dead.values()) if dead else None,
         }
 
@@ -440,12 +525,20 @@ def _window_mean(values: list[float], *, head: bool, size: int = 5) -> float | N
 
 
 def _overfit_one_batch(
-    model: keras.Model, io: ModelIO, params: TrainingParams, source: BatchSource, initial_weights: list[np.ndarray],
-    *, should_stop: Callable[[], bool], deadline: float,
+    model: keras.Model,
+    io: ModelIO,
+    params: TrainingParams,
+    source: BatchSource,
+    initial_weights: list[np.ndarray],
+    *,
+    should_stop: Callable[[], bool],
+    deadline: float,
 ) -> dict[str, Any]:
     model.set_weights(initial_weights)
     # a few dozen steps: XLA compilation would cost more than it saves
-    steps = CompiledSteps(model, io, make_optimizer(params.optimizer, params.learning_rate), jit_compile=False)
+    steps = CompiledSteps(
+        model, io, make_optimizer(params.optimizer, params.learning_rate), jit_compile=False
+    )
     iterator = iter(source.fixed_dataset(params.overfit_batch_size))
     losses: list[float] = []
     for _ in range(params.overfit_steps):
@@ -453,7 +546,11 @@ def _overfit_one_batch(
             break
         losses.append(float(steps.train_step(iterator)["loss"]))
     if len(losses) < 2:
-        return {"passed": None, "steps": len(losses), "reason": "stopped before the check could run"}
+        return {
+            "passed": None,
+            "steps": len(losses),
+            "reason": "stopped before the check could run",
+        }
     initial, final = losses[0], min(losses[-3:])
     passed = math.isfinite(final) and (final <= initial / params.overfit_factor or final < 1e-3)
     return {
@@ -552,17 +649,26 @@ def run_training(
     train_elapsed = time.monotonic() - started
 
     if stopped in ("completed", "diverged") and params.overfit_steps > 0:
-        overfit = _overfit_one_batch(model, io, params, source, initial_weights,
-                                     should_stop=should_stop, deadline=deadline)
+        overfit = _overfit_one_batch(
+            model, io, params, source, initial_weights, should_stop=should_stop, deadline=deadline
+        )
     else:
-        overfit = {"passed": None, "steps": 0, "reason": f"not run: the run was {stopped.replace('_', ' ')}"}
+        overfit = {
+            "passed": None,
+            "steps": 0,
+            "reason": f"not run: the run was {stopped.replace('_', ' ')}",
+        }
 
     steady = sorted(step_times[2:]) if len(step_times) > 4 else sorted(step_times)
     median_step = float(steady[len(steady) // 2]) if steady else None
     verdict = _verdict(losses, probes, overfit, stopped)
     return {
         "status": stopped,
-        "params": {k: v for k, v in asdict(params).items() if k not in ("max_steps", "max_batch_size", "npz_path")},
+        "params": {
+            k: v
+            for k, v in asdict(params).items()
+            if k not in ("max_steps", "max_batch_size", "npz_path")
+        },
         "io": io.to_dict(),
         "device": device["device"],
         "steps_completed": len(losses),
@@ -584,8 +690,9 @@ def run_training(
     }
 
 
-def _verdict(losses: list[float | None], probes: list[dict[str, Any]], overfit: dict[str, Any],
-             stopped: str) -> dict[str, Any]:
+def _verdict(
+    losses: list[float | None], probes: list[dict[str, Any]], overfit: dict[str, Any], stopped: str
+) -> dict[str, Any]:
     finite = [v for v in losses if v is not None]
     initial = _window_mean(finite, head=True)
     final = _window_mean(finite, head=False)
@@ -593,7 +700,11 @@ def _verdict(losses: list[float | None], probes: list[dict[str, Any]], overfit: 
     relative = (change / initial) if change is not None and initial else None
     decreased = bool(relative is not None and relative < -0.1)
     health = [
-        {"step": p["step"], "first_to_last_ratio": p["first_to_last_ratio"], "verdict": p["gradient_verdict"]}
+        {
+            "step": p["step"],
+            "first_to_last_ratio": p["first_to_last_ratio"],
+            "verdict": p["gradient_verdict"],
+        }
         for p in probes
     ]
     verdicts = [h["verdict"] for h in health if h["verdict"]]
@@ -604,7 +715,8 @@ def _verdict(losses: list[float | None], probes: list[dict[str, Any]], overfit: 
     parts = []
     if initial is not None and final is not None:
         parts.append(
-            f"loss went from {initial:.4g} to {final:.4g} ({relative:+.0%})" if relative is not None
+            f"loss went from {initial:.4g} to {final:.4g} ({relative:+.0%})"
+            if relative is not None
             else f"loss went from {initial:.4g} to {final:.4g}"
         )
     if stopped == "diverged":
@@ -612,15 +724,21 @@ def _verdict(losses: list[float | None], probes: list[dict[str, Any]], overfit: 
     elif stopped != "completed":
         parts.append(f"the run stopped early ({stopped.replace('_', ' ')})")
     if overfit.get("passed") is True:
-        parts.append(f"it overfits one batch (loss down {overfit['factor']:.3g}x in {overfit['steps']} steps)")
+        parts.append(
+            f"it overfits one batch (loss down {overfit['factor']:.3g}x in {overfit['steps']} "
+            "steps)"
+        )
     elif overfit.get("passed") is False:
         parts.append(
             f"it did not overfit one batch in {overfit['steps']} steps (loss down only "
             f"{(overfit.get('factor') or 0):.3g}x, {overfit['required_factor']:g}x needed)"
         )
     if overall:
-        parts.append(f"gradients were {overall} over the run" if overall == "healthy"
-                     else f"gradients were {overall} at some point during the run")
+        parts.append(
+            f"gradients were {overall} over the run"
+            if overall == "healthy"
+            else f"gradients were {overall} at some point during the run"
+        )
     if dead and max(dead) > 0.5:
         parts.append(f"up to {max(dead):.0%} of a ReLU layer's units were dead")
     return {

@@ -1,4 +1,4 @@
-"""Job tests run real worker processes (TensorFlow in their children): marked tensorflow and slow."""
+"""Job tests run real worker processes (TensorFlow in their children): tensorflow, slow."""
 
 from __future__ import annotations
 
@@ -25,8 +25,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def job_settings(tmp_path: Path, database_url: str = "", **overrides: object) -> Settings:
     """Short heartbeats and reconciles so that crash recovery takes seconds, not minutes."""
     values: dict[str, object] = {
-        "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 4.0, "reconcile_interval_s": 0.5,
-        "job_poll_interval_s": 0.3, "job_max_attempts": 3, "local_workers": 1,
+        "heartbeat_interval_s": 0.5,
+        "heartbeat_timeout_s": 4.0,
+        "reconcile_interval_s": 0.5,
+        "job_poll_interval_s": 0.3,
+        "job_max_attempts": 3,
+        "local_workers": 1,
     }
     values.update(overrides)
     from app import db

@@ -16,7 +16,15 @@ from app.jobs.celery_app import QUEUES, CeleryExecutor
 from app.jobs.runner import settings_env
 from tests.conftest import REDIS_URL
 from tests.jobs.conftest import alive, children_of, job_settings, kill
-from tests.jobs.helpers import add_architecture, add_job, events, example3_config, tiny_config, wait_for, wait_terminal
+from tests.jobs.helpers import (
+    add_architecture,
+    add_job,
+    events,
+    example3_config,
+    tiny_config,
+    wait_for,
+    wait_terminal,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -35,10 +43,24 @@ def csettings(tmp_path: Path) -> Iterator[Settings]:
 def start_worker(settings: Settings, reap: list[int]) -> subprocess.Popen[bytes]:
     env = settings_env(settings)
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "app.jobs.celery_app", "worker", "--pool=solo",
-         f"--queues={','.join(QUEUES)}", "--loglevel=INFO", "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "-n", f"test{os.getpid()}-{len(reap)}@%h"],
-        env=env, cwd=Path(__file__).resolve().parents[2],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "app.jobs.celery_app",
+            "worker",
+            "--pool=solo",
+            f"--queues={','.join(QUEUES)}",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"test{os.getpid()}-{len(reap)}@%h",
+        ],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
     )
     reap.append(process.pid)
     return process
@@ -46,11 +68,17 @@ def start_worker(settings: Settings, reap: list[int]) -> subprocess.Popen[bytes]
 
 def _attempt_is_training(settings: Settings, job_id: str, attempt: int) -> bool:
     kinds = [(e.kind, e.payload) for e in events(settings, job_id)]
-    starts = [i for i, (kind, payload) in enumerate(kinds) if kind == "started" and payload["attempt"] == attempt]
-    return bool(starts) and any(kind == "step" for kind, _ in kinds[starts[-1]:])
+    starts = [
+        i
+        for i, (kind, payload) in enumerate(kinds)
+        if kind == "started" and payload["attempt"] == attempt
+    ]
+    return bool(starts) and any(kind == "step" for kind, _ in kinds[starts[-1] :])
 
 
-def test_celery_worker_runs_analysis_gradients_and_training(csettings: Settings, reap: list[int]) -> None:
+def test_celery_worker_runs_analysis_gradients_and_training(
+    csettings: Settings, reap: list[int]
+) -> None:
     arch = add_architecture(csettings, example3_config())
     start_worker(csettings, reap)
     executor = CeleryExecutor(csettings)
@@ -60,8 +88,13 @@ def test_celery_worker_runs_analysis_gradients_and_training(csettings: Settings,
         ids = [
             add_job(csettings, arch, "analysis", {"input_shape": None}, time_limit_s=60),
             add_job(csettings, arch, "gradients", {"input_shape": [32, 32, 3]}, time_limit_s=300),
-            add_job(csettings, arch, "training", {"steps": 20, "batch_size": 8, "input_shape": [32, 32, 3]},
-                    time_limit_s=300),
+            add_job(
+                csettings,
+                arch,
+                "training",
+                {"steps": 20, "batch_size": 8, "input_shape": [32, 32, 3]},
+                time_limit_s=300,
+            ),
         ]
         for job_id in ids:
             executor.dispatch(job_id)
@@ -76,14 +109,21 @@ def test_celery_worker_runs_analysis_gradients_and_training(csettings: Settings,
     assert rows[2].result["steps_completed"] == 20
 
 
-def test_killed_tensorflow_process_under_celery_is_retried(csettings: Settings, reap: list[int]) -> None:
+def test_killed_tensorflow_process_under_celery_is_retried(
+    csettings: Settings, reap: list[int]
+) -> None:
     arch = add_architecture(csettings, tiny_config())
     worker = start_worker(csettings, reap)
     executor = CeleryExecutor(csettings)
     executor.start()
     try:
-        job_id = add_job(csettings, arch, "training", {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-                         time_limit_s=300)
+        job_id = add_job(
+            csettings,
+            arch,
+            "training",
+            {"steps": 300, "batch_size": 8, "overfit_steps": 0},
+            time_limit_s=300,
+        )
         executor.dispatch(job_id)
         wait_for(lambda: _attempt_is_training(csettings, job_id, 1), 120, "attempt 1 to train")
         for pid in children_of(worker.pid):
@@ -95,20 +135,29 @@ def test_killed_tensorflow_process_under_celery_is_retried(csettings: Settings, 
     assert row.attempts == 2 and row.result_writes == 1
 
 
-def test_killed_celery_worker_is_recovered_by_the_reconciler(csettings: Settings, reap: list[int]) -> None:
+def test_killed_celery_worker_is_recovered_by_the_reconciler(
+    csettings: Settings, reap: list[int]
+) -> None:
     arch = add_architecture(csettings, tiny_config())
     worker = start_worker(csettings, reap)
     executor = CeleryExecutor(csettings)
     executor.start()
     try:
-        job_id = add_job(csettings, arch, "training", {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-                         time_limit_s=300)
+        job_id = add_job(
+            csettings,
+            arch,
+            "training",
+            {"steps": 300, "batch_size": 8, "overfit_steps": 0},
+            time_limit_s=300,
+        )
         executor.dispatch(job_id)
         wait_for(lambda: _attempt_is_training(csettings, job_id, 1), 120, "attempt 1 to train")
         tf_children = children_of(worker.pid)
         kill(worker.pid)
         worker.wait()
-        wait_for(lambda: not any(alive(pid) for pid in tf_children), 10, "the TensorFlow child to die")
+        wait_for(
+            lambda: not any(alive(pid) for pid in tf_children), 10, "the TensorFlow child to die"
+        )
         start_worker(csettings, reap)  # a replacement worker; the reconciler re-sends the job id
         row = wait_terminal(csettings, job_id, 300)
     finally:

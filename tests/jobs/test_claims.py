@@ -15,7 +15,9 @@ from tests.jobs.helpers import add_architecture, add_job, job, tiny_config
 
 def _claim(settings: Settings, job_id: str, worker: str) -> repository.Claim | None:
     with session_scope(settings) as session:
-        return repository.claim(session, job_id, worker, stale_before=utcnow() - timedelta(seconds=30))
+        return repository.claim(
+            session, job_id, worker, stale_before=utcnow() - timedelta(seconds=30)
+        )
 
 
 def test_only_one_of_many_racing_workers_claims_a_job(any_settings: Settings) -> None:
@@ -42,14 +44,16 @@ def test_only_one_of_many_racing_workers_claims_a_job(any_settings: Settings) ->
     assert row.status == "running" and row.attempts == 1 and row.worker_id == wins[0].worker_id
 
 
-def test_a_result_is_written_once_and_a_superseded_attempt_cannot_write(any_settings: Settings) -> None:
+def test_a_result_is_written_once_and_a_superseded_attempt_cannot_write(
+    any_settings: Settings,
+) -> None:
     from app import db
 
     db.upgrade(any_settings)
     job_id = add_job(any_settings, add_architecture(any_settings, tiny_config()), "analysis")
     first = _claim(any_settings, job_id, "old")
     assert first is not None
-    # the first worker goes silent: its heartbeat is older than the timeout, a second worker takes over
+    # the first worker goes silent (heartbeat older than the timeout): a second one takes over
     with session_scope(any_settings) as session:
         from app.models import Job
 
@@ -63,13 +67,17 @@ def test_a_result_is_written_once_and_a_superseded_attempt_cannot_write(any_sett
     with session_scope(any_settings) as session:
         assert repository.finish(session, second, status="succeeded", result={"by": "new"}) is True
     with session_scope(any_settings) as session:
-        assert repository.finish(session, second, status="succeeded", result={"by": "again"}) is False
+        assert (
+            repository.finish(session, second, status="succeeded", result={"by": "again"}) is False
+        )
     row = job(any_settings, job_id)
     assert row.result == {"by": "new"} and row.result_writes == 1 and row.status == "succeeded"
     assert _claim(any_settings, job_id, "late") is None  # finished jobs are never claimed again
 
 
-def test_reconciler_requeues_stale_jobs_and_fails_them_at_the_attempt_cap(any_settings: Settings) -> None:
+def test_reconciler_requeues_stale_jobs_and_fails_them_at_the_attempt_cap(
+    any_settings: Settings,
+) -> None:
     from app import db
     from app.models import Job
 
@@ -99,7 +107,9 @@ def test_cancelling_a_queued_job_ends_it_without_running(any_settings: Settings)
     from app.models import Job
 
     db.upgrade(any_settings)
-    job_id = add_job(any_settings, add_architecture(any_settings, tiny_config()), "training", {"steps": 5})
+    job_id = add_job(
+        any_settings, add_architecture(any_settings, tiny_config()), "training", {"steps": 5}
+    )
     with session_scope(any_settings) as session:
         session.get(Job, job_id).cancel_requested = True  # type: ignore[union-attr]
     assert _claim(any_settings, job_id, "w") is None

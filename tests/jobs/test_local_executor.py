@@ -33,12 +33,16 @@ def _training_step(settings: Settings, job_id: str) -> int:
 def _attempt_is_training(settings: Settings, job_id: str, attempt: int) -> bool:
     """Attempt ``attempt`` has announced itself and reported at least one step since."""
     kinds = [(e.kind, e.payload) for e in events(settings, job_id)]
-    starts = [i for i, (kind, payload) in enumerate(kinds) if kind == "started" and payload["attempt"] == attempt]
-    return bool(starts) and any(kind == "step" for kind, _ in kinds[starts[-1]:])
+    starts = [
+        i
+        for i, (kind, payload) in enumerate(kinds)
+        if kind == "started" and payload["attempt"] == attempt
+    ]
+    return bool(starts) and any(kind == "step" for kind, _ in kinds[starts[-1] :])
 
 
 def _tf_child(worker_pid: int, timeout: float = 60.0) -> int:
-    """The TensorFlow child running a job for this worker (the warm spare may also exist: take the busy one)."""
+    """A TensorFlow child process of this worker (running a job, or the warm spare)."""
     return wait_for(lambda: children_of(worker_pid), timeout, "a TensorFlow child process")[0]
 
 
@@ -47,13 +51,23 @@ def test_jobs_of_every_kind_run_and_write_their_result_once(jsettings: Settings)
     executor = LocalExecutor(jsettings)
     executor.start()
     try:
-        training = add_job(jsettings, arch, "training", {"steps": 30, "batch_size": 8, "input_shape": [32, 32, 3]},
-                           time_limit_s=300)
-        gradients = add_job(jsettings, arch, "gradients", {"input_shape": [32, 32, 3]}, time_limit_s=300)
+        training = add_job(
+            jsettings,
+            arch,
+            "training",
+            {"steps": 30, "batch_size": 8, "input_shape": [32, 32, 3]},
+            time_limit_s=300,
+        )
+        gradients = add_job(
+            jsettings, arch, "gradients", {"input_shape": [32, 32, 3]}, time_limit_s=300
+        )
         analysis = add_job(jsettings, arch, "analysis", {"input_shape": None}, time_limit_s=60)
         for job_id in (training, gradients, analysis):
             executor.dispatch(job_id)
-        rows = {job_id: wait_terminal(jsettings, job_id, 300) for job_id in (training, gradients, analysis)}
+        rows = {
+            job_id: wait_terminal(jsettings, job_id, 300)
+            for job_id in (training, gradients, analysis)
+        }
     finally:
         executor.stop()
     for row in rows.values():
@@ -67,13 +81,20 @@ def test_jobs_of_every_kind_run_and_write_their_result_once(jsettings: Settings)
     assert [e.seq for e in events(jsettings, training)] == list(range(1, len(kinds) + 1))
 
 
-def test_sigkill_of_the_tensorflow_process_mid_run_is_retried_to_completion(jsettings: Settings) -> None:
+def test_sigkill_of_the_tensorflow_process_mid_run_is_retried_to_completion(
+    jsettings: Settings,
+) -> None:
     arch = add_architecture(jsettings, tiny_config())
     executor = LocalExecutor(jsettings)
     executor.start()
     try:
-        job_id = add_job(jsettings, arch, "training", {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-                         time_limit_s=300)
+        job_id = add_job(
+            jsettings,
+            arch,
+            "training",
+            {"steps": 300, "batch_size": 8, "overfit_steps": 0},
+            time_limit_s=300,
+        )
         executor.dispatch(job_id)
         wait_for(lambda: _training_step(jsettings, job_id) >= 5, 120, "the run to make progress")
         worker = executor.pids[0]
@@ -97,15 +118,22 @@ def test_sigkill_of_the_worker_process_is_recovered_by_the_reconciler(jsettings:
     executor = LocalExecutor(jsettings)
     executor.start()
     try:
-        job_id = add_job(jsettings, arch, "training", {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-                         time_limit_s=300)
+        job_id = add_job(
+            jsettings,
+            arch,
+            "training",
+            {"steps": 300, "batch_size": 8, "overfit_steps": 0},
+            time_limit_s=300,
+        )
         executor.dispatch(job_id)
         wait_for(lambda: _training_step(jsettings, job_id) >= 5, 120, "the run to make progress")
         worker = executor.pids[0]
         tf_children = children_of(worker)
         kill(worker)
         # the TensorFlow child dies with its worker (PR_SET_PDEATHSIG): no orphan keeps training
-        wait_for(lambda: not any(alive(pid) for pid in tf_children), 10, "the TensorFlow child to die")
+        wait_for(
+            lambda: not any(alive(pid) for pid in tf_children), 10, "the TensorFlow child to die"
+        )
         row = wait_terminal(jsettings, job_id, 300)
     finally:
         executor.stop()
@@ -124,7 +152,11 @@ def test_a_job_that_keeps_killing_its_worker_ends_failed_with_the_reason(tmp_pat
         job_id = add_job(settings, arch, "training", LONG_RUN, time_limit_s=300)
         executor.dispatch(job_id)
         for attempt in (1, 2):
-            wait_for(lambda a=attempt: _attempt_is_training(settings, job_id, a), 120, f"attempt {attempt} to train")
+            wait_for(
+                lambda a=attempt: _attempt_is_training(settings, job_id, a),
+                120,
+                f"attempt {attempt} to train",
+            )
             for pid in children_of(executor.pids[0]):
                 kill(pid)
         row = wait_terminal(settings, job_id, 120)
@@ -139,10 +171,20 @@ def test_a_job_that_keeps_killing_its_worker_ends_failed_with_the_reason(tmp_pat
 def test_queued_and_interrupted_jobs_run_after_the_service_restarts(jsettings: Settings) -> None:
     arch = add_architecture(jsettings, tiny_config())
     # jobs queued while no service runs, and one left "running" by a service that died
-    queued = [add_job(jsettings, arch, "training", {"steps": 10, "batch_size": 4, "overfit_steps": 5},
-                      time_limit_s=300) for _ in range(2)]
+    queued = [
+        add_job(
+            jsettings,
+            arch,
+            "training",
+            {"steps": 10, "batch_size": 4, "overfit_steps": 5},
+            time_limit_s=300,
+        )
+        for _ in range(2)
+    ]
     queued.append(add_job(jsettings, arch, "analysis", {}))
-    interrupted = add_job(jsettings, arch, "training", {"steps": 10, "batch_size": 4}, time_limit_s=300)
+    interrupted = add_job(
+        jsettings, arch, "training", {"steps": 10, "batch_size": 4}, time_limit_s=300
+    )
     with session_scope(jsettings) as session:
         row = session.get(Job, interrupted)
         assert row is not None
@@ -159,7 +201,9 @@ def test_queued_and_interrupted_jobs_run_after_the_service_restarts(jsettings: S
     assert rows[-1].attempts == 2
 
 
-def test_graceful_stop_gives_the_running_job_back_without_spending_an_attempt(jsettings: Settings) -> None:
+def test_graceful_stop_gives_the_running_job_back_without_spending_an_attempt(
+    jsettings: Settings,
+) -> None:
     arch = add_architecture(jsettings, tiny_config())
     executor = LocalExecutor(jsettings)
     executor.start()

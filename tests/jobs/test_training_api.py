@@ -35,12 +35,20 @@ def _architecture_id(api: Any, config: dict[str, Any], **extra: Any) -> dict[str
 
 
 def _terminal(api: Any, url: str, timeout: float = 300) -> dict[str, Any]:
-    return wait_for(lambda: (body := api.get(url).json())["status"] in ("succeeded", "failed", "cancelled") and body,
-                    timeout, f"{url} to finish", interval=0.3)
+    return wait_for(
+        lambda: (
+            (body := api.get(url).json())["status"] in ("succeeded", "failed", "cancelled") and body
+        ),
+        timeout,
+        f"{url} to finish",
+        interval=0.3,
+    )
 
 
 def test_measured_gradients_are_merged_into_the_analysis_beside_the_prediction(api: Any) -> None:
-    created = _architecture_id(api, example3_config(), input_shape=[32, 32, 3], measure_gradients=True)
+    created = _architecture_id(
+        api, example3_config(), input_shape=[32, 32, 3], measure_gradients=True
+    )
     assert created["status"] in ("queued", "running")
     done = _terminal(api, f"/v1/analyses/{created['id']}")
     assert done["status"] == "succeeded"
@@ -52,7 +60,9 @@ def test_measured_gradients_are_merged_into_the_analysis_beside_the_prediction(a
 
 def test_a_training_run_shows_progress_streams_events_and_ends_with_a_verdict(api: Any) -> None:
     analysis = _architecture_id(api, example3_config(), input_shape=[32, 32, 3])
-    response = api.post("/v1/training-runs", json={"analysis_id": analysis["id"], "steps": 40, "batch_size": 8})
+    response = api.post(
+        "/v1/training-runs", json={"analysis_id": analysis["id"], "steps": 40, "batch_size": 8}
+    )
     assert response.status_code == 202, response.text
     run = response.json()
     assert response.headers["Location"] == f"/v1/training-runs/{run['id']}"
@@ -66,27 +76,41 @@ def test_a_training_run_shows_progress_streams_events_and_ends_with_a_verdict(ap
             break
         time.sleep(0.1)
     assert body["status"] == "succeeded", body["error"]
-    assert any(status == "running" and 0 < done < 40 and eta is not None for status, done, eta in seen), seen
+    assert any(
+        status == "running" and 0 < done < 40 and eta is not None for status, done, eta in seen
+    ), seen
     verdict = body["result"]["verdict"]
     assert verdict["loss_decreased"] is True and verdict["overfit_one_batch_passed"] is True
     with api.stream("GET", f"/v1/training-runs/{run['id']}/events") as stream:
         text = "".join(stream.iter_text())
     blocks = [b for b in text.split("\n\n") if b.strip()]
-    kinds = [line.split(": ", 1)[1] for b in blocks for line in b.splitlines() if line.startswith("event: ")]
+    kinds = [
+        line.split(": ", 1)[1]
+        for b in blocks
+        for line in b.splitlines()
+        if line.startswith("event: ")
+    ]
     assert kinds[0] == "started" and kinds.count("step") == 40 and kinds[-1] == "end"
     step = next(json.loads(b.split("data: ", 1)[1]) for b in blocks if "event: step" in b)
     assert {"step", "loss", "step_time_s", "eta_s"} <= set(step)
     # resuming after an event id only sends what follows
-    with api.stream("GET", f"/v1/training-runs/{run['id']}/events", headers={"Last-Event-ID": "40"}) as stream:
+    with api.stream(
+        "GET", f"/v1/training-runs/{run['id']}/events", headers={"Last-Event-ID": "40"}
+    ) as stream:
         later = "".join(stream.iter_text())
     assert "id: 40\n" not in later and "id: 41\n" in later
 
 
 def test_cancel_stops_a_run_at_its_next_step(api: Any) -> None:
     analysis = _architecture_id(api, tiny_config())
-    run = api.post("/v1/training-runs", json={"analysis_id": analysis["id"], "steps": 2000, "batch_size": 4}).json()
-    wait_for(lambda: api.get(f"/v1/training-runs/{run['id']}").json()["progress"]["steps_done"] > 5, 120,
-             "the run to start")
+    run = api.post(
+        "/v1/training-runs", json={"analysis_id": analysis["id"], "steps": 2000, "batch_size": 4}
+    ).json()
+    wait_for(
+        lambda: api.get(f"/v1/training-runs/{run['id']}").json()["progress"]["steps_done"] > 5,
+        120,
+        "the run to start",
+    )
     cancelled = api.post(f"/v1/training-runs/{run['id']}/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["cancel_requested"] is True
     body = _terminal(api, f"/v1/training-runs/{run['id']}")
@@ -98,11 +122,16 @@ def test_an_uploaded_npz_dataset_is_used(api: Any) -> None:
     analysis = _architecture_id(api, tiny_config())
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 64)
-    x = rng.standard_normal((3, 8, 8, 3)).astype("float32")[labels] + 0.3 * rng.standard_normal((64, 8, 8, 3))
+    x = rng.standard_normal((3, 8, 8, 3)).astype("float32")[labels] + 0.3 * rng.standard_normal(
+        (64, 8, 8, 3)
+    )
     buffer = io.BytesIO()
     np.savez(buffer, x=x.astype("float32"), y=labels)
-    response = api.post("/v1/training-runs", data={"analysis_id": analysis["id"], "steps": "30", "batch_size": "16"},
-                        files={"dataset_file": ("data.npz", buffer.getvalue(), "application/octet-stream")})
+    response = api.post(
+        "/v1/training-runs",
+        data={"analysis_id": analysis["id"], "steps": "30", "batch_size": "16"},
+        files={"dataset_file": ("data.npz", buffer.getvalue(), "application/octet-stream")},
+    )
     assert response.status_code == 202, response.text
     body = _terminal(api, response.headers["Location"])
     assert body["status"] == "succeeded", body["error"]
@@ -120,7 +149,9 @@ def test_an_uploaded_npz_dataset_is_used(api: Any) -> None:
         ({"architecture_id": "x", "dataset": "npz"}, 422, "validation_error"),
     ],
 )
-def test_bad_requests_are_problems(api: Any, payload: dict[str, Any], status: int, code: str) -> None:
+def test_bad_requests_are_problems(
+    api: Any, payload: dict[str, Any], status: int, code: str
+) -> None:
     if payload.get("architecture_id") == "x":
         payload["architecture_id"] = _architecture_id(api, tiny_config())["architecture"]["id"]
     response = api.post("/v1/training-runs", json=payload)
@@ -131,5 +162,9 @@ def test_bad_requests_are_problems(api: Any, payload: dict[str, Any], status: in
 
 def test_an_unknown_run_is_not_found(api: Any) -> None:
     assert api.get("/v1/training-runs/00000000-0000-0000-0000-000000000000").status_code == 404
-    assert api.post("/v1/training-runs/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
-    assert api.get("/v1/training-runs/00000000-0000-0000-0000-000000000000/events").status_code == 404
+    assert (
+        api.post("/v1/training-runs/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
+    )
+    assert (
+        api.get("/v1/training-runs/00000000-0000-0000-0000-000000000000/events").status_code == 404
+    )

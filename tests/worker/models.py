@@ -14,7 +14,10 @@ def plain_sigmoid_cnn(depth: int = 20, input_shape: tuple[int, int, int] = (32, 
         keras.layers.Conv2D(16, 3, padding="same", activation="sigmoid", name=f"conv{i + 1}")
         for i in range(depth - 1)
     ]
-    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax", name="head")]
+    layers += [
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(10, activation="softmax", name="head"),
+    ]
     return keras.Sequential(layers, name=f"plain_sigmoid_{depth}")
 
 

@@ -21,7 +21,9 @@ from tests.worker.models import plain_sigmoid_cnn
 def example3_small():  # type: ignore[no-untyped-def]
     """The seed's Example 3 from the stored fixture, rebuilt at 32x32x3 (instead of 128x128x3)
     so that it runs in seconds on two CPU cores; the layers and parameters are the same."""
-    return load_model(load_config(FIXTURES_DIR / "seed" / "example3.json"), None, "json", input_shape=[32, 32, 3])
+    return load_model(
+        load_config(FIXTURES_DIR / "seed" / "example3.json"), None, "json", input_shape=[32, 32, 3]
+    )
 
 
 def test_probe_matches_a_hand_written_gradient_tape() -> None:
@@ -57,20 +59,29 @@ def test_twenty_layer_plain_sigmoid_cnn_vanishes() -> None:
     # the gradient shrinks layer after layer going backwards through the sigmoid stack
     assert all(a < b for a, b in zip(norms[:-1], norms[1:], strict=False))
     assert measured["skip_ablation"]["status"] == "not_applicable"
-    assert measured["thresholds"] == {"vanishing_ratio": VANISHING_RATIO, "exploding_ratio": EXPLODING_RATIO}
-    sigmoid_means = [row["activation_mean"] for row in measured["layers"] if row["name"].startswith("conv")]
+    assert measured["thresholds"] == {
+        "vanishing_ratio": VANISHING_RATIO,
+        "exploding_ratio": EXPLODING_RATIO,
+    }
+    sigmoid_means = [
+        row["activation_mean"] for row in measured["layers"] if row["name"].startswith("conv")
+    ]
     assert all(0.0 < m < 1.0 for m in sigmoid_means)
     json.dumps(measured)  # stored as JSON on the job row
 
 
-def test_example3_is_healthy_and_its_skips_carry_gradient_to_the_early_layers(example3_small) -> None:  # type: ignore[no-untyped-def]
+def test_example3_is_healthy_and_its_skips_carry_gradient_to_the_early_layers(
+    example3_small,
+) -> None:  # type: ignore[no-untyped-def]
     measured = measure(example3_small, batches=4, batch_size=8, seed=0)
     assert measured["verdict"] == "healthy"
     assert VANISHING_RATIO < measured["first_to_last_ratio"] < EXPLODING_RATIO
     ablation = measured["skip_ablation"]
     assert ablation["status"] == "measured"
     assert [item["add"] for item in ablation["removed_adds"]] == ["add", "add_1"]
-    assert ablation["removed_adds"][0]["shortcut"] == "conv2d"  # the stem's output is the identity path
+    assert (
+        ablation["removed_adds"][0]["shortcut"] == "conv2d"
+    )  # the stem's output is the identity path
     assert len(ablation["early_layers"]) >= 2
     early = [row for row in ablation["layers"] if row["name"] in ablation["early_layers"]]
     assert all(row["ratio"] < 1.0 for row in early)
@@ -78,21 +89,31 @@ def test_example3_is_healthy_and_its_skips_carry_gradient_to_the_early_layers(ex
     # the first layer loses the most: its gradient crossed both removed skips
     assert ablation["layers"][0]["ratio"] == min(row["ratio"] for row in ablation["layers"])
     relu_rows = [row for row in measured["layers"] if row["class_name"] == "Conv2D"]
-    assert all(row["dead_fraction"] is not None and 0.0 <= row["dead_fraction"] <= 1.0 for row in relu_rows)
+    assert all(
+        row["dead_fraction"] is not None and 0.0 <= row["dead_fraction"] <= 1.0 for row in relu_rows
+    )
 
 
 def test_measurement_is_deterministic_for_a_seed(example3_small) -> None:  # type: ignore[no-untyped-def]
     first = measure(example3_small, batches=2, batch_size=4, seed=3, ablation=False)
     second = measure(example3_small, batches=2, batch_size=4, seed=3, ablation=False)
-    assert [r["grad_norm"] for r in first["weights"]] == pytest.approx([r["grad_norm"] for r in second["weights"]])
+    assert [r["grad_norm"] for r in first["weights"]] == pytest.approx(
+        [r["grad_norm"] for r in second["weights"]]
+    )
 
 
 def test_dead_relu_units_are_counted() -> None:
     import keras
 
     inputs = keras.Input((8, 8, 3))
-    dead = keras.layers.Conv2D(4, 3, padding="same", activation="relu", bias_initializer=keras.initializers.Constant(-1e3),
-                               name="dead")(inputs)
+    dead = keras.layers.Conv2D(
+        4,
+        3,
+        padding="same",
+        activation="relu",
+        bias_initializer=keras.initializers.Constant(-1e3),
+        name="dead",
+    )(inputs)
     alive = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="alive")(inputs)
     merged = keras.layers.Concatenate()([dead, alive])
     outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(merged))
@@ -109,7 +130,9 @@ def test_projection_shortcuts_are_recognised_and_pruned() -> None:
     import keras
 
     inputs = keras.Input((16, 16, 8))
-    branch = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="b1")(inputs)
+    branch = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="b1")(
+        inputs
+    )
     branch = keras.layers.Conv2D(16, 3, padding="same", name="b2")(branch)
     projection = keras.layers.Conv2D(16, 1, strides=2, name="proj")(inputs)
     out = keras.layers.Add(name="merge")([projection, branch])
@@ -130,7 +153,9 @@ def test_an_add_of_two_equal_branches_is_not_called_a_skip() -> None:
     inputs = keras.Input((8, 8, 3))
     a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inputs)
     b = keras.layers.Conv2D(4, 3, padding="same", name="b")(inputs)
-    out = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(keras.layers.Add(name="sum")([a, b])))
+    out = keras.layers.Dense(1)(
+        keras.layers.GlobalAveragePooling2D()(keras.layers.Add(name="sum")([a, b]))
+    )
     _, removed, skipped = remove_skip_connections(keras.Model(inputs, out).get_config())
     assert removed == []
     assert skipped[0]["add"] == "sum"

@@ -38,7 +38,9 @@ def test_keras3_and_tf_keras_configs_give_the_model_keras_builds(example: str) -
     for config in (keras3, load_config(SEED / f"{example}.tfkeras.json")):
         model = load_model(config, None, "json")
         assert model.count_params() == reference.count_params()
-        assert [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in reference.weights]
+        assert [tuple(w.shape) for w in model.weights] == [
+            tuple(w.shape) for w in reference.weights
+        ]
         assert model.input_shape == reference.input_shape
         assert model.output_shape == reference.output_shape
 
@@ -56,12 +58,22 @@ def test_input_shape_override_rebuilds_every_layer_for_the_new_shape() -> None:
 
     config = json.loads(
         keras.Sequential(
-            [keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(5)]
+            [
+                keras.Input((28, 28, 1)),
+                keras.layers.Conv2D(4, 3),
+                keras.layers.Flatten(),
+                keras.layers.Dense(5),
+            ]
         ).to_json()
     )
     model = load_model(config, None, "json", input_shape=[16, 16, 1])
     expected = keras.Sequential(
-        [keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(5)]
+        [
+            keras.Input((16, 16, 1)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5),
+        ]
     )
     assert model.input_shape == (None, 16, 16, 1)
     assert model.count_params() == expected.count_params()  # the Dense shrank with the input
@@ -88,7 +100,9 @@ def test_uploaded_weights_are_loaded_even_from_a_blob_without_extension(
     blob.write_bytes(saved.read_bytes())
     loaded = load_model(json.loads(model.to_json()), blob, fmt)
     x = rng.standard_normal((2, 16, 16, 3)).astype("float32")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert isinstance(loaded, keras.Model)
@@ -109,7 +123,9 @@ def test_a_lambda_layer_is_refused_by_safe_mode() -> None:
     Keras's safe_mode refuses to deserialise its bytecode."""
     import keras
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(1)]
+    )
     config = json.loads(model.to_json())
     with pytest.raises(DomainError) as info:
         load_model(config, None, "json")
@@ -117,19 +133,36 @@ def test_a_lambda_layer_is_refused_by_safe_mode() -> None:
 
 
 def test_a_config_keras_cannot_read_raises_a_domain_error_saying_so() -> None:
-    bad = {"class_name": "Sequential", "config": {"name": "s", "layers": [
-        {"class_name": "InputLayer", "config": {"batch_shape": [None, 4]}},
-        {"class_name": "Conv2D", "config": {"filters": "three", "kernel_size": 3}},
-    ]}}
+    bad = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "s",
+            "layers": [
+                {"class_name": "InputLayer", "config": {"batch_shape": [None, 4]}},
+                {"class_name": "Conv2D", "config": {"filters": "three", "kernel_size": 3}},
+            ],
+        },
+    }
     with pytest.raises(InvalidArchitecture) as info:
         load_model(bad, None, "json")
     assert "Keras could not build the model" in info.value.detail
 
 
 def test_a_model_without_input_shape_is_refused() -> None:
-    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
-        {"module": "keras.layers", "class_name": "Dense", "config": {"units": 2}, "registered_name": None},
-    ]}}
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "s",
+            "layers": [
+                {
+                    "module": "keras.layers",
+                    "class_name": "Dense",
+                    "config": {"units": 2},
+                    "registered_name": None,
+                },
+            ],
+        },
+    }
     with pytest.raises(InvalidArchitecture) as info:
         load_model(config, None, "json")
     assert "input shape" in info.value.detail

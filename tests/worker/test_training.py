@@ -17,22 +17,33 @@ from tests.fixtures.load import FIXTURES_DIR, load_config
 def example3_small():  # type: ignore[no-untyped-def]
     """Example 3 from the stored seed fixture at 32x32x3 instead of 128x128x3: same layers and
     parameters, 16x less compute, so that a 60-step run takes seconds on two CPU cores."""
-    return load_model(load_config(FIXTURES_DIR / "seed" / "example3.json"), None, "json", input_shape=[32, 32, 3])
+    return load_model(
+        load_config(FIXTURES_DIR / "seed" / "example3.json"), None, "json", input_shape=[32, 32, 3]
+    )
 
 
 def tiny_model(classes: int = 3):  # type: ignore[no-untyped-def]
     import keras
 
     return keras.Sequential(
-        [keras.Input((6, 6, 2)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten(),
-         keras.layers.Dense(classes, activation="softmax")]
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
     )
 
 
 def test_example3_learns_the_synthetic_task_and_overfits_one_batch() -> None:
     events: list[dict] = []
-    result = run_training(example3_small(), {"steps": 60, "batch_size": 16, "seed": 0},
-                          on_step=events.append, should_stop=lambda: False, time_limit_s=600)
+    result = run_training(
+        example3_small(),
+        {"steps": 60, "batch_size": 16, "seed": 0},
+        on_step=events.append,
+        should_stop=lambda: False,
+        time_limit_s=600,
+    )
     verdict = result["verdict"]
     assert result["status"] == "completed" and result["steps_completed"] == 60
     assert verdict["loss_decreased"] is True
@@ -46,16 +57,22 @@ def test_example3_learns_the_synthetic_task_and_overfits_one_batch() -> None:
     assert [e["step"] for e in events if "probe" in e] == [1, 11, 21, 31, 41, 51, 60]
     probe = events[-1]["probe"]
     assert {row["name"] for row in probe["layers"]} >= {"conv2d", "dense"}
-    assert all(row["update_to_weight"] > 0 for row in probe["layers"] if row["grad_norm"] is not None)
+    assert all(
+        row["update_to_weight"] > 0 for row in probe["layers"] if row["grad_norm"] is not None
+    )
     assert len(result["history"]["loss"]) == 60 and len(result["history"]["step_time_s"]) == 60
     assert result["history"]["accuracy"][-1] > 0.5
 
 
 def test_cancel_stops_at_the_next_step_and_skips_the_overfit_check() -> None:
     seen: list[int] = []
-    result = run_training(tiny_model(), {"steps": 500, "batch_size": 8},
-                          on_step=lambda e: seen.append(e["step"]), should_stop=lambda: len(seen) >= 5,
-                          time_limit_s=600)
+    result = run_training(
+        tiny_model(),
+        {"steps": 500, "batch_size": 8},
+        on_step=lambda e: seen.append(e["step"]),
+        should_stop=lambda: len(seen) >= 5,
+        time_limit_s=600,
+    )
     assert result["status"] == "cancelled"
     assert result["steps_completed"] == 5 and seen == [1, 2, 3, 4, 5]
     assert result["overfit_one_batch"]["passed"] is None
@@ -87,8 +104,17 @@ def test_uploaded_npz_with_integer_labels_trains(tmp_path: Path) -> None:
     patterns = rng.standard_normal((3, 6, 6, 2)).astype("float32")
     x = patterns[labels] + 0.3 * rng.standard_normal((96, 6, 6, 2)).astype("float32")
     path = _npz(tmp_path / "d.npz", x=x, y=labels)
-    result = run_training(tiny_model(), {"steps": 80, "batch_size": 16, "dataset": "npz", "npz_path": str(path),
-                                          "learning_rate": 0.01}, time_limit_s=600)
+    result = run_training(
+        tiny_model(),
+        {
+            "steps": 80,
+            "batch_size": 16,
+            "dataset": "npz",
+            "npz_path": str(path),
+            "learning_rate": 0.01,
+        },
+        time_limit_s=600,
+    )
     assert result["dataset"] == {"kind": "npz", "samples": 96}
     assert result["verdict"]["loss_decreased"] is True
     assert result["verdict"]["overfit_one_batch_passed"] is True
@@ -98,17 +124,27 @@ def test_uploaded_npz_with_integer_labels_trains(tmp_path: Path) -> None:
     "arrays,message",
     [
         ({"x": np.zeros((4, 6, 6, 2), "float32")}, "must contain arrays 'x' and 'y'"),
-        ({"x": np.zeros((4, 6, 6, 1), "float32"), "y": np.zeros(4, "int64")}, "Received: (4, 6, 6, 1)"),
-        ({"x": np.zeros((4, 6, 6, 2), "float32"), "y": np.full(4, 7)}, "Class labels in 'y' must lie in [0, 3)"),
+        (
+            {"x": np.zeros((4, 6, 6, 1), "float32"), "y": np.zeros(4, "int64")},
+            "Received: (4, 6, 6, 1)",
+        ),
+        (
+            {"x": np.zeros((4, 6, 6, 2), "float32"), "y": np.full(4, 7)},
+            "Class labels in 'y' must lie in [0, 3)",
+        ),
         ({"x": np.zeros((4, 6, 6, 2), "float32"), "y": np.zeros(5, "int64")}, "as many samples"),
         ({"x": np.array(["a"] * 4), "y": np.zeros(4, "int64")}, "must hold numbers"),
         ({"x": np.full((4, 6, 6, 2), np.nan, "float32"), "y": np.zeros(4, "int64")}, "finite"),
     ],
 )
-def test_bad_npz_datasets_are_refused_with_what_was_received(tmp_path: Path, arrays: dict, message: str) -> None:
+def test_bad_npz_datasets_are_refused_with_what_was_received(
+    tmp_path: Path, arrays: dict, message: str
+) -> None:
     path = _npz(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValidationFailed) as info:
-        run_training(tiny_model(), {"steps": 2, "dataset": "npz", "npz_path": str(path)}, time_limit_s=60)
+        run_training(
+            tiny_model(), {"steps": 2, "dataset": "npz", "npz_path": str(path)}, time_limit_s=60
+        )
     assert message in info.value.detail
 
 
@@ -116,15 +152,21 @@ def test_npz_with_pickled_objects_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pickle.npz"
     np.savez(path, x=np.array([{"a": 1}] * 4, dtype=object), y=np.zeros(4))
     with pytest.raises(ValidationFailed) as info:
-        run_training(tiny_model(), {"steps": 2, "dataset": "npz", "npz_path": str(path)}, time_limit_s=60)
+        run_training(
+            tiny_model(), {"steps": 2, "dataset": "npz", "npz_path": str(path)}, time_limit_s=60
+        )
     assert "pickle" in info.value.detail.lower()
 
 
 def test_npz_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     path = _npz(tmp_path / "big.npz", x=np.zeros((64, 6, 6, 2), "float32"), y=np.zeros(64, "int64"))
     with pytest.raises(PayloadTooLarge):
-        run_training(tiny_model(), {"steps": 2, "dataset": "npz", "npz_path": str(path)}, time_limit_s=60,
-                     max_npz_bytes=1024)
+        run_training(
+            tiny_model(),
+            {"steps": 2, "dataset": "npz", "npz_path": str(path)},
+            time_limit_s=60,
+            max_npz_bytes=1024,
+        )
 
 
 @pytest.mark.parametrize(
