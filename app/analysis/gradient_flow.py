@@ -502,8 +502,10 @@ def _forward(result: AnalysisResult, notes: list[str]) -> dict[str, _Forward]:
             forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
             state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
             # A zero-mean kernel turns a shared input mean into per-channel offsets.
+            shifted = _log_sum((first.offset, first.mean_sq))
             pre = _Stats(first.fluct + forward_gain,
-                         _log_sum((first.offset, first.mean_sq)) + forward_gain, _LOG_FLOOR)
+                         shifted + forward_gain if shifted > _LOG_FLOOR else _LOG_FLOOR,
+                         _LOG_FLOOR)
             state.log_pre = pre.total
             state.out, state.log_act_grad = _apply_activation(
                 _activation_of(layer), pre, layer.name, notes)
