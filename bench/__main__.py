@@ -39,7 +39,7 @@ from bench import ARTIFACTS, ROOT, machine
 
 ALL = ("engine", "http", "upload", "training", "load")
 #: Lines of the script-style benchmarks that carry a figure worth repeating in the summary.
-FIGURE_LINE = re.compile(r"ratio|goal|throughput|delay|%|\d+x\s*$", re.IGNORECASE)
+FIGURE_LINE = re.compile(r"ratio|goal|throughput|delay|chain of|%|\d+x\s*$", re.IGNORECASE)
 
 
 def run_script(name: str, quick: bool) -> dict[str, Any]:
