@@ -34,8 +34,8 @@ from app.analysis.graph import (
     TensorRef,
 )
 from app.analysis.parse import build_graph
-from app.analysis.rules import is_operation, lookup
-from app.analysis.rules.base import UNKNOWN, Ctx, UnsupportedVariant, elements, initializer_name
+from app.analysis.rules import is_operation, lookup_rule
+from app.analysis.rules.base import UNKNOWN, Ctx, Rule, UnsupportedVariant, elements, initializer_name
 from app.errors import InvalidArchitecture
 
 DTYPE_BYTES = {
@@ -44,6 +44,7 @@ DTYPE_BYTES = {
     "float8_e4m3fn": 1, "float8_e5m2": 1, "int4": 1,
 }
 VARIABLE_BYTES = {"mixed_float16": 4, "mixed_bfloat16": 4}
+_DEFAULT_GLOROT_KEYS = ("kernel_initializer", "depthwise_initializer")
 _READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
 
 
@@ -213,107 +214,95 @@ class _Walk:
 
     def visit(self, node: LayerNode, call_index: int, result: LayerResult) -> None:
         call = node.calls[call_index]
+        name = node.name
+        tensors = self.tensors
+        tensor_fields = self.fields
+        edges = self.edges
+        inbound = result.inbound
         shapes: list[Shape | None] = []
         fields: list[ReceptiveField | None] = []
         producers: list[str] = []
         for ref in call.inputs:
-            key = (ref.layer, ref.node_index, ref.tensor_index)
-            if key not in self.tensors:
-                producer = self.results.get(ref.layer)
+            producer_name = ref.layer
+            key = (producer_name, ref.node_index, ref.tensor_index)
+            if key not in tensors:
+                producer = self.results.get(producer_name)
                 produced = producer.call_output_shapes[ref.node_index] if producer else []
                 raise InvalidArchitecture(
-                    f"{node.class_name} '{node.name}' consumes output {ref.tensor_index} of "
-                    f"'{ref.layer}', which has {len(produced)} output(s)"
+                    f"{node.class_name} '{name}' consumes output {ref.tensor_index} of "
+                    f"'{producer_name}', which has {len(produced)} output(s)"
                 )
-            shapes.append(self.tensors[key])
-            fields.append(self.fields.get(key))
-            producers.append(ref.layer)
-            self.edges[(ref.layer, node.name)] = None
-            if ref.layer not in result.inbound:
-                result.inbound.append(ref.layer)
+            shapes.append(tensors[key])
+            fields.append(tensor_fields.get(key))
+            producers.append(producer_name)
+            edges[(producer_name, name)] = None
+            if producer_name not in inbound:
+                inbound.append(producer_name)
         if call_index == 0:
             result.input_shapes = list(shapes)
+        operation = node.module is not None and is_operation(node.module)
         ctx = Ctx(
-            name=node.name,
-            class_name=node.class_name,
-            config=node.config,
-            input_shapes=shapes,
-            constants=call.constants,
-            tensor_kwargs=call.tensor_kwargs,
-            fmt="op" if is_operation(node.module) else self.graph.format,
-            input_names=producers,
+            name,
+            node.class_name,
+            node.config,
+            shapes,
+            call.constants,
+            call.tensor_kwargs,
+            "op" if operation else self.graph.format,
+            producers,
         )
         inner_bytes: int | None | bool = False
         if node.subgraph is not None:
             outputs, field, inner_bytes = self.visit_model(node, ctx, fields, result, call_index)
         else:
-            outputs, field = self.apply_rule(node, ctx, fields, result, call_index)
+            rule = lookup_rule(node.class_name, operation)
+            outputs, field = self.apply_rule(node, rule, ctx, fields, result, call_index)
         result.call_output_shapes.append(outputs)
         if call_index == 0:
             result.output_shapes = outputs
             result.receptive_field = field
-        if field is not None and field.misaligned and call_index == 0:
-            self.misaligned.append({"layer": node.name, "branches": list(field.misaligned)})
-        size = 0
+            if field is not None and field.misaligned:
+                self.misaligned.append({"layer": name, "branches": list(field.misaligned)})
+        size: int | None = 0
+        dtype_size = result.dtype_bytes
         for tensor_index, shape in enumerate(outputs):
-            self.tensors[(node.name, call_index, tensor_index)] = shape
-            self.fields[(node.name, call_index, tensor_index)] = field
+            key = (name, call_index, tensor_index)
+            tensors[key] = shape
+            tensor_fields[key] = field
             count = elements(shape)
             if count is None:
-                size = None  # type: ignore[assignment]
+                size = None
             elif size is not None:
-                size += count * result.dtype_bytes
+                size += count * dtype_size
         if inner_bytes is not False:  # a nested model: every tensor it computes
             size = inner_bytes  # type: ignore[assignment]
         if result.activation_bytes is not None:
             result.activation_bytes = None if size is None else result.activation_bytes + size
         if size is None and not result.unsupported:
-            self.note("activation_bytes", f"'{node.name}' has unknown output dimensions")
+            self.note("activation_bytes", f"'{name}' has unknown output dimensions")
 
     def apply_rule(
         self,
         node: LayerNode,
+        rule: Rule | None,
         ctx: Ctx,
         fields: list[ReceptiveField | None],
         result: LayerResult,
         call_index: int,
     ) -> tuple[list[Shape | None], ReceptiveField | None]:
-        rule = lookup(node.class_name, node.module)
-        reason = None if rule is not None else f"no rule for class '{node.class_name}'"
         try:
             if rule is None:
-                raise UnsupportedVariant(reason)
-            outputs = rule.shape(ctx)
-            outputs = [None if s is None else tuple(s) for s in outputs]
+                raise UnsupportedVariant(f"no rule for class '{node.class_name}'")
+            outputs = [None if s is None else tuple(s) for s in rule.shape(ctx)]
             if call_index == 0:
-                trainable, non_trainable = rule.params(ctx)
-                if trainable is None or non_trainable is None:
-                    result.params = result.trainable_params = result.non_trainable_params = None
-                    self.note("params", f"'{node.name}': input size unknown")
-                else:
-                    if not self.trainable or node.config.get("trainable", True) is False:
-                        trainable, non_trainable = 0, trainable + non_trainable
-                    result.trainable_params = trainable
-                    result.non_trainable_params = non_trainable
-                    result.params = trainable + non_trainable
-                result.has_weights = bool(result.params)
-                result.activation = rule.activation(ctx)
-                if rule.initializer_key:
-                    result.kernel_initializer = initializer_name(node.config.get(rule.initializer_key))
-                    if result.kernel_initializer is None and rule.initializer_key in (
-                        "kernel_initializer", "depthwise_initializer"
-                    ):
-                        result.kernel_initializer = "GlorotUniform"
-                if rule.fans is not None:
-                    result.fan_in, result.fan_out = rule.fans(ctx)
+                self.first_call(node, rule, ctx, result)
             macs = rule.macs(ctx, outputs)
             if macs is None:
                 self.note("macs", f"'{node.name}': spatial size unknown (pass input_shape)")
                 result.macs = None
             elif result.macs is not None:
                 result.macs += macs
-            field = rule.field(ctx, fields)
-            return outputs, field
+            return outputs, rule.field(ctx, fields)
         except UnsupportedVariant as unsupported:
             return self.unsupported_layer(node, result, str(unsupported), call_index)
         except InvalidArchitecture:
@@ -323,6 +312,29 @@ class _Walk:
                 f"{node.class_name} '{node.name}': the config could not be read "
                 f"({type(error).__name__}: {error}). Received: config={_short(node.config)}"
             ) from error
+
+    def first_call(self, node: LayerNode, rule: Rule, ctx: Ctx, result: LayerResult) -> None:
+        """What only the first call decides: parameters (shared layers own one set), the
+        activation, the kernel initializer and the fans."""
+        trainable, non_trainable = rule.params(ctx)
+        if trainable is None or non_trainable is None:
+            result.params = result.trainable_params = result.non_trainable_params = None
+            self.note("params", f"'{node.name}': input size unknown")
+        else:
+            if not self.trainable or node.config.get("trainable", True) is False:
+                trainable, non_trainable = 0, trainable + non_trainable
+            result.trainable_params = trainable
+            result.non_trainable_params = non_trainable
+            result.params = trainable + non_trainable
+        result.has_weights = bool(result.params)
+        result.activation = rule.activation(ctx)
+        key = rule.initializer_key
+        if key:
+            result.kernel_initializer = initializer_name(node.config.get(key))
+            if result.kernel_initializer is None and key in _DEFAULT_GLOROT_KEYS:
+                result.kernel_initializer = "GlorotUniform"
+        if rule.fans is not None:
+            result.fan_in, result.fan_out = rule.fans(ctx)
 
     def unsupported_layer(
         self, node: LayerNode, result: LayerResult, reason: str, call_index: int

@@ -37,9 +37,16 @@ def is_operation(module: str | None) -> bool:
 
 def lookup(class_name: str, module: str | None) -> Rule | None:
     """The rule for a layer class (an op's rule for Keras 3 ops), or None if unknown."""
-    if is_operation(module):
-        return REGISTRY.get(OPS_PREFIX + class_name)
-    return REGISTRY.get(class_name)
+    return lookup_rule(class_name, is_operation(module))
+
+
+def lookup_rule(class_name: str, operation: bool) -> Rule | None:
+    """The rule for a layer class, or for a Keras 3 op when ``operation`` is True.
+
+    >>> lookup_rule("Add", True).class_name
+    'ops.Add'
+    """
+    return REGISTRY.get(OPS_PREFIX + class_name if operation else class_name)
 
 
 def registered_class_names() -> list[str]:
@@ -47,4 +54,4 @@ def registered_class_names() -> list[str]:
     return sorted(REGISTRY)
 
 
-__all__ = ["REGISTRY", "Ctx", "Rule", "UnsupportedVariant", "is_operation", "lookup", "registered_class_names"]
+__all__ = ["REGISTRY", "Ctx", "Rule", "UnsupportedVariant", "is_operation", "lookup", "lookup_rule", "registered_class_names"]

@@ -85,6 +85,8 @@ def no_macs(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
 
 def field_identity(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
     """Element-wise layers: the output unit sees what the input unit sees (union for merges)."""
+    if len(fields) == 1:
+        return fields[0]
     return union_fields([f for f in fields], [str(i) for i in range(len(fields))])
 
 
@@ -180,7 +182,15 @@ def choice(ctx: Ctx, key: str, options: Sequence[str], default: str) -> str:
 
 
 def channels_last(ctx: Ctx) -> bool:
-    return choice(ctx, "data_format", ("channels_last", "channels_first"), "channels_last") == "channels_last"
+    """True unless ``data_format`` is "channels_first" (read once per call of the layer)."""
+    cache = ctx.cache
+    last = cache.get("channels_last")
+    if last is None:
+        last = cache["channels_last"] = (
+            choice(ctx, "data_format", ("channels_last", "channels_first"), "channels_last")
+            == "channels_last"
+        )
+    return last  # type: ignore[no-any-return]
 
 
 def boolean(ctx: Ctx, key: str, default: bool) -> bool:
@@ -457,9 +467,21 @@ def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str])
     for f, _ in spatial:
         misaligned.extend(f.misaligned)
     axes: list[AxisField] = []
-    centres: list[list[Fraction | None]] = [[] for _ in spatial]
+    # Centres are compared as start + end (twice the centre): equal exactly when the centres are.
+    centres: list[list[Fraction | int | None]] = [[] for _ in spatial]
     for axis in range(rank):
         items = [f.axes[axis] for f, _ in spatial]  # type: ignore[index]
+        if all(
+            type(a.size) is int and type(a.stride) is int and type(a.padding) is int for a in items
+        ):  # the common all-integer case, without Fraction arithmetic
+            stride_int = max(a.stride for a in items)
+            starts_int = [-a.padding for a in items]  # type: ignore[operator]
+            ends_int = [s + a.size - 1 for s, a in zip(starts_int, items, strict=True)]
+            first, last = min(starts_int), max(ends_int)
+            axes.append(AxisField(last - first + 1, stride_int, -first))
+            for index, (s, e) in enumerate(zip(starts_int, ends_int, strict=True)):
+                centres[index].append(s + e)
+            continue
         stride = max(Fraction(a.stride) for a in items)
         if any(a.padding is None for a in items):
             size = max(Fraction(a.size) for a in items)
@@ -472,7 +494,7 @@ def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str])
         start, end = min(starts), max(ends)
         axes.append(AxisField(_norm(end - start + 1), _norm(stride), _norm(-start)))
         for index, (s, e) in enumerate(zip(starts, ends, strict=True)):
-            centres[index].append((s + e) / 2)
+            centres[index].append(s + e)
     reference = centres[0]
     for index in range(1, len(spatial)):
         if any(

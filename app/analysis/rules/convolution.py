@@ -57,8 +57,7 @@ def _rank(ctx: Ctx) -> int:
     return RANKS[ctx.class_name]
 
 
-def _kind(ctx: Ctx) -> str:
-    name = ctx.class_name
+def _classify(name: str) -> str:
     if "Transpose" in name or "Deconvolution" in name:
         return "transpose"
     if name.startswith("Separable"):
@@ -66,6 +65,24 @@ def _kind(ctx: Ctx) -> str:
     if name.startswith("Depthwise"):
         return "depthwise"
     return "conv"
+
+
+KINDS = {name: _classify(name) for name in RANKS}
+"""Class name -> "conv", "separable", "depthwise" or "transpose"."""
+
+
+def _kind(ctx: Ctx) -> str:
+    kind = KINDS.get(ctx.class_name)
+    return kind if kind is not None else _classify(ctx.class_name)
+
+
+def _positive(ctx: Ctx, key: str, default: int | None = None) -> int:
+    """``positive_int(ctx, key, default)``, read once per call of the layer."""
+    cache = ctx.cache
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = positive_int(ctx, key, default)
+    return value  # type: ignore[no-any-return]
 
 
 def _geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], str]:
@@ -88,7 +105,7 @@ def _read_geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[in
 def _filters(ctx: Ctx) -> int | None:
     if _kind(ctx) == "depthwise":
         return None
-    return positive_int(ctx, "filters")
+    return _positive(ctx, "filters")
 
 
 def _groups(ctx: Ctx) -> int:
@@ -99,6 +116,9 @@ def _groups(ctx: Ctx) -> int:
 
 
 def _input_channels(ctx: Ctx) -> int | None:
+    cache = ctx.cache
+    if "input_channels" in cache:
+        return cache["input_channels"]  # type: ignore[no-any-return]
     shape = ctx.shape
     if shape is None:
         return None
@@ -109,6 +129,7 @@ def _input_channels(ctx: Ctx) -> int | None:
             f"the number of input channels must be divisible by groups. "
             f"Received: groups={groups}, input_shape={list(shape)}"
         )
+    cache["input_channels"] = channels
     return channels
 
 
@@ -121,7 +142,7 @@ def shape_convolution(ctx: Ctx) -> list[Shape | None]:
         if filters is not None and filters % groups:
             raise ctx.fail(f"filters must be divisible by groups. Received: filters={filters}, groups={groups}")
     if kind in ("separable", "depthwise"):
-        multiplier = positive_int(ctx, "depth_multiplier", 1)
+        multiplier = _positive(ctx, "depth_multiplier", 1)
     shape = require_rank(ctx, ctx.shape, _rank(ctx) + 2)
     if shape is None:
         return [None]
@@ -166,15 +187,15 @@ def params_convolution(ctx: Ctx) -> Params:
     use_bias = boolean(ctx, "use_bias", True)
     window = product(kernel) or 0
     if kind == "depthwise":
-        multiplier = positive_int(ctx, "depth_multiplier", 1)
+        multiplier = _positive(ctx, "depth_multiplier", 1)
         weights = window * channels * multiplier + (channels * multiplier if use_bias else 0)
     elif kind == "separable":
-        multiplier = positive_int(ctx, "depth_multiplier", 1)
-        filters = positive_int(ctx, "filters")
+        multiplier = _positive(ctx, "depth_multiplier", 1)
+        filters = _positive(ctx, "filters")
         weights = window * channels * multiplier + channels * multiplier * filters
         weights += filters if use_bias else 0
     else:
-        filters = positive_int(ctx, "filters")
+        filters = _positive(ctx, "filters")
         weights = window * (channels // _groups(ctx)) * filters + (filters if use_bias else 0)
     return weights, 0
 
@@ -191,17 +212,17 @@ def macs_convolution(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
     out_positions = product(spatial_dims(out, last))
     if kind == "transpose":
         in_positions = product(spatial_dims(ctx.shape, last))
-        filters = positive_int(ctx, "filters")
+        filters = _positive(ctx, "filters")
         return None if in_positions is None else in_positions * window * channels * filters
     if out_positions is None:
         return None
     if kind == "depthwise":
-        return out_positions * window * channels * positive_int(ctx, "depth_multiplier", 1)
+        return out_positions * window * channels * _positive(ctx, "depth_multiplier", 1)
     if kind == "separable":
-        multiplier = positive_int(ctx, "depth_multiplier", 1)
-        filters = positive_int(ctx, "filters")
+        multiplier = _positive(ctx, "depth_multiplier", 1)
+        filters = _positive(ctx, "filters")
         return out_positions * channels * multiplier * (window + filters)
-    filters = positive_int(ctx, "filters")
+    filters = _positive(ctx, "filters")
     return out_positions * window * (channels // _groups(ctx)) * filters
 
 
@@ -258,9 +279,9 @@ def fans_convolution(ctx: Ctx) -> tuple[int | None, int | None]:
     channels = _input_channels(ctx)
     kind = _kind(ctx)
     if kind == "depthwise" or kind == "separable":
-        multiplier = positive_int(ctx, "depth_multiplier", 1)
+        multiplier = _positive(ctx, "depth_multiplier", 1)
         return (None if channels is None else window * channels), window * multiplier
-    filters = positive_int(ctx, "filters")
+    filters = _positive(ctx, "filters")
     if kind == "transpose":
         return window * filters, (None if channels is None else window * channels)
     return (None if channels is None else window * channels // _groups(ctx)), window * filters
