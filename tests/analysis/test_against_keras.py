@@ -152,6 +152,12 @@ def test_weighted_layer_macs_match_closed_formulas(fixture: ModelFixture, report
         if layer["class_name"] not in WEIGHTED:
             continue
         input_shape = shapes[layer["inbound"][0]] if layer["inbound"] else declared_inputs[0]
+        if None in input_shape[1:] or None in shapes[layer["name"]][1:]:
+            # Unknown spatial size (e.g. MobileNetV3's default input): no number is invented.
+            if layer["macs"] is not None:
+                mismatches.append(f"{layer['name']}: engine {layer['macs']} for unknown shapes")
+            checked += 1
+            continue
         want = closed_form_macs(layer["class_name"], configs[layer["name"]], input_shape,
                                 shapes[layer["name"]])
         checked += 1
