@@ -499,8 +499,8 @@ def analyze(
 
 def fraction_to_json(value: Fraction | int | None) -> int | float | None:
     """Ints stay ints; fractional values (after upsampling) become floats."""
-    if value is None:
-        return None
+    if value is None or type(value) is int:
+        return value
     if isinstance(value, Fraction):
         if value.denominator == 1:
             return int(value)

@@ -136,6 +136,14 @@ def _is_ref_list(value: Any) -> bool:
 def _history_ref(value: Any, where: str) -> TensorRef:
     history = value.get("config", {}).get("keras_history") if isinstance(value, dict) else None
     if (
+        type(history) is list
+        and len(history) == 3
+        and type(history[0]) is str
+        and type(history[1]) is int
+        and type(history[2]) is int
+    ):  # the usual, plain JSON case
+        return TensorRef(history[0], history[1], history[2])
+    if (
         not isinstance(history, list)
         or len(history) != 3
         or not isinstance(history[0], str)
@@ -154,20 +162,18 @@ def _is_keras3_tensor(value: Any) -> bool:
 
 def _collect_keras3(value: Any, call: LayerCall, where: str, key: str) -> Any:
     """Walk a Keras 3 argument structure, moving tensors into ``call.inputs``."""
-    if _is_keras3_tensor(value):
-        call.inputs.append(_history_ref(value, where))
-        return None
-    if isinstance(value, list):
-        if any(_is_keras3_tensor(v) or isinstance(v, (list, dict)) for v in value):
-            for item in value:
-                _collect_keras3(item, call, where, key)
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            call.inputs.append(_history_ref(value, where))
             return None
-        call.constants[key] = value
-        return None
-    if isinstance(value, dict) and not _is_keras3_tensor(value):
         if any(_is_keras3_tensor(v) for v in value.values()):
             for sub_key, item in value.items():
                 _collect_keras3(item, call, where, f"{key}.{sub_key}")
+            return None
+    elif isinstance(value, list):
+        if any(_is_keras3_tensor(v) or isinstance(v, (list, dict)) for v in value):
+            for item in value:
+                _collect_keras3(item, call, where, key)
             return None
     call.constants[key] = value
     return None
@@ -425,7 +431,7 @@ def _resolve(ref: TensorRef, by_name: dict[str, LayerNode], fmt: str, io: bool, 
         if ref.node_index != 0:
             return TensorRef(ref.layer, 0, ref.tensor_index)
         return ref
-    index = ref.node_index - _node_offset(node, fmt, io)
+    index = ref.node_index - _node_offset(node, fmt, io) if node.subgraph is not None else ref.node_index
     count = len(node.calls)
     if not 0 <= index < count:
         # tolerate the other convention before giving up
@@ -438,7 +444,7 @@ def _resolve(ref: TensorRef, by_name: dict[str, LayerNode], fmt: str, io: bool, 
                 f"{where} refers to call {ref.node_index} of '{ref.layer}', which is called "
                 f"{count} time(s)"
             )
-    return TensorRef(ref.layer, index, ref.tensor_index)
+    return ref if index == ref.node_index else TensorRef(ref.layer, index, ref.tensor_index)
 
 
 def _parse_functional(

@@ -22,7 +22,7 @@ from typing import Any
 from app.analysis import findings as findings_module
 from app.analysis import gradient_flow as gradient_flow_module
 from app.analysis.engine import dtype_bytes, fraction_to_json
-from app.analysis.graph import AnalysisResult, LayerResult, ReceptiveField, Shape
+from app.analysis.graph import AnalysisResult, AxisField, LayerResult, ReceptiveField, Shape
 
 SCHEMA_VERSION = "1.0"
 FLOPS_DEFINITION = (
@@ -56,19 +56,23 @@ def field_json(field: ReceptiveField | None) -> dict[str, Any] | None:
     if field.axes is None:
         return {"axes": None, "global": True} if field.is_global else None
     body: dict[str, Any] = {
-        "axes": [
-            {
-                "size": fraction_to_json(axis.size),
-                "stride": fraction_to_json(axis.stride),
-                "padding": fraction_to_json(axis.padding),
-            }
-            for axis in field.axes
-        ],
+        "axes": [_axis_json(axis) for axis in field.axes],
         "global": field.is_global,
     }
     if field.misaligned:
         body["misaligned"] = [pair.split("|") for pair in field.misaligned]
     return body
+
+
+def _axis_json(axis: AxisField) -> dict[str, Any]:
+    size, stride, padding = axis.size, axis.stride, axis.padding
+    if type(size) is int and type(stride) is int and (padding is None or type(padding) is int):
+        return {"size": size, "stride": stride, "padding": padding}
+    return {
+        "size": fraction_to_json(size),
+        "stride": fraction_to_json(stride),
+        "padding": fraction_to_json(padding),
+    }
 
 
 def layer_json(layer: LayerResult) -> dict[str, Any]:
