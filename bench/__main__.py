@@ -83,6 +83,24 @@ def _noise(line: str) -> bool:
     return bool(re.match(r"^(WARNING: All log messages|[IWE]\d{4} |\S+\.cc:\d+\])", line))
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured, and whether tracked files differed from it (others' edits)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "modified": None}
+    return {"commit": commit, "modified": [line[3:] for line in changed if line.strip()]}
+
+
 def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(benchmark, figure, goal / verdict) rows for the final table."""
     rows: list[tuple[str, str, str]] = []
@@ -164,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
 
     described = machine()
+    described["source"] = source_state()
     print("machine:", json.dumps(described))
     results: dict[str, Any] = {
         "machine": described,
