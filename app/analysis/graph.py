@@ -234,6 +234,9 @@ class AnalysisResult:
     metrics: dict[str, MetricStatus] = field(default_factory=dict)
     misaligned: list[dict[str, Any]] = field(default_factory=list)
     _by_name: dict[str, LayerResult] | None = field(default=None, repr=False, compare=False)
+    _successors: tuple[int, int, dict[str, list[str]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def by_name(self) -> dict[str, LayerResult]:
         """Layer results keyed by layer name (built once, then reused: O(1) per call)."""
@@ -242,8 +245,16 @@ class AnalysisResult:
         return self._by_name
 
     def successors(self) -> dict[str, list[str]]:
-        """Layer name -> the layers it feeds (from ``edges``)."""
+        """Layer name -> the layers it feeds (from ``edges``).
+
+        Built once and shared by every reader (gradient flow, findings): treat it as
+        read-only. It is rebuilt when ``layers`` or ``edges`` change size.
+        """
+        cached = self._successors
+        if cached is not None and cached[0] == len(self.layers) and cached[1] == len(self.edges):
+            return cached[2]
         out: dict[str, list[str]] = {layer.name: [] for layer in self.layers}
         for source, destination in self.edges:
             out.setdefault(source, []).append(destination)
+        self._successors = (len(self.layers), len(self.edges), out)
         return out

@@ -136,10 +136,13 @@ def int_tuple(ctx: Ctx, key: str, rank: int, default: Any = None, *, allow_zero:
     value = ctx.config.get(key, default)
     if value is None:
         value = default
-    if type(value) is list and len(value) == rank and all(
-        type(item) is int and item >= (0 if allow_zero else 1) for item in value
-    ):
-        return tuple(value)
+    if type(value) is list and len(value) == rank:  # the usual case: a list of plain ints
+        minimum = 0 if allow_zero else 1
+        for item in value:
+            if type(item) is not int or item < minimum:
+                break
+        else:
+            return tuple(value)
     if isinstance(value, dict) and "value" in value:
         value = value["value"]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -409,12 +412,13 @@ def apply_ops(field_in: ReceptiveField | None, ops: Sequence[AxisOp]) -> Recepti
     """
     if field_in is None or field_in.unknown or field_in.axes is None:
         return field_in
-    if len(field_in.axes) != len(ops):
+    axes = field_in.axes
+    if len(axes) != len(ops):
         return GLOBAL
     return ReceptiveField(
-        tuple(apply_axis(a, op) for a, op in zip(field_in.axes, ops, strict=True)),
-        is_global=field_in.is_global,
-        misaligned=field_in.misaligned,
+        tuple([apply_axis(a, op) for a, op in zip(axes, ops)]),
+        field_in.is_global,
+        field_in.misaligned,
     )
 
 

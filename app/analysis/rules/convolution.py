@@ -17,6 +17,8 @@ MACs per sample (bias additions are not counted):
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from app.analysis.graph import ReceptiveField, Shape
 from app.analysis.rules.base import (
     AxisOp,
@@ -162,11 +164,11 @@ def shape_convolution(ctx: Ctx) -> list[Shape | None]:
             for i, (n, k, s, d) in enumerate(zip(dims, kernel, strides, dilation, strict=True))
         )
     else:
-        out_dims = tuple(
+        out_dims = tuple([
             conv_output_length(n, k, padding, s, d)
             for n, k, s, d in zip(dims, kernel, strides, dilation, strict=True)
-        )
-        if any(d is not None and d <= 0 for d in out_dims):
+        ])
+        if any([d is not None and d <= 0 for d in out_dims]):
             raise ctx.fail(
                 f"the input is too small for kernel_size={list(kernel)} with padding='{padding}'. "
                 f"Received: input_shape={list(shape)}"
@@ -226,14 +228,21 @@ def macs_convolution(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
     return out_positions * window * (channels // _groups(ctx)) * filters
 
 
+@lru_cache(maxsize=1024)
 def window_ops(
     dims: tuple[int | None, ...] | None,
     kernel: tuple[int, ...],
     strides: tuple[int, ...],
     dilation: tuple[int, ...],
     padding: str,
-) -> list[AxisOp]:
-    """Per-axis sliding windows of a convolution or pooling, with Keras's left padding."""
+) -> tuple[AxisOp, ...]:
+    """Per-axis sliding windows of a convolution or pooling, with Keras's left padding.
+
+    Pure in its (hashable) arguments, so it is cached: a network repeats a few geometries.
+
+    >>> window_ops((224, 224), (3, 3), (2, 2), (1, 1), "same")[0]
+    AxisOp(kind='window', kernel=3, stride=2, pad=0)
+    """
     ops: list[AxisOp] = []
     for axis, (k, s, d) in enumerate(zip(kernel, strides, dilation, strict=True)):
         effective = (k - 1) * d + 1
@@ -245,7 +254,7 @@ def window_ops(
         else:
             pad = same_left_padding(n, k, s, d)
         ops.append(AxisOp("window", effective, s, pad))
-    return ops
+    return tuple(ops)
 
 
 def field_convolution(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
