@@ -31,11 +31,17 @@ from app.analysis.graph import (
     ModelGraph,
     ReceptiveField,
     Shape,
-    TensorRef,
 )
 from app.analysis.parse import build_graph
 from app.analysis.rules import is_operation, lookup_rule
-from app.analysis.rules.base import UNKNOWN, Ctx, Rule, UnsupportedVariant, elements, initializer_name
+from app.analysis.rules.base import (
+    UNKNOWN,
+    Ctx,
+    Rule,
+    UnsupportedVariant,
+    elements,
+    initializer_name,
+)
 from app.errors import InvalidArchitecture
 
 DTYPE_BYTES = {

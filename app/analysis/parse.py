@@ -431,7 +431,9 @@ def _resolve(ref: TensorRef, by_name: dict[str, LayerNode], fmt: str, io: bool, 
         if ref.node_index != 0:
             return TensorRef(ref.layer, 0, ref.tensor_index)
         return ref
-    index = ref.node_index - _node_offset(node, fmt, io) if node.subgraph is not None else ref.node_index
+    index = ref.node_index
+    if node.subgraph is not None:
+        index -= _node_offset(node, fmt, io)
     count = len(node.calls)
     if not 0 <= index < count:
         # tolerate the other convention before giving up
