@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import get_sessionmaker
+from app.db import session_scope
 from app.errors import Unauthorized
 from app.models import DEFAULT_TENANT
 
@@ -21,15 +21,8 @@ def get_settings(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     """A session per request: services flush, the request commits (or rolls back on error)."""
-    session = get_sessionmaker(request.app.state.settings)()
-    try:
+    with session_scope(request.app.state.settings) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_tenant(request: Request, session: Annotated[Session, Depends(get_session)]) -> str:

@@ -32,37 +32,16 @@ from app.worker.data import ModelIO, build_loss, describe_model_io, random_input
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-#: Same thresholds as the prediction (app.analysis.gradient_flow) when it defines them.
-VANISHING_RATIO: float = float(getattr(_predicted, "VANISHING_RATIO", 1e-3))
-EXPLODING_RATIO: float = float(getattr(_predicted, "EXPLODING_RATIO", 1e3))
+# One rule for the predicted and the measured verdicts.
+VANISHING_RATIO = _predicted.VANISHING_RATIO
+EXPLODING_RATIO = _predicted.EXPLODING_RATIO
+verdict_for_ratio = _predicted.classify_ratio
 
 RELU_FAMILY_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu"})
 RELU_FAMILY_LAYERS = frozenset({"ReLU", "LeakyReLU", "PReLU"})
 
 
 # -- verdicts -------------------------------------------------------------------
-
-
-def verdict_for_ratio(ratio: float | None) -> str | None:
-    """``healthy`` / ``vanishing`` / ``exploding`` for a first-to-last gradient ratio.
-
-    The prediction's own classifier when the engine has one, so both use one rule.
-
-    Example::
-
-        >>> verdict_for_ratio(1e-6), verdict_for_ratio(0.5), verdict_for_ratio(float("inf"))
-        ('vanishing', 'healthy', 'exploding')
-    """
-    classify = getattr(_predicted, "classify_ratio", None)
-    if classify is not None:
-        return classify(ratio)  # type: ignore[no-any-return]
-    if ratio is None or math.isnan(ratio):
-        return None
-    if ratio < VANISHING_RATIO:
-        return "vanishing"
-    if ratio > EXPLODING_RATIO:
-        return "exploding"
-    return "healthy"
 
 
 def _finite(value: float) -> float | None:
