@@ -470,27 +470,63 @@ def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str])
     misaligned: list[str] = []
     for f, _ in spatial:
         misaligned.extend(f.misaligned)
+    if all(_integral(f.axes) for f, _ in spatial):  # type: ignore[arg-type]
+        axes, differing = _union_integral([f.axes for f, _ in spatial], rank)  # type: ignore[misc]
+    else:
+        axes, differing = _union_fractional([f.axes for f, _ in spatial], rank)  # type: ignore[misc]
+    for index in range(1, len(spatial)):
+        if index in differing:
+            misaligned.append(f"{spatial[0][1]}|{spatial[index][1]}")
+    return ReceptiveField(axes, is_global=is_global, misaligned=tuple(dict.fromkeys(misaligned)))
+
+
+def _integral(axes: tuple[AxisField, ...]) -> bool:
+    """Every size, stride and padding is a plain int (the usual case: no upsampling)."""
+    for a in axes:
+        if type(a.size) is not int or type(a.stride) is not int or type(a.padding) is not int:
+            return False
+    return True
+
+
+def _union_integral(
+    branches: list[tuple[AxisField, ...]], rank: int
+) -> tuple[tuple[AxisField, ...], set[int]]:
+    """Union of all-integer fields: the axes, and the branches whose centre differs from the
+    first branch's on some axis (centres compared as start + end, twice the centre)."""
     axes: list[AxisField] = []
-    # Centres are compared as start + end (twice the centre): equal exactly when the centres are.
-    centres: list[list[Fraction | int | None]] = [[] for _ in spatial]
+    differing: set[int] = set()
     for axis in range(rank):
-        items = [f.axes[axis] for f, _ in spatial]  # type: ignore[index]
-        if all(
-            type(a.size) is int and type(a.stride) is int and type(a.padding) is int for a in items
-        ):  # the common all-integer case, without Fraction arithmetic
-            stride_int = max(a.stride for a in items)
-            starts_int = [-a.padding for a in items]  # type: ignore[operator]
-            ends_int = [s + a.size - 1 for s, a in zip(starts_int, items, strict=True)]
-            first, last = min(starts_int), max(ends_int)
-            axes.append(AxisField(last - first + 1, stride_int, -first))
-            for index, (s, e) in enumerate(zip(starts_int, ends_int, strict=True)):
-                centres[index].append(s + e)
-            continue
+        first = branches[0][axis]
+        start = -first.padding  # type: ignore[operator]
+        end = start + first.size - 1  # type: ignore[operator]
+        stride = first.stride
+        centre = start + end
+        for index in range(1, len(branches)):
+            other = branches[index][axis]
+            other_start = -other.padding  # type: ignore[operator]
+            other_end = other_start + other.size - 1  # type: ignore[operator]
+            start = min(start, other_start)
+            end = max(end, other_end)
+            stride = max(stride, other.stride)  # type: ignore[type-var]
+            if other_start + other_end != centre:
+                differing.add(index)
+        axes.append(AxisField(end - start + 1, stride, -start))
+    return tuple(axes), differing
+
+
+def _union_fractional(
+    branches: list[tuple[AxisField, ...]], rank: int
+) -> tuple[tuple[AxisField, ...], set[int]]:
+    """Union of fields with fractional (upsampled) or unknown values, in exact Fractions."""
+    axes: list[AxisField] = []
+    centres: list[list[Fraction | None]] = [[] for _ in branches]
+    for axis in range(rank):
+        items = [f[axis] for f in branches]
         stride = max(Fraction(a.stride) for a in items)
         if any(a.padding is None for a in items):
             size = max(Fraction(a.size) for a in items)
             axes.append(AxisField(_norm(size), _norm(stride), None))
-            for index in range(len(spatial)):
+            for index in range(len(branches)):
                 centres[index].append(None)
             continue
         starts = [-Fraction(a.padding) for a in items]  # type: ignore[arg-type]
@@ -498,15 +534,17 @@ def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str])
         start, end = min(starts), max(ends)
         axes.append(AxisField(_norm(end - start + 1), _norm(stride), _norm(-start)))
         for index, (s, e) in enumerate(zip(starts, ends, strict=True)):
-            centres[index].append(s + e)
+            centres[index].append((s + e) / 2)
     reference = centres[0]
-    for index in range(1, len(spatial)):
+    differing = {
+        index
+        for index in range(1, len(branches))
         if any(
             a is not None and b is not None and a != b
             for a, b in zip(reference, centres[index], strict=True)
-        ):
-            misaligned.append(f"{spatial[0][1]}|{spatial[index][1]}")
-    return ReceptiveField(tuple(axes), is_global=is_global, misaligned=tuple(dict.fromkeys(misaligned)))
+        )
+    }
+    return tuple(axes), differing
 
 
 def field_global(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:

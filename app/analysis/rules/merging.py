@@ -26,6 +26,9 @@ def broadcast(ctx: Ctx, shapes: Sequence[Shape | None]) -> Shape | None:
     >>> broadcast(Ctx("a", "Add", {}, []), [(None, 4, 1), (None, 1, 5)])
     (None, 4, 5)
     """
+    first = shapes[0] if shapes else None
+    if first is not None and all(s == first for s in shapes):
+        return tuple(first)  # identical shapes (a residual Add): nothing to broadcast
     known = [s for s in shapes if s is not None]
     if len(known) < len(shapes):
         return None
