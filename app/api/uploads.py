@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,11 @@ class MultipartForm:
 
 
 class _Sink:
-    """Buffered writer + hasher for the file part."""
+    """Writes and hashes the file part in a thread of its own, so that receiving the next
+    chunks overlaps with hashing and writing the previous ones (hashlib and file writes
+    release the GIL). The queue is bounded: at most ``QUEUE_CHUNKS`` MiB wait in memory."""
+
+    QUEUE_CHUNKS = 8
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -54,41 +60,80 @@ class _Sink:
         self.hasher = hashlib.sha256()
         self.buffer = bytearray()
         self.size = 0
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=self.QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, name="upload-writer", daemon=True)
+        self.thread.start()
 
-    def _write(self, data: bytes) -> None:
-        self.hasher.update(data)
-        self.handle.write(data)
+    def _drain(self) -> None:
+        while True:
+            chunk = self.queue.get()
+            if chunk is None:
+                return
+            if self.error is None:
+                try:
+                    self.hasher.update(chunk)
+                    self.handle.write(chunk)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the request
+                    self.error = exc
+
+    async def _put(self, chunk: bytes | None) -> None:
+        try:
+            self.queue.put_nowait(chunk)
+        except queue.Full:  # the disk is slower than the network: wait without blocking the loop
+            await anyio.to_thread.run_sync(self.queue.put, chunk)
 
     async def add(self, data: bytes) -> None:
         self.buffer += data
         self.size += len(data)
         if len(self.buffer) >= FLUSH_BYTES:
             chunk, self.buffer = bytes(self.buffer), bytearray()
-            await anyio.to_thread.run_sync(self._write, chunk)
+            await self._put(chunk)
 
     async def close(self) -> None:
         if self.buffer:
             chunk, self.buffer = bytes(self.buffer), bytearray()
-            await anyio.to_thread.run_sync(self._write, chunk)
+            await self._put(chunk)
+        await self._put(None)
+        await anyio.to_thread.run_sync(self.thread.join)
         self.handle.close()
+        if self.error is not None:
+            raise self.error
 
     def abort(self) -> None:
+        self.error = self.error or RuntimeError("aborted")
+        try:  # the writer skips its work once error is set, so the queue drains quickly
+            self.queue.put(None, timeout=30)
+        except queue.Full:
+            pass
+        self.thread.join(timeout=30)
         try:
             self.handle.close()
         finally:
             self.path.unlink(missing_ok=True)
 
 
-async def read_multipart(request: Request, settings: Settings, file_field: str = "file") -> MultipartForm:
+async def read_multipart(
+    request: Request, settings: Settings, file_field: str = "file"
+) -> MultipartForm:
     """Parse a multipart body; text fields are kept (small), the file part is streamed to disk."""
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
-        raise BadRequest("multipart/form-data needs a boundary parameter.", code="invalid_multipart")
+        raise BadRequest(
+            "multipart/form-data needs a boundary parameter.", code="invalid_multipart"
+        )
 
     form = MultipartForm()
-    state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "name": None,
-                             "filename": None, "buffer": bytearray(), "is_file": False}
+    state: dict[str, Any] = {
+        "headers": {},
+        "field": b"",
+        "value": b"",
+        "name": None,
+        "filename": None,
+        "buffer": bytearray(),
+        "is_file": False,
+    }
     pending: list[tuple[str, Any]] = []
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
@@ -118,7 +163,9 @@ async def read_multipart(request: Request, settings: Settings, file_field: str =
         else:
             state["buffer"] += data[start:end]
             if len(state["buffer"]) > MAX_FIELD_BYTES:
-                raise PayloadTooLarge(f"Form field '{state['name']}' exceeds {MAX_FIELD_BYTES} bytes.")
+                raise PayloadTooLarge(
+                    f"Form field '{state['name']}' exceeds {MAX_FIELD_BYTES} bytes."
+                )
 
     def on_part_end() -> None:
         if state["is_file"]:
@@ -151,12 +198,15 @@ async def read_multipart(request: Request, settings: Settings, file_field: str =
             except BadRequest:
                 raise
             except Exception as exc:
-                raise BadRequest(f"The multipart body could not be parsed: {exc}",
-                                 code="invalid_multipart") from exc
+                raise BadRequest(
+                    f"The multipart body could not be parsed: {exc}", code="invalid_multipart"
+                ) from exc
             for kind, payload in pending:
                 if kind == "begin" and payload[0]:
                     if sink is not None:
-                        raise BadRequest(f"Send one '{file_field}' part only.", code="invalid_multipart")
+                        raise BadRequest(
+                            f"Send one '{file_field}' part only.", code="invalid_multipart"
+                        )
                     sink = _Sink(settings.data_dir / "uploads")
                     filename = payload[1]
                 elif kind == "data" and sink is not None:
@@ -165,8 +215,9 @@ async def read_multipart(request: Request, settings: Settings, file_field: str =
         parser.finalize()
         if sink is not None:
             await sink.close()
-            form.file = UploadedFile(path=sink.path, filename=filename, size=sink.size,
-                                     sha256=sink.hasher.hexdigest())
+            form.file = UploadedFile(
+                path=sink.path, filename=filename, size=sink.size, sha256=sink.hasher.hexdigest()
+            )
     except BaseException:
         if sink is not None:
             sink.abort()
