@@ -70,7 +70,8 @@ def phase_breakdown(config: dict[str, Any], repeats: int) -> dict[str, float]:
     ``report`` is the assembly of the report dict: ``build_report`` (which reuses the
     prediction and runs the findings again) less the findings' median.
     """
-    samples: dict[str, list[float]] = {phase: [] for phase in (*PHASES, "build_report")}
+    measured = ("parse", "walk", "gradient", "findings", "build_report")
+    samples: dict[str, list[float]] = {phase: [] for phase in measured}
     collecting = gc.isenabled()
     gc.disable()  # as analyze() does
     try:
