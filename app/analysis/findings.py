@@ -477,21 +477,35 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
         "convolution in between.", {"chains": chains})]
 
 
+RESIDUAL_MERGES = frozenset({"Add", "Subtract", "Average", "Maximum", "Minimum"})
+
+
 def _shape_mismatch(result: AnalysisResult) -> list[dict[str, Any]]:
-    found = []
+    """Residual-style merges (Add, ...) whose inputs differ in shape and are broadcast.
+
+    Multiply is left out: gating (squeeze-and-excitation) broadcasts a per-channel scale on
+    purpose.
+    """
+    merges: list[dict[str, Any]] = []
     for layer in result.layers:
-        if layer.class_name not in ELEMENTWISE_MERGES or len(layer.input_shapes) < 2:
+        if layer.class_name not in RESIDUAL_MERGES or len(layer.input_shapes) < 2:
             continue
-        shapes = [tuple(shape) if shape else None for shape in layer.input_shapes]
-        if len({s for s in shapes if s is not None}) > 1:
-            found.append(_finding(
-                "residual_shape_mismatch", "warning", [layer.name] + list(layer.inbound),
-                f"{layer.name} ({layer.class_name}) merges tensors of different shapes "
-                f"{[list(s) if s else None for s in shapes]}: they are broadcast, so one branch "
-                "is repeated across the other's positions or channels instead of matched "
-                "element by element. A 1x1 projection on the shortcut makes the shapes agree.",
-                {"input_shapes": [list(s) if s else None for s in shapes]}))
-    return found
+        shapes = [list(shape) if shape else None for shape in layer.input_shapes]
+        if len({tuple(s) for s in shapes if s is not None}) > 1:
+            merges.append({"layer": layer.name, "class_name": layer.class_name,
+                           "inputs": list(layer.inbound), "input_shapes": shapes})
+    if not merges:
+        return []
+    first = merges[0]
+    more = f" (and {len(merges) - 1} more)" if len(merges) > 1 else ""
+    names: list[str] = [m["layer"] for m in merges]
+    inputs: list[str] = [name for m in merges for name in m["inputs"] if name not in names]
+    return [_finding(
+        "residual_shape_mismatch", "warning", names + list(dict.fromkeys(inputs)),
+        f"{first['layer']}{more} ({first['class_name']}) merges tensors of different shapes "
+        f"{first['input_shapes']}: they are broadcast, so one branch is repeated across the "
+        "other's positions or channels instead of matched element by element. A 1x1 projection "
+        "on the shortcut makes the shapes agree.", {"merges": merges})]
 
 
 def _misaligned(result: AnalysisResult) -> list[dict[str, Any]]:
