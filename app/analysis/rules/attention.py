@@ -8,7 +8,7 @@ receptive field is global.
 >>> from app.analysis.rules.base import Ctx
 >>> ctx = Ctx("mha", "MultiHeadAttention", {"num_heads": 2, "key_dim": 4}, [(None, 10, 8), (None, 10, 8)])
 >>> shape_mha(ctx), params_mha(ctx)
-([(None, 10, 8)], (296, 0))
+([(None, 10, 8)], (288, 0))
 """
 
 from __future__ import annotations
