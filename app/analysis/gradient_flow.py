@@ -429,6 +429,7 @@ class _Forward:
     log_act_grad: float = 0.0  # log10 E[f'(z)^2] of the layer's own activation
     log_kernel_back: float = 0.0  # log10 of prod(backward_fan * Var(W)) over its kernels
     log_norm_back: float = 0.0  # log10 1/Var(input) for normalizations
+    log_pass_back: float | None = None  # log10 backward gain of a nested model or a scale layer
     inputs: list[_Stats] = field(default_factory=list)
     kernels: list[KernelModel] | None = None
     treated_as_identity: bool = False
@@ -488,8 +489,11 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     return _Stats(variance + fluct_share, offset, mean_sq), grad
 
 
-def _forward(result: AnalysisResult, notes: list[str]) -> dict[str, _Forward]:
+def _forward(result: AnalysisResult, notes: list[str],
+             model_inputs: list[_Stats] | None = None) -> dict[str, _Forward]:
+    """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model."""
     states: dict[str, _Forward] = {}
+    seeded = dict(zip(result.input_layers, model_inputs or [], strict=False))
     for layer in result.layers:
         inputs = [states[name].out for name in layer.inbound if name in states]
         state = _Forward(inputs=inputs)
@@ -497,7 +501,24 @@ def _forward(result: AnalysisResult, notes: list[str]) -> dict[str, _Forward]:
         cls = layer.class_name
         kernels = state.kernels = kernel_models(layer)
         if layer.class_name == "InputLayer" or not inputs:
-            state.out = _Stats()
+            seed = seeded.get(layer.name)
+            state.out = _Stats(seed.fluct, seed.offset, seed.mean_sq) if seed else _Stats()
+        elif layer.subresult is not None and layer.subresult.output_layers:
+            # A model used as a layer: propagate through it, and measure its backward gain
+            # as the gradient its inputs receive for a unit gradient at its output.
+            inner = _forward(layer.subresult, notes, inputs)
+            state.out = inner[layer.subresult.output_layers[0]].out
+            inner_pre = _backward(layer.subresult, inner, fold_output=False)
+            gains = [inner_pre[name] for name in layer.subresult.input_layers if name in inner_pre]
+            state.log_pass_back = gains[0] if gains else 0.0
+            if any(inner[name].kernels for name in inner):
+                # It holds weights: listed as one weighted entry (its gradient at its output).
+                state.log_pre = state.out.total
+        elif cls == "LayerScale":  # ConvNeXt: a learned per-channel scale, init_values at start
+            scale = layer.node.config.get("init_values")
+            gain = 2.0 * _log10(abs(float(scale))) if isinstance(scale, (int, float)) else 0.0
+            state.out = _Stats(first.fluct + gain, first.offset + gain, first.mean_sq + gain)
+            state.log_pass_back = gain
         elif kernels is not None:
             forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
             state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
@@ -540,8 +561,10 @@ def _forward(result: AnalysisResult, notes: list[str]) -> dict[str, _Forward]:
     return states
 
 
-def _backward(result: AnalysisResult, states: dict[str, _Forward]) -> dict[str, float]:
-    """log10 variance of the gradient w.r.t. each layer's pre-activation (or output)."""
+def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
+              fold_output: bool = True) -> dict[str, float]:
+    """log10 variance of the gradient w.r.t. each layer's pre-activation (or output), for a
+    unit gradient at each model output (after the output activation when ``fold_output``)."""
     incoming: dict[str, list[float]] = {layer.name: [] for layer in result.layers}
     outputs = set(result.output_layers)
     pre: dict[str, float] = {}
@@ -552,13 +575,16 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward]) -> dict[str, 
             arriving.append(0.0)
         log_out = _log_sum(arriving)
         # The output activation is folded into the loss.
-        log_pre = log_out if layer.name in outputs else log_out + state.log_act_grad
+        folded = fold_output and layer.name in outputs
+        log_pre = log_out if folded else log_out + state.log_act_grad
         pre[layer.name] = log_pre
         inputs = [name for name in layer.inbound if name in states]
         if not inputs:
             continue
         cls = layer.class_name
-        if state.log_pre is not None:  # weighted layer
+        if state.log_pass_back is not None:  # nested model or scale layer
+            to_input = [log_pre + state.log_pass_back] * len(inputs)
+        elif state.log_pre is not None:  # weighted layer
             to_input = [log_pre + state.log_kernel_back] * len(inputs)
         elif cls in NORMALIZATION_CLASSES:
             to_input = [log_pre + state.log_norm_back] * len(inputs)

@@ -161,3 +161,10 @@ def test_keras_resnet50_strided_1x1_convolutions_skip_pixels() -> None:
 def test_findings_are_json() -> None:
     for fixture in FINDINGS.values():
         json.dumps(_findings(fixture.config()), allow_nan=False)
+
+
+@pytest.mark.parametrize("stem", ["efficientnetb0", "mobilenetv3small"])
+def test_squeeze_and_excitation_gating_is_not_a_shape_mismatch(stem: str) -> None:
+    codes = {f["code"] for f in _findings(_application(stem).config())}
+    assert "residual_shape_mismatch" not in codes
+    assert "saturating_activations_deep" not in codes  # the sigmoid gates are off the path

@@ -211,3 +211,20 @@ def test_prediction_matches_keras_weight_gradients(name: str) -> None:
                  - layers[kernels[-1].name]["log10_relative_weight_gradient_scale"])
     assert abs(predicted - measured) < 2.0, (predicted, measured)
     assert classify_ratio(10 ** predicted) == classify_ratio(10 ** measured)
+
+
+def test_convnext_layer_scale_and_nested_stem() -> None:
+    """ConvNeXt starts every residual branch scaled by LayerScale(1e-6): the branch kernels get
+    ~1e-6 of the gradient while the identity path keeps the stem (a nested model) healthy."""
+    from tests.fixtures.load import ModelFixture
+
+    folder = FIXTURES_DIR / "applications"
+    fixture = ModelFixture("convnexttiny", folder / "convnexttiny.json.gz",
+                           folder / "convnexttiny.expected.json")
+    prediction = _predicted(fixture.config())
+    assert prediction["verdict"] == "healthy"
+    assert prediction["first_layer"] == "convnext_tiny_stem"
+    assert prediction["notes"] == []
+    layers = _layers(prediction)
+    branch = layers["convnext_tiny_stage_3_block_0_pointwise_conv_1"]
+    assert -7.0 < branch["log10_relative_gradient_scale"] < -5.0
