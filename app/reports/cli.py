@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import httpx
     from rich.console import Console
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 MAX_TABLE_LAYERS = 400
 
 
@@ -324,81 +322,31 @@ def _client(server: str, api_key: str | None, timeout: float) -> httpx.Client:
     return httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout)
 
 
-def _check(response: httpx.Response) -> dict[str, Any]:
-    """The JSON body, or a DomainError carrying the server's problem details."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {"detail": response.text[:500]}
-    if response.status_code >= 400:
-        detail = body.get("detail") if isinstance(body, dict) else str(body)
-        code = body.get("code") if isinstance(body, dict) else None
-        raise DomainError(
-            f"{response.request.method} {response.request.url.path} answered "
-            f"{response.status_code}: {detail}",
-            code=code or "server_error",
-            status=response.status_code,
-        )
-    return body if isinstance(body, dict) else {"items": body}
-
-
-def _follow(
-    client: httpx.Client,
-    path: str,
+def training_request(
+    analysis_id: str,
     *,
-    label: str,
-    poll_s: float,
-    timeout_s: float,
-    console: Console,
-    describe: Any = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    optimizer: str | None = None,
+    learning_rate: float | None = None,
 ) -> dict[str, Any]:
-    """Poll ``path`` until its status is final, showing a live progress bar."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """The ``POST /v1/training-runs`` body for a run of an analysed architecture.
 
-    deadline = time.monotonic() + timeout_s
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(label, total=1.0, detail="queued")
-        while True:
-            body = _check(client.get(path))
-            status = str(body.get("status", "?"))
-            fraction = body.get("progress")
-            fraction = float(fraction) if isinstance(fraction, int | float) else 0.0
-            detail = describe(body) if describe else status
-            if status in TERMINAL_STATUSES:
-                progress.update(
-                    task, completed=1.0 if status == "succeeded" else fraction, detail=detail
-                )
-                return body
-            progress.update(task, completed=min(max(fraction, 0.0), 1.0), detail=detail)
-            if time.monotonic() > deadline:
-                raise DomainError(
-                    f"{label} did not finish within {timeout_s:.0f} s "
-                    f"(last status {status}); it keeps running on the server.",
-                    code="timeout",
-                    status=504,
-                )
-            time.sleep(poll_s)
+    Options left out take the service's defaults (and its caps).
 
-
-def _training_detail(body: Mapping[str, Any]) -> str:
-    detail = body.get("progress_detail") or body.get("latest") or {}
-    status = str(body.get("status", "?"))
-    if isinstance(detail, Mapping) and detail.get("step") is not None:
-        loss = detail.get("loss")
-        text = f"{status} step {detail.get('step')}/{detail.get('steps', '?')}"
-        if isinstance(loss, int | float):
-            text += f" loss {loss:.4g}"
-        return text
-    return status
+    >>> training_request("a1", steps=30, optimizer="sgd")
+    {'analysis_id': 'a1', 'steps': 30, 'optimizer': 'sgd'}
+    """
+    body: dict[str, Any] = {"analysis_id": analysis_id}
+    for key, value in (
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("optimizer", optimizer),
+        ("learning_rate", learning_rate),
+    ):
+        if value is not None:
+            body[key] = value
+    return body
 
 
 def submit(
@@ -446,17 +394,35 @@ def submit(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the final JSON instead of tables")
     ] = False,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Follow a training run on its event stream (else poll its status)",
+        ),
+    ] = True,
     poll_interval: Annotated[float, typer.Option(help="Seconds between status polls")] = 0.5,
     wait_timeout: Annotated[
         float, typer.Option(help="Give up waiting after this many seconds")
     ] = 3600.0,
 ) -> None:
-    """Upload a model to a convlens service, follow its jobs with a progress bar, print it."""
+    """Upload a model to a convlens service, follow its jobs with a progress bar, print it.
+
+    The exit code is 1 when the analysis or the training run fails or is cancelled.
+    """
+    import httpx
+
+    from app.reports.follow import (
+        TERMINAL_STATUSES,
+        check_response,
+        follow_analysis,
+        follow_training,
+    )
+
     shape = parse_input_shape(input_shape)
     console = _console(stderr=json_output)
     errors = _console(stderr=True)
-    import httpx
-
+    training_run: dict[str, Any] | None = None
     try:
         with _client(server, api_key, timeout=120.0) as client:
             data: dict[str, str] = {"measure_gradients": "true" if measure_gradients else "false"}
@@ -465,7 +431,7 @@ def submit(
             if name:
                 data["name"] = name
             with file.open("rb") as handle:
-                created = _check(
+                created = check_response(
                     client.post(
                         "/v1/analyses",
                         data=data,
@@ -476,13 +442,12 @@ def submit(
             console.print(f"analysis [bold]{analysis_id}[/] {created.get('status')}")
             analysis = created
             if created.get("status") not in TERMINAL_STATUSES:
-                analysis = _follow(
+                analysis = follow_analysis(
                     client,
-                    f"/v1/analyses/{analysis_id}",
-                    label="analysis",
+                    created,
+                    console=console,
                     poll_s=poll_interval,
                     timeout_s=wait_timeout,
-                    console=console,
                 )
             if analysis.get("status") != "succeeded":
                 raise DomainError(
@@ -491,28 +456,30 @@ def submit(
                     code="job_failed",
                     status=500,
                 )
-            training_run = None
             if train:
-                body: dict[str, Any] = {"analysis_id": analysis_id}
-                for key, value in (
-                    ("steps", steps),
-                    ("batch_size", batch_size),
-                    ("optimizer", optimizer),
-                    ("learning_rate", learning_rate),
-                ):
-                    if value is not None:
-                        body[key] = value
-                started = _check(client.post("/v1/training-runs", json=body))
-                run_id = str(started["id"])
-                console.print(f"training run [bold]{run_id}[/] {started.get('status')}")
-                training_run = _follow(
+                started = check_response(
+                    client.post(
+                        "/v1/training-runs",
+                        json=training_request(
+                            analysis_id,
+                            steps=steps,
+                            batch_size=batch_size,
+                            optimizer=optimizer,
+                            learning_rate=learning_rate,
+                        ),
+                    )
+                )
+                console.print(
+                    f"training run [bold]{started['id']}[/] {started.get('status')} "
+                    f"({_run_parameters(started)})"
+                )
+                training_run = follow_training(
                     client,
-                    f"/v1/training-runs/{run_id}",
-                    label="training",
+                    started,
+                    console=console,
                     poll_s=poll_interval,
                     timeout_s=wait_timeout,
-                    console=console,
-                    describe=_training_detail,
+                    stream=stream,
                 )
     except httpx.HTTPError as exc:
         errors.print(f"[bold red]error[/]: could not talk to {_escape(server)}: {_escape(exc)}")
@@ -520,25 +487,183 @@ def submit(
     except DomainError as error:
         raise _fail(errors, error) from None
 
+    run_ok = training_run is None or training_run.get("status") == "succeeded"
     if json_output:
         sys.stdout.write(
             json.dumps({"analysis": analysis, "training_run": training_run}, indent=2) + "\n"
         )
+    else:
+        report = analysis.get("report")
+        if isinstance(report, Mapping):
+            print_report(report, console)
+            print_measured_gradients(report, console)
+        if training_run is not None:
+            print_training_run(training_run, console)
+        console.print(
+            f"\nreport: {_escape(server.rstrip('/'))}/v1/analyses/{analysis_id}/report.html"
+        )
+    if not run_ok:
+        raise typer.Exit(code=1)
+
+
+def _run_parameters(run: Mapping[str, Any]) -> str:
+    params = run.get("parameters") if isinstance(run.get("parameters"), Mapping) else {}
+    assert isinstance(params, Mapping)
+    parts = [
+        f"{params.get('steps', '?')} steps",
+        f"batch {params.get('batch_size', '?')}",
+        str(params.get("optimizer", "?")),
+    ]
+    if params.get("learning_rate") is not None:
+        parts.append(f"lr {params['learning_rate']:g}")
+    if params.get("input_shape"):
+        parts.append("input " + "x".join(str(d) for d in params["input_shape"]))
+    parts.append(f"{params.get('dataset', 'synthetic')} data")
+    return ", ".join(parts)
+
+
+# -- printing results of jobs -----------------------------------------------------------------
+
+
+def print_measured_gradients(report: Mapping[str, Any], console: Console) -> None:
+    """The measured gradient flow and its skip ablation, when the report has them."""
+    measured = (report.get("gradient_flow") or {}).get("measured")
+    if not isinstance(measured, Mapping):
         return
-    report = analysis.get("report")
-    if isinstance(report, Mapping):
-        print_report(report, console)
-    if training_run is not None:
-        _print_training(training_run, console)
-    console.print(f"\nreport: {_escape(server.rstrip('/'))}/v1/analyses/{analysis_id}/report.html")
-
-
-def _print_training(run: Mapping[str, Any], console: Console) -> None:
-    result = run.get("result") if isinstance(run.get("result"), Mapping) else {}
-    verdict = (result or {}).get("verdict") or {}
     console.print()
-    console.print(f"[bold]Training run[/] {_escape(run.get('id'))}: {_escape(run.get('status'))}")
+    if measured.get("status") == "failed":
+        console.print(
+            f"[bold]Measured gradients[/]: [red]failed[/] {_escape(measured.get('reason'))}"
+        )
+        return
+    console.print(f"[bold]Measured gradients[/]: {_escape(measured.get('summary') or '')}")
+    ablation = measured.get("skip_ablation")
+    if isinstance(ablation, Mapping) and ablation.get("summary"):
+        console.print(f"  skip ablation: {_escape(ablation['summary'])}")
+
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[Any], width: int = 48) -> str:
+    """The values as a line of block characters, averaged down to ``width`` columns.
+
+    >>> sparkline([3.0, 2.0, 1.0, 0.0], width=4)
+    '█▆▃▁'
+    """
+    finite = [float(v) for v in values if isinstance(v, int | float) and v == v]
+    if not finite:
+        return ""
+    columns = min(width, len(finite))
+    means = []
+    for column in range(columns):
+        chunk = finite[column * len(finite) // columns : (column + 1) * len(finite) // columns]
+        means.append(sum(chunk) / len(chunk))
+    low, high = min(means), max(means)
+    span = (high - low) or 1.0
+    return "".join(SPARK_BARS[round((m - low) / span * (len(SPARK_BARS) - 1))] for m in means)
+
+
+def training_lines(run: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) rows that say how a finished training run went, from its result's verdict.
+
+    >>> rows = training_lines({"status": "succeeded", "result": {"verdict": {
+    ...     "loss_initial": 2.3, "loss_final": 0.7, "loss_relative_change": -0.7,
+    ...     "loss_decreased": True, "overfit_one_batch_passed": True,
+    ...     "overfit_one_batch": {"passed": True, "steps": 50, "factor": 120.0,
+    ...                           "required_factor": 10.0}}}})
+    >>> dict(rows)["loss"], dict(rows)["overfit one batch"]
+    ('2.3 -> 0.7 (-70%), decreased', 'passed: loss down 120x in 50 steps (10x needed)')
+    """
+    result = run.get("result") if isinstance(run.get("result"), Mapping) else {}
+    assert isinstance(result, Mapping)
+    verdict = result.get("verdict") if isinstance(result.get("verdict"), Mapping) else {}
+    assert isinstance(verdict, Mapping)
+    rows: list[tuple[str, str]] = []
+    if result.get("steps_completed") is not None:
+        params = result.get("params") if isinstance(result.get("params"), Mapping) else {}
+        assert isinstance(params, Mapping)
+        text = f"{result['steps_completed']} of {params.get('steps', '?')} steps"
+        if isinstance(result.get("train_elapsed_s"), int | float):
+            text += f" in {result['train_elapsed_s']:.3g} s"
+        if result.get("device"):
+            text += f" on {str(result['device']).upper()}"
+        if isinstance(result.get("samples_per_s"), int | float):
+            text += f", {result['samples_per_s']:,.0f} samples/s"
+        if result.get("status") not in (None, "completed"):
+            text += f" (stopped: {str(result['status']).replace('_', ' ')})"
+        rows.append(("steps", text))
+    initial, final = verdict.get("loss_initial"), verdict.get("loss_final")
+    if isinstance(initial, int | float) and isinstance(final, int | float):
+        text = f"{initial:.4g} -> {final:.4g}"
+        relative = verdict.get("loss_relative_change")
+        if isinstance(relative, int | float):
+            text += f" ({relative:+.0%})"
+        text += ", decreased" if verdict.get("loss_decreased") else ", did not decrease"
+        rows.append(("loss", text))
+    history = result.get("history") if isinstance(result.get("history"), Mapping) else {}
+    assert isinstance(history, Mapping)
+    curve = sparkline(history.get("loss") or [])
+    if curve:
+        rows.append(("loss curve", curve))
+    overfit = verdict.get("overfit_one_batch")
+    if isinstance(overfit, Mapping) and "passed" in overfit:
+        passed = overfit.get("passed")
+        factor = overfit.get("factor")
+        factor_text = f"{factor:.3g}x" if isinstance(factor, int | float) else "?"
+        needed = overfit.get("required_factor")
+        needed_text = f" ({needed:g}x needed)" if isinstance(needed, int | float) else ""
+        if passed is True:
+            text = f"passed: loss down {factor_text} in {overfit.get('steps')} steps{needed_text}"
+        elif passed is False:
+            text = (
+                f"failed: loss down only {factor_text} in {overfit.get('steps')} steps{needed_text}"
+            )
+        else:
+            text = f"not checked ({overfit.get('reason') or 'no reason given'})"
+        rows.append(("overfit one batch", text))
+    health = [h for h in verdict.get("gradient_health") or [] if isinstance(h, Mapping)]
+    overall = verdict.get("gradient_health_overall")
+    if overall or health:
+        ratios = [
+            f"{h['first_to_last_ratio']:.3g} at step {h.get('step')}"
+            for h in health
+            if isinstance(h.get("first_to_last_ratio"), int | float)
+        ]
+        text = str(overall or "no verdict")
+        if ratios:
+            shown = ratios if len(ratios) <= 4 else [*ratios[:2], "...", *ratios[-2:]]
+            text += f"; first-to-last layer gradient ratio {', '.join(shown)}"
+        rows.append(("gradient health", text))
+    dead = verdict.get("max_dead_fraction")
+    if isinstance(dead, int | float):
+        rows.append(("dead ReLU units", f"at most {dead:.0%} of a layer's units"))
+    return rows
+
+
+def print_training_run(run: Mapping[str, Any], console: Console) -> None:
+    """The outcome of a training run: loss change, overfit-one-batch, gradient health."""
+    from rich.table import Table
+
+    status = str(run.get("status"))
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(status, "white")
+    console.print()
+    console.print(f"[bold]Training run[/] {_escape(run.get('id'))}: [{colour}]{_escape(status)}[/]")
+    rows = training_lines(run)
+    if rows:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim")
+        grid.add_column()
+        for label, text in rows:
+            grid.add_row(label, _escape(text))
+        console.print(grid)
+    result = run.get("result") if isinstance(run.get("result"), Mapping) else {}
+    verdict = (result or {}).get("verdict")
     if isinstance(verdict, Mapping) and verdict.get("summary"):
         console.print(_escape(verdict["summary"]))
-    elif run.get("error"):
-        console.print(f"[red]{_escape((run.get('error') or {}).get('detail'))}[/]")
+    error = run.get("error")
+    if isinstance(error, Mapping):
+        console.print(
+            f"[red]{_escape(error.get('detail') or error.get('title') or 'failed')}[/]"
+            + (f" [dim]({_escape(error['code'])})[/]" if error.get("code") else "")
+        )

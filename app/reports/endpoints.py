@@ -62,32 +62,61 @@ def _report_of(session: Any, tenant_id: str, analysis_id: str) -> tuple[Job, dic
     return analysis, report
 
 
-def _training_of(session: Any, analysis: Job) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Per-step records and a short summary of the newest training run of an analysis."""
-    from sqlalchemy import or_, select
+def _training_of(
+    session: Any, analysis: Job
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]]]:
+    """The curves of the newest training run of an analysis, its summary, and the runs listed.
 
-    from app.reports.plots import training_records
+    The runs are the analysis's own (``parameters.analysis_id``); when it has none, the
+    runs of the same architecture. The curves are those of the newest run with any steps:
+    its result's history, or its step events while it runs.
+    """
+    from sqlalchemy import select
 
-    run = session.scalar(
+    from app.reports.training import run_records, run_summary, select_runs
+
+    if analysis.architecture_id is None:
+        return [], None, []
+    candidates = session.scalars(
         select(Job)
         .where(
             Job.tenant_id == analysis.tenant_id,
             Job.kind == "training",
-            or_(Job.parent_id == analysis.id, Job.architecture_id == analysis.architecture_id),
+            Job.architecture_id == analysis.architecture_id,
         )
-        .order_by((Job.parent_id == analysis.id).desc(), Job.created_at.desc())
-        .limit(1)
-    )
-    if run is None:
-        return [], None
-    records: list[dict[str, Any]] = []
-    if isinstance(run.result, Mapping):
-        records = training_records(run.result)
-    if not records and isinstance(run.progress_detail, Mapping):
-        records = training_records(
-            run.progress_detail.get("history") or run.progress_detail.get("steps") or []
-        )
-    return records, {"id": run.id, "status": run.status}
+        .order_by(Job.created_at.desc())
+        .limit(200)
+    ).all()
+    selection = select_runs(analysis.id, candidates)
+    if not selection.runs:
+        return [], None, []
+    shown, records = selection.runs[0], []
+    for run in selection.runs:
+        records = run_records(run.result, _step_events(session, run))
+        if records:
+            shown = run
+            break
+    summary = run_summary(shown, steps_drawn=len(records))
+    summary["own"] = selection.own
+    listed = [run_summary(run) for run in selection.runs]
+    return records, summary, listed
+
+
+def _step_events(session: Any, run: Job) -> list[dict[str, Any]]:
+    """The payloads of a run's ``step`` events (read only while the run has no history)."""
+    if isinstance(run.result, Mapping) and isinstance(run.result.get("history"), Mapping):
+        return []
+    from app.jobs import repository as jobs
+
+    payloads: list[dict[str, Any]] = []
+    after = 0
+    for _ in range(20):  # 500 events a page; runs are capped at a few thousand steps
+        rows = jobs.events_after(session, run.id, after)
+        if not rows:
+            break
+        after = rows[-1].seq
+        payloads.extend(row.payload for row in rows if row.kind == "step")
+    return payloads
 
 
 @router.get(
@@ -106,11 +135,12 @@ def report_html(analysis_id: str, session: SessionDep, tenant_id: TenantDep) -> 
     from app.reports.html import render_report_html
 
     analysis, report = _report_of(session, tenant_id, analysis_id)
-    records, summary = _training_of(session, analysis)
+    records, summary, runs = _training_of(session, analysis)
     page = render_report_html(
         report,
         training=records or None,
         training_summary=summary,
+        training_runs=runs,
         analysis_id=analysis.id,
         plot_links=f"/v1/analyses/{analysis.id}/plots",
     )
@@ -146,7 +176,7 @@ def plot_file(
     analysis, report = _report_of(session, tenant_id, analysis_id)
     records: list[dict[str, Any]] = []
     if name == "training":
-        records, _ = _training_of(session, analysis)
+        records, _, _ = _training_of(session, analysis)
     plot = render_plot(name, report, training=records, formats=(extension,))
     body: bytes = plot.svg.encode("utf-8") if extension == "svg" and plot.svg else plot.png or b""
     return Response(

@@ -156,6 +156,7 @@ def render_report_html(
     *,
     training: Sequence[Mapping[str, Any]] | None = None,
     training_summary: Mapping[str, Any] | None = None,
+    training_runs: Sequence[Mapping[str, Any]] | None = None,
     analysis_id: str | None = None,
     plot_links: str | None = None,
     generated_at: datetime | None = None,
@@ -163,7 +164,9 @@ def render_report_html(
     """The full report page as a string.
 
     ``training`` are a training run's per-step records (``[{"step": 1,
-    "loss": 2.3}, ...]``) and ``training_summary`` its result; ``plot_links``
+    "loss": 2.3}, ...]``), ``training_summary`` that run's summary and
+    ``training_runs`` the runs listed (both from
+    :func:`app.reports.training.run_summary`); ``plot_links``
     is the URL prefix of the standalone plots (e.g.
     ``/v1/analyses/<id>/plots``), omitted when rendering offline.
     """
@@ -197,14 +200,10 @@ def render_report_html(
     training_plot = None
     training_caption = ""
     if training:
+        from app.reports.training import training_caption as caption_for
+
         training_plot = trusted_svg(plot_training(training, formats=("svg",)).inline_svg())
-        losses = [row.get("loss") for row in training if isinstance(row.get("loss"), int | float)]
-        training_caption = f"{len(training)} steps"
-        if losses:
-            training_caption += f"; loss {losses[0]:.4g} at the start, {losses[-1]:.4g} at the end"
-        if training_summary and training_summary.get("status"):
-            training_caption += f" (run {training_summary.get('status')})"
-        training_caption += "."
+        training_caption = caption_for(training_summary or {}, training)
 
     flow = report.get("gradient_flow") or {}
     predicted = flow.get("predicted") if isinstance(flow.get("predicted"), Mapping) else {}
@@ -232,6 +231,8 @@ def render_report_html(
         "training": training,
         "training_plot": training_plot,
         "training_caption": training_caption,
+        "training_summary": training_summary or {},
+        "training_runs": list(training_runs or []),
         "gradient_verdict": gradient_verdict,
         "gradient_measured": measured is not None,
         "analysis_id": analysis_id,

@@ -515,6 +515,7 @@ NON_METRIC_KEYS = frozenset(
         "seq",
         "step_time_s",
         "probe",
+        "wall_time",
     }
 )
 PREFERRED_METRICS = ("accuracy", "grad_global_norm")

@@ -80,8 +80,9 @@ def test_training_section_appears_with_a_run(seed_reports):
     collector = parse(page)
     ids = {attrs.get("id") for _, attrs in collector.tags}
     assert {"training", "plot-training"} <= ids
-    assert "10 steps; loss 2 at the start, 0.2 at the end (run succeeded)." in " ".join(
-        collector.text
+    assert (
+        "The training run (succeeded): 10 steps drawn; loss 2 at the first step, 0.2 at the last."
+        in " ".join(collector.text)
     )
 
 
