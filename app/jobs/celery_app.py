@@ -106,6 +106,15 @@ def _shutting_down(**_: Any) -> None:
 app = make_celery(settings_from_env())
 
 
+def _observe() -> None:
+    from app.observability.celery import install_celery_observability
+
+    install_celery_observability(settings_from_env())
+
+
+_observe()
+
+
 class CeleryExecutor:
     """API side: sends job ids to the broker, runs the reconciler in the API process."""
 

@@ -65,8 +65,12 @@ def main() -> int:
         return 0
     message = json.loads(line)
     settings = Settings(**message["settings"])
+    from app.observability import bind_job_id, configure_logging
+
+    configure_logging(settings)
     held = Claim(message["job_id"], message["worker_id"], int(message["attempt"]), message["kind"])
-    handlers.execute(settings, held)
+    with bind_job_id(held.job_id):
+        handlers.execute(settings, held)
     return 0
 
 

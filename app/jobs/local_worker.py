@@ -35,8 +35,10 @@ def candidates(runtime: WorkerRuntime) -> list[str]:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = settings_from_env()
+    from app.observability import configure_logging
+
+    configure_logging(settings)
     runtime = WorkerRuntime(settings, new_worker_id("local"))
     stopping = threading.Event()
 

@@ -205,10 +205,13 @@ class WorkerRuntime:
         if held is None:
             return None
         self.current = held
+        from app.observability import bind_job_id
+
         try:
-            if held.kind in TF_KINDS:
-                return self._run_in_tf_process(held)
-            return execute(self.settings, held)
+            with bind_job_id(held.job_id):  # every log line of the job carries its id
+                if held.kind in TF_KINDS:
+                    return self._run_in_tf_process(held)
+                return execute(self.settings, held)
         finally:
             self.current = None
 
