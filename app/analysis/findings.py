@@ -138,11 +138,14 @@ def _stages(result: AnalysisResult) -> list[dict[str, Any]]:
         if stride is None or size is None:
             continue
         group = groups.setdefault(stride, {"layers": [], "sizes": [], "channels": None,
-                                           "downsampling": [], "convolutions": 0})
+                                           "downsampling": [], "convolutions": 0,
+                                           "max_size": size})
         group["layers"].append(layer.name)
         group["sizes"].append(size)
-        if size >= max(group["sizes"]) and _channels(layer) is not None:
-            group["channels"] = _channels(layer)  # the widest-field map, the stage's result
+        if size >= group["max_size"]:  # running maximum: the walk stays linear in depth
+            group["max_size"] = size
+            if _channels(layer) is not None:
+                group["channels"] = _channels(layer)  # the widest-field map, the stage's result
         if layer.class_name in SPATIAL_KERNEL_CLASSES:
             group["convolutions"] += 1
         input_strides = [_field_stride(by_name[name]) for name in layer.inbound if name in by_name]
@@ -160,7 +163,7 @@ def _stages(result: AnalysisResult) -> list[dict[str, Any]]:
     previous_size: Fraction | None = None
     previous_channels: int | None = None
     for index, (stride, group) in enumerate(groups.items()):
-        end_size = max(group["sizes"])
+        end_size = group["max_size"]
         start_size = previous_size if previous_size is not None else min(group["sizes"])
         end_channels = group["channels"]
         out.append({
