@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
@@ -67,41 +68,50 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``convlens serve`` in a subprocess (SQLite in a temp dir, no job workers); its base URL."""
-    data_dir = tmp_path_factory.mktemp("service")
+@contextlib.contextmanager
+def serve(
+    data_dir: Path, *, workers: int = 0, env: dict[str, str] | None = None, ready_s: float = 90
+) -> Iterator[str]:
+    """``convlens serve`` in a subprocess on a free port (SQLite under ``data_dir``); its base URL.
+
+    With ``workers`` > 0 the local executor runs that many job worker processes
+    (TensorFlow jobs included), and readiness waits until they are alive.
+    """
     port = _free_port()
-    env = {
+    environment = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "CONVLENS_DATA_DIR": str(data_dir / "data"),
-        "CONVLENS_LOCAL_WORKERS": "0",
+        "CONVLENS_LOCAL_WORKERS": str(workers),
         "CONVLENS_LOG_JSON": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **(env or {}),
     }
-    env.pop("CONVLENS_DATABASE_URL", None)
+    environment.pop("CONVLENS_DATABASE_URL", None)
     log_path = data_dir / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
             cwd=data_dir,
-            env=env,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + ready_s
             while True:
                 if process.poll() is not None:
                     raise AssertionError("convlens serve exited: " + log_path.read_text()[-2000:])
                 try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    ready = httpx.get(f"{base}/readyz", timeout=2)
+                    executor = ready.json().get("checks", {}).get("executor", {})
+                    if ready.status_code == 200 and executor.get("alive", 0) >= workers:
                         break
-                except httpx.HTTPError:
+                except (httpx.HTTPError, ValueError):
                     pass
                 if time.monotonic() > deadline:
-                    raise AssertionError("convlens serve did not become ready in 90 s")
+                    raise AssertionError(f"convlens serve did not become ready in {ready_s:.0f} s")
                 time.sleep(0.3)
             yield base
         finally:
@@ -110,3 +120,23 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``convlens serve`` in a subprocess (SQLite in a temp dir, no job workers); its base URL."""
+    with serve(tmp_path_factory.mktemp("service")) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def live_service_with_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``convlens serve`` with one local job worker (runs TensorFlow jobs), no demo data."""
+    with serve(
+        tmp_path_factory.mktemp("service-worker"),
+        workers=1,
+        env={"CONVLENS_DEMO_DATA": "false"},
+        ready_s=180,
+    ) as base:
+        yield base
