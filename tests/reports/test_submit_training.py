@@ -201,3 +201,39 @@ def test_submit_train_by_polling_with_json_output(live_service_with_worker):
     progress = [PROGRESS_LINE.match(line) for line in done.stderr.splitlines()]
     final = [m for m in progress if m][-1]
     assert final.group(1) == str(STEPS) and final.group(4).startswith("succeeded")
+
+
+def test_submit_measure_gradients_waits_for_the_measurement(live_service_with_worker):
+    server = live_service_with_worker
+    command = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "submit",
+        str(SEED / "example3.keras"),
+        "--server",
+        server,
+        "--measure-gradients",
+        "--input-shape",
+        "32,32,3",
+        "--wait-timeout",
+        "600",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    analysis_id = re.search(r"^analysis ([0-9a-f-]{36}) ", done.stdout, re.M).group(1)
+    assert re.search(r"^analysis\s+measuring gradients \(job [0-9a-f-]{36}\)", done.stdout, re.M)
+    stored = httpx.get(f"{server}/v1/analyses/{analysis_id}", timeout=30).json()
+    assert stored["status"] == "succeeded"
+    measured = stored["report"]["gradient_flow"]["measured"]
+    assert measured["status"] == "measured"
+    assert f"Measured gradients: {measured['summary']}" in done.stdout
+    assert f"skip ablation: {measured['skip_ablation']['summary']}" in done.stdout
+    assert re.search(rf"gradients \(measured\)\s+{measured['verdict']}", done.stdout)
