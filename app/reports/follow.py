@@ -107,7 +107,8 @@ def iter_sse(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
     >>> [(e.id, e.event, e.payload()) for e in events]
     [('7', 'step', {'step': 3})]
     """
-    kind, data, event_id = "", [], None
+    kind, event_id = "", None
+    data: list[str] = []
     for raw in lines:
         line = raw.rstrip("\r\n")
         if not line:
@@ -399,7 +400,8 @@ class TrainingFollower:
 
     def show_body(self, body: Mapping[str, Any]) -> None:
         """Show a ``TrainingRunOut``: ``progress.steps_done / progress.steps``, ETA, loss."""
-        progress = body.get("progress") if isinstance(body.get("progress"), Mapping) else {}
+        raw = body.get("progress")
+        progress: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         status = str(body.get("status", "?"))
         steps = _number(progress.get("steps")) or _number(
             (body.get("parameters") or {}).get("steps")

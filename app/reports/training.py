@@ -177,7 +177,7 @@ def run_summary(run: RunRow, *, steps_drawn: int | None = None) -> dict[str, Any
         if _finite(verdict.get("loss_relative_change")):
             loss += f" ({verdict['loss_relative_change']:+.0%})"
     passed = verdict.get("overfit_one_batch_passed")
-    overfit = {True: "passed", False: "failed"}.get(passed, "") if verdict else ""
+    overfit = "passed" if passed is True else "failed" if passed is False else ""
     error = run.error if isinstance(run.error, Mapping) else None
     lr = params.get("learning_rate")
     return {

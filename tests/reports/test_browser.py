@@ -153,3 +153,45 @@ def test_comparison_page_renders_in_chromium(service, browser):
     _assert_rendered(browser, "svg#graph-b")
     assert _console_errors(browser) == []
     assert _screenshot(browser, "compare-example1-example2.png").stat().st_size > 20_000
+
+
+@pytest.mark.tensorflow
+def test_report_page_with_a_training_run_renders_in_chromium(live_service_with_worker, browser):
+    """A real 20-step run of Example 3 (one job worker); its curves and run table on the page."""
+    import time
+
+    base = live_service_with_worker
+    with (SEED / "example3.keras").open("rb") as handle:
+        created = httpx.post(
+            f"{base}/v1/analyses",
+            data={"name": "Seed example 3, trained", "input_shape": "[32, 32, 3]"},
+            files={"file": ("example3.keras", handle, "application/octet-stream")},
+            timeout=60,
+        )
+    assert created.status_code == 201, created.text
+    analysis_id = created.json()["id"]
+    started = httpx.post(
+        f"{base}/v1/training-runs",
+        json={"analysis_id": analysis_id, "steps": 20, "batch_size": 16},
+        timeout=60,
+    )
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    deadline = time.monotonic() + 300
+    while (run := httpx.get(f"{base}/v1/training-runs/{run_id}", timeout=30).json())[
+        "status"
+    ] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, run["progress"]
+        time.sleep(0.5)
+    assert run["status"] == "succeeded", run.get("error")
+
+    _open(browser, f"{base}/v1/analyses/{analysis_id}/report.html")
+    _assert_rendered(browser, "#plot-training svg")
+    caption = browser.find_element("css selector", "#training .lead").text
+    assert caption.startswith(f"Run {run_id} (succeeded): 20 of 20 steps drawn")
+    rows = browser.find_elements("css selector", "#training-runs tbody tr")
+    assert len(rows) == 1 and run_id[:8] in rows[0].text and "SUCCEEDED" in rows[0].text.upper()
+    verdict = browser.find_element("css selector", "#training-verdict").text
+    assert verdict == run["result"]["verdict"]["summary"]
+    assert _console_errors(browser) == []
+    assert _screenshot(browser, "report-example3-training.png").stat().st_size > 20_000
