@@ -473,14 +473,23 @@ def submit(
                     f"training run [bold]{started['id']}[/] {started.get('status')} "
                     f"({_run_parameters(started)})"
                 )
-                training_run = follow_training(
-                    client,
-                    started,
-                    console=console,
-                    poll_s=poll_interval,
-                    timeout_s=wait_timeout,
-                    stream=stream,
-                )
+                try:
+                    training_run = follow_training(
+                        client,
+                        started,
+                        console=console,
+                        poll_s=poll_interval,
+                        timeout_s=wait_timeout,
+                        stream=stream,
+                    )
+                except KeyboardInterrupt:
+                    run_url = f"{server.rstrip('/')}/v1/training-runs/{started['id']}"
+                    errors.print(
+                        f"\nstopped following; the run goes on on the server: {_escape(run_url)} "
+                        f"(stop it with POST {_escape(run_url)}/cancel)",
+                        soft_wrap=True,
+                    )
+                    raise typer.Exit(code=130) from None
     except httpx.HTTPError as exc:
         errors.print(f"[bold red]error[/]: could not talk to {_escape(server)}: {_escape(exc)}")
         raise typer.Exit(code=1) from None

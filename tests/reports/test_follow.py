@@ -401,3 +401,29 @@ def test_submit_exits_non_zero_when_the_run_fails(scripted_service):
     )
     assert json_done.exit_code == 1
     assert json.loads(json_done.stdout)["training_run"]["status"] == "failed"
+
+
+def test_interrupting_submit_says_the_run_goes_on_and_how_to_stop_it(monkeypatch, seed_reports):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/analyses":
+            return httpx.Response(
+                201, json={"id": ANALYSIS_ID, "status": "succeeded", "report": seed_reports[1]}
+            )
+        if request.url.path == "/v1/training-runs":
+            return httpx.Response(202, json=run_body("queued", 0, 5))
+        raise KeyboardInterrupt  # Ctrl-C while following
+
+    monkeypatch.setattr(
+        "app.reports.cli._client",
+        lambda server, api_key, timeout: httpx.Client(
+            transport=httpx.MockTransport(handler), base_url=server
+        ),
+    )
+    done = CliRunner().invoke(
+        cli,
+        ["submit", str(SEED / "example1.json"), "--server", "http://svc", "--train"],
+        env={"COLUMNS": "200"},
+    )
+    assert done.exit_code == 130, done.output
+    assert f"the run goes on on the server: http://svc/v1/training-runs/{RUN_ID}" in done.output
+    assert f"POST http://svc/v1/training-runs/{RUN_ID}/cancel" in done.output
