@@ -10,7 +10,6 @@ Examples::
 from __future__ import annotations
 
 import ipaddress
-import sys
 from typing import Annotated
 
 import typer
@@ -149,4 +148,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

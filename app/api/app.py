@@ -119,7 +119,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from app.reports.endpoints import router as reports_router
 
     app.include_router(reports_router)
-    from app.training.endpoints import router as training_router; app.include_router(training_router)  # noqa: E702
+    from app.training.endpoints import router as training_router
+
+    app.include_router(training_router)
 
     _install_problem_schema(app)
     return app

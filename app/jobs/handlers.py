@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.config import Settings
 from app.db import session_scope
@@ -181,7 +181,7 @@ def execute(settings: Settings, held: Claim) -> str:
             _, pending = repository.measured_from_children(session, held.job_id)
             if pending:  # the report is there; the analysis waits for its measurement
                 session.execute(
-                    Job.__table__.update()
+                    update(Job)
                     .where(Job.id == held.job_id)
                     .values(status="running", finished_at=None)
                 )

@@ -371,10 +371,10 @@ def remove_skip_connections(
     }
     needed: set[str] = set()
     new_memo: dict[str, frozenset[str]] = {}
-    for ref in outputs:
-        needed |= _ancestors(ref[0], new_parents, new_memo)
-    for ref in _output_refs(config["input_layers"]):
-        needed.add(ref[0])
+    for output_ref in outputs:
+        needed |= _ancestors(output_ref[0], new_parents, new_memo)
+    for input_ref in _output_refs(config["input_layers"]):
+        needed.add(input_ref[0])
     result = dict(config)
     result["layers"] = [layer for layer in kept_layers if layer["name"] in needed]
     result["output_layers"] = (

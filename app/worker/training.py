@@ -468,7 +468,7 @@ class CompiledSteps:
             self.probe_layers[i].name: float(np.mean(np.asarray(c.numpy()) <= 0))
             for i, c in zip(self.relu_indices, channel_max, strict=True)
         }
-        layers = []
+        layers: list[dict[str, Any]] = []
         for name, indices in by_layer.items():
             grad = math.sqrt(float(np.sum(grads[indices] ** 2)))
             update = math.sqrt(float(np.sum(updates[indices] ** 2)))
