@@ -48,8 +48,10 @@ def is_model_config(entry: dict[str, Any]) -> bool:
     config = entry.get("config")
     if entry.get("class_name") in MODEL_CLASSES:
         return True
-    return isinstance(config, dict) and isinstance(config.get("layers"), list) and (
-        "input_layers" in config or "output_layers" in config
+    return (
+        isinstance(config, dict)
+        and isinstance(config.get("layers"), list)
+        and ("input_layers" in config or "output_layers" in config)
     )
 
 
@@ -71,9 +73,7 @@ def parse_shape(value: Any, what: str) -> Shape:
             if isinstance(dim, float) and dim.is_integer() and dim >= 0:
                 dims.append(int(dim))
                 continue
-            raise _fail(
-                f"{what} must contain non-negative ints or null. Received: {what}={_short(value)}"
-            )
+            raise _fail(f"{what} must contain non-negative ints or null. Received: {what}={_short(value)}")
         else:
             dims.append(dim)
     return tuple(dims)
@@ -100,9 +100,7 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
     if config is None:
         config = {}
     if not isinstance(config, dict):
-        raise _fail(
-            f"{where}: {class_name}'s config must be an object. Received: config={_short(config)}"
-        )
+        raise _fail(f"{where}: {class_name}'s config must be an object. Received: config={_short(config)}")
     return entry
 
 
@@ -311,16 +309,12 @@ def _parse_model(entry: dict[str, Any], fmt: str, depth: int, path: str) -> Mode
         raise _fail(f"model config must be an object. Received: config={_short(config)}")
     layers = config.get("layers")
     if not isinstance(layers, list):
-        raise _fail(
-            f"model '{path}' has no layers list. Received: layers={_short(layers)}"
-        )
+        raise _fail(f"model '{path}' has no layers list. Received: layers={_short(layers)}")
     name = config.get("name") or entry.get("name") or "model"
     if not isinstance(name, str):
         raise _fail(f"model names must be strings. Received: name={_short(name)}")
     class_name = entry.get("class_name", "Functional")
-    is_sequential = class_name == "Sequential" or (
-        "input_layers" not in config and "output_layers" not in config
-    )
+    is_sequential = class_name == "Sequential" or ("input_layers" not in config and "output_layers" not in config)
     if is_sequential:
         graph = _parse_sequential(config, name, fmt, depth, path)
     else:
@@ -344,9 +338,7 @@ def _layer_node(entry: dict[str, Any], name: str, fmt: str, depth: int, path: st
     return node
 
 
-def _parse_sequential(
-    config: dict[str, Any], name: str, fmt: str, depth: int, path: str
-) -> ModelGraph:
+def _parse_sequential(config: dict[str, Any], name: str, fmt: str, depth: int, path: str) -> ModelGraph:
     entries = config["layers"]
     nodes: list[LayerNode] = []
     seen: set[str] = set()
@@ -442,10 +434,7 @@ def _resolve(ref: TensorRef, by_name: dict[str, LayerNode], fmt: str, io: bool, 
                 index = candidate
                 break
         else:
-            raise _fail(
-                f"{where} refers to call {ref.node_index} of '{ref.layer}', which is called "
-                f"{count} time(s)"
-            )
+            raise _fail(f"{where} refers to call {ref.node_index} of '{ref.layer}', which is called {count} time(s)")
     return ref if index == ref.node_index else TensorRef(ref.layer, index, ref.tensor_index)
 
 
@@ -504,7 +493,7 @@ def build_graph(config: Any) -> ModelGraph:
     >>> build_graph({"class_name": "Dense"})
     Traceback (most recent call last):
     ...
-    app.errors.InvalidArchitecture: expected a model config (Sequential or Functional) with a layers list. Received: class_name='Dense'
+    app.errors.InvalidArchitecture: expected a model config (Sequential or Functional) ...
     """
     if not isinstance(config, dict):
         raise _fail(f"expected a Keras model config object. Received: {type(config).__name__}")

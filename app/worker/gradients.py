@@ -372,7 +372,7 @@ def remove_skip_connections(
     needed: set[str] = set()
     new_memo: dict[str, frozenset[str]] = {}
     for output_ref in outputs:
-        needed |= _ancestors(output_ref[0], new_parents, new_memo)
+        needed |= _ancestors(str(output_ref[0]), new_parents, new_memo)
     for input_ref in _output_refs(config["input_layers"]):
         needed.add(input_ref[0])
     result = dict(config)

@@ -16,30 +16,48 @@ def tensor(layer: str, node: int = 0, index: int = 0) -> dict[str, Any]:
 
 
 def input_layer(name: str, shape: tuple[int | None, ...]) -> dict[str, Any]:
-    return {"class_name": "InputLayer", "name": name,
-            "config": {"batch_shape": [None, *shape], "name": name}, "inbound_nodes": []}
+    return {
+        "class_name": "InputLayer",
+        "name": name,
+        "config": {"batch_shape": [None, *shape], "name": name},
+        "inbound_nodes": [],
+    }
 
 
-def call(class_name: str, name: str, config: dict[str, Any], *inputs: str, as_list: bool = False,
-         module: str | None = None) -> dict[str, Any]:
+def call(
+    class_name: str, name: str, config: dict[str, Any], *inputs: str, as_list: bool = False, module: str | None = None
+) -> dict[str, Any]:
     """A layer entry called on the named layers' first outputs."""
     tensors = [tensor(i) for i in inputs]
     args: list[Any] = [tensors] if as_list else tensors
-    entry: dict[str, Any] = {"class_name": class_name, "name": name, "config": dict(config, name=name),
-                             "inbound_nodes": [{"args": args, "kwargs": {}}]}
+    entry: dict[str, Any] = {
+        "class_name": class_name,
+        "name": name,
+        "config": dict(config, name=name),
+        "inbound_nodes": [{"args": args, "kwargs": {}}],
+    }
     if module is not None:
         entry["module"] = module
     return entry
 
 
-def functional(layers: list[dict[str, Any]], inputs: list[str], outputs: list[str], name: str = "model") -> dict[str, Any]:
-    return {"class_name": "Functional", "config": {
-        "name": name, "layers": layers,
-        "input_layers": [[i, 0, 0] for i in inputs], "output_layers": [[o, 0, 0] for o in outputs]}}
+def functional(
+    layers: list[dict[str, Any]], inputs: list[str], outputs: list[str], name: str = "model"
+) -> dict[str, Any]:
+    return {
+        "class_name": "Functional",
+        "config": {
+            "name": name,
+            "layers": layers,
+            "input_layers": [[i, 0, 0] for i in inputs],
+            "output_layers": [[o, 0, 0] for o in outputs],
+        },
+    }
 
 
-def single_layer_model(class_name: str, config: dict[str, Any], input_shapes: list[tuple[int | None, ...]],
-                       how: str = "single") -> dict[str, Any]:
+def single_layer_model(
+    class_name: str, config: dict[str, Any], input_shapes: list[tuple[int | None, ...]], how: str = "single"
+) -> dict[str, Any]:
     """A Functional model: one InputLayer per shape feeding the layer under test (named 'target')."""
     names = [f"in{i}" for i in range(len(input_shapes))]
     layers = [input_layer(n, s) for n, s in zip(names, input_shapes)]
@@ -52,11 +70,13 @@ def single_layer_model(class_name: str, config: dict[str, Any], input_shapes: li
     return functional(layers, names, ["target"])
 
 
-def sequential(layers: list[tuple[str, dict[str, Any]]], input_shape: tuple[int | None, ...],
-               name: str = "seq") -> dict[str, Any]:
+def sequential(
+    layers: list[tuple[str, dict[str, Any]]], input_shape: tuple[int | None, ...], name: str = "seq"
+) -> dict[str, Any]:
     """A Keras 3 Sequential config: [(class_name, config), ...] after an InputLayer."""
     entries: list[dict[str, Any]] = [
-        {"class_name": "InputLayer", "config": {"batch_shape": [None, *input_shape], "name": f"{name}_input"}}]
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, *input_shape], "name": f"{name}_input"}}
+    ]
     for index, (class_name, config) in enumerate(layers):
         entries.append({"class_name": class_name, "config": dict({"name": f"l{index}"}, **config)})
     return {"class_name": "Sequential", "config": {"name": name, "layers": entries}}

@@ -12,31 +12,62 @@ from app.errors import InvalidArchitecture
 from tests.analysis.builders import call, functional, input_layer, sequential
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    (None, "Received: NoneType"),
-    ([], "Received: list"),
-    ({"class_name": "Dense", "config": {"units": 3}}, "layers list"),
-    ({"class_name": "Sequential", "config": {"layers": "conv"}}, "layers list"),
-    (sequential([("Conv2D", {"filters": 4, "kernel_size": "three"})], (8, 8, 3)),
-     "Conv2D 'l0': kernel_size must be a positive int or tuple of 2. Received: kernel_size='three'"),
-    (sequential([("Conv2D", {"filters": -1, "kernel_size": 3})], (8, 8, 3)), "filters must be a positive int"),
-    (sequential([("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "full"})], (8, 8, 3)), "padding must be one of"),
-    (sequential([("Conv2D", {"filters": 4, "kernel_size": 9})], (4, 4, 3)), "input is too small"),
-    (sequential([("Conv2D", {"filters": 4, "kernel_size": 3})], (8, 3)), "rank 4"),
-    (sequential([("Dense", {"units": "ten"})], (8,)), "units must be a positive int. Received: units='ten'"),
-    (sequential([("Reshape", {"target_shape": [5, 5]})], (8,)), "total size"),
-    (sequential([("Concatenate", {"axis": "x"})], (8,)), "axis must be an int"),
-    (sequential([{"no": "class"}], (8,)) if False else
-     {"class_name": "Sequential", "config": {"layers": [{"config": {}}]}}, "no class_name"),
-    ({"class_name": "Sequential", "config": {"layers": [
-        {"class_name": "InputLayer", "config": {"batch_shape": [None, "x"]}}]}}, "batch_shape"),
-    (functional([input_layer("a", (4,)), call("Dense", "d", {"units": 2}, "ghost")], ["a"], ["d"]),
-     "does not exist. Received: 'ghost'"),
-    (functional([input_layer("a", (4,)), call("Dense", "d", {"units": 2}, "e"), call("Dense", "e", {"units": 2}, "d")],
-                ["a"], ["d"]), "cycle"),
-    (functional([input_layer("a", (4,)), call("Add", "s", {}, "a", "b", as_list=True),
-                 input_layer("b", (5,))], ["a", "b"], ["s"]), "incompatible shapes"),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "Received: NoneType"),
+        ([], "Received: list"),
+        ({"class_name": "Dense", "config": {"units": 3}}, "layers list"),
+        ({"class_name": "Sequential", "config": {"layers": "conv"}}, "layers list"),
+        (
+            sequential([("Conv2D", {"filters": 4, "kernel_size": "three"})], (8, 8, 3)),
+            "Conv2D 'l0': kernel_size must be a positive int or tuple of 2. Received: kernel_size='three'",
+        ),
+        (sequential([("Conv2D", {"filters": -1, "kernel_size": 3})], (8, 8, 3)), "filters must be a positive int"),
+        (
+            sequential([("Conv2D", {"filters": 4, "kernel_size": 3, "padding": "full"})], (8, 8, 3)),
+            "padding must be one of",
+        ),
+        (sequential([("Conv2D", {"filters": 4, "kernel_size": 9})], (4, 4, 3)), "input is too small"),
+        (sequential([("Conv2D", {"filters": 4, "kernel_size": 3})], (8, 3)), "rank 4"),
+        (sequential([("Dense", {"units": "ten"})], (8,)), "units must be a positive int. Received: units='ten'"),
+        (sequential([("Reshape", {"target_shape": [5, 5]})], (8,)), "total size"),
+        (sequential([("Concatenate", {"axis": "x"})], (8,)), "axis must be an int"),
+        (
+            sequential([{"no": "class"}], (8,))
+            if False
+            else {"class_name": "Sequential", "config": {"layers": [{"config": {}}]}},
+            "no class_name",
+        ),
+        (
+            {
+                "class_name": "Sequential",
+                "config": {"layers": [{"class_name": "InputLayer", "config": {"batch_shape": [None, "x"]}}]},
+            },
+            "batch_shape",
+        ),
+        (
+            functional([input_layer("a", (4,)), call("Dense", "d", {"units": 2}, "ghost")], ["a"], ["d"]),
+            "does not exist. Received: 'ghost'",
+        ),
+        (
+            functional(
+                [input_layer("a", (4,)), call("Dense", "d", {"units": 2}, "e"), call("Dense", "e", {"units": 2}, "d")],
+                ["a"],
+                ["d"],
+            ),
+            "cycle",
+        ),
+        (
+            functional(
+                [input_layer("a", (4,)), call("Add", "s", {}, "a", "b", as_list=True), input_layer("b", (5,))],
+                ["a", "b"],
+                ["s"],
+            ),
+            "incompatible shapes",
+        ),
+    ],
+)
 def test_unreadable_configs_raise_invalid_architecture(config: Any, message: str) -> None:
     with pytest.raises(InvalidArchitecture) as error:
         analyze(config)
@@ -63,13 +94,17 @@ def test_junk_inside_a_layer_config_never_escapes_as_an_unexpected_exception() -
 
 
 def _with_unknown_layer() -> dict:
-    return functional([
-        input_layer("img", (32, 32, 3)),
-        call("Conv2D", "c1", {"filters": 8, "kernel_size": 3, "padding": "same"}, "img"),
-        call("MyFancyLayer", "fancy", {"whatever": 1}, "c1"),
-        call("Conv2D", "c2", {"filters": 4, "kernel_size": 3, "padding": "same"}, "fancy"),
-        call("Conv2D", "side", {"filters": 4, "kernel_size": 1}, "c1"),
-    ], ["img"], ["c2", "side"])
+    return functional(
+        [
+            input_layer("img", (32, 32, 3)),
+            call("Conv2D", "c1", {"filters": 8, "kernel_size": 3, "padding": "same"}, "img"),
+            call("MyFancyLayer", "fancy", {"whatever": 1}, "c1"),
+            call("Conv2D", "c2", {"filters": 4, "kernel_size": 3, "padding": "same"}, "fancy"),
+            call("Conv2D", "side", {"filters": 4, "kernel_size": 1}, "c1"),
+        ],
+        ["img"],
+        ["c2", "side"],
+    )
 
 
 def test_unknown_layer_is_listed_and_its_metrics_marked_partial() -> None:
@@ -97,8 +132,9 @@ def test_unknown_layer_is_listed_and_its_metrics_marked_partial() -> None:
 
 
 def test_complete_model_says_complete() -> None:
-    report = analyze(sequential([("Conv2D", {"filters": 4, "kernel_size": 3}), ("Flatten", {}),
-                                 ("Dense", {"units": 2})], (8, 8, 3)))
+    report = analyze(
+        sequential([("Conv2D", {"filters": 4, "kernel_size": 3}), ("Flatten", {}), ("Dense", {"units": 2})], (8, 8, 3))
+    )
     metrics = report["coverage"]["metrics"]
     for metric in ("shapes", "params", "macs", "receptive_field", "activation_bytes"):
         assert metrics[metric]["status"] == "complete"
@@ -107,7 +143,9 @@ def test_complete_model_says_complete() -> None:
 
 
 def test_unknown_spatial_size_marks_macs_partial_and_override_completes_it() -> None:
-    config = sequential([("Conv2D", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"})], (None, None, 3))
+    config = sequential(
+        [("Conv2D", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"})], (None, None, 3)
+    )
     report = analyze(config)
     assert report["coverage"]["metrics"]["macs"]["status"] == "partial"
     assert report["layers"][0]["macs"] is None

@@ -45,8 +45,15 @@ def _op_model(class_name: str, config: dict[str, Any], shapes: list[tuple[int, .
     layers = [input_layer(n, s) for n, s in zip(names, shapes)]
     tensors: list[Any] = [tensor(n) for n in names]
     args: list[Any] = [tensors] if class_name == "Concatenate" else tensors + constants
-    layers.append({"module": "keras.src.ops.numpy", "class_name": class_name, "name": "op",
-                   "config": dict(config, name="op"), "inbound_nodes": [{"args": args, "kwargs": {}}]})
+    layers.append(
+        {
+            "module": "keras.src.ops.numpy",
+            "class_name": class_name,
+            "name": "op",
+            "config": dict(config, name="op"),
+            "inbound_nodes": [{"args": args, "kwargs": {}}],
+        }
+    )
     return functional(layers, names, ["op"])
 
 
@@ -61,25 +68,43 @@ def test_keras3_op_shapes(case: tuple) -> None:
 
 
 def _tfop_model(function: str, kwargs: dict[str, Any], shape: tuple[int, ...]) -> dict:
-    return {"class_name": "Functional", "keras_version": "2.21.0", "config": {
-        "name": "m", "input_layers": [["x", 0, 0]], "output_layers": [["op", 0, 0]],
-        "layers": [
-            {"class_name": "InputLayer", "name": "x", "config": {"batch_input_shape": [None, *shape], "name": "x"},
-             "inbound_nodes": []},
-            {"class_name": "TFOpLambda", "name": "op", "config": {"name": "op", "function": function, "dtype": "float32"},
-             "inbound_nodes": [["x", 0, 0, kwargs]]},
-        ]}}
+    return {
+        "class_name": "Functional",
+        "keras_version": "2.21.0",
+        "config": {
+            "name": "m",
+            "input_layers": [["x", 0, 0]],
+            "output_layers": [["op", 0, 0]],
+            "layers": [
+                {
+                    "class_name": "InputLayer",
+                    "name": "x",
+                    "config": {"batch_input_shape": [None, *shape], "name": "x"},
+                    "inbound_nodes": [],
+                },
+                {
+                    "class_name": "TFOpLambda",
+                    "name": "op",
+                    "config": {"name": "op", "function": function, "dtype": "float32"},
+                    "inbound_nodes": [["x", 0, 0, kwargs]],
+                },
+            ],
+        },
+    }
 
 
-@pytest.mark.parametrize(("function", "kwargs", "shape", "expected"), [
-    ("__operators__.add", {"y": 3.0, "name": None}, (4, 4, 2), [None, 4, 4, 2]),
-    ("math.multiply", {"y": 0.5, "name": None}, (4, 2), [None, 4, 2]),
-    ("nn.relu", {"name": None}, (4, 2), [None, 4, 2]),
-    ("math.reduce_mean", {"axis": [1, 2], "keepdims": True}, (4, 4, 2), [None, 1, 1, 2]),
-    ("reshape", {"shape": [-1, 8]}, (4, 2), [None, 8]),
-    ("compat.v1.transpose", {"perm": [0, 2, 1]}, (4, 2), [None, 2, 4]),
-    ("math.truediv", {"y": 6.0}, (3,), [None, 3]),
-])
+@pytest.mark.parametrize(
+    ("function", "kwargs", "shape", "expected"),
+    [
+        ("__operators__.add", {"y": 3.0, "name": None}, (4, 4, 2), [None, 4, 4, 2]),
+        ("math.multiply", {"y": 0.5, "name": None}, (4, 2), [None, 4, 2]),
+        ("nn.relu", {"name": None}, (4, 2), [None, 4, 2]),
+        ("math.reduce_mean", {"axis": [1, 2], "keepdims": True}, (4, 4, 2), [None, 1, 1, 2]),
+        ("reshape", {"shape": [-1, 8]}, (4, 2), [None, 8]),
+        ("compat.v1.transpose", {"perm": [0, 2, 1]}, (4, 2), [None, 2, 4]),
+        ("math.truediv", {"y": 6.0}, (3,), [None, 3]),
+    ],
+)
 def test_tfoplambda_functions(function: str, kwargs: dict, shape: tuple, expected: list) -> None:
     report = analyze(_tfop_model(function, kwargs, shape))
     assert report["layers"][-1]["output_shape"] == expected
@@ -95,12 +120,17 @@ def test_unknown_tfoplambda_function_is_reported_not_zeroed() -> None:
     assert report["coverage"]["metrics"]["shapes"]["status"] == "partial"
 
 
-@pytest.mark.parametrize(("class_name", "config", "shapes", "expected_shape", "params"), [
-    ("LayerScale", {"init_values": 1e-6, "projection_dim": 96}, [(7, 7, 96)], [None, 7, 7, 96], 96),
-    ("CustomScaleLayer", {"scale": 0.17}, [(5, 5, 8), (5, 5, 8)], [None, 5, 5, 8], 0),
-    ("StochasticDepth", {"drop_path_rate": 0.1}, [(5, 5, 8)], [None, 5, 5, 8], 0),
-])
-def test_applications_custom_layers(class_name: str, config: dict, shapes: list, expected_shape: list, params: int) -> None:
+@pytest.mark.parametrize(
+    ("class_name", "config", "shapes", "expected_shape", "params"),
+    [
+        ("LayerScale", {"init_values": 1e-6, "projection_dim": 96}, [(7, 7, 96)], [None, 7, 7, 96], 96),
+        ("CustomScaleLayer", {"scale": 0.17}, [(5, 5, 8), (5, 5, 8)], [None, 5, 5, 8], 0),
+        ("StochasticDepth", {"drop_path_rate": 0.1}, [(5, 5, 8)], [None, 5, 5, 8], 0),
+    ],
+)
+def test_applications_custom_layers(
+    class_name: str, config: dict, shapes: list, expected_shape: list, params: int
+) -> None:
     from tests.analysis.builders import single_layer_model
 
     how = "list" if len(shapes) > 1 else "single"

@@ -17,17 +17,24 @@ DATA = Path(__file__).parent / "data"
 def test_nested_shared_multi_io_model_matches_keras(fmt: str) -> None:
     stored = json.loads((DATA / f"nested_{fmt}.json").read_text())
     report = analyze(stored["config"])
-    got = [{"name": l["name"], "output_shape": l["output_shape"], "params": l["params"],
-            "trainable_params": l["trainable_params"]} for l in report["layers"]]
+    got = [
+        {
+            "name": layer_["name"],
+            "output_shape": layer_["output_shape"],
+            "params": layer_["params"],
+            "trainable_params": layer_["trainable_params"],
+        }
+        for layer_ in report["layers"]
+    ]
     assert got == stored["layers"]
     assert report["summary"]["total_params"] == stored["total_params"]
     assert report["summary"]["trainable_params"] == stored["trainable_params"]
     assert report["summary"]["output_shapes"] == stored["output_shapes"]
-    layers = {l["name"]: l for l in report["layers"]}
+    layers = {layer_["name"]: layer_ for layer_ in report["layers"]}
     assert layers["shared"]["calls"] == 2 and layers["fun"]["calls"] == 2
     assert layers["shared"]["inbound"] == ["img", "shared"]
     # a nested model carries its own layers; the frozen Sequential's weights are non-trainable
-    assert [l["name"] for l in layers["seq"]["layers"]] == ["sd", "sbn"]
+    assert [layer_["name"] for layer_ in layers["seq"]["layers"]] == ["sd", "sbn"]
     assert layers["seq"]["layers"][1]["non_trainable_params"] == 12
     # the shared conv is counted once in params, twice in MACs
     assert layers["shared"]["macs"] == 2 * 16 * 16 * 27 * 3
@@ -44,21 +51,45 @@ def test_graph_keeps_calls_and_sequential_input_unlisted() -> None:
 
 
 def test_tf_keras_sequential_with_batch_input_shape_on_first_layer() -> None:
-    config = {"class_name": "Sequential", "keras_version": "2.15.0", "config": {"name": "s", "layers": [
-        {"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": [3, 3],
-                                            "batch_input_shape": [None, 8, 8, 1], "dtype": "float32"}},
-        {"class_name": "Flatten", "config": {"name": "f"}}]}}
+    config = {
+        "class_name": "Sequential",
+        "keras_version": "2.15.0",
+        "config": {
+            "name": "s",
+            "layers": [
+                {
+                    "class_name": "Conv2D",
+                    "config": {
+                        "name": "c",
+                        "filters": 2,
+                        "kernel_size": [3, 3],
+                        "batch_input_shape": [None, 8, 8, 1],
+                        "dtype": "float32",
+                    },
+                },
+                {"class_name": "Flatten", "config": {"name": "f"}},
+            ],
+        },
+    }
     report = analyze(config)
-    assert [l["name"] for l in report["layers"]] == ["c", "f"]
+    assert [layer_["name"] for layer_ in report["layers"]] == ["c", "f"]
     assert report["layers"][1]["output_shape"] == [None, 72]
     assert report["summary"]["input_shapes"] == [[None, 8, 8, 1]]
 
 
 def test_mixed_precision_policy_halves_activation_bytes() -> None:
     def model(policy: object) -> dict:
-        return {"class_name": "Sequential", "config": {"name": "s", "layers": [
-            {"class_name": "InputLayer", "config": {"batch_shape": [None, 4, 4, 1]}},
-            {"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 1, "dtype": policy}}]}}
+        return {
+            "class_name": "Sequential",
+            "config": {
+                "name": "s",
+                "layers": [
+                    {"class_name": "InputLayer", "config": {"batch_shape": [None, 4, 4, 1]}},
+                    {"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 1, "dtype": policy}},
+                ],
+            },
+        }
+
     full = analyze(model("float32"))["layers"][0]
     half = analyze(model({"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}))["layers"][0]
     assert full["activation_bytes"] == 4 * 4 * 2 * 4

@@ -50,7 +50,7 @@ def test_wrong_layer_config_is_422_with_what_was_received(client, settings) -> N
 
 
 def test_bad_input_shape_values(client, settings) -> None:
-    for shape in ([0, 10, 3], [-1, 5, 5], [10 ** 9, 1, 1], [], [1, 2, 3, 4, 5]):
+    for shape in ([0, 10, 3], [-1, 5, 5], [10**9, 1, 1], [], [1, 2, 3, 4, 5]):
         response = client.post("/v1/analyses", json={"architecture": seed_config(1), "input_shape": shape})
         assert_problem(response, 422)
     assert_problem(upload(client, seed_bytes(1, "keras"), "m.keras", input_shape="[1, 2"), 422)
@@ -66,7 +66,11 @@ def test_unknown_formats_get_415(any_client, any_settings) -> None:
     response = any_client.post("/v1/analyses", content=b"x", headers={"content-type": "text/plain"})
     assert_problem(response, 415, "unsupported_format")
     assert row_counts(any_settings) == EMPTY
-    assert not list((any_settings.data_dir / "uploads").glob("*")) if (any_settings.data_dir / "uploads").exists() else True
+    assert (
+        not list((any_settings.data_dir / "uploads").glob("*"))
+        if (any_settings.data_dir / "uploads").exists()
+        else True
+    )
 
 
 def test_truncated_archives(any_client, any_settings) -> None:

@@ -31,7 +31,8 @@ def test_serving_requests_never_imports_tensorflow(tmp_path: Path) -> None:
             client.get("/v1/analyses")
             client.get("/openapi.json")
             client.get("/readyz")
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in {{"tensorflow", "keras", "tf_keras", "jax", "torch"}})
+        frameworks = {{"tensorflow", "keras", "tf_keras", "jax", "torch"}}
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in frameworks)
         print("LOADED", loaded)
         assert not loaded, loaded
         """

@@ -54,4 +54,13 @@ def registered_class_names() -> list[str]:
     return sorted(REGISTRY)
 
 
-__all__ = ["REGISTRY", "Ctx", "Rule", "UnsupportedVariant", "is_operation", "lookup", "lookup_rule", "registered_class_names"]
+__all__ = [
+    "REGISTRY",
+    "Ctx",
+    "Rule",
+    "UnsupportedVariant",
+    "is_operation",
+    "lookup",
+    "lookup_rule",
+    "registered_class_names",
+]

@@ -416,7 +416,7 @@ def apply_ops(field_in: ReceptiveField | None, ops: Sequence[AxisOp]) -> Recepti
     if len(axes) != len(ops):
         return GLOBAL
     return ReceptiveField(
-        tuple([apply_axis(a, op) for a, op in zip(axes, ops)]),
+        tuple([apply_axis(a, op) for a, op in zip(axes, ops, strict=True)]),
         field_in.is_global,
         field_in.misaligned,
     )

@@ -135,7 +135,8 @@ def macs_dot(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
         return None
     a1, _ = _dot_axes(ctx, len(first), len(second))
     produced = product(out[1:])
-    return None if produced is None or first[a1] is None else produced * first[a1]
+    contracted = first[a1]
+    return None if produced is None or contracted is None else produced * contracted
 
 
 def field_merge(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Any
 
 from app.analysis.graph import AxisField, ReceptiveField, Shape
 from app.analysis.rules.base import (
@@ -87,7 +88,7 @@ def field_resize(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveFiel
     ):
         return apply_ops(field, [AxisOp("window", 1, 1, -(((n or 0) - t) // 2))
                                  for n, t in zip(dims, (height, width), strict=True)])
-    axes = []
+    axes: list[Any] = []
     for axis, target in zip(field.axes, (height, width), strict=True):
         n = dims[len(axes)]
         if n is None:

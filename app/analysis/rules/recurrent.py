@@ -105,8 +105,15 @@ def _inner(ctx: Ctx, key: str = "layer") -> tuple[Any, Ctx]:
     config = layer.get("config") or {}
     if not isinstance(config, dict):
         raise ctx.fail(f"{key}'s config must be an object")
-    inner = Ctx(str(config.get("name", ctx.name)), layer["class_name"], config, list(ctx.input_shapes),
-                ctx.constants, ctx.tensor_kwargs, ctx.fmt)
+    inner = Ctx(
+        str(config.get("name", ctx.name)),
+        layer["class_name"],
+        config,
+        list(ctx.input_shapes),
+        ctx.constants,
+        ctx.tensor_kwargs,
+        ctx.fmt,
+    )
     return rule, inner
 
 
@@ -266,7 +273,9 @@ def macs_conv_lstm(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
         return None
     last = channels_last(ctx)
     dims = shape[2:-1] if last else shape[3:]
-    out_dims = [conv_output_length(n, k, padding, s, d) for n, k, s, d in zip(dims, kernel, strides, dilation, strict=True)]
+    out_dims = [
+        conv_output_length(n, k, padding, s, d) for n, k, s, d in zip(dims, kernel, strides, dilation, strict=True)
+    ]
     positions = product(out_dims)
     if positions is None:
         return None
@@ -281,14 +290,46 @@ def fans_conv_lstm(ctx: Ctx) -> tuple[int | None, int | None]:
 
 
 for _name in GATES:
-    register(_name, "recurrent", shape_rnn, params=params_rnn, macs=macs_rnn, field=field_global,
-             activation=activation_rnn, initializer_key="kernel_initializer", fans=fans_rnn)
+    register(
+        _name,
+        "recurrent",
+        shape_rnn,
+        params=params_rnn,
+        macs=macs_rnn,
+        field=field_global,
+        activation=activation_rnn,
+        initializer_key="kernel_initializer",
+        fans=fans_rnn,
+    )
 for _name in CONV_LSTM:
-    register(_name, "recurrent", shape_conv_lstm, params=params_conv_lstm, macs=macs_conv_lstm,
-             field=field_global, activation=activation_rnn, initializer_key="kernel_initializer",
-             fans=fans_conv_lstm)
-register("Bidirectional", "recurrent", shape_bidirectional, params=params_bidirectional,
-         macs=macs_bidirectional, field=field_global, activation=activation_wrapped, fans=fans_wrapped)
-register("TimeDistributed", "recurrent", shape_time_distributed, params=params_time_distributed,
-         macs=macs_time_distributed, field=field_time_distributed, activation=activation_wrapped,
-         fans=fans_wrapped)
+    register(
+        _name,
+        "recurrent",
+        shape_conv_lstm,
+        params=params_conv_lstm,
+        macs=macs_conv_lstm,
+        field=field_global,
+        activation=activation_rnn,
+        initializer_key="kernel_initializer",
+        fans=fans_conv_lstm,
+    )
+register(
+    "Bidirectional",
+    "recurrent",
+    shape_bidirectional,
+    params=params_bidirectional,
+    macs=macs_bidirectional,
+    field=field_global,
+    activation=activation_wrapped,
+    fans=fans_wrapped,
+)
+register(
+    "TimeDistributed",
+    "recurrent",
+    shape_time_distributed,
+    params=params_time_distributed,
+    macs=macs_time_distributed,
+    field=field_time_distributed,
+    activation=activation_wrapped,
+    fans=fans_wrapped,
+)
