@@ -22,6 +22,8 @@ serve: install
 
 test: install-dev
 	bash scripts/test-services.sh
+	$(BIN)/ruff check app tests bench
+	$(BIN)/mypy app
 	$(BIN)/python -m pytest
 
 lint: install-dev
