@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from collections.abc import Iterable
 from typing import Any
 
 from app.analysis import gradient_flow
@@ -105,18 +106,39 @@ def _finding(code: str, severity: str, layers: list[str], message: str,
             "details": details or {}}
 
 
-def _field_stride(layer: LayerResult) -> Fraction | None:
+def _axis_max(values: Iterable[Fraction | int]) -> Fraction | int:
+    """The largest value, the first of equal ones (as ``max``); ints and Fractions kept as they
+    are (they compare, hash and report alike), anything else read as a Fraction.
+
+    >>> _axis_max([1, Fraction(3, 2), 2])
+    2
+    """
+    best: Fraction | int | None = None
+    for value in values:
+        kind = type(value)
+        if kind is not int and kind is not Fraction:
+            value = Fraction(value)
+        if best is None or value > best:
+            best = value
+    if best is None:
+        raise ValueError("max() arg is an empty sequence")
+    return best
+
+
+def _field_stride(layer: LayerResult) -> Fraction | int | None:
+    """The largest effective stride over the spatial axes, None without a spatial field."""
     field = layer.receptive_field
     if field is None or field.axes is None or field.is_global or field.unknown:
         return None
-    return max(Fraction(axis.stride) for axis in field.axes)
+    return _axis_max([axis.stride for axis in field.axes])
 
 
-def _field_size(layer: LayerResult) -> Fraction | None:
+def _field_size(layer: LayerResult) -> Fraction | int | None:
+    """The largest receptive-field size over the spatial axes, None without a spatial field."""
     field = layer.receptive_field
     if field is None or field.axes is None or field.is_global or field.unknown:
         return None
-    return max(Fraction(axis.size) for axis in field.axes)
+    return _axis_max([axis.size for axis in field.axes])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,11 +153,14 @@ def _stages(result: AnalysisResult) -> list[dict[str, Any]]:
     downsampling layers are those whose stride exceeds their inputs'.
     """
     by_name = result.by_name()
-    groups: dict[Fraction, dict[str, Any]] = {}
+    strides = {layer.name: _field_stride(layer) for layer in result.layers}
+    groups: dict[Fraction | int, dict[str, Any]] = {}
     for layer in result.layers:
-        stride = _field_stride(layer)
+        stride = strides[layer.name]
+        if stride is None:
+            continue
         size = _field_size(layer)
-        if stride is None or size is None:
+        if size is None:
             continue
         group = groups.setdefault(stride, {"layers": [], "sizes": [], "channels": None,
                                            "downsampling": [], "convolutions": 0,
@@ -144,12 +169,13 @@ def _stages(result: AnalysisResult) -> list[dict[str, Any]]:
         group["sizes"].append(size)
         if size >= group["max_size"]:  # running maximum: the walk stays linear in depth
             group["max_size"] = size
-            if _channels(layer) is not None:
-                group["channels"] = _channels(layer)  # the widest-field map, the stage's result
+            channels = _channels(layer)
+            if channels is not None:
+                group["channels"] = channels  # the widest-field map, the stage's result
         if layer.class_name in SPATIAL_KERNEL_CLASSES:
             group["convolutions"] += 1
-        input_strides = [_field_stride(by_name[name]) for name in layer.inbound if name in by_name]
-        known = [s for s in input_strides if s is not None]
+        known = [strides[name] for name in layer.inbound
+                 if name in by_name and strides.get(name) is not None]
         if known and stride > max(known):
             group["downsampling"].append(layer.name)
     ordered = list(groups.values())
