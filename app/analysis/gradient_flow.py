@@ -399,7 +399,7 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Stats:
     """Second-order statistics of a tensor, all log10.
 
@@ -422,7 +422,7 @@ class _Stats:
             self.total = _log_sum((self.fluct, self.offset, self.mean_sq))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Forward:
     out: _Stats = field(default_factory=_Stats)
     log_pre: float | None = None  # log10 pre-activation variance (weighted layers)
@@ -455,19 +455,18 @@ def _activation_of(layer: LayerResult) -> str:
 
 
 def _log_sum(values: Iterable[float]) -> float:
-    """log10 of the sum of 10**v over ``values`` (floor values are zeros)."""
-    top = _LOG_FLOOR
-    kept = []
-    for value in values:
-        if value > _LOG_FLOOR:
-            kept.append(value)
-            if value > top:
-                top = value
+    """log10 of the sum of 10**v over ``values`` (floor values are zeros).
+
+    >>> round(_log_sum((0.0, 0.0)), 4)
+    0.301
+    """
+    kept = [value for value in values if value > _LOG_FLOOR]
     if not kept:
         return _LOG_FLOOR
     if len(kept) == 1:
-        return top
-    return top + math.log10(sum(10.0 ** (v - top) for v in kept))
+        return kept[0]
+    top = max(kept)
+    return top + math.log10(sum([10.0 ** (v - top) for v in kept]))
 
 
 def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
@@ -495,11 +494,15 @@ def _forward(result: AnalysisResult, notes: list[str],
     states: dict[str, _Forward] = {}
     seeded = dict(zip(result.input_layers, model_inputs or [], strict=False))
     for layer in result.layers:
-        inputs = [states[name].out for name in layer.inbound if name in states]
+        inputs = []
+        for name in layer.inbound:
+            known = states.get(name)
+            if known is not None:
+                inputs.append(known.out)
         state = _Forward(inputs=inputs)
         first = inputs[0] if inputs else _Stats()
         cls = layer.class_name
-        kernels = state.kernels = kernel_models(layer)
+        kernels = state.kernels = kernel_models(layer) if cls in KERNEL_CLASSES else None
         if layer.class_name == "InputLayer" or not inputs:
             seed = seeded.get(layer.name)
             state.out = _Stats(seed.fluct, seed.offset, seed.mean_sq) if seed else _Stats()
@@ -607,30 +610,51 @@ def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, An
     way to an output (the layer itself included), by dynamic programming over the graph."""
     successors = result.successors()
     outputs = set(result.output_layers)
-    info: dict[str, dict[str, Any]] = {}
+    at_output = (0, 0, 0, 0, 0, 0)
+    # Per layer (fewest, most weighted, fewest, most saturating, fewest, most normalizations),
+    # or None when no output is reached.
+    bounds: dict[str, tuple[int, int, int, int, int, int] | None] = {}
     for layer in reversed(result.layers):
-        own_weighted = 1 if layer.name in weighted else 0
-        own_saturating = 1 if (_activation_of(layer) in SATURATING_ACTIVATIONS
-                               and layer.name not in outputs) else 0
-        own_norm = 1 if layer.class_name in NORMALIZATION_CLASSES else 0
-        options = [info[s] for s in successors.get(layer.name, []) if s in info
-                   and info[s]["reaches_output"]]
-        if layer.name in outputs:
-            options.append({"depth": (0, 0), "saturating": (0, 0), "norm": (0, 0),
-                            "reaches_output": True})
+        name = layer.name
+        options = []
+        for successor in successors.get(name, ()):
+            option = bounds.get(successor)
+            if option is not None:
+                options.append(option)
+        if name in outputs:
+            options.append(at_output)
         if not options:
-            info[layer.name] = {"depth": None, "saturating": None, "norm": None,
-                                "reaches_output": False}
+            bounds[name] = None
             continue
-        info[layer.name] = {
-            "depth": (own_weighted + min(o["depth"][0] for o in options),
-                      own_weighted + max(o["depth"][1] for o in options)),
-            "saturating": (own_saturating + min(o["saturating"][0] for o in options),
-                           own_saturating + max(o["saturating"][1] for o in options)),
-            "norm": (own_norm + min(o["norm"][0] for o in options),
-                     own_norm + max(o["norm"][1] for o in options)),
-            "reaches_output": True,
-        }
+        own_weighted = 1 if name in weighted else 0
+        own_saturating = 1 if (_activation_of(layer) in SATURATING_ACTIVATIONS
+                               and name not in outputs) else 0
+        own_norm = 1 if layer.class_name in NORMALIZATION_CLASSES else 0
+        d_min, d_max, s_min, s_max, n_min, n_max = options[0]
+        for o_dmin, o_dmax, o_smin, o_smax, o_nmin, o_nmax in options[1:]:
+            if o_dmin < d_min:
+                d_min = o_dmin
+            if o_dmax > d_max:
+                d_max = o_dmax
+            if o_smin < s_min:
+                s_min = o_smin
+            if o_smax > s_max:
+                s_max = o_smax
+            if o_nmin < n_min:
+                n_min = o_nmin
+            if o_nmax > n_max:
+                n_max = o_nmax
+        bounds[name] = (own_weighted + d_min, own_weighted + d_max,
+                        own_saturating + s_min, own_saturating + s_max,
+                        own_norm + n_min, own_norm + n_max)
+    info: dict[str, dict[str, Any]] = {}
+    for name, found in bounds.items():
+        if found is None:
+            info[name] = {"depth": None, "saturating": None, "norm": None,
+                          "reaches_output": False}
+        else:
+            info[name] = {"depth": (found[0], found[1]), "saturating": (found[2], found[3]),
+                          "norm": (found[4], found[5]), "reaches_output": True}
     return info
 
 
