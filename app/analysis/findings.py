@@ -23,8 +23,8 @@ Example::
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import Any
 
 from app.analysis import gradient_flow
