@@ -174,8 +174,11 @@ def _stages(result: AnalysisResult) -> list[dict[str, Any]]:
                 group["channels"] = channels  # the widest-field map, the stage's result
         if layer.class_name in SPATIAL_KERNEL_CLASSES:
             group["convolutions"] += 1
-        known = [strides[name] for name in layer.inbound
-                 if name in by_name and strides.get(name) is not None]
+        known: list[Fraction | int] = []
+        for name in layer.inbound:
+            inbound_stride = strides.get(name) if name in by_name else None
+            if inbound_stride is not None:
+                known.append(inbound_stride)
         if known and stride > max(known):
             group["downsampling"].append(layer.name)
     ordered = list(groups.values())
