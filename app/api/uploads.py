@@ -46,11 +46,12 @@ class MultipartForm:
 
 
 class _Sink:
-    """Writes and hashes the file part in a thread of its own, so that receiving the next
-    chunks overlaps with hashing and writing the previous ones (hashlib and file writes
-    release the GIL). The queue is bounded: at most ``QUEUE_CHUNKS`` MiB wait in memory."""
+    """Hashes and writes the file part in two threads of their own, so that receiving the
+    next chunks, hashing and writing all overlap (hashlib and file writes release the GIL).
+    The pieces are views of the received chunks (no copies); each queue is bounded, so at
+    most about ``QUEUE_BATCHES`` MiB wait in memory."""
 
-    QUEUE_CHUNKS = 8
+    QUEUE_BATCHES = 8
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -58,55 +59,66 @@ class _Sink:
         self.path = Path(name)
         self.handle = os.fdopen(fd, "wb")
         self.hasher = hashlib.sha256()
-        self.buffer = bytearray()
+        self.pieces: list[memoryview] = []
+        self.pending_bytes = 0
         self.size = 0
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=self.QUEUE_CHUNKS)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._drain, name="upload-writer", daemon=True)
-        self.thread.start()
+        self.queues: list[queue.Queue[list[memoryview] | None]] = []
+        self.threads: list[threading.Thread] = []
+        for name_, consume in (("upload-hasher", self.hasher.update), ("upload-writer", self.handle.write)):
+            feed: queue.Queue[list[memoryview] | None] = queue.Queue(maxsize=self.QUEUE_BATCHES)
+            thread = threading.Thread(target=self._drain, args=(feed, consume), name=name_, daemon=True)
+            thread.start()
+            self.queues.append(feed)
+            self.threads.append(thread)
 
-    def _drain(self) -> None:
+    def _drain(self, feed: queue.Queue[list[memoryview] | None], consume: Any) -> None:
         while True:
-            chunk = self.queue.get()
-            if chunk is None:
+            pieces = feed.get()
+            if pieces is None:
                 return
             if self.error is None:
                 try:
-                    self.hasher.update(chunk)
-                    self.handle.write(chunk)
+                    for piece in pieces:
+                        consume(piece)
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the request
                     self.error = exc
 
-    async def _put(self, chunk: bytes | None) -> None:
-        try:
-            self.queue.put_nowait(chunk)
-        except queue.Full:  # the disk is slower than the network: wait without blocking the loop
-            await anyio.to_thread.run_sync(self.queue.put, chunk)
+    async def _put(self, pieces: list[memoryview] | None) -> None:
+        for feed in self.queues:
+            try:
+                feed.put_nowait(pieces)
+            except queue.Full:  # hashing or the disk is slower than the network: wait off the loop
+                await anyio.to_thread.run_sync(feed.put, pieces)
 
-    async def add(self, data: bytes) -> None:
-        self.buffer += data
+    async def add(self, data: memoryview) -> None:
+        self.pieces.append(data)
+        self.pending_bytes += len(data)
         self.size += len(data)
-        if len(self.buffer) >= FLUSH_BYTES:
-            chunk, self.buffer = bytes(self.buffer), bytearray()
-            await self._put(chunk)
+        if self.pending_bytes >= FLUSH_BYTES:
+            pieces, self.pieces, self.pending_bytes = self.pieces, [], 0
+            await self._put(pieces)
 
     async def close(self) -> None:
-        if self.buffer:
-            chunk, self.buffer = bytes(self.buffer), bytearray()
-            await self._put(chunk)
+        if self.pieces:
+            pieces, self.pieces, self.pending_bytes = self.pieces, [], 0
+            await self._put(pieces)
         await self._put(None)
-        await anyio.to_thread.run_sync(self.thread.join)
+        for thread in self.threads:
+            await anyio.to_thread.run_sync(thread.join)
         self.handle.close()
         if self.error is not None:
             raise self.error
 
     def abort(self) -> None:
         self.error = self.error or RuntimeError("aborted")
-        try:  # the writer skips its work once error is set, so the queue drains quickly
-            self.queue.put(None, timeout=30)
-        except queue.Full:
-            pass
-        self.thread.join(timeout=30)
+        for feed in self.queues:  # the threads skip their work once error is set: queues drain fast
+            try:
+                feed.put(None, timeout=30)
+            except queue.Full:
+                pass
+        for thread in self.threads:
+            thread.join(timeout=30)
         try:
             self.handle.close()
         finally:
@@ -159,7 +171,10 @@ async def read_multipart(
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if state["is_file"]:
-            pending.append(("data", bytes(data[start:end])))
+            if isinstance(data, bytes):  # the received chunk itself: a view, no copy
+                pending.append(("data", memoryview(data)[start:end]))
+            else:  # the parser's own (reused) buffer: copy it
+                pending.append(("data", memoryview(bytes(data[start:end]))))
         else:
             state["buffer"] += data[start:end]
             if len(state["buffer"]) > MAX_FIELD_BYTES:

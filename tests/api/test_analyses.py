@@ -206,3 +206,28 @@ def test_training_docs_examples_work_when_tried(tmp_path) -> None:
             assert created.status_code in (201, 202), created.text[:300]
             cancel = client.post(f"/v1/training-runs/{created.json()['id']}/cancel")
             assert cancel.status_code in (200, 202), cancel.text[:300]
+
+
+def test_large_upload_is_stored_byte_for_byte(client, settings) -> None:
+    """A multi-megabyte .keras streams through the parser in many chunks; the stored blob and
+    its sha256 are exactly the uploaded bytes."""
+    import hashlib
+    import io
+    import os
+    import zipfile
+
+    original = seed_bytes(3, "keras")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(original)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item.filename))
+        target.writestr("assets/padding.bin", os.urandom(6 * 1024 * 1024 + 12345),
+                        compress_type=zipfile.ZIP_STORED)
+    data = buffer.getvalue()
+    response = upload(client, data, "big.keras")
+    assert response.status_code == 201, response.text[:300]
+    architecture = response.json()["architecture"]
+    assert architecture["sha256"] == hashlib.sha256(data).hexdigest()
+    assert architecture["byte_size"] == len(data)
+    blob = settings.data_dir / "blobs" / f"{architecture['sha256']}.keras"
+    assert blob.read_bytes() == data
