@@ -100,6 +100,17 @@ def add_job(
         return job.id
 
 
+def add_long_training_job(settings: Settings, architecture_id: str) -> str:
+    """A training run long enough (300 steps) to be killed in the middle."""
+    return add_job(
+        settings,
+        architecture_id,
+        "training",
+        {"steps": 300, "batch_size": 8, "overfit_steps": 0},
+        time_limit_s=300,
+    )
+
+
 def job(settings: Settings, job_id: str) -> Job:
     with session_scope(settings) as session:
         row = session.get(Job, job_id)

@@ -19,6 +19,7 @@ from tests.jobs.conftest import alive, children_of, job_settings, kill
 from tests.jobs.helpers import (
     add_architecture,
     add_job,
+    add_long_training_job,
     events,
     example3_config,
     tiny_config,
@@ -117,13 +118,7 @@ def test_killed_tensorflow_process_under_celery_is_retried(
     executor = CeleryExecutor(csettings)
     executor.start()
     try:
-        job_id = add_job(
-            csettings,
-            arch,
-            "training",
-            {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-            time_limit_s=300,
-        )
+        job_id = add_long_training_job(csettings, arch)
         executor.dispatch(job_id)
         wait_for(lambda: _attempt_is_training(csettings, job_id, 1), 120, "attempt 1 to train")
         for pid in children_of(worker.pid):
@@ -143,13 +138,7 @@ def test_killed_celery_worker_is_recovered_by_the_reconciler(
     executor = CeleryExecutor(csettings)
     executor.start()
     try:
-        job_id = add_job(
-            csettings,
-            arch,
-            "training",
-            {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-            time_limit_s=300,
-        )
+        job_id = add_long_training_job(csettings, arch)
         executor.dispatch(job_id)
         wait_for(lambda: _attempt_is_training(csettings, job_id, 1), 120, "attempt 1 to train")
         tf_children = children_of(worker.pid)

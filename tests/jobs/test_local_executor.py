@@ -15,6 +15,7 @@ from tests.jobs.conftest import alive, children_of, job_settings, kill
 from tests.jobs.helpers import (
     add_architecture,
     add_job,
+    add_long_training_job,
     events,
     example3_config,
     job,
@@ -88,13 +89,7 @@ def test_sigkill_of_the_tensorflow_process_mid_run_is_retried_to_completion(
     executor = LocalExecutor(jsettings)
     executor.start()
     try:
-        job_id = add_job(
-            jsettings,
-            arch,
-            "training",
-            {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-            time_limit_s=300,
-        )
+        job_id = add_long_training_job(jsettings, arch)
         executor.dispatch(job_id)
         wait_for(lambda: _training_step(jsettings, job_id) >= 5, 120, "the run to make progress")
         worker = executor.pids[0]
@@ -118,13 +113,7 @@ def test_sigkill_of_the_worker_process_is_recovered_by_the_reconciler(jsettings:
     executor = LocalExecutor(jsettings)
     executor.start()
     try:
-        job_id = add_job(
-            jsettings,
-            arch,
-            "training",
-            {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-            time_limit_s=300,
-        )
+        job_id = add_long_training_job(jsettings, arch)
         executor.dispatch(job_id)
         wait_for(lambda: _training_step(jsettings, job_id) >= 5, 120, "the run to make progress")
         worker = executor.pids[0]
