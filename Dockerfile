@@ -39,11 +39,6 @@ FROM deps-api AS deps-worker
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['worker']))" > /tmp/requirements-worker.txt \
  && pip install -r /tmp/requirements-worker.txt
 
-FROM deps-worker AS deps-worker-gpu
-# TensorFlow's CUDA libraries come as wheels; the host needs only the NVIDIA driver
-# and the NVIDIA container toolkit.
-RUN pip install "tensorflow[and-cuda]>=2.18"
-
 # --- the source, installed in editable mode ----------------------------------------------
 FROM base AS source
 COPY pyproject.toml README.md ./
@@ -85,16 +80,9 @@ VOLUME ["/var/lib/convlens"]
 CMD ["convlens", "worker"]
 
 # --- worker-gpu: the worker with CUDA-enabled TensorFlow, for the training queue ------------
-FROM base AS worker-gpu
-COPY --from=deps-worker-gpu /opt/venv /opt/venv
-COPY --from=source /srv/convlens /srv/convlens
-RUN pip install --no-deps --no-build-isolation -e . \
- && python -c "import app.db; assert (app.db.MIGRATIONS_DIR / 'env.py').is_file(), app.db.MIGRATIONS_DIR" \
- && convlens --help > /dev/null
-ENV CONVLENS_DATA_DIR=/var/lib/convlens \
-    CONVLENS_EXECUTOR=celery \
-    CONVLENS_LOG_JSON=true \
-    TF_CPP_MIN_LOG_LEVEL=2
+# TensorFlow's CUDA libraries come as wheels; the host needs only the NVIDIA driver
+# and the NVIDIA container toolkit.
+FROM worker AS worker-gpu
+USER root
+RUN pip install "tensorflow[and-cuda]>=2.18"
 USER convlens
-VOLUME ["/var/lib/convlens"]
-CMD ["convlens", "worker"]
