@@ -33,6 +33,14 @@ class Settings(BaseSettings):
         default=True,
         description="Upgrade the database to the newest migration when the service starts.",
     )
+    database_timeout_s: float = Field(
+        default=10.0,
+        description="Longest a database statement, lock wait or pool wait may take (PostgreSQL "
+        "statement_timeout and lock_timeout, SQLite busy timeout): a request answers 503 instead of hanging.",
+    )
+    database_connect_timeout_s: float = Field(
+        default=5.0, description="Timeout of a new database connection."
+    )
 
     # -- HTTP ----------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address the HTTP service binds to.")
@@ -58,15 +66,24 @@ class Settings(BaseSettings):
         default="",
         description="Celery result backend (unused by convlens: results live in the database).",
     )
+    broker_timeout_s: float = Field(
+        default=2.0,
+        description="Connect, read and publish timeout of the broker calls made while serving a request "
+        "(a job whose message could not be sent stays queued for the reconciler).",
+    )
     heartbeat_interval_s: float = Field(
-        default=2.0, description="How often a running job writes its heartbeat."
+        default=1.0, description="How often a running job writes its heartbeat."
     )
     heartbeat_timeout_s: float = Field(
-        default=30.0,
-        description="A running job whose heartbeat is older than this is re-dispatched.",
+        default=3.0,
+        description="A running job whose heartbeat is older than this is re-queued (its worker is lost).",
     )
     reconcile_interval_s: float = Field(
-        default=5.0, description="How often the reconciler looks for stale and queued jobs."
+        default=1.0, description="How often the reconciler looks for lost, overdue and cancelled jobs."
+    )
+    redispatch_after_s: float = Field(
+        default=60.0,
+        description="A queued job whose message was sent this long ago is sent again (doubling each time).",
     )
     job_poll_interval_s: float = Field(
         default=1.0, description="How often an idle local worker looks for queued jobs in the database."
@@ -95,6 +112,36 @@ class Settings(BaseSettings):
     )
     training_max_batch_size: int = Field(
         default=256, description="Upper bound on a training run's batch size."
+    )
+    training_checkpoint_every_steps: int = Field(
+        default=50,
+        ge=0,
+        description="A training run saves a checkpoint every this many steps; a retry resumes from "
+        "the last one (0: no checkpoints).",
+    )
+    tf_max_processes: int = Field(
+        default=1,
+        ge=1,
+        description="TensorFlow jobs running at once on one host (per data directory).",
+    )
+    tf_memory_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Memory one TensorFlow job may use: its process's RLIMIT_DATA and the budget "
+        "gradients and training requests are checked against. 0: 80% of this machine's memory "
+        "(or its cgroup limit) divided by tf_max_processes.",
+    )
+    tf_cpu_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="CPU seconds one TensorFlow job may use (RLIMIT_CPU). 0: its time limit times "
+        "this machine's cores.",
+    )
+
+    test_hooks_dir: Path | None = Field(
+        default=None,
+        description="Tests only: a folder where '<job id>.hold' files pause a training run at a "
+        "given step until the file is removed. Never set in production.",
     )
 
     # -- limits --------------------------------------------------------------

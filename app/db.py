@@ -1,7 +1,10 @@
 """Database engine, sessions and migrations (SQLAlchemy 2 + Alembic).
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout so that the API
-and the local worker processes can share the file; PostgreSQL is used as is.
+and the local worker processes can share the file. Every call is bounded by
+``settings.database_timeout_s`` (PostgreSQL ``statement_timeout``/``lock_timeout``, the SQLite
+busy timeout, the wait for a pooled connection) and new connections by
+``database_connect_timeout_s``, so a request never hangs on the database.
 
 Example::
 
@@ -11,13 +14,14 @@ Example::
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -29,13 +33,16 @@ _sessionmakers: dict[str, sessionmaker[Session]] = {}
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.close()
+
+    return apply
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -44,17 +51,30 @@ def get_engine(settings: Settings) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
+            timeout_s = settings.database_timeout_s
             if url.startswith("sqlite"):
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
                 engine = create_engine(
                     url,
-                    connect_args={"check_same_thread": False, "timeout": 30},
+                    connect_args={"check_same_thread": False, "timeout": timeout_s},
                     pool_size=20,
                     max_overflow=20,
+                    pool_timeout=timeout_s,
                 )
-                event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "connect", _sqlite_pragmas(int(timeout_s * 1000)))
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+                timeout_ms = int(timeout_s * 1000)
+                engine = create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    pool_size=10,
+                    max_overflow=20,
+                    pool_timeout=timeout_s,
+                    connect_args={
+                        "connect_timeout": max(1, math.ceil(settings.database_connect_timeout_s)),
+                        "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+                    },
+                )
             _engines[url] = engine
         return engine
 
@@ -114,6 +134,8 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = alembic_config(settings)
     with get_engine(settings).begin() as connection:
+        if connection.dialect.name == "postgresql":  # a migration may take longer than a request
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     ensure_default_tenant(settings)

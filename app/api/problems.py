@@ -90,6 +90,23 @@ def install(app: FastAPI) -> None:
             exc.status_code, code, str(exc.detail), str(exc.detail), instance=request.url.path
         )
 
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # a statement, lock or pool wait past database_timeout_s, or the database is down
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    str(exc).splitlines()[0][:300])
+        response = problem_response(
+            503, "database_unavailable", "The database is not available",
+            "The database did not answer in time (or is down). Retry later.",
+            instance=request.url.path,
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -1,7 +1,10 @@
 """Jobs: the database row is the truth, a queue only carries its id.
 
 Two executors behind one interface (``start``, ``stop``, ``dispatch(job_id)``,
-``health``), chosen by ``settings.executor``:
+``health``), chosen by ``settings.executor``. ``dispatch`` never raises and never waits long:
+a job it could not hand over stays queued, and the reconciler sends it later, so a request
+that committed a job always answers (202). Job kinds are declared once, in
+:mod:`app.jobs.kinds`.
 
 - ``local`` (default): worker subprocesses started beside the API (:mod:`app.jobs.local`).
 - ``celery``: Celery 5 with a Redis (or RabbitMQ) broker (:mod:`app.jobs.celery_app`).
@@ -10,7 +13,7 @@ Example::
 
     executor = create_executor(settings)
     executor.start()
-    executor.dispatch(job_id)      # only after the job's row is committed
+    executor.dispatch(job_id)      # only after the job's row is committed; True when sent
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class Executor(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def dispatch(self, job_id: str) -> None: ...
+    def dispatch(self, job_id: str, kind: str | None = None) -> bool: ...
     def health(self) -> dict[str, Any]: ...
 
 

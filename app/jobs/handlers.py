@@ -1,12 +1,14 @@
-"""What each job kind does once a worker holds it, and the progress writer it reports through.
+"""Running a held job to its end: the progress writer, and one path for every kind.
 
-``analysis`` runs in the worker process (pure Python, no TensorFlow). ``gradients`` and
-``training`` run in a TensorFlow child process (``app.jobs.child``), one per job. Every
-kind passes the static safety gate again before Keras sees the architecture.
+``execute`` loads the job and its architecture, passes the architecture through the
+worker's own gate, checks that the job fits the worker's memory (kinds that declare an
+estimate), runs the kind's handler (in this process, or in a TensorFlow child for kinds
+that need one) and writes the outcome, fenced. The job's :class:`ProgressWriter` thread,
+in this process, is its only writer while it runs: heartbeat, progress, events.
 
 Example (inside a worker, after a claim)::
 
-    execute(settings, held)       # writes the result (fenced) or the error, never raises
+    execute(settings, held)   # "succeeded" | "failed" | "cancelled" | "queued" (retry) | "lost"
 """
 
 from __future__ import annotations
@@ -15,22 +17,20 @@ import logging
 import queue
 import threading
 import time
-import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
-
 from app.config import Settings
 from app.db import session_scope
-from app.errors import DomainError, NotFound
-from app.jobs import repository
+from app.errors import NotFound
+from app.jobs import lifecycle, repository
+from app.jobs.kinds import ArchitectureSpec, JobContext, JobKind, JobSpec, get_kind
 from app.jobs.repository import Claim
-from app.models import Architecture, Job
+from app.jobs.steps import analyse, gate
+from app.jobs.tfprocess import ChildCrashed, ChildFailed, JobLost, TFProcess, run_in_tensorflow
 
 log = logging.getLogger("convlens.jobs")
-
-TF_KINDS = frozenset({"gradients", "training"})
 
 
 class ProgressWriter:
@@ -51,6 +51,7 @@ class ProgressWriter:
         self._stop = threading.Event()
         self._progress: float | None = None
         self._detail: dict[str, Any] | None = None
+        self._flush_lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, name=f"progress-{held.job_id[:8]}", daemon=True
         )
@@ -71,18 +72,24 @@ class ProgressWriter:
         return self.cancel_requested.is_set() or self.lost.is_set()
 
     def flush(self) -> None:
-        pending = []
-        while True:
+        with self._flush_lock:
+            pending = []
+            while True:
+                try:
+                    pending.append(self.events.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                pending.append(self.events.get_nowait())
-            except queue.Empty:
-                break
-        with session_scope(self.settings) as session:
-            ours, cancel = repository.heartbeat(
-                session, self.held, progress=self._progress, progress_detail=self._detail
-            )
-            if ours and pending:
-                self._seq = repository.add_events(session, self.held.job_id, self._seq, pending)
+                with session_scope(self.settings) as session:
+                    ours, cancel = repository.heartbeat(
+                        session, self.held, progress=self._progress, progress_detail=self._detail
+                    )
+                    if ours and pending:
+                        self._seq = repository.add_events(session, self.held.job_id, self._seq, pending)
+            except BaseException:
+                for item in pending:  # written with the next flush
+                    self.events.put(item)
+                raise
         if cancel:
             self.cancel_requested.set()
         if not ours:
@@ -103,199 +110,172 @@ class ProgressWriter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        try:
-            self.flush()
-        except Exception:  # noqa: BLE001
-            log.warning("last flush of job %s failed", self.held.job_id, exc_info=True)
+        for delay in (0.0, 0.5, 2.0):
+            time.sleep(delay)
+            try:
+                self.flush()
+                return
+            except Exception:  # noqa: BLE001
+                log.warning("last flush of job %s failed", self.held.job_id, exc_info=True)
 
 
 def _problem(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, DomainError):
-        return exc.to_problem()
-    return {
-        "code": "internal_error",
-        "title": "The job failed",
-        "detail": f"{type(exc).__name__}: {exc}"[:2000],
-        "trace": traceback.format_exc()[-4000:],
-    }
+    from app.jobs.child import problem_of
+
+    return problem_of(exc)
 
 
-def _load(settings: Settings, job_id: str) -> tuple[Job, Architecture]:
+def _load(settings: Settings, held: Claim, kind: JobKind) -> tuple[JobSpec, ArchitectureSpec]:
+    """The job and its architecture as plain data; the architecture through the worker's gate."""
     with session_scope(settings) as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"No job with id '{job_id}'.")
-        architecture = session.scalar(
-            select(Architecture).where(
-                Architecture.id == job.architecture_id, Architecture.tenant_id == job.tenant_id
-            )
-        )
-        if architecture is None:
-            raise NotFound(f"The job's architecture '{job.architecture_id}' no longer exists.")
-        session.expunge_all()
-        return job, architecture
+        loaded = repository.load_for_run(session, held.job_id)
+    if loaded is None:
+        raise NotFound(f"The job '{held.job_id}' or its architecture no longer exists.")
+    job, architecture = loaded
+    config = gate(architecture.config, settings)  # the worker's own gate, before any Keras
+    spec = JobSpec(
+        id=job.id,
+        kind=job.kind,
+        attempt=held.attempt,
+        name=job.name,
+        parent_id=job.parent_id,
+        parameters=dict(job.parameters or {}),
+        time_limit_s=float(job.time_limit_s or kind.time_limit_s(settings)),
+    )
+    return spec, ArchitectureSpec(
+        id=architecture.id,
+        name=architecture.name,
+        format=architecture.format,
+        config=config,
+        blob_path=architecture.blob_path,
+        has_weights=bool(architecture.has_weights),
+    )
 
 
-def execute(settings: Settings, held: Claim) -> str:
-    """Run the held job to its end and write the outcome (fenced). Returns the final status."""
+class TensorFlowPool:
+    """Where TensorFlow processes come from: by default a fresh one per job.
+
+    :class:`app.jobs.runner.WorkerRuntime` keeps a warm one instead.
+    """
+
+    def take(self, settings: Settings) -> TFProcess:
+        return TFProcess(settings)
+
+    def running(self, process: TFProcess | None) -> None:
+        """The process that runs the current job (None once it ended)."""
+
+    def after_job(self) -> None:
+        """A TensorFlow job ended (start the next warm process)."""
+
+
+def _with_retries(write: Callable[[], Any], what: str) -> Any:
+    """A final write survives a database blink (three tries over about three seconds)."""
+    for delay in (0.5, 1.0, 2.0):
+        try:
+            return write()
+        except Exception:  # noqa: BLE001
+            log.warning("%s failed; trying again in %.1f s", what, delay, exc_info=True)
+            time.sleep(delay)
+    return write()
+
+
+def execute(settings: Settings, held: Claim, *, pool: TensorFlowPool | None = None) -> str:
+    """Run the held job to its end and write the outcome (fenced).
+
+    Returns the job's status afterwards: ``succeeded``, ``failed``, ``cancelled``,
+    ``queued`` (its process died and it will be retried) or ``lost`` (another worker took
+    it over; nothing was written).
+    """
+    pool = pool or TensorFlowPool()
     writer = ProgressWriter(settings, held).start()
     writer.event("started", {"attempt": held.attempt, "worker_id": held.worker_id})
     status, result, error = "failed", None, None
-    parent_id: str | None = None
+    kind: JobKind | None = None
     try:
-        job, architecture = _load(settings, held.job_id)
-        parent_id = job.parent_id
-        from app.security import check_static_limits, validate_architecture
+        kind = get_kind(held.kind)
+        job, architecture = _load(settings, held, kind)
+        if kind.memory_estimate is not None:
+            from app.jobs.resources import check_job_resources
 
-        validate_architecture(architecture.config, settings)  # second gate, before any Keras
-        check_static_limits(architecture.config, settings)
-        if held.kind == "analysis":
-            result = _analysis(settings, job, architecture)
-        elif held.kind == "gradients":
-            result = _gradients(settings, job, architecture, writer)
-        elif held.kind == "training":
-            result = _training(settings, job, architecture, writer)
+            report = analyse(architecture.config, job.parameters.get("input_shape"), job.name, settings)
+            check_job_resources(kind.name, report, settings, job.parameters)
+        context = JobContext(
+            job=job,
+            architecture=architecture,
+            settings=settings,
+            reporter=writer,
+            work_dir=lifecycle.work_dir(settings, job.id),
+        )
+        if kind.in_tensorflow:
+            try:
+                result = run_in_tensorflow(
+                    context, writer, take=lambda: pool.take(settings), on_start=pool.running
+                )
+            finally:
+                pool.after_job()
         else:
-            raise DomainError(f"Unknown job kind. Received: {held.kind!r}")
-        status = "succeeded"
-        if held.kind == "training" and result.get("status") == "cancelled":
-            status = "cancelled"
+            result = kind.run(context)
+        status = "cancelled" if (result or {}).get("status") == "cancelled" else "succeeded"
+    except ChildCrashed as crash:
+        writer.stop()
+        return _after_crash(settings, held, crash.reason)
+    except JobLost:
+        writer.stop()
+        log.warning("job %s: attempt %s was taken over by another worker", held.job_id, held.attempt)
+        return "lost"
+    except ChildFailed as failed:
+        error = failed.problem
     except BaseException as exc:  # noqa: BLE001 - every outcome is written to the row
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             writer.stop()
             raise
         error = _problem(exc)
+    if error is not None:
         log.info("job %s (%s) failed: %s", held.job_id, held.kind, error.get("detail"))
     writer.event(
         "finished" if status != "failed" else "failed",
-        {"status": status, "error": error.get("detail") if error else None},
+        {"status": status, "error": error.get("detail") if error else None, "attempt": held.attempt},
     )
     writer.stop()
-    with session_scope(settings) as session:
-        if status == "succeeded" and held.kind == "analysis" and result is not None:
-            measured, pending = repository.measured_from_children(session, held.job_id)
-            if measured is not None:
-                result.setdefault("gradient_flow", {})["measured"] = measured
-        written = repository.finish(session, held, status=status, result=result, error=error)
-        if written and held.kind == "analysis" and status == "succeeded":
-            _, pending = repository.measured_from_children(session, held.job_id)
-            if pending:  # the report is there; the analysis waits for its measurement
-                session.execute(
-                    update(Job)
-                    .where(Job.id == held.job_id)
-                    .values(status="running", finished_at=None)
-                )
-        if written and held.kind == "gradients" and parent_id:
-            measured = (
-                result
-                if status == "succeeded" and result is not None
-                else repository.failed_measurement(error)
+    if writer.lost.is_set():
+        return "lost"
+
+    def write() -> tuple[bool, list[Path]]:
+        with session_scope(settings) as session:
+            written = repository.finish(
+                session,
+                held,
+                status=status,
+                result=result,
+                error=error,
+                attempts_in_result=bool(kind and kind.attempts_in_result),
             )
-            repository.merge_measured_gradients(session, parent_id, measured)
+            paths: list[Path] = []
+            row = repository.job_row(session, held.job_id) if written else None
+            if row is not None:
+                paths = lifecycle.ended(session, settings, row)
+        return written, paths
+
+    written, paths = _with_retries(write, f"writing the outcome of job {held.job_id}")
+    lifecycle.delete_paths(paths)
     if not written:
-        log.warning(
-            "job %s: attempt %s lost the job before writing its outcome", held.job_id, held.attempt
-        )
+        log.warning("job %s: attempt %s lost the job before writing its outcome", held.job_id, held.attempt)
         return "lost"
     return status
 
 
-# -- the kinds ---------------------------------------------------------------------------------
+def _after_crash(settings: Settings, held: Claim, reason: str) -> str:
+    """The attempt's process died: queue the job again (or fail it at the attempt cap)."""
 
+    def write() -> tuple[str | None, list[Path]]:
+        with session_scope(settings) as session:
+            row = repository.release_after_crash(session, held, reason)
+            if row is None:
+                return None, []
+            paths = lifecycle.ended(session, settings, row) if row.status != "queued" else []
+            return row.status, paths
 
-def _analysis(settings: Settings, job: Job, architecture: Architecture) -> dict[str, Any]:
-    from app.analyses.service import run_engine
-
-    params = job.parameters or {}
-    return run_engine(
-        architecture.config, params.get("input_shape"), job.name or architecture.name, settings
-    )
-
-
-def _model(architecture: Architecture, input_shape: Any) -> Any:
-    from app.worker.loader import load_model
-
-    blob = (
-        Path(architecture.blob_path)
-        if architecture.blob_path and architecture.has_weights
-        else None
-    )
-    return load_model(architecture.config, blob, architecture.format, input_shape=input_shape)
-
-
-def _gradients(
-    settings: Settings, job: Job, architecture: Architecture, writer: ProgressWriter
-) -> dict[str, Any]:
-    from app.worker.gradients import measure
-
-    params = job.parameters or {}
-    writer.progress(0.1, {"phase": "loading model"})
-    model = _model(architecture, params.get("input_shape"))
-    writer.progress(0.3, {"phase": "measuring"})
-    measured = measure(
-        model,
-        batches=int(params.get("batches", 4)),
-        batch_size=int(params.get("batch_size", 8)),
-        seed=int(params.get("seed", 0)),
-    )
-    writer.progress(1.0, {"phase": "done"})
-    return measured
-
-
-def _training(
-    settings: Settings, job: Job, architecture: Architecture, writer: ProgressWriter
-) -> dict[str, Any]:
-    from app.worker.training import TrainingParams, run_training
-
-    raw = dict(job.parameters or {})
-    input_shape = raw.pop("input_shape", None)
-    raw.pop("time_limit_s", None)
-    raw.pop("analysis_id", None)
-    params = TrainingParams.from_dict(
-        raw, max_steps=settings.training_max_steps, max_batch_size=settings.training_max_batch_size
-    )
-    started = time.monotonic()
-    writer.progress(0.0, {"phase": "loading model", "steps_done": 0, "steps": params.steps})
-    model = _model(architecture, input_shape)
-    time_limit = float(job.time_limit_s or settings.training_time_limit_s)
-
-    def on_step(event: dict[str, Any]) -> None:
-        probe = event.pop("probe", None)
-        writer.event("step", event)
-        if probe is not None:
-            writer.event("probe", probe)
-        writer.progress(
-            event["step"] / event["steps"],
-            {
-                "phase": "training",
-                "steps_done": event["step"],
-                "steps": event["steps"],
-                "eta_s": event["eta_s"],
-                "loss": event["loss"],
-                "elapsed_s": event["elapsed_s"],
-            },
-        )
-
-    result = run_training(
-        model,
-        params,
-        on_step=on_step,
-        should_stop=writer.should_stop,
-        time_limit_s=max(0.0, time_limit - (time.monotonic() - started)),
-        max_npz_bytes=settings.max_npz_bytes,
-    )
-    if writer.lost.is_set():
-        raise DomainError(
-            "The job was taken over by another worker (heartbeat lost).", code="job_lost"
-        )
-    writer.progress(
-        1.0,
-        {
-            "phase": "done",
-            "steps_done": result["steps_completed"],
-            "steps": params.steps,
-            "eta_s": 0,
-            "stopped": result["status"],
-        },
-    )
-    return result
+    status, paths = _with_retries(write, f"releasing job {held.job_id}")
+    lifecycle.delete_paths(paths)
+    log.warning("job %s attempt %s: %s -> %s", held.job_id, held.attempt, reason, status or "lost")
+    return status or "lost"

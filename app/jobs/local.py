@@ -2,91 +2,41 @@
 
 ``convlens serve`` starts ``settings.local_workers`` fresh interpreters
 (``python -m app.jobs.local_worker``); a dispatch writes the job id to one of them. The
-reconciler thread requeues running jobs whose heartbeat went stale (or fails them after
-``max_attempts``), ends cancelled queued jobs, restarts dead workers, and re-sends
-queued ids. No extra server is needed.
+executor owns those processes, so it sees one exit the moment it happens: the job that
+worker held is re-queued (or failed at its attempt cap) at once, a new worker is started
+and the job is handed to it. The reconciler thread (:mod:`app.jobs.reconciler`) covers
+everything else. No extra server is needed.
 
 Example::
 
     executor = LocalExecutor(settings); executor.start()
-    executor.dispatch(job.id)          # after the row is committed
+    executor.dispatch(job.id)          # after the row is committed; never raises
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from pathlib import Path
 from typing import Any
 
 from app.config import Settings
 from app.db import session_scope
-from app.jobs import repository
-from app.jobs.runner import settings_env
+from app.jobs import lifecycle, repository
+from app.jobs.local_worker import WORKER_ID_ENV
+from app.jobs.reconciler import Reconciler, reconcile_once
+from app.jobs.tfprocess import crash_reason, settings_env
+
+__all__ = ["LocalExecutor", "reconcile_once"]
 
 log = logging.getLogger("convlens.jobs")
-
-
-def reconcile_once(settings: Settings, dispatch: Callable[[str], None]) -> dict[str, list[str]]:
-    """One pass of the reconciler (shared by both executors)."""
-    with session_scope(settings) as session:
-        changed = repository.recover_stale(
-            session, stale_before=repository.utc_cutoff(settings.heartbeat_timeout_s)
-        )
-        exhausted = repository.fail_exhausted_queued(session)
-        cancelled = repository.cancel_queued(session)
-    requeued = [job_id for job_id, status in changed if status == "queued"]
-    with session_scope(settings) as session:
-        waiting = repository.queued_ids(
-            session, limit=50, older_than=repository.utc_cutoff(settings.reconcile_interval_s)
-        )
-    for job_id in dict.fromkeys(requeued + waiting):
-        try:
-            dispatch(job_id)
-        except Exception:  # noqa: BLE001
-            log.warning("reconciler could not dispatch %s", job_id, exc_info=True)
-    failed = [job_id for job_id, status in changed if status == "failed"] + exhausted
-    if changed or exhausted or cancelled:
-        log.info("reconciler: requeued %s, failed %s, cancelled %s", requeued, failed, cancelled)
-    return {"requeued": requeued, "failed": failed, "cancelled": cancelled, "redispatched": waiting}
-
-
-class Reconciler:
-    """A daemon thread calling :func:`reconcile_once` every ``reconcile_interval_s``."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        dispatch: Callable[[str], None],
-        extra: Callable[[], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.dispatch = dispatch
-        self.extra = extra
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="convlens-reconciler", daemon=True)
-        self.last_run: float | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.reconcile_interval_s):
-            try:
-                if self.extra is not None:
-                    self.extra()
-                reconcile_once(self.settings, self.dispatch)
-                self.last_run = time.time()
-            except Exception:  # noqa: BLE001 - keep reconciling
-                log.exception("reconciler pass failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 class LocalExecutor:
@@ -98,53 +48,98 @@ class LocalExecutor:
         self.settings = settings
         self.count = settings.local_workers if workers is None else workers
         self.processes: list[subprocess.Popen[str]] = []
+        self.worker_ids: list[str] = []
         self._lock = threading.Lock()
         self._next = itertools.count()
-        self.reconciler = Reconciler(settings, self.dispatch, extra=self._restart_dead)
+        self._stopping = threading.Event()
+        self.reconciler = Reconciler(settings, self._send)
         self.restarts = 0
+        #: (job id, seconds from the worker's exit to the job being queued again), newest last
+        self.released: list[tuple[str, float]] = []
 
-    def _spawn(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "app.jobs.local_worker"],
-            stdin=subprocess.PIPE,
-            text=True,
-            env=settings_env(self.settings),
+    def _spawn(self, index: int) -> None:
+        """Start worker ``index`` (under the lock) and a thread that waits for its exit."""
+        worker_id = f"local:{socket.gethostname()}:{os.getpid()}:{index}:{uuid.uuid4().hex[:8]}"
+        env = settings_env(self.settings)
+        env[WORKER_ID_ENV] = worker_id
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.jobs.local_worker"], stdin=subprocess.PIPE, text=True, env=env
         )
+        if index < len(self.processes):
+            self.processes[index], self.worker_ids[index] = process, worker_id
+        else:
+            self.processes.append(process)
+            self.worker_ids.append(worker_id)
+        threading.Thread(
+            target=self._watch, args=(index, process, worker_id), name=f"watch-worker-{index}", daemon=True
+        ).start()
 
     def start(self) -> None:
         with self._lock:
-            self.processes = [self._spawn() for _ in range(self.count)]
+            for index in range(self.count):
+                self._spawn(index)
         self.reconciler.start()
 
-    def _restart_dead(self) -> None:
+    def _watch(self, index: int, process: subprocess.Popen[str], worker_id: str) -> None:
+        code = process.wait()
+        if self._stopping.is_set():
+            return
+        exited = time.monotonic()
+        reason = f"worker lost: {crash_reason(code).replace('the TensorFlow process', 'its process')}"
+        log.warning("local worker %s (%s) exited with %s: restarting it", process.pid, worker_id, code)
+        requeued: list[tuple[str, str]] = []
+        paths: list[Path] = []
+        try:
+            with session_scope(self.settings) as session:
+                for row, status in repository.release_worker_jobs(session, worker_id, reason):
+                    if status == "queued":
+                        requeued.append((row.id, row.kind))
+                    else:
+                        paths += lifecycle.ended(session, self.settings, row)
+                    self.released.append((row.id, time.monotonic() - exited))
+        except Exception:  # noqa: BLE001 - the reconciler finds the job by its heartbeat instead
+            log.exception("could not release the jobs of worker %s", worker_id)
+        lifecycle.delete_paths(paths)
         with self._lock:
-            for index, process in enumerate(self.processes):
-                if process.poll() is not None:
-                    log.warning(
-                        "local worker %s exited with %s: restarting it",
-                        process.pid,
-                        process.returncode,
-                    )
-                    self.processes[index] = self._spawn()
-                    self.restarts += 1
+            if self._stopping.is_set() or self.processes[index] is not process:
+                return
+            self._spawn(index)
+            self.restarts += 1
+        for job_id, kind in requeued:
+            self._send(job_id, kind)
 
-    def dispatch(self, job_id: str) -> None:
-        """Tell one worker about ``job_id`` (call after the row is committed)."""
+    def _send(self, job_id: str, kind: str | None = None) -> bool:
         with self._lock:
             alive = [p for p in self.processes if p.poll() is None]
             if not alive:
-                return  # the workers poll the database when they come back
+                return False  # the workers poll the database when they come back
             process = alive[next(self._next) % len(alive)]
             try:
                 assert process.stdin is not None
                 process.stdin.write(job_id + "\n")
                 process.stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
-                log.warning(
-                    "worker %s did not take job %s; it will poll for it", process.pid, job_id
-                )
+                log.warning("worker %s did not take job %s; it will poll for it", process.pid, job_id)
+                return False
+        try:
+            with session_scope(self.settings) as session:
+                repository.mark_dispatched(session, job_id)
+        except Exception:  # noqa: BLE001 - only the reconciler's bookkeeping
+            log.warning("could not note the dispatch of job %s", job_id, exc_info=True)
+        return True
+
+    def dispatch(self, job_id: str, kind: str | None = None) -> bool:
+        """Tell one worker about ``job_id`` (after the row is committed). Never raises:
+        a job that could not be handed over stays queued for the workers' polling and the
+        reconciler. True when a worker got it."""
+        try:
+            return self._send(job_id, kind)
+        except Exception:  # noqa: BLE001
+            log.warning("dispatch of job %s failed; it stays queued", job_id, exc_info=True)
+            return False
 
     def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
         self.reconciler.stop()
         with self._lock:
             processes, self.processes = self.processes, []

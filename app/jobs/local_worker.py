@@ -3,7 +3,9 @@
 It waits for job ids on stdin (the service writes one per dispatch) and also polls the
 database, so queued and interrupted jobs run after a restart even if no id arrives.
 EOF on stdin means the service is gone: the worker exits. SIGTERM: the running job is
-given back (queued again without spending an attempt) and the worker exits.
+given back (queued again without spending an attempt) and the worker exits. Its worker id
+comes from the service (``CONVLENS_WORKER_ID``), which releases this worker's job the
+moment the process exits.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from app.jobs.runner import WorkerRuntime, new_worker_id, settings_from_env
 
 log = logging.getLogger("convlens.jobs")
 
+WORKER_ID_ENV = "CONVLENS_WORKER_ID"
+
 
 def candidates(runtime: WorkerRuntime) -> list[str]:
     """Queued jobs, then running ones whose heartbeat is stale (interrupted elsewhere)."""
@@ -30,7 +34,7 @@ def candidates(runtime: WorkerRuntime) -> list[str]:
         stale = repository.stale_running(
             session, stale_before=repository.utc_cutoff(settings.heartbeat_timeout_s), limit=10
         )
-        ids += [row.id for row in stale if not (row.kind == "analysis" and row.result is not None)]
+        ids += [row.id for row in stale]
     return ids
 
 
@@ -39,7 +43,7 @@ def main() -> int:
     from app.observability import configure_logging
 
     configure_logging(settings)
-    runtime = WorkerRuntime(settings, new_worker_id("local"))
+    runtime = WorkerRuntime(settings, os.environ.get(WORKER_ID_ENV) or new_worker_id("local"))
     stopping = threading.Event()
 
     def on_term(signum: int, frame: object) -> None:
@@ -49,7 +53,7 @@ def main() -> int:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
-    runtime.prespawn()
+    runtime.start()
     stdin = sys.stdin
     log.info("local worker %s started", runtime.worker_id)
     while not stopping.is_set():

@@ -6,24 +6,27 @@ no longer touch the row, so a result is written exactly once.
 
 Example::
 
-    attempt = claim(session, job_id, "host:123:ab12", stale_before=utcnow() - timedelta(seconds=30))
-    if attempt is not None:
+    held = claim(session, job_id, "host:123:ab12", stale_before=utc_cutoff(3))
+    if held is not None:
         ...
-        finish(session, job_id, "host:123:ab12", attempt, status="succeeded", result={...})
+        finish(session, held, status="succeeded", result={...})
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Job, JobEvent
+from app.models import Architecture, Job, JobEvent, Worker
 from app.models.base import utcnow
+
+#: Progress-detail keys that describe a running attempt and go stale when it ends.
+_ATTEMPT_DETAIL_KEYS = ("eta_s", "loss", "elapsed_s", "message", "reason")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,14 @@ class Claim:
     worker_id: str
     attempt: int
     kind: str
+
+
+def utc_cutoff(seconds: float) -> datetime:
+    return utcnow() - timedelta(seconds=seconds)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def claim(session: Session, job_id: str, worker_id: str, *, stale_before: datetime) -> Claim | None:
@@ -81,6 +92,27 @@ def _fence(job_id: str, worker_id: str, attempt: int) -> Any:
     )
 
 
+def load_for_run(session: Session, job_id: str) -> tuple[Job, Architecture] | None:
+    """The job and its architecture (same tenant), detached; None when either is gone."""
+    job = session.get(Job, job_id)
+    if job is None or job.architecture_id is None:
+        return None
+    architecture = session.scalar(
+        select(Architecture).where(
+            Architecture.id == job.architecture_id, Architecture.tenant_id == job.tenant_id
+        )
+    )
+    if architecture is None:
+        return None
+    session.expunge(job)
+    session.expunge(architecture)
+    return job, architecture
+
+
+def job_row(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
 def heartbeat(
     session: Session,
     held: Claim,
@@ -106,6 +138,16 @@ def heartbeat(
     return ours, cancel
 
 
+def _history_entry(attempt: int, worker_id: str | None, outcome: str, reason: str | None) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "worker_id": worker_id,
+        "outcome": outcome,
+        "reason": reason,
+        "at": utcnow().isoformat(),
+    }
+
+
 def finish(
     session: Session,
     held: Claim,
@@ -113,8 +155,22 @@ def finish(
     status: str,
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
+    attempts_in_result: bool = False,
 ) -> bool:
-    """The final write, fenced: True when this worker still held the job and wrote it."""
+    """The final write, fenced: True when this worker still held the job and wrote it.
+
+    The attempt is added to ``attempt_history`` (kept after a retry succeeds; with
+    ``attempts_in_result`` the result carries it too, as ``attempt_history``).
+    """
+    row = session.scalar(select(Job).where(_fence(held.job_id, held.worker_id, held.attempt)))
+    if row is None:
+        return False
+    reason = (error or {}).get("detail") if status != "succeeded" else None
+    history = [*(row.attempt_history or []), _history_entry(held.attempt, held.worker_id, status, reason)]
+    if error is not None and status == "failed":
+        error = {**error, "attempts": history}
+    if attempts_in_result and isinstance(result, dict):
+        result = {**result, "attempt_history": history}
     now = utcnow()
     values: dict[str, Any] = {
         "status": status,
@@ -122,6 +178,7 @@ def finish(
         "updated_at": now,
         "heartbeat_at": now,
         "error": error,
+        "attempt_history": history,
     }
     if status == "succeeded":
         values["progress"] = 1.0
@@ -134,128 +191,226 @@ def finish(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+    session.expire(row)
     return written.rowcount == 1  # type: ignore[attr-defined]
 
 
-def release_after_crash(session: Session, held: Claim, reason: str) -> str | None:
-    """The worker's process for this attempt died: queue the job again, or fail it at the cap.
+def release_after_crash(session: Session, held: Claim, reason: str) -> Job | None:
+    """The process running this attempt died: queue the job again, or fail it at the cap.
 
-    Returns the new status, or None when the row was no longer ours.
+    Returns the row in its new state, or None when it was no longer ours.
     """
     row = session.scalar(select(Job).where(_fence(held.job_id, held.worker_id, held.attempt)))
     if row is None:
         return None
-    return _retry_or_fail(session, row, reason)
+    return row if _retry_or_fail(session, row, reason, outcome="crashed") else None
 
 
-def _retry_or_fail(session: Session, row: Job, reason: str) -> str:
+def give_back(session: Session, held: Claim) -> bool:
+    """A graceful stop: the running attempt is returned to the queue without being counted."""
     now = utcnow()
-    history = list((row.error or {}).get("attempts", [])) if isinstance(row.error, dict) else []
-    history.append(
-        {
-            "attempt": row.attempts,
-            "worker_id": row.worker_id,
-            "reason": reason,
-            "at": now.isoformat(),
-        }
-    )
-    if row.cancel_requested:
-        status, error = (
-            "cancelled",
-            {
-                "code": "cancelled",
-                "detail": "Cancelled while its worker was lost.",
-                "attempts": history,
-            },
+    result = session.execute(
+        update(Job)
+        .where(_fence(held.job_id, held.worker_id, held.attempt))
+        .values(
+            status="queued",
+            attempts=Job.attempts - 1,
+            worker_id=None,
+            dispatched_at=None,
+            updated_at=now,
         )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _short_reason(reason: str) -> str:
+    """The few words a progress line can hold: "worker lost", "TensorFlow process killed"."""
+    lowered = reason.lower()
+    if "tensorflow process" in lowered:
+        return "TensorFlow process killed" if "killed" in lowered else "TensorFlow process died"
+    return "worker lost"
+
+
+def _retry_or_fail(
+    session: Session,
+    row: Job,
+    reason: str,
+    *,
+    outcome: str = "lost",
+    stale_before: datetime | None = None,
+) -> str | None:
+    """End the row's running attempt: queued again (with a "retrying" phase and event),
+    failed at the attempt cap, or cancelled if that was asked. None when the row changed
+    under us (a fresh heartbeat, another writer)."""
+    now = utcnow()
+    history = [*(row.attempt_history or []), _history_entry(row.attempts, row.worker_id, outcome, reason)]
+    detail = {
+        key: value
+        for key, value in (row.progress_detail or {}).items()
+        if key not in _ATTEMPT_DETAIL_KEYS
+    }
+    values: dict[str, Any] = {"updated_at": now, "worker_id": None, "attempt_history": history}
+    event: tuple[str, dict[str, Any]]
+    if row.cancel_requested:
+        status = "cancelled"
+        values["error"] = {
+            "code": "cancelled",
+            "detail": "Cancelled while its worker was lost.",
+            "attempts": history,
+        }
+        event = ("finished", {"status": "cancelled", "error": None})
     elif row.attempts >= row.max_attempts:
         status = "failed"
-        error = {
+        values["error"] = {
             "code": "worker_lost",
             "detail": f"The job stopped its worker {row.attempts} time(s) (last: {reason}); "
             f"it is not retried after {row.max_attempts} attempts.",
             "attempts": history,
         }
+        event = ("failed", {"status": "failed", "error": values["error"]["detail"]})
     else:
-        status, error = "queued", {"code": "retrying", "detail": reason, "attempts": history}
-    values: dict[str, Any] = {
-        "status": status,
-        "error": error,
-        "updated_at": now,
-        "worker_id": None,
-    }
+        status = "queued"
+        message = f"retrying (attempt {row.attempts + 1} after {_short_reason(reason)})"
+        values["error"] = None
+        values["dispatched_at"] = None
+        values["progress_detail"] = {
+            **detail,
+            "phase": "retrying",
+            "message": message,
+            "attempt": row.attempts + 1,
+            "reason": reason,
+        }
+        event = (
+            "retrying",
+            {"attempt": row.attempts + 1, "after_attempt": row.attempts, "reason": reason, "message": message},
+        )
+    values["status"] = status
     if status != "queued":
         values["finished_at"] = now
-    session.execute(
-        update(Job)
-        .where(_fence(row.id, row.worker_id or "", row.attempts))
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    condition = _fence(row.id, row.worker_id or "", row.attempts)
+    if stale_before is not None:
+        condition = and_(condition, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before))
+    changed = session.execute(
+        update(Job).where(condition).values(**values).execution_options(synchronize_session=False)
     )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    add_event(session, row.id, *event)
+    session.expire(row)
     return status
 
 
 def stale_running(session: Session, *, stale_before: datetime, limit: int = 100) -> list[Job]:
-    return list(
-        session.scalars(
-            select(Job)
-            .where(
-                Job.status == "running",
-                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before),
-            )
-            .limit(limit)
+    """Running jobs whose heartbeat is older than ``stale_before`` (their worker is lost),
+    except analyses that have their report and wait for a measurement (no worker holds them)."""
+    rows = session.scalars(
+        select(Job)
+        .where(
+            Job.status == "running",
+            Job.worker_id.is_not(None),
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before),
         )
+        .limit(limit)
     )
+    return [row for row in rows if not (row.kind == "analysis" and row.result is not None)]
 
 
-def recover_stale(session: Session, *, stale_before: datetime) -> list[tuple[str, str]]:
-    """Requeue (or fail at the attempt cap) running jobs with a stale heartbeat: [(id, status)]."""
+def recover_stale(session: Session, *, stale_before: datetime) -> list[tuple[Job, str]]:
+    """Requeue (or fail at the attempt cap) running jobs with a stale heartbeat."""
     changed = []
     for row in stale_running(session, stale_before=stale_before):
-        if row.kind == "analysis" and row.result is not None:
-            continue  # a finished analysis waiting for its measured gradients
-        seconds = (
-            (utcnow() - _aware(row.heartbeat_at)).total_seconds() if row.heartbeat_at else None
+        seconds = (utcnow() - _aware(row.heartbeat_at)).total_seconds() if row.heartbeat_at else None
+        reason = (
+            f"worker lost: heartbeat {seconds:.1f} s old" if seconds is not None else "worker lost: no heartbeat"
         )
-        reason = f"heartbeat lost ({seconds:.0f} s old)" if seconds is not None else "no heartbeat"
-        changed.append((row.id, _retry_or_fail(session, row, reason)))
+        status = _retry_or_fail(session, row, reason, stale_before=stale_before)
+        if status is not None:
+            changed.append((row, status))
     return changed
 
 
-def _aware(value: datetime) -> datetime:
-    from datetime import UTC
+def release_worker_jobs(session: Session, worker_id: str, reason: str) -> list[tuple[Job, str]]:
+    """The worker process ``worker_id`` is gone: end the attempts it held (retry or fail)."""
+    rows = list(session.scalars(select(Job).where(Job.status == "running", Job.worker_id == worker_id)))
+    changed = []
+    for row in rows:
+        status = _retry_or_fail(session, row, reason)
+        if status is not None:
+            changed.append((row, status))
+    return changed
 
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
-
-def queued_ids(
-    session: Session, *, limit: int = 20, older_than: datetime | None = None
-) -> list[str]:
+def queued_ids(session: Session, *, limit: int = 20) -> list[str]:
+    """Queued jobs in the order they were created (what an idle worker looks for)."""
     query = select(Job.id).where(Job.status == "queued", Job.cancel_requested.is_(False))
-    if older_than is not None:
-        query = query.where(Job.updated_at < older_than)
     return list(session.scalars(query.order_by(Job.created_at).limit(limit)))
 
 
-def fail_exhausted_queued(session: Session) -> list[str]:
+def overdue_queued(
+    session: Session, *, never_sent_before: datetime, redispatch_after_s: float, limit: int = 200
+) -> list[tuple[str, str]]:
+    """Queued jobs whose message is overdue, as (id, kind): never sent (a send failed, or the
+    process died between commit and send) and older than ``never_sent_before``, or sent more
+    than ``redispatch_after_s * 2**(sends - 1)`` ago (the message may have been lost)."""
+    now = utcnow()
+    rows = session.execute(
+        select(Job.id, Job.kind, Job.dispatched_at, Job.dispatches)
+        .where(
+            Job.status == "queued",
+            Job.cancel_requested.is_(False),
+            or_(
+                and_(Job.dispatched_at.is_(None), Job.updated_at < never_sent_before),
+                Job.dispatched_at < now - timedelta(seconds=redispatch_after_s),
+            ),
+        )
+        .order_by(Job.created_at)
+        .limit(limit)
+    ).all()
+    overdue = []
+    for row in rows:
+        if row.dispatched_at is not None:
+            wait = redispatch_after_s * 2 ** min(max(int(row.dispatches) - 1, 0), 6)
+            if (now - _aware(row.dispatched_at)).total_seconds() < wait:
+                continue
+        overdue.append((str(row.id), str(row.kind)))
+    return overdue
+
+
+def mark_dispatched(session: Session, job_id: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(dispatched_at=utcnow(), dispatches=Job.dispatches + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def kind_of(session: Session, job_id: str) -> str | None:
+    return session.scalar(select(Job.kind).where(Job.id == job_id))
+
+
+def fail_exhausted_queued(session: Session) -> list[Job]:
     """Queued jobs that have no attempts left (claims would refuse them) end failed."""
     rows = list(
         session.scalars(select(Job).where(Job.status == "queued", Job.attempts >= Job.max_attempts))
     )
     now = utcnow()
     for row in rows:
-        detail = (row.error or {}).get("detail") if isinstance(row.error, dict) else None
+        history = list(row.attempt_history or [])
+        last = history[-1]["reason"] if history else None
         row.status = "failed"
         row.finished_at = now
         row.error = {
             "code": "worker_lost",
-            "attempts": (row.error or {}).get("attempts", []),
-            "detail": f"No attempts left after {row.attempts}; last: {detail or 'unknown'}",
+            "attempts": history,
+            "detail": f"No attempts left after {row.attempts}; last: {last or 'unknown'}",
         }
-    return [row.id for row in rows]
+        add_event(session, row.id, "failed", {"status": "failed", "error": row.error["detail"]})
+    return rows
 
 
-def cancel_queued(session: Session) -> list[str]:
+def cancel_queued(session: Session) -> list[Job]:
     """Queued jobs whose cancellation was requested end cancelled without running."""
     rows = list(
         session.scalars(select(Job).where(Job.status == "queued", Job.cancel_requested.is_(True)))
@@ -264,7 +419,15 @@ def cancel_queued(session: Session) -> list[str]:
     for row in rows:
         row.status = "cancelled"
         row.finished_at = now
-    return [row.id for row in rows]
+    return rows
+
+
+def statuses(session: Session, job_ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{id: (status, parameters)}`` of the jobs that exist among ``job_ids``."""
+    if not job_ids:
+        return {}
+    rows = session.execute(select(Job.id, Job.status, Job.parameters).where(Job.id.in_(job_ids)))
+    return {str(r.id): (str(r.status), dict(r.parameters or {})) for r in rows}
 
 
 # -- events --------------------------------------------------------------------------
@@ -293,6 +456,11 @@ def add_events(
     return seq
 
 
+def add_event(session: Session, job_id: str, kind: str, payload: dict[str, Any]) -> None:
+    """One event written by whoever ends an attempt (no worker holds the job then)."""
+    add_events(session, job_id, next_event_seq(session, job_id), [(kind, payload)])
+
+
 def events_after(session: Session, job_id: str, after_seq: int, limit: int = 500) -> list[JobEvent]:
     return list(
         session.scalars(
@@ -307,29 +475,43 @@ def events_after(session: Session, job_id: str, after_seq: int, limit: int = 500
 # -- analyses and their measured gradients --------------------------------------------
 
 
-def merge_measured_gradients(session: Session, parent_id: str, measured: dict[str, Any]) -> bool:
-    """Put a gradients job's result into its analysis's report (``gradient_flow.measured``).
+def _attach(report: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """The one call that puts a measurement into a report (the gradient-flow module's)."""
+    try:
+        from app.analysis.gradient_flow import attach_measurement  # type: ignore[attr-defined]
+    except ImportError:  # until the gradient-flow module provides it: the same merge, here
+        report = copy.deepcopy(report)
+        flow = report.get("gradient_flow")
+        if not isinstance(flow, dict):
+            flow = report["gradient_flow"] = {"predicted": None}
+        flow["measured"] = measured
+        return report
+    result: dict[str, Any] = attach_measurement(report, measured)
+    return result
 
-    Returns False when the analysis has no report yet (it merges finished children itself).
+
+def settle_measurement(session: Session, analysis_id: str) -> None:
+    """Bring an analysis in line with its newest gradients job: the one place a measurement
+    reaches a report. Called when either of them ends (whichever ends last completes it).
+
+    The analysis shows ``running`` while its report is there and a measurement is pending,
+    and ``succeeded`` with the measurement (or the measurement's failure) in the report after.
     """
-    query = select(Job).where(Job.id == parent_id)
+    query = select(Job).where(Job.id == analysis_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     parent = session.scalar(query)
-    if parent is None or parent.result is None:
-        return False
-    report = copy.deepcopy(parent.result)
-    flow = report.get("gradient_flow")
-    if not isinstance(flow, dict):
-        flow = report["gradient_flow"] = {"predicted": None}
-    flow["measured"] = measured
-    parent.result = report
-    parent.updated_at = utcnow()
-    if parent.status == "running":
-        parent.status = "succeeded"
-        parent.progress = 1.0
-        parent.finished_at = utcnow()
-    return True
+    if parent is None or parent.result is None or parent.status not in ("running", "succeeded"):
+        return  # not analysed yet: it settles when it finishes
+    measured, pending = measured_from_children(session, analysis_id)
+    now = utcnow()
+    if measured is not None:
+        parent.result = _attach(parent.result, measured)
+        parent.updated_at = now
+    if pending:  # no worker holds it while it waits
+        parent.status, parent.finished_at, parent.worker_id = "running", None, None
+    elif not pending and parent.status == "running":
+        parent.status, parent.progress, parent.finished_at = "succeeded", 1.0, now
 
 
 def measured_from_children(session: Session, parent_id: str) -> tuple[dict[str, Any] | None, bool]:
@@ -359,5 +541,58 @@ def failed_measurement(error: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def utc_cutoff(seconds: float) -> datetime:
-    return utcnow() - timedelta(seconds=seconds)
+# -- workers --------------------------------------------------------------------------
+
+
+def beat_worker(
+    session: Session,
+    *,
+    worker_id: str,
+    executor: str,
+    hostname: str,
+    pid: int,
+    queues: list[str],
+    memory_bytes: int,
+    current_job_id: str | None,
+) -> None:
+    """Insert or refresh the worker's row (its liveness for readiness and the reconciler)."""
+    now = utcnow()
+    changed = session.execute(
+        update(Worker)
+        .where(Worker.id == worker_id)
+        .values(heartbeat_at=now, current_job_id=current_job_id)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(
+            Worker(
+                id=worker_id,
+                executor=executor,
+                hostname=hostname[:255],
+                pid=pid,
+                queues=queues,
+                memory_bytes=memory_bytes,
+                current_job_id=current_job_id,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+
+
+def remove_worker(session: Session, worker_id: str) -> None:
+    session.execute(delete(Worker).where(Worker.id == worker_id))
+
+
+def live_workers(session: Session, *, fresh_after: datetime) -> list[Worker]:
+    return list(session.scalars(select(Worker).where(Worker.heartbeat_at >= fresh_after)))
+
+
+def live_worker_memory(session: Session, *, queue: str, fresh_after: datetime) -> int | None:
+    """The largest per-job memory declared by a live worker that takes ``queue``."""
+    sizes = [w.memory_bytes for w in live_workers(session, fresh_after=fresh_after) if queue in (w.queues or [])]
+    return max(sizes) if sizes else None
+
+
+def forget_workers(session: Session, *, silent_since: datetime) -> int:
+    result = session.execute(delete(Worker).where(Worker.heartbeat_at < silent_since))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -2,12 +2,12 @@
 
 from app.models.architecture import Architecture
 from app.models.base import Base
-from app.models.job import JOB_KINDS, JOB_STATUSES, TERMINAL_STATUSES, Job, JobEvent
+from app.models.job import JOB_STATUSES, TERMINAL_STATUSES, Job, JobEvent
 from app.models.tenant import DEFAULT_TENANT, ApiKey, Tenant
+from app.models.worker import Worker
 
 __all__ = [
     "DEFAULT_TENANT",
-    "JOB_KINDS",
     "JOB_STATUSES",
     "TERMINAL_STATUSES",
     "ApiKey",
@@ -16,4 +16,5 @@ __all__ = [
     "Job",
     "JobEvent",
     "Tenant",
+    "Worker",
 ]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, JSONType, new_id, utcnow
 
-JOB_KINDS = ("analysis", "gradients", "training")
+# The job kinds are declared in one place, the registry in ``app.jobs.kinds``.
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -51,6 +51,14 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     #: How many times a result was written; the fencing makes this 0 or 1.
     result_writes: Mapped[int] = mapped_column(Integer, default=0)
+    #: Every attempt that ended, oldest first: ``{"attempt", "worker_id", "outcome",
+    #: "reason", "at"}`` (outcome: succeeded, failed, cancelled, lost, crashed). Kept after
+    #: a retry succeeds, so a crash stays visible on the finished job.
+    attempt_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, default=None)
+    #: When the job id was last handed to the executor, and how many times: the reconciler
+    #: re-sends only what is overdue (never sent, or sent long ago with backoff).
+    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
+    dispatches: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -71,4 +79,4 @@ class JobEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["JOB_KINDS", "JOB_STATUSES", "TERMINAL_STATUSES", "Job", "JobEvent"]
+__all__ = ["JOB_STATUSES", "TERMINAL_STATUSES", "Job", "JobEvent"]

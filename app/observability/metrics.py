@@ -208,7 +208,8 @@ class DatabaseCollector(Collector):
         from sqlalchemy import func, select
 
         from app.db import get_sessionmaker
-        from app.models import JOB_KINDS, JOB_STATUSES, TERMINAL_STATUSES, Job
+        from app.jobs.kinds import kind_names
+        from app.models import JOB_STATUSES, TERMINAL_STATUSES, Job
 
         up = GaugeMetricFamily(
             "convlens_metrics_database_up", "1 when the jobs table could be read for this scrape."
@@ -252,7 +253,7 @@ class DatabaseCollector(Collector):
             "Jobs stored in the database, by kind and status.",
             labels=["kind", "status"],
         )
-        kinds = sorted(set(JOB_KINDS) | {kind for kind, _ in counts})
+        kinds = sorted(set(kind_names()) | {kind for kind, _ in counts})
         for kind in kinds:
             for status in JOB_STATUSES:
                 jobs.add_metric([kind, status], counts.get((kind, status), 0))

@@ -5,7 +5,15 @@ global gradient norm, computed inside the same compiled train step. Every
 ``probe_every`` steps a probe variant of the step also returns per-layer
 gradient norms, update-to-weight ratios and dead ReLU units. ``should_stop`` is
 checked before every step, and the time limit stops the run cleanly. After the
-run an overfit-one-batch check trains the initial weights on one fixed batch.
+run an overfit-one-batch check (``overfit_check``, on by default) trains the
+initial weights on one fixed batch, as a phase of its own with its duration in
+the result.
+
+With a :class:`TrainingCheckpoint` the run saves its state every
+``every_steps`` steps (weights, optimizer slots, the history so far and the
+initial weights) and a later run of the same job resumes from the last one: the
+same data order (the batches are a seeded sequence, skipped to the step), no
+step run twice in the history, exactly ``steps`` steps in the end.
 
 Example::
 
@@ -18,7 +26,9 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 import zipfile
 from collections.abc import Callable
@@ -66,6 +76,7 @@ class TrainingParams:
     npz_path: str | None = None
     seed: int = 0
     probe_every: int = 10
+    overfit_check: bool = True
     overfit_steps: int = 50
     overfit_batch_size: int = 16
     overfit_factor: float = 10.0
@@ -120,6 +131,10 @@ class TrainingParams:
             (
                 isinstance(self.overfit_steps, int) and 0 <= self.overfit_steps <= 1000,
                 f"overfit_steps must be in [0, 1000]. Received: {self.overfit_steps!r}",
+            ),
+            (
+                isinstance(self.overfit_check, bool),
+                f"overfit_check must be true or false. Received: {self.overfit_check!r}",
             ),
         ]
         for ok, message in checks:
@@ -271,6 +286,7 @@ class BatchSource:
             # stacked as [batch index, sample, ...] per input/output
             self.pool_x = [np.stack([b[0][i] for b in batches]) for i in range(len(io.inputs))]
             self.pool_y = [np.stack([b[1][i] for b in batches]) for i in range(len(io.outputs))]
+            self.pool_batches = count
             self.samples = count * params.batch_size
         else:
             assert params.npz_path is not None
@@ -281,20 +297,22 @@ class BatchSource:
     def _pack(arrays: list[Any]) -> Any:
         return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
-    def dataset(self) -> Any:
-        """An endless dataset of ``(x, y)`` batches."""
+    def dataset(self, start_step: int = 0) -> Any:
+        """An endless dataset of ``(x, y)`` batches; batch ``k`` is the batch of step ``k + 1``
+        whatever ``start_step`` is (a resumed run sees the batches it would have seen)."""
         import tensorflow as tf
 
         if self.kind == "synthetic":
             data = tf.data.Dataset.from_tensor_slices(
                 (self._pack(self.pool_x), self._pack(self.pool_y))
             )
-            return data.repeat().prefetch(2)
+            return data.repeat().skip(start_step % self.pool_batches).prefetch(2)
         data = tf.data.Dataset.from_tensor_slices((self.x, self.y))
         data = data.shuffle(
             min(self.samples, 65536), seed=self.params.seed, reshuffle_each_iteration=True
         )
-        return data.repeat().batch(self.params.batch_size, drop_remainder=True).prefetch(2)
+        data = data.repeat().batch(self.params.batch_size, drop_remainder=True)
+        return data.skip(start_step).prefetch(2)
 
     def fixed_batch(self, size: int) -> tuple[Any, Any]:
         """One batch that never changes (the overfit-one-batch check)."""
@@ -359,6 +377,7 @@ class CompiledSteps:
         import tensorflow as tf
 
         self.model = model
+        self.optimizer = optimizer
         compile_like_fit(model, io, optimizer, jit_compile=jit_compile)
         self.jit_compile = bool(model.jit_compile)
         self.variables, self.owners = _weighted_variables(model)
@@ -565,6 +584,68 @@ def _overfit_one_batch(
     }
 
 
+class TrainingCheckpoint:
+    """A training run's state in one file, written atomically every ``every_steps`` steps.
+
+    ``checkpoint.npz`` holds the model's weights, the optimizer's variables (slots and
+    iteration count) and, as JSON, the step reached and the history so far;
+    ``initial.npz`` the weights the run started from (the overfit-one-batch check starts
+    from them). Arrays are stored without pickle.
+
+    Example::
+
+        >>> checkpoint = TrainingCheckpoint(work_dir, every_steps=50)   # doctest: +SKIP
+        >>> state = checkpoint.load()    # None on a first attempt     # doctest: +SKIP
+    """
+
+    def __init__(self, folder: Path, every_steps: int) -> None:
+        self.folder = Path(folder)
+        self.every_steps = int(every_steps)
+        self.path = self.folder / "checkpoint.npz"
+        self.initial_path = self.folder / "initial.npz"
+
+    def due(self, done: int, total: int) -> bool:
+        return self.every_steps > 0 and done < total and done % self.every_steps == 0
+
+    def _write(self, path: Path, arrays: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.stem}-{os.getpid()}.tmp.npz")
+        with partial.open("wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+
+    def save(self, state: dict[str, Any], weights: list[Any], optimizer: list[Any]) -> None:
+        arrays: dict[str, Any] = {"state": np.array(json.dumps(state))}
+        arrays.update({f"w{i:05d}": np.asarray(w) for i, w in enumerate(weights)})
+        arrays.update({f"o{i:05d}": np.asarray(v) for i, v in enumerate(optimizer)})
+        self._write(self.path, arrays)
+
+    def save_initial(self, weights: list[Any]) -> None:
+        if not self.initial_path.exists():
+            self._write(self.initial_path, {f"w{i:05d}": np.asarray(w) for i, w in enumerate(weights)})
+
+    def load(self) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray]] | None:
+        """(state, weights, optimizer variables) of the last checkpoint, or None."""
+        if not self.path.exists():
+            return None
+        with np.load(self.path, allow_pickle=False) as archive:
+            state = json.loads(str(archive["state"]))
+            weights = [archive[k] for k in sorted(archive.files) if k.startswith("w")]
+            optimizer = [archive[k] for k in sorted(archive.files) if k.startswith("o")]
+        return state, weights, optimizer
+
+    def load_initial(self) -> list[np.ndarray] | None:
+        if not self.initial_path.exists():
+            return None
+        with np.load(self.initial_path, allow_pickle=False) as archive:
+            return [archive[k] for k in sorted(archive.files)]
+
+
+PhaseCallback = Callable[[str, dict[str, Any]], None]
+
+
 def run_training(
     model: keras.Model,
     params: dict[str, Any] | TrainingParams,
@@ -573,12 +654,17 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     time_limit_s: float = 900.0,
     max_npz_bytes: int = 256 * 1024 * 1024,
+    checkpoint: TrainingCheckpoint | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` for ``params.steps`` steps and return the result with its verdict.
 
     ``on_step(event)`` receives ``{"step", "loss", "accuracy", "step_time_s",
     "grad_global_norm", "elapsed_s", "eta_s"}`` after every step, plus
     ``"probe"`` on probe steps. ``should_stop()`` is checked before every step.
+    ``on_phase(name, info)`` is told when the run enters ``training`` (with the step it
+    resumes from) and ``overfit_check``. With ``checkpoint`` the run resumes from its last
+    checkpoint and saves a new one every ``checkpoint.every_steps`` steps.
     """
     from app.worker.runtime import init_tensorflow
 
@@ -589,21 +675,45 @@ def run_training(
     device = init_tensorflow(seed=params.seed)
     on_step = on_step or (lambda event: None)
     should_stop = should_stop or (lambda: False)
+    on_phase = on_phase or (lambda name, info: None)
     io = describe_model_io(model)
     source = BatchSource(params, io, max_npz_bytes=max_npz_bytes)
     initial_weights = model.get_weights()
     steps = CompiledSteps(model, io, make_optimizer(params.optimizer, params.learning_rate))
-    iterator = iter(source.dataset())
 
     losses: list[float | None] = []
     accuracies: list[float | None] = []
     step_times: list[float] = []
     grad_global: list[float | None] = []
     probes: list[dict[str, Any]] = []
-    stopped = "completed"
     compile_s = 0.0
+    earlier_train_s = 0.0
+    resumed_from: int | None = None
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        state, weights, optimizer_values = saved
+        variables = steps.optimizer.variables
+        if len(weights) == len(model.get_weights()) and len(optimizer_values) == len(variables):
+            model.set_weights(weights)
+            for variable, value in zip(variables, optimizer_values, strict=True):
+                variable.assign(value)
+            history = state["history"]
+            losses, accuracies = list(history["loss"]), list(history["accuracy"])
+            step_times, grad_global = list(history["step_time_s"]), list(history["grad_global_norm"])
+            probes = list(state["probes"])
+            earlier_train_s = float(state.get("train_elapsed_s", 0.0))
+            resumed_from = int(state["step"])
+            initial_weights = (checkpoint.load_initial() if checkpoint else None) or initial_weights
+    elif checkpoint is not None and params.overfit_check and params.overfit_steps > 0:
+        checkpoint.save_initial(initial_weights)
+    first_step = resumed_from or 0
+    iterator = iter(source.dataset(first_step))
+    on_phase("training", {"resumed_from_step": resumed_from, "steps": params.steps})
+
+    stopped = "completed"
     traced = {"train": False, "probe": False}
-    for step in range(params.steps):
+    attempt_steps: list[float] = []
+    for step in range(first_step, params.steps):
         if should_stop():
             stopped = "cancelled"
             break
@@ -622,10 +732,11 @@ def run_training(
         losses.append(_clean(loss))
         accuracies.append(_clean(float(outputs["accuracy"])) if steps.has_accuracy else None)
         step_times.append(step_time)
+        attempt_steps.append(step_time)
         grad_global.append(_clean(float(outputs["grad_global_norm"])))
         elapsed = time.monotonic() - started
         done = step + 1
-        recent = step_times[-20:]
+        recent = attempt_steps[-20:]
         eta = float(np.mean(recent)) * (params.steps - done)
         event: dict[str, Any] = {
             "step": done,
@@ -642,16 +753,39 @@ def run_training(
             probe = steps.probe_record(done, outputs)
             probes.append(probe)
             event["probe"] = probe
-        on_step(event)
         if not math.isfinite(loss):
             stopped = "diverged"
+        elif checkpoint is not None and checkpoint.due(done, params.steps):
+            checkpoint.save(
+                {
+                    "step": done,
+                    "history": {
+                        "loss": losses,
+                        "accuracy": accuracies,
+                        "step_time_s": step_times,
+                        "grad_global_norm": grad_global,
+                    },
+                    "probes": probes,
+                    "train_elapsed_s": earlier_train_s + (time.monotonic() - started),
+                },
+                model.get_weights(),
+                [v.numpy() for v in steps.optimizer.variables],
+            )
+            event["checkpoint"] = True
+        on_step(event)
+        if stopped == "diverged":
             break
     train_elapsed = time.monotonic() - started
 
-    if stopped in ("completed", "diverged") and params.overfit_steps > 0:
+    if not params.overfit_check or params.overfit_steps == 0:
+        overfit: dict[str, Any] = {"passed": None, "steps": 0, "reason": "not requested"}
+    elif stopped in ("completed", "diverged"):
+        on_phase("overfit_check", {"steps": params.overfit_steps})
+        check_started = time.monotonic()
         overfit = _overfit_one_batch(
             model, io, params, source, initial_weights, should_stop=should_stop, deadline=deadline
         )
+        overfit["duration_s"] = round(time.monotonic() - check_started, 3)
     else:
         overfit = {
             "passed": None,
@@ -672,9 +806,11 @@ def run_training(
         "io": io.to_dict(),
         "device": device["device"],
         "steps_completed": len(losses),
+        "resumed_from_step": resumed_from,
         "elapsed_s": round(time.monotonic() - started, 3),
-        "train_elapsed_s": round(train_elapsed, 3),
+        "train_elapsed_s": round(earlier_train_s + train_elapsed, 3),
         "compile_s": round(compile_s, 3),
+        "overfit_check_s": overfit.get("duration_s"),
         "median_step_time_s": median_step,
         "samples_per_s": (params.batch_size / median_step) if median_step else None,
         "dataset": {"kind": params.dataset, "samples": source.samples},

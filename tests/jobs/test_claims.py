@@ -8,7 +8,7 @@ from datetime import timedelta
 from app.config import Settings
 from app.db import session_scope
 from app.jobs import repository
-from app.jobs.local import reconcile_once
+from app.jobs.reconciler import reconcile_once
 from app.models.base import utcnow
 from tests.jobs.helpers import add_architecture, add_job, job, tiny_config
 
@@ -90,7 +90,7 @@ def test_reconciler_requeues_stale_jobs_and_fails_them_at_the_attempt_cap(
         assert held is not None and held.attempt == attempt
         with session_scope(any_settings) as session:
             session.get(Job, job_id).heartbeat_at = utcnow() - timedelta(seconds=600)  # type: ignore[union-attr]
-        outcome = reconcile_once(any_settings, dispatched.append)
+        outcome = reconcile_once(any_settings, lambda job_id, kind: dispatched.append(job_id) or True)
         if attempt == 1:
             assert outcome["requeued"] == [job_id] and dispatched == [job_id]
             assert job(any_settings, job_id).status == "queued"
@@ -98,7 +98,7 @@ def test_reconciler_requeues_stale_jobs_and_fails_them_at_the_attempt_cap(
             assert outcome["failed"] == [job_id]
     row = job(any_settings, job_id)
     assert row.status == "failed" and row.error["code"] == "worker_lost"
-    assert "heartbeat lost" in row.error["detail"] and len(row.error["attempts"]) == 2
+    assert "worker lost: heartbeat" in row.error["detail"] and len(row.error["attempts"]) == 2
     assert row.finished_at is not None
 
 
@@ -113,5 +113,5 @@ def test_cancelling_a_queued_job_ends_it_without_running(any_settings: Settings)
     with session_scope(any_settings) as session:
         session.get(Job, job_id).cancel_requested = True  # type: ignore[union-attr]
     assert _claim(any_settings, job_id, "w") is None
-    reconcile_once(any_settings, lambda _: None)
+    reconcile_once(any_settings, lambda job_id, kind: True)
     assert job(any_settings, job_id).status == "cancelled"

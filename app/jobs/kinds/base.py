@@ -1,0 +1,146 @@
+"""What a job kind is, and the registry every part of the job system reads.
+
+A kind is declared once, with everything the executors, the worker and the Celery app need
+to know about it::
+
+    register(JobKind(
+        name="gradients",
+        run=measure_gradients,            # (JobContext) -> result dict
+        queue="training",                 # Celery queue (local workers take every queue)
+        in_tensorflow=True,               # runs in a fresh TensorFlow child process
+        time_limit_setting="gradient_time_limit_s",
+        preload=("app.worker.gradients",),  # imported by the warm child before the job arrives
+        settle=settle_parent_measurement,   # how its outcome reaches its parent
+    ))
+
+The handler gets a :class:`JobContext`: the job and its (gated) architecture as plain data,
+the settings, and three calls back to the worker (``progress``, ``event``,
+``should_stop``). It never touches the database: the worker process that holds the job is
+the only writer of its row (heartbeat, progress, events and outcome).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.config import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.orm import Session
+
+    from app.models import Job
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The parts of a job row a handler reads (JSON-safe: it crosses into the child process)."""
+
+    id: str
+    kind: str
+    attempt: int
+    name: str | None
+    parent_id: str | None
+    parameters: dict[str, Any]
+    time_limit_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> JobSpec:
+        return cls(**{key: raw[key] for key in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """The architecture a job runs on, after the worker's own gate."""
+
+    id: str
+    name: str | None
+    format: str
+    config: dict[str, Any]
+    blob_path: str | None = None
+    has_weights: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ArchitectureSpec:
+        return cls(**{key: raw[key] for key in cls.__dataclass_fields__})
+
+    @property
+    def weights_file(self) -> Path | None:
+        return Path(self.blob_path) if self.blob_path and self.has_weights else None
+
+
+class Reporter(Protocol):
+    """How a running handler talks to the worker that holds its job."""
+
+    def progress(self, fraction: float, detail: dict[str, Any] | None = None) -> None: ...
+    def event(self, kind: str, payload: dict[str, Any]) -> None: ...
+    def should_stop(self) -> bool: ...
+
+
+@dataclass
+class JobContext:
+    """Everything a handler gets. ``work_dir`` is the job's own folder (checkpoints), kept
+    across attempts and deleted when the job ends."""
+
+    job: JobSpec
+    architecture: ArchitectureSpec
+    settings: Settings
+    reporter: Reporter
+    work_dir: Path
+
+    def progress(self, fraction: float, detail: dict[str, Any] | None = None) -> None:
+        self.reporter.progress(fraction, detail)
+
+    def event(self, kind: str, payload: dict[str, Any]) -> None:
+        self.reporter.event(kind, payload)
+
+    def should_stop(self) -> bool:
+        return self.reporter.should_stop()
+
+
+Handler = Callable[[JobContext], dict[str, Any]]
+#: Called in the transaction that made a job terminal (worker, reconciler): its outcome
+#: reaches whatever waits on it (an analysis waiting for its measurement).
+Settle = Callable[["Session", "Job"], None]
+#: Files a job owns beyond its work folder (an uploaded dataset), deleted when it ends.
+OwnedFiles = Callable[[Settings, Mapping[str, Any]], list[Path]]
+#: Peak memory of one run in bytes, from the static report's summary and the job parameters.
+MemoryEstimate = Callable[[Mapping[str, Any], Mapping[str, Any]], int]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    run: Handler
+    queue: str
+    in_tensorflow: bool
+    time_limit_setting: str
+    preload: tuple[str, ...] = ()
+    settle: Settle | None = None
+    owned_files: OwnedFiles | None = None
+    memory_estimate: MemoryEstimate | None = None
+    #: Whether the result carries the job's ``attempt_history`` (training runs show it).
+    attempts_in_result: bool = False
+
+    def time_limit_s(self, settings: Settings) -> float:
+        return float(getattr(settings, self.time_limit_setting))
+
+
+_KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    """Add a kind to the registry (each kind module calls this once at import)."""
+    if kind.name in _KINDS and _KINDS[kind.name] is not kind:
+        raise ValueError(f"Job kind {kind.name!r} is registered twice")
+    Settings.model_fields[kind.time_limit_setting]  # noqa: B018 - a typo fails at import
+    _KINDS[kind.name] = kind
+    return kind
