@@ -1,10 +1,21 @@
-"""Job tests run real worker processes (TensorFlow in their children): tensorflow, slow."""
+"""Job tests. Those that start worker processes (TensorFlow in their children) are marked
+``tensorflow`` and ``slow`` by their modules; the rest (claims, reconciler, readiness,
+resources) need only the database.
+
+Crash and retry tests never race the job they kill: the job waits at a step the test
+chose (``test_hooks_dir`` holds, see ``app.jobs.kinds.training.StepHold``) until the test
+has done what it came to do.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,28 +26,23 @@ from tests.conftest import make_settings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/jobs" in str(item.fspath):
-            item.add_marker(pytest.mark.tensorflow)
-            item.add_marker(pytest.mark.slow)
-
-
 def job_settings(tmp_path: Path, database_url: str = "", **overrides: object) -> Settings:
-    """Short heartbeats and reconciles so that crash recovery takes seconds, not minutes."""
+    """The production heartbeat, timeout and reconcile intervals (what the tests measure),
+    a short idle poll, checkpoints every 10 steps and a folder for step holds."""
     values: dict[str, object] = {
-        "heartbeat_interval_s": 0.5,
-        "heartbeat_timeout_s": 4.0,
-        "reconcile_interval_s": 0.5,
         "job_poll_interval_s": 0.3,
         "job_max_attempts": 3,
         "local_workers": 1,
+        "training_checkpoint_every_steps": 10,
+        "test_hooks_dir": tmp_path / "hooks",
     }
     values.update(overrides)
     from app import db
 
     settings = make_settings(tmp_path, database_url, **values)
     db.upgrade(settings)
+    assert settings.test_hooks_dir is not None
+    settings.test_hooks_dir.mkdir(parents=True, exist_ok=True)
     return settings
 
 
@@ -83,3 +89,76 @@ def reap() -> Iterator[list[int]]:
     yield pids
     for pid in pids:
         kill(pid)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port: stopping or freezing it harms nobody."""
+
+    port: int
+    folder: Path
+    process: subprocess.Popen[bytes] | None = None
+    frozen: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise AssertionError("the private redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.thaw()
+            self.process.kill()
+            self.process.wait()
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        if self.frozen and self.process is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.frozen = False
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(free_port(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -100,15 +100,70 @@ def add_job(
         return job.id
 
 
-def add_long_training_job(settings: Settings, architecture_id: str) -> str:
-    """A training run long enough (300 steps) to be killed in the middle."""
+def add_training_job(settings: Settings, architecture_id: str, steps: int = 40, **parameters: Any) -> str:
+    """A training run of the tiny model (checkpoints every 10 steps with the job settings)."""
     return add_job(
         settings,
         architecture_id,
         "training",
-        {"steps": 300, "batch_size": 8, "overfit_steps": 0},
-        time_limit_s=300,
+        {"steps": steps, "batch_size": 8, "overfit_check": False, **parameters},
+        time_limit_s=600,
     )
+
+
+# -- step holds: the job waits at a step the test chose ------------------------------------
+
+
+def hold(settings: Settings, job_id: str, step: int, attempt: int | None = None) -> None:
+    """Make the training run ``job_id`` wait after ``step`` (of ``attempt``, or of every
+    attempt) until :func:`release`."""
+    assert settings.test_hooks_dir is not None
+    wanted: dict[str, int] = {"step": step}
+    if attempt is not None:
+        wanted["attempt"] = attempt
+    (settings.test_hooks_dir / f"{job_id}.hold").write_text(json.dumps(wanted))
+
+
+def reached(settings: Settings, job_id: str, attempt: int = 1, timeout: float = 300.0) -> dict[str, int]:
+    """Wait until attempt ``attempt`` waits at its hold: ``{"step", "attempt", "pid"}`` (the
+    pid is the TensorFlow process running it)."""
+    assert settings.test_hooks_dir is not None
+    path = settings.test_hooks_dir / f"{job_id}.reached"
+
+    def read() -> dict[str, int] | None:
+        try:
+            found: dict[str, int] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return found if found["attempt"] == attempt else None
+
+    return wait_for(read, timeout, f"attempt {attempt} of job {job_id} to reach its hold", interval=0.02)
+
+
+def release(settings: Settings, job_id: str) -> None:
+    assert settings.test_hooks_dir is not None
+    (settings.test_hooks_dir / f"{job_id}.hold").unlink(missing_ok=True)
+
+
+def stored_step(settings: Settings, job_id: str, step: int, timeout: float = 60.0) -> Job:
+    """Wait until the job's row shows ``steps_done >= step`` (its progress reached the database)."""
+    return wait_for(
+        lambda: (
+            int(((row := job(settings, job_id)).progress_detail or {}).get("steps_done") or 0) >= step and row
+        ),
+        timeout,
+        f"step {step} of job {job_id} in the database",
+        interval=0.02,
+    )
+
+
+def step_events(settings: Settings, job_id: str) -> list[tuple[int, int, float | None]]:
+    """(attempt, step, loss) of every step event, in order."""
+    return [
+        (e.payload["attempt"], e.payload["step"], e.payload["loss"])
+        for e in events(settings, job_id)
+        if e.kind == "step"
+    ]
 
 
 def job(settings: Settings, job_id: str) -> Job:
@@ -133,6 +188,8 @@ def events(settings: Settings, job_id: str) -> list[JobEvent]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it is truthy (its value) or ``timeout`` passes: an event the
+    test waits for, with a generous ceiling, never a fixed sleep."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
