@@ -115,6 +115,10 @@ def create(
             architecture.upload_path.unlink(missing_ok=True)
         raise
     elapsed = time.perf_counter() - started
+    if measure_gradients and report is not None:  # refused before anything is stored
+        from app.jobs.resources import check_job_resources
+
+        check_job_resources("gradients", report, settings, session=session)
 
     row = architectures.get_or_create(
         session, settings, tenant_id=tenant_id, sha256=architecture.sha256, fmt=architecture.format,
@@ -178,7 +182,14 @@ def _late_result_writer(settings: Settings, analysis_id: str):  # type: ignore[n
 
 
 def request_gradients(session: Session, settings: Settings, analysis: Job) -> Job:
-    """Queue a measured-gradients job for an analysis; the analysis shows it as running."""
+    """Queue a measured-gradients job for an analysis; the analysis shows it as running.
+
+    A model whose measurement would not fit a worker's memory is refused (422
+    ``resource_limit_exceeded``); the worker checks again before it builds the model."""
+    from app.jobs.resources import check_job_resources
+
+    if analysis.result is not None:
+        check_job_resources("gradients", analysis.result, settings, session=session)
     child = Job(
         tenant_id=analysis.tenant_id, kind="gradients", name=analysis.name,
         architecture_id=analysis.architecture_id, parent_id=analysis.id,

@@ -28,11 +28,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from app.config import Settings
 from app.jobs.kinds import JobContext
 from app.jobs.resources import (
+    MIN_TENSORFLOW_DATA_BYTES,
     TensorFlowSlots,
     cpu_seconds_used,
     limit_process,
@@ -44,6 +46,8 @@ log = logging.getLogger("convlens.jobs")
 
 #: Seconds a TensorFlow process gets beyond the job's own time limit before it is killed.
 HARD_LIMIT_GRACE_S = 30.0
+#: A crash with data memory above this share of the limit counts as running out of memory.
+OUT_OF_MEMORY_SHARE = 0.75
 #: Environment variable naming the file descriptor the child writes its messages to.
 MESSAGE_FD_ENV = "CONVLENS_MESSAGE_FD"
 
@@ -109,14 +113,42 @@ class TFProcess:
         self._fd = read_fd
         self._buffer = b""
         self.ready = False
+        self.memory_limit = max(tensorflow_memory_budget(settings), MIN_TENSORFLOW_DATA_BYTES)
+        #: the most data memory (VmData) seen while it ran its job
+        self.peak_data_bytes = 0
         try:  # the memory limit from the start: a warm process already holds TensorFlow
-            limit_process(self.process.pid, memory_bytes=tensorflow_memory_budget(settings))
+            limit_process(self.process.pid, memory_bytes=self.memory_limit)
         except (OSError, ProcessLookupError):
             log.warning("could not limit the memory of TensorFlow process %s", self.process.pid)
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def _sample_memory(self) -> None:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmData:"):
+                    self.peak_data_bytes = max(self.peak_data_bytes, int(line.split()[1]) * 1024)
+                    return
+        except (OSError, ValueError, IndexError):
+            pass
+
+    def _out_of_memory(self, code: int) -> dict[str, Any] | None:
+        """A crash close to the memory limit is the job's size, not bad luck: no retry.
+
+        (Measured: TensorFlow usually raises ResourceExhaustedError at the limit, but some
+        native paths dereference a failed allocation and die with SIGSEGV.)"""
+        if code >= 0 or self.peak_data_bytes < OUT_OF_MEMORY_SHARE * self.memory_limit:
+            return None
+        reason = crash_reason(code)
+        return {
+            "code": "resource_limit_exceeded",
+            "title": "The job ran out of memory",
+            "detail": f"{reason[0].upper()}{reason[1:]} after using {self.peak_data_bytes / 2**30:.2f} GiB "
+            f"of its {self.memory_limit / 2**30:.2f} GiB memory limit: the job needs more memory than one "
+            "TensorFlow job may use (tf_memory_bytes).",
+        }
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -205,7 +237,8 @@ class TFProcess:
         asked_to_stop = False
         try:
             while True:
-                messages = self.read_messages(0.25)
+                messages = self.read_messages(0.1)
+                self._sample_memory()
                 for message in messages or []:
                     kind = message.get("type")
                     if kind == "event":
@@ -222,6 +255,9 @@ class TFProcess:
                         return result
                     if problem is not None:
                         raise ChildFailed(problem)
+                    out_of_memory = self._out_of_memory(code)
+                    if out_of_memory is not None:
+                        raise ChildFailed(out_of_memory)
                     if code == -signal.SIGXCPU:
                         raise ChildFailed(
                             {

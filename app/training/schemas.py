@@ -40,6 +40,12 @@ class TrainingRunCreate(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     probe_every: int = Field(default=10, ge=1, le=10_000)
     overfit_steps: int = Field(default=50, ge=0, le=1000)
+    overfit_check: bool = Field(
+        default=True,
+        description="After training, check that the initial weights can overfit one fixed batch "
+        "(overfit_steps steps): a phase of its own ('overfit_check' in progress.phase), its "
+        "duration in result.overfit_one_batch.duration_s.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainingRunCreate:
@@ -55,6 +61,8 @@ class TrainingProgress(BaseModel):
     eta_s: float | None = None
     loss: float | None = None
     phase: str | None = None
+    #: e.g. "retrying (attempt 2 after worker lost)" while a retry waits for a worker
+    message: str | None = None
 
 
 class TrainingRunOut(BaseModel):

@@ -52,6 +52,7 @@ def create(
             "A dataset_file was uploaded but dataset is 'synthetic'. Send dataset=npz."
         )
     analysis_id = None
+    analysis = None
     input_shape = request.input_shape
     if request.analysis_id is not None:
         analysis = analyses.get(session, tenant_id, request.analysis_id)
@@ -63,7 +64,8 @@ def create(
             input_shape = (analysis.parameters or {}).get("input_shape")
     else:
         architecture_id = request.architecture_id
-    if architecture_id is None or architectures.get(session, tenant_id, architecture_id) is None:
+    architecture = architectures.get(session, tenant_id, architecture_id) if architecture_id else None
+    if architecture is None:
         raise NotFound(f"No architecture with id '{architecture_id}'.")
     active = repository.active_count(session, tenant_id)
     if active >= settings.max_concurrent_training_per_tenant:
@@ -78,6 +80,16 @@ def create(
     parameters["analysis_id"] = analysis_id
     if parameters["learning_rate"] is None:
         parameters.pop("learning_rate")
+    # the run must fit a worker's memory (the worker checks again before it builds the model)
+    from app.jobs.resources import check_job_resources
+    from app.jobs.steps import analyse
+
+    stored = analysis.result if analysis is not None and analysis.result is not None else None
+    same_shape = analysis is not None and (analysis.parameters or {}).get("input_shape") == input_shape
+    report = stored if stored is not None and same_shape else analyse(
+        architecture.config, input_shape, architecture.name, settings
+    )
+    check_job_resources("training", report, settings, parameters, session=session)
     if dataset_file is not None:
         size = dataset_file.stat().st_size
         if size > settings.max_npz_bytes:
@@ -147,6 +159,7 @@ def to_out(run: Job) -> TrainingRunOut:
             eta_s=detail.get("eta_s"),
             loss=detail.get("loss"),
             phase=detail.get("phase"),
+            message=detail.get("message"),
         ),
         attempts=run.attempts,
         time_limit_s=run.time_limit_s,

@@ -1,9 +1,13 @@
-"""Claims are atomic and results are fenced: on SQLite and PostgreSQL, without worker processes."""
+"""Claims are atomic and results are fenced; lost attempts show that they are retried and
+stay in the history; the reconciler settles and resends only what is due. On SQLite and
+PostgreSQL, without worker processes."""
 
 from __future__ import annotations
 
 import threading
 from datetime import timedelta
+
+import pytest
 
 from app.config import Settings
 from app.db import session_scope
@@ -11,6 +15,8 @@ from app.jobs import repository
 from app.jobs.reconciler import reconcile_once
 from app.models.base import utcnow
 from tests.jobs.helpers import add_architecture, add_job, job, tiny_config
+
+pytestmark = pytest.mark.postgres
 
 
 def _claim(settings: Settings, job_id: str, worker: str) -> repository.Claim | None:
@@ -115,3 +121,115 @@ def test_cancelling_a_queued_job_ends_it_without_running(any_settings: Settings)
     assert _claim(any_settings, job_id, "w") is None
     reconcile_once(any_settings, lambda job_id, kind: True)
     assert job(any_settings, job_id).status == "cancelled"
+
+
+def test_a_lost_attempt_shows_retrying_with_an_event_and_its_history_survives_success(
+    any_settings: Settings,
+) -> None:
+    from app import db
+
+    db.upgrade(any_settings)
+    job_id = add_job(
+        any_settings, add_architecture(any_settings, tiny_config()), "training", {"steps": 5}
+    )
+    first = _claim(any_settings, job_id, "w1")
+    assert first is not None
+    with session_scope(any_settings) as session:
+        repository.heartbeat(
+            session, first, progress=0.5, progress_detail={"phase": "training", "steps_done": 3,
+                                                           "steps": 5, "eta_s": 1.0, "loss": 0.7}
+        )
+        changed = repository.release_worker_jobs(session, "w1", "worker lost: its process exited")
+    assert [status for _, status in changed] == ["queued"]
+    row = job(any_settings, job_id)
+    assert row.progress_detail == {
+        "phase": "retrying",
+        "message": "retrying (attempt 2 after worker lost)",
+        "attempt": 2,
+        "reason": "worker lost: its process exited",
+        "steps_done": 3,
+        "steps": 5,
+    }
+    assert row.dispatched_at is None  # it needs sending again
+    from tests.jobs.helpers import events
+
+    assert [(e.kind, e.payload["message"]) for e in events(any_settings, job_id)] == [
+        ("retrying", "retrying (attempt 2 after worker lost)")
+    ]
+    second = _claim(any_settings, job_id, "w2")
+    assert second is not None and second.attempt == 2
+    with session_scope(any_settings) as session:
+        assert repository.finish(session, second, status="succeeded", result={"ok": 1},
+                                 attempts_in_result=True)
+    row = job(any_settings, job_id)
+    assert row.error is None
+    assert [(h["attempt"], h["outcome"]) for h in row.attempt_history] == [(1, "lost"), (2, "succeeded")]
+    assert row.result["attempt_history"] == row.attempt_history
+
+
+def test_a_fresh_heartbeat_wins_over_a_reconciler_that_read_it_stale(any_settings: Settings) -> None:
+    from app import db
+
+    db.upgrade(any_settings)
+    job_id = add_job(any_settings, add_architecture(any_settings, tiny_config()), "analysis")
+    held = _claim(any_settings, job_id, "w1")
+    assert held is not None
+    cutoff = utcnow() - timedelta(seconds=3)
+    with session_scope(any_settings) as session:
+        from app.models import Job
+
+        session.get(Job, job_id).heartbeat_at = utcnow() - timedelta(seconds=60)  # type: ignore[union-attr]
+    with session_scope(any_settings) as session:
+        stale = repository.stale_running(session, stale_before=cutoff)
+        assert [row.id for row in stale] == [job_id]
+        ours, _ = repository.heartbeat(session, held)  # the worker beats in between
+        assert ours
+        assert repository._retry_or_fail(session, stale[0], "lost", stale_before=cutoff) is None
+    assert job(any_settings, job_id).status == "running"
+
+
+def test_a_gradients_job_failed_by_the_reconciler_settles_its_analysis(any_settings: Settings) -> None:
+    from app import db
+    from app.models import Job
+
+    db.upgrade(any_settings)
+    arch = add_architecture(any_settings, tiny_config())
+    analysis = add_job(any_settings, arch, "analysis", status="running",
+                       result={"summary": {}, "gradient_flow": {"predicted": {"verdict": "healthy"}}})
+    child = add_job(any_settings, arch, "gradients", parent_id=analysis, max_attempts=1)
+    held = _claim(any_settings, child, "w1")
+    assert held is not None
+    with session_scope(any_settings) as session:
+        session.get(Job, child).heartbeat_at = utcnow() - timedelta(seconds=60)  # type: ignore[union-attr]
+    outcome = reconcile_once(any_settings, lambda job_id, kind: True)
+    assert outcome["failed"] == [child]
+    row = job(any_settings, analysis)
+    assert row.status == "succeeded"  # no longer waiting for a measurement that will never come
+    measured = row.result["gradient_flow"]["measured"]
+    assert measured["status"] == "failed" and "attempts" in measured["reason"]
+    assert row.result["gradient_flow"]["predicted"] == {"verdict": "healthy"}
+
+
+def test_overdue_queued_jobs_only(any_settings: Settings) -> None:
+    """What the reconciler resends: never sent and older than a pass; sent long ago, with a
+    back-off that doubles per send."""
+    from app import db
+    from app.models import Job
+
+    db.upgrade(any_settings)
+    arch = add_architecture(any_settings, tiny_config())
+    now = utcnow()
+    fresh = add_job(any_settings, arch, "analysis")  # just committed: its request sends it
+    unsent = add_job(any_settings, arch, "analysis", updated_at=now - timedelta(seconds=10))
+    sent = add_job(any_settings, arch, "analysis", dispatched_at=now, dispatches=1)
+    long_ago = add_job(any_settings, arch, "analysis", dispatched_at=now - timedelta(seconds=70), dispatches=1)
+    backing_off = add_job(any_settings, arch, "analysis", dispatched_at=now - timedelta(seconds=100), dispatches=2)
+    due_again = add_job(any_settings, arch, "analysis", dispatched_at=now - timedelta(seconds=130), dispatches=2)
+    running = add_job(any_settings, arch, "analysis", status="running", updated_at=now - timedelta(seconds=10))
+    with session_scope(any_settings) as session:
+        overdue = repository.overdue_queued(
+            session, never_sent_before=utcnow() - timedelta(seconds=1), redispatch_after_s=60
+        )
+        assert session.get(Job, fresh) is not None
+    assert {job_id for job_id, _ in overdue} == {unsent, long_ago, due_again}
+    assert sent not in dict(overdue) and backing_off not in dict(overdue) and running not in dict(overdue)
