@@ -46,10 +46,11 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
 
 
 def get_engine(settings: Settings) -> Engine:
-    """One engine per database URL and process."""
+    """One engine per database URL (and timeouts) and process."""
     url = settings.database_url
+    key = _key(settings)
     with _lock:
-        engine = _engines.get(url)
+        engine = _engines.get(key)
         if engine is None:
             timeout_s = settings.database_timeout_s
             if url.startswith("sqlite"):
@@ -75,19 +76,23 @@ def get_engine(settings: Settings) -> Engine:
                         "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
                     },
                 )
-            _engines[url] = engine
+            _engines[key] = engine
         return engine
 
 
 def get_sessionmaker(settings: Settings) -> sessionmaker[Session]:
-    url = settings.database_url
+    key = _key(settings)
     with _lock:
-        maker = _sessionmakers.get(url)
+        maker = _sessionmakers.get(key)
     if maker is None:
         maker = sessionmaker(bind=get_engine(settings), expire_on_commit=False)
         with _lock:
-            _sessionmakers[url] = maker
+            _sessionmakers[key] = maker
     return maker
+
+
+def _key(settings: Settings) -> str:
+    return f"{settings.database_url}|{settings.database_timeout_s}|{settings.database_connect_timeout_s}"
 
 
 @contextmanager
