@@ -149,7 +149,8 @@ class WorkerRuntime(TensorFlowPool):
     def shutdown(self) -> None:
         with self._lock:
             warm, self._warm = self._warm, None
-        if warm is not None:
+        if warm is not None:  # a spare holds no job: no need to wait for it
+            warm.kill()
             warm.close()
         self.presence.stop()
 

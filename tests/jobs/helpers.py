@@ -114,25 +114,27 @@ def add_training_job(settings: Settings, architecture_id: str, steps: int = 40, 
 # -- step holds: the job waits at a step the test chose ------------------------------------
 
 
-def hold(settings: Settings, job_id: str, step: int, attempt: int | None = None) -> None:
-    """Make the training run ``job_id`` wait after ``step`` (of ``attempt``, or of every
-    attempt) until :func:`release`."""
+def hold(
+    settings: Settings, job_id: str, step: int | None = None, attempt: int | None = None, phase: str | None = None
+) -> None:
+    """Make the training run ``job_id`` wait after ``step`` (or when it enters ``phase``), in
+    ``attempt`` or in every attempt, until :func:`release`."""
     assert settings.test_hooks_dir is not None
-    wanted: dict[str, int] = {"step": step}
+    wanted: dict[str, Any] = {"step": step} if phase is None else {"phase": phase}
     if attempt is not None:
         wanted["attempt"] = attempt
     (settings.test_hooks_dir / f"{job_id}.hold").write_text(json.dumps(wanted))
 
 
-def reached(settings: Settings, job_id: str, attempt: int = 1, timeout: float = 300.0) -> dict[str, int]:
-    """Wait until attempt ``attempt`` waits at its hold: ``{"step", "attempt", "pid"}`` (the
-    pid is the TensorFlow process running it)."""
+def reached(settings: Settings, job_id: str, attempt: int = 1, timeout: float = 300.0) -> dict[str, Any]:
+    """Wait until attempt ``attempt`` waits at its hold: ``{"step", "phase", "attempt", "pid"}``
+    (the pid is the TensorFlow process running it)."""
     assert settings.test_hooks_dir is not None
     path = settings.test_hooks_dir / f"{job_id}.reached"
 
-    def read() -> dict[str, int] | None:
+    def read() -> dict[str, Any] | None:
         try:
-            found: dict[str, int] = json.loads(path.read_text())
+            found: dict[str, Any] = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
         return found if found["attempt"] == attempt else None

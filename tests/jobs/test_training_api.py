@@ -1,11 +1,11 @@
 """``/v1/training-runs`` and measured gradients over HTTP with the embedded executor
-(``convlens serve``'s wiring: the app's lifespan starts the worker subprocess)."""
+(``convlens serve``'s wiring: the app's lifespan starts the worker subprocess). Runs that a
+test looks at while they run wait at a step it chose (a hold), so nothing races."""
 
 from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,18 +13,26 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.config import Settings
+from app.jobs.lifecycle import sweep, work_dir
 from tests.jobs.conftest import job_settings
-from tests.jobs.helpers import example3_config, tiny_config, wait_for
+from tests.jobs.helpers import example3_config, hold, reached, release, tiny_config, wait_for
+
+pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Any]:
+def api_settings(tmp_path: Path) -> Settings:
+    return job_settings(tmp_path, max_concurrent_training_per_tenant=3)
+
+
+@pytest.fixture
+def api(api_settings: Settings) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
     from app.api.app import create_app
 
-    settings = job_settings(tmp_path, max_concurrent_training_per_tenant=3)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(api_settings), raise_server_exceptions=False) as client:
         yield client
 
 
@@ -58,7 +66,9 @@ def test_measured_gradients_are_merged_into_the_analysis_beside_the_prediction(a
     assert flow["predicted"] is not None  # side by side
 
 
-def test_a_training_run_shows_progress_streams_events_and_ends_with_a_verdict(api: Any) -> None:
+def test_a_training_run_shows_progress_streams_events_and_ends_with_a_verdict(
+    api: Any, api_settings: Settings
+) -> None:
     analysis = _architecture_id(api, example3_config(), input_shape=[32, 32, 3])
     response = api.post(
         "/v1/training-runs", json={"analysis_id": analysis["id"], "steps": 40, "batch_size": 8}
@@ -67,20 +77,27 @@ def test_a_training_run_shows_progress_streams_events_and_ends_with_a_verdict(ap
     run = response.json()
     assert response.headers["Location"] == f"/v1/training-runs/{run['id']}"
     assert run["parameters"]["input_shape"] == [32, 32, 3]  # taken from the analysis
-    seen = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        body = api.get(f"/v1/training-runs/{run['id']}").json()
-        seen.append((body["status"], body["progress"]["steps_done"], body["progress"]["eta_s"]))
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.1)
+    assert run["parameters"]["overfit_check"] is True
+    hold(api_settings, run["id"], step=20)
+    reached(api_settings, run["id"])
+    middle = wait_for(
+        lambda: (b := api.get(f"/v1/training-runs/{run['id']}").json())["progress"]["steps_done"] == 20 and b,
+        60,
+        "step 20 to show",
+        interval=0.05,
+    )
+    assert middle["status"] == "running"
+    progress = middle["progress"]
+    assert progress["phase"] == "training" and progress["steps"] == 40
+    assert progress["eta_s"] > 0 and progress["loss"] is not None
+    assert 0 < progress["fraction"] < 0.5  # 20 of 40 steps, and 50 overfit-check steps to come
+    release(api_settings, run["id"])
+    body = _terminal(api, f"/v1/training-runs/{run['id']}")
     assert body["status"] == "succeeded", body["error"]
-    assert any(
-        status == "running" and 0 < done < 40 and eta is not None for status, done, eta in seen
-    ), seen
-    verdict = body["result"]["verdict"]
+    result = body["result"]
+    verdict = result["verdict"]
     assert verdict["loss_decreased"] is True and verdict["overfit_one_batch_passed"] is True
+    assert result["overfit_one_batch"]["duration_s"] > 0
     with api.stream("GET", f"/v1/training-runs/{run['id']}/events") as stream:
         text = "".join(stream.iter_text())
     blocks = [b for b in text.split("\n\n") if b.strip()]
@@ -92,7 +109,8 @@ def test_a_training_run_shows_progress_streams_events_and_ends_with_a_verdict(ap
     ]
     assert kinds[0] == "started" and kinds.count("step") == 40 and kinds[-1] == "end"
     step = next(json.loads(b.split("data: ", 1)[1]) for b in blocks if "event: step" in b)
-    assert {"step", "loss", "step_time_s", "eta_s"} <= set(step)
+    assert {"step", "loss", "step_time_s", "eta_s", "attempt"} <= set(step)
+    assert step["attempt"] == 1
     # resuming after an event id only sends what follows
     with api.stream(
         "GET", f"/v1/training-runs/{run['id']}/events", headers={"Last-Event-ID": "40"}
@@ -101,25 +119,54 @@ def test_a_training_run_shows_progress_streams_events_and_ends_with_a_verdict(ap
     assert "id: 40\n" not in later and "id: 41\n" in later
 
 
-def test_cancel_stops_a_run_at_its_next_step(api: Any) -> None:
+def test_the_overfit_check_is_a_timed_phase_of_its_own_and_optional(api: Any, api_settings: Settings) -> None:
+    analysis = _architecture_id(api, tiny_config())
+    checked = api.post(
+        "/v1/training-runs",
+        json={"analysis_id": analysis["id"], "steps": 10, "batch_size": 4},
+    ).json()
+    skipped = api.post(
+        "/v1/training-runs",
+        json={"analysis_id": analysis["id"], "steps": 10, "batch_size": 4, "overfit_check": False},
+    ).json()
+    hold(api_settings, checked["id"], phase="overfit_check")
+    reached(api_settings, checked["id"])
+    during = wait_for(
+        lambda: (b := api.get(f"/v1/training-runs/{checked['id']}").json())["progress"]["phase"] == "overfit_check"
+        and b,
+        60,
+        "the overfit check's phase to show",
+        interval=0.05,
+    )
+    assert during["status"] == "running" and during["progress"]["steps_done"] == 10
+    assert during["progress"]["fraction"] == pytest.approx(10 / 60)  # 10 steps, then 50 check steps
+    release(api_settings, checked["id"])
+    result = _terminal(api, f"/v1/training-runs/{checked['id']}")["result"]
+    assert result["overfit_one_batch"]["steps"] == 50 and result["overfit_one_batch"]["passed"] is not None
+    assert result["overfit_check_s"] == result["overfit_one_batch"]["duration_s"] > 0
+    body = _terminal(api, f"/v1/training-runs/{skipped['id']}")
+    assert body["result"]["overfit_one_batch"] == {"passed": None, "steps": 0, "reason": "not requested"}
+    assert body["result"]["overfit_check_s"] is None
+    assert body["result"]["verdict"]["overfit_one_batch_passed"] is None
+
+
+def test_cancel_stops_a_run_at_its_next_step_and_deletes_its_files(api: Any, api_settings: Settings) -> None:
     analysis = _architecture_id(api, tiny_config())
     run = api.post(
         "/v1/training-runs", json={"analysis_id": analysis["id"], "steps": 2000, "batch_size": 4}
     ).json()
-    wait_for(
-        lambda: api.get(f"/v1/training-runs/{run['id']}").json()["progress"]["steps_done"] > 5,
-        120,
-        "the run to start",
-    )
+    hold(api_settings, run["id"], step=15)
+    reached(api_settings, run["id"])
+    assert (work_dir(api_settings, run["id"]) / "checkpoint.npz").exists()  # step 10's
     cancelled = api.post(f"/v1/training-runs/{run['id']}/cancel")
     assert cancelled.status_code == 202 and cancelled.json()["cancel_requested"] is True
-    body = _terminal(api, f"/v1/training-runs/{run['id']}")
+    body = _terminal(api, f"/v1/training-runs/{run['id']}")  # the hold ends when told to stop
     assert body["status"] == "cancelled"
-    assert body["result"]["status"] == "cancelled" and body["result"]["steps_completed"] < 2000
+    assert body["result"]["status"] == "cancelled" and body["result"]["steps_completed"] == 15
+    assert not work_dir(api_settings, run["id"]).exists()
 
 
-def test_an_uploaded_npz_dataset_is_used(api: Any) -> None:
-    analysis = _architecture_id(api, tiny_config())
+def _npz() -> bytes:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 64)
     x = rng.standard_normal((3, 8, 8, 3)).astype("float32")[labels] + 0.3 * rng.standard_normal(
@@ -127,16 +174,47 @@ def test_an_uploaded_npz_dataset_is_used(api: Any) -> None:
     )
     buffer = io.BytesIO()
     np.savez(buffer, x=x.astype("float32"), y=labels)
+    return buffer.getvalue()
+
+
+def _datasets(settings: Settings) -> list[Path]:
+    return sorted((settings.data_dir / "datasets").glob("*.npz"))
+
+
+def test_an_uploaded_npz_dataset_is_used_then_deleted(api: Any, api_settings: Settings) -> None:
+    analysis = _architecture_id(api, tiny_config())
     response = api.post(
         "/v1/training-runs",
-        data={"analysis_id": analysis["id"], "steps": "30", "batch_size": "16"},
-        files={"dataset_file": ("data.npz", buffer.getvalue(), "application/octet-stream")},
+        data={"analysis_id": analysis["id"], "steps": "30", "batch_size": "16", "overfit_check": "false"},
+        files={"dataset_file": ("data.npz", _npz(), "application/octet-stream")},
     )
     assert response.status_code == 202, response.text
     body = _terminal(api, response.headers["Location"])
     assert body["status"] == "succeeded", body["error"]
     assert body["result"]["dataset"] == {"kind": "npz", "samples": 64}
+    assert body["parameters"]["overfit_check"] is False
     assert "npz_path" not in body["parameters"]  # server paths stay private
+    assert _datasets(api_settings) == []  # deleted when the run ended
+
+
+def test_a_run_cancelled_while_queued_loses_its_dataset_at_the_next_sweep(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.api.app import create_app
+
+    settings = job_settings(tmp_path, local_workers=0)  # nobody runs it
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        analysis = _architecture_id(client, tiny_config())
+        run = client.post(
+            "/v1/training-runs",
+            data={"analysis_id": analysis["id"], "steps": "30"},
+            files={"dataset_file": ("data.npz", _npz(), "application/octet-stream")},
+        ).json()
+        assert [p.stem for p in _datasets(settings)] == [run["id"]]
+        assert sweep(settings) == []  # queued: its dataset stays
+        assert client.post(f"/v1/training-runs/{run['id']}/cancel").json()["status"] == "cancelled"
+        deleted = sweep(settings)
+        assert [p.stem for p in deleted] == [run["id"]] and _datasets(settings) == []
 
 
 @pytest.mark.parametrize(

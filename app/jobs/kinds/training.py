@@ -20,12 +20,14 @@ from app.jobs.resources import estimate_training_bytes
 
 
 class StepHold:
-    """Tests only (``test_hooks_dir``): pause the run after a given step until released.
+    """Tests only (``test_hooks_dir``): pause the run after a given step, or when it enters a
+    phase, until released.
 
-    A test writes ``<hooks>/<job id>.hold`` as ``{"step": K, "attempt": A}``; after step K
-    of attempt A the run writes ``<job id>.reached`` (``{"step", "attempt", "pid"}``) and
-    waits until the hold file is removed (or the job is told to stop). So a test can kill or
-    cancel a job at a step it chose, instead of racing it.
+    A test writes ``<hooks>/<job id>.hold`` as ``{"step": K}`` or ``{"phase": "overfit_check"}``,
+    optionally with ``"attempt": A``; there the run writes ``<job id>.reached``
+    (``{"step", "phase", "attempt", "pid"}``) and waits until the hold file is removed (or the
+    job is told to stop). So a test can kill, cancel or look at a job where it chose, instead
+    of racing it.
     """
 
     def __init__(self, settings: Settings, job: JobSpec) -> None:
@@ -33,21 +35,33 @@ class StepHold:
         self.hold = Path(folder) / f"{job.id}.hold" if folder else None
         self.attempt = job.attempt
 
-    def after_step(self, step: int, should_stop: Any) -> None:
+    def _wanted(self) -> dict[str, Any] | None:
         if self.hold is None:
-            return
+            return None
         try:
-            wanted = json.loads(self.hold.read_text())
+            wanted: dict[str, Any] = json.loads(self.hold.read_text())
         except (OSError, ValueError):
-            return
-        if wanted.get("step") != step or wanted.get("attempt", self.attempt) != self.attempt:
-            return
-        reached = {"step": step, "attempt": self.attempt, "pid": os.getpid()}
+            return None
+        return wanted if wanted.get("attempt", self.attempt) == self.attempt else None
+
+    def _wait(self, where: dict[str, Any], should_stop: Any) -> None:
+        assert self.hold is not None
+        reached = {**where, "attempt": self.attempt, "pid": os.getpid()}
         partial = self.hold.with_suffix(".reached.tmp")
         partial.write_text(json.dumps(reached))
         os.replace(partial, self.hold.with_suffix(".reached"))
         while self.hold.exists() and not should_stop():
             time.sleep(0.02)
+
+    def after_step(self, step: int, should_stop: Any) -> None:
+        wanted = self._wanted()
+        if wanted is not None and wanted.get("step") == step:
+            self._wait({"step": step, "phase": "training"}, should_stop)
+
+    def at_phase(self, phase: str, should_stop: Any) -> None:
+        wanted = self._wanted()
+        if wanted is not None and wanted.get("phase") == phase:
+            self._wait({"step": None, "phase": phase}, should_stop)
 
 
 def run(context: JobContext) -> dict[str, Any]:
@@ -89,6 +103,7 @@ def run(context: JobContext) -> dict[str, Any]:
                 params.steps / total,
                 {**base, "phase": name, "steps_done": params.steps, "overfit_steps": params.overfit_steps},
             )
+            hold.at_phase(name, context.should_stop)
 
     def on_step(event: dict[str, Any]) -> None:
         probe = event.pop("probe", None)
