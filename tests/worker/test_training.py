@@ -80,16 +80,17 @@ def test_cancel_stops_at_the_next_step_and_skips_the_overfit_check() -> None:
 
 
 def test_time_limit_stops_the_run_cleanly() -> None:
-    import time
-
     # Far more steps than 3 s can hold on any machine, so the limit is what stops the run.
     params = TrainingParams.from_dict({"steps": 1_000_000, "batch_size": 8}, max_steps=1_000_000)
-    started = time.monotonic()
-    result = run_training(tiny_model(), params, time_limit_s=3.0)
-    elapsed = time.monotonic() - started
+    events: list[dict] = []
+    result = run_training(tiny_model(), params, on_step=events.append, time_limit_s=3.0)
     assert result["status"] == "time_limit"
-    assert 0 < result["steps_completed"] < 1_000_000
-    assert elapsed < 3.0 + 2.0  # stops within a step or two of the limit, the check included
+    assert 0 < result["steps_completed"] == len(events) < 1_000_000
+    last = events[-1]
+    # the run stops at the first step boundary past the limit, however slow the machine:
+    # the last step started before the limit and ended after it
+    assert last["elapsed_s"] - last["step_time_s"] < 3.0 <= last["elapsed_s"] + 0.5
+    assert result["overfit_one_batch"]["reason"] == "not run: the run was time limit"
     zero = run_training(tiny_model(), {"steps": 10}, time_limit_s=0.0)
     assert zero["status"] == "time_limit" and zero["steps_completed"] == 0
 
@@ -192,3 +193,67 @@ def test_training_parameters_are_validated(raw: dict, message: str) -> None:
 def test_sgd_defaults_to_a_larger_learning_rate() -> None:
     assert TrainingParams.from_dict({"optimizer": "SGD"}).learning_rate == 0.01
     assert TrainingParams.from_dict({}).learning_rate == 0.001
+
+
+def _seeded_tiny_model():  # type: ignore[no-untyped-def]
+    import keras
+
+    keras.utils.set_random_seed(3)  # the same initial weights every time, as a retry rebuilds them
+    return tiny_model()
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "npz"])
+def test_a_run_resumed_from_its_checkpoint_matches_an_uninterrupted_run(tmp_path: Path, dataset: str) -> None:
+    """Stopped after 8 steps with a checkpoint at step 5, then resumed: the same 12 losses as a
+    run that was never interrupted (same weights, optimizer state and batches)."""
+    from app.worker.training import TrainingCheckpoint
+
+    params: dict = {"steps": 12, "batch_size": 8, "overfit_check": False, "seed": 1}
+    if dataset == "npz":
+        rng = np.random.default_rng(0)
+        labels = rng.integers(0, 3, size=40)  # 5 batches of 8: the order wraps around mid-run
+        x = rng.standard_normal((3, 6, 6, 2)).astype("float32")[labels] + rng.standard_normal((40, 6, 6, 2))
+        params.update(dataset="npz", npz_path=str(_npz(tmp_path / "d.npz", x=x.astype("float32"), y=labels)))
+    straight = run_training(_seeded_tiny_model(), params, time_limit_s=600)
+    checkpoint = TrainingCheckpoint(tmp_path / "work", every_steps=5)
+    seen: list[dict] = []
+    first = run_training(
+        _seeded_tiny_model(), params, on_step=seen.append, should_stop=lambda: len(seen) >= 8,
+        time_limit_s=600, checkpoint=checkpoint,
+    )
+    assert first["status"] == "cancelled" and first["steps_completed"] == 8
+    assert [e["step"] for e in seen if e.get("checkpoint")] == [5]
+    phases: list[tuple[str, dict]] = []
+    resumed_steps: list[int] = []
+    second = run_training(
+        _seeded_tiny_model(), params, on_step=lambda e: resumed_steps.append(e["step"]),
+        on_phase=lambda name, info: phases.append((name, info)), time_limit_s=600, checkpoint=checkpoint,
+    )
+    assert phases == [("training", {"resumed_from_step": 5, "steps": 12})]
+    assert resumed_steps == list(range(6, 13))
+    assert second["status"] == "completed" and second["resumed_from_step"] == 5
+    assert second["steps_completed"] == 12 and len(second["history"]["step_time_s"]) == 12
+    assert second["history"]["loss"] == pytest.approx(straight["history"]["loss"], rel=1e-4)
+    assert second["history"]["loss"][:8] == pytest.approx(first["history"]["loss"], rel=1e-4)
+    assert [p["step"] for p in second["probes"]] == [p["step"] for p in straight["probes"]] == [1, 11, 12]
+
+
+def test_the_overfit_check_is_a_phase_with_its_duration_and_can_be_skipped() -> None:
+    phases: list[str] = []
+    result = run_training(
+        tiny_model(), {"steps": 5, "batch_size": 8, "overfit_steps": 20},
+        on_phase=lambda name, info: phases.append(name), time_limit_s=600,
+    )
+    assert phases == ["training", "overfit_check"]
+    overfit = result["overfit_one_batch"]
+    assert overfit["steps"] == 20 and overfit["duration_s"] > 0 and result["overfit_check_s"] == overfit["duration_s"]
+    phases.clear()
+    skipped = run_training(
+        tiny_model(), {"steps": 5, "batch_size": 8, "overfit_check": False},
+        on_phase=lambda name, info: phases.append(name), time_limit_s=600,
+    )
+    assert phases == ["training"]
+    assert skipped["overfit_one_batch"] == {"passed": None, "steps": 0, "reason": "not requested"}
+    assert skipped["verdict"]["overfit_one_batch_passed"] is None
+    with pytest.raises(ValidationFailed, match="overfit_check must be true or false"):
+        TrainingParams.from_dict({"overfit_check": "sometimes"})
