@@ -115,10 +115,6 @@ def create(
             architecture.upload_path.unlink(missing_ok=True)
         raise
     elapsed = time.perf_counter() - started
-    if measure_gradients and report is not None:  # refused before anything is stored
-        from app.jobs.resources import check_job_resources
-
-        check_job_resources("gradients", report, settings, session=session)
 
     row = architectures.get_or_create(
         session, settings, tenant_id=tenant_id, sha256=architecture.sha256, fmt=architecture.format,

@@ -60,8 +60,7 @@ def _celery_workers(settings: Settings) -> dict[str, Any]:
     return {"workers": {"alive": len(live), "queues": by_queue}, "ok": all(by_queue.values())}
 
 
-def _local_workers(executor: Any) -> dict[str, Any]:
-    health = executor.health()
+def _local_workers(health: dict[str, Any]) -> dict[str, Any]:
     return {"workers": {"alive": health["alive"], "expected": health["workers"]}, "ok": health["alive"] > 0}
 
 
@@ -75,8 +74,9 @@ def _run_checks(settings: Settings, executor: Any) -> tuple[bool, dict[str, Any]
         timeouts["broker"] = settings.broker_timeout_s * 2
         futures["workers"] = _checks.submit(_celery_workers, settings)
         timeouts["workers"] = timeouts["database"]
-    elif executor is not None and getattr(executor, "count", 0) > 0:
-        futures["workers"] = _checks.submit(_local_workers, executor)
+    health = executor.health() if executor is not None and settings.executor != "celery" else None
+    if health is not None and health.get("workers", 0) > 0:
+        futures["workers"] = _checks.submit(_local_workers, health)
         timeouts["workers"] = 2.0
     started = time.monotonic()
     checks: dict[str, Any] = {}
@@ -96,8 +96,8 @@ def _run_checks(settings: Settings, executor: Any) -> tuple[bool, dict[str, Any]
         if not outcome.pop("ok"):
             failed.append(name)
         checks.update(outcome)
-    if executor is not None and hasattr(executor, "health") and settings.executor != "celery":
-        checks["executor"] = executor.health()
+    if health is not None:
+        checks["executor"] = health
     elif executor is not None and "broker" in checks:
         checks["executor"] = {"executor": "celery", "broker": checks["broker"]}
     if failed:

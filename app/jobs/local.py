@@ -54,8 +54,6 @@ class LocalExecutor:
         self._stopping = threading.Event()
         self.reconciler = Reconciler(settings, self._send)
         self.restarts = 0
-        #: (job id, seconds from the worker's exit to the job being queued again), newest last
-        self.released: list[tuple[str, float]] = []
 
     def _spawn(self, index: int) -> None:
         """Start worker ``index`` (under the lock) and a thread that waits for its exit."""
@@ -84,7 +82,6 @@ class LocalExecutor:
         code = process.wait()
         if self._stopping.is_set():
             return
-        exited = time.monotonic()
         reason = f"worker lost: {crash_reason(code).replace('the TensorFlow process', 'its process')}"
         log.warning("local worker %s (%s) exited with %s: restarting it", process.pid, worker_id, code)
         requeued: list[tuple[str, str]] = []
@@ -96,7 +93,6 @@ class LocalExecutor:
                         requeued.append((row.id, row.kind))
                     else:
                         paths += lifecycle.ended(session, self.settings, row)
-                    self.released.append((row.id, time.monotonic() - exited))
         except Exception:  # noqa: BLE001 - the reconciler finds the job by its heartbeat instead
             log.exception("could not release the jobs of worker %s", worker_id)
         lifecycle.delete_paths(paths)

@@ -22,12 +22,17 @@ from app.config import Settings
 def gate(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The worker's own gate before Keras sees a config: the allowlist and the static limits.
 
-    Returns the config to build (the sanitised config, once the gate returns one).
+    Returns the config to build: the sanitised config where the security package provides
+    the one-walk gate (``gate_architecture``), else the config that passed its checks.
     """
-    from app.security import check_static_limits, validate_architecture
+    from app import security
 
-    validate_architecture(config, settings)
-    check_static_limits(config, settings)
+    one_walk = getattr(security, "gate_architecture", None)
+    if one_walk is not None:
+        sanitised: dict[str, Any] = one_walk(config, settings)
+        return sanitised
+    security.validate_architecture(config, settings)
+    security.check_static_limits(config, settings)
     return config
 
 

@@ -52,7 +52,6 @@ def create(
             "A dataset_file was uploaded but dataset is 'synthetic'. Send dataset=npz."
         )
     analysis_id = None
-    analysis = None
     input_shape = request.input_shape
     if request.analysis_id is not None:
         analysis = analyses.get(session, tenant_id, request.analysis_id)
@@ -64,8 +63,7 @@ def create(
             input_shape = (analysis.parameters or {}).get("input_shape")
     else:
         architecture_id = request.architecture_id
-    architecture = architectures.get(session, tenant_id, architecture_id) if architecture_id else None
-    if architecture is None:
+    if architecture_id is None or architectures.get(session, tenant_id, architecture_id) is None:
         raise NotFound(f"No architecture with id '{architecture_id}'.")
     active = repository.active_count(session, tenant_id)
     if active >= settings.max_concurrent_training_per_tenant:
@@ -81,15 +79,8 @@ def create(
     if parameters["learning_rate"] is None:
         parameters.pop("learning_rate")
     # the run must fit a worker's memory (the worker checks again before it builds the model)
-    from app.jobs.resources import check_job_resources
-    from app.jobs.steps import analyse
-
-    stored = analysis.result if analysis is not None and analysis.result is not None else None
-    same_shape = analysis is not None and (analysis.parameters or {}).get("input_shape") == input_shape
-    report = stored if stored is not None and same_shape else analyse(
-        architecture.config, input_shape, architecture.name, settings
-    )
-    check_job_resources("training", report, settings, parameters, session=session)
+    check_training_resources(session, settings, tenant_id=tenant_id, architecture_id=architecture_id,
+                             analysis_id=analysis_id, parameters=parameters)
     if dataset_file is not None:
         size = dataset_file.stat().st_size
         if size > settings.max_npz_bytes:
@@ -117,6 +108,27 @@ def create(
     session.add(job)
     session.flush()
     return job
+
+
+def check_training_resources(session: Session, settings: Settings, *, tenant_id: str, architecture_id: str,
+                             analysis_id: str | None, parameters: dict[str, Any]) -> None:
+    """422 ``resource_limit_exceeded`` when the run would not fit a worker's memory: the
+    analysis's report when it is at the run's input shape, else the architecture analysed
+    at that shape (milliseconds; also refuses an input shape the model cannot take)."""
+    from app.jobs.resources import check_job_resources
+    from app.jobs.steps import analyse
+
+    input_shape = parameters.get("input_shape")
+    analysis = analyses.get(session, tenant_id, analysis_id) if analysis_id else None
+    if analysis is not None and analysis.result is not None and (
+        (analysis.parameters or {}).get("input_shape") == input_shape
+    ):
+        report = analysis.result
+    else:
+        architecture = architectures.get(session, tenant_id, architecture_id)
+        assert architecture is not None
+        report = analyse(architecture.config, input_shape, architecture.name, settings)
+    check_job_resources("training", report, settings, parameters, session=session)
 
 
 def get(session: Session, tenant_id: str, run_id: str) -> Job:
