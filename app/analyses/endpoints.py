@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from app.api.docs import analysis_request_body, problem_responses
 from app.architectures.endpoints import to_out as architecture_out
 from app.config import Settings
 from app.errors import InvalidJSON, UnsupportedFormat, ValidationFailed
+from app.ingest.shapes import parse_input_shape
 from app.models import Job
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
@@ -50,23 +50,8 @@ def _validation_failed(exc: ValidationError) -> ValidationFailed:
     return ValidationFailed(f"{'.'.join(first['loc'])}: {first['msg']}", extra={"errors": errors[:50]})
 
 
-def _parse_input_shape(text: str | None, settings: Settings) -> list[int | None] | None:
-    if text is None or not text.strip():
-        return None
-    from app.ingest import parse_json_bytes
-
-    value = parse_json_bytes(text.encode("utf-8"), settings)
-    if not isinstance(value, list) or not 1 <= len(value) <= 4 or not all(
-        v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in value
-    ):
-        raise ValidationFailed(
-            f"input_shape must be a JSON list of 1 to 4 integers or nulls. Received: input_shape={text[:100]!r}"
-        )
-    return value
-
-
 def _prepare_json(body: bytes, settings: Settings) -> tuple[service.ValidatedArchitecture, AnalysisCreate]:
-    from app.ingest import ingest_bytes, parse_json_bytes
+    from app.ingest import ingest_config, parse_json_bytes
 
     payload = parse_json_bytes(body, settings)
     if not isinstance(payload, dict):
@@ -78,9 +63,7 @@ def _prepare_json(body: bytes, settings: Settings) -> tuple[service.ValidatedArc
     architecture = request.architecture
     if isinstance(architecture, str):  # the string model.to_json() returns
         architecture = parse_json_bytes(architecture.encode("utf-8"), settings)
-    # Canonical JSON: the same model sent as an object or as a string is the same content.
-    raw = json.dumps(architecture, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    ingested = ingest_bytes(raw, filename=None, settings=settings)
+    ingested = ingest_config(architecture, settings)  # gated; identified by its sanitised form
     return service.validate_ingested(ingested, settings, None), request
 
 
@@ -123,7 +106,7 @@ async def create_analysis(request: Request, response: Response, settings: Settin
         try:
             if form.file is None:
                 raise ValidationFailed("The multipart body needs a 'file' part with the model file.")
-            input_shape = _parse_input_shape(form.fields.get("input_shape"), settings)
+            input_shape = parse_input_shape(form.fields.get("input_shape"), settings)
             name = form.fields.get("name") or None
             if name is not None and len(name) > 300:
                 raise ValidationFailed("name must be at most 300 characters.")

@@ -10,6 +10,10 @@ from app.architectures.schemas import ArchitectureOut
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 InputShape = list[int | None]
+#: What a client may send as an override; ``app.ingest.shapes.parse_input_shape`` checks it.
+InputShapeIn = list[Any] | dict[str, list[Any]] | str
+#: What is stored and returned: one shape, or one per named input.
+InputShapeOut = list[int | None] | dict[str, list[int | None]]
 
 
 class AnalysisCreate(BaseModel):
@@ -20,11 +24,13 @@ class AnalysisCreate(BaseModel):
     architecture: dict[str, Any] | str = Field(
         description="The Keras model JSON: the object, or the string `model.to_json()` returns."
     )
-    input_shape: InputShape | None = Field(
+    input_shape: InputShapeIn | None = Field(
         default=None,
-        min_length=1,
-        max_length=4,
-        description="Override of the input shape without the batch dimension, e.g. [224, 224, 3].",
+        description=(
+            "Override of the input shape without the batch dimension, e.g. [224, 224, 3] (also "
+            "\"224,224,3\"), or per input name for a model with several inputs: "
+            "{\"image\": [224, 224, 3], \"mask\": [224, 224, 1]}."
+        ),
     )
     name: str | None = Field(default=None, max_length=300)
     measure_gradients: bool = Field(
@@ -45,7 +51,7 @@ class AnalysisOut(BaseModel):
     status: JobStatus
     name: str | None
     architecture: ArchitectureOut
-    input_shape: InputShape | None = None
+    input_shape: InputShapeOut | None = None
     report: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     progress: float = 0.0

@@ -25,7 +25,8 @@ from app.analyses import repository
 from app.architectures import service as architectures
 from app.config import Settings
 from app.db import session_scope
-from app.errors import DomainError, NotFound, ValidationFailed
+from app.errors import DomainError, NotFound
+from app.ingest.shapes import parse_input_shape
 from app.models import Job
 from app.models.base import new_id, utcnow
 
@@ -53,10 +54,7 @@ class CreateOutcome:
 
 
 def validate_ingested(ingested: Any, settings: Settings, upload_path: Path | None) -> ValidatedArchitecture:
-    from app.security import check_static_limits, validate_architecture
-
-    validate_architecture(ingested.config, settings)
-    check_static_limits(ingested.config, settings)
+    # ingest_bytes / ingest_config have gated it: ingested.config is the sanitised config
     return ValidatedArchitecture(
         format=ingested.format, config=ingested.config, name=ingested.name,
         has_weights=ingested.has_weights, sha256=ingested.sha256, byte_size=ingested.byte_size,
@@ -64,19 +62,7 @@ def validate_ingested(ingested: Any, settings: Settings, upload_path: Path | Non
     )
 
 
-def normalise_input_shape(input_shape: list[int | None] | None) -> list[int | None] | None:
-    if input_shape is None:
-        return None
-    for dim in input_shape:
-        if dim is not None and not (1 <= dim <= 1_000_000):
-            raise ValidationFailed(
-                f"input_shape dimensions must be integers from 1 to 1000000 or null. "
-                f"Received: input_shape={input_shape}"
-            )
-    return list(input_shape)
-
-
-def run_engine(config: dict[str, Any], input_shape: list[int | None] | None, name: str | None,
+def run_engine(config: dict[str, Any], input_shape: Any, name: str | None,
                settings: Settings) -> dict[str, Any]:
     """The static analysis plus the report-level resource limits."""
     from app.analysis import analyze
@@ -94,14 +80,14 @@ def create(
     *,
     tenant_id: str,
     architecture: ValidatedArchitecture,
-    input_shape: list[int | None] | None,
+    input_shape: Any,
     name: str | None,
     measure_gradients: bool,
     analysis_id: str | None = None,
 ) -> CreateOutcome:
     """Analyse within the request when possible; otherwise queue. The caller commits, then
     dispatches ``outcome.dispatch`` (job ids) to the executor."""
-    input_shape = normalise_input_shape(input_shape)
+    input_shape = parse_input_shape(input_shape, settings)
     display_name = name or architecture.name
     started = time.perf_counter()
     future = pool.submit(run_engine, architecture.config, input_shape, display_name, settings)

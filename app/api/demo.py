@@ -41,10 +41,9 @@ def _config(example: str, rename: str | None = None) -> dict[str, Any]:
 def _analyse(settings: Settings, pool: concurrent.futures.Executor, analysis_id: str,
              config: dict[str, Any], name: str) -> None:
     from app.analyses import service
-    from app.ingest import ingest_bytes
+    from app.ingest import ingest_config
 
-    raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    validated = service.validate_ingested(ingest_bytes(raw, filename=None, settings=settings), settings, None)
+    validated = service.validate_ingested(ingest_config(config, settings), settings, None)
     with session_scope(settings) as session:
         service.create(session, settings, pool, tenant_id=DEFAULT_TENANT, architecture=validated,
                        input_shape=None, name=name, measure_gradients=False, analysis_id=analysis_id)

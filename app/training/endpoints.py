@@ -16,6 +16,7 @@ from app.api.deps import SessionDep, SettingsDep, TenantDep
 from app.api.docs import problem_responses
 from app.db import session_scope
 from app.errors import InvalidJSON, UnsupportedFormat, ValidationFailed
+from app.ingest.jsonparse import parse_json_bytes
 from app.jobs import repository as jobs
 from app.models import TERMINAL_STATUSES, Job
 from app.training import service
@@ -41,15 +42,7 @@ def _form_values(fields: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, text in fields.items():
         text = text.strip()
-        if key in ("input_shape",):
-            try:
-                values[key] = json.loads(text) if text else None
-            except json.JSONDecodeError as exc:
-                raise ValidationFailed(
-                    f"input_shape must be a JSON list. Received: {text[:100]!r}"
-                ) from exc
-        else:
-            values[key] = text if text != "" else None
+        values[key] = text if text != "" else None  # input_shape text: parse_input_shape reads it
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -77,10 +70,7 @@ async def create_run(
     dataset_file = None
     form = None
     if content_type == "application/json" or content_type.endswith("+json"):
-        try:
-            payload = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidJSON(f"The body is not JSON: {exc}") from exc
+        payload = parse_json_bytes(await request.body(), settings)
         if not isinstance(payload, dict):
             raise InvalidJSON(f"The body must be a JSON object. Received: {type(payload).__name__}")
     elif content_type == "multipart/form-data":

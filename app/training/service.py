@@ -19,6 +19,8 @@ from app.analyses import repository as analyses
 from app.architectures import repository as architectures
 from app.config import Settings
 from app.errors import NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from app.ingest.npz import inspect_npz
+from app.ingest.shapes import parse_input_shape
 from app.models import Job
 from app.models.base import new_id, utcnow
 from app.training import repository
@@ -52,7 +54,7 @@ def create(
             "A dataset_file was uploaded but dataset is 'synthetic'. Send dataset=npz."
         )
     analysis_id = None
-    input_shape = request.input_shape
+    input_shape = parse_input_shape(request.input_shape, settings)
     if request.analysis_id is not None:
         analysis = analyses.get(session, tenant_id, request.analysis_id)
         if analysis is None:
@@ -85,6 +87,7 @@ def create(
             raise PayloadTooLarge(
                 f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes"
             )
+        inspect_npz(dataset_file, settings)  # from its headers, before anything is stored
         target_dir = settings.data_dir / "datasets"
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / f"{job_id}.npz"
