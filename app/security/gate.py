@@ -127,8 +127,8 @@ def _check_name(value: Any, what: str, path: str, keras3: bool) -> None:
     """Keras 3 refuses names that are not strings or contain '/' (``Operation.__init__``);
     tf.keras 2 accepts '/' (its DenseNet and MobileNetV3 use it), so only a document in the
     Keras 3 form is held to that."""
-    if value is None:
-        return
+    if value is None or (type(value) is dict and _is_reference(value)):
+        return  # an object where a name belongs: the walk refuses it as an object
     if not isinstance(value, str):
         raise InvalidArchitecture(
             f"{what} must be a string. Received: name={str(value)[:100]!r} at {path}",
@@ -407,7 +407,11 @@ def _require_model(config: Any) -> dict[str, Any]:
             f"The architecture must be a Keras model config object. Received: a JSON "
             f"{type(config).__name__}"
         )
-    if config.get("class_name") not in al.MODEL_CLASSES or not isinstance(config.get("config"), dict):
+    if _is_reference(config):
+        check_object(config, "$", None)  # a code-bearing top object is unsafe before anything
+    class_name = config.get("class_name")
+    if not isinstance(class_name, str) or class_name not in al.MODEL_CLASSES or not isinstance(
+            config.get("config"), dict):
         raise InvalidArchitecture(
             "The architecture is not a Keras model config: it needs class_name Sequential, "
             "Functional or Model and a config object (as written by model.to_json()). "
