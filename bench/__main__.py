@@ -12,6 +12,8 @@ Benchmarks (each can also run alone):
   first-step delay (``bench/bench_training.py``).
 - ``load``:     the load test (60 s at 32 clients mixing analyses and reads, SQLite and
   PostgreSQL; ``bench/loadtest.py``).
+- ``parse``:    the strict JSON parser (orjson) against the same rules on the standard
+  library, and the gate's time per document (``bench/bench_parse.py``).
 
 Run::
 
@@ -37,7 +39,7 @@ from typing import Any
 
 from bench import ARTIFACTS, ROOT, machine
 
-ALL = ("engine", "http", "upload", "training", "load")
+ALL = ("engine", "http", "upload", "training", "load", "parse")
 #: Lines of the script-style benchmarks that carry a figure worth repeating in the summary.
 FIGURE_LINE = re.compile(r"ratio|goal|throughput|delay|chain of|%|\d+x\s*$", re.IGNORECASE)
 
@@ -153,7 +155,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "PASS" if entry["passed"] else "FAIL",
             )
         )
-    for name in ("engine", "training"):
+    for name in ("engine", "training", "parse"):
         entry = results.get(name)
         if entry is None:
             continue
@@ -197,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             results["engine"] = run_script("bench_engine", args.quick)
         elif name == "training":
             results["training"] = run_script("bench_training", args.quick)
+        elif name == "parse":
+            results["parse"] = run_script("bench_parse", args.quick)
         elif name == "http":
             from bench import bench_http
 

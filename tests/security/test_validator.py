@@ -230,3 +230,20 @@ def test_report_limits() -> None:
     assert info.value.to_problem()["limit"] == "max_params"
     with pytest.raises(ResourceLimitExceeded, match="30,000 layers"):
         check_report_limits({"summary": {"layer_count": 30_000}}, SETTINGS)
+
+
+def test_the_static_analysis_has_no_activation_limit() -> None:
+    """DenseNet121 at 4608 px needs 78 GiB of activations per sample, above the old 64 GiB
+    static limit: the analysis allocates none of it and answers (jobs check memory)."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from app.analysis import analyze
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "applications" / "densenet121.json.gz"
+    config = gate_architecture(json.loads(gzip.decompress(path.read_bytes())), SETTINGS)
+    report = analyze(config, input_shape=[4608, 4608, 3])
+    check_report_limits(report, SETTINGS)
+    assert report["summary"]["activation_bytes"] > SETTINGS.max_activation_bytes
+    assert report["summary"]["input_shapes"] == [[None, 4608, 4608, 3]]
