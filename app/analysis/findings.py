@@ -337,6 +337,7 @@ def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, A
             "downsampling_layers": group.downsampling,
             "upsampling_layers": group.upsampling,
             "layer_count": len(group.layers),
+            "layers": [layer.name for layer in group.layers],
             "convolutions": group.convolutions,
             "weighted_layers": group.kernels,
             "params": _sum(layer.params for layer in group.layers),
@@ -357,6 +358,7 @@ def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, A
             "first_layer": head_layers[0].name,
             "last_layer": head_layers[-1].name,
             "layer_count": len(head_layers),
+            "layers": [layer.name for layer in head_layers],
             "params": _sum(layer.params for layer in head_layers),
             "macs": _sum(layer.macs for layer in head_layers),
             "downsampling_layers": [layer.name for layer in head_layers

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.reports.view import (
     Report,
+    coverage_card,
     coverage_percent,
     derive_stages,
     field_axes,
@@ -33,6 +34,8 @@ from app.reports.view import (
     format_shape,
     headline,
     is_global_field,
+    stage_head,
+    stage_of_layers,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,6 +112,7 @@ def layer_rows(report: Report) -> list[dict[str, Any]]:
         if isinstance(item, Mapping)
     }
     rows = []
+    stage_of = stage_of_layers(report)
     for flat in flatten_layers(report):
         layer = flat.layer
         axes = field_axes(layer)
@@ -128,10 +132,17 @@ def layer_rows(report: Report) -> list[dict[str, Any]]:
                 "field": "global" if glob else format_field(axes),
                 "stride": "" if glob else format_field(axes, "stride"),
                 "inbound": [str(name) for name in (layer.get("inbound") or [])],
+                "stage": _stage_label(stage_of.get(flat.qualified_name)),
                 "css": css,
             }
         )
     return rows
+
+
+def _stage_label(index: int | None) -> str:
+    if index is None:
+        return ""
+    return "head" if index == 0 else str(index)
 
 
 def coverage_notes(report: Report) -> list[str]:
@@ -219,6 +230,9 @@ def render_report_html(
         "headline": headline(report),
         "rf": report.get("receptive_field") or {},
         "coverage_pct": coverage_percent(report),
+        "coverage_value": coverage_card(report)[0],
+        "coverage_note": coverage_card(report)[1],
+        "head": stage_head(report),
         "coverage": report.get("coverage") or {},
         "coverage_notes": coverage_notes(report),
         "findings": [f for f in (report.get("findings") or []) if isinstance(f, Mapping)],
