@@ -76,6 +76,51 @@ def leaf_layers(report: Report) -> list[FlatLayer]:
     return [flat for flat in flatten_layers(report) if not flat.is_container]
 
 
+def main_path(report: Report) -> list[FlatLayer]:
+    """The layers from an input to the last output along the widest field: walking back from
+    the output, at every merge the input whose receptive field is largest (a residual branch
+    rather than its shortcut, an Inception cell's deepest branch). In graph order.
+
+    Branch layers off that path (shortcut projections, parallel towers) are left out, so a
+    field drawn along it grows monotonically instead of zigzagging between branches.
+
+    >>> report = {"layers": [
+    ...     {"name": "x", "inbound": [], "receptive_field": {"axes": [{"size": 1}]}},
+    ...     {"name": "a", "inbound": ["x"], "receptive_field": {"axes": [{"size": 3}]}},
+    ...     {"name": "b", "inbound": ["a"], "receptive_field": {"axes": [{"size": 5}]}},
+    ...     {"name": "s", "inbound": ["x"], "receptive_field": {"axes": [{"size": 1}]}},
+    ...     {"name": "add", "inbound": ["b", "s"], "receptive_field": {"axes": [{"size": 5}]}}]}
+    >>> [flat.name for flat in main_path(report)]
+    ['x', 'a', 'b', 'add']
+    """
+    leaves = leaf_layers(report)
+    if not leaves:
+        return []
+    by_name = {flat.name: flat for flat in leaves}
+    if not any(flat.layer.get("inbound") for flat in leaves):
+        return leaves
+    order = {flat.name: index for index, flat in enumerate(leaves)}
+    chosen: set[str] = set()
+    current: FlatLayer | None = leaves[-1]
+    while current is not None and current.name not in chosen:
+        chosen.add(current.name)
+        inputs = [by_name[str(name)] for name in current.layer.get("inbound") or []
+                  if str(name) in by_name]
+        current = max(inputs, key=lambda flat: (_field_extent(flat.layer), order[flat.name]),
+                      default=None)
+    return [flat for flat in leaves if flat.name in chosen]
+
+
+def _field_extent(layer: Mapping[str, Any]) -> float:
+    """The largest field size of a layer for ranking paths (global counts as infinite)."""
+    if is_global_field(layer):
+        return float("inf")
+    axes = field_axes(layer) or []
+    sizes = [float(size) for size in (axis.get("size") for axis in axes)
+             if isinstance(size, int | float)]
+    return max(sizes) if sizes else 0.0
+
+
 def first_output_shape(layer: Mapping[str, Any]) -> list[int | None] | None:
     """The first output shape of a layer (the schema uses a list of lists for several)."""
     shape = layer.get("output_shape")
