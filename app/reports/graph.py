@@ -233,6 +233,70 @@ def draw_graph(
     return drawing
 
 
+STAGE_BLOCKS_ABOVE = 60
+"""Above this many boxes the page draws one expandable block per stage instead of one graph."""
+
+
+@dataclass
+class StageDrawing:
+    """One stage's part of the architecture graph, for a block that expands on the page."""
+
+    index: int | None
+    title: str
+    reads: list[str]
+    drawing: GraphDrawing
+
+
+def draw_stages(report: Report, *, element_id: str = "graph") -> list[StageDrawing]:
+    """The graph split by the report's stages (and its head): one drawing per stage, each with
+    the layers of that stage only; ``reads`` names the layers of earlier stages it reads from.
+
+    Used for large models, where one drawing of hundreds of boxes is a small window onto a long
+    picture: each stage is a block the reader opens (``<details>``, no scripts needed).
+    """
+    from app.reports.view import format_count as count
+    from app.reports.view import stage_of_layers
+
+    layers = [layer for layer in (report.get("layers") or []) if isinstance(layer, Mapping)]
+    stage_of = stage_of_layers(report)
+    if not stage_of:
+        return []
+    order: list[int] = []
+    members: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for layer in layers:
+        stage = stage_of.get(str(layer.get("name")))
+        if stage is None:
+            continue
+        if stage not in members:
+            order.append(stage)
+        members[stage].append(layer)
+    from app.reports.view import derive_stages, stage_head
+
+    described = {int(stage.get("index") or 0): stage for stage in derive_stages(report)}
+    head = stage_head(report)
+    out: list[StageDrawing] = []
+    for stage in sorted(order, key=lambda value: (value == 0, value)):
+        group = members[stage]
+        names = {str(layer.get("name")) for layer in group}
+        reads = list(dict.fromkeys(
+            str(source) for layer in group for source in (layer.get("inbound") or [])
+            if str(source) not in names))
+        sub_report = {"layers": group, "coverage": report.get("coverage"),
+                      "model_name": report.get("model_name")}
+        drawing = draw_graph(sub_report, element_id=f"{element_id}-s{stage}")
+        if stage == 0:
+            title = (f"Head: {len(group)} layers, {count((head or {}).get('params'))} params")
+        else:
+            info = described.get(stage, {})
+            resolution = info.get("resolution")
+            where = "×".join(str(v) for v in resolution) if resolution else "non-spatial"
+            title = (f"Stage {stage}: {where}, {info.get('channels')} channels, stride "
+                     f"{info.get('effective_stride')}, {len(group)} layers, "
+                     f"{count(info.get('params'))} params, {count(info.get('macs'))} MACs")
+        out.append(StageDrawing(stage if stage else None, title, reads, drawing))
+    return out
+
+
 # -- graph building ----------------------------------------------------------------------------
 
 

@@ -181,7 +181,7 @@ def render_report_html(
     is the URL prefix of the standalone plots (e.g.
     ``/v1/analyses/<id>/plots``), omitted when rendering offline.
     """
-    from app.reports.graph import draw_graph
+    from app.reports.graph import STAGE_BLOCKS_ABOVE, draw_graph, draw_stages
     from app.reports.plots import available_plots, plot_training, render_plot
 
     plots = []
@@ -195,6 +195,18 @@ def render_report_html(
             }
         )
     drawing = draw_graph(report, element_id="architecture-graph")
+    stage_drawings = []
+    if len(drawing.nodes) > STAGE_BLOCKS_ABOVE:
+        stage_drawings = [
+            {
+                "index": part.index,
+                "title": part.title,
+                "reads": part.reads,
+                "svg": trusted_svg(part.drawing.svg),
+                "boxes": len(part.drawing.nodes),
+            }
+            for part in draw_stages(report, element_id="architecture-graph")
+        ]
     skip_count = sum(1 for edge in drawing.edges if edge.skip)
     graph_caption = (
         f"{len(drawing.layer_names)} layers"
@@ -206,6 +218,11 @@ def render_report_html(
         )
         + f", {len(drawing.edges)} connections"
         + (f", {skip_count} of them skip connections (dashed orange)" if skip_count else "")
+        + (
+            f"; one block per stage ({len(stage_drawings)}), open a block to see its layers"
+            if stage_drawings
+            else ""
+        )
         + ". Hover a box for its layers, output shape and parameters."
     )
     training_plot = None
@@ -239,7 +256,8 @@ def render_report_html(
         "stages": derive_stages(report),
         "plots": plots,
         "plot_links": plot_links,
-        "graph_svg": trusted_svg(drawing.svg),
+        "graph_svg": None if stage_drawings else trusted_svg(drawing.svg),
+        "stage_drawings": stage_drawings,
         "graph_caption": graph_caption,
         "layer_rows": layer_rows(report),
         "training": training,
