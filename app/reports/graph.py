@@ -63,7 +63,8 @@ NODE_HEIGHT = 50
 COLUMN_GAP = 36
 ROW_GAP = 34
 MARGIN = 24
-MAX_LABEL_CHARS = 30
+MAX_LABEL_CHARS = 25
+"""Characters of a box's name that fit its width at 12 px bold (the tooltip has the full name)."""
 
 FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     # family: (fill, stroke)
@@ -646,9 +647,9 @@ def _svg(drawing: GraphDrawing, element_id: str, model_name: Any) -> str:
             f'<text x="13" y="17" font-size="12" font-weight="600" fill="#111827">'
             f"{escape(_truncate(node.main))}</text>"
             f'<text x="13" y="31" font-size="10.5" fill="#374151">'
-            f"{escape(_truncate(_class_line(node), 34))}</text>"
+            f"{escape(_truncate(_class_line(node), 29))}</text>"
             f'<text x="13" y="44" font-size="10" fill="#6b7280">'
-            f"{escape(_truncate(detail_line, 38))}"
+            f"{escape(_truncate(detail_line, 31))}"
             f"</text></g>"
         )
     out.append("</g></svg>")
