@@ -395,6 +395,7 @@ def training_request(
     batch_size: int | None = None,
     optimizer: str | None = None,
     learning_rate: float | None = None,
+    overfit_check: bool | None = None,
 ) -> dict[str, Any]:
     """The ``POST /v1/training-runs`` body for a run of an analysed architecture.
 
@@ -409,6 +410,7 @@ def training_request(
         ("batch_size", batch_size),
         ("optimizer", optimizer),
         ("learning_rate", learning_rate),
+        ("overfit_check", overfit_check),
     ):
         if value is not None:
             body[key] = value
@@ -435,8 +437,24 @@ def submit(
         ),
     ] = False,
     train: Annotated[
-        bool, typer.Option("--train", help="Start a short training run after the analysis")
+        bool,
+        typer.Option(
+            "--train",
+            help=(
+                "Start a short training run after the analysis. After its steps the run checks "
+                "that the model can overfit one batch (a timed phase of its own, shown by the "
+                "progress bar; --no-overfit-check skips it)"
+            ),
+        ),
     ] = False,
+    overfit_check: Annotated[
+        bool | None,
+        typer.Option(
+            "--overfit-check/--no-overfit-check",
+            help="With --train: run (default) or skip the overfit-one-batch check",
+            show_default=False,
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (with --train)")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Training batch size (with --train)")
@@ -532,6 +550,7 @@ def submit(
                             batch_size=batch_size,
                             optimizer=optimizer,
                             learning_rate=learning_rate,
+                            overfit_check=overfit_check,
                         ),
                     )
                 )
