@@ -283,3 +283,19 @@ def test_a_real_keras_archive_is_not_mistaken_for_another_format() -> None:
         data = (SEED / f"example1.{fmt}").read_bytes()
         assert ingest_bytes(data, filename=f"m.{fmt}", settings=SETTINGS).format == fmt
     assert json.loads((SEED / "example1.json").read_text())["class_name"]
+
+
+def test_an_architecture_is_identified_by_its_sanitised_form() -> None:
+    """What the gate drops does not make another architecture: the same model with a
+    compile_config, unknown settings or another key order is stored once."""
+    from app.ingest import ingest_config
+
+    config = json.loads((SEED / "example1.json").read_text())
+    noisy = json.loads(json.dumps(config))
+    noisy["compile_config"] = {"optimizer": "adam", "loss": "mse"}
+    noisy["config"]["layers"][1]["config"]["a_setting_nobody_reads"] = [1, 2, 3]
+    reordered = dict(reversed(list(config.items())))
+    identities = {ingest_config(value, SETTINGS).sha256 for value in (config, noisy, reordered)}
+    assert len(identities) == 1
+    as_file = ingest_bytes(json.dumps(noisy, indent=2).encode(), filename="m.json", settings=SETTINGS)
+    assert as_file.sha256 in identities and "compile_config" not in as_file.config
