@@ -61,7 +61,7 @@ def test_input_shape_forms(value: Any, expected: Any) -> None:
     [100_000, 100_000, 1],  # 10**10 elements: the worker would allocate 745 GiB a batch of 20
     [0, 0, 0], [-1, 5, 5], [10**9, 1, 1], [], [1, 2, 3, 4, 5, 6], [True, 2], [1.5, 2],
     ["224", 224], "big", "224;224;3", "[1, 2", "{'image': [1]}", '{"": [3]}', '{"a/b": [3]}',
-    {"image": "224,224,3"}, {}, 5, "1" * 5000,
+    {"image": "224,224,3"}, {}, 5, "1" * 5000, "¹", "2²4,224,3", "٣,٣",
 ])
 def test_input_shape_refusals(value: Any) -> None:
     with pytest.raises(InvalidInputShape) as info:
