@@ -3,30 +3,134 @@
 SQLite (the embedded default) runs in WAL mode with a busy timeout so that the API
 and the local worker processes can share the file; PostgreSQL is used as is.
 
+JSON columns are written and read with orjson (the standard library where orjson cannot:
+integers beyond 64 bits). A report serialised once for the response is stored as the same
+text (:class:`EncodedDocument`), so a large report is never dumped twice.
+
+Jobs are sent only after the row that describes them is committed: services call
+``enqueue(session, job_id)``, the scope that owns the session commits and then hands the ids
+to its ``dispatch`` (a failed dispatch is logged and leaves the job queued for the
+reconciler; it never undoes the commit).
+
 Example::
 
-    with session_scope(settings) as session:
-        session.add(obj)          # committed when the block ends, rolled back on error
+    with session_scope(settings, dispatch=executor.dispatch) as session:
+        session.add(job)
+        session.flush()
+        enqueue(session, job.id)  # committed when the block ends, then dispatched
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+
+log = logging.getLogger("convlens.db")
+
+#: Sends a committed job to the executor (``executor.dispatch``).
+Dispatch = Callable[[str], None]
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _sessionmakers: dict[str, sessionmaker[Session]] = {}
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class EncodedDocument(dict[str, Any]):
+    """A JSON object together with its serialised text, encoded once.
+
+    It reads like the dict it is; the database stores ``encoded`` as is and a response can
+    embed it (``orjson.Fragment(document.encoded)``). Treat it as frozen: a change after
+    encoding would not be stored.
+
+    >>> document = EncodedDocument.encode({"b": 1, "a": [1.5, None]})
+    >>> document["a"], document.encoded
+    ([1.5, None], b'{"b":1,"a":[1.5,null]}')
+    """
+
+    __slots__ = ("encoded",)
+    encoded: bytes
+
+    @classmethod
+    def encode(cls, value: dict[str, Any]) -> EncodedDocument:
+        document = cls(value)
+        document.encoded = dumps_bytes(value)
+        return document
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """JSON bytes: orjson, or the standard library for what orjson refuses (huge integers).
+
+    Non-finite floats become ``null`` either way.
+
+    >>> dumps_bytes({"a": float("nan"), "big": 2**70})
+    b'{"a":null,"big":1180591620717411303424}'
+    """
+    if isinstance(value, EncodedDocument):
+        return value.encoded
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def json_serializer(value: Any) -> str:
+    """The engines' JSON column serializer."""
+    return dumps_bytes(value).decode("utf-8")
+
+
+def json_deserializer(text: str | bytes) -> Any:
+    """The engines' JSON column deserializer (orjson; the standard library for huge integers)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def enqueue(session: Session, job_id: str) -> None:
+    """Dispatch ``job_id`` once ``session`` commits (see :func:`commit_and_dispatch`)."""
+    session.info.setdefault("enqueued", []).append(job_id)
+
+
+def commit_and_dispatch(session: Session, dispatch: Dispatch | None) -> list[str]:
+    """Commit, then send the jobs enqueued on ``session``. Returns their ids.
+
+    Without ``dispatch`` (or when sending fails) the jobs stay queued in the database, where
+    the reconciler and idle workers find them: a committed job is never lost, and a broker
+    failure never turns into an error for whoever created the job.
+    """
+    session.commit()
+    jobs: list[str] = session.info.pop("enqueued", [])
+    if dispatch is not None:
+        for job_id in jobs:
+            try:
+                dispatch(job_id)
+            except Exception:  # noqa: BLE001 - the job stays queued for the reconciler
+                log.warning("could not dispatch job %s; it stays queued", job_id, exc_info=True)
+    return jobs
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -51,10 +155,15 @@ def get_engine(settings: Settings) -> Engine:
                     connect_args={"check_same_thread": False, "timeout": 30},
                     pool_size=20,
                     max_overflow=20,
+                    json_serializer=json_serializer,
+                    json_deserializer=json_deserializer,
                 )
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+                engine = create_engine(
+                    url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                    json_serializer=json_serializer, json_deserializer=json_deserializer,
+                )
             _engines[url] = engine
         return engine
 
@@ -71,12 +180,13 @@ def get_sessionmaker(settings: Settings) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(settings: Settings) -> Iterator[Session]:
-    """A session that commits when the block ends and rolls back on any error."""
+def session_scope(settings: Settings, dispatch: Dispatch | None = None) -> Iterator[Session]:
+    """A session that commits when the block ends (then dispatches the jobs enqueued on it)
+    and rolls back on any error."""
     session = get_sessionmaker(settings)()
     try:
         yield session
-        session.commit()
+        commit_and_dispatch(session, dispatch)
     except BaseException:
         session.rollback()
         raise

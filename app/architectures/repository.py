@@ -27,3 +27,8 @@ def page(session: Session, tenant_id: str, limit: int, offset: int) -> tuple[lis
         query.order_by(Architecture.created_at.desc(), Architecture.id).limit(limit).offset(offset)
     ).all()
     return list(rows), total
+
+
+def blob_in_use(session: Session, blob_path: str) -> bool:
+    """Whether any row (of any tenant: blobs are content-addressed) still points at the file."""
+    return session.scalar(select(Architecture.id).where(Architecture.blob_path == blob_path).limit(1)) is not None

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.api.responses import dumps
 from app.architectures import repository
 from app.config import Settings
 from app.errors import NotFound
@@ -74,10 +75,26 @@ def delete(session: Session, tenant_id: str, architecture_id: str) -> None:
     blob = architecture.blob_path
     session.delete(architecture)
     session.flush()
-    if blob:
+    if blob and not repository.blob_in_use(session, blob):
         # The blob is content-addressed and may be shared by another tenant's row.
-        from sqlalchemy import select
+        Path(blob).unlink(missing_ok=True)
 
-        still_used = session.scalar(select(Architecture.id).where(Architecture.blob_path == blob).limit(1))
-        if still_used is None:
-            Path(blob).unlink(missing_ok=True)
+
+def document(row: Architecture, *, with_config: bool = False) -> dict[str, Any]:
+    """``ArchitectureOut`` as a dict, in the model's field order."""
+    return {
+        "id": row.id, "name": row.name, "format": row.format, "sha256": row.sha256,
+        "byte_size": row.byte_size, "has_weights": row.has_weights, "created_at": row.created_at,
+        "config": row.config if with_config else None,
+    }
+
+
+def read(session: Session, tenant_id: str, architecture_id: str) -> bytes:
+    """``GET /v1/architectures/{id}``: the architecture with its config, as the response body."""
+    return dumps(document(get(session, tenant_id, architecture_id), with_config=True))
+
+
+def page(session: Session, tenant_id: str, limit: int, offset: int) -> bytes:
+    """``GET /v1/architectures``: one page of the tenant's architectures, as the response body."""
+    rows, total = repository.page(session, tenant_id, limit, offset)
+    return dumps({"items": [document(row) for row in rows], "total": total, "limit": limit, "offset": offset})

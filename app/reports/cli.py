@@ -249,22 +249,11 @@ def analyze_file(
     path: Path, *, input_shape: Sequence[int | None] | None = None, name: str | None = None
 ) -> dict[str, Any]:
     """Ingest, check and analyse a model file exactly as the service does, in this process."""
-    from app.analysis import analyze as run_engine
     from app.config import get_settings
-    from app.ingest import ingest_bytes
-    from app.security import check_report_limits, check_static_limits, validate_architecture
+    from app.pipeline import analyse_file
 
-    settings = get_settings()
-    ingested = ingest_bytes(path, filename=path.name, settings=settings)
-    validate_architecture(ingested.config, settings)
-    check_static_limits(ingested.config, settings)
-    report = run_engine(
-        ingested.config,
-        input_shape=list(input_shape) if input_shape else None,
-        name=name or ingested.name,
-    )
-    check_report_limits(report, settings)
-    return report
+    shape = list(input_shape) if input_shape else None
+    return analyse_file(path, input_shape=shape, name=name, settings=get_settings())
 
 
 def analyze(
