@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         le=64,
         description="HTTP processes of convlens serve (0: one per CPU core).",
     )
+    http_work_threads: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Requests an HTTP process works on at once (the rest wait their turn, off any thread).",
+    )
 
     # -- jobs ----------------------------------------------------------------
     executor: Literal["local", "celery"] = Field(

@@ -22,9 +22,12 @@ Example::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,6 +136,97 @@ def commit_and_dispatch(session: Session, dispatch: Dispatch | None) -> list[str
     return jobs
 
 
+class SQLiteWriteLock:
+    """One writer at a time on a SQLite file, across threads and processes, waited for in the
+    kernel instead of in SQLite's busy handler.
+
+    SQLite lets one connection write at a time; a second writer sleeps and retries (1, 2, 5,
+    10 ... 100 ms), which under load turns into long tails and idle cores. Every connection
+    of this process takes this lock (a thread lock, then ``flock`` on ``<database>.lock``) at
+    its first write statement and gives it back right after its COMMIT or ROLLBACK, so the
+    database's own lock is free whenever someone asks for it. A writer that cannot get it
+    within ``timeout_s`` (another writer is stuck, or waits on this one) goes on without it
+    and SQLite's busy timeout decides, as it would without this lock.
+    """
+
+    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT", "CREATE", "DROP", "ALTER")
+
+    def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        self._thread_lock = threading.RLock()
+        self._holders: dict[int, int] = {}  # id(dbapi connection) -> 1 while it holds the lock
+        self._depth = 0
+        self._fd = -1
+        os.register_at_fork(after_in_child=self._reopen)
+        self._reopen()
+
+    def _reopen(self) -> None:
+        self._thread_lock = threading.RLock()
+        self._holders, self._depth = {}, 0
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._before_execute)
+        dialect = engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_commit(dbapi_connection: Any) -> None:
+            try:
+                commit(dbapi_connection)
+            finally:
+                self.release(dbapi_connection)
+
+        def do_rollback(dbapi_connection: Any) -> None:
+            try:
+                rollback(dbapi_connection)
+            finally:
+                self.release(dbapi_connection)
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    def _before_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip()[:9].upper().startswith(self.WRITES):
+            self.acquire(conn.connection.dbapi_connection)
+
+    def acquire(self, dbapi_connection: Any) -> None:
+        key = id(dbapi_connection)
+        if key in self._holders:
+            return
+        deadline = time.monotonic() + self.timeout_s
+        if not self._thread_lock.acquire(timeout=self.timeout_s):
+            log.warning("SQLite write lock not free after %.0f s; writing without it", self.timeout_s)
+            return
+        if self._depth == 0 and not self._flock(deadline):
+            self._thread_lock.release()
+            log.warning("SQLite write lock of another process not free; writing without it")
+            return
+        self._depth += 1
+        self._holders[key] = 1
+
+    def _flock(self, deadline: float) -> bool:
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+    def release(self, dbapi_connection: Any) -> None:
+        raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)  # the pool's wrapper
+        if self._holders.pop(id(raw), None) is None:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -159,6 +253,9 @@ def get_engine(settings: Settings) -> Engine:
                     json_deserializer=json_deserializer,
                 )
                 event.listen(engine, "connect", _sqlite_pragmas)
+                database = engine.url.database
+                if database and database != ":memory:":
+                    SQLiteWriteLock(Path(database).with_name(Path(database).name + ".lock")).install(engine)
             else:
                 engine = create_engine(
                     url, pool_pre_ping=True, pool_size=10, max_overflow=20,

@@ -16,13 +16,15 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Annotated, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db import Dispatch, session_scope
@@ -48,9 +50,11 @@ class Window(Protocol):
 class RequestScope:
     """The database work of one request: each :meth:`run` is one unit of work in one thread."""
 
-    def __init__(self, settings: Settings, dispatch: Dispatch | None) -> None:
+    def __init__(self, settings: Settings, dispatch: Dispatch | None,
+                 limiter: anyio.CapacityLimiter | None = None) -> None:
         self.settings = settings
         self.dispatch = dispatch
+        self.limiter = limiter
 
     def session(self) -> AbstractContextManager[Session]:
         """A unit of work for code already off the event loop (see :meth:`call`): commits,
@@ -64,12 +68,13 @@ class RequestScope:
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` in one worker thread, for work that reads the database in a
         :meth:`session` of its own and then renders without holding it."""
-        return await run_in_threadpool(fn, *args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.limiter)
 
     async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(session, *args, **kwargs)`` in one worker thread; committed, then the jobs it
         enqueued are dispatched (a failed dispatch leaves them queued, never an error)."""
-        return await run_in_threadpool(self._unit, fn, *args, **kwargs)  # type: ignore[arg-type]
+        return await anyio.to_thread.run_sync(functools.partial(self._unit, fn, *args, **kwargs),
+                                              limiter=self.limiter)
 
     async def run_within(self, window: Window, fn: Callable[..., T | None], *args: Any,
                          fallback: Callable[..., T], **kwargs: Any) -> T:
@@ -122,7 +127,11 @@ async def get_settings(request: Request) -> Settings:
 
 async def get_scope(request: Request) -> RequestScope:
     """The request's database scope (no session or connection until :meth:`RequestScope.run`)."""
-    return RequestScope(request.app.state.settings, getattr(request.app.state, "dispatch", None))
+    state = request.app.state
+    limiter = getattr(state, "work_limiter", None)
+    if limiter is None:
+        limiter = state.work_limiter = anyio.CapacityLimiter(state.settings.http_work_threads)
+    return RequestScope(state.settings, getattr(state, "dispatch", None), limiter)
 
 
 async def get_tenant(request: Request) -> str:
