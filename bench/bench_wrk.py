@@ -6,6 +6,11 @@ directory unless ``--postgres``), with the rate limit off, and drives it with wr
 every request stores a new architecture and runs the engine). Prints requests/s, p50, p99
 and the count of non-2xx answers, after a warm-up run.
 
+It also reads the CPU time the service's processes (the serving process and its HTTP
+processes) used during the measured run, from /proc: CPU milliseconds per request, and the
+throughput that CPU cost allows on the machine's cores. On a machine shared with other
+work that figure is the stable one; requests/s depends on what else runs.
+
 Goals: at least 750 req/s with p99 under 100 ms and zero non-2xx on SQLite; at least
 500 req/s on PostgreSQL (32 connections).
 
@@ -21,10 +26,12 @@ Needs the ``wrk`` program (Debian package ``wrk``).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from bench import ROOT, PostgresDatabase, Service
@@ -61,6 +68,35 @@ def run_wrk(url: str, *, connections: int, seconds: float, threads: int = 2) -> 
     }
 
 
+def service_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its descendants, in seconds (Linux /proc), leaving out the
+    job workers (``app.jobs...``: an idle worker's TensorFlow start-up is not HTTP work)."""
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            if b"app.jobs" in Path(f"/proc/{current}/cmdline").read_bytes():
+                continue
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+        stack.extend(children.get(current, []))
+    return total
+
+
 def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.0,
         warmup: float = 5.0, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Measure on one database (``sqlite`` or ``postgres``); prints and returns the figures."""
@@ -70,7 +106,13 @@ def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.
         service_env = {"CONVLENS_LOCAL_WORKERS": "1", **(env or {})}
         service = stack.enter_context(Service(database_url=database_url, env=service_env))
         run_wrk(service.url, connections=connections, seconds=warmup)
+        cpu_before = service_cpu_seconds(service.pid)
         result = run_wrk(service.url, connections=connections, seconds=seconds)
+        cpu = service_cpu_seconds(service.pid) - cpu_before
+    cores = len(os.sched_getaffinity(0))
+    result["service_cpu_ms_per_request"] = cpu * 1e3 / max(1, result["requests"])
+    result["cpu_bound_rps"] = cores * 1e3 / result["service_cpu_ms_per_request"]
+    result["load_average_1m"] = os.getloadavg()[0]
     result["database"] = database
     result["connections"] = connections
     goal_rps, goal_p99 = GOALS.get(database, (None, None))
@@ -83,6 +125,11 @@ def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.
         f"{result['seconds']} s: {result['throughput_rps']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
         f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}, socket errors {result['socket_errors']} "
         f"({goal}: {'met' if met else 'NOT met'})"
+    )
+    print(
+        f"  service CPU {result['service_cpu_ms_per_request']:.2f} ms per request: at most "
+        f"{result['cpu_bound_rps']:.0f} req/s on {cores} cores with nothing else running "
+        f"(load average during the run {result['load_average_1m']:.2f})"
     )
     return result
 
