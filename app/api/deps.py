@@ -82,7 +82,7 @@ class RequestScope:
 
         ``fn(session, *args, window=window, **kwargs)`` opens the window when its slow part
         starts. If the window expires first and ``window.give_up()`` wins, the answer is
-        ``fallback(session, window)`` in a second unit of work (the slow case only), and the
+        ``fallback(session, window, **kwargs)`` in a second unit of work (the slow case only), and the
         first thread, when it ends, leaves its result where the fallback said.
         """
         loop = asyncio.get_running_loop()
@@ -99,7 +99,7 @@ class RequestScope:
             if not task.done() and window.give_up():
                 task.add_done_callback(_consume)
                 try:
-                    answer = await self.run(fallback, window)
+                    answer = await self.run(fallback, window, **kwargs)
                 except BaseException:
                     window.handed_over(failed=True)
                     raise

@@ -1,0 +1,181 @@
+"""One pipeline per request: the body parsed once, the gate and the engine run once, the report
+serialised once; jobs dispatched only after their row is committed; a slow analysis handed to
+a queued job without losing its result."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from app.db import get_engine, session_scope
+from app.main import create_app
+from app.models import Job
+from tests.api.helpers import seed_config
+from tests.conftest import make_settings
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str, original: Any, calls: Counter[str]) -> None:
+    """Replace ``name`` in every loaded app module that holds ``original`` by a counting wrapper."""
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return original(*args, **kwargs)
+
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith("app") and getattr(module, name, None) is original:
+            monkeypatch.setattr(module, name, counted)
+
+
+def test_a_request_parses_its_body_once(client, settings, monkeypatch) -> None:
+    from app.analysis import analyze
+    from app.ingest.jsonparse import parse_json_bytes
+    from app.security import check_static_limits, validate_architecture
+
+    calls: Counter[str] = Counter()
+    for name, original in (("parse_json_bytes", parse_json_bytes), ("validate_architecture", validate_architecture),
+                           ("check_static_limits", check_static_limits), ("analyze", analyze)):
+        _count_calls(monkeypatch, name, original, calls)
+    dumped: list[Any] = []
+    real_dumps = orjson.dumps
+
+    def dumps(value: Any, *args: Any, **kwargs: Any) -> bytes:
+        dumped.append(value)
+        return real_dumps(value, *args, **kwargs)
+
+    import app.db
+
+    monkeypatch.setattr(app.db.orjson, "dumps", dumps)
+
+    response = client.post("/v1/analyses", json={"architecture": seed_config(3), "name": "once"})
+    assert response.status_code == 201, response.text[:500]
+    assert calls == {"parse_json_bytes": 1, "validate_architecture": 1, "check_static_limits": 1, "analyze": 1}
+    body = response.json()
+    # The report was serialised once, and the database holds exactly those bytes.
+    reports = [value for value in dumped if isinstance(value, dict) and "summary" in value]
+    assert len(reports) == 1
+    with session_scope(settings) as session:
+        stored = session.execute(text("SELECT result FROM jobs WHERE id = :id"), {"id": body["id"]}).scalar_one()
+    assert orjson.loads(stored) == body["report"]
+    assert response.content.count(stored.encode() if isinstance(stored, str) else stored) == 1
+
+    # The same model as the string model.to_json() returns: one more parse for that document.
+    calls.clear()
+    string_form = client.post("/v1/analyses", json={"architecture": orjson.dumps(seed_config(3)).decode()})
+    assert string_form.status_code == 201
+    assert calls["parse_json_bytes"] == 2 and calls["analyze"] == 1
+    assert string_form.json()["architecture"]["sha256"] == body["architecture"]["sha256"]
+
+
+def test_response_matches_the_response_model(client) -> None:
+    """The pre-encoded body is what FastAPI would have produced from AnalysisOut."""
+    from app.analyses.schemas import AnalysisOut
+
+    created = client.post("/v1/analyses", json={"architecture": seed_config(1), "input_shape": [64, 64, 3]})
+    assert created.status_code == 201
+    for response in (created, client.get(created.headers["location"])):
+        expected = AnalysisOut.model_validate(response.json()).model_dump_json().encode()
+        assert response.content == expected
+
+
+def test_jobs_are_dispatched_after_their_row_is_committed_and_a_failed_dispatch_is_no_error(tmp_path) -> None:
+    settings = make_settings(tmp_path)
+    seen: list[tuple[str, str | None]] = []
+
+    def dispatch(job_id: str) -> None:
+        with session_scope(settings) as other:  # another connection: sees committed rows only
+            row = other.get(Job, job_id)
+            seen.append((job_id, row.status if row is not None else None))
+        raise ConnectionError("broker down")
+
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        app.state.dispatch = dispatch
+        response = client.post("/v1/analyses", json={"architecture": seed_config(2), "measure_gradients": True})
+        assert response.status_code == 202, response.text[:500]
+        body = response.json()
+        assert seen == [(body["gradient_job_id"], "queued")]
+        assert client.get(f"/v1/analyses/{body['id']}").json()["status"] == "running"
+
+
+def test_a_slow_analysis_is_queued_and_its_late_result_kept(tmp_path, monkeypatch) -> None:
+    """The engine outruns sync_analysis_timeout_s: 202 with a queued row; when the engine ends,
+    its report lands on that row (no worker runs here)."""
+    import app.analyses.repository as repository
+    import app.pipeline as pipeline
+
+    release = threading.Event()
+    written = threading.Event()
+    real_analyse, real_write = pipeline.analyse, repository.write_late_result
+
+    def slow_analyse(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        release.wait(30)
+        return real_analyse(*args, **kwargs)
+
+    def write_late_result(*args: Any, **kwargs: Any) -> bool:
+        try:
+            return real_write(*args, **kwargs)
+        finally:
+            written.set()
+
+    monkeypatch.setattr(pipeline, "analyse", slow_analyse)
+    monkeypatch.setattr(repository, "write_late_result", write_late_result)
+    settings = make_settings(tmp_path, sync_analysis_timeout_s=0.05)
+    queued: list[str] = []
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        app.state.dispatch = queued.append
+        response = client.post("/v1/analyses", json={"architecture": seed_config(3)})
+        assert response.status_code == 202, response.text[:500]
+        body = response.json()
+        assert body["status"] == "queued" and body["report"] is None
+        assert queued == [body["id"]]
+        release.set()
+        assert written.wait(30)
+        stored = client.get(f"/v1/analyses/{body['id']}").json()
+        assert stored["status"] == "succeeded"
+        assert stored["report"]["summary"]["total_params"] == 57_034
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # what uvicorn runs
+
+
+@pytest.mark.anyio
+async def test_no_connection_is_held_while_the_body_arrives(tmp_path) -> None:
+    """A client sending its body slowly holds no database connection (API keys on: the key
+    lookup happens first, in a unit of work of its own)."""
+    import httpx
+
+    from app.auth.service import create_key
+
+    settings = make_settings(tmp_path, auth_mode="api_key", rate_limit_per_minute=0)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        with session_scope(settings) as session:
+            key = create_key(session, "acme")
+        pool = get_engine(settings).pool
+        body = orjson.dumps({"architecture": seed_config(3)})
+        half = threading.Event()
+        checked: list[int] = []
+
+        async def slow_body():  # type: ignore[no-untyped-def]
+            yield body[: len(body) // 2]
+            checked.append(pool.checkedout())  # type: ignore[attr-defined]
+            half.set()
+            yield body[len(body) // 2:]
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.post("/v1/analyses", content=slow_body(), headers={
+                "authorization": f"Bearer {key}", "content-type": "application/json"})
+        assert response.status_code == 201, response.text[:500]
+        assert half.is_set() and checked == [0]
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
