@@ -42,6 +42,7 @@ from app.analysis.rules.base import (
     elements,
     initializer_name,
 )
+from app.analysis.traits import Trait
 from app.errors import InvalidArchitecture
 
 DTYPE_BYTES = {
@@ -51,6 +52,7 @@ DTYPE_BYTES = {
 }
 VARIABLE_BYTES = {"mixed_float16": 4, "mixed_bfloat16": 4}
 _DEFAULT_GLOROT_KEYS = ("kernel_initializer", "depthwise_initializer")
+MODEL_TRAITS = frozenset({Trait.MODEL})
 _READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
 
 
@@ -333,6 +335,10 @@ class _Walk:
             result.non_trainable_params = non_trainable
             result.params = trainable + non_trainable
         result.has_weights = bool(result.params)
+        result.traits = rule.traits
+        result.merge = rule.merge_mode(node.config)
+        if rule.scale_of is not None:
+            result.scale = rule.scale_of(node.config)
         result.activation = rule.activation(ctx)
         key = rule.initializer_key
         if key:
@@ -397,6 +403,7 @@ class _Walk:
                 result.trainable_params = sum(trainables)  # type: ignore[arg-type]
                 result.non_trainable_params = result.params - result.trainable_params
             result.has_weights = bool(result.params)
+            result.traits = MODEL_TRAITS
             result.activation = "linear"
         macs = [r.macs for r in inner.layers]
         if any(m is None for m in macs) or result.macs is None:

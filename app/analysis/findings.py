@@ -29,6 +29,7 @@ from typing import Any
 
 from app.analysis import gradient_flow
 from app.analysis.graph import AnalysisResult, LayerResult
+from app.analysis.traits import RESIDUAL_MERGES, SKIP_MERGES, SPATIAL_MERGES, Merge, Trait
 
 CODES: dict[str, str] = {
     "stages": "info: the stages between downsamplings, with field and channel growth",
@@ -48,17 +49,9 @@ CODES: dict[str, str] = {
     "gradient_flow_exploding": "warning: predicted exploding gradients at initialization",
 }
 
-SPATIAL_KERNEL_CLASSES = frozenset(
-    {"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
-     "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}
-)
-POOLING_CLASSES = frozenset(
-    {"MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
-     "AveragePooling3D"}
-)
-TRANSPOSED_CLASSES = frozenset({"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"})
-ELEMENTWISE_MERGES = frozenset({"Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"})
-MERGES = ELEMENTWISE_MERGES | {"Concatenate"}
+_DENSE_HEAD_TRAITS = frozenset({Trait.DENSE, Trait.ACTIVATION, Trait.REGULARIZATION,
+                               Trait.NORMALIZATION})
+"""Layers that make up a Flatten-to-Dense classifier head."""
 
 DEEP_PLAIN_THRESHOLD = 10
 """Weighted layers in a row (no skip, no normalization) from which a stack is called deep."""
@@ -172,7 +165,7 @@ def _stages(result: AnalysisResult) -> list[dict[str, Any]]:
             channels = _channels(layer)
             if channels is not None:
                 group["channels"] = channels  # the widest-field map, the stage's result
-        if layer.class_name in SPATIAL_KERNEL_CLASSES:
+        if Trait.SPATIAL_KERNEL in layer.traits:
             group["convolutions"] += 1
         known: list[Fraction | int] = []
         for name in layer.inbound:
@@ -278,13 +271,13 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
     details: list[dict[str, Any]] = []
     for layer in result.layers:
         config = layer.node.config
-        cls = layer.class_name
-        if cls in SPATIAL_KERNEL_CLASSES and cls not in TRANSPOSED_CLASSES:
+        traits = layer.traits
+        if Trait.SPATIAL_KERNEL in traits and Trait.TRANSPOSED not in traits:
             rank = _spatial_rank(layer)
             kernel = _ints(config.get("kernel_size", 1), rank)
             dilation = _ints(config.get("dilation_rate", 1), rank)
             strides = _ints(config.get("strides", 1), rank)
-        elif layer.class_name in POOLING_CLASSES:
+        elif Trait.POOLING in traits:
             rank = _spatial_rank(layer)
             kernel = _ints(config.get("pool_size", 2), rank)
             dilation = [1] * rank
@@ -315,7 +308,7 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
 def _early_downsampling(result: AnalysisResult) -> list[dict[str, Any]]:
     convs = 0
     for layer in result.layers:
-        if layer.class_name in SPATIAL_KERNEL_CLASSES:
+        if Trait.SPATIAL_KERNEL in layer.traits:
             convs += 1
         stride = _field_stride(layer)
         if stride is None:
@@ -342,7 +335,7 @@ def _deep_plain_stack(result: AnalysisResult, weighted: set[str]) -> list[dict[s
     previous_weighted: dict[str, str | None] = {}
     best: tuple[int, str | None] = (0, None)
     for layer in result.layers:
-        if layer.class_name in gradient_flow.NORMALIZATION_CLASSES or layer.class_name in MERGES:
+        if Trait.NORMALIZATION in layer.traits or layer.merge in SPATIAL_MERGES:
             run[layer.name] = (0, None)
             continue
         inputs = [run[name] for name in layer.inbound if name in run]
@@ -378,11 +371,11 @@ def _saturating(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict
     outputs = set(result.output_layers)
     hidden = []
     for layer in result.layers:
-        activation = gradient_flow._activation_of(layer)
+        activation = gradient_flow.activation_of(layer)
         if activation not in gradient_flow.SATURATING_ACTIVATIONS or layer.name in outputs:
             continue
         # A sigmoid gate feeding a Multiply (squeeze-and-excitation) is not on the signal path.
-        if any(by_name[s].class_name == "Multiply" for s in successors.get(layer.name, [])
+        if any(by_name[s].merge is Merge.PRODUCT for s in successors.get(layer.name, [])
                if s in by_name):
             continue
         hidden.append((layer.name, activation))
@@ -412,7 +405,7 @@ def _dense_head(result: AnalysisResult) -> list[dict[str, Any]]:
     successors = result.successors()
     found = []
     for layer in result.layers:
-        if layer.class_name != "Flatten":
+        if Trait.FLATTEN not in layer.traits:
             continue
         # Walk forward through the dense head behind this Flatten.
         head, pending, seen = [], list(successors.get(layer.name, [])), set()
@@ -422,9 +415,8 @@ def _dense_head(result: AnalysisResult) -> list[dict[str, Any]]:
                 continue
             seen.add(name)
             node = by_name[name]
-            if node.class_name in ("Dense", "Dropout", "Activation", "ReLU", "Softmax",
-                                   "BatchNormalization"):
-                if node.class_name == "Dense":
+            if node.traits & _DENSE_HEAD_TRAITS:
+                if Trait.DENSE in node.traits:
                     head.append(name)
                 pending.extend(successors.get(name, []))
         head_params = sum(by_name[name].params or 0 for name in head)
@@ -446,7 +438,7 @@ def _dense_head(result: AnalysisResult) -> list[dict[str, Any]]:
 def _checkerboard(result: AnalysisResult) -> list[dict[str, Any]]:
     layers, details = [], []
     for layer in result.layers:
-        if layer.class_name not in TRANSPOSED_CLASSES:
+        if Trait.TRANSPOSED not in layer.traits:
             continue
         rank = _spatial_rank(layer)
         kernel = _ints(layer.node.config.get("kernel_size", 1), rank)
@@ -469,7 +461,7 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
     by_name = result.by_name()
     dilation_of: dict[str, int] = {}
     for layer in result.layers:
-        if layer.class_name in SPATIAL_KERNEL_CLASSES:
+        if Trait.SPATIAL_KERNEL in layer.traits:
             rates = _ints(layer.node.config.get("dilation_rate", 1), _spatial_rank(layer))
             dilation_of[layer.name] = max(rates)
     # The nearest convolution upstream of each layer (through non-convolution layers).
@@ -509,9 +501,6 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
         "convolution in between.", {"chains": chains})]
 
 
-RESIDUAL_MERGES = frozenset({"Add", "Subtract", "Average", "Maximum", "Minimum"})
-
-
 def _shape_mismatch(result: AnalysisResult) -> list[dict[str, Any]]:
     """Residual-style merges (Add, ...) whose inputs differ in shape and are broadcast.
 
@@ -520,7 +509,7 @@ def _shape_mismatch(result: AnalysisResult) -> list[dict[str, Any]]:
     """
     merges: list[dict[str, Any]] = []
     for layer in result.layers:
-        if layer.class_name not in RESIDUAL_MERGES or len(layer.input_shapes) < 2:
+        if layer.merge not in RESIDUAL_MERGES or len(layer.input_shapes) < 2:
             continue
         shapes = [list(shape) if shape else None for shape in layer.input_shapes]
         if len({tuple(s) for s in shapes if s is not None}) > 1:
@@ -550,7 +539,7 @@ def _misaligned(result: AnalysisResult) -> list[dict[str, Any]]:
     origins = []
     for entry in result.misaligned:
         layer = by_name.get(entry["layer"])
-        if layer is None or layer.class_name not in MERGES:
+        if layer is None or layer.merge not in SPATIAL_MERGES:
             continue
         origins.append({"layer": entry["layer"],
                         "branches": [pair.split("|") for pair in entry["branches"]]})
@@ -573,8 +562,7 @@ def _misaligned(result: AnalysisResult) -> list[dict[str, Any]]:
 
 def _residual_value(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict[str, Any]]:
     merges = [layer.name for layer in result.layers
-              if layer.class_name in ("Add", "Subtract", "Average", "Concatenate")
-              and len(set(layer.inbound)) > 1]
+              if layer.merge in SKIP_MERGES and len(set(layer.inbound)) > 1]
     skipping = [entry for entry in prediction.get("layers", []) if entry["skip_connections"]]
     if not merges or not skipping or prediction.get("verdict") is None:
         return []

@@ -42,6 +42,7 @@ from functools import lru_cache
 from typing import Any
 
 from app.analysis.graph import AnalysisResult, LayerResult
+from app.analysis.traits import SKIP_MERGES, Merge, Trait
 
 VANISHING_RATIO = 1e-3
 """First-to-last gradient ratio below which gradient flow is called vanishing."""
@@ -71,22 +72,17 @@ ASSUMPTIONS = [
 SATURATING_ACTIVATIONS = frozenset(
     {"sigmoid", "hard_sigmoid", "tanh", "softmax", "softsign", "hard_tanh", "log_sigmoid"}
 )
-NORMALIZATION_CLASSES = frozenset(
-    {"BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
-     "SyncBatchNormalization", "RMSNormalization"}
-)
-ELEMENTWISE_MERGES = frozenset({"Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"})
-SKIP_MERGES = frozenset({"Add", "Subtract", "Average", "Concatenate"})
-ACTIVATION_CLASSES = frozenset(
-    {"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU"}
-)
-# Classes whose kernel(s) the prediction models; everything else with weights is reported.
-KERNEL_CLASSES = frozenset(
-    {"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
-     "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "Dense",
-     "EinsumDense"}
-)
-PREPROCESSING_CLASSES = frozenset({"Rescaling", "Normalization"})
+_PASS_THROUGH_PREPROCESSING = frozenset({Trait.IDENTITY, Trait.RESIZING})
+
+
+def is_normalization(layer: LayerResult) -> bool:
+    return Trait.NORMALIZATION in layer.traits
+
+
+def _rescales_input(layer: LayerResult) -> bool:
+    """Preprocessing that changes values (Rescaling, Normalization): inputs are standardized
+    after it (see ASSUMPTIONS); augmentation and resizing keep the scale."""
+    return Trait.PREPROCESSING in layer.traits and not layer.traits & _PASS_THROUGH_PREPROCESSING
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _LOG_FLOOR = -300.0
@@ -348,14 +344,14 @@ class KernelModel:
 def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
     """The kernels of a weighted layer in forward order, or None if it has no kernel we model."""
     config = layer.node.config
-    cls = layer.class_name
-    if cls not in KERNEL_CLASSES:
+    traits = layer.traits
+    if Trait.KERNEL not in traits:
         return None
     in_shape = layer.input_shapes[0] if layer.input_shapes else None
     out_shape = layer.output_shapes[0] if layer.output_shapes else None
     c_in = _channels(in_shape, config)
     c_out = _channels(out_shape, config)
-    if cls in ("Dense", "EinsumDense"):
+    if Trait.DENSE in traits:
         if layer.fan_in is None or layer.fan_out is None:
             return None
         variance, name, known = initializer_variance(config.get("kernel_initializer"),
@@ -368,13 +364,13 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
     kernel = _as_list(config.get("kernel_size", 1), rank)
     area = math.prod(kernel)
     strides = _as_list(config.get("strides", 1), rank)
-    if cls.startswith("DepthwiseConv"):
+    if Trait.DEPTHWISE in traits and Trait.SEPARABLE not in traits:
         multiplier = int(config.get("depth_multiplier", 1) or 1)
         fan_in, fan_out = area * c_in, area * multiplier  # as Keras computes them
         variance, name, known = initializer_variance(
             config.get("depthwise_initializer"), fan_in, fan_out)
         return [KernelModel(area, area * multiplier, variance, name, fan_in, fan_out, known)]
-    if cls.startswith("SeparableConv"):
+    if Trait.SEPARABLE in traits:
         multiplier = int(config.get("depth_multiplier", 1) or 1)
         d_in, d_out = area * c_in, area * multiplier
         dv, dname, dknown = initializer_variance(config.get("depthwise_initializer"), d_in, d_out)
@@ -383,7 +379,7 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
         return [KernelModel(area, area * multiplier, dv, dname, d_in, d_out, dknown),
                 KernelModel(p_in, p_out, pv, pname, p_in, p_out, pknown)]
     groups = int(config.get("groups", 1) or 1)
-    if cls.endswith("Transpose"):
+    if Trait.TRANSPOSED in traits:
         fan_in, fan_out = area * c_out, area * c_in  # Keras reads the transposed kernel shape
         variance, name, known = initializer_variance(config.get("kernel_initializer"),
                                                      fan_in, fan_out)
@@ -443,15 +439,9 @@ class _Forward:
         return self.inputs[0].total if self.inputs else 0.0
 
 
-def _activation_of(layer: LayerResult) -> str:
-    name = layer.activation or "linear"
-    if layer.class_name == "ReLU":
-        config = layer.node.config
-        if config.get("negative_slope"):
-            return "leaky_relu"
-        if config.get("max_value") is not None:
-            return "relu6"
-    return name
+def activation_of(layer: LayerResult) -> str:
+    """The activation a layer applies (``"linear"`` for none), as its rule reads it."""
+    return layer.activation or "linear"
 
 
 def _log_sum(values: Iterable[float]) -> float:
@@ -502,8 +492,10 @@ def _forward(result: AnalysisResult, notes: list[str],
         state = _Forward(inputs=inputs)
         first = inputs[0] if inputs else _Stats()
         cls = layer.class_name
-        kernels = state.kernels = kernel_models(layer) if cls in KERNEL_CLASSES else None
-        if layer.class_name == "InputLayer" or not inputs:
+        traits = layer.traits
+        merge = layer.merge
+        kernels = state.kernels = kernel_models(layer) if Trait.KERNEL in traits else None
+        if Trait.INPUT in traits or not inputs:
             seed = seeded.get(layer.name)
             state.out = _Stats(seed.fluct, seed.offset, seed.mean_sq) if seed else _Stats()
         elif layer.subresult is not None and layer.subresult.output_layers:
@@ -517,9 +509,9 @@ def _forward(result: AnalysisResult, notes: list[str],
             if any(inner[name].kernels for name in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
-        elif cls == "LayerScale":  # ConvNeXt: a learned per-channel scale, init_values at start
-            scale = layer.node.config.get("init_values")
-            gain = 2.0 * _log10(abs(float(scale))) if isinstance(scale, (int, float)) else 0.0
+        elif Trait.SCALE in traits:  # ConvNeXt's LayerScale: a learned per-channel scale
+            scale = layer.scale
+            gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
             state.out = _Stats(first.fluct + gain, first.offset + gain, first.mean_sq + gain)
             state.log_pass_back = gain
         elif kernels is not None:
@@ -532,27 +524,27 @@ def _forward(result: AnalysisResult, notes: list[str],
                          _LOG_FLOOR)
             state.log_pre = pre.total
             state.out, state.log_act_grad = _apply_activation(
-                _activation_of(layer), pre, layer.name, notes)
-        elif cls in NORMALIZATION_CLASSES:
+                activation_of(layer), pre, layer.name, notes)
+        elif Trait.NORMALIZATION in traits:
             state.out = _Stats()
             state.log_norm_back = -first.fluct
-        elif cls in ACTIVATION_CLASSES:
+        elif Trait.ACTIVATION in traits:
             state.out, state.log_act_grad = _apply_activation(
-                _activation_of(layer), first, layer.name, notes)
-        elif cls in PREPROCESSING_CLASSES:
+                activation_of(layer), first, layer.name, notes)
+        elif _rescales_input(layer):
             state.out = _Stats()
-        elif cls in ("Add", "Subtract", "Average"):
-            divisor = 2.0 * math.log10(len(inputs)) if cls == "Average" else 0.0
+        elif merge is Merge.SUM or merge is Merge.AVERAGE:
+            divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
             mean = sum(10.0 ** (s.mean_sq / 2.0) for s in inputs if s.mean_sq > -290)
             state.out = _Stats(_log_sum(s.fluct for s in inputs) - divisor,
                                _log_sum(s.offset for s in inputs) - divisor,
                                (2.0 * _log10(mean) if mean > 0 else _LOG_FLOOR) - divisor)
-        elif cls == "Multiply":
+        elif merge is Merge.PRODUCT:
             total = sum(s.total for s in inputs)
             mean_sq = sum(s.mean_sq for s in inputs)
             fluct = total + math.log10(max(1.0 - 10.0 ** min(mean_sq - total, 0.0), 1e-300))
             state.out = _Stats(fluct, _LOG_FLOOR, mean_sq)
-        elif cls in ("Maximum", "Minimum", "Concatenate"):
+        elif merge is Merge.SELECT or merge is Merge.CONCAT:
             state.out = _Stats(max(s.fluct for s in inputs), max(s.offset for s in inputs),
                                max(s.mean_sq for s in inputs))
         else:
@@ -584,19 +576,19 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         inputs = [name for name in layer.inbound if name in states]
         if not inputs:
             continue
-        cls = layer.class_name
+        merge = layer.merge
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
         elif state.log_pre is not None:  # weighted layer
             to_input = [log_pre + state.log_kernel_back] * len(inputs)
-        elif cls in NORMALIZATION_CLASSES:
+        elif Trait.NORMALIZATION in layer.traits:
             to_input = [log_pre + state.log_norm_back] * len(inputs)
-        elif cls == "Average":
+        elif merge is Merge.AVERAGE:
             to_input = [log_pre - 2.0 * math.log10(len(inputs))] * len(inputs)
-        elif cls == "Multiply":
+        elif merge is Merge.PRODUCT:
             total = sum(state.input_log_q)
             to_input = [log_pre + total - q for q in state.input_log_q]
-        elif cls in ("Maximum", "Minimum"):
+        elif merge is Merge.SELECT:
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
             to_input = [log_pre] * len(inputs)
@@ -627,9 +619,9 @@ def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, An
             bounds[name] = None
             continue
         own_weighted = 1 if name in weighted else 0
-        own_saturating = 1 if (_activation_of(layer) in SATURATING_ACTIVATIONS
+        own_saturating = 1 if (activation_of(layer) in SATURATING_ACTIVATIONS
                                and name not in outputs) else 0
-        own_norm = 1 if layer.class_name in NORMALIZATION_CLASSES else 0
+        own_norm = 1 if Trait.NORMALIZATION in layer.traits else 0
         d_min, d_max, s_min, s_max, n_min, n_max = options[0]
         for o_dmin, o_dmax, o_smin, o_smax, o_nmin, o_nmax in options[1:]:
             if o_dmin < d_min:
@@ -665,7 +657,7 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     Reachability is kept as bit sets over the merges' input slots, one pass over the graph.
     """
     merges = [layer for layer in result.layers
-              if layer.class_name in SKIP_MERGES and len(set(layer.inbound)) > 1]
+              if layer.merge in SKIP_MERGES and len(set(layer.inbound)) > 1]
     if not merges:
         return {name: [] for name in names}
     slot_masks: dict[str, int] = {}
@@ -760,7 +752,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "weight_variance": [k.variance for k in kernels],
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
-            "activation": _activation_of(layer),
+            "activation": activation_of(layer),
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
             "log10_relative_gradient_scale": round(log_rel, 4),

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from app.analysis.traits import Merge, Trait
+
 Shape = tuple[int | None, ...]
 """A tensor shape with the batch dimension first; ``None`` is unknown."""
 
@@ -164,6 +166,9 @@ class LayerResult:
     - ``sublayers``/``subresult``: for a nested model, its own results.
     - ``unsupported``: True when the engine has no rule for the class;
       ``notes`` says which metrics are missing and why.
+    - ``traits``/``merge``/``scale``: what the layer's rule declares (see
+      :mod:`app.analysis.traits`); empty for unsupported layers, ``{MODEL}`` for a
+      nested model.
     """
 
     name: str
@@ -188,6 +193,9 @@ class LayerResult:
     subresult: AnalysisResult | None = None
     unsupported: bool = False
     notes: list[str] = field(default_factory=list)
+    traits: frozenset[Trait] = frozenset()
+    merge: Merge | None = None
+    scale: float | None = None
 
     @property
     def sublayers(self) -> list[LayerResult] | None:

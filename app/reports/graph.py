@@ -33,35 +33,27 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from app.analysis.rules import traits_of
+from app.analysis.traits import Trait
 from app.reports.view import Report, first_output_shape, format_count, format_shape
 
-ABSORBABLE_CLASSES = frozenset(
-    {
-        "BatchNormalization",
-        "LayerNormalization",
-        "GroupNormalization",
-        "UnitNormalization",
-        "Activation",
-        "ReLU",
-        "LeakyReLU",
-        "PReLU",
-        "ELU",
-        "Softmax",
-        "ThresholdedReLU",
-        "Dropout",
-        "SpatialDropout1D",
-        "SpatialDropout2D",
-        "SpatialDropout3D",
-        "GaussianNoise",
-        "GaussianDropout",
-        "AlphaDropout",
-        "ActivityRegularization",
-    }
-)
-"""Layers that join their producer's box when a graph is collapsed."""
+_ABSORBABLE_TRAITS = frozenset({Trait.NORMALIZATION, Trait.ACTIVATION, Trait.REGULARIZATION})
 
-LEADING_CLASSES = frozenset({"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"})
-"""Layers whose single consumer joins their box (padding before a convolution)."""
+
+def is_absorbable(class_name: Any) -> bool:
+    """Layers that join their producer's box when a graph is collapsed (normalization,
+    activation, dropout; not input augmentation).
+
+    >>> is_absorbable("BatchNormalization"), is_absorbable("RandomFlip"), is_absorbable("Conv2D")
+    (True, False, False)
+    """
+    traits = traits_of(str(class_name))
+    return bool(traits & _ABSORBABLE_TRAITS) and Trait.PREPROCESSING not in traits
+
+
+def is_leading(class_name: Any) -> bool:
+    """Layers whose single consumer joins their box (padding before a convolution)."""
+    return Trait.PADDING in traits_of(str(class_name))
 
 COLLAPSE_ABOVE = 40
 """``collapse="auto"`` collapses chains when the graph has more nodes than this."""
@@ -97,50 +89,26 @@ def layer_family(class_name: str) -> str:
     >>> layer_family("DepthwiseConv2D"), layer_family("MaxPooling2D"), layer_family("Add")
     ('conv', 'pool', 'merge')
     """
-    if class_name == "InputLayer":
-        return "input"
-    if "Conv" in class_name:
-        return "conv"
-    if "Pooling" in class_name:
-        return "pool"
-    if class_name in {
-        "Add",
-        "Subtract",
-        "Multiply",
-        "Average",
-        "Maximum",
-        "Minimum",
-        "Concatenate",
-        "Dot",
-    }:
-        return "merge"
-    if class_name in {"Dense", "EinsumDense", "Embedding"}:
-        return "dense"
-    if "Normalization" in class_name:
-        return "norm"
-    if class_name in ABSORBABLE_CLASSES:
-        return "activation"
-    if class_name in {
-        "Flatten",
-        "Reshape",
-        "Permute",
-        "RepeatVector",
-        "Cropping1D",
-        "Cropping2D",
-        "Cropping3D",
-        "UpSampling1D",
-        "UpSampling2D",
-        "UpSampling3D",
-        "ZeroPadding1D",
-        "ZeroPadding2D",
-        "ZeroPadding3D",
-        "Rescaling",
-        "Resizing",
-    }:
-        return "reshape"
-    if class_name in {"Functional", "Sequential", "Model"}:
-        return "model"
+    traits = traits_of(class_name)
+    for family, wanted in _FAMILY_TRAITS:
+        if traits & wanted:
+            return family
     return "other"
+
+
+_FAMILY_TRAITS: tuple[tuple[str, frozenset[Trait]], ...] = (
+    ("input", frozenset({Trait.INPUT})),
+    ("conv", frozenset({Trait.SPATIAL_KERNEL})),
+    ("pool", frozenset({Trait.POOLING, Trait.GLOBAL_POOLING})),
+    ("merge", frozenset({Trait.MERGE})),
+    ("dense", frozenset({Trait.DENSE, Trait.EMBEDDING})),
+    ("norm", frozenset({Trait.NORMALIZATION})),
+    ("reshape", frozenset({Trait.PREPROCESSING, Trait.RESHAPE, Trait.PADDING, Trait.CROPPING,
+                           Trait.UPSAMPLING, Trait.RESIZING})),
+    ("activation", frozenset({Trait.ACTIVATION, Trait.REGULARIZATION})),
+    ("model", frozenset({Trait.MODEL})),
+)
+"""Colour family of a box: the first row whose traits the class has."""
 
 
 @dataclass
@@ -230,7 +198,7 @@ def draw_graph(
         )
         if all((layer.get("params") or 0) == 0 for layer in members):
             main_layer = next(
-                (layer for layer in members if layer.get("class_name") not in LEADING_CLASSES),
+                (layer for layer in members if not is_leading(layer.get("class_name"))),
                 members[0],
             )
         node_id = f"{element_id}-n{index}"
@@ -330,9 +298,9 @@ def _collapse_chains(
         preds = predecessors[name]
         if len(preds) == 1 and len(successors[preds[0]]) == 1:
             producer = preds[0]
-            cls = by_name[name].get("class_name")
-            producer_cls = by_name[producer].get("class_name")
-            if cls in ABSORBABLE_CLASSES or producer_cls in LEADING_CLASSES:
+            if is_absorbable(by_name[name].get("class_name")) or is_leading(
+                by_name[producer].get("class_name")
+            ):
                 head[name] = head.get(producer, producer)
                 continue
         head[name] = name

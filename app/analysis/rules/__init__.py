@@ -25,6 +25,7 @@ from app.analysis.rules import (  # noqa: F401  (importing registers the rules)
     tfop,
 )
 from app.analysis.rules.base import REGISTRY, Ctx, Rule, UnsupportedVariant
+from app.analysis.traits import Trait
 
 OPS_PREFIX = "ops."
 
@@ -49,6 +50,25 @@ def lookup_rule(class_name: str, operation: bool) -> Rule | None:
     return REGISTRY.get(OPS_PREFIX + class_name if operation else class_name)
 
 
+MODEL_CLASS_NAMES = frozenset({"Functional", "Sequential", "Model"})
+_MODEL_TRAITS = frozenset({Trait.MODEL})
+
+
+def traits_of(class_name: str, module: str | None = None) -> frozenset[Trait]:
+    """What a class is, for code that only has a class name (a stored report, a Keras layer
+    object's type): the rule's traits, ``{MODEL}`` for nested models, empty when unknown.
+
+    >>> sorted(traits_of("Conv2DTranspose"))
+    ['kernel', 'spatial_kernel', 'transposed', 'upsampling']
+    >>> traits_of("Functional") == {Trait.MODEL}, traits_of("NoSuchLayer")
+    (True, frozenset())
+    """
+    if class_name in MODEL_CLASS_NAMES:
+        return _MODEL_TRAITS
+    rule = lookup(class_name, module)
+    return rule.traits if rule is not None else frozenset()
+
+
 def registered_class_names() -> list[str]:
     """Every class name with a rule (ops prefixed with ``ops.``)."""
     return sorted(REGISTRY)
@@ -63,4 +83,5 @@ __all__ = [
     "lookup",
     "lookup_rule",
     "registered_class_names",
+    "traits_of",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from app.analysis.rules.base import Ctx, Params, activation_name, product, register
 from app.analysis.rules.normalization import shape_identity
+from app.analysis.traits import Trait
 
 
 def activation_activation(ctx: Ctx) -> str | None:
@@ -25,7 +26,7 @@ def activation_relu(ctx: Ctx) -> str | None:
     slope = ctx.config.get("negative_slope") or 0
     if slope:
         return "leaky_relu"
-    if max_value is not None and float(max_value) == 6.0:
+    if max_value is not None:  # a capped ReLU (ReLU6 and its kin)
         return "relu6"
     return "relu"
 
@@ -55,11 +56,12 @@ def params_prelu(ctx: Ctx) -> Params:
     return count, 0
 
 
-register("Activation", "activation", shape_identity, activation=activation_activation)
-register("ReLU", "activation", shape_identity, activation=activation_relu)
-register("LeakyReLU", "activation", shape_identity, activation=_fixed("leaky_relu"))
-register("PReLU", "activation", shape_identity, params=params_prelu, activation=_fixed("prelu"),
+_ACTIVATION = (Trait.ACTIVATION,)
+register("Activation", "activation", shape_identity, traits=_ACTIVATION, activation=activation_activation)
+register("ReLU", "activation", shape_identity, traits=_ACTIVATION, activation=activation_relu)
+register("LeakyReLU", "activation", shape_identity, traits=_ACTIVATION, activation=_fixed("leaky_relu"))
+register("PReLU", "activation", shape_identity, traits=_ACTIVATION, params=params_prelu, activation=_fixed("prelu"),
          initializer_key="alpha_initializer")
-register("ELU", "activation", shape_identity, activation=_fixed("elu"))
-register("Softmax", "activation", shape_identity, activation=_fixed("softmax"))
-register("ThresholdedReLU", "activation", shape_identity, activation=_fixed("relu"))
+register("ELU", "activation", shape_identity, traits=_ACTIVATION, activation=_fixed("elu"))
+register("Softmax", "activation", shape_identity, traits=_ACTIVATION, activation=_fixed("softmax"))
+register("ThresholdedReLU", "activation", shape_identity, traits=_ACTIVATION, activation=_fixed("relu"))

@@ -23,6 +23,7 @@ from app.analysis.rules.base import (
     product,
     register,
 )
+from app.analysis.traits import Trait
 
 
 def _qkv(ctx: Ctx) -> tuple[Shape | None, Shape | None, Shape | None]:
@@ -135,7 +136,9 @@ def macs_attention(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
     return steps_q * steps_v * (query[-1] + value[-1])
 
 
-register("MultiHeadAttention", "attention", shape_mha, params=params_mha, macs=macs_mha,
+register("MultiHeadAttention", "attention", shape_mha, traits=(Trait.ATTENTION,), params=params_mha,
+         macs=macs_mha,
          field=field_global, initializer_key="kernel_initializer")
-register(["Attention", "AdditiveAttention"], "attention", shape_attention, params=params_attention,
+register(["Attention", "AdditiveAttention"], "attention", shape_attention, traits=(Trait.ATTENTION,),
+         params=params_attention,
          macs=macs_attention, field=field_global)

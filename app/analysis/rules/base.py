@@ -27,6 +27,7 @@ from fractions import Fraction
 from typing import Any
 
 from app.analysis.graph import AxisField, ReceptiveField, Shape
+from app.analysis.traits import Merge, Trait
 from app.errors import InvalidArchitecture
 
 Params = tuple[int | None, int | None]
@@ -107,16 +108,44 @@ class Rule:
     activation: ActivationFn = no_activation
     initializer_key: str | None = None
     fans: Callable[[Ctx], tuple[int | None, int | None]] | None = None
+    traits: frozenset[Trait] = frozenset()
+    merge: Merge | None = None
+    merge_of: Callable[[dict[str, Any]], Merge | None] | None = None
+    scale_of: Callable[[dict[str, Any]], float | None] | None = None
+    """For SCALE layers: the constant factor the layer multiplies by at initialization."""
+
+    def merge_mode(self, config: dict[str, Any]) -> Merge | None:
+        """How this layer combines tensors (None: it does not), from its config where the
+        class alone does not say (a tf.keras ``TFOpLambda`` names its function there)."""
+        if self.merge_of is not None:
+            return self.merge_of(config)
+        return self.merge
 
 
 REGISTRY: dict[str, Rule] = {}
 
 
-def register(class_names: str | Sequence[str], family: str, shape: ShapeFn, **kwargs: Any) -> None:
-    """Register one rule under one or several Keras class names."""
+def register(
+    class_names: str | Sequence[str],
+    family: str,
+    shape: ShapeFn,
+    *,
+    traits: Sequence[Trait],
+    **kwargs: Any,
+) -> None:
+    """Register one rule under one or several Keras class names.
+
+    ``traits`` say what the class is (at least one; see :mod:`app.analysis.traits`); merging
+    layers also give ``merge`` (or ``merge_of``, read from the config).
+    """
+    if not traits:
+        raise ValueError(f"{class_names!r}: a rule declares at least one trait")
     names = [class_names] if isinstance(class_names, str) else list(class_names)
+    trait_set = frozenset(traits)
+    if (Trait.MERGE in trait_set) != ("merge" in kwargs or "merge_of" in kwargs):
+        raise ValueError(f"{class_names!r}: a MERGE rule (and only one) declares its merge mode")
     for name in names:
-        REGISTRY[name] = Rule(class_name=name, family=family, shape=shape, **kwargs)
+        REGISTRY[name] = Rule(class_name=name, family=family, shape=shape, traits=trait_set, **kwargs)
 
 
 # -- config readers ----------------------------------------------------------------------

@@ -42,6 +42,7 @@ from app.analysis.rules.base import (
     union_fields,
     with_spatial,
 )
+from app.analysis.traits import Trait
 
 RANKS = {
     "Conv1D": 1, "Conv2D": 2, "Conv3D": 3,
@@ -296,6 +297,16 @@ def fans_convolution(ctx: Ctx) -> tuple[int | None, int | None]:
     return (None if channels is None else window * channels // _groups(ctx)), window * filters
 
 
+def _traits(name: str) -> tuple[Trait, ...]:
+    if "Transpose" in name:
+        return (Trait.KERNEL, Trait.SPATIAL_KERNEL, Trait.TRANSPOSED, Trait.UPSAMPLING)
+    if name.startswith("Separable"):
+        return (Trait.KERNEL, Trait.SPATIAL_KERNEL, Trait.DEPTHWISE, Trait.SEPARABLE)
+    if name.startswith("Depthwise"):
+        return (Trait.KERNEL, Trait.SPATIAL_KERNEL, Trait.DEPTHWISE)
+    return (Trait.KERNEL, Trait.SPATIAL_KERNEL)
+
+
 def _initializer_key(name: str) -> str:
     if name.startswith("Depthwise"):
         return "depthwise_initializer"
@@ -315,4 +326,5 @@ for _name in RANKS:
         activation=activation_convolution,
         initializer_key=_initializer_key(_name),
         fans=fans_convolution,
+        traits=_traits(_name),
     )

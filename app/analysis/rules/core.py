@@ -14,6 +14,8 @@ receptive field is global.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from app.analysis.graph import Shape
 from app.analysis.rules.base import (
@@ -27,6 +29,7 @@ from app.analysis.rules.base import (
     register,
 )
 from app.analysis.rules.normalization import shape_identity
+from app.analysis.traits import Trait
 
 
 def shape_input(ctx: Ctx) -> list[Shape | None]:
@@ -197,13 +200,24 @@ def params_layer_scale(ctx: Ctx) -> Params:
     return positive_int(ctx, "projection_dim"), 0
 
 
-register("InputLayer", "core", shape_input)
-register("Identity", "core", shape_identity)
-register("Dense", "core", shape_dense, params=params_dense, macs=macs_dense, field=field_mixing,
+register("InputLayer", "core", shape_input, traits=(Trait.INPUT,))
+register("Identity", "core", shape_identity, traits=(Trait.IDENTITY,))
+register("Dense", "core", shape_dense, traits=(Trait.KERNEL, Trait.DENSE),
+         params=params_dense, macs=macs_dense, field=field_mixing,
          activation=activation_dense, initializer_key="kernel_initializer", fans=fans_dense)
-register("EinsumDense", "core", shape_einsum_dense, params=params_einsum_dense, macs=macs_einsum_dense,
+register("EinsumDense", "core", shape_einsum_dense, traits=(Trait.KERNEL, Trait.DENSE),
+         params=params_einsum_dense, macs=macs_einsum_dense,
          field=field_mixing, activation=activation_dense, initializer_key="kernel_initializer")
-register("Embedding", "core", shape_embedding, params=params_embedding,
+register("Embedding", "core", shape_embedding, traits=(Trait.EMBEDDING,), params=params_embedding,
          initializer_key="embeddings_initializer")
-register("LayerScale", "core", shape_identity, params=params_layer_scale)
-register("CustomScaleLayer", "core", shape_identity)
+def _config_number(key: str) -> Callable[[dict[str, Any]], float | None]:
+    def read(config: dict[str, Any]) -> float | None:
+        value = config.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    return read
+
+
+register("LayerScale", "core", shape_identity, traits=(Trait.SCALE,), params=params_layer_scale,
+         scale_of=_config_number("init_values"))
+register("CustomScaleLayer", "core", shape_identity, traits=(Trait.SCALE,), scale_of=_config_number("scale"))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from app.analysis.graph import ReceptiveField, Shape
 from app.analysis.rules.base import Ctx, product, register, union_fields
+from app.analysis.traits import Merge, Trait
 
 ELEMENTWISE = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
@@ -143,7 +144,15 @@ def field_merge(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField
     return union_fields(fields, ctx.input_names or [f"input {i}" for i in range(len(fields))])
 
 
+MERGE_MODES: dict[str, Merge] = {
+    "Add": Merge.SUM, "Subtract": Merge.SUM, "Average": Merge.AVERAGE, "Multiply": Merge.PRODUCT,
+    "Maximum": Merge.SELECT, "Minimum": Merge.SELECT, "Concatenate": Merge.CONCAT, "Dot": Merge.DOT,
+}
+
 for _name in ELEMENTWISE:
-    register(_name, "merging", shape_elementwise, field=field_merge)
-register("Concatenate", "merging", shape_concatenate, field=field_merge)
-register("Dot", "merging", shape_dot, macs=macs_dot, field=field_merge)
+    register(_name, "merging", shape_elementwise, field=field_merge, traits=(Trait.MERGE,),
+             merge=MERGE_MODES[_name])
+register("Concatenate", "merging", shape_concatenate, field=field_merge, traits=(Trait.MERGE,),
+         merge=Merge.CONCAT)
+register("Dot", "merging", shape_dot, macs=macs_dot, field=field_merge, traits=(Trait.MERGE,),
+         merge=Merge.DOT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from app.analysis.graph import Shape
 from app.analysis.rules.base import Ctx, Params, boolean, positive_int, product, register
+from app.analysis.traits import Trait
 
 
 def shape_identity(ctx: Ctx) -> list[Shape | None]:
@@ -85,8 +86,11 @@ def shape_unit_normalization(ctx: Ctx) -> list[Shape | None]:
     return [ctx.shape]
 
 
-register("BatchNormalization", "normalization", shape_identity,
+_NORMALIZATION = (Trait.NORMALIZATION,)
+register("BatchNormalization", "normalization", shape_identity, traits=_NORMALIZATION,
          params=params_batch_normalization)
-register("LayerNormalization", "normalization", shape_identity, params=params_layer_normalization)
-register("GroupNormalization", "normalization", shape_identity, params=params_group_normalization)
-register("UnitNormalization", "normalization", shape_unit_normalization)
+register("LayerNormalization", "normalization", shape_identity, traits=_NORMALIZATION,
+         params=params_layer_normalization)
+register("GroupNormalization", "normalization", shape_identity, traits=_NORMALIZATION,
+         params=params_group_normalization)
+register("UnitNormalization", "normalization", shape_unit_normalization, traits=_NORMALIZATION)

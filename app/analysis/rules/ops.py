@@ -25,6 +25,7 @@ from app.analysis.rules.base import (
     union_fields,
 )
 from app.analysis.rules.merging import broadcast
+from app.analysis.traits import Merge, Trait
 
 UNARY = {
     "relu": "relu", "relu6": "relu6", "silu": "silu", "swish": "silu", "gelu": "gelu",
@@ -205,6 +206,17 @@ def _keras3_rule(op: str) -> dict[str, Any]:
     }
 
 
+#: Keras 3 op classes that combine tensors, and how (the same modes as the merging layers).
+KERAS3_MERGES: dict[str, Merge] = {
+    "Add": Merge.SUM, "Subtract": Merge.SUM, "Multiply": Merge.PRODUCT, "Maximum": Merge.SELECT,
+    "Minimum": Merge.SELECT, "Concatenate": Merge.CONCAT,
+}
+
 for _class_name, _op in KERAS3_OPS.items():
     _rule = _keras3_rule(_op)
-    register("ops." + _class_name, "ops", _rule.pop("shape"), **_rule)
+    _merge = KERAS3_MERGES.get(_class_name)
+    if _merge is None:
+        register("ops." + _class_name, "ops", _rule.pop("shape"), traits=(Trait.OPERATION,), **_rule)
+    else:
+        register("ops." + _class_name, "ops", _rule.pop("shape"), traits=(Trait.OPERATION, Trait.MERGE),
+                 merge=_merge, **_rule)

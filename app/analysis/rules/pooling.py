@@ -29,6 +29,7 @@ from app.analysis.rules.base import (
     with_spatial,
 )
 from app.analysis.rules.convolution import window_ops
+from app.analysis.traits import Trait
 
 POOLING = {}
 GLOBAL_POOLING = {}
@@ -91,6 +92,7 @@ def field_global_pooling(ctx: Ctx, fields: list[ReceptiveField | None]) -> Recep
 
 
 for _name in POOLING:
-    register(_name, "pooling", shape_pooling, field=field_pooling)
+    register(_name, "pooling", shape_pooling, field=field_pooling, traits=(Trait.POOLING,))
 for _name in GLOBAL_POOLING:
-    register(_name, "pooling", shape_global_pooling, field=field_global_pooling)
+    register(_name, "pooling", shape_global_pooling, field=field_global_pooling,
+             traits=(Trait.GLOBAL_POOLING,))

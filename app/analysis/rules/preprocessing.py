@@ -31,6 +31,7 @@ from app.analysis.rules.base import (
     with_spatial,
 )
 from app.analysis.rules.normalization import normalized_axes, shape_identity
+from app.analysis.traits import Trait
 
 RANDOM_IDENTITY = (
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
@@ -123,11 +124,17 @@ def shape_random_size(ctx: Ctx) -> list[Shape | None]:
     return [tuple(dims)]
 
 
-register("Rescaling", "preprocessing", shape_identity)
-register(["RandomHeight", "RandomWidth"], "preprocessing", shape_random_size, field=field_resize_unknown)
-register("Normalization", "preprocessing", shape_identity, params=params_normalization)
-register("Resizing", "preprocessing", shape_resize, field=field_resize)
-register("CenterCrop", "preprocessing", shape_center_crop, field=field_resize)
-register("RandomCrop", "preprocessing", shape_center_crop, field=field_resize)
+_PREPROCESSING = (Trait.PREPROCESSING,)
+_AUGMENTATION = (Trait.PREPROCESSING, Trait.REGULARIZATION, Trait.IDENTITY)
+register("Rescaling", "preprocessing", shape_identity, traits=_PREPROCESSING)
+register(["RandomHeight", "RandomWidth"], "preprocessing", shape_random_size, field=field_resize_unknown,
+         traits=(Trait.PREPROCESSING, Trait.REGULARIZATION, Trait.RESIZING))
+register("Normalization", "preprocessing", shape_identity, params=params_normalization, traits=_PREPROCESSING)
+register("Resizing", "preprocessing", shape_resize, field=field_resize,
+         traits=(Trait.PREPROCESSING, Trait.RESIZING))
+register("CenterCrop", "preprocessing", shape_center_crop, field=field_resize,
+         traits=(Trait.PREPROCESSING, Trait.RESIZING))
+register("RandomCrop", "preprocessing", shape_center_crop, field=field_resize,
+         traits=(Trait.PREPROCESSING, Trait.REGULARIZATION, Trait.RESIZING))
 for _name in RANDOM_IDENTITY:
-    register(_name, "preprocessing", shape_identity)
+    register(_name, "preprocessing", shape_identity, traits=_AUGMENTATION)

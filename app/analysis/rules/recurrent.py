@@ -33,6 +33,7 @@ from app.analysis.rules.base import (
     register,
     require_rank,
 )
+from app.analysis.traits import Trait
 
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 CONV_LSTM = {"ConvLSTM1D": 1, "ConvLSTM2D": 2, "ConvLSTM3D": 3}
@@ -300,6 +301,7 @@ for _name in GATES:
         activation=activation_rnn,
         initializer_key="kernel_initializer",
         fans=fans_rnn,
+        traits=(Trait.RECURRENT,),
     )
 for _name in CONV_LSTM:
     register(
@@ -312,6 +314,7 @@ for _name in CONV_LSTM:
         activation=activation_rnn,
         initializer_key="kernel_initializer",
         fans=fans_conv_lstm,
+        traits=(Trait.RECURRENT,),
     )
 register(
     "Bidirectional",
@@ -322,6 +325,7 @@ register(
     field=field_global,
     activation=activation_wrapped,
     fans=fans_wrapped,
+    traits=(Trait.RECURRENT, Trait.WRAPPER),
 )
 register(
     "TimeDistributed",
@@ -332,4 +336,5 @@ register(
     field=field_time_distributed,
     activation=activation_wrapped,
     fans=fans_wrapped,
+    traits=(Trait.WRAPPER,),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from app.analysis.rules.base import register
 from app.analysis.rules.normalization import shape_identity
+from app.analysis.traits import Trait
 
 REGULARIZATION = (
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
@@ -17,4 +18,4 @@ REGULARIZATION = (
 )
 
 for _name in REGULARIZATION:
-    register(_name, "regularization", shape_identity)
+    register(_name, "regularization", shape_identity, traits=(Trait.REGULARIZATION, Trait.IDENTITY))

@@ -34,6 +34,7 @@ from app.analysis.rules.base import (
     union_fields,
     with_spatial,
 )
+from app.analysis.traits import Trait
 
 SPATIAL_RANK = {
     "ZeroPadding1D": 1, "ZeroPadding2D": 2, "ZeroPadding3D": 3,
@@ -240,14 +241,15 @@ def field_upsampling(ctx: Ctx, fields: list[ReceptiveField | None]) -> Receptive
     return apply_ops(union_fields(fields, ["input"]), ops)
 
 
-register("Flatten", "reshaping", shape_flatten, field=field_flatten)
-register("Reshape", "reshaping", shape_reshape, field=field_reshape)
-register("Permute", "reshaping", shape_permute, field=field_permute)
-register("RepeatVector", "reshaping", shape_repeat_vector)
+_RESHAPE = (Trait.RESHAPE,)
+register("Flatten", "reshaping", shape_flatten, field=field_flatten, traits=(Trait.RESHAPE, Trait.FLATTEN))
+register("Reshape", "reshaping", shape_reshape, field=field_reshape, traits=_RESHAPE)
+register("Permute", "reshaping", shape_permute, field=field_permute, traits=_RESHAPE)
+register("RepeatVector", "reshaping", shape_repeat_vector, traits=_RESHAPE)
 for _name, _rank in SPATIAL_RANK.items():
     if _name.startswith("ZeroPadding"):
-        register(_name, "reshaping", shape_zero_padding, field=field_zero_padding)
+        register(_name, "reshaping", shape_zero_padding, field=field_zero_padding, traits=(Trait.PADDING,))
     elif _name.startswith("Cropping"):
-        register(_name, "reshaping", shape_cropping, field=field_cropping)
+        register(_name, "reshaping", shape_cropping, field=field_cropping, traits=(Trait.CROPPING,))
     else:
-        register(_name, "reshaping", shape_upsampling, field=field_upsampling)
+        register(_name, "reshaping", shape_upsampling, field=field_upsampling, traits=(Trait.UPSAMPLING,))

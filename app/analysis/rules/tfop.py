@@ -16,6 +16,7 @@ from typing import Any
 from app.analysis.graph import ReceptiveField, Shape
 from app.analysis.rules.base import Ctx, UnsupportedVariant, register
 from app.analysis.rules.ops import BINARY, REDUCTIONS, UNARY, op_activation, op_field, op_macs, op_shape
+from app.analysis.traits import Trait
 
 ALIASES = {
     "truediv": "divide", "divide": "divide", "div": "divide", "realdiv": "divide",
@@ -62,4 +63,4 @@ def activation_tfop(ctx: Ctx) -> str | None:
 
 
 register("TFOpLambda", "tfop", shape_tfop, macs=macs_tfop, field=field_tfop,
-         activation=activation_tfop)
+         activation=activation_tfop, traits=(Trait.OPERATION,))

@@ -1,0 +1,78 @@
+"""The rule registry is the one source of layer knowledge: every registered class declares what
+it is (traits), and the code that used to keep its own class lists reads the traits instead."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from app.analysis.rules import REGISTRY, lookup, registered_class_names, traits_of
+from app.analysis.traits import RESIDUAL_MERGES, SKIP_MERGES, Merge, Trait
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("class_name", registered_class_names())
+def test_every_registered_class_declares_consistent_traits(class_name: str) -> None:
+    rule = REGISTRY[class_name]
+    traits = rule.traits
+    assert traits, f"{class_name} declares no trait"
+    assert (Trait.MERGE in traits) == (rule.merge is not None or rule.merge_of is not None)
+    if Trait.TRANSPOSED in traits:
+        assert {Trait.SPATIAL_KERNEL, Trait.UPSAMPLING} <= traits
+    if Trait.SEPARABLE in traits or Trait.DEPTHWISE in traits:
+        assert Trait.SPATIAL_KERNEL in traits
+    if Trait.SPATIAL_KERNEL in traits and Trait.RECURRENT not in traits:
+        assert Trait.KERNEL in traits and rule.fans is not None, "the gradient model needs the fans"
+    if Trait.SCALE in traits:
+        assert rule.scale_of is not None
+    if Trait.FLATTEN in traits:
+        assert Trait.RESHAPE in traits
+    if class_name.startswith("ops."):
+        assert Trait.OPERATION in traits
+
+
+def test_merge_modes_follow_the_keras_semantics() -> None:
+    assert lookup("Add", None).merge is Merge.SUM
+    assert lookup("Add", "keras.src.ops.numpy").merge is Merge.SUM  # the Keras 3 op x + y
+    assert lookup("Multiply", None).merge not in RESIDUAL_MERGES  # gating, not a shortcut
+    assert lookup("Concatenate", None).merge in SKIP_MERGES
+    assert lookup("Maximum", None).merge in RESIDUAL_MERGES and lookup("Maximum", None).merge not in SKIP_MERGES
+
+
+def test_traits_of_class_names_from_reports() -> None:
+    assert Trait.MODEL in traits_of("Sequential")
+    assert traits_of("NoSuchLayer") == frozenset()
+    assert Trait.POOLING in traits_of("MaxPool2D")  # the alias Keras also accepts
+
+
+# Modules that may name Keras classes: the registry itself, the allowlist (security: exact
+# (module, class) pairs), parsing the config format, and the worker/ingest code that reads
+# Keras's serialization format.
+_ALLOWED_TO_NAME_CLASSES = ("app/analysis/rules/", "app/security/", "app/analysis/parse.py",
+                            "app/ingest/", "app/worker/", "app/analysis/traits.py")
+_LAYER_CLASSES = {name for name in registered_class_names() if not name.startswith("ops.")}
+
+
+def test_no_module_outside_the_registry_keeps_a_list_of_layer_classes() -> None:
+    """A set, tuple or list literal of two or more registered class names outside the registry is
+    a second source of layer knowledge: ask the rule for a trait instead."""
+    offenders = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith(_ALLOWED_TO_NAME_CLASSES):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Set, ast.Tuple, ast.List)):
+                names = {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+                known = names & _LAYER_CLASSES
+                if len(known) >= 2:
+                    offenders.append(f"{relative}:{node.lineno}: {sorted(known)}")
+            if isinstance(node, ast.Compare) and any(
+                isinstance(c, ast.Constant) and c.value in _LAYER_CLASSES - {"InputLayer"} for c in node.comparators
+            ):
+                offenders.append(f"{relative}:{node.lineno}: compares with a class name")
+    assert not offenders, "class-name lists outside the rule registry:\n" + "\n".join(offenders)
