@@ -23,11 +23,9 @@ Nothing here knows about HTTP. Example::
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
@@ -37,12 +35,18 @@ from app.architectures.service import get_or_create
 from app.config import Settings
 from app.db import EncodedDocument
 from app.errors import InvalidJSON, ValidationFailed
-from app.ingest import check_model_config, ingest_bytes, parse_json_bytes
+from app.ingest import ingest_bytes, ingest_config, parse_json_bytes
+from app.ingest.shapes import parse_input_shape
 from app.models import Architecture, Job
 from app.models.base import new_id, utcnow
-from app.security import check_report_limits, check_static_limits, validate_architecture
+from app.security import check_report_limits
+from app.security.gate import gate_architecture
 
 InputShape = list[int | None]
+#: What a client may send as an override; ``app.ingest.shapes.parse_input_shape`` checks it.
+InputShapeIn = list[Any] | dict[str, list[Any]] | str
+#: What is stored and analysed: one shape, or one per named input.
+InputShapes = list[int | None] | dict[str, list[int | None]]
 
 
 class AnalysisCreate(BaseModel):
@@ -53,11 +57,13 @@ class AnalysisCreate(BaseModel):
     architecture: dict[str, Any] | str = Field(
         description="The Keras model JSON: the object, or the string `model.to_json()` returns."
     )
-    input_shape: InputShape | None = Field(
+    input_shape: InputShapeIn | None = Field(
         default=None,
-        min_length=1,
-        max_length=4,
-        description="Override of the input shape without the batch dimension, e.g. [224, 224, 3].",
+        description=(
+            "Override of the input shape without the batch dimension, e.g. [224, 224, 3] (also "
+            "\"224,224,3\"), or per input name for a model with several inputs: "
+            "{\"image\": [224, 224, 3], \"mask\": [224, 224, 1]}."
+        ),
     )
     name: str | None = Field(default=None, max_length=300)
     measure_gradients: bool = Field(
@@ -88,7 +94,7 @@ class AnalysisRequest:
     """What an analysis is asked for, whatever the body's format."""
 
     architecture: Prepared
-    input_shape: InputShape | None
+    input_shape: InputShapes | None
     name: str | None
     measure_gradients: bool
 
@@ -120,94 +126,53 @@ def prepare_json_body(body: bytes, settings: Settings) -> AnalysisRequest:
     architecture = request.architecture
     if isinstance(architecture, str):  # the string model.to_json() returns
         architecture = parse_json_bytes(architecture.encode("utf-8"), settings)
-    prepared = prepare_config(check_model_config(architecture, source="model JSON"), settings)
+    prepared = prepare_config(architecture, settings)
     return AnalysisRequest(
-        architecture=prepared, input_shape=normalise_input_shape(request.input_shape),
+        architecture=prepared, input_shape=parse_input_shape(request.input_shape, settings),
         name=request.name, measure_gradients=request.measure_gradients,
     )
 
 
-def prepare_config(config: dict[str, Any], settings: Settings) -> Prepared:
-    """A parsed JSON model config: gated, then identified by its canonical form."""
-    config = gate(config, settings)
-    name = config["config"].get("name")
-    sha256, byte_size = canonical_identity(config)
-    return Prepared(
-        format="json", config=config, name=name[:300] if isinstance(name, str) else None,
-        has_weights=False, sha256=sha256, byte_size=byte_size,
-    )
-
-
-def canonical_identity(config: dict[str, Any]) -> tuple[str, int]:
-    """(sha256, size) of a JSON model's canonical form: compact, keys sorted.
-
-    The same model sent as an object, as a string or as a ``.json`` file, with any whitespace
-    or key order, is the same content (the hash is
-    :func:`app.ingest.service.canonical_json_sha256`'s); the size counts the form with
-    non-ASCII characters escaped. One serialisation gives both.
-
-    >>> from app.ingest.service import canonical_json_sha256
-    >>> config = {"b": "\u00e9", "a": [1, 2.5e-05]}
-    >>> canonical_identity(config) == (canonical_json_sha256(config), len(json.dumps(
-    ...     config, sort_keys=True, separators=(",", ":"))))
-    True
-    """
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    encoded = text.encode("utf-8")
-    size = len(encoded)
-    if size != len(text):  # non-ASCII: each character is escaped as one or two \uXXXX
-        size = sum(1 if ord(c) < 0x80 else 6 if ord(c) < 0x10000 else 12 for c in text)
-    return hashlib.sha256(encoded).hexdigest(), size
+def prepare_config(config: Any, settings: Settings) -> Prepared:
+    """A parsed JSON model config: checked, gated (one walk), identified by the canonical form
+    of what the gate kept."""
+    ingested = ingest_config(config, settings)
+    return Prepared(format="json", config=ingested.config, name=ingested.name, has_weights=False,
+                    sha256=ingested.sha256, byte_size=ingested.byte_size)
 
 
 def prepare_file(path: Path, *, filename: str | None, settings: Settings, sha256: str | None = None,
                  keep: bool = True) -> Prepared:
-    """A model file (``.keras``, ``.h5`` or ``.json``): read once by :mod:`app.ingest`, gated.
+    """A model file (``.keras``, ``.h5`` or ``.json``): read and gated once by :mod:`app.ingest`.
 
     ``sha256`` may pass the hash computed while the file streamed in. With ``keep`` the file
     is the upload to store as the architecture's blob (workers load weights from it).
     """
     ingested = ingest_bytes(path, filename=filename, settings=settings, sha256=sha256)
-    config = gate(ingested.config, settings)
     return Prepared(
-        format=ingested.format, config=config, name=ingested.name, has_weights=ingested.has_weights,
+        format=ingested.format, config=ingested.config, name=ingested.name, has_weights=ingested.has_weights,
         sha256=ingested.sha256, byte_size=ingested.byte_size, upload_path=path if keep else None,
     )
-
-
-def normalise_input_shape(input_shape: InputShape | None) -> InputShape | None:
-    """Check an ``input_shape`` override (without the batch dimension)."""
-    if input_shape is None:
-        return None
-    for dim in input_shape:
-        if dim is not None and not (1 <= dim <= 1_000_000):
-            raise ValidationFailed(
-                f"input_shape dimensions must be integers from 1 to 1000000 or null. "
-                f"Received: input_shape={input_shape}"
-            )
-    return list(input_shape)
 
 
 # -- gate ----------------------------------------------------------------------------------------
 
 
 def gate(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The static safety gate: allowlisted objects only, within the static resource limits.
+    """The static safety gate, one walk: allowlist, unneeded keys dropped, static limits.
 
-    Returns the config to store, hash and analyse.
+    Returns the sanitised config to store, hash and analyse (the jobs' second gate).
     """
-    validate_architecture(config, settings)
-    check_static_limits(config, settings)
-    return config
+    return gate_architecture(config, settings)
 
 
 # -- analyse -------------------------------------------------------------------------------------
 
 
-def analyse(config: dict[str, Any], input_shape: InputShape | None, name: str | None,
+def analyse(config: dict[str, Any], input_shape: InputShapes | None, name: str | None,
             settings: Settings) -> dict[str, Any]:
     """The static analysis of a gated config, within the report-level limits (the report)."""
-    report = analyze(config, input_shape=input_shape, name=name)
+    report = analyze(config, input_shape=cast(Any, input_shape), name=name)  # per-input dicts too
     check_report_limits(report, settings)
     return report
 
@@ -218,7 +183,7 @@ def encode(report: dict[str, Any]) -> EncodedDocument:
     return EncodedDocument.encode(report)
 
 
-def analyse_file(path: Path, *, input_shape: InputShape | None = None, name: str | None = None,
+def analyse_file(path: Path, *, input_shape: InputShapes | None = None, name: str | None = None,
                  settings: Settings) -> dict[str, Any]:
     """``convlens analyze``: prepare, gate and analyse a file in this process (nothing stored)."""
     prepared = prepare_file(path, filename=path.name, settings=settings, keep=False)

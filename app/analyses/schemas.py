@@ -6,13 +6,15 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from app.architectures.schemas import ArchitectureOut
-from app.pipeline import AnalysisCreate
+from app.pipeline import AnalysisCreate, InputShapeIn, InputShapes
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 InputShape = list[int | None]
+InputShapeOut = InputShapes
 
-__all__ = ["AnalysisCreate", "AnalysisListItem", "AnalysisOut", "AnalysisPage", "InputShape", "JobStatus"]
+__all__ = ["AnalysisCreate", "AnalysisListItem", "AnalysisOut", "AnalysisPage", "InputShape", "InputShapeIn",
+           "InputShapeOut", "JobStatus"]
 
 
 class ProblemOut(BaseModel):
@@ -28,7 +30,7 @@ class AnalysisOut(BaseModel):
     status: JobStatus
     name: str | None
     architecture: ArchitectureOut
-    input_shape: InputShape | None = None
+    input_shape: InputShapeOut | None = None
     report: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     progress: float = 0.0

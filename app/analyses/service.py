@@ -39,7 +39,7 @@ from app.architectures import service as architectures_service
 from app.config import Settings
 from app.db import EncodedDocument, enqueue, session_scope
 from app.errors import DomainError, NotFound, ValidationFailed
-from app.ingest import parse_json_bytes
+from app.ingest.shapes import parse_input_shape
 from app.models import Architecture, Job
 
 log = logging.getLogger("convlens.analyses")
@@ -170,7 +170,7 @@ def _prepare_form(form: MultipartForm, settings: Settings) -> pipeline.AnalysisR
     and ``measure_gradients`` fields."""
     if form.file is None:
         raise ValidationFailed("The multipart body needs a 'file' part with the model file.")
-    input_shape = _form_input_shape(form.fields.get("input_shape"), settings)
+    input_shape = parse_input_shape(form.fields.get("input_shape"), settings)
     name = form.fields.get("name") or None
     if name is not None and len(name) > 300:
         raise ValidationFailed("name must be at most 300 characters.")
@@ -178,26 +178,8 @@ def _prepare_form(form: MultipartForm, settings: Settings) -> pipeline.AnalysisR
     upload = form.file
     prepared = pipeline.prepare_file(upload.path, filename=upload.filename, settings=settings,
                                      sha256=upload.sha256)
-    try:
-        shape = pipeline.normalise_input_shape(input_shape)
-    except BaseException:
-        prepared.discard()
-        raise
-    return pipeline.AnalysisRequest(architecture=prepared, input_shape=shape, name=name,
+    return pipeline.AnalysisRequest(architecture=prepared, input_shape=input_shape, name=name,
                                     measure_gradients=measure)
-
-
-def _form_input_shape(text: str | None, settings: Settings) -> list[int | None] | None:
-    if text is None or not text.strip():
-        return None
-    value = parse_json_bytes(text.encode("utf-8"), settings)
-    if not isinstance(value, list) or not 1 <= len(value) <= 4 or not all(
-        v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in value
-    ):
-        raise ValidationFailed(
-            f"input_shape must be a JSON list of 1 to 4 integers or nulls. Received: input_shape={text[:100]!r}"
-        )
-    return value
 
 
 def queue_instead(session: Session, window: SyncWindow, *, settings: Settings, tenant_id: str,

@@ -10,7 +10,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from app.config import Settings
 from app.db import enqueue
 from app.errors import InvalidJSON, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from app.ingest import parse_json_bytes
+from app.ingest.npz import inspect_npz
+from app.ingest.shapes import parse_input_shape
 from app.jobs import repository as jobs
 from app.models import Job
 from app.models.base import new_id, utcnow
@@ -67,15 +68,7 @@ def _form_values(fields: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, text in fields.items():
         text = text.strip()
-        if key in ("input_shape",):
-            try:
-                values[key] = json.loads(text) if text else None
-            except json.JSONDecodeError as exc:
-                raise ValidationFailed(
-                    f"input_shape must be a JSON list. Received: {text[:100]!r}"
-                ) from exc
-        else:
-            values[key] = text if text != "" else None
+        values[key] = text if text != "" else None  # input_shape text: parse_input_shape reads it
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -106,7 +99,7 @@ def create(
             "A dataset_file was uploaded but dataset is 'synthetic'. Send dataset=npz."
         )
     analysis_id = None
-    input_shape = request.input_shape
+    input_shape = parse_input_shape(request.input_shape, settings)
     if request.analysis_id is not None:
         analysis = analyses.get(session, tenant_id, request.analysis_id)
         if analysis is None:
@@ -139,6 +132,7 @@ def create(
             raise PayloadTooLarge(
                 f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes"
             )
+        inspect_npz(dataset_file, settings)  # from its headers, before anything is stored
         target_dir = settings.data_dir / "datasets"
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / f"{job_id}.npz"

@@ -36,11 +36,11 @@ def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str, original: Any, call
 def test_a_request_parses_its_body_once(client, settings, monkeypatch) -> None:
     from app.analysis import analyze
     from app.ingest.jsonparse import parse_json_bytes
-    from app.security import check_static_limits, validate_architecture
+    from app.security.gate import gate_architecture
 
     calls: Counter[str] = Counter()
-    for name, original in (("parse_json_bytes", parse_json_bytes), ("validate_architecture", validate_architecture),
-                           ("check_static_limits", check_static_limits), ("analyze", analyze)):
+    for name, original in (("parse_json_bytes", parse_json_bytes), ("gate_architecture", gate_architecture),
+                           ("analyze", analyze)):
         _count_calls(monkeypatch, name, original, calls)
     dumped: list[Any] = []
     real_dumps = orjson.dumps
@@ -55,7 +55,7 @@ def test_a_request_parses_its_body_once(client, settings, monkeypatch) -> None:
 
     response = client.post("/v1/analyses", json={"architecture": seed_config(3), "name": "once"})
     assert response.status_code == 201, response.text[:500]
-    assert calls == {"parse_json_bytes": 1, "validate_architecture": 1, "check_static_limits": 1, "analyze": 1}
+    assert calls == {"parse_json_bytes": 1, "gate_architecture": 1, "analyze": 1}
     body = response.json()
     # The report was serialised once, and the database holds exactly those bytes.
     reports = [value for value in dumped if isinstance(value, dict) and "summary" in value]
