@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.responses import dumps
 from app.architectures import repository
 from app.config import Settings
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.models import Architecture
+from app.models.base import new_id, utcnow
 
 
 def get_or_create(
@@ -33,34 +33,27 @@ def get_or_create(
     An uploaded file is moved to ``<data_dir>/blobs/<sha256>.<format>`` (the workers load
     weights from it); the same content uploaded twice is stored once.
     """
-    existing = repository.get_by_sha(session, tenant_id, sha256)
-    if existing is not None:
+    blob_path = str(settings.blob_dir / f"{sha256}.{fmt}") if upload_path is not None else None
+    architecture = Architecture(
+        id=new_id(), tenant_id=tenant_id, sha256=sha256, format=fmt, name=name, byte_size=byte_size,
+        config=config, has_weights=has_weights, blob_path=blob_path, created_at=utcnow(),
+    )
+    # One statement in the common case (new content): INSERT ... ON CONFLICT DO NOTHING.
+    if not repository.insert_if_new(session, architecture):
         if upload_path is not None:
             upload_path.unlink(missing_ok=True)
+        existing = repository.get_by_sha(session, tenant_id, sha256)
+        if existing is None:  # deleted between the two statements
+            raise Conflict("The architecture changed while it was being stored; send the request again.")
         return existing
-    blob_path: str | None = None
-    if upload_path is not None:
+    if upload_path is not None and blob_path is not None:
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
-        target = settings.blob_dir / f"{sha256}.{fmt}"
-        if target.exists():
+        target = Path(blob_path)
+        if target.exists():  # the same file, stored for another tenant
             upload_path.unlink(missing_ok=True)
         else:
             upload_path.replace(target)
-        blob_path = str(target)
-    architecture = Architecture(
-        tenant_id=tenant_id, sha256=sha256, format=fmt, name=name, byte_size=byte_size,
-        config=config, has_weights=has_weights, blob_path=blob_path,
-    )
-    try:
-        with session.begin_nested():
-            session.add(architecture)
-            session.flush()
-    except IntegrityError:  # the same content arrived concurrently
-        existing = repository.get_by_sha(session, tenant_id, sha256)
-        if existing is None:
-            raise
-        return existing
-    return architecture
+    return repository.attach(session, architecture)
 
 
 def get(session: Session, tenant_id: str, architecture_id: str) -> Architecture:
