@@ -154,7 +154,8 @@ class SQLiteWriteLock:
     def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
         self.path = path
         self.timeout_s = timeout_s
-        self._thread_lock = threading.RLock()
+        self._slot = threading.Semaphore(1)  # any thread may give it back
+        self._owner: int | None = None  # the thread holding it (it may take it again)
         self._holders: dict[int, int] = {}  # id(dbapi connection) -> 1 while it holds the lock
         self._depth = 0
         self._fd = -1
@@ -162,7 +163,7 @@ class SQLiteWriteLock:
         self._reopen()
 
     def _reopen(self) -> None:
-        self._thread_lock = threading.RLock()
+        self._slot, self._owner = threading.Semaphore(1), None
         self._holders, self._depth = {}, 0
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
@@ -185,6 +186,10 @@ class SQLiteWriteLock:
 
         dialect.do_commit = do_commit  # type: ignore[method-assign]
         dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+        # A connection that leaves without COMMIT or ROLLBACK (invalidated, returned) lets go too.
+        event.listen(engine, "checkin", lambda dbapi_connection, _record: self.release(dbapi_connection))
+        event.listen(engine, "invalidate",
+                     lambda dbapi_connection, _record, _exc: self.release(dbapi_connection))
 
     def _before_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if statement.lstrip()[:9].upper().startswith(self.WRITES):
@@ -194,14 +199,17 @@ class SQLiteWriteLock:
         key = id(dbapi_connection)
         if key in self._holders:
             return
-        deadline = time.monotonic() + self.timeout_s
-        if not self._thread_lock.acquire(timeout=self.timeout_s):
-            log.warning("SQLite write lock not free after %.0f s; writing without it", self.timeout_s)
-            return
-        if self._depth == 0 and not self._flock(deadline):
-            self._thread_lock.release()
-            log.warning("SQLite write lock of another process not free; writing without it")
-            return
+        me = threading.get_ident()
+        if self._owner != me:  # another connection of this thread may hold it already
+            deadline = time.monotonic() + self.timeout_s
+            if not self._slot.acquire(timeout=self.timeout_s):
+                log.warning("SQLite write lock not free after %.0f s; writing without it", self.timeout_s)
+                return
+            if not self._flock(deadline):
+                self._slot.release()
+                log.warning("SQLite write lock of another process not free; writing without it")
+                return
+            self._owner = me
         self._depth += 1
         self._holders[key] = 1
 
@@ -223,8 +231,9 @@ class SQLiteWriteLock:
             return
         self._depth -= 1
         if self._depth == 0:
+            self._owner = None
             fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._thread_lock.release()
+            self._slot.release()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -67,8 +67,9 @@ class RequestScope:
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` in one worker thread, for work that reads the database in a
-        :meth:`session` of its own and then renders without holding it."""
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.limiter)
+        :meth:`session` of its own and then renders without holding it. Rendering can take
+        seconds, so it does not count against the units of work's limit."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(session, *args, **kwargs)`` in one worker thread; committed, then the jobs it

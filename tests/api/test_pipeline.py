@@ -179,3 +179,48 @@ async def test_no_connection_is_held_while_the_body_arrives(tmp_path) -> None:
         assert response.status_code == 201, response.text[:500]
         assert half.is_set() and checked == [0]
         assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_sqlite_writers_take_turns_and_always_give_the_lock_back(tmp_path) -> None:
+    """Threads writing at once all succeed; after commits, rollbacks and an invalidated
+    connection the file lock is free for another process."""
+    import fcntl
+    import os
+
+    from app import db
+    from app.models import Tenant
+
+    settings = make_settings(tmp_path)
+    db.upgrade(settings)
+    errors: list[BaseException] = []
+
+    def write(index: int) -> None:
+        try:
+            for round_ in range(5):
+                with session_scope(settings) as session:
+                    session.add(Tenant(name=f"t{index}-{round_}"))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    with pytest.raises(RuntimeError), session_scope(settings) as session:
+        session.add(Tenant(name="rolled-back"))
+        session.flush()
+        raise RuntimeError("roll back")
+    connection = get_engine(settings).connect()
+    connection.execute(text("INSERT INTO tenants (id, name, created_at) VALUES ('x', 'x', '2024-01-01')"))
+    connection.invalidate()
+    connection.close()
+    lock_path = str(settings.data_dir / "convlens.db.lock")
+    descriptor = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
+    finally:
+        os.close(descriptor)
+    with session_scope(settings) as session:
+        assert session.scalar(text("SELECT count(*) FROM tenants WHERE name LIKE 't%'")) == 30
