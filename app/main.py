@@ -27,7 +27,6 @@ from app.api.health import router as health_router
 from app.api.limits import BodySizeLimitMiddleware, body_limit_for
 from app.architectures.endpoints import router as architectures_router
 from app.config import Settings, get_settings
-from app.db import Dispatch
 from app.demo import apply_examples, demo_ids, seed_demo_data
 from app.observability.metrics import MetricsMiddleware, metrics_router
 from app.pipeline import AnalysisCreate
@@ -51,27 +50,28 @@ DISPATCH_SOCKET_ENV = "CONVLENS_DISPATCH_SOCKET"
 
 
 def create_app(settings: Settings | None = None, *, standalone: bool = True,
-               dispatch: Dispatch | None = None) -> FastAPI:
+               executor: Any = None) -> FastAPI:
     """The application.
 
     ``standalone`` (the default, and what tests use): its start-up migrates the database,
     starts the job executor (local workers and the reconciler) and creates the demo data.
-    Otherwise it is one of several HTTP processes of ``convlens serve``, which did all that
-    once before starting them; jobs are then handed to ``dispatch``.
+    Otherwise it is an HTTP process of ``convlens serve``, which did all that once before
+    starting it; jobs are then handed to ``executor`` (the executor itself, or a
+    :class:`app.relay.RelayClient` to it), whose health ``/readyz`` reports.
     """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        executor = None
+        started = None
         if standalone:
             if settings.auto_migrate:
                 db.upgrade(settings)
             else:
                 db.ensure_default_tenant(settings)
-            executor = _start_executor(settings)
-            app.state.dispatch = executor.dispatch if executor is not None else None
-            app.state.executor = executor
+            started = _start_executor(settings)
+            app.state.dispatch = started.dispatch
+            app.state.executor = started
             workers_run = settings.executor == "celery" or settings.local_workers > 0
             app.state.demo_ids = seed_demo_data(settings, app.state.dispatch if workers_run else None)
         else:
@@ -80,8 +80,8 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
         try:
             yield
         finally:
-            if executor is not None:
-                executor.stop()
+            if started is not None:
+                started.stop()
 
     app = FastAPI(
         title="convlens",
@@ -95,8 +95,8 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
         ],
     )
     app.state.settings = settings
-    app.state.executor = None
-    app.state.dispatch = dispatch
+    app.state.executor = executor
+    app.state.dispatch = executor.dispatch if executor is not None else None
     app.state.demo_ids = {}
     if settings.rate_limit_per_minute > 0:
         from app.api.ratelimit import TenantRateLimiter
@@ -126,8 +126,7 @@ def create_worker_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     socket_path = os.environ.get(DISPATCH_SOCKET_ENV)
-    dispatch = RelayClient(socket_path).send if socket_path else None
-    return create_app(settings, standalone=False, dispatch=dispatch)
+    return create_app(settings, standalone=False, executor=RelayClient(socket_path) if socket_path else None)
 
 
 def _start_executor(settings: Settings) -> Any:

@@ -60,9 +60,9 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
                    "timeout_graceful_shutdown": 10}
         count = http_worker_count(settings)
         if count == 1:
-            uvicorn.run(create_app(settings, standalone=False, dispatch=executor.dispatch), **options)
+            uvicorn.run(create_app(settings, standalone=False, executor=executor), **options)
             return
-        relay = DispatchRelay(runtime / "dispatch.sock", executor.dispatch).start()
+        relay = DispatchRelay(runtime / "dispatch.sock", executor).start()
         _export(settings, {DISPATCH_SOCKET_ENV: str(relay.path)})
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # HTTP metrics summed across processes
             metrics_dir = runtime / "metrics"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import cast
+
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -47,7 +49,7 @@ def insert_if_new(session: Session, architecture: Architecture) -> bool:
 
 #: The statement, built once per dialect (values are bound at execution).
 _INSERT_IF_NEW = {
-    is_postgresql: insert(Architecture.__table__)
+    is_postgresql: insert(cast(Table, Architecture.__table__))
     .on_conflict_do_nothing(index_elements=[Architecture.tenant_id, Architecture.sha256])
     .returning(Architecture.__table__.c.id)
     for is_postgresql, insert in ((False, sqlite.insert), (True, postgresql.insert))

@@ -224,3 +224,35 @@ def test_sqlite_writers_take_turns_and_always_give_the_lock_back(tmp_path) -> No
         os.close(descriptor)
     with session_scope(settings) as session:
         assert session.scalar(text("SELECT count(*) FROM tenants WHERE name LIKE 't%'")) == 30
+
+
+def test_the_dispatch_relay_hands_job_ids_and_health_to_http_processes(tmp_path) -> None:
+    """An HTTP process of convlens serve sends job ids to the serving process's executor and
+    reads its health; with the relay gone, sending is silent (the job stays queued)."""
+    import queue
+
+    from app.relay import DispatchRelay, RelayClient
+
+    class Executor:
+        def __init__(self) -> None:
+            self.sent: queue.Queue[str] = queue.Queue()
+
+        def dispatch(self, job_id: str) -> None:
+            self.sent.put(job_id)
+
+        def health(self) -> dict[str, Any]:
+            return {"status": "ok", "executor": "local", "workers": 1, "alive": 1}
+
+    executor = Executor()
+    relay = DispatchRelay(tmp_path / "dispatch.sock", executor).start()
+    client = RelayClient(relay.path)
+    try:
+        client.dispatch("job-1")
+        client.dispatch("job-2")
+        assert [executor.sent.get(timeout=10), executor.sent.get(timeout=10)] == ["job-1", "job-2"]
+        assert client.health() == executor.health()
+    finally:
+        relay.stop()
+    client.dispatch("job-3")  # no relay: no error, nothing sent
+    assert executor.sent.empty()
+    assert client.health()["status"] == "unknown"
