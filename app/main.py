@@ -64,12 +64,14 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = None
+        checkpointer = db.WalCheckpointer(settings)
         if standalone:
             if settings.auto_migrate:
                 db.upgrade(settings)
             else:
                 db.ensure_default_tenant(settings)
             started = _start_executor(settings)
+            checkpointer.start()
             app.state.dispatch = started.dispatch
             app.state.executor = started
             workers_run = settings.executor == "celery" or settings.local_workers > 0
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
         try:
             yield
         finally:
+            checkpointer.stop()
             if started is not None:
                 started.stop()
 

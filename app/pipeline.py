@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from app.analysis import analyze
 from app.architectures.service import get_or_create
 from app.config import Settings
-from app.db import EncodedDocument
+from app.db import EncodedDocument, add_new
 from app.errors import InvalidJSON, ValidationFailed
 from app.ingest import ingest_bytes, ingest_config, parse_json_bytes
 from app.ingest.shapes import parse_input_shape
@@ -213,8 +213,9 @@ def store(session: Session, settings: Settings, *, tenant_id: str, request: Anal
         name=request.name or architecture.name, architecture_id=row.id,
         parameters={"input_shape": request.input_shape, "measure_gradients": request.measure_gradients},
         max_attempts=settings.job_max_attempts, time_limit_s=settings.analysis_time_limit_s,
-        attempts=0, cancel_requested=False, progress=0.0, result_writes=0,
-        created_at=now, updated_at=now,
+        attempts=0, cancel_requested=False, progress=0.0, result_writes=0, parent_id=None,
+        worker_id=None, heartbeat_at=None, error=None, result=None, progress_detail=None,
+        started_at=None, finished_at=None, created_at=now, updated_at=now,
     )
     if report is not None:
         analysis.status = "succeeded"
@@ -226,6 +227,4 @@ def store(session: Session, settings: Settings, *, tenant_id: str, request: Anal
         analysis.progress_detail = {"static_seconds": round(static_seconds or 0.0, 6)}
     else:
         analysis.status = "queued"
-    session.add(analysis)
-    session.flush()
-    return analysis, row
+    return add_new(session, analysis), row

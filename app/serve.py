@@ -50,6 +50,7 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         db.ensure_default_tenant(settings)
     executor = create_executor(settings)
     executor.start()
+    checkpointer = db.WalCheckpointer(settings).start()
     runtime = Path(tempfile.mkdtemp(prefix="convlens-serve-"))
     relay = None
     try:
@@ -73,6 +74,7 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         if relay is not None:
             relay.stop()
         executor.stop()
+        checkpointer.stop()
         shutil.rmtree(runtime, ignore_errors=True)
 
 

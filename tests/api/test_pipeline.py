@@ -256,3 +256,18 @@ def test_the_dispatch_relay_hands_job_ids_and_health_to_http_processes(tmp_path)
     client.dispatch("job-3")  # no relay: no error, nothing sent
     assert executor.sent.empty()
     assert client.health()["status"] == "unknown"
+
+
+def test_the_wal_is_checkpointed_off_the_request_path(client, settings) -> None:
+    """Commits leave their pages in the WAL (no checkpoint before ~40 MB); one background
+    round moves every frame into the database file."""
+    from app.db import WalCheckpointer
+
+    for index in range(3):
+        response = client.post("/v1/analyses", json={"architecture": seed_config(3), "name": f"w{index}"})
+        assert response.status_code == 201
+    checkpointer = WalCheckpointer(settings)
+    with get_engine(settings).connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10000
+    busy, frames, moved = checkpointer.checkpoint()
+    assert busy == 0 and frames > 0 and moved == frames
