@@ -94,7 +94,7 @@ def check_model_config(config: Any, *, source: str) -> dict[str, Any]:
         )
     class_name = config.get("class_name")
     inner = config.get("config")
-    if class_name not in MODEL_CLASS_NAMES or not isinstance(inner, dict):
+    if not isinstance(class_name, str) or class_name not in MODEL_CLASS_NAMES or not isinstance(inner, dict):
         keys = sorted(str(key) for key in config)[:12]
         raise InvalidArchitecture(
             f"The {source} is not a Keras model config: it needs class_name Sequential, "

@@ -46,7 +46,7 @@ from app.config import Settings
 from app.errors import InvalidArchitecture, ResourceLimitExceeded
 from app.security import allowlist as al
 from app.security import limits
-from app.security.validator import check_key_value, check_object, check_string, object_name, refuse
+from app.security.validator import check_key_value, check_object, check_string, object_name, refuse, render
 
 __all__ = ["gate_architecture", "accepted_config_keys"]
 
@@ -123,21 +123,21 @@ def _is_reference(node: dict[str, Any]) -> bool:
     return "class_name" in node or "module" in node or "registered_name" in node
 
 
-def _check_name(value: Any, what: str, path: str, keras3: bool) -> None:
+def _check_name(value: Any, what: str, path: Any, keras3: bool) -> None:
     """Keras 3 refuses names that are not strings or contain '/' (``Operation.__init__``);
     tf.keras 2 accepts '/' (its DenseNet and MobileNetV3 use it), so only a document in the
     Keras 3 form is held to that."""
-    if value is None:
-        return
+    if value is None or (type(value) is dict and _is_reference(value)):
+        return  # an object where a name belongs: the walk refuses it as an object
     if not isinstance(value, str):
         raise InvalidArchitecture(
-            f"{what} must be a string. Received: name={str(value)[:100]!r} at {path}",
+            f"{what} must be a string. Received: name={str(value)[:100]!r} at {render(path)}",
             code="invalid_layer_name",
         )
     if keras3 and "/" in value:
         raise InvalidArchitecture(
             f"{what} {value[:200]!r} contains '/', which Keras refuses in layer and model names "
-            f"(it separates name scopes). Rename it. Received: name={value[:200]!r} at {path}",
+            f"(it separates name scopes). Rename it. Received: name={value[:200]!r} at {render(path)}",
             code="invalid_layer_name",
         )
 
@@ -154,7 +154,7 @@ class _Walk:
 
     # -- generic values ------------------------------------------------------------------
 
-    def value(self, value: Any, path: str, owner: str | None, depth: int, nesting: int,
+    def value(self, value: Any, path: Any, owner: str | None, depth: int, nesting: int,
               *, in_node: bool = False) -> Any:
         kind = type(value)
         if kind is dict:
@@ -167,34 +167,34 @@ class _Walk:
             check_string(value, path, owner)
         return value
 
-    def sequence(self, items: list[Any], path: str, owner: str | None, depth: int, nesting: int,
+    def sequence(self, items: list[Any], path: Any, owner: str | None, depth: int, nesting: int,
                  *, in_node: bool = False) -> list[Any]:
         self._count(depth, path)
         out = []
         for index, item in enumerate(items):
             kind = type(item)
             if kind is dict or kind is list:
-                out.append(self.value(item, f"{path}[{index}]", owner, depth, nesting, in_node=in_node))
+                out.append(self.value(item, (path, index), owner, depth, nesting, in_node=in_node))
             else:
                 if kind is str:
-                    check_string(item, f"{path}[{index}]", owner)
+                    check_string(item, (path, index), owner)
                 out.append(item)
         return out
 
-    def mapping(self, node: dict[str, Any], path: str, owner: str | None, owner_class: str | None,
+    def mapping(self, node: dict[str, Any], path: Any, owner: str | None, owner_class: str | None,
                 depth: int, nesting: int, *, in_node: bool = False) -> dict[str, Any]:
         """A plain dict (no object reference): every key kept, every value checked."""
         self._count(depth, path)
         out = {}
         for key, item in node.items():
-            child = f"{path}.{key}"
+            child = (path, key)
             check_key_value(key, item, child, owner, owner_class)
             kind = type(item)
             out[key] = (self.value(item, child, owner, depth, nesting, in_node=in_node)
                         if kind is dict or kind is list else item)
         return out
 
-    def _count(self, depth: int, path: str) -> None:
+    def _count(self, depth: int, path: Any) -> None:
         self.containers += 1
         if self.containers > self.settings.max_json_elements:
             raise ResourceLimitExceeded(
@@ -205,13 +205,13 @@ class _Walk:
         if depth > self.max_depth:
             raise ResourceLimitExceeded(
                 f"The architecture nests more than {self.max_depth} levels deep. Received: "
-                f"depth {depth} at {path[:300]}",
+                f"depth {depth} at {render(path)[:300]}",
                 extra={"limit": "max_json_depth", "value": depth},
             )
 
     # -- dropped keys --------------------------------------------------------------------
 
-    def dropped(self, value: Any, path: str, owner: str | None, key: str, depth: int) -> None:
+    def dropped(self, value: Any, path: Any, owner: str | None, key: str, depth: int) -> None:
         """A key nothing reads: it goes, but not if it tries to carry an object past the gate.
 
         The whole value is checked like a kept one (a disallowed object or a code-like string
@@ -219,7 +219,7 @@ class _Walk:
         is refused as well: it has no business under a key Keras does not accept.
         """
         check_key_value(key, value, path, owner, None)
-        stack: list[tuple[Any, str, int]] = [(value, path, depth + 1)]
+        stack: list[tuple[Any, Any, int]] = [(value, path, depth + 1)]
         while stack:
             item, where, level = stack.pop()
             kind = type(item)
@@ -237,17 +237,17 @@ class _Walk:
                             layer=owner, path=where, received=f"{key}={str(value)[:200]}",
                         )
                 for child_key, child in item.items():
-                    check_key_value(child_key, child, f"{where}.{child_key}", owner, None)
-                    stack.append((child, f"{where}.{child_key}", level + 1))
+                    check_key_value(child_key, child, (where, child_key), owner, None)
+                    stack.append((child, (where, child_key), level + 1))
             elif kind is list:
                 self._count(level, where)
-                stack.extend((child, f"{where}[{index}]", level + 1) for index, child in enumerate(item))
+                stack.extend((child, (where, index), level + 1) for index, child in enumerate(item))
             elif kind is str:
                 check_string(item, where, owner)
 
     # -- objects -------------------------------------------------------------------------
 
-    def object(self, node: dict[str, Any], path: str, owner: str | None, role: str, depth: int,
+    def object(self, node: dict[str, Any], path: Any, owner: str | None, role: str, depth: int,
                nesting: int, *, in_node: bool = False) -> dict[str, Any]:
         self._count(depth, path)
         category = check_object(node, path, owner)
@@ -266,7 +266,7 @@ class _Walk:
         layerish = category in _LAYERISH
         if layerish:
             name = object_name(node)
-            _check_name(node.get("name"), f"{class_name} name", f"{path}.name", self.keras3)
+            _check_name(node.get("name"), f"{class_name} name", (path, "name"), self.keras3)
             owner = name or owner
             if role != _TOP:
                 self.layers += 1
@@ -279,7 +279,7 @@ class _Walk:
         allowed = TOP_KEYS if role == _TOP else ENTRY_KEYS if role == _ENTRY else OBJECT_KEYS
         out: dict[str, Any] = {}
         for key, item in node.items():
-            child = f"{path}.{key}"
+            child = (path, key)
             if key in STRIPPED_KEYS:
                 continue
             if key not in allowed:
@@ -297,13 +297,13 @@ class _Walk:
                 out[key] = item
         return out
 
-    def special(self, node: dict[str, Any], class_name: str, path: str, owner: str | None,
+    def special(self, node: dict[str, Any], class_name: str, path: Any, owner: str | None,
                 depth: int, nesting: int) -> dict[str, Any]:
         """Tensors, tuples, arrays, slices: data Keras writes with a ``class_name``."""
         allowed = SPECIAL_CONFIG_KEYS[class_name]
         out: dict[str, Any] = {}
         for key, item in node.items():
-            child = f"{path}.{key}"
+            child = (path, key)
             if key not in SPECIAL_OBJECT_KEYS:
                 self.dropped(item, child, owner, key, depth)
             elif key == "config" and type(item) is dict:
@@ -311,16 +311,16 @@ class _Walk:
                 inner: dict[str, Any] = {}
                 for inner_key, inner_item in item.items():
                     if inner_key in allowed:
-                        inner[inner_key] = self.value(inner_item, f"{child}.{inner_key}", owner,
+                        inner[inner_key] = self.value(inner_item, (child, inner_key), owner,
                                                       depth + 1, nesting, in_node=True)
                     else:
-                        self.dropped(inner_item, f"{child}.{inner_key}", owner, inner_key, depth + 1)
+                        self.dropped(inner_item, (child, inner_key), owner, inner_key, depth + 1)
                 out[key] = inner
             else:
                 out[key] = self.value(item, child, owner, depth, nesting, in_node=True)
         return out
 
-    def config(self, config: Any, class_name: str, category: str | None, path: str,
+    def config(self, config: Any, class_name: str, category: str | None, path: Any,
                owner: str | None, depth: int, nesting: int) -> Any:
         if type(config) is not dict:
             return self.value(config, path, owner, depth, nesting)
@@ -328,7 +328,7 @@ class _Walk:
         allowed = accepted_config_keys(category, class_name)
         is_model = category == al.MODEL
         if category in _LAYERISH:
-            _check_name(config.get("name"), f"{class_name} name", f"{path}.name", self.keras3)
+            _check_name(config.get("name"), f"{class_name} name", (path, "name"), self.keras3)
             layer = str(config.get("name") or owner or class_name)
             if not is_model:
                 limits.check_layer_size(class_name, layer, config, self.settings)
@@ -338,7 +338,7 @@ class _Walk:
                     limits.check_declared_input(class_name, layer, key, config[key], self.settings)
         out: dict[str, Any] = {}
         for key, item in config.items():
-            child = f"{path}.{key}"
+            child = (path, key)
             if key not in allowed:
                 self.dropped(item, child, owner, key, depth + 1)
                 continue
@@ -354,50 +354,50 @@ class _Walk:
                 out[key] = item
         return out
 
-    def layer_entries(self, entries: list[Any], path: str, owner: str | None, depth: int,
+    def layer_entries(self, entries: list[Any], path: Any, owner: str | None, depth: int,
                       nesting: int) -> list[Any]:
         self._count(depth, path)
         out = []
         for index, entry in enumerate(entries):
-            child = f"{path}[{index}]"
+            child = (path, index)
             if type(entry) is dict and _is_reference(entry):
                 out.append(self.object(entry, child, owner, _ENTRY, depth + 1, nesting))
             else:  # not a layer: the engine says what is wrong with it
                 out.append(self.value(entry, child, owner, depth, nesting))
         return out
 
-    def nodes(self, nodes: Any, path: str, owner: str | None, depth: int, nesting: int) -> Any:
+    def nodes(self, nodes: Any, path: Any, owner: str | None, depth: int, nesting: int) -> Any:
         """``inbound_nodes``: Keras 3 ``{"args", "kwargs"}`` records or tf_keras lists."""
         if type(nodes) is not list:
             return self.value(nodes, path, owner, depth, nesting, in_node=True)
         self._count(depth + 1, path)
         out = []
         for index, node in enumerate(nodes):
-            child = f"{path}[{index}]"
+            child = (path, index)
             if type(node) is dict and not _is_reference(node):
                 self._count(depth + 2, child)
                 record: dict[str, Any] = {}
                 for key, item in node.items():
                     if key in NODE_KEYS:
-                        record[key] = self.value(item, f"{child}.{key}", owner, depth + 2, nesting,
+                        record[key] = self.value(item, (child, key), owner, depth + 2, nesting,
                                                  in_node=True)
                     else:
-                        self.dropped(item, f"{child}.{key}", owner, key, depth + 2)
+                        self.dropped(item, (child, key), owner, key, depth + 2)
                 out.append(record)
             else:
                 out.append(self.value(node, child, owner, depth + 1, nesting, in_node=True))
         return out
 
-    def build_config(self, build: Any, path: str, owner: str | None, depth: int, nesting: int) -> Any:
+    def build_config(self, build: Any, path: Any, owner: str | None, depth: int, nesting: int) -> Any:
         if type(build) is not dict:
             return self.value(build, path, owner, depth, nesting, in_node=True)
         self._count(depth + 1, path)
         out: dict[str, Any] = {}
         for key, item in build.items():
             if key in BUILD_CONFIG_KEYS:
-                out[key] = self.value(item, f"{path}.{key}", owner, depth + 1, nesting, in_node=True)
+                out[key] = self.value(item, (path, key), owner, depth + 1, nesting, in_node=True)
             else:
-                self.dropped(item, f"{path}.{key}", owner, key, depth + 1)
+                self.dropped(item, (path, key), owner, key, depth + 1)
         return out
 
 
@@ -407,7 +407,11 @@ def _require_model(config: Any) -> dict[str, Any]:
             f"The architecture must be a Keras model config object. Received: a JSON "
             f"{type(config).__name__}"
         )
-    if config.get("class_name") not in al.MODEL_CLASSES or not isinstance(config.get("config"), dict):
+    if _is_reference(config):
+        check_object(config, "$", None)  # a code-bearing top object is unsafe before anything
+    class_name = config.get("class_name")
+    if not isinstance(class_name, str) or class_name not in al.MODEL_CLASSES or not isinstance(
+            config.get("config"), dict):
         raise InvalidArchitecture(
             "The architecture is not a Keras model config: it needs class_name Sequential, "
             "Functional or Model and a config object (as written by model.to_json()). "

@@ -49,18 +49,32 @@ def object_name(node: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def refuse(reason: str, *, layer: str | None, path: str, received: str) -> UnsafeArchitecture:
+def render(path: Any) -> str:
+    """A location as text: ``path`` is a string, or ``(parent, key_or_index)`` pairs built
+    while walking (cheap to make, rendered only when something is refused).
+
+    >>> render(((("$", "config"), "layers"), 3))
+    '$.config.layers[3]'
+    """
+    steps = []
+    while isinstance(path, tuple):
+        path, step = path
+        steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return str(path) + "".join(reversed(steps))
+
+
+def refuse(reason: str, *, layer: str | None, path: Any, received: str) -> UnsafeArchitecture:
     where = f"Layer '{layer}'" if layer else "The architecture"
     if len(received) > 300:
         received = received[:300] + "..."
     return UnsafeArchitecture(
-        f"{where} is refused: {reason}. Received: {received} at {path[:300]}",
+        f"{where} is refused: {reason}. Received: {received} at {render(path)[:300]}",
         layer=layer,
         reason=reason,
     )
 
 
-def check_object(node: dict[str, Any], path: str, layer: str | None) -> str | None:
+def check_object(node: dict[str, Any], path: Any, layer: str | None) -> str | None:
     """Check one object reference; return its allowlist category."""
     class_name = node.get("class_name")
     module = node.get("module")
@@ -115,7 +129,7 @@ def check_object(node: dict[str, Any], path: str, layer: str | None) -> str | No
                 raise refuse(
                     f"{class_name}.{key} is a file path ({inner[key]!r}); convlens only "
                     "accepts vocabularies given inline",
-                    layer=name, path=f"{path}.config.{key}", received=received,
+                    layer=name, path=((path, "config"), key), received=received,
                 )
     return category
 
@@ -138,7 +152,7 @@ def _reason_for_unknown(module: str | None, class_name: str) -> str:
 
 
 def _check_special(node: dict[str, Any], class_name: str, module: str | None,
-                   registered: str | None, path: str, layer: str | None, received: str) -> None:
+                   registered: str | None, path: Any, layer: str | None, received: str) -> None:
     if module is not None or registered is not None:
         raise refuse(f"{class_name} never carries a module or registered_name",
                       layer=layer, path=path, received=received)
@@ -151,7 +165,7 @@ def _check_special(node: dict[str, Any], class_name: str, module: str | None,
 
 
 def _check_function(node: dict[str, Any], module: str | None, registered: str | None,
-                    path: str, layer: str | None, received: str) -> None:
+                    path: Any, layer: str | None, received: str) -> None:
     function = node.get("config")
     received = f"{received}, config={function!r}"[:400]
     if (
@@ -174,7 +188,7 @@ def _check_function(node: dict[str, Any], module: str | None, registered: str | 
     raise refuse(reason, layer=layer, path=path, received=received)
 
 
-def check_key_value(key: str, value: Any, path: str, layer: str | None,
+def check_key_value(key: str, value: Any, path: Any, layer: str | None,
                      owner_class: str | None) -> None:
     if not isinstance(value, str):
         return
@@ -195,7 +209,7 @@ def check_key_value(key: str, value: Any, path: str, layer: str | None,
     check_string(value, path, layer)
 
 
-def check_string(value: str, path: str, layer: str | None) -> None:
+def check_string(value: str, path: Any, layer: str | None) -> None:
     """Refuse strings that name Python code outside Keras or Keras's non-modelling APIs."""
     if len(value) > 200 or not _DOTTED_NAME.match(value):
         return
