@@ -64,7 +64,7 @@ def _typed_form(text: str, field: str, settings: Settings) -> Shape:
         lowered = token.lower()
         if lowered in _OPEN_TOKENS:
             dims.append(None)
-        elif lowered.isdigit():
+        elif lowered.isascii() and lowered.isdigit():  # "¹" is a digit to str.isdigit, not to int()
             dims.append(int(lowered) if len(lowered) <= 12 else math.inf)
         else:
             raise InvalidInputShape(

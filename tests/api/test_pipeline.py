@@ -271,3 +271,14 @@ def test_the_wal_is_checkpointed_off_the_request_path(client, settings) -> None:
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10000
     busy, frames, moved = checkpointer.checkpoint()
     assert busy == 0 and frames > 0 and moved == frames
+
+
+def test_a_unicode_digit_in_input_shape_is_a_422_not_a_500(client) -> None:
+    """Found by the schema fuzz: "¹" passes str.isdigit but not int()."""
+    from tests.api.helpers import assert_problem, seed_bytes, upload
+
+    for value in ("¹", "2²4,224,3"):
+        response = upload(client, seed_bytes(3, "keras"), "m.keras", input_shape=value)
+        assert_problem(response, 422)
+    body = client.post("/v1/analyses", json={"architecture": seed_config(3), "input_shape": "¹,2,3"})
+    assert_problem(body, 422)
