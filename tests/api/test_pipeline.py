@@ -107,25 +107,25 @@ def test_jobs_are_dispatched_after_their_row_is_committed_and_a_failed_dispatch_
 def test_a_slow_analysis_is_queued_and_its_late_result_kept(tmp_path, monkeypatch) -> None:
     """The engine outruns sync_analysis_timeout_s: 202 with a queued row; when the engine ends,
     its report lands on that row (no worker runs here)."""
-    import app.analyses.repository as repository
+    import app.analyses.service as service
     import app.pipeline as pipeline
 
     release = threading.Event()
     written = threading.Event()
-    real_analyse, real_write = pipeline.analyse, repository.write_late_result
+    real_analyse, real_write = pipeline.analyse, service._write_late
 
     def slow_analyse(*args: Any, **kwargs: Any) -> dict[str, Any]:
         release.wait(30)
         return real_analyse(*args, **kwargs)
 
-    def write_late_result(*args: Any, **kwargs: Any) -> bool:
+    def write_late(*args: Any, **kwargs: Any) -> None:
         try:
-            return real_write(*args, **kwargs)
+            real_write(*args, **kwargs)  # its own unit of work: committed when it returns
         finally:
             written.set()
 
     monkeypatch.setattr(pipeline, "analyse", slow_analyse)
-    monkeypatch.setattr(repository, "write_late_result", write_late_result)
+    monkeypatch.setattr(service, "_write_late", write_late)
     settings = make_settings(tmp_path, sync_analysis_timeout_s=0.05)
     queued: list[str] = []
     app = create_app(settings)
