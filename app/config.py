@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     max_npz_bytes: int = Field(
         default=256 * 1024 * 1024, description="Largest uploaded .npz training dataset."
     )
+    render_cache_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        description="Memory for rendered report pages and plots, per API process (least recently used go first).",
+    )
     max_layers: int = Field(
         default=20_000, description="Most layers in an architecture (nested models included)."
     )

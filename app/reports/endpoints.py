@@ -47,6 +47,16 @@ MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
 
 def _report_of(session: Any, tenant_id: str, analysis_id: str) -> tuple[Job, dict[str, Any]]:
     """The analysis row and its report, with measured gradients merged in when a job has them."""
+    analysis, report, _ = _report_and_revision(session, tenant_id, analysis_id)
+    return analysis, report
+
+
+def _report_and_revision(
+    session: Any, tenant_id: str, analysis_id: str
+) -> tuple[Job, dict[str, Any], tuple[Any, ...]]:
+    """As :func:`_report_of`, plus what identifies this version of the report: the row's
+    update time and status, and the measured-gradients job merged in (a measurement arriving
+    changes it, so cached renderings of the older version are not served)."""
     analysis = service.get(session, tenant_id, analysis_id)
     if not isinstance(analysis.result, Mapping):
         raise Conflict(
@@ -55,13 +65,27 @@ def _report_of(session: Any, tenant_id: str, analysis_id: str) -> tuple[Job, dic
         )
     report = dict(analysis.result)
     flow = dict(report.get("gradient_flow") or {})
+    revision: tuple[Any, ...] = (str(analysis.updated_at), analysis.status)
     if flow.get("measured") is None:
         child = repository.latest_child(session, analysis.id, "gradients")
         if child is not None and child.status == "succeeded" and isinstance(child.result, Mapping):
             measured = child.result.get("measured", child.result)
             flow["measured"] = measured
             report["gradient_flow"] = flow
-    return analysis, report
+            revision += (child.id, str(child.updated_at))
+    return analysis, report, revision
+
+
+def _training_revision(
+    records: list[dict[str, Any]], summary: Mapping[str, Any] | None, runs: list[dict[str, Any]]
+) -> tuple[Any, ...]:
+    """What identifies the training part of a page: the runs listed and the steps drawn."""
+    listed = tuple(
+        (run.get("id"), run.get("status"), run.get("steps_done"), run.get("updated_at"))
+        for run in runs
+    )
+    last = records[-1] if records else None
+    return (listed, len(records), repr(last), (summary or {}).get("id"))
 
 
 def _training_of(
@@ -127,19 +151,29 @@ async def report_html(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -
 
 
 def _report_page(scope: RequestScope, tenant_id: str, analysis_id: str) -> HTMLResponse:
+    from app.reports.cache import render_cache, revision
     from app.reports.html import render_report_html
 
-    with scope.session() as session:
-        analysis, report = _report_of(session, tenant_id, analysis_id)
+    with scope.session() as session:  # closed before rendering
+        analysis, report, version = _report_and_revision(session, tenant_id, analysis_id)
         records, summary, runs = _training_of(session, analysis)
-    page = render_report_html(
-        report,
-        training=records or None,
-        training_summary=summary,
-        training_runs=runs,
-        analysis_id=analysis.id,
-        plot_links=f"/v1/analyses/{analysis.id}/plots",
+    key = (
+        analysis.id,
+        revision(version, _training_revision(records, summary, runs)),
+        "report.html",
     )
+
+    def render() -> bytes:
+        return render_report_html(
+            report,
+            training=records or None,
+            training_summary=summary,
+            training_runs=runs,
+            analysis_id=analysis.id,
+            plot_links=f"/v1/analyses/{analysis.id}/plots",
+        ).encode("utf-8")
+
+    page = render_cache().get_or_render(key, render)
     return HTMLResponse(page, headers=PAGE_SECURITY_HEADERS)
 
 
@@ -173,13 +207,22 @@ def _plot(scope: RequestScope, tenant_id: str, analysis_id: str, filename: str) 
         raise NotFound(f"Plots are served as <name>.svg or <name>.png. Received: {filename!r}")
     if name not in PLOT_NAMES:
         raise NotFound(f"There is no plot called {name!r}; plots: {', '.join(PLOT_NAMES)}.")
+    from app.reports.cache import render_cache, revision
+
     records: list[dict[str, Any]] = []
-    with scope.session() as session:
-        analysis, report = _report_of(session, tenant_id, analysis_id)
+    training_version: tuple[Any, ...] = ()
+    with scope.session() as session:  # closed before rendering
+        analysis, report, version = _report_and_revision(session, tenant_id, analysis_id)
         if name == "training":
-            records, _, _ = _training_of(session, analysis)
-    plot = render_plot(name, report, training=records, formats=(extension,))
-    body: bytes = plot.svg.encode("utf-8") if extension == "svg" and plot.svg else plot.png or b""
+            records, summary, runs = _training_of(session, analysis)
+            training_version = _training_revision(records, summary, runs)
+    key = (analysis.id, revision(version, training_version), f"plot:{filename}")
+
+    def render() -> bytes:
+        plot = render_plot(name, report, training=records, formats=(extension,))
+        return plot.svg.encode("utf-8") if extension == "svg" and plot.svg else plot.png or b""
+
+    body = render_cache().get_or_render(key, render)
     return Response(
         body,
         media_type=MEDIA_TYPES[extension],
@@ -244,3 +287,42 @@ def _compare(scope: RequestScope, tenant_id: str, analysis_id: str, other_id: st
         page = render_comparison_html(report_a, report_b, comparison=comparison)
         return HTMLResponse(page, headers=PAGE_SECURITY_HEADERS)
     return JSONResponse(comparison)
+
+
+@router.get(
+    "/{analysis_id}/misaligned",
+    summary="Every misaligned branch pair of an analysis (the report states the worst)",
+    description=(
+        "The report bounds the misaligned-branch detail: each field says how many pairs it "
+        "carries and names the worst three, and `receptive_field.misaligned` lists the merges "
+        "where pairs first meet with their worst pairs. This route recomputes the analysis from "
+        "its stored architecture and lists, for every such merge, all of its pairs, worst "
+        "(largest offset between field centres, in input pixels) first. Example: "
+        "`GET /v1/analyses/<id>/misaligned`."
+    ),
+    responses={200: {"content": {"application/json": {}}}, **problem_responses(401, 404, 409)},
+)
+async def misaligned_pairs(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -> JSONResponse:
+    return await scope.call(_misaligned, scope, tenant_id, analysis_id)
+
+
+def _misaligned(scope: RequestScope, tenant_id: str, analysis_id: str) -> JSONResponse:
+    from app.analysis import analyze_graph, build_graph
+    from app.analysis.report import misaligned_summary
+    from app.architectures import service as architectures
+
+    with scope.session() as session:  # closed before the analysis is recomputed
+        analysis, _ = _report_of(session, tenant_id, analysis_id)
+        if analysis.architecture_id is None:
+            raise Conflict(f"Analysis '{analysis_id}' has no stored architecture to recompute.")
+        architecture = architectures.get(session, tenant_id, analysis.architecture_id)
+    input_shape = (analysis.parameters or {}).get("input_shape")
+    result = analyze_graph(build_graph(architecture.config), input_shape=input_shape)
+    merges = misaligned_summary(result, full=True)
+    return JSONResponse(
+        {
+            "analysis_id": analysis.id,
+            "merges": merges,
+            "pair_count": sum(merge["pair_count"] for merge in merges),
+        }
+    )
