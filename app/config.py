@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the HTTP service binds to.")
     port: int = Field(default=8000, description="Port the HTTP service listens on.")
     public_url: str = Field(default="", description="Base URL used in Location headers.")
+    http_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="HTTP processes of convlens serve (0: one per CPU core).",
+    )
+    http_work_threads: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Requests an HTTP process works on at once (the rest wait their turn, off any thread).",
+    )
 
     # -- jobs ----------------------------------------------------------------
     executor: Literal["local", "celery"] = Field(

@@ -203,10 +203,10 @@ def execute(settings: Settings, held: Claim) -> str:
 
 
 def _analysis(settings: Settings, job: Job, architecture: Architecture) -> dict[str, Any]:
-    from app.analyses.service import run_engine
+    from app.pipeline import analyse
 
     params = job.parameters or {}
-    return run_engine(
+    return analyse(
         architecture.config, params.get("input_shape"), job.name or architecture.name, settings
     )
 

@@ -296,20 +296,10 @@ def _shapes(shapes: Any) -> str:
 
 def analyze_file(path: Path, *, input_shape: Any = None, name: str | None = None) -> dict[str, Any]:
     """Ingest, check and analyse a model file exactly as the service does, in this process."""
-    from app.analysis import analyze as run_engine
     from app.config import get_settings
-    from app.ingest import ingest_bytes
-    from app.security import check_report_limits
+    from app.pipeline import analyse_file
 
-    settings = get_settings()
-    ingested = ingest_bytes(path, filename=path.name, settings=settings)  # read and gated
-    report = run_engine(
-        ingested.config,
-        input_shape=input_shape or None,
-        name=name or ingested.name,
-    )
-    check_report_limits(report, settings)
-    return report
+    return analyse_file(path, input_shape=input_shape or None, name=name, settings=get_settings())
 
 
 def analyze(

@@ -92,7 +92,7 @@ def test_truncated_archives(any_client, any_settings) -> None:
 def test_oversized_bodies_get_413(tmp_path) -> None:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, max_json_bytes=10_000, max_upload_bytes=50_000)
