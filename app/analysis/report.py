@@ -31,6 +31,9 @@ FLOPS_DEFINITION = (
     "activations, normalizations, pooling and element-wise merges count 0."
 )
 logger = logging.getLogger(__name__)
+MISALIGNED_SHOWN = 3
+"""Misaligned branch pairs stated per field and per merge (the worst first); the count says how
+many there are, and ``GET /v1/analyses/{id}/misaligned`` lists them all."""
 
 
 def shape_json(shape: Shape | None) -> list[int | None] | None:
@@ -60,7 +63,10 @@ def field_json(field: ReceptiveField | None) -> dict[str, Any] | None:
         "global": field.is_global,
     }
     if field.misaligned:
-        body["misaligned"] = [pair.split("|") for pair in field.misaligned]
+        pairs = [pair.split("|") for pair in field.misaligned]
+        body["misaligned"] = pairs[:MISALIGNED_SHOWN]
+        if len(pairs) > MISALIGNED_SHOWN:
+            body["misaligned_count"] = len(pairs)
     return body
 
 
@@ -136,10 +142,7 @@ def receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
         "input_size": input_size,
         "coverage": None,
         "sees_whole_input": None,
-        "misaligned": [
-            {"layer": m["layer"], "branches": [pair.split("|") for pair in m["branches"]]}
-            for m in result.misaligned
-        ],
+        "misaligned": misaligned_summary(result),
         "head_is_global": any_global,
     }
     if chosen is None or chosen.receptive_field is None or chosen.receptive_field.axes is None:
@@ -158,6 +161,58 @@ def receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
             None if any(c is None for c in coverage) else all(c >= 1 for c in coverage)  # type: ignore[operator]
         )
     return summary
+
+
+def _centre_offset(result: AnalysisResult, pair: str) -> float:
+    """How far apart, in input pixels, the field centres of a misaligned pair's layers are."""
+    by_name = result.by_name()
+    offsets = [0.0]
+    names = pair.split("|")
+    layers = [by_name.get(name) for name in names]
+    if len(layers) == 2 and all(layer is not None and layer.receptive_field is not None
+                                and layer.receptive_field.axes for layer in layers):
+        first, second = (layer.receptive_field.axes for layer in layers)  # type: ignore[union-attr]
+        for a, b in zip(first or (), second or (), strict=False):
+            if a.padding is None or b.padding is None:
+                continue
+            centre_a = Fraction(a.size - 1) / 2 - a.padding
+            centre_b = Fraction(b.size - 1) / 2 - b.padding
+            offsets.append(abs(float(centre_a - centre_b)))
+    return max(offsets)
+
+
+def misaligned_summary(result: AnalysisResult, *, full: bool = False) -> list[dict[str, Any]]:
+    """The merges where misaligned branches meet, each with its worst pairs (largest offset
+    between field centres first, :data:`MISALIGNED_SHOWN` of them unless ``full``).
+
+    Only the layers where a pair first appears are listed: downstream layers inherit the pairs
+    of their inputs (each layer's field says how many it carries).
+    """
+    inherited: set[str] = set()
+    out: list[dict[str, Any]] = []
+    by_name = result.by_name()
+    for entry in result.misaligned:
+        layer = by_name.get(entry["layer"])
+        upstream: set[str] = set()
+        if layer is not None:
+            for name in layer.inbound:
+                source = by_name.get(name)
+                if source is not None and source.receptive_field is not None:
+                    upstream.update(source.receptive_field.misaligned)
+        new = [pair for pair in entry["branches"] if pair not in upstream]
+        inherited.update(entry["branches"])
+        if not new:
+            continue
+        ranked = sorted(new, key=lambda pair: -_centre_offset(result, pair))
+        shown = ranked if full else ranked[:MISALIGNED_SHOWN]
+        item: dict[str, Any] = {
+            "layer": entry["layer"],
+            "branches": [pair.split("|") for pair in shown],
+            "pair_count": len(new),
+            "max_offset": round(_centre_offset(result, ranked[0]), 4),
+        }
+        out.append(item)
+    return out
 
 
 def _safe_call(what: str, function: Any, result: AnalysisResult, fallback: Any) -> tuple[Any, str | None]:

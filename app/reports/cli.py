@@ -30,43 +30,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
 MAX_TABLE_LAYERS = 400
+WIDE_TERMINAL = 100
+"""From this many columns the terminal layer table also shows each layer's MACs."""
 
 
-def parse_input_shape(text: str | None) -> list[int | None] | None:
-    """``"224,224,3"``, ``"[224, 224, 3]"`` or ``"None,None,3"`` -> a list without batch dim.
+def parse_input_shape(text: str | None) -> Any:
+    """``"224,224,3"``, ``"224x224x3"``, ``"[224, 224, 3]"`` or ``"None,None,3"`` -> a list
+    without the batch dimension (or ``{"name": [...]}`` per input), checked by the service's
+    own validator (:func:`app.ingest.shapes.parse_input_shape`).
 
     >>> parse_input_shape("224, 224, 3")
     [224, 224, 3]
     >>> parse_input_shape("[null, null, 3]")
     [None, None, 3]
     """
-    if text is None or not text.strip():
-        return None
-    cleaned = text.strip().strip("[]()")
-    dims: list[int | None] = []
-    for part in cleaned.split(","):
-        token = part.strip().lower()
-        if not token:
-            continue
-        if token in {"none", "null", "?"}:
-            dims.append(None)
-            continue
-        try:
-            value = int(token)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise typer.BadParameter(
-                "give the input shape without the batch dimension as positive integers or None, "
-                f"e.g. 224,224,3. Received: {text!r}",
-                param_hint="--input-shape",
-            )
-        dims.append(value)
-    if not 1 <= len(dims) <= 4:
-        raise typer.BadParameter(
-            f"an input shape has 1 to 4 dimensions. Received: {text!r}", param_hint="--input-shape"
-        )
-    return dims
+    from app.config import get_settings
+    from app.ingest.shapes import parse_input_shape as validate
+
+    try:
+        return validate(text, get_settings(), field="--input-shape")
+    except DomainError as exc:
+        reason = exc.detail.split(" Received: ")[0]
+        raise typer.BadParameter(f"{reason} Received: {text!r}", param_hint="--input-shape") from None
 
 
 def _console(stderr: bool = False) -> Console:
@@ -100,14 +85,14 @@ def print_report(
     from rich.text import Text
 
     from app.reports.view import (
-        coverage_percent,
+        coverage_card,
         derive_stages,
         flatten_layers,
         format_bytes,
         format_count,
         format_field,
-        format_shape,
         headline,
+        stage_head,
     )
 
     summary = report.get("summary") or {}
@@ -137,13 +122,13 @@ def print_report(
     if field.get("global"):
         facts.add_row("receptive field", "global: every output unit sees the whole input")
     elif field.get("axes"):
-        share = coverage_percent(report)
+        value, note = coverage_card(report)
         facts.add_row(
             "receptive field",
             f"{format_field(field['axes'])} pixels, stride "
-            f"{format_field(field['axes'], 'stride')} at {_escape(field.get('layer'))}"
-            + (f" ({share} of the input)" if share else ""),
+            f"{format_field(field['axes'], 'stride')} at {_escape(field.get('layer'))}",
         )
+        facts.add_row("input coverage", f"{_escape(value)}: {_escape(note)}")
     flow = report.get("gradient_flow") or {}
     for kind in ("predicted", "measured"):
         block = flow.get(kind)
@@ -175,17 +160,20 @@ def print_report(
 
     stages = derive_stages(report)
     if stages:
-        table = Table(title="Stages", title_justify="left", title_style="bold", show_edge=False)
+        table = Table(
+            title="Stages", title_justify="left", title_style="bold", box=None, pad_edge=False
+        )
         for header, justify in (
             ("#", "right"),
             ("resolution", "left"),
             ("channels", "right"),
+            ("stride", "right"),
             ("layers", "right"),
             ("params", "right"),
             ("MACs", "right"),
             ("field", "right"),
         ):
-            table.add_column(header, justify=justify)  # type: ignore[arg-type]
+            table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for stage in stages:
             table.add_row(
                 str(stage.get("index", "")),
@@ -193,37 +181,25 @@ def print_report(
                 if stage.get("resolution")
                 else "non-spatial",
                 str(stage.get("channels") if stage.get("channels") is not None else ""),
-                str(len(stage.get("layers") or [])),
+                str(stage.get("effective_stride") or ""),
+                str(stage.get("layer_count") or ""),
                 format_count(stage.get("params")),
                 format_count(stage.get("macs")),
                 format_field(stage.get("receptive_field")),
+            )
+        head = stage_head(report)
+        if head is not None:
+            table.add_row(
+                "head", "", "", "", str(head.get("layer_count") or ""),
+                format_count(head.get("params")), format_count(head.get("macs")), "",
+                style="dim",
             )
         console.print()
         console.print(table)
 
     flat = flatten_layers(report)
-    table = Table(title="Layers", title_justify="left", title_style="bold", show_edge=False)
-    table.add_column("layer", overflow="fold", min_width=12)
-    table.add_column("class", overflow="fold")
-    table.add_column("output shape", overflow="fold")
-    table.add_column("params", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_column("field", justify="right")
-    for item in flat[:max_layers]:
-        layer = item.layer
-        from app.reports.view import field_axes, is_global_field
-
-        axes = field_axes(layer)
-        table.add_row(
-            Text("  " * item.depth + item.name),
-            Text(item.class_name),
-            format_shape(layer.get("output_shape")),
-            format_count(layer.get("params")),
-            format_count(layer.get("macs")),
-            "global" if is_global_field(layer) else (format_field(axes) if axes else ""),
-        )
     console.print()
-    console.print(table)
+    console.print(layer_table(flat[:max_layers], width=console.width))
     if len(flat) > max_layers:
         console.print(
             f"[dim]... and {len(flat) - max_layers} more layers (use --json or --html)[/]"
@@ -232,6 +208,79 @@ def print_report(
 
     for note in coverage_notes(report):
         console.print(f"[yellow]partial[/] {_escape(note)}")
+
+
+def layer_table(layers: Sequence[Any], *, width: int = 80) -> Any:
+    """The layer table as Keras's ``model.summary()`` lays it out, with convlens's columns.
+
+    "Layer (type)" (the class under the name), "Output shape", "Param #" and "Connected to"
+    (one input per line), plus the receptive field in pixels (one number when square) and, from
+    :data:`WIDE_TERMINAL` columns on, the MACs (the stage table has them at any width). Shapes,
+    counts and fields never wrap; names and inputs fold only past the width left to them, so
+    the table fits ``width`` (80 columns in a plain terminal).
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from app.reports.view import field_axes, format_count, format_shape, is_global_field
+
+    rows = []
+    for item in layers:
+        layer = item.layer
+        axes = field_axes(layer)
+        indent = "  " * item.depth
+        rows.append(
+            (
+                Text(indent + item.name) + Text(f"\n{indent}({item.class_name})", style="dim"),
+                format_shape(layer.get("output_shape")),
+                format_count(layer.get("params")),
+                format_count(layer.get("macs")),
+                "global" if is_global_field(layer) else _square_field(axes),
+                Text("\n".join(str(name) for name in layer.get("inbound") or []), style="dim"),
+            )
+        )
+    with_macs = width >= WIDE_TERMINAL
+    fixed = [
+        max([len(header)] + [len(str(row[index])) for row in rows])
+        for index, header in ((1, "Output shape"), (2, "Param #"), (3, "MACs"), (4, "RF"))
+    ]
+    if not with_macs:
+        fixed[2] = 0
+    # One space between columns (no edges, collapsed padding).
+    free = max(width - sum(fixed) - (5 if with_macs else 4), 24)
+    longest_name = max([12] + [max(len(line) for line in row[0].plain.splitlines()) for row in rows])
+    longest_input = max([12] + [len(line) for row in rows for line in row[5].plain.splitlines()])
+    name_width = min(longest_name, max(free - min(longest_input, free // 2), free // 2))
+    table = Table(
+        title="Layers", title_justify="left", title_style="bold", box=None, pad_edge=False,
+        collapse_padding=True, expand=False,
+        caption="RF: receptive field in input pixels (one number when square)",
+        caption_justify="left", caption_style="dim",
+    )
+    table.add_column("Layer (type)", overflow="fold", width=name_width)
+    table.add_column("Output shape", no_wrap=True, min_width=fixed[0])
+    table.add_column("Param #", justify="right", no_wrap=True, min_width=fixed[1])
+    if with_macs:
+        table.add_column("MACs", justify="right", no_wrap=True, min_width=fixed[2])
+    table.add_column("RF", justify="right", no_wrap=True, min_width=fixed[3])
+    table.add_column("Connected to", overflow="fold", width=max(free - name_width, 10))
+    for row in rows:
+        table.add_row(*(row if with_macs else row[:3] + row[4:]))
+    return table
+
+
+def _square_field(axes: Any) -> str:
+    """A field as one number when every axis agrees (``483``), per axis otherwise (``5x3``).
+
+    >>> _square_field([{"size": 7}, {"size": 7}]), _square_field([{"size": 5}, {"size": 3}])
+    ('7', '5x3')
+    """
+    from app.reports.view import format_field, format_number
+
+    if not axes:
+        return ""
+    sizes = {format_number(axis.get("size")) for axis in axes}
+    return sizes.pop() if len(sizes) == 1 else format_field(axes)
 
 
 def _shapes(shapes: Any) -> str:
@@ -245,26 +294,12 @@ def _shapes(shapes: Any) -> str:
 # -- analyze ----------------------------------------------------------------------------------
 
 
-def analyze_file(
-    path: Path, *, input_shape: Sequence[int | None] | None = None, name: str | None = None
-) -> dict[str, Any]:
+def analyze_file(path: Path, *, input_shape: Any = None, name: str | None = None) -> dict[str, Any]:
     """Ingest, check and analyse a model file exactly as the service does, in this process."""
-    from app.analysis import analyze as run_engine
     from app.config import get_settings
-    from app.ingest import ingest_bytes
-    from app.security import check_report_limits, check_static_limits, validate_architecture
+    from app.pipeline import analyse_file
 
-    settings = get_settings()
-    ingested = ingest_bytes(path, filename=path.name, settings=settings)
-    validate_architecture(ingested.config, settings)
-    check_static_limits(ingested.config, settings)
-    report = run_engine(
-        ingested.config,
-        input_shape=list(input_shape) if input_shape else None,
-        name=name or ingested.name,
-    )
-    check_report_limits(report, settings)
-    return report
+    return analyse_file(path, input_shape=input_shape or None, name=name, settings=get_settings())
 
 
 def analyze(
@@ -329,6 +364,7 @@ def training_request(
     batch_size: int | None = None,
     optimizer: str | None = None,
     learning_rate: float | None = None,
+    overfit_check: bool | None = None,
 ) -> dict[str, Any]:
     """The ``POST /v1/training-runs`` body for a run of an analysed architecture.
 
@@ -343,6 +379,7 @@ def training_request(
         ("batch_size", batch_size),
         ("optimizer", optimizer),
         ("learning_rate", learning_rate),
+        ("overfit_check", overfit_check),
     ):
         if value is not None:
             body[key] = value
@@ -369,8 +406,24 @@ def submit(
         ),
     ] = False,
     train: Annotated[
-        bool, typer.Option("--train", help="Start a short training run after the analysis")
+        bool,
+        typer.Option(
+            "--train",
+            help=(
+                "Start a short training run after the analysis. After its steps the run checks "
+                "that the model can overfit one batch (a timed phase of its own, shown by the "
+                "progress bar; --no-overfit-check skips it)"
+            ),
+        ),
     ] = False,
+    overfit_check: Annotated[
+        bool | None,
+        typer.Option(
+            "--overfit-check/--no-overfit-check",
+            help="With --train: run (default) or skip the overfit-one-batch check",
+            show_default=False,
+        ),
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (with --train)")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Training batch size (with --train)")
@@ -466,6 +519,7 @@ def submit(
                             batch_size=batch_size,
                             optimizer=optimizer,
                             learning_rate=learning_rate,
+                            overfit_check=overfit_check,
                         ),
                     )
                 )

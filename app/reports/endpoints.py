@@ -6,8 +6,9 @@
 - ``GET /v1/analyses/{a}/compare/{b}``: the comparison as JSON, or as a page with
   ``?format=html`` or ``Accept: text/html``.
 
-Rendering is CPU work (matplotlib), so the routes are plain ``def`` (run in
-FastAPI's thread pool). Pages carry a Content-Security-Policy that allows no
+Rendering is CPU work (matplotlib): each route is one thread hop that reads what it
+needs in a unit of work, closes it, and renders without holding a database connection.
+Pages carry a Content-Security-Policy that allows no
 scripts and no network loads: they need none.
 
 Example::
@@ -24,10 +25,11 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.analyses import repository, service
-from app.api.deps import SessionDep, TenantDep
+from app.api.deps import RequestScope, ScopeDep, TenantDep
 from app.api.docs import problem_responses
 from app.errors import Conflict, NotFound
 from app.models import Job
+from app.training import repository as training_runs
 
 router = APIRouter(prefix="/v1/analyses", tags=["reports"])
 
@@ -45,6 +47,16 @@ MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
 
 def _report_of(session: Any, tenant_id: str, analysis_id: str) -> tuple[Job, dict[str, Any]]:
     """The analysis row and its report, with measured gradients merged in when a job has them."""
+    analysis, report, _ = _report_and_revision(session, tenant_id, analysis_id)
+    return analysis, report
+
+
+def _report_and_revision(
+    session: Any, tenant_id: str, analysis_id: str
+) -> tuple[Job, dict[str, Any], tuple[Any, ...]]:
+    """As :func:`_report_of`, plus what identifies this version of the report: the row's
+    update time and status, and the measured-gradients job merged in (a measurement arriving
+    changes it, so cached renderings of the older version are not served)."""
     analysis = service.get(session, tenant_id, analysis_id)
     if not isinstance(analysis.result, Mapping):
         raise Conflict(
@@ -53,13 +65,27 @@ def _report_of(session: Any, tenant_id: str, analysis_id: str) -> tuple[Job, dic
         )
     report = dict(analysis.result)
     flow = dict(report.get("gradient_flow") or {})
+    revision: tuple[Any, ...] = (str(analysis.updated_at), analysis.status)
     if flow.get("measured") is None:
         child = repository.latest_child(session, analysis.id, "gradients")
         if child is not None and child.status == "succeeded" and isinstance(child.result, Mapping):
             measured = child.result.get("measured", child.result)
             flow["measured"] = measured
             report["gradient_flow"] = flow
-    return analysis, report
+            revision += (child.id, str(child.updated_at))
+    return analysis, report, revision
+
+
+def _training_revision(
+    records: list[dict[str, Any]], summary: Mapping[str, Any] | None, runs: list[dict[str, Any]]
+) -> tuple[Any, ...]:
+    """What identifies the training part of a page: the runs listed and the steps drawn."""
+    listed = tuple(
+        (run.get("id"), run.get("status"), run.get("steps_done"), run.get("updated_at"))
+        for run in runs
+    )
+    last = records[-1] if records else None
+    return (listed, len(records), repr(last), (summary or {}).get("id"))
 
 
 def _training_of(
@@ -71,22 +97,11 @@ def _training_of(
     runs of the same architecture. The curves are those of the newest run with any steps:
     its result's history, or its step events while it runs.
     """
-    from sqlalchemy import select
-
     from app.reports.training import run_records, run_summary, select_runs
 
     if analysis.architecture_id is None:
         return [], None, []
-    candidates = session.scalars(
-        select(Job)
-        .where(
-            Job.tenant_id == analysis.tenant_id,
-            Job.kind == "training",
-            Job.architecture_id == analysis.architecture_id,
-        )
-        .order_by(Job.created_at.desc())
-        .limit(200)
-    ).all()
+    candidates = training_runs.of_architecture(session, analysis.tenant_id, analysis.architecture_id)
     selection = select_runs(analysis.id, candidates)
     if not selection.runs:
         return [], None, []
@@ -131,19 +146,34 @@ def _step_events(session: Any, run: Job) -> list[dict[str, Any]]:
     ),
     responses={200: {"content": {"text/html": {}}}, **problem_responses(401, 404, 409)},
 )
-def report_html(analysis_id: str, session: SessionDep, tenant_id: TenantDep) -> HTMLResponse:
+async def report_html(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -> HTMLResponse:
+    return await scope.call(_report_page, scope, tenant_id, analysis_id)
+
+
+def _report_page(scope: RequestScope, tenant_id: str, analysis_id: str) -> HTMLResponse:
+    from app.reports.cache import render_cache, revision
     from app.reports.html import render_report_html
 
-    analysis, report = _report_of(session, tenant_id, analysis_id)
-    records, summary, runs = _training_of(session, analysis)
-    page = render_report_html(
-        report,
-        training=records or None,
-        training_summary=summary,
-        training_runs=runs,
-        analysis_id=analysis.id,
-        plot_links=f"/v1/analyses/{analysis.id}/plots",
+    with scope.session() as session:  # closed before rendering
+        analysis, report, version = _report_and_revision(session, tenant_id, analysis_id)
+        records, summary, runs = _training_of(session, analysis)
+    key = (
+        analysis.id,
+        revision(version, _training_revision(records, summary, runs)),
+        "report.html",
     )
+
+    def render() -> bytes:
+        return render_report_html(
+            report,
+            training=records or None,
+            training_summary=summary,
+            training_runs=runs,
+            analysis_id=analysis.id,
+            plot_links=f"/v1/analyses/{analysis.id}/plots",
+        ).encode("utf-8")
+
+    page = render_cache().get_or_render(key, render)
     return HTMLResponse(page, headers=PAGE_SECURITY_HEADERS)
 
 
@@ -160,12 +190,16 @@ def report_html(analysis_id: str, session: SessionDep, tenant_id: TenantDep) -> 
         **problem_responses(400, 401, 404, 409),
     },
 )
-def plot_file(
+async def plot_file(
     analysis_id: str,
-    session: SessionDep,
+    scope: ScopeDep,
     tenant_id: TenantDep,
     filename: Annotated[str, Path(max_length=64, examples=["receptive_field.svg"])],
 ) -> Response:
+    return await scope.call(_plot, scope, tenant_id, analysis_id, filename)
+
+
+def _plot(scope: RequestScope, tenant_id: str, analysis_id: str, filename: str) -> Response:
     from app.reports.plots import PLOT_NAMES, render_plot
 
     name, dot, extension = filename.rpartition(".")
@@ -173,12 +207,22 @@ def plot_file(
         raise NotFound(f"Plots are served as <name>.svg or <name>.png. Received: {filename!r}")
     if name not in PLOT_NAMES:
         raise NotFound(f"There is no plot called {name!r}; plots: {', '.join(PLOT_NAMES)}.")
-    analysis, report = _report_of(session, tenant_id, analysis_id)
+    from app.reports.cache import render_cache, revision
+
     records: list[dict[str, Any]] = []
-    if name == "training":
-        records, _, _ = _training_of(session, analysis)
-    plot = render_plot(name, report, training=records, formats=(extension,))
-    body: bytes = plot.svg.encode("utf-8") if extension == "svg" and plot.svg else plot.png or b""
+    training_version: tuple[Any, ...] = ()
+    with scope.session() as session:  # closed before rendering
+        analysis, report, version = _report_and_revision(session, tenant_id, analysis_id)
+        if name == "training":
+            records, summary, runs = _training_of(session, analysis)
+            training_version = _training_revision(records, summary, runs)
+    key = (analysis.id, revision(version, training_version), f"plot:{filename}")
+
+    def render() -> bytes:
+        plot = render_plot(name, report, training=records, formats=(extension,))
+        return plot.svg.encode("utf-8") if extension == "svg" and plot.svg else plot.png or b""
+
+    body = render_cache().get_or_render(key, render)
     return Response(
         body,
         media_type=MEDIA_TYPES[extension],
@@ -212,11 +256,11 @@ def _wants_html(request: Request, fmt: str | None) -> bool:
         **problem_responses(401, 404, 409, 422),
     },
 )
-def compare(
+async def compare(
     analysis_id: str,
     other_id: str,
     request: Request,
-    session: SessionDep,
+    scope: ScopeDep,
     tenant_id: TenantDep,
     format: Annotated[
         Literal["json", "html"] | None,
@@ -225,16 +269,60 @@ def compare(
         ),
     ] = None,
 ) -> Response:
+    return await scope.call(_compare, scope, tenant_id, analysis_id, other_id, _wants_html(request, format))
+
+
+def _compare(scope: RequestScope, tenant_id: str, analysis_id: str, other_id: str, html: bool) -> Response:
     from app.reports.compare import compare_reports, render_comparison_html
 
-    first, report_a = _report_of(session, tenant_id, analysis_id)
-    second, report_b = _report_of(session, tenant_id, other_id)
+    with scope.session() as session:
+        first, report_a = _report_of(session, tenant_id, analysis_id)
+        second, report_b = _report_of(session, tenant_id, other_id)
     label_a = first.name or str(report_a.get("model_name") or first.id)
     label_b = second.name or str(report_b.get("model_name") or second.id)
     comparison = compare_reports(report_a, report_b, label_a=label_a, label_b=label_b)
     comparison["a"]["analysis_id"] = first.id
     comparison["b"]["analysis_id"] = second.id
-    if _wants_html(request, format):
+    if html:
         page = render_comparison_html(report_a, report_b, comparison=comparison)
         return HTMLResponse(page, headers=PAGE_SECURITY_HEADERS)
     return JSONResponse(comparison)
+
+
+@router.get(
+    "/{analysis_id}/misaligned",
+    summary="Every misaligned branch pair of an analysis (the report states the worst)",
+    description=(
+        "The report bounds the misaligned-branch detail: each field says how many pairs it "
+        "carries and names the worst three, and `receptive_field.misaligned` lists the merges "
+        "where pairs first meet with their worst pairs. This route recomputes the analysis from "
+        "its stored architecture and lists, for every such merge, all of its pairs, worst "
+        "(largest offset between field centres, in input pixels) first. Example: "
+        "`GET /v1/analyses/<id>/misaligned`."
+    ),
+    responses={200: {"content": {"application/json": {}}}, **problem_responses(401, 404, 409)},
+)
+async def misaligned_pairs(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -> JSONResponse:
+    return await scope.call(_misaligned, scope, tenant_id, analysis_id)
+
+
+def _misaligned(scope: RequestScope, tenant_id: str, analysis_id: str) -> JSONResponse:
+    from app.analysis import analyze_graph, build_graph
+    from app.analysis.report import misaligned_summary
+    from app.architectures import service as architectures
+
+    with scope.session() as session:  # closed before the analysis is recomputed
+        analysis, _ = _report_of(session, tenant_id, analysis_id)
+        if analysis.architecture_id is None:
+            raise Conflict(f"Analysis '{analysis_id}' has no stored architecture to recompute.")
+        architecture = architectures.get(session, tenant_id, analysis.architecture_id)
+    input_shape = (analysis.parameters or {}).get("input_shape")
+    result = analyze_graph(build_graph(architecture.config), input_shape=input_shape)
+    merges = misaligned_summary(result, full=True)
+    return JSONResponse(
+        {
+            "analysis_id": analysis.id,
+            "merges": merges,
+            "pair_count": sum(merge["pair_count"] for merge in merges),
+        }
+    )

@@ -36,6 +36,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.progress import Progress, TaskID
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+OVERFIT_PHASE = "overfit_check"
+"""The training run's phase (``progress_detail.phase``) while it checks that the model can
+overfit one batch, after the requested steps (``overfit_check``, on by default)."""
+OVERFIT_WORDS = "overfit-one-batch check"
 
 #: Seconds without a byte on the event stream before the run's status is checked by GET.
 STREAM_IDLE_S = 15.0
@@ -413,8 +417,10 @@ class TrainingFollower:
         phase = str(progress.get("phase") or status)
         if status in TERMINAL_STATUSES:
             phase = status
-        elif status == "running" and steps and done >= steps and phase != "done":
-            phase = "overfit-one-batch check"
+        elif phase == OVERFIT_PHASE or (
+            status == "running" and steps and done >= steps and phase != "done"
+        ):
+            phase = OVERFIT_WORDS
         elif status == "queued":
             phase = "queued"
         self.display.update(
@@ -434,8 +440,10 @@ class TrainingFollower:
             step, steps = _number(payload.get("step")), _number(payload.get("steps"))
             self.loss = _number(payload.get("loss"))
             phase = "training"
-            if step is not None and steps and step >= steps:
-                phase = "overfit-one-batch check"
+            if payload.get("phase") == OVERFIT_PHASE or (
+                step is not None and steps and step >= steps
+            ):
+                phase = OVERFIT_WORDS
             self.display.update(
                 completed=step,
                 total=steps,

@@ -63,7 +63,8 @@ NODE_HEIGHT = 50
 COLUMN_GAP = 36
 ROW_GAP = 34
 MARGIN = 24
-MAX_LABEL_CHARS = 30
+MAX_LABEL_CHARS = 25
+"""Characters of a box's name that fit its width at 12 px bold (the tooltip has the full name)."""
 
 FAMILY_COLOURS: dict[str, tuple[str, str]] = {
     # family: (fill, stroke)
@@ -231,6 +232,70 @@ def draw_graph(
     drawing = GraphDrawing(nodes, edges, width, height, should_collapse)
     drawing.svg = _svg(drawing, element_id, report.get("model_name"))
     return drawing
+
+
+STAGE_BLOCKS_ABOVE = 60
+"""Above this many boxes the page draws one expandable block per stage instead of one graph."""
+
+
+@dataclass
+class StageDrawing:
+    """One stage's part of the architecture graph, for a block that expands on the page."""
+
+    index: int | None
+    title: str
+    reads: list[str]
+    drawing: GraphDrawing
+
+
+def draw_stages(report: Report, *, element_id: str = "graph") -> list[StageDrawing]:
+    """The graph split by the report's stages (and its head): one drawing per stage, each with
+    the layers of that stage only; ``reads`` names the layers of earlier stages it reads from.
+
+    Used for large models, where one drawing of hundreds of boxes is a small window onto a long
+    picture: each stage is a block the reader opens (``<details>``, no scripts needed).
+    """
+    from app.reports.view import format_count as count
+    from app.reports.view import stage_of_layers
+
+    layers = [layer for layer in (report.get("layers") or []) if isinstance(layer, Mapping)]
+    stage_of = stage_of_layers(report)
+    if not stage_of:
+        return []
+    order: list[int] = []
+    members: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for layer in layers:
+        stage = stage_of.get(str(layer.get("name")))
+        if stage is None:
+            continue
+        if stage not in members:
+            order.append(stage)
+        members[stage].append(layer)
+    from app.reports.view import derive_stages, stage_head
+
+    described = {int(stage.get("index") or 0): stage for stage in derive_stages(report)}
+    head = stage_head(report)
+    out: list[StageDrawing] = []
+    for stage in sorted(order, key=lambda value: (value == 0, value)):
+        group = members[stage]
+        names = {str(layer.get("name")) for layer in group}
+        reads = list(dict.fromkeys(
+            str(source) for layer in group for source in (layer.get("inbound") or [])
+            if str(source) not in names))
+        sub_report = {"layers": group, "coverage": report.get("coverage"),
+                      "model_name": report.get("model_name")}
+        drawing = draw_graph(sub_report, element_id=f"{element_id}-s{stage}")
+        if stage == 0:
+            title = (f"Head: {len(group)} layers, {count((head or {}).get('params'))} params")
+        else:
+            info = described.get(stage, {})
+            resolution = info.get("resolution")
+            where = "×".join(str(v) for v in resolution) if resolution else "non-spatial"
+            title = (f"Stage {stage}: {where}, {info.get('channels')} channels, stride "
+                     f"{info.get('effective_stride')}, {len(group)} layers, "
+                     f"{count(info.get('params'))} params, {count(info.get('macs'))} MACs")
+        out.append(StageDrawing(stage if stage else None, title, reads, drawing))
+    return out
 
 
 # -- graph building ----------------------------------------------------------------------------
@@ -582,9 +647,9 @@ def _svg(drawing: GraphDrawing, element_id: str, model_name: Any) -> str:
             f'<text x="13" y="17" font-size="12" font-weight="600" fill="#111827">'
             f"{escape(_truncate(node.main))}</text>"
             f'<text x="13" y="31" font-size="10.5" fill="#374151">'
-            f"{escape(_truncate(_class_line(node), 34))}</text>"
+            f"{escape(_truncate(_class_line(node), 29))}</text>"
             f'<text x="13" y="44" font-size="10" fill="#6b7280">'
-            f"{escape(_truncate(detail_line, 38))}"
+            f"{escape(_truncate(detail_line, 31))}"
             f"</text></g>"
         )
     out.append("</g></svg>")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.reports.view import (
     Report,
+    coverage_card,
     coverage_percent,
     derive_stages,
     field_axes,
@@ -33,6 +34,8 @@ from app.reports.view import (
     format_shape,
     headline,
     is_global_field,
+    stage_head,
+    stage_of_layers,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,6 +112,7 @@ def layer_rows(report: Report) -> list[dict[str, Any]]:
         if isinstance(item, Mapping)
     }
     rows = []
+    stage_of = stage_of_layers(report)
     for flat in flatten_layers(report):
         layer = flat.layer
         axes = field_axes(layer)
@@ -128,10 +132,17 @@ def layer_rows(report: Report) -> list[dict[str, Any]]:
                 "field": "global" if glob else format_field(axes),
                 "stride": "" if glob else format_field(axes, "stride"),
                 "inbound": [str(name) for name in (layer.get("inbound") or [])],
+                "stage": _stage_label(stage_of.get(flat.qualified_name)),
                 "css": css,
             }
         )
     return rows
+
+
+def _stage_label(index: int | None) -> str:
+    if index is None:
+        return ""
+    return "head" if index == 0 else str(index)
 
 
 def coverage_notes(report: Report) -> list[str]:
@@ -170,7 +181,7 @@ def render_report_html(
     is the URL prefix of the standalone plots (e.g.
     ``/v1/analyses/<id>/plots``), omitted when rendering offline.
     """
-    from app.reports.graph import draw_graph
+    from app.reports.graph import STAGE_BLOCKS_ABOVE, draw_graph, draw_stages
     from app.reports.plots import available_plots, plot_training, render_plot
 
     plots = []
@@ -184,6 +195,18 @@ def render_report_html(
             }
         )
     drawing = draw_graph(report, element_id="architecture-graph")
+    stage_drawings = []
+    if len(drawing.nodes) > STAGE_BLOCKS_ABOVE:
+        stage_drawings = [
+            {
+                "index": part.index,
+                "title": part.title,
+                "reads": part.reads,
+                "svg": trusted_svg(part.drawing.svg),
+                "boxes": len(part.drawing.nodes),
+            }
+            for part in draw_stages(report, element_id="architecture-graph")
+        ]
     skip_count = sum(1 for edge in drawing.edges if edge.skip)
     graph_caption = (
         f"{len(drawing.layer_names)} layers"
@@ -195,6 +218,11 @@ def render_report_html(
         )
         + f", {len(drawing.edges)} connections"
         + (f", {skip_count} of them skip connections (dashed orange)" if skip_count else "")
+        + (
+            f"; one block per stage ({len(stage_drawings)}), open a block to see its layers"
+            if stage_drawings
+            else ""
+        )
         + ". Hover a box for its layers, output shape and parameters."
     )
     training_plot = None
@@ -219,13 +247,17 @@ def render_report_html(
         "headline": headline(report),
         "rf": report.get("receptive_field") or {},
         "coverage_pct": coverage_percent(report),
+        "coverage_value": coverage_card(report)[0],
+        "coverage_note": coverage_card(report)[1],
+        "head": stage_head(report),
         "coverage": report.get("coverage") or {},
         "coverage_notes": coverage_notes(report),
         "findings": [f for f in (report.get("findings") or []) if isinstance(f, Mapping)],
         "stages": derive_stages(report),
         "plots": plots,
         "plot_links": plot_links,
-        "graph_svg": trusted_svg(drawing.svg),
+        "graph_svg": None if stage_drawings else trusted_svg(drawing.svg),
+        "stage_drawings": stage_drawings,
         "graph_caption": graph_caption,
         "layer_rows": layer_rows(report),
         "training": training,

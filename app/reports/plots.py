@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.errors import BadRequest, NotFound
-from app.reports.view import Report, field_axes, is_global_field, leaf_layers
+from app.reports.view import (
+    Report,
+    field_axes,
+    is_global_field,
+    leaf_layers,
+    main_path,
+    stage_of_layers,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -98,45 +105,70 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
-_RENDER_LOCK = threading.RLock()
-"""matplotlib's rc settings are process-global: one plot is styled and rendered at a time."""
+PLOT_RC: dict[str, Any] = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "convlens",
+    "text.parse_math": False,
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial"],
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.edgecolor": "#9ca3af",
+    "axes.labelcolor": "#374151",
+    "axes.titleweight": "bold",
+    "axes.titlesize": 10,
+    "axes.grid": True,
+    "grid.color": PALETTE["light"],
+    "grid.linewidth": 0.6,
+    "xtick.color": "#4b5563",
+    "ytick.color": "#4b5563",
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+}
+"""matplotlib settings for every convlens plot: text kept as text in SVG, no mathtext (layer
+names are untrusted text: a name with ``$`` signs is drawn as written), stable ids.
+
+They are applied once per process (:func:`_configure`) and never changed afterwards, so plots
+render concurrently in threads without a lock: each owns its :class:`Figure` (no pyplot), and
+ids are made unique per plot by :func:`namespace_ids`, not by a per-plot hash salt.
+"""
+
+_CONFIGURED = threading.Event()
+_CONFIGURE_LOCK = threading.Lock()
+
+
+def _configure() -> None:
+    if _CONFIGURED.is_set():
+        return
+    with _CONFIGURE_LOCK:  # held once per process, at the first plot
+        if not _CONFIGURED.is_set():
+            matplotlib = _matplotlib()
+            matplotlib.rcParams.update(PLOT_RC)
+            _CONFIGURED.set()
 
 
 @contextmanager
 def _style(name: str) -> Iterator[None]:
-    """rc settings for one plot: text kept as text in SVG, no mathtext, stable ids.
+    """Kept for the plot functions' shape: the settings are process-wide and constant."""
+    del name
+    _configure()
+    yield
 
-    ``text.parse_math`` is off because layer names are untrusted text: a name
-    with ``$`` signs must be drawn as written, not parsed as TeX.
+
+_ID = re.compile(r'\bid="([^"]+)"')
+_REFERENCE = re.compile(r'(url\(#|href="#)([^)"]+)')
+
+
+def namespace_ids(svg: str, prefix: str) -> str:
+    """Prefix every id of an SVG document and every reference to one, so that several plots
+    inlined in one page never share an id.
+
+    >>> namespace_ids('<g id="a"><use xlink:href="#a"/><path clip-path="url(#a)"/></g>', "rf")
+    '<g id="rf-a"><use xlink:href="#rf-a"/><path clip-path="url(#rf-a)"/></g>'
     """
-    matplotlib = _matplotlib()
-    with (
-        _RENDER_LOCK,
-        matplotlib.rc_context(
-            {
-                "svg.fonttype": "none",
-                "svg.hashsalt": f"convlens-{name}",
-                "text.parse_math": False,
-                "font.family": "sans-serif",
-                "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial"],
-                "font.size": 9,
-                "axes.spines.top": False,
-                "axes.spines.right": False,
-                "axes.edgecolor": "#9ca3af",
-                "axes.labelcolor": "#374151",
-                "axes.titleweight": "bold",
-                "axes.titlesize": 10,
-                "axes.grid": True,
-                "grid.color": PALETTE["light"],
-                "grid.linewidth": 0.6,
-                "xtick.color": "#4b5563",
-                "ytick.color": "#4b5563",
-                "legend.frameon": False,
-                "legend.fontsize": 8,
-            }
-        ),
-    ):
-        yield
+    svg = _ID.sub(lambda match: f'id="{prefix}-{match.group(1)}"', svg)
+    return _REFERENCE.sub(lambda match: f"{match.group(1)}{prefix}-{match.group(2)}", svg)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -145,14 +177,16 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _render(figure: Figure, formats: Sequence[str]) -> tuple[str | None, bytes | None]:
+def _render(
+    figure: Figure, formats: Sequence[str], name: str = "plot"
+) -> tuple[str | None, bytes | None]:
     svg: str | None = None
     png: bytes | None = None
     metadata = {"Date": None, "Creator": "convlens"}
     if "svg" in formats:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="svg", metadata=metadata)
-        svg = buffer.getvalue().decode("utf-8")
+        svg = namespace_ids(buffer.getvalue().decode("utf-8"), name.replace("_", "-"))
     if "png" in formats:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110, metadata={"Software": "convlens"})
@@ -164,15 +198,69 @@ def _width_for(count: int) -> float:
     return max(10.5, min(15.0, 3.0 + 0.22 * count))
 
 
-def _layer_ticks(axes: Axes, names: Sequence[str]) -> None:
-    """Layer names under the x axis when they fit, layer indices otherwise."""
+def _layer_ticks(
+    axes: Axes, names: Sequence[str], stages: Sequence[int | None] | None = None
+) -> None:
+    """Layer names under the x axis when they fit; for larger models, the layers grouped by
+    stage: a shaded band per stage labelled on top, the name of each stage's first layer as
+    the tick, and the layer index as the axis label."""
     positions = list(range(len(names)))
+    axes.set_xlim(-0.6, max(len(names) - 0.4, 0.6))
     if len(names) <= MAX_NAMED_TICKS:
         axes.set_xticks(positions)
         axes.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+        _stage_bands(axes, stages, label=False)
+        return
+    starts = _stage_bands(axes, stages, label=True)
+    if starts:
+        axes.set_xticks([start for start, _ in starts])
+        axes.set_xticklabels([names[start] for start, _ in starts], rotation=30, ha="right",
+                             fontsize=7)
+        axes.set_xlabel(f"layers in graph order ({len(names)}), ticks at each stage's first layer")
     else:
         axes.set_xlabel(f"layer index (of {len(names)})")
-    axes.set_xlim(-0.6, max(len(names) - 0.4, 0.6))
+
+
+def _stage_bands(
+    axes: Axes, stages: Sequence[int | None] | None, *, label: bool
+) -> list[tuple[int, int]]:
+    """Shade alternate stages and (``label``) name them above the plot; the stage starts."""
+    if not stages:
+        return []
+    starts: list[tuple[int, int]] = []
+    for position, stage in enumerate(stages):
+        if stage is not None and (not starts or starts[-1][1] != stage):
+            starts.append((position, stage))
+    if len(starts) < 2:
+        return starts
+    bounds = [start for start, _ in starts] + [len(stages)]
+    for number, (start, stage) in enumerate(starts):
+        end = bounds[number + 1]
+        if number % 2 == 1:
+            axes.axvspan(start - 0.5, end - 0.5, color="#f3f4f6", zorder=0, linewidth=0)
+        if label:
+            narrow = (end - start) < 0.07 * len(stages)
+            text = ("H" if narrow else "head") if stage == 0 else (
+                f"{stage}" if narrow else f"stage {stage}")
+            axes.text((start + end - 1) / 2, 1.01, text, transform=axes.get_xaxis_transform(),
+                      ha="center", va="bottom", fontsize=7, color=PALETTE["grey"], clip_on=False)
+    return starts
+
+
+def _title(figure: Figure, title: str) -> None:
+    """The plot's title above everything the layout places (stage labels included)."""
+    figure.suptitle(title, x=0.01, ha="left", fontsize=10, fontweight="bold")
+
+
+def _outside_legend(figure: Figure, axes: Axes, gid: str, *extra: Axes) -> None:
+    """One legend for the figure, above the plot area (never over the data)."""
+    handles, labels = axes.get_legend_handles_labels()
+    for other in extra:
+        more_handles, more_labels = other.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    if handles:
+        legend = figure.legend(handles, labels, loc="outside upper right", ncols=min(len(labels), 4))
+        legend.set_gid(gid)
 
 
 def _count_label(value: float, _position: Any = None) -> str:
@@ -203,15 +291,17 @@ def _empty(axes: Axes, message: str) -> None:
 
 
 def plot_receptive_field(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
-    """Receptive-field size of every spatial layer against the input size.
+    """Receptive-field size along the main path against the input size.
 
-    One line per spatial axis (a single line when all axes agree), the
-    input size as dashed horizontal lines, the effective stride on the right
-    axis; layers whose units see the whole input (global pooling) are marked
-    at the top.
+    The layers of :func:`app.reports.view.main_path` (the widest field at every merge), one
+    line per spatial axis (a single line when all axes agree), the input size as a dashed line,
+    the effective stride on the right axis, stages shaded; layers whose units see the whole
+    input (global pooling) are marked at the top. The legend sits above the plot.
     """
+    stage_of = stage_of_layers(report)
     points: list[tuple[str, list[float] | None, list[float] | None]] = []
-    for flat in leaf_layers(report):
+    stages: list[int | None] = []
+    for flat in main_path(report):
         axes_field = field_axes(flat.layer)
         if axes_field is not None:
             sizes = [_as_float(axis.get("size")) for axis in axes_field]
@@ -219,21 +309,26 @@ def plot_receptive_field(report: Report, *, formats: Sequence[str] = PLOT_FORMAT
             points.append((flat.qualified_name, sizes, strides))
         elif is_global_field(flat.layer):
             points.append((flat.qualified_name, None, None))
+        else:
+            continue
+        stages.append(stage_of.get(flat.name))
 
     summary_field = report.get("receptive_field") or {}
     input_size = [
         size for size in (summary_field.get("input_size") or []) if isinstance(size, int | float)
     ]
-    title = "Receptive field per layer"
+    title = "Receptive field along the main path"
     with _style("receptive_field"):
-        figure = _figure(_width_for(len(points)), 4.4)
+        figure = _figure(_width_for(len(points)), 4.6)
         axes = figure.add_subplot()
+        axes.set_gid("receptive-field-axes")
         if not points:
             _empty(axes, "No spatial layers: the model has no receptive field to draw.")
         else:
-            _draw_receptive_field(axes, points, input_size)
-        axes.set_title(title, loc="left")
-        svg, png = _render(figure, formats)
+            stride_axes = _draw_receptive_field(axes, points, input_size, stages)
+            _outside_legend(figure, axes, "receptive-field-legend", stride_axes)
+        _title(figure, title)
+        svg, png = _render(figure, formats, "receptive_field")
     return RenderedPlot("receptive_field", title, svg, png, len(points))
 
 
@@ -241,7 +336,8 @@ def _draw_receptive_field(
     axes: Axes,
     points: Sequence[tuple[str, list[float] | None, list[float] | None]],
     input_size: Sequence[float],
-) -> None:
+    stages: Sequence[int | None],
+) -> Axes:
     names = [name for name, _, _ in points]
     axis_count = max((len(sizes) for _, sizes, _ in points if sizes), default=0)
     per_axis = [
@@ -251,12 +347,13 @@ def _draw_receptive_field(
     identical = all(_same(series, per_axis[0]) for series in per_axis)
     labels = ["height", "width", "depth"] if axis_count > 1 else ["length"]
     x = list(range(len(points)))
+    marker_size = 4 if len(points) <= 120 else 2
     if identical and per_axis:
         axes.plot(
             x,
             per_axis[0],
             marker="o",
-            markersize=4,
+            markersize=marker_size,
             color=AXIS_COLOURS[0],
             label="receptive field" + (" (all axes)" if axis_count > 1 else ""),
         )
@@ -266,7 +363,7 @@ def _draw_receptive_field(
                 x,
                 series,
                 marker="o",
-                markersize=4,
+                markersize=marker_size,
                 color=AXIS_COLOURS[i % 3],
                 label=f"receptive field, {labels[i] if i < len(labels) else f'axis {i}'}",
             )
@@ -324,34 +421,67 @@ def _draw_receptive_field(
     stride_axes.spines["right"].set_visible(True)
     finite = [value for value in strides if not math.isnan(value)]
     stride_axes.set_ylim(0, (max(finite) if finite else 1) * 1.25)
-    _layer_ticks(axes, names)
-    handles, labels_ = axes.get_legend_handles_labels()
-    more_handles, more_labels = stride_axes.get_legend_handles_labels()
-    axes.legend(handles + more_handles, labels_ + more_labels, loc="upper left")
+    _layer_ticks(axes, names, stages)
+    return stride_axes
 
 
 # -- parameters and MACs -----------------------------------------------------------------------
 
 
-def plot_params_macs(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
-    """Parameters and MACs per layer as two bar charts sharing the layer axis (log scale)."""
+def params_macs_layers(report: Report) -> list[Any]:
+    """The layers the parameters/MACs chart shows: those that hold weights or compute (MACs),
+    normalization layers left out when the model has more than :data:`MAX_NAMED_TICKS` of them
+    (their parameters are a rounding error next to the convolutions they follow)."""
+    from app.analysis.rules import traits_of
+    from app.analysis.traits import Trait
+
     rows = [flat for flat in leaf_layers(report) if flat.class_name != "InputLayer"]
+    weighted = [
+        flat
+        for flat in rows
+        if (_as_float(flat.layer.get("params")) or 0) > 0
+        or (_as_float(flat.layer.get("macs")) or 0) > 0
+        or not isinstance(flat.layer.get("params"), int)
+    ]
+    if len(weighted) > MAX_NAMED_TICKS:
+        weighted = [
+            flat for flat in weighted if Trait.NORMALIZATION not in traits_of(flat.class_name)
+        ]
+    return weighted if len(rows) > MAX_NAMED_TICKS else rows
+
+
+def plot_params_macs(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
+    """Parameters and MACs per layer as two bar charts sharing the layer axis (log scale).
+
+    Small models show every layer by name; larger ones the layers that hold weights or compute,
+    grouped by stage (shaded, labelled on top, each stage's first layer named).
+    """
+    rows = params_macs_layers(report)
+    stage_of = stage_of_layers(report)
     names = [flat.qualified_name for flat in rows]
+    stages = [stage_of.get(flat.name) for flat in rows]
     params = [_as_float(flat.layer.get("params")) for flat in rows]
     macs = [_as_float(flat.layer.get("macs")) for flat in rows]
     title = "Parameters and MACs per layer"
+    total = len([flat for flat in leaf_layers(report) if flat.class_name != "InputLayer"])
+    if len(rows) < total:
+        title += f" ({len(rows)} of {total} layers: those with weights or compute)"
     with _style("params_macs"):
-        figure = _figure(_width_for(len(rows)), 5.6)
+        figure = _figure(_width_for(len(rows)), 5.8)
         top, bottom = figure.subplots(2, 1, sharex=True)
+        top.set_gid("params-macs-axes-params")
+        bottom.set_gid("params-macs-axes-macs")
         if not rows:
             _empty(top, "The model has no layers.")
             bottom.set_axis_off()
         else:
             _bars(top, params, PALETTE["blue"], "parameters")
             _bars(bottom, macs, PALETTE["orange"], "MACs per sample")
-            _layer_ticks(bottom, names)
-        top.set_title(title, loc="left")
-        svg, png = _render(figure, formats)
+            _stage_bands(top, stages, label=False)
+            _layer_ticks(bottom, names, stages)
+            _outside_legend(figure, top, "params-macs-legend", bottom)
+        _title(figure, title)
+        svg, png = _render(figure, formats, "params_macs")
     return RenderedPlot("params_macs", title, svg, png, len(rows))
 
 
@@ -373,7 +503,6 @@ def _bars(axes: Axes, values: Sequence[float], colour: str, label: str) -> None:
     if use_log:
         axes.set_ylim(bottom=0.8)
         _readable_log_axis(axes)
-    axes.legend(loc="upper right")
 
 
 # -- gradient flow -----------------------------------------------------------------------------
@@ -496,7 +625,7 @@ def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS)
             _layer_ticks(axes, order)
             axes.legend(loc="upper left")
         axes.set_title(title, loc="left")
-        svg, png = _render(figure, formats)
+        svg, png = _render(figure, formats, "gradient_flow")
     return RenderedPlot("gradient_flow", title, svg, png, len(order))
 
 
@@ -600,7 +729,7 @@ def plot_training(
                     _readable_log_axis(panel)
             axes_list[-1].set_xlabel("step")
         loss_axes.set_title(title, loc="left")
-        svg, png = _render(figure, formats)
+        svg, png = _render(figure, formats, "training")
     return RenderedPlot("training", title, svg, png, len(rows))
 
 

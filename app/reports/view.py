@@ -1,9 +1,10 @@
 """Read-only views over a report dict that the plots, the page and the CLI share.
 
 The report schema nests the layers of a model used as a layer under that
-layer's ``"layers"``; :func:`flatten_layers` walks them in order. Stages
-(runs of layers working at one spatial resolution) are taken from the report
-when the engine provides them and derived from the output shapes otherwise.
+layer's ``"layers"``; :func:`flatten_layers` walks them in order. Stages are
+those of the report's ``stages`` finding (one source, so the finding, the page,
+the terminal and the comparison count the same stages); reports without it
+fall back to runs of layers at one output resolution.
 
 Example::
 
@@ -11,7 +12,7 @@ Example::
     ...     "output_shape": [None, 8, 8, 4], "params": 40, "macs": 2304,
     ...     "receptive_field": {"axes": [{"size": 3, "stride": 1, "padding": 1}] * 2,
     ...                         "global": False}}]}
-    >>> [stage["resolution"] for stage in derive_stages(report)]
+    >>> [stage["resolution"] for stage in derive_stages(report)]  # no stages finding: by shape
     [[8, 8]]
     >>> format_count(1234567)
     '1.23M'
@@ -75,6 +76,51 @@ def leaf_layers(report: Report) -> list[FlatLayer]:
     return [flat for flat in flatten_layers(report) if not flat.is_container]
 
 
+def main_path(report: Report) -> list[FlatLayer]:
+    """The layers from an input to the last output along the widest field: walking back from
+    the output, at every merge the input whose receptive field is largest (a residual branch
+    rather than its shortcut, an Inception cell's deepest branch). In graph order.
+
+    Branch layers off that path (shortcut projections, parallel towers) are left out, so a
+    field drawn along it grows monotonically instead of zigzagging between branches.
+
+    >>> report = {"layers": [
+    ...     {"name": "x", "inbound": [], "receptive_field": {"axes": [{"size": 1}]}},
+    ...     {"name": "a", "inbound": ["x"], "receptive_field": {"axes": [{"size": 3}]}},
+    ...     {"name": "b", "inbound": ["a"], "receptive_field": {"axes": [{"size": 5}]}},
+    ...     {"name": "s", "inbound": ["x"], "receptive_field": {"axes": [{"size": 1}]}},
+    ...     {"name": "add", "inbound": ["b", "s"], "receptive_field": {"axes": [{"size": 5}]}}]}
+    >>> [flat.name for flat in main_path(report)]
+    ['x', 'a', 'b', 'add']
+    """
+    leaves = leaf_layers(report)
+    if not leaves:
+        return []
+    by_name = {flat.name: flat for flat in leaves}
+    if not any(flat.layer.get("inbound") for flat in leaves):
+        return leaves
+    order = {flat.name: index for index, flat in enumerate(leaves)}
+    chosen: set[str] = set()
+    current: FlatLayer | None = leaves[-1]
+    while current is not None and current.name not in chosen:
+        chosen.add(current.name)
+        inputs = [by_name[str(name)] for name in current.layer.get("inbound") or []
+                  if str(name) in by_name]
+        current = max(inputs, key=lambda flat: (_field_extent(flat.layer), order[flat.name]),
+                      default=None)
+    return [flat for flat in leaves if flat.name in chosen]
+
+
+def _field_extent(layer: Mapping[str, Any]) -> float:
+    """The largest field size of a layer for ranking paths (global counts as infinite)."""
+    if is_global_field(layer):
+        return float("inf")
+    axes = field_axes(layer) or []
+    sizes = [float(size) for size in (axis.get("size") for axis in axes)
+             if isinstance(size, int | float)]
+    return max(sizes) if sizes else 0.0
+
+
 def first_output_shape(layer: Mapping[str, Any]) -> list[int | None] | None:
     """The first output shape of a layer (the schema uses a list of lists for several)."""
     shape = layer.get("output_shape")
@@ -113,17 +159,93 @@ def spatial_resolution(layer: Mapping[str, Any]) -> list[int | None] | None:
     return list(spatial)
 
 
-def derive_stages(report: Report) -> list[dict[str, Any]]:
-    """The report's stages, or ones derived from the layers' output resolutions.
+def stages_finding(report: Report) -> Mapping[str, Any] | None:
+    """The details of the report's ``stages`` finding (its stages and head), if it has one."""
+    for finding in report.get("findings") or []:
+        if isinstance(finding, Mapping) and finding.get("code") == "stages":
+            details = finding.get("details")
+            if isinstance(details, Mapping) and isinstance(details.get("stages"), list):
+                return details
+    return None
 
-    A stage is a maximal run of consecutive layers whose outputs share one
-    spatial size; layers without a spatial output (the classifier head) form
-    stages with ``resolution`` None. Each stage carries its layers, channels
-    at its end, summed params and MACs, and the receptive field at its end.
+
+def derive_stages(report: Report) -> list[dict[str, Any]]:
+    """The report's stages, as its ``stages`` finding states them, in the form every view uses.
+
+    One dict per stage: ``index``, ``resolution``, ``channels``, ``effective_stride``,
+    ``layer_count``, ``first_layer``, ``last_layer``, ``output_layer``, ``params``, ``macs`` and
+    ``receptive_field`` (per axis, of the map the stage hands on). The page, the terminal and
+    the comparison all read this, so they count the stages the finding counts. Reports without
+    the finding (older ones) fall back to runs of layers at one output resolution.
     """
-    given = report.get("stages")
-    if isinstance(given, list) and given:
-        return [dict(stage) for stage in given]
+    details = stages_finding(report)
+    if details is None:
+        return _stages_by_resolution(report)
+    by_name = {flat.name: flat.layer for flat in flatten_layers(report)}
+    stages = []
+    for stage in details["stages"]:
+        if not isinstance(stage, Mapping):
+            continue
+        output = by_name.get(str(stage.get("output_layer")), {})
+        axes = field_axes(output)
+        stages.append(
+            {
+                "index": stage.get("index"),
+                "resolution": stage.get("resolution"),
+                "channels": stage.get("channels_out"),
+                "effective_stride": stage.get("effective_stride"),
+                "layer_count": stage.get("layer_count"),
+                "first_layer": stage.get("first_layer"),
+                "last_layer": stage.get("last_layer"),
+                "output_layer": stage.get("output_layer"),
+                "params": stage.get("params"),
+                "macs": stage.get("macs"),
+                "receptive_field": (
+                    [{"size": axis.get("size"), "stride": axis.get("stride")} for axis in axes]
+                    if axes
+                    else None
+                ),
+            }
+        )
+    return stages
+
+
+def stage_head(report: Report) -> dict[str, Any] | None:
+    """What follows the last stage (global pooling, a final pooling, the classifier), or None.
+
+    >>> stage_head({"findings": [{"code": "stages", "details": {"stages": [], "head": {
+    ...     "first_layer": "gap", "last_layer": "fc", "layer_count": 2}}}]})["layer_count"]
+    2
+    """
+    details = stages_finding(report)
+    head = details.get("head") if details is not None else None
+    return dict(head) if isinstance(head, Mapping) else None
+
+
+def stage_of_layers(report: Report) -> dict[str, int]:
+    """Layer name -> the index of its stage, 0 for the head (as the ``stages`` finding lists
+    them; parallel branches and shortcuts belong to the stage of their stride).
+
+    >>> stage_of_layers({"findings": [{"code": "stages", "details": {
+    ...     "stages": [{"index": 1, "layers": ["a", "b"]}], "head": {"layers": ["c"]}}}]})
+    {'a': 1, 'b': 1, 'c': 0}
+    """
+    details = stages_finding(report)
+    if details is None:
+        return {}
+    out: dict[str, int] = {}
+    for stage in details["stages"]:
+        if isinstance(stage, Mapping):
+            for name in stage.get("layers") or []:
+                out[str(name)] = int(stage.get("index") or 0)
+    head = details.get("head")
+    if isinstance(head, Mapping):
+        for name in head.get("layers") or []:
+            out[str(name)] = 0
+    return out
+
+
+def _stages_by_resolution(report: Report) -> list[dict[str, Any]]:
     stages: list[dict[str, Any]] = []
     for flat in leaf_layers(report):
         layer = flat.layer
@@ -135,22 +257,23 @@ def derive_stages(report: Report) -> list[dict[str, Any]]:
                 {
                     "index": len(stages) + 1,
                     "resolution": resolution,
-                    "layers": [],
+                    "layer_count": 0,
+                    "first_layer": flat.qualified_name,
+                    "last_layer": flat.qualified_name,
                     "params": 0,
                     "macs": 0,
                     "channels": None,
                     "receptive_field": None,
-                    "partial": False,
+                    "effective_stride": None,
                 }
             )
         stage = stages[-1]
-        stage["layers"].append(flat.qualified_name)
+        stage["layer_count"] += 1
+        stage["last_layer"] = flat.qualified_name
         for metric in ("params", "macs"):
             value = layer.get(metric)
             if isinstance(value, int):
                 stage[metric] += value
-            else:
-                stage["partial"] = True
         shape = first_output_shape(layer)
         if shape:
             stage["channels"] = shape[-1]
@@ -232,6 +355,35 @@ def coverage_percent(report: Report) -> str | None:
     return f"{share:.0f}%" if share >= 10 else f"{share:.2g}%"
 
 
+def coverage_card(report: Report) -> tuple[str, str]:
+    """The summary card's value and note for how much of the input the last map's units see.
+
+    A field larger than the input reads "whole input", with how far it reaches past the border
+    (that part of the field falls on padding), instead of a share above 100%.
+
+    >>> coverage_card({"receptive_field": {"axes": [{"size": 483}, {"size": 483}],
+    ...     "input_size": [224, 224], "coverage": [2.1562, 2.1562], "sees_whole_input": True}})
+    ('whole input', 'field 483x483 px on a 224x224 input: 2.2x its size, the rest is padding')
+    """
+    field = report.get("receptive_field") or {}
+    axes = field.get("axes")
+    share = coverage_percent(report)
+    if field.get("global") and not axes:
+        return "whole input", "global pooling or dense layers: every unit sees everything"
+    if not axes or share is None:
+        return "–", "no spatial layers" if not axes else "the input size is not fixed"
+    coverage = [value for value in (field.get("coverage") or []) if isinstance(value, int | float)]
+    inputs = field.get("input_size") or []
+    input_text = "x".join(format_number(size) for size in inputs)
+    if coverage and min(coverage) >= 1:
+        ratio = min(coverage)
+        note = f"field {format_field(axes)} px on a {input_text} input"
+        if ratio > 1.05:
+            note += f": {ratio:.1f}x its size, the rest is padding"
+        return "whole input", note
+    return share, f"of the {input_text} input seen by one unit of the last map"
+
+
 def headline(report: Report) -> str:
     """One sentence that says what the model is, for the top of a report.
 
@@ -254,10 +406,15 @@ def headline(report: Report) -> str:
         text += " Its output units see the whole input (global pooling or dense layers)."
     elif axes:
         share = coverage_percent(report)
+        coverage = [v for v in (field.get("coverage") or []) if isinstance(v, int | float)]
+        if coverage and min(coverage) >= 1:
+            share_text = ", the whole input"
+        else:
+            share_text = f", {share} of the input" if share else ""
         where = f" ({field.get('layer')})" if field.get("layer") else ""
         text += (
             f" Each unit of the last feature map{where} sees {format_field(axes)} input pixels"
-            + (f", {share} of the input" if share else "")
+            + share_text
             + f", and neighbouring units are {format_field(axes, 'stride')} pixels apart."
         )
     return text

@@ -53,6 +53,8 @@ CASES = [
     ("residual_mismatch", "residual_shape_mismatch", "warning",
      ["broadcast_add", "branch_conv", "shortcut_1ch"]),
     ("small_field", "receptive_field_small", "warning", ["conv3"]),
+    ("bias_before_bn", "bias_before_normalization", "info", ["biased_conv1", "biased_conv2"]),
+    ("relu_before_add", "residual_branch_nonnegative", "warning", ["add1", "branch1_conv2"]),
 ]
 
 
@@ -83,11 +85,12 @@ def test_clean_model_raises_no_warning() -> None:
 
 def test_each_fixture_triggers_only_what_it_was_built_for() -> None:
     """A fixture built for one warning does not also trip unrelated structural warnings."""
-    field_codes = {"receptive_field_small", "aggressive_early_downsampling"}
+    field_codes = {"receptive_field_small", "aggressive_early_downsampling",
+                   "full_resolution_compute"}
     for fixture, code, _, _ in CASES:
-        warnings = {f["code"] for f in _findings(FINDINGS[fixture].config())
-                    if f["severity"] == "warning"}
-        assert code in warnings
+        findings = _findings(FINDINGS[fixture].config())
+        warnings = {f["code"] for f in findings if f["severity"] == "warning"}
+        assert code in {f["code"] for f in findings}
         assert warnings - {code} <= field_codes | {"stride_exceeds_kernel"}, (fixture, warnings)
 
 
@@ -125,29 +128,132 @@ def test_vgg16_dense_head_share_is_keras_share() -> None:
 
 
 def test_vgg16_stages_follow_the_pools_and_the_oracle() -> None:
+    """VGG16's five convolution blocks are its five stages; block5_pool opens the head."""
     fixture = _application("vgg16")
     fields = fixture.expected()["receptive_fields"]
     config = fixture.config()
     finding = _one(_findings(config, input_shape=[*fields["input_size"], 3]), "stages")
     stages = finding["details"]["stages"]
-    assert [s["effective_stride"] for s in stages] == [1, 2, 4, 8, 16, 32]
-    assert finding["layers"] == [f"block{i}_pool" for i in range(1, 6)]
-    assert [s["channels_out"] for s in stages] == [64, 128, 256, 512, 512, 512]
+    assert [s["effective_stride"] for s in stages] == [1, 2, 4, 8, 16]
+    assert finding["layers"] == [f"block{i}_pool" for i in range(1, 5)]
+    assert [s["channels_out"] for s in stages] == [64, 128, 256, 512, 512]
     for stage in stages:
         oracle = fields["layers"][stage["last_layer"]]["axes"][0]["size"]
         assert stage["field_end"] == oracle
-    assert stages[-1]["field_end"] == 212
+    assert stages[-1]["field_end"] == 196
+    head = finding["details"]["head"]
+    assert (head["first_layer"], head["last_layer"]) == ("block5_pool", "predictions")
+    assert finding["message"].startswith("5 stages between downsamplings")
 
 
-def test_seed_example2_stages_and_field() -> None:
-    fixture_dir = FIXTURES_DIR / "seed"
-    config = load_config(fixture_dir / "example2.json")
-    findings = _findings(config)
-    stages = _one(findings, "stages")["details"]["stages"]
-    assert [s["effective_stride"] for s in stages] == [1, 2, 4]
-    assert [s["field_end"] for s in stages] == [5, 10, 12]
-    small = _one(findings, "receptive_field_small")
-    assert small["details"]["field"] == [12, 12] and small["details"]["input_size"] == [28, 28]
+def _keras_layers(stem: str) -> dict[str, dict[str, Any]]:
+    return {layer["name"]: layer for layer in _application(stem).expected()["layers"]}
+
+
+def test_resnet50_has_the_five_stages_of_the_paper() -> None:
+    """conv1, conv2_x ... conv5_x (He et al. 2016, table 1): padding layers start no stage; each
+    stage's resolution and channels are Keras's output shape of the map it hands on, and its
+    parameters add up, with the head's, to Keras's total."""
+    fixture = _application("resnet50")
+    finding = _one(_findings(fixture.config()), "stages")
+    stages, head = finding["details"]["stages"], finding["details"]["head"]
+    assert [s["output_layer"] for s in stages] == [
+        "conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+        "conv5_block3_out"]
+    assert [s["effective_stride"] for s in stages] == [2, 4, 8, 16, 32]
+    keras = _keras_layers("resnet50")
+    for stage in stages:
+        shape = keras[stage["output_layer"]]["output_shape"]
+        assert stage["resolution"] == shape[1:3] and stage["channels_out"] == shape[3]
+    assert [s["downsampling_layers"][0] for s in stages] == [
+        "conv1_conv", "pool1_pool", "conv3_block1_1_conv", "conv4_block1_1_conv",
+        "conv5_block1_1_conv"]
+    assert not any(name.endswith("_pad") for s in stages for name in s["downsampling_layers"])
+    assert sum(s["params"] for s in stages) + head["params"] == fixture.expected()["totals"]["params"]
+    assert sum(s["layer_count"] for s in stages) + head["layer_count"] == len(keras)
+    assert (head["first_layer"], head["last_layer"]) == ("avg_pool", "predictions")
+
+
+@pytest.mark.parametrize("stem", ["efficientnetb0", "mobilenetv3small", "inceptionv3",
+                                  "densenet121", "mobilenetv2", "xception"])
+def test_applications_have_five_stages_to_stride_32(stem: str) -> None:
+    """Squeeze-and-excitation gates (global fields) do not end a stage: every ImageNet
+    Applications model here reaches stride 32 in five stages."""
+    stages = _one(_findings(_application(stem).config()), "stages")["details"]["stages"]
+    assert [s["effective_stride"] for s in stages] == [2, 4, 8, 16, 32]
+    keras = _keras_layers(stem)
+    for stage in stages:
+        shape = keras[stage["output_layer"]]["output_shape"]
+        assert stage["resolution"] == shape[1:3] and stage["channels_out"] == shape[3]
+
+
+def test_convnext_stem_is_its_first_stage() -> None:
+    stages = _one(_findings(_application("convnexttiny").config()), "stages")["details"]["stages"]
+    assert [s["effective_stride"] for s in stages] == [4, 8, 16, 32]
+    assert [s["channels_out"] for s in stages] == [96, 192, 384, 768]
+
+
+def _seed_keras(number: int) -> dict[str, Any]:
+    return load_config(FIXTURES_DIR / "seed" / f"example{number}.expected.json")
+
+
+def test_seed_example3_spends_its_compute_at_full_resolution() -> None:
+    """Every convolution of Example 3 runs at 128x128: the MACs, recomputed from Keras's own
+    output shapes and parameter counts (positions x weights without the bias), are all of them."""
+    config = load_config(FIXTURES_DIR / "seed" / "example3.json")
+    finding = _one(_findings(config), "full_resolution_compute")
+    keras = _seed_keras(3)
+    convs = [layer for layer in keras["layers"] if layer["class_name"] == "Conv2D"]
+    full = [layer for layer in convs if layer["output_shape"][1:3] == [128, 128]]
+    assert len(full) == len(convs) == 6
+    macs = sum(128 * 128 * (layer["params"] - layer["output_shape"][3]) for layer in full)
+    dense = [layer for layer in keras["layers"] if layer["class_name"] == "Dense"][0]
+    total = macs + dense["params"] - dense["output_shape"][-1]
+    details = finding["details"]
+    assert details["macs"] == macs and details["total_macs"] == total
+    assert details["resolution"] == [128, 128] and details["convolutions"] == 6
+    assert details["params"] == keras["totals"]["params"]
+    assert details["first_downsampling"] is None and details["share"] > 0.99
+    assert finding["severity"] == "warning"
+    assert finding["layers"] == [layer["name"] for layer in full]
+    assert "920M of the 920M MACs (100%)" in finding["message"]
+    assert f"{round(total / keras['totals']['params']):,} MACs per parameter" in finding["message"]
+    assert "nothing downsamples" in finding["message"]
+
+
+def test_seed_example1_downsamples_late() -> None:
+    finding = _one(_findings(load_config(FIXTURES_DIR / "seed" / "example1.json")),
+                   "full_resolution_compute")
+    assert finding["details"]["first_downsampling"] == "max_pooling2d"
+    assert finding["details"]["convolutions_before_downsampling"] == 2
+
+
+@pytest.mark.parametrize("stem", sorted({"resnet50", "vgg16", "mobilenetv2", "inceptionv3",
+                                         "efficientnetb0", "densenet121", "convnexttiny",
+                                         "xception", "nasnetmobile"}))
+def test_applications_do_not_compute_at_full_resolution(stem: str) -> None:
+    codes = {f["code"] for f in _findings(_application(stem).config())}
+    assert "full_resolution_compute" not in codes
+    assert "residual_branch_nonnegative" not in codes
+
+
+def test_seed_example3_adds_relu_branches() -> None:
+    finding = _one(_findings(load_config(FIXTURES_DIR / "seed" / "example3.json")),
+                   "residual_branch_nonnegative")
+    assert [m["merge"] for m in finding["details"]["merges"]] == ["add", "add_1"]
+    assert {m["branch_end"] for m in finding["details"]["merges"]} == {"conv2d_2", "conv2d_4"}
+
+
+def test_resnet50_biases_before_batch_normalization_are_counted_from_keras() -> None:
+    """Keras's ResNet50 keeps a bias on every convolution that feeds BatchNormalization: the
+    redundant parameters are those convolutions' output channels, read from Keras's shapes."""
+    finding = _one(_findings(_application("resnet50").config()), "bias_before_normalization")
+    keras = _keras_layers("resnet50")
+    convs = [name for name, layer in keras.items() if layer["class_name"] == "Conv2D"]
+    assert sorted(finding["layers"]) == sorted(convs)
+    assert finding["details"]["redundant_params"] == sum(
+        keras[name]["output_shape"][3] for name in convs)
+    assert finding["severity"] == "info"
 
 
 def test_keras_resnet50_strided_1x1_convolutions_skip_pixels() -> None:

@@ -149,7 +149,9 @@ def test_misaligned_branches_are_reported() -> None:
     ]
     report = analyze(functional(layers, ["x"], ["add"]))
     assert report["layers"][-1]["receptive_field"]["misaligned"] == [["valid2", "crop"]]
-    assert report["receptive_field"]["misaligned"] == [{"layer": "add", "branches": [["valid2", "crop"]]}]
+    assert [{key: m[key] for key in ("layer", "branches", "pair_count")}
+            for m in report["receptive_field"]["misaligned"]] == [
+        {"layer": "add", "branches": [["valid2", "crop"]], "pair_count": 1}]
 
 
 def test_squeeze_excitation_gate_makes_the_field_global_but_keeps_local_axes() -> None:

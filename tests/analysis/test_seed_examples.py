@@ -73,8 +73,9 @@ def test_example1_pooling_halves_the_map_and_widens_the_field() -> None:
     # MACs of a 3x3 'same' convolution: H*W*Cout*(3*3*Cin).
     assert layers[0]["macs"] == 256 * 256 * 32 * 3 * 3 * 3
     assert layers[1]["macs"] == 256 * 256 * 64 * 3 * 3 * 32
-    stages = next(f for f in report["findings"] if f["code"] == "stages")["details"]["stages"]
-    assert [s["effective_stride"] for s in stages] == [1, 2]
+    details = next(f for f in report["findings"] if f["code"] == "stages")["details"]
+    assert [s["effective_stride"] for s in details["stages"]] == [1]  # the pool computes nothing
+    assert details["head"]["downsampling_layers"] == ["max_pooling2d"]
 
 
 def test_example2_first_5x5_convolution_sees_5x5_pixels() -> None:

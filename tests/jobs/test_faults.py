@@ -33,7 +33,7 @@ from tests.jobs.helpers import add_architecture, add_job, job, tiny_config, wait
 def _client(settings: Settings) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client

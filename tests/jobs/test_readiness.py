@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def _client(settings: Settings) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client

@@ -37,11 +37,11 @@ GIB = 2**30
 
 
 def huge_config() -> dict[str, Any]:
-    """The tiny CNN at 37500x37500x3 with 8 filters: about 62 GB of activations per sample,
-    under the static 64 GiB limit (the static analysis allocates nothing and answers)."""
+    """The tiny CNN at 15200x15200x3 with 64 filters: about 62 GB of activations per sample
+    (the static analysis allocates nothing and answers)."""
     config = copy.deepcopy(tiny_config())
-    config["config"]["layers"][0]["config"]["batch_shape"] = [None, 37500, 37500, 3]
-    config["config"]["layers"][1]["config"]["filters"] = 8
+    config["config"]["layers"][0]["config"]["batch_shape"] = [None, 15200, 15200, 3]
+    config["config"]["layers"][1]["config"]["filters"] = 64
     return config
 
 
@@ -108,7 +108,7 @@ def test_the_api_refuses_jobs_that_would_not_fit_before_storing_anything(client:
     assert_problem(
         client.post(
             "/v1/training-runs",
-            json={"analysis_id": small["id"], "steps": 5, "input_shape": [37500, 37500, 3]},
+            json={"analysis_id": small["id"], "steps": 5, "input_shape": [15200, 15200, 3]},
         ),
         422,
         "resource_limit_exceeded",

@@ -30,7 +30,7 @@ def api_settings(tmp_path: Path) -> Settings:
 def api(api_settings: Settings) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
 
     with TestClient(create_app(api_settings), raise_server_exceptions=False) as client:
         yield client
@@ -200,7 +200,7 @@ def test_an_uploaded_npz_dataset_is_used_then_deleted(api: Any, api_settings: Se
 def test_a_run_cancelled_while_queued_loses_its_dataset_at_the_next_sweep(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
 
     settings = job_settings(tmp_path, local_workers=0)  # nobody runs it
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:

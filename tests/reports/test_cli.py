@@ -177,3 +177,46 @@ def test_submit_without_a_server_says_so(tmp_path):
         cli, ["submit", str(SEED / "example1.json"), "--server", "http://127.0.0.1:9"]
     )
     assert result.exit_code == 1 and "could not talk to http://127.0.0.1:9" in result.output
+
+
+def _format_shape(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def test_analyze_fits_80_columns_with_keras_connected_to_column(tmp_path):
+    """ResNet50 in an 80-column terminal: no line longer than 80, every output shape Keras
+    reports on one line, layer names whole, and each layer's inputs listed under "Connected
+    to" (an Add lists both of its inputs)."""
+    path = tmp_path / "resnet50.json"
+    with gzip.open(APPLICATIONS / "resnet50.json.gz", "rb") as source, path.open("wb") as target:
+        shutil.copyfileobj(source, target)
+    result = runner.invoke(cli, ["analyze", str(path)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if line.startswith("Layer (type)"))
+    assert "Connected to" in header and "Output shape" in header and "Param #" in header
+    expected = json.loads((APPLICATIONS / "resnet50.expected.json").read_text())
+    table = lines[lines.index(header) + 1:]
+    rows = {line.split()[0]: line for line in table if line and not line.startswith((" ", "("))}
+    for layer in expected["layers"]:
+        row = rows[layer["name"]]  # the name whole at the start of its row
+        assert _format_shape(layer["output_shape"]) in row
+    add = table.index(rows["conv2_block1_add"])
+    assert table[add].rstrip().endswith("conv2_block1_0_bn")
+    assert table[add + 1].rstrip().endswith("conv2_block1_3_bn")
+    assert "(Add)" in table[add + 1]
+
+
+def test_analyze_stage_table_agrees_with_the_stages_finding(tmp_path):
+    path = tmp_path / "resnet50.json"
+    with gzip.open(APPLICATIONS / "resnet50.json.gz", "rb") as source, path.open("wb") as target:
+        shutil.copyfileobj(source, target)
+    result = runner.invoke(cli, ["analyze", str(path)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "5 stages between downsamplings" in result.output
+    lines = result.output.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("Stages")))
+    rows = [line.split() for line in lines[start + 2:start + 8]]
+    assert [row[0] for row in rows] == ["1", "2", "3", "4", "5", "head"]
+    assert [row[1] for row in rows[:5]] == ["112x112", "56x56", "28x28", "14x14", "7x7"]

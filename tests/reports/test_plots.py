@@ -68,7 +68,9 @@ def test_params_macs_plot_has_a_bar_per_layer(seed_reports, number):
     assert plot.data_points == len(layers)
     root = ET.fromstring(plot.svg)
     # two bar groups (params and MACs), one rectangle patch per layer each
-    patches = [g for g in root.iter(f"{SVG}g") if (g.get("id") or "").startswith("patch_")]
+    patches = [
+        g for g in root.iter(f"{SVG}g") if (g.get("id") or "").startswith("params-macs-patch_")
+    ]
     assert len(patches) >= 2 * len(layers)
     assert png_size(plot.png)[0] > 600
 

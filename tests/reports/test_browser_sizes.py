@@ -1,0 +1,119 @@
+"""The report page at every size, in headless Chromium: the seed's examples, ResNet50,
+InceptionV3, NASNetMobile, EfficientNetB7 and NASNetLarge (stored Keras configs).
+
+For each model the page is rendered by the real service (first GET, nothing cached) and laid
+out by Chromium; from the DOM: every plot fits its panel, no legend overlaps any axes, every
+box of the architecture graph (each stage block opened) lies inside its drawing with its text
+inside the box, and no drawing is cut vertically. Full-page screenshots go to artifacts/, and
+artifacts/report-pages.json records each page's size and render time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.load import FIXTURES_DIR, load_config
+from tests.reports.test_browser import ARTIFACTS, _console_errors, _open, browser  # noqa: F401
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+MODELS = {
+    "example1": FIXTURES_DIR / "seed" / "example1.json",
+    "example2": FIXTURES_DIR / "seed" / "example2.json",
+    "example3": FIXTURES_DIR / "seed" / "example3.json",
+    "resnet50": FIXTURES_DIR / "applications" / "resnet50.json.gz",
+    "inceptionv3": FIXTURES_DIR / "applications" / "inceptionv3.json.gz",
+    "nasnetmobile": FIXTURES_DIR / "applications" / "nasnetmobile.json.gz",
+    "efficientnetb7": FIXTURES_DIR / "large" / "efficientnetb7.json.gz",
+    "nasnetlarge": FIXTURES_DIR / "large" / "nasnetlarge.json.gz",
+}
+PAGE_BYTES_LIMIT = 2_000_000
+MEASURED: dict[str, dict[str, float]] = {}
+
+_LAYOUT = """
+const rect = (e) => { const r = e.getBoundingClientRect();
+  return {l: r.left, t: r.top, r: r.right, b: r.bottom, w: r.width, h: r.height}; };
+const overlap = (a, b) => Math.min(a.r, b.r) - Math.max(a.l, b.l) > 1 && Math.min(a.b, b.b) - Math.max(a.t, b.t) > 1;
+const problems = [];
+document.querySelectorAll('details.stage-block').forEach((d) => { d.open = true; });
+document.querySelectorAll('figure .plot').forEach((plot) => {
+  const svg = plot.querySelector('svg'); const box = rect(plot); const drawn = rect(svg);
+  if (drawn.w < 200 || drawn.h < 100) problems.push(`${plot.dataset.plot}: drawn ${drawn.w}x${drawn.h}`);
+  if (drawn.r > box.r + 1 || drawn.l < box.l - 1) problems.push(`${plot.dataset.plot}: wider than its panel`);
+  const legends = [...svg.querySelectorAll('g[id$="-legend"]')];
+  const axes = [...svg.querySelectorAll('g[id*="axes"]')].filter((g) => !g.parentElement.closest('g[id*="axes"]'));
+  for (const legend of legends) { const l = rect(legend);
+    if (l.l < drawn.l - 1 || l.r > drawn.r + 1 || l.t < drawn.t - 1) problems.push(`${legend.id}: outside the plot`);
+    for (const a of axes) { const r = rect(a.querySelector('g[id*="patch"]') || a);
+      if (overlap(l, r)) problems.push(`${legend.id} overlaps ${a.id}`); } }
+});
+let boxes = 0;
+document.querySelectorAll('svg.convlens-graph').forEach((svg) => {
+  const frame = rect(svg); const scroller = svg.closest('.graph-scroll');
+  if (scroller.scrollHeight > scroller.clientHeight + 1) problems.push(`${svg.id}: cut vertically`);
+  svg.querySelectorAll('g.node').forEach((node) => { boxes += 1;
+    const box = rect(node.querySelector('rect'));
+    if (box.l < frame.l - 1 || box.r > frame.r + 1 || box.t < frame.t - 1 || box.b > frame.b + 1)
+      problems.push(`${node.dataset.layer}: box outside its drawing`);
+    node.querySelectorAll('text').forEach((text) => { const t = rect(text);
+      if (t.r > box.r + 1 || t.b > box.b + 1) problems.push(`${node.dataset.layer}: text outside its box`); });
+  });
+});
+return {problems: problems.slice(0, 20), count: problems.length, boxes: boxes,
+        plots: document.querySelectorAll('figure .plot svg').length};
+"""
+
+
+@pytest.fixture(scope="module")
+def service(live_service: str) -> str:
+    return live_service
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_report_page_reads_right_at_every_size(service, browser, model):  # noqa: F811
+    config = load_config(MODELS[model])
+    created = httpx.post(f"{service}/v1/analyses", json={"architecture": config, "name": model},
+                         timeout=120)
+    assert created.status_code == 201, created.text
+    analysis_id = created.json()["id"]
+    report = httpx.get(f"{service}/v1/analyses/{analysis_id}", timeout=60).json()["report"]
+    url = f"{service}/v1/analyses/{analysis_id}/report.html"
+    started = time.perf_counter()
+    page = httpx.get(url, timeout=120)
+    render_s = time.perf_counter() - started
+    assert page.status_code == 200
+    started = time.perf_counter()
+    assert httpx.get(url, timeout=120).content == page.content
+    cached_s = time.perf_counter() - started
+    MEASURED[model] = {"layers": len(report["layers"]), "page_bytes": len(page.content),
+                       "render_s": round(render_s, 3), "cached_get_s": round(cached_s, 4)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-pages.json").write_text(json.dumps(MEASURED, indent=1))
+    print(model, MEASURED[model])
+    assert len(page.content) < PAGE_BYTES_LIMIT
+
+    _open(browser, url)
+    stages = next(f for f in report["findings"] if f["code"] == "stages")["details"]["stages"]
+    rows = browser.find_elements("css selector", "#stage-table tbody tr.stage")
+    assert len(rows) == len(stages)
+    path = _screenshot(browser, f"report-{model}.png")
+    assert path.stat().st_size > 20_000
+    layout = browser.execute_script(_LAYOUT)
+    assert layout["count"] == 0, layout["problems"]
+    assert layout["plots"] >= 2
+    assert layout["boxes"] >= min(len(report["layers"]) // 4, 20)
+    assert _console_errors(browser) == []
+
+
+def _screenshot(driver, name: str) -> Path:
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, min(int(height) + 40, 16000))
+    path = ARTIFACTS / name
+    assert driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1000)
+    return path

@@ -1,0 +1,58 @@
+"""One vocabulary across the report's sections: the stages finding, the page's stage table and
+layer table, the terminal, the plots and the graph blocks name the same stages, with the same
+indices, on the seed's examples and the Keras Applications models."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.analysis import analyze
+from app.reports.graph import draw_stages
+from app.reports.html import layer_rows
+from app.reports.view import derive_stages, stage_head, stage_of_layers
+from tests.fixtures.load import FIXTURES_DIR, load_config
+
+MODELS = [FIXTURES_DIR / "seed" / f"example{n}.json" for n in (1, 2, 3)] + [
+    FIXTURES_DIR / "applications" / f"{stem}.json.gz"
+    for stem in ("resnet50", "vgg16", "inceptionv3", "mobilenetv2", "efficientnetb0",
+                 "densenet121", "nasnetmobile", "convnexttiny", "xception")
+]
+
+
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.name.split(".")[0])
+def test_stage_indices_agree_across_sections(path):
+    report = analyze(load_config(path))
+    finding = next(f for f in report["findings"] if f["code"] == "stages")
+    stages = finding["details"]["stages"]
+    count = int(re.match(r"(\d+) stages? between", finding["message"]).group(1))
+    assert count == len(stages) == len(derive_stages(report))
+    assert [s["index"] for s in stages] == list(range(1, count + 1))
+    for stage in stages:
+        assert f"stage {stage['index']} " in finding["message"]
+        assert set(stage["downsampling_layers"]) <= set(stage["layers"])
+        assert stage["layer_count"] == len(stage["layers"])
+    # every top-level layer in exactly one stage or in the head
+    owner = stage_of_layers(report)
+    names = [layer["name"] for layer in report["layers"]]
+    listed = [name for stage in stages for name in stage["layers"]]
+    head = stage_head(report)
+    listed += head["layers"] if head else []
+    assert len(listed) == len(set(listed)) == len(owner)
+    assert set(names) <= set(listed)
+    # (the graph also holds nodes Keras leaves out of model.layers: a Sequential model's
+    # input layer, Keras 3 ops; they belong to stages too)
+    # the page's layer table carries the same index per layer
+    rows = {row["name"]: row["stage"] for row in layer_rows(report)}
+    for name in names:
+        assert rows[name] == ("head" if owner[name] == 0 else str(owner[name]))
+    # the graph's blocks (drawn for large models) are the same stages, then the head
+    blocks = [part.index for part in draw_stages(report)]
+    assert blocks == [s["index"] for s in stages] + ([None] if head else [])
+    # the page's stage table lists the derived stages with the finding's numbers
+    for derived, stage in zip(derive_stages(report), stages, strict=True):
+        assert derived["index"] == stage["index"]
+        assert derived["layer_count"] == stage["layer_count"]
+        assert derived["channels"] == stage["channels_out"]
+        assert derived["params"] == stage["params"]
