@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from app import __version__
 from app.api import problems
+from app.api.docs_ui import install_docs
 from app.api.limits import BodySizeLimitMiddleware
 from app.config import Settings, get_settings
 from app.observability.metrics import MetricsMiddleware, metrics_router
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by install_docs below, not from a CDN
+        redoc_url=None,
         openapi_tags=[
             {"name": "analyses", "description": "Static analyses and measured gradient flow"},
             {"name": "architectures", "description": "Uploaded architectures (stored once per content)"},
@@ -123,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(training_router)
 
+    install_docs(app)
     _install_problem_schema(app)
     return app
 
