@@ -183,3 +183,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "tests that use PostgreSQL without the postgres marker: " + ", ".join(unmarked[:10])
         )
+
+
+# --- Every report the suite produces matches the typed schema ------------------------------
+# The engine's reports and the measured gradient flow (measured by the worker tests), as
+# this process produces them, are validated against app.analysis.schema with extra
+# fields forbidden: a change to the report that the schema does not describe fails the test
+# that produced it.
+
+
+def _validating(function, validate):  # type: ignore[no-untyped-def]
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        value = function(*args, **kwargs)
+        validate(value)
+        return value
+
+    wrapper.__validated__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _validate_measured(measured: object) -> None:
+    from app.analysis.schema import MeasuredGradientFlow
+
+    MeasuredGradientFlow.model_validate(measured)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens", action="store_true", default=False,
+        help="rewrite the golden reports (tests/fixtures/**/*.report.json) from the engine; "
+        "review the diff before committing",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Wrap the report builder and the gradient measurement before any test module imports
+    them (neither import loads TensorFlow)."""
+    from app.analysis import report as report_module
+    from app.analysis.schema import validate_report
+    from app.worker import gradients
+
+    if not getattr(report_module.build_report, "__validated__", False):
+        report_module.build_report = _validating(report_module.build_report, validate_report)
+    if not getattr(gradients.measure, "__validated__", False):
+        gradients.measure = _validating(gradients.measure, _validate_measured)
