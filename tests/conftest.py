@@ -211,6 +211,12 @@ def _validate_measured(measured: object) -> None:
     MeasuredGradientFlow.model_validate(measured)
 
 
+def _validate_training(result: object) -> None:
+    from app.training.results import TrainingResult
+
+    TrainingResult.model_validate(result)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-goldens", action="store_true", default=False,
@@ -220,13 +226,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Wrap the report builder and the gradient measurement before any test module imports
-    them (neither import loads TensorFlow)."""
+    """Wrap the report builder, the gradient measurement and the training run before any test
+    module imports them (none of these imports loads TensorFlow)."""
     from app.analysis import report as report_module
     from app.analysis.schema import validate_report
-    from app.worker import gradients
+    from app.worker import gradients, training
 
     if not getattr(report_module.build_report, "__validated__", False):
         report_module.build_report = _validating(report_module.build_report, validate_report)
     if not getattr(gradients.measure, "__validated__", False):
         gradients.measure = _validating(gradients.measure, _validate_measured)
+    if not getattr(training.run_training, "__validated__", False):
+        training.run_training = _validating(training.run_training, _validate_training)

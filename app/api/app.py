@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from app import __version__
 from app.api import problems
+from app.api.contract import add_documented_models, one_body_type_per_operation, operation_id
 from app.api.docs_ui import install_docs
 from app.api.limits import BodySizeLimitMiddleware
 from app.config import Settings, get_settings
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,  # create_analysis, not create_analysis_v1_analyses_post
         docs_url=None,  # served from local assets by install_docs below, not from a CDN
         redoc_url=None,
         openapi_tags=[
@@ -155,10 +157,18 @@ def _install_problem_schema(app: FastAPI) -> None:
         from app.analyses.schemas import AnalysisCreate
 
         components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
+        from app.training.schemas import TrainingRunCreate
+
+        components.setdefault("TrainingRunCreate", TrainingRunCreate.model_json_schema())
         _document_problems(schema)
+        from app.api.response_examples import add_response_examples
+
+        add_response_examples(schema)
         from app.api.demo import apply_examples
 
         apply_examples(schema, getattr(app.state, "demo_ids", {}))
+        one_body_type_per_operation(schema)
+        add_documented_models(schema)
         app.openapi_schema = schema
         return schema
 

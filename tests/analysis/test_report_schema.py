@@ -31,9 +31,10 @@ def test_the_schema_version_is_the_engines() -> None:
 
 def test_the_suite_validates_every_report_it_builds() -> None:
     assert getattr(report_module.build_report, "__validated__", False)
-    from app.worker import gradients
+    from app.worker import gradients, training
 
     assert getattr(gradients.measure, "__validated__", False)
+    assert getattr(training.run_training, "__validated__", False)
 
 
 @pytest.mark.parametrize(
