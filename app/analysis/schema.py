@@ -27,7 +27,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSIONS = ("1.0", "1.1")
+"""The versions these models describe. 1.1 adds, per receptive-field axis after upsampling,
+``period``, ``unit_sizes`` and ``exact`` (optional fields; sizes may then be fractional)."""
 
 Shape = list[int | None]
 """A tensor shape with the batch dimension first (null: unknown, always null for the batch)."""
@@ -79,6 +81,17 @@ class FieldAxis(Strict):
     padding: Number | None = Field(
         description="Input pixels the first unit's field starts before pixel 0 (effective padding); "
         "null when the input size needed to know it is unknown."
+    )
+    period: int | None = Field(
+        default=None,
+        description="(1.1) After upsampling, where neighbouring units' fields differ: units after which the "
+        "pattern repeats; size, stride and padding are then the envelope of one period.",
+    )
+    unit_sizes: list[Number] | None = Field(
+        default=None, description="(1.1) With period: the smallest and largest field of one unit (input pixels)."
+    )
+    exact: bool | None = Field(
+        default=None, description="(1.1) false: the envelope is an upper bound, not exact."
     )
 
 
@@ -365,9 +378,9 @@ class StageSummary(Strict):
     weighted_layers: int
     params: int = Field(description="Parameters in the stage (count).")
     macs: int = Field(description="Multiply-accumulates per sample in the stage.")
-    field_start: int = Field(description="Receptive field entering the stage (input pixels).")
-    field_end: int = Field(description="Receptive field leaving the stage (input pixels).")
-    field_growth: int = Field(description="field_end - field_start (input pixels).")
+    field_start: Number = Field(description="Receptive field entering the stage (input pixels).")
+    field_end: Number = Field(description="Receptive field leaving the stage (input pixels).")
+    field_growth: Number = Field(description="field_end - field_start (input pixels).")
     channels_in: int
     channels_out: int
     channel_growth: float = Field(description="channels_out / channels_in.")
@@ -393,7 +406,7 @@ class StagesDetails(Strict):
 
 class CoverageDetails(Strict):
     layer: str
-    field: list[int] = Field(description="Field size per axis (input pixels).")
+    field: list[Number] = Field(description="Field size per axis (input pixels).")
     input_size: list[int | None]
     coverage: list[float | None]
     head_is_global: bool
@@ -596,9 +609,11 @@ class Coverage(Strict):
 
 
 class Report(Strict):
-    """What convlens says about an architecture (``schema_version`` 1.0)."""
+    """What convlens says about an architecture (``schema_version`` 1.0 or 1.1)."""
 
-    schema_version: Literal["1.0"] = Field(description="Changes only when a field changes meaning or is removed.")
+    schema_version: Literal["1.0", "1.1"] = Field(
+        description="The schema the report follows (docs/report-schema.md says what may change within one)."
+    )
     model_name: str | None = Field(description="The name given, or the model's own.")
     summary: Summary
     layers: list[Layer] = Field(description="Every layer of model.layers, in order.")
