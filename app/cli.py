@@ -48,22 +48,22 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default: settings.host, 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings.port, 8000)")] = None,
     workers: Annotated[int | None, typer.Option(help="Local job worker processes (local executor)")] = None,
+    http_workers: Annotated[
+        int | None, typer.Option(help="HTTP processes (default: settings.http_workers; 0: one per CPU core)")
+    ] = None,
     force_insecure_bind: Annotated[bool, typer.Option(help="Allow a public bind without API keys")] = False,
 ) -> None:
     """Start the HTTP service (and, with the local executor, its worker subprocesses)."""
-    import uvicorn
+    from app.serve import serve as run_service
 
     settings = get_settings()
     if workers is not None:
         settings.local_workers = workers
+    if http_workers is not None:
+        settings.http_workers = http_workers
     bind_host = host or settings.host
     check_bind(settings, bind_host, force_insecure_bind)
-    from app.api.app import create_app
-    from app.observability import configure_logging
-
-    configure_logging(settings)
-    uvicorn.run(create_app(settings), host=bind_host, port=port or settings.port, log_config=None,
-                proxy_headers=True, timeout_graceful_shutdown=10)
+    run_service(settings, host=bind_host, port=port or settings.port)
 
 
 @db_cli.command("upgrade")

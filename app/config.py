@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the HTTP service binds to.")
     port: int = Field(default=8000, description="Port the HTTP service listens on.")
     public_url: str = Field(default="", description="Base URL used in Location headers.")
+    http_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="HTTP processes of convlens serve (0: one per CPU core).",
+    )
+    http_work_threads: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Requests an HTTP process works on at once (the rest wait their turn, off any thread).",
+    )
 
     # -- jobs ----------------------------------------------------------------
     executor: Literal["local", "celery"] = Field(
@@ -107,6 +119,10 @@ class Settings(BaseSettings):
     max_json_number_digits: int = Field(
         default=64, description="Longest number literal accepted in JSON."
     )
+    max_json_elements: int = Field(
+        default=2_000_000,
+        description="Most values (containers and scalars) in one JSON document, counted before parsing.",
+    )
     max_archive_members: int = Field(default=64, description="Most members in a .keras archive.")
     max_archive_config_bytes: int = Field(
         default=32 * 1024 * 1024, description="Largest config.json inside a .keras archive."
@@ -135,7 +151,8 @@ class Settings(BaseSettings):
         default=2_000_000_000, description="Most parameters in an architecture."
     )
     max_activation_bytes: int = Field(
-        default=64 * 1024 * 1024 * 1024, description="Most activation memory per sample."
+        default=64 * 1024 * 1024 * 1024,
+        description="Most activation memory per sample of the jobs that allocate it (not the static analysis).",
     )
     child_memory_bytes: int = Field(
         default=2 * 1024 * 1024 * 1024,
@@ -147,6 +164,20 @@ class Settings(BaseSettings):
     child_timeout_s: float = Field(
         default=30.0, description="Wall-clock limit of those child processes."
     )
+    max_concurrent_hdf5_inspections: int = Field(
+        default=2, ge=1, le=64,
+        description="HDF5 inspection children (.h5 uploads, .keras weights) running at once per API process.",
+    )
+    max_input_dim: int = Field(
+        default=1_000_000, description="Largest dimension of an input_shape override."
+    )
+    max_input_rank: int = Field(
+        default=5, description="Most dimensions of an input_shape override (batch excluded)."
+    )
+    max_input_elements: int = Field(
+        default=2**30, description="Most elements of one input sample given by an input_shape override."
+    )
+    max_npz_members: int = Field(default=16, description="Most arrays in an uploaded .npz dataset.")
 
     demo_data: bool = Field(
         default=True,

@@ -3,24 +3,46 @@
 SQLite (the embedded default) runs in WAL mode with a busy timeout so that the API
 and the local worker processes can share the file; PostgreSQL is used as is.
 
+JSON columns are written and read with orjson (the standard library where orjson cannot:
+integers beyond 64 bits). A report serialised once for the response is stored as the same
+text (:class:`EncodedDocument`), so a large report is never dumped twice.
+
+Jobs are sent only after the row that describes them is committed: services call
+``enqueue(session, job_id)``, the scope that owns the session commits and then hands the ids
+to its ``dispatch`` (a failed dispatch is logged and leaves the job queued for the
+reconciler; it never undoes the commit).
+
 Example::
 
-    with session_scope(settings) as session:
-        session.add(obj)          # committed when the block ends, rolled back on error
+    with session_scope(settings, dispatch=executor.dispatch) as session:
+        session.add(job)
+        session.flush()
+        enqueue(session, job.id)  # committed when the block ends, then dispatched
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import logging
+import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.orm import Session, sessionmaker
+import orjson
+from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from app.config import Settings
+
+log = logging.getLogger("convlens.db")
+
+#: Sends a committed job to the executor (``executor.dispatch``).
+Dispatch = Callable[[str], None]
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -29,13 +51,263 @@ _sessionmakers: dict[str, sessionmaker[Session]] = {}
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+class EncodedDocument(dict[str, Any]):
+    """A JSON object together with its serialised text, encoded once.
+
+    It reads like the dict it is; the database stores ``encoded`` as is and a response can
+    embed it (``orjson.Fragment(document.encoded)``). Treat it as frozen: a change after
+    encoding would not be stored.
+
+    >>> document = EncodedDocument.encode({"b": 1, "a": [1.5, None]})
+    >>> document["a"], document.encoded
+    ([1.5, None], b'{"b":1,"a":[1.5,null]}')
+    """
+
+    __slots__ = ("encoded",)
+    encoded: bytes
+
+    @classmethod
+    def encode(cls, value: dict[str, Any]) -> EncodedDocument:
+        document = cls(value)
+        document.encoded = dumps_bytes(value)
+        return document
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """JSON bytes: orjson, or the standard library for what orjson refuses (huge integers).
+
+    Non-finite floats become ``null`` either way.
+
+    >>> dumps_bytes({"a": float("nan"), "big": 2**70})
+    b'{"a":null,"big":1180591620717411303424}'
+    """
+    if isinstance(value, EncodedDocument):
+        return value.encoded
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def json_serializer(value: Any) -> str:
+    """The engines' JSON column serializer."""
+    return dumps_bytes(value).decode("utf-8")
+
+
+def json_deserializer(text: str | bytes) -> Any:
+    """The engines' JSON column deserializer (orjson; the standard library for huge integers)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def add_new(session: Session, instance: Any) -> Any:
+    """Insert a new row whose every column is set on ``instance`` with one Core INSERT (a
+    statement built once per table, values bound at execution: no unit-of-work flush), and
+    make ``instance`` a persistent instance of the session without reading it back.
+
+    The hot path stores two rows per request; the ORM's flush costs more than the INSERT.
+    """
+    table = instance.__table__
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = insert(table)
+    session.execute(statement, {column.key: getattr(instance, column.key) for column in table.columns})
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
+
+
+_INSERTS: dict[Any, Any] = {}
+
+
+def enqueue(session: Session, job_id: str) -> None:
+    """Dispatch ``job_id`` once ``session`` commits (see :func:`commit_and_dispatch`)."""
+    session.info.setdefault("enqueued", []).append(job_id)
+
+
+def commit_and_dispatch(session: Session, dispatch: Dispatch | None) -> list[str]:
+    """Commit, then send the jobs enqueued on ``session``. Returns their ids.
+
+    Without ``dispatch`` (or when sending fails) the jobs stay queued in the database, where
+    the reconciler and idle workers find them: a committed job is never lost, and a broker
+    failure never turns into an error for whoever created the job.
+    """
+    session.commit()
+    jobs: list[str] = session.info.pop("enqueued", [])
+    if dispatch is not None:
+        for job_id in jobs:
+            try:
+                dispatch(job_id)
+            except Exception:  # noqa: BLE001 - the job stays queued for the reconciler
+                log.warning("could not dispatch job %s; it stays queued", job_id, exc_info=True)
+    return jobs
+
+
+class SQLiteWriteLock:
+    """One writer at a time on a SQLite file, across threads and processes, waited for in the
+    kernel instead of in SQLite's busy handler.
+
+    SQLite lets one connection write at a time; a second writer sleeps and retries (1, 2, 5,
+    10 ... 100 ms), which under load turns into long tails and idle cores. Every connection
+    of this process takes this lock (a thread lock, then ``flock`` on ``<database>.lock``) at
+    its first write statement and gives it back right after its COMMIT or ROLLBACK, so the
+    database's own lock is free whenever someone asks for it. A writer that cannot get it
+    within ``timeout_s`` (another writer is stuck, or waits on this one) goes on without it
+    and SQLite's busy timeout decides, as it would without this lock.
+    """
+
+    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT", "CREATE", "DROP", "ALTER")
+
+    def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        self._slot = threading.Semaphore(1)  # any thread may give it back
+        self._owner: int | None = None  # the thread holding it (it may take it again)
+        self._holders: dict[int, int] = {}  # id(dbapi connection) -> 1 while it holds the lock
+        self._depth = 0
+        self._fd = -1
+        os.register_at_fork(after_in_child=self._reopen)
+        self._reopen()
+
+    def _reopen(self) -> None:
+        self._slot, self._owner = threading.Semaphore(1), None
+        self._holders, self._depth = {}, 0
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._before_execute)
+        dialect = engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_commit(dbapi_connection: Any) -> None:
+            try:
+                commit(dbapi_connection)
+            finally:
+                self.release(dbapi_connection)
+
+        def do_rollback(dbapi_connection: Any) -> None:
+            try:
+                rollback(dbapi_connection)
+            finally:
+                self.release(dbapi_connection)
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+        # A connection that leaves without COMMIT or ROLLBACK (invalidated, returned) lets go too.
+        event.listen(engine, "checkin", lambda dbapi_connection, _record: self.release(dbapi_connection))
+        event.listen(engine, "invalidate",
+                     lambda dbapi_connection, _record, _exc: self.release(dbapi_connection))
+
+    def _before_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip()[:9].upper().startswith(self.WRITES):
+            self.acquire(conn.connection.dbapi_connection)
+
+    def acquire(self, dbapi_connection: Any) -> None:
+        key = id(dbapi_connection)
+        if key in self._holders:
+            return
+        me = threading.get_ident()
+        if self._owner != me:  # another connection of this thread may hold it already
+            deadline = time.monotonic() + self.timeout_s
+            if not self._slot.acquire(timeout=self.timeout_s):
+                log.warning("SQLite write lock not free after %.0f s; writing without it", self.timeout_s)
+                return
+            if not self._flock(deadline):
+                self._slot.release()
+                log.warning("SQLite write lock of another process not free; writing without it")
+                return
+            self._owner = me
+        self._depth += 1
+        self._holders[key] = 1
+
+    def _flock(self, deadline: float) -> bool:
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+    def release(self, dbapi_connection: Any) -> None:
+        raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)  # the pool's wrapper
+        if self._holders.pop(id(raw), None) is None:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._slot.release()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Checkpoints run in the background (WalCheckpointer) where a service runs; a request only
+    # checkpoints when the WAL has grown to ~40 MB without one.
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
+
+
+class WalCheckpointer:
+    """Moves SQLite's WAL into the database file every ``interval_s``, in a daemon thread, so
+    that commits on the request path do not (a PASSIVE checkpoint never blocks a reader or a
+    writer). A no-op on PostgreSQL.
+
+    Example::
+
+        checkpointer = WalCheckpointer(settings).start()
+        ...
+        checkpointer.stop()
+    """
+
+    def __init__(self, settings: Settings, interval_s: float = 1.0) -> None:
+        self.settings = settings
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="convlens-wal-checkpoint", daemon=True)
+
+    def start(self) -> WalCheckpointer:
+        if self.settings.is_sqlite:
+            self._thread.start()
+        return self
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """One PASSIVE checkpoint: (busy, WAL frames, frames moved into the database)."""
+        with get_engine(self.settings).connect() as connection:
+            row = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.checkpoint()
+            except Exception:  # noqa: BLE001 - the next round, or a commit, checkpoints
+                log.debug("WAL checkpoint failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -51,10 +323,18 @@ def get_engine(settings: Settings) -> Engine:
                     connect_args={"check_same_thread": False, "timeout": 30},
                     pool_size=20,
                     max_overflow=20,
+                    json_serializer=json_serializer,
+                    json_deserializer=json_deserializer,
                 )
                 event.listen(engine, "connect", _sqlite_pragmas)
+                database = engine.url.database
+                if database and database != ":memory:":
+                    SQLiteWriteLock(Path(database).with_name(Path(database).name + ".lock")).install(engine)
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+                engine = create_engine(
+                    url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                    json_serializer=json_serializer, json_deserializer=json_deserializer,
+                )
             _engines[url] = engine
         return engine
 
@@ -71,12 +351,13 @@ def get_sessionmaker(settings: Settings) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(settings: Settings) -> Iterator[Session]:
-    """A session that commits when the block ends and rolls back on any error."""
+def session_scope(settings: Settings, dispatch: Dispatch | None = None) -> Iterator[Session]:
+    """A session that commits when the block ends (then dispatches the jobs enqueued on it)
+    and rolls back on any error."""
     session = get_sessionmaker(settings)()
     try:
         yield session
-        session.commit()
+        commit_and_dispatch(session, dispatch)
     except BaseException:
         session.rollback()
         raise

@@ -58,6 +58,12 @@ class InvalidArchitecture(DomainError):
     title = "The architecture could not be read"
 
 
+class InvalidInputShape(DomainError):
+    status = 422
+    code = "invalid_input_shape"
+    title = "The input shape is not acceptable"
+
+
 class UnsafeArchitecture(DomainError):
     status = 422
     code = "unsafe_architecture"
@@ -113,6 +119,18 @@ class Unauthorized(DomainError):
     status = 401
     code = "unauthorized"
     title = "Authentication required"
+
+
+class InvalidDataset(DomainError):
+    status = 422
+    code = "invalid_dataset"
+    title = "The training dataset is not acceptable"
+
+
+class ServiceBusy(DomainError):
+    status = 503
+    code = "inspection_busy"
+    title = "The service is busy"
 
 
 class RateLimited(DomainError):

@@ -5,13 +5,19 @@ Benchmarks (each can also run alone):
 - ``engine``:   the engine against ``keras.models.model_from_json`` on the Keras Applications
   configs, and 1,000 vs 10,000 layers (``bench/bench_engine.py``).
 - ``http``:     ``POST /v1/analyses`` throughput, p50 and p99 at 32 concurrent clients, on SQLite
-  and PostgreSQL (``bench/bench_http.py``).
+  and PostgreSQL, and one ResNet50 JSON POST against the engine in process
+  (``bench/bench_http.py``).
+- ``wrk``:      ``POST /v1/analyses`` of Example 3 (a new architecture each request) under wrk at
+  32 connections on ``convlens serve`` defaults, SQLite and PostgreSQL: req/s, p50, p99, non-2xx
+  and the service's CPU per request (``bench/bench_wrk.py``; needs the ``wrk`` program).
 - ``upload``:   a ~530 MB VGG16 ``.keras`` upload: server memory growth and time against the
   raw upload time (``bench/bench_upload.py``).
 - ``training``: instrumented against plain ``model.fit`` training throughput, and submit-to-
   first-step delay (``bench/bench_training.py``).
 - ``load``:     the load test (60 s at 32 clients mixing analyses and reads, SQLite and
   PostgreSQL; ``bench/loadtest.py``).
+- ``parse``:    the strict JSON parser (orjson) against the same rules on the standard
+  library, and the gate's time per document (``bench/bench_parse.py``).
 
 Run::
 
@@ -37,7 +43,7 @@ from typing import Any
 
 from bench import ARTIFACTS, ROOT, machine
 
-ALL = ("engine", "http", "upload", "training", "load")
+ALL = ("engine", "http", "wrk", "upload", "training", "load", "parse")
 #: Lines of the script-style benchmarks that carry a figure worth repeating in the summary.
 FIGURE_LINE = re.compile(r"ratio|goal|throughput|delay|chain of|%|\d+x\s*$", re.IGNORECASE)
 
@@ -104,7 +110,29 @@ def source_state() -> dict[str, Any]:
 def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(benchmark, figure, goal / verdict) rows for the final table."""
     rows: list[tuple[str, str, str]] = []
+    for entry in results.get("wrk", []):
+        rows.append(
+            (
+                "wrk",
+                f"Example 3 POST (new architecture each) on {entry['database']}, {entry['connections']} "
+                f"connections: {entry['throughput_rps']:.1f} req/s, p50 {entry['p50_ms']:.1f} ms, "
+                f"p99 {entry['p99_ms']:.1f} ms, non-2xx {entry['non_2xx']}; service CPU "
+                f"{entry['service_cpu_ms_per_request']:.2f} ms/request",
+                ("goal >= 750 req/s, p99 < 100 ms" if entry["database"] == "sqlite" else "goal >= 500 req/s")
+                + ": " + ("met" if entry["goal_met"] else "NOT met"),
+            )
+        )
     for entry in results.get("http", []):
+        ratio = entry.get("resnet50")
+        if ratio:
+            rows.append(
+                (
+                    "http",
+                    f"ResNet50 JSON POST on {entry['database']}: {ratio['http_ms']:.2f} ms against the engine "
+                    f"{ratio['engine_ms']:.2f} ms = {ratio['ratio']:.2f}x",
+                    "goal <= 2x: " + ("met" if ratio["ratio"] <= 2 else "NOT met"),
+                )
+            )
         a = entry["analyses"]
         rows.append(
             (
@@ -153,7 +181,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "PASS" if entry["passed"] else "FAIL",
             )
         )
-    for name in ("engine", "training"):
+    for name in ("engine", "training", "parse"):
         entry = results.get(name)
         if entry is None:
             continue
@@ -197,10 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             results["engine"] = run_script("bench_engine", args.quick)
         elif name == "training":
             results["training"] = run_script("bench_training", args.quick)
+        elif name == "parse":
+            results["parse"] = run_script("bench_parse", args.quick)
         elif name == "http":
             from bench import bench_http
 
             results["http"] = bench_http.main(["--postgres", *(["--quick"] if args.quick else [])])
+        elif name == "wrk":
+            from bench import bench_wrk
+
+            results["wrk"] = bench_wrk.main(["--postgres", *(["--quick"] if args.quick else [])])
         elif name == "upload":
             from bench import bench_upload
 

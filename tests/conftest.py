@@ -91,7 +91,7 @@ def any_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 def _client(settings: Settings) -> Iterator[object]:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client

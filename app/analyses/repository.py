@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Job
+from app.models.base import utcnow
 
 
 def get(session: Session, tenant_id: str, analysis_id: str) -> Job | None:
@@ -48,3 +50,28 @@ def page(
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
     return list(rows), total
+
+
+def write_late_result(session: Session, analysis_id: str, *, report: dict[str, Any] | None,
+                      error: dict[str, Any] | None) -> bool:
+    """Store a result computed after the request answered 202, unless a worker took the row.
+
+    Fenced on ``status == "queued"``: the first writer wins. Returns whether this one did.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {"finished_at": now, "updated_at": now, "started_at": now}
+    if report is not None:
+        values.update(status="succeeded", result=report, progress=1.0, result_writes=Job.result_writes + 1)
+    else:
+        values.update(status="failed", error=error)
+    result = session.execute(
+        update(Job).where(Job.id == analysis_id, Job.status == "queued").values(**values)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def with_ids(session: Session, tenant_id: str, analysis_ids: list[str]) -> list[Job]:
+    """The tenant's analyses among ``analysis_ids`` (those that exist)."""
+    return list(session.scalars(
+        select(Job).where(Job.id.in_(analysis_ids), Job.tenant_id == tenant_id, Job.kind == "analysis")
+    ))

@@ -3,35 +3,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from app.analysis.schema import Report, Summary
 from app.api.contract import documented_as
 from app.architectures.schemas import ArchitectureOut
+from app.pipeline import AnalysisCreate, InputShapeIn, InputShapes
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 InputShape = list[int | None]
+InputShapeOut = InputShapes
 
-
-class AnalysisCreate(BaseModel):
-    """Body of ``POST /v1/analyses`` as JSON."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    architecture: dict[str, Any] | str = Field(
-        description="The Keras model JSON: the object, or the string `model.to_json()` returns."
-    )
-    input_shape: InputShape | None = Field(
-        default=None,
-        min_length=1,
-        max_length=4,
-        description="Override of the input shape without the batch dimension, e.g. [224, 224, 3].",
-    )
-    name: str | None = Field(default=None, max_length=300)
-    measure_gradients: bool = Field(
-        default=False, description="Also measure gradient flow with TensorFlow in a queued job."
-    )
+__all__ = ["AnalysisCreate", "AnalysisListItem", "AnalysisOut", "AnalysisPage", "InputShape", "InputShapeIn",
+           "InputShapeOut", "JobStatus"]
 
 
 class ProblemOut(BaseModel):
@@ -47,7 +32,7 @@ class AnalysisOut(BaseModel):
     status: JobStatus
     name: str | None
     architecture: ArchitectureOut
-    input_shape: InputShape | None = None
+    input_shape: InputShapeOut | None = None
     report: Annotated[dict[str, Any] | None, documented_as(
         Report, nullable=True, description="The report (null until the static analysis finished)."
     )] = None

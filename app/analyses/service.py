@@ -1,180 +1,219 @@
 """Creating and reading analyses.
 
-The static analysis is pure Python and normally finishes inside the request (201). If it
-runs longer than ``sync_analysis_timeout_s`` the analysis is stored as ``queued`` and handed
-to the job executor (202); the thread that was computing it may still finish first, and
-whichever writer claims the row first wins (the write is fenced on the row's status).
+A static analysis is pure Python and normally finishes inside the request (201), in the one
+thread that prepares, gates, analyses, stores and commits it. If the engine runs longer than
+``sync_analysis_timeout_s`` the request stops waiting (:class:`SyncWindow`): the analysis is
+stored ``queued`` and handed to the job executor (202). The thread that was computing it may
+still finish first; whichever writer claims the row first wins (the write is fenced on the
+row's status).
 
-Nothing is written to the database until the input has been parsed, validated and (for
-the synchronous path) analysed: a bad request leaves no rows behind.
+Nothing is written to the database until the input has been parsed, gated and (for the
+synchronous path) analysed: a bad request leaves no rows behind. Services flush and enqueue
+jobs; the request scope commits, then dispatches them.
+
+Example::
+
+    request = pipeline.prepare_json_body(body, settings)
+    outcome = create(session, settings, tenant_id="default", request=request)
+    outcome.finished, outcome.analysis.result["summary"]
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from app import pipeline
 from app.analyses import repository
-from app.architectures import service as architectures
+from app.api.responses import dumps
+from app.api.uploads import MultipartForm
+from app.architectures import repository as architectures
+from app.architectures import service as architectures_service
 from app.config import Settings
-from app.db import session_scope
+from app.db import EncodedDocument, enqueue, session_scope
 from app.errors import DomainError, NotFound, ValidationFailed
-from app.models import Job
-from app.models.base import new_id, utcnow
+from app.ingest.shapes import parse_input_shape
+from app.models import Architecture, Job
 
 log = logging.getLogger("convlens.analyses")
 
 
-@dataclass(frozen=True)
-class ValidatedArchitecture:
-    """An architecture that passed ingestion, the safety gate and the static limits."""
-
-    format: str
-    config: dict[str, Any]
-    name: str | None
-    has_weights: bool
-    sha256: str
-    byte_size: int
-    upload_path: Path | None = None
-
-
 @dataclass
 class CreateOutcome:
+    """A stored analysis and its response body (``AnalysisOut``, encoded in the service's thread)."""
+
     analysis: Job
     finished: bool
-    dispatch: list[str]
+    body: bytes
 
 
-def validate_ingested(ingested: Any, settings: Settings, upload_path: Path | None) -> ValidatedArchitecture:
-    from app.security import check_static_limits, validate_architecture
+class SyncWindow:
+    """How long a request waits for the engine, shared by the request and the analysing thread.
 
-    validate_architecture(ingested.config, settings)
-    check_static_limits(ingested.config, settings)
-    return ValidatedArchitecture(
-        format=ingested.format, config=ingested.config, name=ingested.name,
-        has_weights=ingested.has_weights, sha256=ingested.sha256, byte_size=ingested.byte_size,
-        upload_path=upload_path,
-    )
+    The thread calls :meth:`opened` just before the engine runs and :meth:`close` right after;
+    the request, when the window has expired, calls :meth:`give_up`. Exactly one of
+    ``close`` and ``give_up`` wins: a thread that lost stores its report (or failure) on the
+    queued row the request stored instead, once :meth:`handed_over` says that row is
+    committed.
+
+    >>> window = SyncWindow(timeout_s=5.0)
+    >>> window.opened("prepared"); window.close(), window.give_up()
+    (True, False)
+    """
+
+    def __init__(self, timeout_s: float, on_open: Callable[[], None] | None = None) -> None:
+        self.timeout_s = timeout_s
+        self.on_open = on_open
+        self.request: Any = None
+        self.opened_at: float | None = None
+        self._lock = threading.Lock()
+        self._state = "preparing"  # -> analysing -> storing | abandoned
+        self._handed_over = threading.Event()
+        self.queued_id: str | None = None
+
+    def opened(self, request: Any) -> None:
+        with self._lock:
+            self.request, self.opened_at, self._state = request, time.monotonic(), "analysing"
+        if self.on_open is not None:
+            self.on_open()
+
+    def remaining(self) -> float:
+        if self.opened_at is None:
+            return self.timeout_s
+        return max(0.0, self.opened_at + self.timeout_s - time.monotonic())
+
+    def close(self) -> bool:
+        """The engine is done: True if the request still waits for this thread's answer."""
+        with self._lock:
+            if self._state == "abandoned":
+                return False
+            self._state = "storing"
+            return True
+
+    def give_up(self) -> bool:
+        """The request stops waiting: True if the thread had not started storing."""
+        with self._lock:
+            if self._state != "analysing":
+                return False
+            self._state = "abandoned"
+            return True
+
+    def handed_over(self, failed: bool = False) -> None:
+        """The queued row (``queued_id``) is committed; ``failed``: it is not, drop the late result."""
+        if failed:
+            self.queued_id = None
+        self._handed_over.set()
+
+    def wait_handed_over(self, timeout_s: float = 120.0) -> str | None:
+        return self.queued_id if self._handed_over.wait(timeout_s) else None
 
 
-def normalise_input_shape(input_shape: list[int | None] | None) -> list[int | None] | None:
-    if input_shape is None:
-        return None
-    for dim in input_shape:
-        if dim is not None and not (1 <= dim <= 1_000_000):
-            raise ValidationFailed(
-                f"input_shape dimensions must be integers from 1 to 1000000 or null. "
-                f"Received: input_shape={input_shape}"
-            )
-    return list(input_shape)
+def create(session: Session, received: bytes | MultipartForm | pipeline.AnalysisRequest, *,
+           settings: Settings, tenant_id: str, window: SyncWindow | None = None,
+           analysis_id: str | None = None) -> CreateOutcome | None:
+    """Prepare, gate, analyse and store (the caller's scope commits and dispatches).
 
-
-def run_engine(config: dict[str, Any], input_shape: list[int | None] | None, name: str | None,
-               settings: Settings) -> dict[str, Any]:
-    """The static analysis plus the report-level resource limits."""
-    from app.analysis import analyze
-    from app.security import check_report_limits
-
-    report = analyze(config, input_shape=input_shape, name=name)
-    check_report_limits(report, settings)
-    return report
-
-
-def create(
-    session: Session,
-    settings: Settings,
-    pool: concurrent.futures.Executor,
-    *,
-    tenant_id: str,
-    architecture: ValidatedArchitecture,
-    input_shape: list[int | None] | None,
-    name: str | None,
-    measure_gradients: bool,
-    analysis_id: str | None = None,
-) -> CreateOutcome:
-    """Analyse within the request when possible; otherwise queue. The caller commits, then
-    dispatches ``outcome.dispatch`` (job ids) to the executor."""
-    input_shape = normalise_input_shape(input_shape)
-    display_name = name or architecture.name
+    ``received`` is a JSON body, a multipart form (its file already on disk) or a prepared
+    request. Returns ``None`` when ``window`` expired first: the request then stores the
+    analysis queued (:func:`queue_instead`) and this thread writes its late result there.
+    """
+    request = prepare(received, settings)
+    if window is not None:
+        window.opened(request)
     started = time.perf_counter()
-    future = pool.submit(run_engine, architecture.config, input_shape, display_name, settings)
-    report: dict[str, Any] | None = None
     try:
-        report = future.result(timeout=settings.sync_analysis_timeout_s)
-    except concurrent.futures.TimeoutError:
-        report = None
-    except DomainError:
-        if architecture.upload_path is not None:
-            architecture.upload_path.unlink(missing_ok=True)
+        report = pipeline.encode(pipeline.analyse(request.architecture.config, request.input_shape,
+                                                  request.name or request.architecture.name, settings))
+    except DomainError as exc:
+        if window is not None and not window.close():
+            _write_late(settings, window, error=exc.to_problem())
+            return None
+        request.architecture.discard()
+        raise
+    except Exception as exc:
+        if window is not None and not window.close():
+            _write_late(settings, window, error={"code": "internal_error", "detail": repr(exc)})
+            return None
         raise
     elapsed = time.perf_counter() - started
-
-    row = architectures.get_or_create(
-        session, settings, tenant_id=tenant_id, sha256=architecture.sha256, fmt=architecture.format,
-        name=architecture.name, byte_size=architecture.byte_size, config=architecture.config,
-        has_weights=architecture.has_weights, upload_path=architecture.upload_path,
-    )
-    now = utcnow()
-    parameters = {"input_shape": input_shape, "measure_gradients": measure_gradients}
-    analysis = Job(
-        id=analysis_id or new_id(),
-        tenant_id=tenant_id, kind="analysis", name=display_name, architecture_id=row.id,
-        parameters=parameters, max_attempts=settings.job_max_attempts,
-        time_limit_s=settings.analysis_time_limit_s,
-    )
-    dispatch: list[str] = []
-    if report is not None:
-        analysis.status = "succeeded"
-        analysis.result = report
-        analysis.result_writes = 1
-        analysis.progress = 1.0
-        analysis.started_at = now
-        analysis.finished_at = now
-        analysis.progress_detail = {"static_seconds": round(elapsed, 6)}
-    else:
-        analysis.status = "queued"
-        dispatch.append(analysis.id)
-    session.add(analysis)
-    session.flush()
-    if report is None:
-        future.add_done_callback(_late_result_writer(settings, analysis.id))
-    if measure_gradients:
-        child = request_gradients(session, settings, analysis)
-        dispatch.append(child.id)
-    return CreateOutcome(analysis=analysis, finished=report is not None and not measure_gradients,
-                         dispatch=dispatch)
+    if window is not None and not window.close():
+        _write_late(settings, window, report=report)
+        return None
+    analysis, architecture = pipeline.store(session, settings, tenant_id=tenant_id, request=request,
+                                            report=report, static_seconds=elapsed, analysis_id=analysis_id)
+    return _finish(session, settings, analysis, architecture, request, finished=True)
 
 
-def _late_result_writer(settings: Settings, analysis_id: str):  # type: ignore[no-untyped-def]
-    """Store a report that finished after the request answered 202, unless a worker claimed it."""
+def prepare(received: bytes | MultipartForm | pipeline.AnalysisRequest,
+            settings: Settings) -> pipeline.AnalysisRequest:
+    """The pipeline's prepare and gate steps for what the request received."""
+    if isinstance(received, pipeline.AnalysisRequest):
+        return received
+    if isinstance(received, bytes | bytearray):
+        return pipeline.prepare_json_body(bytes(received), settings)
+    try:
+        return _prepare_form(received, settings)
+    except BaseException:
+        received.discard()
+        raise
 
-    def write(future: concurrent.futures.Future[dict[str, Any]]) -> None:
-        try:
-            report = future.result()
-            values: dict[str, Any] = {"status": "succeeded", "result": report, "progress": 1.0,
-                                      "result_writes": Job.result_writes + 1}
-        except DomainError as exc:
-            values = {"status": "failed", "error": exc.to_problem()}
-        except Exception as exc:  # noqa: BLE001 - recorded on the row, never lost
-            values = {"status": "failed", "error": {"code": "internal_error", "detail": repr(exc)}}
-        now = utcnow()
-        values.update(finished_at=now, updated_at=now, started_at=now)
-        try:
-            with session_scope(settings) as session:
-                session.execute(
-                    update(Job).where(Job.id == analysis_id, Job.status == "queued").values(**values)
-                )
-        except Exception:  # noqa: BLE001
-            log.exception("could not store the late result of analysis %s", analysis_id)
 
-    return write
+def _prepare_form(form: MultipartForm, settings: Settings) -> pipeline.AnalysisRequest:
+    """A multipart body: the ``file`` part (streamed to disk) with ``input_shape``, ``name``
+    and ``measure_gradients`` fields."""
+    if form.file is None:
+        raise ValidationFailed("The multipart body needs a 'file' part with the model file.")
+    input_shape = parse_input_shape(form.fields.get("input_shape"), settings)
+    name = form.fields.get("name") or None
+    if name is not None and len(name) > 300:
+        raise ValidationFailed("name must be at most 300 characters.")
+    measure = form.fields.get("measure_gradients", "false").strip().lower() in {"1", "true", "yes"}
+    upload = form.file
+    prepared = pipeline.prepare_file(upload.path, filename=upload.filename, settings=settings,
+                                     sha256=upload.sha256)
+    return pipeline.AnalysisRequest(architecture=prepared, input_shape=input_shape, name=name,
+                                    measure_gradients=measure)
+
+
+def queue_instead(session: Session, window: SyncWindow, *, settings: Settings, tenant_id: str,
+                  analysis_id: str | None = None) -> CreateOutcome:
+    """Store the analysis queued for a worker: the engine outran the request's window. The
+    thread still analysing writes its late result to this row (``window.queued_id``)."""
+    request: pipeline.AnalysisRequest = window.request
+    analysis, architecture = pipeline.store(session, settings, tenant_id=tenant_id, request=request,
+                                            report=None, analysis_id=analysis_id)
+    window.queued_id = analysis.id
+    enqueue(session, analysis.id)
+    return _finish(session, settings, analysis, architecture, request, finished=False)
+
+
+def _finish(session: Session, settings: Settings, analysis: Job, architecture: Architecture,
+            request: pipeline.AnalysisRequest, *, finished: bool) -> CreateOutcome:
+    gradient_job_id = None
+    if request.measure_gradients:
+        gradient_job_id = request_gradients(session, settings, analysis).id
+    return CreateOutcome(analysis=analysis, finished=finished and not request.measure_gradients,
+                         body=encode_analysis(analysis, architecture, gradient_job_id))
+
+
+def _write_late(settings: Settings, window: SyncWindow, *, report: EncodedDocument | None = None,
+                error: dict[str, Any] | None = None) -> None:
+    """Store a result that finished after the request answered 202, unless a worker claimed it."""
+    analysis_id = window.wait_handed_over()
+    if analysis_id is None:
+        return
+    try:
+        with session_scope(settings) as session:
+            repository.write_late_result(session, analysis_id, report=report, error=error)
+    except Exception:  # noqa: BLE001 - the queued job still runs in a worker
+        log.exception("could not store the late result of analysis %s", analysis_id)
 
 
 def request_gradients(session: Session, settings: Settings, analysis: Job) -> Job:
@@ -193,6 +232,7 @@ def request_gradients(session: Session, settings: Settings, analysis: Job) -> Jo
     params["measure_gradients"] = True
     analysis.parameters = params
     session.flush()
+    enqueue(session, child.id)
     return child
 
 
@@ -203,7 +243,62 @@ def get(session: Session, tenant_id: str, analysis_id: str) -> Job:
     return analysis
 
 
+def read(session: Session, tenant_id: str, analysis_id: str) -> bytes:
+    """``GET /v1/analyses/{id}``: the analysis as its response body."""
+    analysis = get(session, tenant_id, analysis_id)
+    return _document_of(session, analysis)
+
+
+def measure_gradients(session: Session, settings: Settings, tenant_id: str, analysis_id: str) -> bytes:
+    """Queue a gradients job for an existing analysis; the response body of the analysis."""
+    analysis = get(session, tenant_id, analysis_id)
+    request_gradients(session, settings, analysis)
+    return _document_of(session, analysis)
+
+
+def _document_of(session: Session, analysis: Job) -> bytes:
+    child = repository.latest_child(session, analysis.id, "gradients")
+    architecture = architectures.get(session, analysis.tenant_id, analysis.architecture_id or "")
+    assert architecture is not None
+    return encode_analysis(analysis, architecture, child.id if child else None)
+
+
+def page(session: Session, tenant_id: str, *, limit: int, offset: int, **filters: Any) -> bytes:
+    """``GET /v1/analyses``: one page of the tenant's analyses as the response body."""
+    rows, total = repository.page(session, tenant_id, limit=limit, offset=offset, **filters)
+    items = [
+        {"id": r.id, "status": r.status, "name": r.name, "architecture_id": r.architecture_id,
+         "summary": (r.result or {}).get("summary"), "created_at": r.created_at, "updated_at": r.updated_at}
+        for r in rows
+    ]
+    return dumps({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
 def delete(session: Session, tenant_id: str, analysis_id: str) -> None:
     analysis = get(session, tenant_id, analysis_id)
     session.delete(analysis)
     session.flush()
+
+
+# -- response bodies -----------------------------------------------------------------------------
+
+
+def analysis_document(row: Job, architecture: Architecture, gradient_job_id: str | None) -> dict[str, Any]:
+    """``AnalysisOut`` as a dict, in the model's field order; a stored report is embedded as
+    the bytes it was serialised to once."""
+    return {
+        "id": row.id, "status": row.status, "name": row.name,
+        "architecture": architectures_service.document(architecture),
+        "input_shape": (row.parameters or {}).get("input_shape"),
+        "report": row.result, "error": row.error, "progress": float(row.progress or 0.0),
+        "gradient_job_id": gradient_job_id,
+        "created_at": _aware(row.created_at), "updated_at": _aware(row.updated_at),
+    }
+
+
+def encode_analysis(row: Job, architecture: Architecture, gradient_job_id: str | None) -> bytes:
+    return dumps(analysis_document(row, architecture, gradient_job_id))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

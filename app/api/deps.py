@@ -1,32 +1,146 @@
-"""FastAPI dependencies: settings, the request's database session, the caller's tenant."""
+"""FastAPI dependencies: settings, the request's database scope, the caller's tenant.
+
+Every dependency here is ``async`` and cheap, so resolving them never leaves the event loop.
+The database work of a route is one call, :meth:`RequestScope.run`: one thread hop that opens
+a session, runs the service, commits, dispatches the jobs the service enqueued, and closes the
+session. No connection is held while the body is received (the route reads it before calling
+``run``) or while a response streams (the session is closed when ``run`` returns).
+
+Example::
+
+    @router.get("/{analysis_id}")
+    async def get_analysis(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -> Response:
+        return EncodedJSON(await scope.run(service.read, tenant_id, analysis_id))
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+import asyncio
+import functools
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Annotated, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import session_scope
+from app.db import Dispatch, session_scope
 from app.errors import Unauthorized
 from app.models import DEFAULT_TENANT
 
+P = ParamSpec("P")
+T = TypeVar("T")
 
-def get_settings(request: Request) -> Settings:
+
+class Window(Protocol):
+    """What :meth:`RequestScope.run_within` needs of a time window (see
+    :class:`app.analyses.service.SyncWindow`)."""
+
+    on_open: Callable[[], None] | None
+    request: Any
+
+    def remaining(self) -> float: ...
+    def give_up(self) -> bool: ...
+    def handed_over(self, failed: bool = False) -> None: ...
+
+
+class RequestScope:
+    """The database work of one request: each :meth:`run` is one unit of work in one thread."""
+
+    def __init__(self, settings: Settings, dispatch: Dispatch | None,
+                 limiter: anyio.CapacityLimiter | None = None) -> None:
+        self.settings = settings
+        self.dispatch = dispatch
+        self.limiter = limiter
+
+    def session(self) -> AbstractContextManager[Session]:
+        """A unit of work for code already off the event loop (see :meth:`call`): commits,
+        then dispatches what was enqueued."""
+        return session_scope(self.settings, self.dispatch)
+
+    def _unit(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        with session_scope(self.settings, self.dispatch) as session:
+            return fn(session, *args, **kwargs)
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` in one worker thread, for work that reads the database in a
+        :meth:`session` of its own and then renders without holding it. Rendering can take
+        seconds, so it does not count against the units of work's limit."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(session, *args, **kwargs)`` in one worker thread; committed, then the jobs it
+        enqueued are dispatched (a failed dispatch leaves them queued, never an error)."""
+        return await anyio.to_thread.run_sync(functools.partial(self._unit, fn, *args, **kwargs),
+                                              limiter=self.limiter)
+
+    async def run_within(self, window: Window, fn: Callable[..., T | None], *args: Any,
+                         fallback: Callable[..., T], **kwargs: Any) -> T:
+        """Like :meth:`run`, but stop waiting once ``window`` has expired after it opened.
+
+        ``fn(session, *args, window=window, **kwargs)`` opens the window when its slow part
+        starts. If the window expires first and ``window.give_up()`` wins, the answer is
+        ``fallback(session, window, **kwargs)`` in a second unit of work (the slow case only), and the
+        first thread, when it ends, leaves its result where the fallback said.
+        """
+        loop = asyncio.get_running_loop()
+        opened = asyncio.Event()
+        window.on_open = lambda: _wake(loop, opened)
+        task = asyncio.ensure_future(self.run(fn, *args, window=window, **kwargs))
+        waiter = asyncio.ensure_future(opened.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not task.done():
+            await asyncio.wait({task}, timeout=window.remaining())
+            if not task.done() and window.give_up():
+                task.add_done_callback(_consume)
+                try:
+                    answer = await self.run(fallback, window, **kwargs)
+                except BaseException:
+                    window.handed_over(failed=True)
+                    raise
+                window.handed_over()
+                return answer
+        result = await task
+        assert result is not None
+        return result
+
+
+def _wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+    loop.call_soon_threadsafe(event.set)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """The abandoned thread's outcome is stored by the thread itself; nobody awaits it here."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session per request: services flush, the request commits (or rolls back on error)."""
-    with session_scope(request.app.state.settings) as session:
-        yield session
+async def get_scope(request: Request) -> RequestScope:
+    """The request's database scope (no session or connection until :meth:`RequestScope.run`)."""
+    state = request.app.state
+    limiter = getattr(state, "work_limiter", None)
+    if limiter is None:
+        limiter = state.work_limiter = anyio.CapacityLimiter(state.settings.http_work_threads)
+    return RequestScope(state.settings, getattr(state, "dispatch", None), limiter)
 
 
-def get_tenant(request: Request, session: Annotated[Session, Depends(get_session)]) -> str:
-    """The tenant id of the caller: ``default`` without auth, else from the Bearer API key."""
+async def get_tenant(request: Request) -> str:
+    """The tenant id of the caller: ``default`` without auth, else from the Bearer API key.
+
+    The key is looked up in a unit of work of its own, before the body is read: nothing is
+    held while a slow client sends its body.
+    """
     settings: Settings = request.app.state.settings
     cached = getattr(request.state, "tenant_id", None)
     if cached:
@@ -40,7 +154,7 @@ def get_tenant(request: Request, session: Annotated[Session, Depends(get_session
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
-        found = tenant_for_key(session, token.strip())
+        found = await RequestScope(settings, None).run(tenant_for_key, token.strip())
         if found is None:
             raise Unauthorized("The API key is unknown or revoked.")
         tenant_id = found
@@ -52,5 +166,5 @@ def get_tenant(request: Request, session: Annotated[Session, Depends(get_session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+ScopeDep = Annotated[RequestScope, Depends(get_scope)]
 TenantDep = Annotated[str, Depends(get_tenant)]

@@ -7,6 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 
 SEED_EXAMPLES = {
@@ -72,3 +74,47 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+
+
+_PROBLEM_DESCRIPTIONS = {
+    "400": "Bad request",
+    "401": "Missing or unknown API key",
+    "404": "Not found (or owned by another tenant)",
+    "409": "Conflict with the resource's state",
+    "413": "Body too large",
+    "415": "Unsupported media type or file format",
+    "422": "Invalid or unsafe input",
+    "429": "Rate limited",
+}
+
+
+def document_problems(schema: dict[str, Any]) -> None:
+    """Every operation documents its errors as application/problem+json (RFC 9457)."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            statuses = ["422"]
+            if path.startswith("/v1/"):
+                statuses += ["401", "429"]
+                if "{" in path:
+                    statuses.append("404")
+                if "requestBody" in operation or method in {"post", "put", "patch"}:
+                    statuses += ["400", "413", "415"]
+            for status in statuses:
+                operation["responses"][status] = {
+                    "description": _PROBLEM_DESCRIPTIONS[status], "content": problem
+                }

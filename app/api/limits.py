@@ -7,6 +7,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.config import Settings
+
 
 class BodyTooLarge(Exception):
     pass
@@ -91,3 +93,17 @@ async def _send_413(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def body_limit_for(settings: Settings) -> Any:
+    """The limit of a request: uploads (multipart, octet-stream) get ``max_upload_bytes``
+    plus room for the form, everything else ``max_json_bytes``."""
+
+    def limit(scope: dict[str, Any]) -> int:
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type in (b"multipart/form-data", b"application/octet-stream"):
+            return settings.max_upload_bytes + 64 * 1024
+        return settings.max_json_bytes
+
+    return limit

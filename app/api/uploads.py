@@ -2,6 +2,11 @@
 
 A 500 MB ``.keras`` upload never sits in memory: chunks are appended to a temporary file in
 ``<data_dir>/uploads`` and fed to sha256 in a worker thread, 1 MiB at a time.
+
+Limits: at most ``MAX_PARTS`` parts (every part counts, whatever its name), each field name
+once, text fields up to ``MAX_FIELD_BYTES``; a file sent under another field name than the
+one the route reads is a 422 naming the right one (not a 413 about a "field" too large); a
+body that ends before its closing boundary is a 400. Nothing half-received is kept.
 """
 
 from __future__ import annotations
@@ -16,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
 from app.config import Settings
-from app.errors import BadRequest, PayloadTooLarge
+from app.errors import BadRequest, DomainError, PayloadTooLarge, ValidationFailed
 
 MAX_FIELD_BYTES = 64 * 1024
-MAX_FIELDS = 16
+MAX_PARTS = 16
 FLUSH_BYTES = 1024 * 1024
 
 
@@ -145,6 +150,7 @@ async def read_multipart(
         "filename": None,
         "buffer": bytearray(),
         "is_file": False,
+        "parts": 0,
     }
     pending: list[tuple[str, Any]] = []
 
@@ -166,6 +172,20 @@ async def read_multipart(
         state["name"] = name
         state["filename"] = filename.decode("utf-8", "replace") if filename is not None else None
         state["is_file"] = name == file_field
+        state["parts"] += 1
+        if state["parts"] > MAX_PARTS:
+            raise BadRequest(f"The multipart body has more than {MAX_PARTS} parts.",
+                             code="invalid_multipart")
+        if filename is not None and not state["is_file"]:
+            raise ValidationFailed(
+                f"The file {state['filename'][:100]!r} was sent in the form field {name[:100]!r}; "
+                f"send it as the field '{file_field}' (curl: -F {file_field}=@"
+                f"{state['filename'][:100] or 'model.keras'}).",
+                code="wrong_file_field", extra={"expected_field": file_field},
+            )
+        if not state["is_file"] and name in form.fields:
+            raise BadRequest(f"The form field {name[:100]!r} is sent twice; send it once.",
+                             code="invalid_multipart")
         state["buffer"] = bytearray()
         pending.append(("begin", (state["is_file"], state["filename"])))
 
@@ -179,15 +199,15 @@ async def read_multipart(
             state["buffer"] += data[start:end]
             if len(state["buffer"]) > MAX_FIELD_BYTES:
                 raise PayloadTooLarge(
-                    f"Form field '{state['name']}' exceeds {MAX_FIELD_BYTES} bytes."
+                    f"Form field '{state['name'][:100]}' exceeds {MAX_FIELD_BYTES} bytes. A model "
+                    f"file goes in the part '{file_field}', sent as a file (curl: "
+                    f"-F {file_field}=@model.keras)."
                 )
 
     def on_part_end() -> None:
         if state["is_file"]:
             pending.append(("end", None))
         else:
-            if len(form.fields) >= MAX_FIELDS:
-                raise BadRequest("Too many form fields.", code="invalid_multipart")
             form.fields[state["name"]] = bytes(state["buffer"]).decode("utf-8", "replace")
         state["headers"] = {}
 
@@ -208,9 +228,7 @@ async def read_multipart(
         async for chunk in request.stream():
             try:
                 parser.write(chunk)
-            except PayloadTooLarge:
-                raise
-            except BadRequest:
+            except DomainError:
                 raise
             except Exception as exc:
                 raise BadRequest(
@@ -228,6 +246,11 @@ async def read_multipart(
                     await sink.add(payload)
             pending.clear()
         parser.finalize()
+        if parser.state != MultipartState.END:
+            raise BadRequest(
+                "The multipart body ends before its closing boundary (--<boundary>--): it was "
+                "cut off or is malformed.", code="invalid_multipart",
+            )
         if sink is not None:
             await sink.close()
             form.file = UploadedFile(

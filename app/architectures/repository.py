@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from typing import cast
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.models import Architecture
 
@@ -27,3 +30,34 @@ def page(session: Session, tenant_id: str, limit: int, offset: int) -> tuple[lis
         query.order_by(Architecture.created_at.desc(), Architecture.id).limit(limit).offset(offset)
     ).all()
     return list(rows), total
+
+
+def blob_in_use(session: Session, blob_path: str) -> bool:
+    """Whether any row (of any tenant: blobs are content-addressed) still points at the file."""
+    return session.scalar(select(Architecture.id).where(Architecture.blob_path == blob_path).limit(1)) is not None
+
+
+def insert_if_new(session: Session, architecture: Architecture) -> bool:
+    """Insert the row unless the tenant already has this content (one statement, no savepoint).
+
+    Returns whether it was inserted. Every column must be set on ``architecture``.
+    """
+    values = {column.key: getattr(architecture, column.key) for column in Architecture.__table__.columns}
+    statement = _INSERT_IF_NEW[session.get_bind().dialect.name == "postgresql"]
+    return session.execute(statement, values).first() is not None
+
+
+#: The statement, built once per dialect (values are bound at execution).
+_INSERT_IF_NEW = {
+    is_postgresql: insert(cast(Table, Architecture.__table__))
+    .on_conflict_do_nothing(index_elements=[Architecture.tenant_id, Architecture.sha256])
+    .returning(Architecture.__table__.c.id)
+    for is_postgresql, insert in ((False, sqlite.insert), (True, postgresql.insert))
+}
+
+
+def attach(session: Session, architecture: Architecture) -> Architecture:
+    """Make an inserted row (every column set) a persistent instance of the session, no query."""
+    make_transient_to_detached(architecture)
+    session.add(architecture)
+    return architecture

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.api.responses import dumps
 from app.architectures import repository
 from app.config import Settings
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.models import Architecture
+from app.models.base import new_id, utcnow
 
 
 def get_or_create(
@@ -32,34 +33,27 @@ def get_or_create(
     An uploaded file is moved to ``<data_dir>/blobs/<sha256>.<format>`` (the workers load
     weights from it); the same content uploaded twice is stored once.
     """
-    existing = repository.get_by_sha(session, tenant_id, sha256)
-    if existing is not None:
+    blob_path = str(settings.blob_dir / f"{sha256}.{fmt}") if upload_path is not None else None
+    architecture = Architecture(
+        id=new_id(), tenant_id=tenant_id, sha256=sha256, format=fmt, name=name, byte_size=byte_size,
+        config=config, has_weights=has_weights, blob_path=blob_path, created_at=utcnow(),
+    )
+    # One statement in the common case (new content): INSERT ... ON CONFLICT DO NOTHING.
+    if not repository.insert_if_new(session, architecture):
         if upload_path is not None:
             upload_path.unlink(missing_ok=True)
+        existing = repository.get_by_sha(session, tenant_id, sha256)
+        if existing is None:  # deleted between the two statements
+            raise Conflict("The architecture changed while it was being stored; send the request again.")
         return existing
-    blob_path: str | None = None
-    if upload_path is not None:
+    if upload_path is not None and blob_path is not None:
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
-        target = settings.blob_dir / f"{sha256}.{fmt}"
-        if target.exists():
+        target = Path(blob_path)
+        if target.exists():  # the same file, stored for another tenant
             upload_path.unlink(missing_ok=True)
         else:
             upload_path.replace(target)
-        blob_path = str(target)
-    architecture = Architecture(
-        tenant_id=tenant_id, sha256=sha256, format=fmt, name=name, byte_size=byte_size,
-        config=config, has_weights=has_weights, blob_path=blob_path,
-    )
-    try:
-        with session.begin_nested():
-            session.add(architecture)
-            session.flush()
-    except IntegrityError:  # the same content arrived concurrently
-        existing = repository.get_by_sha(session, tenant_id, sha256)
-        if existing is None:
-            raise
-        return existing
-    return architecture
+    return repository.attach(session, architecture)
 
 
 def get(session: Session, tenant_id: str, architecture_id: str) -> Architecture:
@@ -74,10 +68,26 @@ def delete(session: Session, tenant_id: str, architecture_id: str) -> None:
     blob = architecture.blob_path
     session.delete(architecture)
     session.flush()
-    if blob:
+    if blob and not repository.blob_in_use(session, blob):
         # The blob is content-addressed and may be shared by another tenant's row.
-        from sqlalchemy import select
+        Path(blob).unlink(missing_ok=True)
 
-        still_used = session.scalar(select(Architecture.id).where(Architecture.blob_path == blob).limit(1))
-        if still_used is None:
-            Path(blob).unlink(missing_ok=True)
+
+def document(row: Architecture, *, with_config: bool = False) -> dict[str, Any]:
+    """``ArchitectureOut`` as a dict, in the model's field order."""
+    return {
+        "id": row.id, "name": row.name, "format": row.format, "sha256": row.sha256,
+        "byte_size": row.byte_size, "has_weights": row.has_weights, "created_at": row.created_at,
+        "config": row.config if with_config else None,
+    }
+
+
+def read(session: Session, tenant_id: str, architecture_id: str) -> bytes:
+    """``GET /v1/architectures/{id}``: the architecture with its config, as the response body."""
+    return dumps(document(get(session, tenant_id, architecture_id), with_config=True))
+
+
+def page(session: Session, tenant_id: str, limit: int, offset: int) -> bytes:
+    """``GET /v1/architectures``: one page of the tenant's architectures, as the response body."""
+    rows, total = repository.page(session, tenant_id, limit, offset)
+    return dumps({"items": [document(row) for row in rows], "total": total, "limit": limit, "offset": offset})

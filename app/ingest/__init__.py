@@ -10,13 +10,23 @@ Example::
 
 from app.ingest.detect import detect_format
 from app.ingest.jsonparse import json_depth, parse_json_bytes
-from app.ingest.service import IngestedArchitecture, check_model_config, ingest_bytes
+from app.ingest.service import (
+    IngestedArchitecture,
+    check_model_config,
+    ingest_bytes,
+    ingest_config,
+    read_architecture,
+)
+from app.ingest.shapes import parse_input_shape
 
 __all__ = [
     "IngestedArchitecture",
     "check_model_config",
     "detect_format",
     "ingest_bytes",
+    "ingest_config",
     "json_depth",
+    "parse_input_shape",
     "parse_json_bytes",
+    "read_architecture",
 ]

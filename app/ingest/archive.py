@@ -1,10 +1,11 @@
-"""Reading ``config.json`` from a ``.keras`` archive without extracting or touching weights.
+"""Reading ``config.json`` from a ``.keras`` archive without extracting the weights.
 
 Only the central directory and the ``config.json`` / ``metadata.json`` members are read,
 from a seekable file object, so a 500 MB archive costs a few kilobytes of memory. Before
 anything is decompressed the archive must pass: member count, total uncompressed size,
 per-member compression ratio, config size, member names (no ``..``, no absolute paths, no
-duplicates) and no encryption.
+duplicates) and no encryption. The weights member is not read here: the ingestion service
+hands it to the HDF5 inspection child (:func:`app.ingest.h5.inspect_archive_weights`).
 
 Example::
 
@@ -37,6 +38,8 @@ class ArchiveContents:
     metadata: dict[str, Any]
     has_weights: bool
     members: list[str]
+    #: Members Keras opens as HDF5 (``model.weights.h5``, shards): inspected before any worker.
+    hdf5_members: list[str]
 
 
 def _invalid(detail: str) -> InvalidArchitecture:
@@ -165,5 +168,6 @@ def _read_checked(archive: zipfile.ZipFile, settings: Settings) -> ArchiveConten
             if isinstance(parsed, dict):
                 metadata = parsed
     has_weights = any(name.startswith("model.weights") for name in seen)
+    hdf5_members = sorted(name for name in seen if name.lower().endswith((".h5", ".hdf5")))
     return ArchiveContents(config=config, metadata=metadata, has_weights=has_weights,
-                           members=sorted(seen))
+                           members=sorted(seen), hdf5_members=hdf5_members)

@@ -32,6 +32,134 @@ _DESCRIPTIONS: dict[Format, str] = {
 }
 
 
+#: How to bring each foreign format to convlens (said in the 415).
+FOREIGN_HINTS: dict[str, tuple[str, str]] = {
+    "pytorch": (
+        "a PyTorch model (torch.save)",
+        "convlens reads Keras models only. Rebuild the network with Keras and save it with "
+        "model.save('model.keras'), or export it to ONNX (torch.onnx.export) and convert that "
+        "to Keras (e.g. with onnx2tf or onnx2keras), then upload the .keras file.",
+    ),
+    "onnx": (
+        "an ONNX model",
+        "convlens reads Keras models only. Convert it to Keras (e.g. with onnx2tf or "
+        "onnx2keras), save it with model.save('model.keras') and upload that file.",
+    ),
+    "savedmodel": (
+        "a TensorFlow SavedModel",
+        "convlens reads the Keras architecture, which a SavedModel does not keep in a form it "
+        "can read. If it was saved from a Keras model, load that model in Keras (tf_keras: "
+        "tf_keras.models.load_model(path)) and upload model.save('model.keras') or "
+        "model.to_json(); otherwise upload the Keras model it was built from.",
+    ),
+    "tflite": (
+        "a TensorFlow Lite flatbuffer",
+        "A .tflite file holds a converted inference graph, not a Keras architecture. Upload "
+        "the Keras model it was converted from (model.save('model.keras') or model.to_json()).",
+    ),
+}
+_TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_ONNX_PRODUCERS = (b"pytorch", b"onnx", b"tf2onnx", b"keras2onnx", b"skl2onnx", b"onnxmltools")
+
+
+def _varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while offset < len(data) and shift < 64:
+        byte = data[offset]
+        value |= (byte & 0x7F) << shift
+        offset += 1
+        if not byte & 0x80:
+            return value, offset
+        shift += 7
+    return -1, offset
+
+
+def _protobuf_kind(head: bytes) -> str | None:
+    """ONNX ModelProto or SavedModel, from their first fields (both start ``08 <n> 12``)."""
+    if len(head) < 4 or head[0] != 0x08:
+        return None
+    version, offset = _varint(head, 1)
+    if version < 0 or offset >= len(head):
+        return None
+    if head[offset] == 0x12:  # field 2: ONNX producer_name (text) / SavedModel meta_graphs
+        length, start = _varint(head, offset + 1)
+        payload = head[start:start + max(length, 0)]
+        if payload and all(32 <= byte < 127 for byte in payload[:64]) and 1 <= version <= 30:
+            return "onnx"
+        if version == 1 and payload[:1] == b"\x0a":
+            return "savedmodel"
+    if 1 <= version <= 30 and any(producer in head for producer in _ONNX_PRODUCERS) and (
+            b"\x3a" in head[:64] or b"\x42" in head):
+        return "onnx"
+    return None
+
+
+def _zip_names(stream: BinaryIO) -> list[str]:
+    import zipfile
+
+    try:
+        stream.seek(0)
+        with zipfile.ZipFile(stream) as archive:
+            return archive.namelist()[:10_000]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return []
+    finally:
+        stream.seek(0)
+
+
+def _tar_names(head: bytes) -> list[str]:
+    """Member names of a (gzipped) tar, from the first blocks only."""
+    import zlib
+
+    data = head
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 1 << 16)
+        except zlib.error:
+            return []
+    names = []
+    offset = 0
+    while offset + 512 <= len(data) and data[offset + 257:offset + 262] == b"ustar":
+        names.append(data[offset:offset + 100].split(b"\0", 1)[0].decode("utf-8", "replace"))
+        try:
+            size = int(data[offset + 124:offset + 136].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            break
+        offset += 512 + (size + 511) // 512 * 512
+    return names
+
+
+def identify_foreign(stream: BinaryIO, head: bytes) -> str | None:
+    """The other model formats people upload by mistake: 'pytorch', 'onnx', 'savedmodel',
+    'tflite', or None."""
+    if head.startswith(ZIP_MAGIC):
+        names = _zip_names(stream)
+        if "config.json" in names:
+            return None
+        if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return "pytorch"
+        if any(name.rsplit("/", 1)[-1] in ("saved_model.pb", "saved_model.pbtxt") for name in names):
+            return "savedmodel"
+        return None
+    if head.startswith(b"\x80") and _TORCH_LEGACY_MAGIC in head[:32]:
+        return "pytorch"
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if (head.startswith(b"\x1f\x8b") or head[257:262] == b"ustar") and any(
+            name.rsplit("/", 1)[-1] == "saved_model.pb" for name in _tar_names(head)):
+        return "savedmodel"
+    return _protobuf_kind(head)
+
+
+def _foreign(kind: str, filename: str | None) -> UnsupportedFormat:
+    what, hint = FOREIGN_HINTS[kind]
+    return UnsupportedFormat(
+        f"The upload is {what}, not a Keras model. {hint} Received: "
+        + (f"filename={filename!r}" if filename else "an upload without a filename"),
+        extra={"detected_format": kind},
+    )
+
+
 def _sniff_other(head: bytes) -> str:
     """A short description of content that is none of the accepted formats."""
     stripped = head.lstrip(_JSON_WHITESPACE)
@@ -48,7 +176,7 @@ def _sniff_other(head: bytes) -> str:
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
         return "a compressed stream (gzip/bzip2/xz)"
     if head.startswith(b"\x08") or head.startswith(b"\x12"):
-        return "binary data (perhaps a TensorFlow SavedModel protobuf)"
+        return "binary data (perhaps a protobuf)"
     return f"unrecognised content starting with {head[:16]!r}"
 
 
@@ -110,6 +238,10 @@ def detect_format(head_or_stream: bytes | BinaryIO, filename: str | None, size: 
             stream.seek(0, io.SEEK_END)
             size = stream.tell()
     detected, head = sniff(stream, size)
+    if detected in (None, "keras"):
+        foreign = identify_foreign(stream, head)
+        if foreign is not None:
+            raise _foreign(foreign, filename)
     extension = Path(filename).suffix.lower() if filename else ""
     if extension and extension not in EXTENSIONS:
         found = f"; the content looks like {_DESCRIPTIONS[detected]}" if detected else ""

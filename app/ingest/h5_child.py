@@ -1,22 +1,27 @@
-"""Child process that reads ``model_config`` from a legacy .h5 file (run in a fresh interpreter).
+"""Child process that inspects an HDF5 file (run in a fresh interpreter).
 
-It sets its own resource limits before importing h5py, walks the file with links resolved
-by hand (hard links only), refuses external storage, external/soft/user-defined links,
-virtual datasets and oversized datasets, never reads dataset data, and prints one JSON
+It inspects a legacy ``.h5`` model (and reads its ``model_config``), or the weights member
+of a ``.keras`` archive (``--member model.weights.h5``: read in place from the zip, never
+extracted). It sets its own resource limits before importing h5py, walks the file with links
+resolved by hand (hard links only), refuses external storage, external/soft/user-defined
+links, virtual datasets and oversized datasets, never reads dataset data, and prints one JSON
 object on stdout. A crash in libhdf5 ends only this process.
 
 Run as::
 
-    python -m app.ingest.h5_child FILE --memory-bytes N --cpu-seconds N \\
+    python -m app.ingest.h5_child FILE [--member NAME] --memory-bytes N --cpu-seconds N \\
         --max-dataset-bytes N --max-total-bytes N --max-config-bytes N --max-objects N
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import struct
 import sys
+import zipfile
 from typing import Any
 
 
@@ -91,8 +96,59 @@ def _check_dataset(dataset: Any, path: str, max_dataset_bytes: int) -> int:
     return size
 
 
-def inspect_file(path: str, *, max_dataset_bytes: int, max_total_bytes: int,
-                 max_config_bytes: int, max_objects: int) -> dict[str, Any]:
+class ZipMemberWindow(io.RawIOBase):
+    """A stored (uncompressed) zip member as a seekable file, read in place from the archive."""
+
+    def __init__(self, raw: Any, start: int, size: int) -> None:
+        super().__init__()
+        self._raw, self._start, self._size, self._position = raw, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), self._size - self._position))
+        self._raw.seek(self._start + self._position)
+        data = self._raw.read(count)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def open_member(archive_path: str, member: str) -> tuple[Any, list[Any]]:
+    """A seekable file object over one member of a zip archive, and what to close after."""
+    raw = open(archive_path, "rb")  # noqa: SIM115 - closed by the caller
+    archive = zipfile.ZipFile(raw)
+    try:
+        info = archive.getinfo(member)
+    except KeyError:
+        raise Refused("invalid_archive", f"The archive has no member {member!r}.") from None
+    if info.compress_type == zipfile.ZIP_STORED:
+        raw.seek(info.header_offset)
+        header = raw.read(30)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise Refused("invalid_archive", f"The archive member {member!r} has no local header.")
+        name_length, extra_length = struct.unpack("<2H", header[26:30])
+        start = info.header_offset + 30 + name_length + extra_length
+        return ZipMemberWindow(raw, start, info.file_size), [archive, raw]
+    member_file = archive.open(info)  # compressed: seekable, slower (bounded by the CPU limit)
+    return member_file, [member_file, archive, raw]
+
+
+def inspect_file(path: str | Any, *, max_dataset_bytes: int, max_total_bytes: int,
+                 max_config_bytes: int, max_objects: int, weights_only: bool = False
+                 ) -> dict[str, Any]:
     import h5py
 
     kinds = {h5py.h5l.TYPE_HARD: "hard", h5py.h5l.TYPE_SOFT: "soft",
@@ -131,6 +187,8 @@ def inspect_file(path: str, *, max_dataset_bytes: int, max_total_bytes: int,
                         continue  # the same group reached twice (hard-link cycle)
                     seen.add(key)
                     stack.append((obj, member_path))
+        if weights_only:
+            return {"ok": True, "has_weights": True, "datasets_bytes": total}
         config = _read_string_attribute(handle, "model_config", max_config_bytes)
         if config is None:
             raise Refused("invalid_architecture",
@@ -146,6 +204,8 @@ def inspect_file(path: str, *, max_dataset_bytes: int, max_total_bytes: int,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="app.ingest.h5_child")
     parser.add_argument("path")
+    parser.add_argument("--member", default=None,
+                        help="inspect this member of the zip archive at PATH (weights only)")
     parser.add_argument("--memory-bytes", type=int, required=True)
     parser.add_argument("--cpu-seconds", type=int, required=True)
     parser.add_argument("--max-dataset-bytes", type=int, required=True)
@@ -154,11 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-objects", type=int, required=True)
     args = parser.parse_args(argv)
     _set_limits(args.memory_bytes, args.cpu_seconds)
+    to_close: list[Any] = []
     try:
-        result = inspect_file(args.path, max_dataset_bytes=args.max_dataset_bytes,
+        target: Any = args.path
+        if args.member is not None:
+            target, to_close = open_member(args.path, args.member)
+        result = inspect_file(target, max_dataset_bytes=args.max_dataset_bytes,
                               max_total_bytes=args.max_total_bytes,
                               max_config_bytes=args.max_config_bytes,
-                              max_objects=args.max_objects)
+                              max_objects=args.max_objects, weights_only=args.member is not None)
     except Refused as exc:
         result = {"ok": False, "code": exc.code, "detail": exc.detail}
     except MemoryError:
@@ -168,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         result = {"ok": False, "code": "h5_unreadable",
                   "detail": f"The HDF5 file could not be read: {type(exc).__name__}: "
                             f"{str(exc)[:300]}"}
+    finally:
+        for handle in to_close:
+            handle.close()
     sys.stdout.write(json.dumps(result))
     sys.stdout.flush()
     return 0

@@ -1,8 +1,16 @@
-"""Turning uploaded bytes (or a spooled upload file) into a parsed Keras model config.
+"""Ingestion: from uploaded bytes (or a spooled upload file) to a gated, sanitised model config.
 
 Nothing here imports TensorFlow, Keras or h5py, and nothing executes: JSON is parsed with
-limits, ``.keras`` archives are read in place (central directory plus ``config.json``),
-legacy ``.h5`` files are inspected in a sandboxed child process.
+limits, ``.keras`` archives are read in place (central directory plus ``config.json``) and
+their weights member is inspected like an ``.h5`` upload, legacy ``.h5`` files are inspected
+in a sandboxed child process. Every path ends in the one gate
+(:func:`app.security.gate.gate_architecture`): what comes out is the sanitised config that is
+stored, hashed and later handed to Keras.
+
+- :func:`read_architecture`: detect the format and read the model config (not yet gated);
+- :func:`ingest_bytes`: read, gate and hash (what the service calls for files);
+- :func:`ingest_config`: gate and hash a model config that arrived already parsed (the
+  ``architecture`` object of a JSON request body).
 
 Example::
 
@@ -14,18 +22,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
+
+import orjson
 
 from app.config import Settings
 from app.errors import InvalidArchitecture, PayloadTooLarge
 from app.ingest.archive import read_keras_archive
 from app.ingest.detect import detect_format
-from app.ingest.h5 import read_h5_model
+from app.ingest.h5 import inspect_archive_weights, read_h5_model
 from app.ingest.jsonparse import parse_json_bytes
 
 MODEL_CLASS_NAMES = frozenset({"Sequential", "Functional", "Model"})
@@ -34,7 +43,12 @@ _HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class IngestedArchitecture:
-    """A parsed (not yet validated) architecture and facts about the uploaded content."""
+    """An architecture and facts about the uploaded content.
+
+    After :func:`ingest_bytes` / :func:`ingest_config`, ``config`` is the gated, sanitised
+    config and ``sha256`` identifies the architecture: for JSON the hash of that config's
+    canonical form, for files the hash of the file (its weights are part of what was sent).
+    """
 
     format: Literal["json", "keras", "h5"]
     config: dict[str, Any]
@@ -53,14 +67,22 @@ def sha256_of(stream: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+def canonical_json(value: Any) -> bytes:
+    """Compact JSON with sorted keys (UTF-8): the form an architecture is identified by.
+
+    >>> canonical_json({"b": 1, "a": [2, "é"]})
+    b'{"a":[2,"\\xc3\\xa9"],"b":1}'
+    """
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
 def canonical_json_sha256(value: Any) -> str:
-    """SHA-256 of ``value`` as compact JSON with sorted keys.
+    """SHA-256 of ``value`` in its canonical form.
 
     >>> canonical_json_sha256({"b": 1, "a": [2]}) == canonical_json_sha256({"a": [2], "b": 1})
     True
     """
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
 def check_model_config(config: Any, *, source: str) -> dict[str, Any]:
@@ -72,7 +94,7 @@ def check_model_config(config: Any, *, source: str) -> dict[str, Any]:
         )
     class_name = config.get("class_name")
     inner = config.get("config")
-    if class_name not in MODEL_CLASS_NAMES or not isinstance(inner, dict):
+    if not isinstance(class_name, str) or class_name not in MODEL_CLASS_NAMES or not isinstance(inner, dict):
         keys = sorted(str(key) for key in config)[:12]
         raise InvalidArchitecture(
             f"The {source} is not a Keras model config: it needs class_name Sequential, "
@@ -93,6 +115,22 @@ def _model_name(config: dict[str, Any]) -> str | None:
     return name[:300] if isinstance(name, str) else None
 
 
+def ingest_config(config: Any, settings: Settings, *, source: str = "architecture",
+                  byte_size: int | None = None) -> IngestedArchitecture:
+    """Gate an already-parsed JSON model config and identify it by its sanitised form.
+
+    The same model sent as an object, as a string or as a file, with any whitespace, key
+    order or keys convlens drops, is the same architecture.
+    """
+    from app.security.gate import gate_architecture
+
+    sanitised = gate_architecture(check_model_config(config, source=source), settings)
+    canonical = canonical_json(sanitised)
+    return IngestedArchitecture(format="json", config=sanitised, name=_model_name(sanitised),
+                                has_weights=False, sha256=hashlib.sha256(canonical).hexdigest(),
+                                byte_size=len(canonical) if byte_size is None else byte_size)
+
+
 def ingest_bytes(
     data: bytes | Path,
     *,
@@ -100,20 +138,41 @@ def ingest_bytes(
     settings: Settings,
     sha256: str | None = None,
 ) -> IngestedArchitecture:
-    """Detect the format of ``data``, check it, and parse its model config.
+    """Detect, read, inspect and gate ``data``: the sanitised config and its identity.
 
     ``data`` is the content itself or the path of a file the API spooled it to (large
     uploads: only the parts that are needed are read). ``sha256`` may pass a hash already
-    computed while streaming (JSON is always hashed in its canonical form instead).
-    Raises ``UnsupportedFormat`` (415), ``PayloadTooLarge`` (413),
-    ``InvalidJSON`` or ``InvalidArchitecture`` (422, codes ``invalid_archive``,
-    ``unsafe_archive``, ``archive_limit_exceeded``, ``h5_unreadable``, ``unsafe_hdf5``,
-    ``hdf5_limit_exceeded``, ``invalid_architecture``). The config is not validated
-    here: call :func:`app.security.validate_architecture` next.
+    computed while streaming (JSON is always identified by its sanitised canonical form).
+    Raises ``UnsupportedFormat`` (415), ``PayloadTooLarge`` (413), ``InvalidJSON``,
+    ``InvalidArchitecture`` (422, codes ``invalid_archive``, ``unsafe_archive``,
+    ``archive_limit_exceeded``, ``h5_unreadable``, ``unsafe_hdf5``, ``hdf5_limit_exceeded``,
+    ``invalid_architecture``, ``invalid_layer_name``), ``UnsafeArchitecture`` and
+    ``ResourceLimitExceeded`` (422) from the gate.
+    """
+    from app.security.gate import gate_architecture
+
+    raw = read_architecture(data, filename=filename, settings=settings, sha256=sha256)
+    if raw.format == "json":
+        return ingest_config(raw.config, settings, source="model JSON", byte_size=raw.byte_size)
+    return replace(raw, config=gate_architecture(raw.config, settings))
+
+
+def read_architecture(
+    data: bytes | Path,
+    *,
+    filename: str | None,
+    settings: Settings,
+    sha256: str | None = None,
+) -> IngestedArchitecture:
+    """Detect the format of ``data`` and read its model config, *without* the gate.
+
+    Archives and HDF5 files are fully inspected (weights included); the config is checked
+    to be a model config but not yet gated. Callers that store or build it must pass it
+    through :func:`app.security.gate.gate_architecture` (:func:`ingest_bytes` does).
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         content = bytes(data)
-        return _ingest_stream(io.BytesIO(content), len(content), None, filename, settings, sha256)
+        return _read_stream(io.BytesIO(content), len(content), None, filename, settings, sha256)
     path = Path(data)
     try:
         size = path.stat().st_size
@@ -122,17 +181,16 @@ def ingest_bytes(
         raise InvalidArchitecture(f"The uploaded file could not be opened: {exc.strerror}",
                                   code="invalid_upload") from None
     with handle:
-        return _ingest_stream(handle, size, path, filename, settings, sha256)
+        return _read_stream(handle, size, path, filename, settings, sha256)
 
 
-def _ingest_stream(stream: BinaryIO, size: int, path: Path | None, filename: str | None,
-                   settings: Settings, sha256: str | None) -> IngestedArchitecture:
+def _read_stream(stream: BinaryIO, size: int, path: Path | None, filename: str | None,
+                 settings: Settings, sha256: str | None) -> IngestedArchitecture:
     if size > settings.max_upload_bytes:
         raise PayloadTooLarge(
             f"The upload is {size:,} bytes; the limit is {settings.max_upload_bytes:,}."
         )
     fmt = detect_format(stream, filename, size)
-    digest = sha256 or sha256_of(stream)
     stream.seek(0)
     has_weights = False
     if fmt == "json":
@@ -142,19 +200,22 @@ def _ingest_stream(stream: BinaryIO, size: int, path: Path | None, filename: str
             )
         config = check_model_config(parse_json_bytes(stream.read(), settings, what="model JSON"),
                                     source="model JSON")
-        # JSON is identified by its canonical form: the same model sent as an object, as a
-        # string or as a file, with any whitespace or key order, is stored once.
-        digest = canonical_json_sha256(config)
-    elif fmt == "keras":
+        return IngestedArchitecture(format="json", config=config, name=_model_name(config),
+                                    has_weights=False, sha256=sha256 or "", byte_size=size)
+    digest = sha256 or sha256_of(stream)
+    stream.seek(0)
+    if fmt == "keras":
         contents = read_keras_archive(stream, settings)
         config = check_model_config(contents.config, source=".keras archive's config.json")
-        config = {key: value for key, value in config.items() if key != "compile_config"}
         version = contents.metadata.get("keras_version")
         if isinstance(version, str) and "keras_version" not in config:
             config["keras_version"] = version
+        if contents.hdf5_members:
+            _with_file(stream, path, ".keras",
+                       lambda file: inspect_archive_weights(file, contents.hdf5_members, settings))
         has_weights = contents.has_weights
     else:
-        h5 = _read_h5(stream, path, settings)
+        h5 = _with_file(stream, path, ".h5", lambda file: read_h5_model(file, settings))
         config = check_model_config(h5.config, source=".h5 file's model_config")
         if h5.keras_version and "keras_version" not in config:
             config["keras_version"] = h5.keras_version
@@ -165,15 +226,16 @@ def _ingest_stream(stream: BinaryIO, size: int, path: Path | None, filename: str
                                 has_weights=has_weights, sha256=digest, byte_size=size)
 
 
-def _read_h5(stream: BinaryIO, path: Path | None, settings: Settings) -> Any:
+def _with_file(stream: BinaryIO, path: Path | None, suffix: str, use: Any) -> Any:
+    """Call ``use(path)`` on the content as a file: the spooled upload, or a temporary copy."""
     if path is not None:
-        return read_h5_model(path, settings)
-    descriptor, temporary = tempfile.mkstemp(prefix="convlens-", suffix=".h5")
+        return use(path)
+    descriptor, temporary = tempfile.mkstemp(prefix="convlens-", suffix=suffix)
     try:
         with os.fdopen(descriptor, "wb") as out:
             stream.seek(0)
             while chunk := stream.read(_HASH_CHUNK):
                 out.write(chunk)
-        return read_h5_model(Path(temporary), settings)
+        return use(Path(temporary))
     finally:
         Path(temporary).unlink(missing_ok=True)

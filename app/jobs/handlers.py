@@ -145,10 +145,9 @@ def execute(settings: Settings, held: Claim) -> str:
     try:
         job, architecture = _load(settings, held.job_id)
         parent_id = job.parent_id
-        from app.security import check_static_limits, validate_architecture
+        from app.security import gate_architecture
 
-        validate_architecture(architecture.config, settings)  # second gate, before any Keras
-        check_static_limits(architecture.config, settings)
+        architecture.config = gate_architecture(architecture.config, settings)  # second gate, before any Keras
         if held.kind == "analysis":
             result = _analysis(settings, job, architecture)
         elif held.kind == "gradients":
@@ -204,10 +203,10 @@ def execute(settings: Settings, held: Claim) -> str:
 
 
 def _analysis(settings: Settings, job: Job, architecture: Architecture) -> dict[str, Any]:
-    from app.analyses.service import run_engine
+    from app.pipeline import analyse
 
     params = job.parameters or {}
-    return run_engine(
+    return analyse(
         architecture.config, params.get("input_shape"), job.name or architecture.name, settings
     )
 

@@ -368,7 +368,7 @@ def metrics(request: Request) -> Response:
     return Response(render(request.app.state.settings), media_type=CONTENT_TYPE_LATEST)
 
 
-#: The names app/api/app.py registers.
+#: The names app/main.py registers.
 metrics_router = router
 
 __all__ = ["MetricsMiddleware", "metrics_router", "render", "route_template"]

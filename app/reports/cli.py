@@ -34,41 +34,24 @@ WIDE_TERMINAL = 100
 """From this many columns the terminal layer table also shows each layer's MACs."""
 
 
-def parse_input_shape(text: str | None) -> list[int | None] | None:
-    """``"224,224,3"``, ``"[224, 224, 3]"`` or ``"None,None,3"`` -> a list without batch dim.
+def parse_input_shape(text: str | None) -> Any:
+    """``"224,224,3"``, ``"224x224x3"``, ``"[224, 224, 3]"`` or ``"None,None,3"`` -> a list
+    without the batch dimension (or ``{"name": [...]}`` per input), checked by the service's
+    own validator (:func:`app.ingest.shapes.parse_input_shape`).
 
     >>> parse_input_shape("224, 224, 3")
     [224, 224, 3]
     >>> parse_input_shape("[null, null, 3]")
     [None, None, 3]
     """
-    if text is None or not text.strip():
-        return None
-    cleaned = text.strip().strip("[]()")
-    dims: list[int | None] = []
-    for part in cleaned.split(","):
-        token = part.strip().lower()
-        if not token:
-            continue
-        if token in {"none", "null", "?"}:
-            dims.append(None)
-            continue
-        try:
-            value = int(token)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise typer.BadParameter(
-                "give the input shape without the batch dimension as positive integers or None, "
-                f"e.g. 224,224,3. Received: {text!r}",
-                param_hint="--input-shape",
-            )
-        dims.append(value)
-    if not 1 <= len(dims) <= 4:
-        raise typer.BadParameter(
-            f"an input shape has 1 to 4 dimensions. Received: {text!r}", param_hint="--input-shape"
-        )
-    return dims
+    from app.config import get_settings
+    from app.ingest.shapes import parse_input_shape as validate
+
+    try:
+        return validate(text, get_settings(), field="--input-shape")
+    except DomainError as exc:
+        reason = exc.detail.split(" Received: ")[0]
+        raise typer.BadParameter(f"{reason} Received: {text!r}", param_hint="--input-shape") from None
 
 
 def _console(stderr: bool = False) -> Console:
@@ -312,26 +295,12 @@ def _shapes(shapes: Any) -> str:
 # -- analyze ----------------------------------------------------------------------------------
 
 
-def analyze_file(
-    path: Path, *, input_shape: Sequence[int | None] | None = None, name: str | None = None
-) -> dict[str, Any]:
+def analyze_file(path: Path, *, input_shape: Any = None, name: str | None = None) -> dict[str, Any]:
     """Ingest, check and analyse a model file exactly as the service does, in this process."""
-    from app.analysis import analyze as run_engine
     from app.config import get_settings
-    from app.ingest import ingest_bytes
-    from app.security import check_report_limits, check_static_limits, validate_architecture
+    from app.pipeline import analyse_file
 
-    settings = get_settings()
-    ingested = ingest_bytes(path, filename=path.name, settings=settings)
-    validate_architecture(ingested.config, settings)
-    check_static_limits(ingested.config, settings)
-    report = run_engine(
-        ingested.config,
-        input_shape=list(input_shape) if input_shape else None,
-        name=name or ingested.name,
-    )
-    check_report_limits(report, settings)
-    return report
+    return analyse_file(path, input_shape=input_shape or None, name=name, settings=get_settings())
 
 
 def analyze(

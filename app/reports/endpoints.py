@@ -6,8 +6,9 @@
 - ``GET /v1/analyses/{a}/compare/{b}``: the comparison as JSON, or as a page with
   ``?format=html`` or ``Accept: text/html``.
 
-Rendering is CPU work (matplotlib), so the routes are plain ``def`` (run in
-FastAPI's thread pool). Pages carry a Content-Security-Policy that allows no
+Rendering is CPU work (matplotlib): each route is one thread hop that reads what it
+needs in a unit of work, closes it, and renders without holding a database connection.
+Pages carry a Content-Security-Policy that allows no
 scripts and no network loads: they need none.
 
 Example::
@@ -24,10 +25,11 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.analyses import repository, service
-from app.api.deps import SessionDep, TenantDep
+from app.api.deps import RequestScope, ScopeDep, TenantDep
 from app.api.docs import problem_responses
 from app.errors import Conflict, NotFound
 from app.models import Job
+from app.training import repository as training_runs
 
 router = APIRouter(prefix="/v1/analyses", tags=["reports"])
 
@@ -95,22 +97,11 @@ def _training_of(
     runs of the same architecture. The curves are those of the newest run with any steps:
     its result's history, or its step events while it runs.
     """
-    from sqlalchemy import select
-
     from app.reports.training import run_records, run_summary, select_runs
 
     if analysis.architecture_id is None:
         return [], None, []
-    candidates = session.scalars(
-        select(Job)
-        .where(
-            Job.tenant_id == analysis.tenant_id,
-            Job.kind == "training",
-            Job.architecture_id == analysis.architecture_id,
-        )
-        .order_by(Job.created_at.desc())
-        .limit(200)
-    ).all()
+    candidates = training_runs.of_architecture(session, analysis.tenant_id, analysis.architecture_id)
     selection = select_runs(analysis.id, candidates)
     if not selection.runs:
         return [], None, []
@@ -155,12 +146,17 @@ def _step_events(session: Any, run: Job) -> list[dict[str, Any]]:
     ),
     responses={200: {"content": {"text/html": {}}}, **problem_responses(401, 404, 409)},
 )
-def report_html(analysis_id: str, session: SessionDep, tenant_id: TenantDep) -> HTMLResponse:
+async def report_html(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -> HTMLResponse:
+    return await scope.call(_report_page, scope, tenant_id, analysis_id)
+
+
+def _report_page(scope: RequestScope, tenant_id: str, analysis_id: str) -> HTMLResponse:
     from app.reports.cache import render_cache, revision
     from app.reports.html import render_report_html
 
-    analysis, report, version = _report_and_revision(session, tenant_id, analysis_id)
-    records, summary, runs = _training_of(session, analysis)
+    with scope.session() as session:  # closed before rendering
+        analysis, report, version = _report_and_revision(session, tenant_id, analysis_id)
+        records, summary, runs = _training_of(session, analysis)
     key = (
         analysis.id,
         revision(version, _training_revision(records, summary, runs)),
@@ -194,12 +190,16 @@ def report_html(analysis_id: str, session: SessionDep, tenant_id: TenantDep) -> 
         **problem_responses(400, 401, 404, 409),
     },
 )
-def plot_file(
+async def plot_file(
     analysis_id: str,
-    session: SessionDep,
+    scope: ScopeDep,
     tenant_id: TenantDep,
     filename: Annotated[str, Path(max_length=64, examples=["receptive_field.svg"])],
 ) -> Response:
+    return await scope.call(_plot, scope, tenant_id, analysis_id, filename)
+
+
+def _plot(scope: RequestScope, tenant_id: str, analysis_id: str, filename: str) -> Response:
     from app.reports.plots import PLOT_NAMES, render_plot
 
     name, dot, extension = filename.rpartition(".")
@@ -209,12 +209,13 @@ def plot_file(
         raise NotFound(f"There is no plot called {name!r}; plots: {', '.join(PLOT_NAMES)}.")
     from app.reports.cache import render_cache, revision
 
-    analysis, report, version = _report_and_revision(session, tenant_id, analysis_id)
     records: list[dict[str, Any]] = []
     training_version: tuple[Any, ...] = ()
-    if name == "training":
-        records, summary, runs = _training_of(session, analysis)
-        training_version = _training_revision(records, summary, runs)
+    with scope.session() as session:  # closed before rendering
+        analysis, report, version = _report_and_revision(session, tenant_id, analysis_id)
+        if name == "training":
+            records, summary, runs = _training_of(session, analysis)
+            training_version = _training_revision(records, summary, runs)
     key = (analysis.id, revision(version, training_version), f"plot:{filename}")
 
     def render() -> bytes:
@@ -255,11 +256,11 @@ def _wants_html(request: Request, fmt: str | None) -> bool:
         **problem_responses(401, 404, 409, 422),
     },
 )
-def compare(
+async def compare(
     analysis_id: str,
     other_id: str,
     request: Request,
-    session: SessionDep,
+    scope: ScopeDep,
     tenant_id: TenantDep,
     format: Annotated[
         Literal["json", "html"] | None,
@@ -268,16 +269,21 @@ def compare(
         ),
     ] = None,
 ) -> Response:
+    return await scope.call(_compare, scope, tenant_id, analysis_id, other_id, _wants_html(request, format))
+
+
+def _compare(scope: RequestScope, tenant_id: str, analysis_id: str, other_id: str, html: bool) -> Response:
     from app.reports.compare import compare_reports, render_comparison_html
 
-    first, report_a = _report_of(session, tenant_id, analysis_id)
-    second, report_b = _report_of(session, tenant_id, other_id)
+    with scope.session() as session:
+        first, report_a = _report_of(session, tenant_id, analysis_id)
+        second, report_b = _report_of(session, tenant_id, other_id)
     label_a = first.name or str(report_a.get("model_name") or first.id)
     label_b = second.name or str(report_b.get("model_name") or second.id)
     comparison = compare_reports(report_a, report_b, label_a=label_a, label_b=label_b)
     comparison["a"]["analysis_id"] = first.id
     comparison["b"]["analysis_id"] = second.id
-    if _wants_html(request, format):
+    if html:
         page = render_comparison_html(report_a, report_b, comparison=comparison)
         return HTMLResponse(page, headers=PAGE_SECURITY_HEADERS)
     return JSONResponse(comparison)
@@ -296,15 +302,20 @@ def compare(
     ),
     responses={200: {"content": {"application/json": {}}}, **problem_responses(401, 404, 409)},
 )
-def misaligned_pairs(analysis_id: str, session: SessionDep, tenant_id: TenantDep) -> JSONResponse:
+async def misaligned_pairs(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -> JSONResponse:
+    return await scope.call(_misaligned, scope, tenant_id, analysis_id)
+
+
+def _misaligned(scope: RequestScope, tenant_id: str, analysis_id: str) -> JSONResponse:
     from app.analysis import analyze_graph, build_graph
     from app.analysis.report import misaligned_summary
     from app.architectures import service as architectures
 
-    analysis, _ = _report_of(session, tenant_id, analysis_id)
-    if analysis.architecture_id is None:
-        raise Conflict(f"Analysis '{analysis_id}' has no stored architecture to recompute.")
-    architecture = architectures.get(session, tenant_id, analysis.architecture_id)
+    with scope.session() as session:  # closed before the analysis is recomputed
+        analysis, _ = _report_of(session, tenant_id, analysis_id)
+        if analysis.architecture_id is None:
+            raise Conflict(f"Analysis '{analysis_id}' has no stored architecture to recompute.")
+        architecture = architectures.get(session, tenant_id, analysis.architecture_id)
     input_shape = (analysis.parameters or {}).get("input_shape")
     result = analyze_graph(build_graph(architecture.config), input_shape=input_shape)
     merges = misaligned_summary(result, full=True)

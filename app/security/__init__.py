@@ -1,13 +1,13 @@
-"""The safety gate in front of every path into Keras: an allowlist validator and limits.
+"""The safety gate in front of every path into Keras.
 
 Example::
 
-    from app.security import validate_architecture, check_static_limits
-    validate_architecture(config, settings)   # UnsafeArchitecture (422) on code-bearing objects
-    check_static_limits(config, settings)     # ResourceLimitExceeded (422) on oversized models
+    from app.security import gate_architecture, check_report_limits
+    sanitised = gate_architecture(config, settings)   # 422 on code-bearing objects or limits
+    check_report_limits(report, settings)             # 422 on the engine's totals
 """
 
-from app.security.limits import check_report_limits, check_static_limits
-from app.security.validator import validate_architecture
+from app.security.gate import gate_architecture
+from app.security.limits import check_report_limits
 
-__all__ = ["check_report_limits", "check_static_limits", "validate_architecture"]
+__all__ = ["check_report_limits", "gate_architecture"]

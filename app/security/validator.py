@@ -1,18 +1,19 @@
-"""The static safety gate: nothing reaches Keras unless every object in it is allowlisted.
+"""Per-object checks of the safety gate: is this object reference one convlens lets Keras build?
 
-``validate_architecture`` walks the whole parsed config without recursion. Every dict that
-carries ``class_name``, ``module`` or ``registered_name`` is an object Keras would resolve
-and build; it must be an exact ``(module, class_name)`` pair from
-:mod:`app.security.allowlist`. Strings that Keras resolves by name (activations,
-initializers, tf.keras op names) must be known names, and no string may point at Python
-code outside Keras or at Keras's non-modelling APIs. The top-level ``compile_config`` is
-ignored (convlens never compiles an uploaded model).
+Every dict that carries ``class_name``, ``module`` or ``registered_name`` is an object Keras
+would resolve and build; :func:`check_object` accepts only exact ``(module, class_name)``
+pairs from :mod:`app.security.allowlist` (and the special data objects Keras writes for
+tensors, tuples and arrays). Strings that Keras resolves by name (activations, initializers,
+tf.keras op names) must be known names (:func:`check_key_value`), and no string may point at
+Python code outside Keras or at Keras's non-modelling APIs (:func:`check_string`). The walk
+over the whole document, which calls these for every object and key, is
+:func:`app.security.gate.gate_architecture`.
 
 Example::
 
-    >>> from app.config import Settings
-    >>> validate_architecture({"class_name": "Sequential", "config": {"layers": []}}, Settings())
-    >>> validate_architecture({"class_name": "Lambda", "config": {}}, Settings())
+    >>> check_object({"module": "keras.layers", "class_name": "Conv2D", "config": {}}, "$", None)
+    'layer'
+    >>> check_object({"module": "keras.layers", "class_name": "Lambda", "config": {}}, "$", None)
     Traceback (most recent call last):
     ...
     app.errors.UnsafeArchitecture: ...
@@ -23,7 +24,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from app.config import Settings
 from app.errors import UnsafeArchitecture
 from app.security import allowlist as al
 
@@ -41,55 +41,7 @@ _OUTSIDE_KERAS_PACKAGES = al.PYTHON_REFERENCE_PACKAGES - {"keras", "tf_keras", "
 _LAYERISH = frozenset({al.LAYER, al.MODEL, al.TF_OP_LAYER, al.OPERATION})
 
 
-def validate_architecture(config: dict[str, Any], settings: Settings) -> None:
-    """Raise :class:`UnsafeArchitecture` unless every object in ``config`` is allowlisted.
-
-    ``settings`` is accepted for symmetry with the other gates (the allowlist is fixed).
-    """
-    del settings  # the allowlist does not depend on settings
-    if not isinstance(config, dict):
-        raise UnsafeArchitecture(
-            f"The architecture must be a JSON object. Received: {type(config).__name__}",
-            reason="not_an_object",
-        )
-    # (node, path, enclosing layer name, class of the object whose "config" this node is)
-    stack: list[tuple[Any, str, str | None, str | None]] = []
-    _check_object(config, "$", None)
-    top_name = _object_name(config)
-    top_class = config.get("class_name") if isinstance(config.get("class_name"), str) else None
-    for key, value in config.items():
-        if key == "compile_config":
-            continue  # never used: convlens does not compile uploaded models
-        _check_key_value(key, value, f"$.{key}", top_name, top_class)
-        if isinstance(value, (dict, list)):
-            stack.append((value, f"$.{key}", top_name, top_class if key == "config" else None))
-
-    while stack:
-        node, path, layer, parent_class = stack.pop()
-        if isinstance(node, dict):
-            owner = layer
-            own_class = node.get("class_name")
-            if "class_name" in node or "module" in node or "registered_name" in node:
-                category = _check_object(node, path, layer)
-                if category in _LAYERISH:
-                    owner = _object_name(node) or layer
-            owner_class = own_class if isinstance(own_class, str) else parent_class
-            for key, value in node.items():
-                child_path = f"{path}.{key}"
-                _check_key_value(key, value, child_path, owner, owner_class)
-                if isinstance(value, (dict, list)):
-                    is_config = key == "config" and isinstance(own_class, str)
-                    config_of = own_class if is_config else None
-                    stack.append((value, child_path, owner, config_of))
-        elif isinstance(node, list):
-            for index, item in enumerate(node):
-                if isinstance(item, (dict, list)):
-                    stack.append((item, f"{path}[{index}]", layer, None))
-                elif isinstance(item, str):
-                    _check_string(item, f"{path}[{index}]", layer)
-
-
-def _object_name(node: dict[str, Any]) -> str | None:
+def object_name(node: dict[str, Any]) -> str | None:
     name = node.get("name")
     if not isinstance(name, str):
         inner = node.get("config")
@@ -97,32 +49,48 @@ def _object_name(node: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _refuse(reason: str, *, layer: str | None, path: str, received: str) -> UnsafeArchitecture:
+def render(path: Any) -> str:
+    """A location as text: ``path`` is a string, or ``(parent, key_or_index)`` pairs built
+    while walking (cheap to make, rendered only when something is refused).
+
+    >>> render(((("$", "config"), "layers"), 3))
+    '$.config.layers[3]'
+    """
+    steps = []
+    while isinstance(path, tuple):
+        path, step = path
+        steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return str(path) + "".join(reversed(steps))
+
+
+def refuse(reason: str, *, layer: str | None, path: Any, received: str) -> UnsafeArchitecture:
     where = f"Layer '{layer}'" if layer else "The architecture"
+    if len(received) > 300:
+        received = received[:300] + "..."
     return UnsafeArchitecture(
-        f"{where} is refused: {reason}. Received: {received} at {path}",
+        f"{where} is refused: {reason}. Received: {received} at {render(path)[:300]}",
         layer=layer,
         reason=reason,
     )
 
 
-def _check_object(node: dict[str, Any], path: str, layer: str | None) -> str | None:
+def check_object(node: dict[str, Any], path: Any, layer: str | None) -> str | None:
     """Check one object reference; return its allowlist category."""
     class_name = node.get("class_name")
     module = node.get("module")
     registered = node.get("registered_name")
-    name = _object_name(node) or layer
+    name = object_name(node) or layer
     received = f"module={module!r}, class_name={class_name!r}"
     if registered is not None:
         received += f", registered_name={registered!r}"
 
     if not isinstance(class_name, str):
-        raise _refuse("an object reference without a string class_name", layer=name,
+        raise refuse("an object reference without a string class_name", layer=name,
                       path=path, received=received)
     if module is not None and not isinstance(module, str):
-        raise _refuse("module must be a string", layer=name, path=path, received=received)
+        raise refuse("module must be a string", layer=name, path=path, received=received)
     if registered is not None and not isinstance(registered, str):
-        raise _refuse("registered_name must be a string", layer=name, path=path,
+        raise refuse("registered_name must be a string", layer=name, path=path,
                       received=received)
 
     if class_name in _SPECIAL_ALLOWED:
@@ -134,12 +102,12 @@ def _check_object(node: dict[str, Any], path: str, layer: str | None) -> str | N
 
     category = al.ALLOWED_PAIRS.get((module, class_name))
     if category is None:
-        raise _refuse(_reason_for_unknown(module, class_name), layer=name, path=path,
+        raise refuse(_reason_for_unknown(module, class_name), layer=name, path=path,
                       received=received)
     if registered is not None and registered != class_name and registered not in (
         al.ALLOWED_REGISTERED_NAMES.get((module, class_name), frozenset())
     ):
-        raise _refuse(
+        raise refuse(
             f"registered_name {registered!r} would resolve a registered custom object "
             f"instead of Keras's {class_name}",
             layer=name, path=path, received=received,
@@ -148,19 +116,20 @@ def _check_object(node: dict[str, Any], path: str, layer: str | None) -> str | N
     inner = node.get("config")
     if category == al.TF_OP_LAYER:
         function = inner.get("function") if isinstance(inner, dict) else None
-        if function not in al.TF_OP_FUNCTIONS:
-            raise _refuse(
+        if not isinstance(function, str) or function not in al.TF_OP_FUNCTIONS:
+            raise refuse(
                 f"{class_name} may only apply allowlisted TensorFlow math ops; "
-                f"tf.{function} is not one of them",
+                + (f"tf.{function} is not one of them" if isinstance(function, str) else
+                   f"its function must name one as a string, not a JSON {type(function).__name__}"),
                 layer=name, path=path, received=f"{received}, function={function!r}",
             )
     if class_name in al.LOOKUP_LAYERS and isinstance(inner, dict):
         for key in al.LOOKUP_PATH_KEYS:
             if isinstance(inner.get(key), str):
-                raise _refuse(
+                raise refuse(
                     f"{class_name}.{key} is a file path ({inner[key]!r}); convlens only "
                     "accepts vocabularies given inline",
-                    layer=name, path=f"{path}.config.{key}", received=received,
+                    layer=name, path=((path, "config"), key), received=received,
                 )
     return category
 
@@ -183,22 +152,22 @@ def _reason_for_unknown(module: str | None, class_name: str) -> str:
 
 
 def _check_special(node: dict[str, Any], class_name: str, module: str | None,
-                   registered: str | None, path: str, layer: str | None, received: str) -> None:
+                   registered: str | None, path: Any, layer: str | None, received: str) -> None:
     if module is not None or registered is not None:
-        raise _refuse(f"{class_name} never carries a module or registered_name",
+        raise refuse(f"{class_name} never carries a module or registered_name",
                       layer=layer, path=path, received=received)
     if class_name in {"__numpy__", "__tensor__"}:
         inner = node.get("config")
         dtype = inner.get("dtype") if isinstance(inner, dict) else None
         if dtype not in _NUMERIC_DTYPES:
-            raise _refuse(f"{class_name} arrays must have a numeric dtype",
+            raise refuse(f"{class_name} arrays must have a numeric dtype",
                           layer=layer, path=path, received=f"{received}, dtype={dtype!r}")
 
 
 def _check_function(node: dict[str, Any], module: str | None, registered: str | None,
-                    path: str, layer: str | None, received: str) -> None:
+                    path: Any, layer: str | None, received: str) -> None:
     function = node.get("config")
-    received = f"{received}, config={function!r}"
+    received = f"{received}, config={function!r}"[:400]
     if (
         module in al.ACTIVATION_FUNCTION_MODULES
         and isinstance(function, str)
@@ -216,15 +185,15 @@ def _check_function(node: dict[str, Any], module: str | None, registered: str | 
         reason = f"a reference to the function {qualified}, outside Keras"
     else:
         reason = f"a reference to the Python function {qualified}, not a Keras activation"
-    raise _refuse(reason, layer=layer, path=path, received=received)
+    raise refuse(reason, layer=layer, path=path, received=received)
 
 
-def _check_key_value(key: str, value: Any, path: str, layer: str | None,
+def check_key_value(key: str, value: Any, path: Any, layer: str | None,
                      owner_class: str | None) -> None:
     if not isinstance(value, str):
         return
     if key in al.ACTIVATION_KEYS and value not in al.ACTIVATION_NAMES:
-        raise _refuse(f"{key} {value!r} is not a Keras activation", layer=layer, path=path,
+        raise refuse(f"{key} {value!r} is not a Keras activation", layer=layer, path=path,
                       received=f"{key}={value!r}")
     for suffix, names, what in (
         ("_initializer", al.INITIALIZER_NAMES, "initializer"),
@@ -232,15 +201,15 @@ def _check_key_value(key: str, value: Any, path: str, layer: str | None,
         ("_constraint", al.CONSTRAINT_NAMES, "constraint"),
     ):
         if key.endswith(suffix) and value not in names:
-            raise _refuse(f"{key} {value!r} is not a Keras {what}", layer=layer, path=path,
+            raise refuse(f"{key} {value!r} is not a Keras {what}", layer=layer, path=path,
                           received=f"{key}={value!r}")
     if key == "function" and owner_class not in {"TFOpLambda", "SlicingOpLambda"}:
-        raise _refuse(f"a function reference {value!r} outside a tf.keras op layer",
+        raise refuse(f"a function reference {value!r} outside a tf.keras op layer",
                       layer=layer, path=path, received=f"{key}={value!r}")
-    _check_string(value, path, layer)
+    check_string(value, path, layer)
 
 
-def _check_string(value: str, path: str, layer: str | None) -> None:
+def check_string(value: str, path: Any, layer: str | None) -> None:
     """Refuse strings that name Python code outside Keras or Keras's non-modelling APIs."""
     if len(value) > 200 or not _DOTTED_NAME.match(value):
         return
@@ -248,8 +217,8 @@ def _check_string(value: str, path: str, layer: str | None) -> None:
     if parts[0] not in al.PYTHON_REFERENCE_PACKAGES:
         return
     if parts[-1] in al.NON_MODELLING_FUNCTIONS:
-        raise _refuse(f"{value!r} names a Keras non-modelling API", layer=layer, path=path,
+        raise refuse(f"{value!r} names a Keras non-modelling API", layer=layer, path=path,
                       received=repr(value))
     if parts[0] in _OUTSIDE_KERAS_PACKAGES:
-        raise _refuse(f"{value!r} names Python code outside Keras", layer=layer, path=path,
+        raise refuse(f"{value!r} names Python code outside Keras", layer=layer, path=path,
                       received=repr(value))

@@ -9,48 +9,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import SessionDep, SettingsDep, TenantDep
+from app.api.deps import ScopeDep, SettingsDep, TenantDep
 from app.api.docs import problem_responses
-from app.db import session_scope
-from app.errors import InvalidJSON, UnsupportedFormat, ValidationFailed
-from app.jobs import repository as jobs
-from app.models import TERMINAL_STATUSES, Job
+from app.api.responses import EncodedJSON
+from app.api.uploads import read_multipart
+from app.errors import UnsupportedFormat
+from app.models import TERMINAL_STATUSES
 from app.training import service
-from app.training.schemas import TrainingRunCreate, TrainingRunOut
+from app.training.schemas import TrainingRunOut
 
 router = APIRouter(prefix="/v1/training-runs", tags=["training"])
 
 #: How often the event stream looks for new events.
 POLL_S = 0.25
-
-
-def _invalid(exc: ValidationError) -> ValidationFailed:
-    errors = [
-        {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors()
-    ]
-    first = errors[0]
-    where = ".".join(first["loc"]) or "body"
-    return ValidationFailed(f"{where}: {first['msg']}", extra={"errors": errors[:50]})
-
-
-def _form_values(fields: dict[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for key, text in fields.items():
-        text = text.strip()
-        if key in ("input_shape",):
-            try:
-                values[key] = json.loads(text) if text else None
-            except json.JSONDecodeError as exc:
-                raise ValidationFailed(
-                    f"input_shape must be a JSON list. Received: {text[:100]!r}"
-                ) from exc
-        else:
-            values[key] = text if text != "" else None
-    return {k: v for k, v in values.items() if v is not None}
 
 
 @router.post(
@@ -68,59 +40,19 @@ def _form_values(fields: dict[str, str]) -> dict[str, Any]:
         "application/json": {"schema": {"$ref": "#/components/schemas/TrainingRunCreate"}}}}},
     responses=problem_responses(400, 401, 404, 413, 415, 422, 429),
 )
-async def create_run(
-    request: Request,
-    response: Response,
-    settings: SettingsDep,
-    session: SessionDep,
-    tenant_id: TenantDep,
-) -> TrainingRunOut:
+async def create_run(request: Request, settings: SettingsDep, scope: ScopeDep, tenant_id: TenantDep) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    dataset_file = None
-    form = None
     if content_type == "application/json" or content_type.endswith("+json"):
-        try:
-            payload = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidJSON(f"The body is not JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise InvalidJSON(f"The body must be a JSON object. Received: {type(payload).__name__}")
+        received: bytes | service.MultipartForm = await request.body()
     elif content_type == "multipart/form-data":
-        from app.api.uploads import read_multipart
-
-        form = await read_multipart(request, settings, file_field="dataset_file")
-        payload = _form_values(form.fields)
-        if form.file is not None:
-            dataset_file = form.file.path
-            payload.setdefault("dataset", "npz")
+        received = await read_multipart(request, settings, file_field="dataset_file")
     else:
         raise UnsupportedFormat(
             "Send application/json or multipart/form-data. Received: Content-Type "
             f"'{content_type or '(none)'}'"
         )
-    try:
-        try:
-            body = TrainingRunCreate.model_validate(payload)
-        except ValidationError as exc:
-            raise _invalid(exc) from None
-        run = await run_in_threadpool(
-            service.create,
-            session,
-            settings,
-            tenant_id=tenant_id,
-            request=body,
-            dataset_file=dataset_file,
-        )
-    except BaseException:
-        if form is not None:
-            form.discard()
-        raise
-    await run_in_threadpool(session.commit)  # enqueue only after commit
-    executor = getattr(request.app.state, "executor", None)
-    if executor is not None:
-        await run_in_threadpool(executor.dispatch, run.id)
-    response.headers["Location"] = f"/v1/training-runs/{run.id}"
-    return service.to_out(run)
+    run_id, body = await scope.run(service.create_from, received, settings=settings, tenant_id=tenant_id)
+    return EncodedJSON(body, status_code=202, headers={"Location": f"/v1/training-runs/{run_id}"})
 
 
 @router.get(
@@ -129,8 +61,8 @@ async def create_run(
     summary="A training run: progress (steps, ETA) and result",
     responses=problem_responses(401, 404),
 )
-def get_run(run_id: str, session: SessionDep, tenant_id: TenantDep) -> TrainingRunOut:
-    return service.to_out(service.get(session, tenant_id, run_id))
+async def get_run(run_id: str, scope: ScopeDep, tenant_id: TenantDep) -> Response:
+    return EncodedJSON(await scope.run(service.read, tenant_id, run_id))
 
 
 @router.post(
@@ -140,10 +72,8 @@ def get_run(run_id: str, session: SessionDep, tenant_id: TenantDep) -> TrainingR
     summary="Stop a training run at its next step",
     responses=problem_responses(401, 404),
 )
-def cancel_run(run_id: str, session: SessionDep, tenant_id: TenantDep) -> TrainingRunOut:
-    run = service.cancel(session, tenant_id, run_id)
-    session.commit()
-    return service.to_out(run)
+async def cancel_run(run_id: str, scope: ScopeDep, tenant_id: TenantDep) -> Response:
+    return EncodedJSON(await scope.run(service.cancel_and_read, tenant_id, run_id), status_code=202)
 
 
 def _sse(seq: int, kind: str, payload: dict[str, Any]) -> str:
@@ -163,27 +93,21 @@ def _sse(seq: int, kind: str, payload: dict[str, Any]) -> str:
 async def run_events(
     run_id: str,
     request: Request,
-    settings: SettingsDep,
-    session: SessionDep,
+    scope: ScopeDep,
     tenant_id: TenantDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    await run_in_threadpool(service.get, session, tenant_id, run_id)  # 404 for other tenants
+    await scope.run(service.get, tenant_id, run_id)  # 404 for other tenants
     try:
         after = int(last_event_id) if last_event_id else 0
     except ValueError:
         after = 0
 
-    def read(after_seq: int) -> tuple[list[tuple[int, str, dict[str, Any]]], str]:
-        with session_scope(settings) as db:
-            rows = jobs.events_after(db, run_id, after_seq)
-            status = db.get(Job, run_id).status  # type: ignore[union-attr]
-            return [(r.seq, r.kind, r.payload) for r in rows], status
-
     async def stream() -> AsyncIterator[str]:
+        # Each poll is a unit of work of its own: no connection is held between events.
         seq = after
         while True:
-            rows, status = await run_in_threadpool(read, seq)
+            rows, status = await scope.run(service.events_after, run_id, seq)
             for number, kind, payload in rows:
                 seq = number
                 yield _sse(number, kind, payload)

@@ -27,3 +27,26 @@ def active_count(session: Session, tenant_id: str) -> int:
         )
         or 0
     )
+
+
+def status_of(session: Session, run_id: str) -> str:
+    """The run's status (``cancelled`` once its row is gone: the stream then ends)."""
+    return session.scalar(select(Job.status).where(Job.id == run_id)) or "cancelled"
+
+
+def named(session: Session, tenant_id: str, name: str) -> Job | None:
+    """The tenant's newest training run with this name."""
+    return session.scalar(
+        select(Job).where(Job.tenant_id == tenant_id, Job.kind == "training", Job.name == name)
+        .order_by(Job.created_at.desc()).limit(1)
+    )
+
+
+def of_architecture(session: Session, tenant_id: str, architecture_id: str, limit: int = 200) -> list[Job]:
+    """The tenant's training runs of an architecture, newest first."""
+    return list(session.scalars(
+        select(Job)
+        .where(Job.tenant_id == tenant_id, Job.kind == "training", Job.architecture_id == architecture_id)
+        .order_by(Job.created_at.desc())
+        .limit(limit)
+    ))

@@ -39,7 +39,11 @@ class TrainingRunCreate(BaseModel):
         default="synthetic",
         description="synthetic: a learnable task at the model's shapes; npz: the dataset_file.",
     )
-    input_shape: list[int | None] | None = Field(default=None, min_length=1, max_length=4)
+    input_shape: list[Any] | dict[str, list[Any]] | str | None = Field(
+        default=None,
+        description="Override of the input shape without the batch dimension: [224, 224, 3], "
+        "\"224,224,3\" or per input name (checked by the same rules as analyses).",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     probe_every: int = Field(default=10, ge=1, le=10_000)
     overfit_steps: int = Field(default=50, ge=0, le=1000)

@@ -3,8 +3,9 @@
 Example::
 
     body = TrainingRunCreate(architecture_id=a.id)
-    run = create(session, settings, tenant_id="default", request=body)
-    session.commit(); executor.dispatch(run.id)
+    with session_scope(settings, dispatch=executor.dispatch) as session:
+        run = create(session, settings, tenant_id="default", request=body)
+    # committed, then dispatched
 """
 
 from __future__ import annotations
@@ -13,16 +14,62 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.analyses import repository as analyses
+from app.api.uploads import MultipartForm
 from app.architectures import repository as architectures
 from app.config import Settings
-from app.errors import NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from app.db import enqueue
+from app.errors import InvalidJSON, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from app.ingest import parse_json_bytes
+from app.ingest.npz import inspect_npz
+from app.ingest.shapes import parse_input_shape
+from app.jobs import repository as jobs
 from app.models import Job
 from app.models.base import new_id, utcnow
+from app.pipeline import validation_failed
 from app.training import repository
 from app.training.schemas import TrainingProgress, TrainingRunCreate, TrainingRunOut
+
+
+def create_from(session: Session, received: bytes | MultipartForm, *, settings: Settings,
+                tenant_id: str) -> tuple[str, bytes]:
+    """``POST /v1/training-runs``: a JSON body, or form fields with an ``.npz`` part on disk.
+
+    Returns the run's id and its response body; the run is enqueued (dispatched after the
+    caller's scope commits).
+    """
+    dataset_file = None
+    try:
+        if isinstance(received, bytes | bytearray):
+            payload = parse_json_bytes(bytes(received), settings)
+            if not isinstance(payload, dict):
+                raise InvalidJSON(f"The body must be a JSON object. Received: {type(payload).__name__}")
+        else:
+            payload = _form_values(received.fields)
+            if received.file is not None:
+                dataset_file = received.file.path
+                payload.setdefault("dataset", "npz")
+        try:
+            body = TrainingRunCreate.model_validate(payload)
+        except ValidationError as exc:
+            raise validation_failed(exc) from None
+        run = create(session, settings, tenant_id=tenant_id, request=body, dataset_file=dataset_file)
+    except BaseException:
+        if not isinstance(received, bytes | bytearray):
+            received.discard()
+        raise
+    return run.id, encode(run)
+
+
+def _form_values(fields: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, text in fields.items():
+        text = text.strip()
+        values[key] = text if text != "" else None  # input_shape text: parse_input_shape reads it
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def create(
@@ -52,7 +99,7 @@ def create(
             "A dataset_file was uploaded but dataset is 'synthetic'. Send dataset=npz."
         )
     analysis_id = None
-    input_shape = request.input_shape
+    input_shape = parse_input_shape(request.input_shape, settings)
     if request.analysis_id is not None:
         analysis = analyses.get(session, tenant_id, request.analysis_id)
         if analysis is None:
@@ -85,6 +132,7 @@ def create(
             raise PayloadTooLarge(
                 f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes"
             )
+        inspect_npz(dataset_file, settings)  # from its headers, before anything is stored
         target_dir = settings.data_dir / "datasets"
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / f"{job_id}.npz"
@@ -104,6 +152,7 @@ def create(
     )
     session.add(job)
     session.flush()
+    enqueue(session, job.id)
     return job
 
 
@@ -112,6 +161,26 @@ def get(session: Session, tenant_id: str, run_id: str) -> Job:
     if run is None:
         raise NotFound(f"No training run with id '{run_id}'.")
     return run
+
+
+def read(session: Session, tenant_id: str, run_id: str) -> bytes:
+    """``GET /v1/training-runs/{id}`` as its response body."""
+    return encode(get(session, tenant_id, run_id))
+
+
+def cancel_and_read(session: Session, tenant_id: str, run_id: str) -> bytes:
+    """``POST /v1/training-runs/{id}/cancel`` as its response body."""
+    return encode(cancel(session, tenant_id, run_id))
+
+
+def events_after(session: Session, run_id: str, after_seq: int) -> tuple[list[tuple[int, str, dict[str, Any]]], str]:
+    """The run's events after ``after_seq`` and its status (the event stream's poll)."""
+    rows = jobs.events_after(session, run_id, after_seq)
+    return [(r.seq, r.kind, r.payload) for r in rows], repository.status_of(session, run_id)
+
+
+def encode(run: Job) -> bytes:
+    return to_out(run).model_dump_json().encode("utf-8")
 
 
 def cancel(session: Session, tenant_id: str, run_id: str) -> Job:

@@ -1,7 +1,10 @@
-"""Turn a validated architecture into a live Keras model (worker processes only).
+"""Turn a gated architecture into a live Keras model (worker processes only).
 
-Keras sees a config only after the static validator (``app.security``) accepted
-it; deserialisation runs with ``safe_mode=True`` and ``compile=False``. Keras 2
+Keras sees a config only after the gate (``app.security.gate``) sanitised it, and the
+model is always built from that sanitised config: an uploaded ``.keras`` / ``.h5`` file
+gives only its weights (``model.load_weights``), its own config is never deserialised, so
+nothing the gate dropped from it (``compile_config``, unknown keys) reaches Keras.
+Deserialisation runs with ``safe_mode=True``. Keras 2
 (tf.keras / tf_keras) JSON configs are rewritten into the Keras 3 form first:
 Keras 3 cannot read their top-level ``Functional``/``Sequential`` records (no
 ``module``) or the ``batch_input_shape`` keys on layers.
@@ -200,22 +203,18 @@ def _with_extension(blob_path: Path, fmt: str) -> tuple[Path, Path | None]:
     return target, tmp_dir
 
 
-def _load_file(blob_path: Path, fmt: str) -> keras.Model | None:
-    """The model saved in the file, or None for an .h5 holding weights only."""
-    import keras
+def _load_weights(model: keras.Model, blob_path: Path, fmt: str) -> None:
+    """The weights of the uploaded file into ``model`` (built from the gated config).
 
+    ``model.load_weights`` reads only ``model.weights.h5`` of a ``.keras`` archive and the
+    weight groups of a legacy ``.h5``; the file's own config is never read.
+    """
     path, tmp_dir = _with_extension(blob_path, fmt)
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except ValueError as exc:
-        if fmt == "h5" and "No model config found" in str(exc):
-            return None
-        raise InvalidArchitecture(
-            f"Keras could not load the uploaded {fmt} file. {_short(exc)}"
-        ) from exc
+        model.load_weights(str(path))
     except Exception as exc:
         raise InvalidArchitecture(
-            f"Keras could not load the uploaded {fmt} file. {_short(exc)}"
+            f"The uploaded weights could not be loaded. {_short(exc)}"
         ) from exc
     finally:
         if tmp_dir is not None:
@@ -265,28 +264,17 @@ def load_model(
         raise InvalidArchitecture(
             f"Unknown architecture format. Expected json, keras or h5. Received: {fmt!r}"
         )
-    loaded: keras.Model | None = None
-    if blob_path is not None and fmt in ("keras", "h5"):
-        if not Path(blob_path).is_file():
-            raise InvalidArchitecture(f"The uploaded file is missing. Received: {blob_path}")
-        loaded = _load_file(Path(blob_path), fmt)
-        if loaded is not None and input_shape is None:
-            return _ensure_built(loaded)
     normalized = normalize_config(config)
-    if input_shape is not None:
-        normalized = override_input_shape(normalized, input_shape)
-    model = _ensure_built(_deserialize(normalized))
-    if loaded is not None:
-        _copy_weights(loaded, model)
-    elif blob_path is not None and fmt == "h5":
-        path, tmp_dir = _with_extension(Path(blob_path), "h5")
-        try:
-            model.load_weights(str(path))
-        except Exception as exc:
-            raise InvalidArchitecture(
-                f"The uploaded weights could not be loaded. {_short(exc)}"
-            ) from exc
-        finally:
-            if tmp_dir is not None:
-                shutil.rmtree(tmp_dir, ignore_errors=True)
+    if blob_path is None or fmt == "json":
+        if input_shape is not None:
+            normalized = override_input_shape(normalized, input_shape)
+        return _ensure_built(_deserialize(normalized))
+    if not Path(blob_path).is_file():
+        raise InvalidArchitecture(f"The uploaded file is missing. Received: {blob_path}")
+    uploaded = _ensure_built(_deserialize(copy.deepcopy(normalized)))  # Keras edits what it reads
+    _load_weights(uploaded, Path(blob_path), fmt)
+    if input_shape is None:
+        return uploaded
+    model = _ensure_built(_deserialize(override_input_shape(normalized, input_shape)))
+    _copy_weights(uploaded, model)
     return model

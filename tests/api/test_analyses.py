@@ -134,7 +134,7 @@ def test_every_docs_example_works_when_tried(tmp_path) -> None:
     """The docs page's examples (path ids and bodies) answer 2xx on the embedded service."""
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, demo_data=True)
@@ -192,7 +192,7 @@ def test_training_docs_examples_work_when_tried(tmp_path) -> None:
 
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, demo_data=True, local_workers=1)

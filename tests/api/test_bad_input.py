@@ -25,7 +25,8 @@ def _json(client, raw: bytes):
         (b"", "invalid_json"),
         (b"[1, 2, 3]", "invalid_json"),
         (b'{"architecture": 5}', "validation_error"),
-        (b'{"architecture": {"class_name": "Sequential"}, "input_shape": "big"}', "validation_error"),
+        (b'{"architecture": {"class_name": "Sequential", "config": {"layers": []}}, "input_shape": "big"}',
+         "invalid_input_shape"),
         (b'{"architecture": {"class_name": "Sequential", "config": {}}, "surprise": 1}', "validation_error"),
         (b'{"architecture": "not a model"}', "invalid_json"),
         (b'{"architecture": {"class_name": "Conv2D", "config": {}}}', "invalid_architecture"),
@@ -91,7 +92,7 @@ def test_truncated_archives(any_client, any_settings) -> None:
 def test_oversized_bodies_get_413(tmp_path) -> None:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, max_json_bytes=10_000, max_upload_bytes=50_000)

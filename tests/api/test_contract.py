@@ -24,7 +24,7 @@ RESPONSE_MODELS = {
 def schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
     from tests.conftest import make_settings
 
     with TestClient(create_app(make_settings(tmp_path_factory.mktemp("contract")))) as client:

@@ -16,7 +16,7 @@ def test_serving_requests_never_imports_tensorflow(tmp_path: Path) -> None:
         import sys
         from pathlib import Path
         from fastapi.testclient import TestClient
-        from app.api.app import create_app
+        from app.main import create_app
         from tests.conftest import make_settings
         from tests.api.helpers import seed_bytes, seed_config, upload
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from app.api.app import create_app
+from app.main import create_app
 from tests.conftest import make_settings
 
 DATA = Path(tempfile.mkdtemp(prefix="convlens-fuzz-"))

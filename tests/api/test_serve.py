@@ -46,6 +46,10 @@ def test_serve_on_embedded_defaults(tmp_path: Path) -> None:
         response = httpx.post(f"{base}/v1/analyses", json={"architecture": seed_config(3)}, timeout=30)
         assert response.status_code == 201
         assert (tmp_path / "convlens-data" / "convlens.db").exists()
+        # Every HTTP process reports the one executor of the serving process.
+        for _ in range(6):
+            checks = httpx.get(f"{base}/readyz", headers={"Connection": "close"}, timeout=5).json()["checks"]
+            assert checks["executor"]["executor"] == "local" and checks["executor"]["workers"] == 0
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -8,9 +8,9 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.app import create_app
 from app.auth.service import create_key
 from app.db import session_scope
+from app.main import create_app
 from app.models import Job
 from tests.api.helpers import assert_problem, seed_bytes, seed_config
 from tests.conftest import make_settings

@@ -9,6 +9,7 @@ import time
 import tracemalloc
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import h5py
 import pytest
@@ -30,6 +31,15 @@ def _keras_archive(config: bytes = MODEL_BYTES, extra: list[tuple[str, bytes]] =
         archive.writestr("config.json", config)
         for name, payload in extra:
             archive.writestr(name, payload)
+    return buffer.getvalue()
+
+
+def _weights_h5(**datasets: Any) -> bytes:
+    """A real HDF5 file (as Keras writes model.weights.h5: groups and float datasets)."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        for name, data in (datasets or {"layers/d/vars/0": [[1.0, 2.0]]}).items():
+            handle.create_dataset(name, data=data)
     return buffer.getvalue()
 
 
@@ -151,7 +161,7 @@ def test_json_ingest_result() -> None:
 def test_keras_archive_reads_config_and_metadata() -> None:
     data = _keras_archive(
         json.dumps(MODEL | {"compile_config": {"loss": "mse"}}).encode(),
-        extra=[("model.weights.h5", b"\x89HDF\r\n\x1a\n")])
+        extra=[("model.weights.h5", _weights_h5())])
     ingested = ingest_bytes(data, filename="m.keras", settings=SETTINGS)
     assert ingested.format == "keras" and ingested.has_weights
     assert "compile_config" not in ingested.config
@@ -188,15 +198,18 @@ def test_keras_config_size_limit_counts_decompressed_bytes() -> None:
 
 
 def test_large_keras_upload_is_read_in_place(tmp_path: Path) -> None:
-    """A 300 MB archive: only the central directory and config.json are read."""
+    """A 64 MB archive: the API process reads the central directory and config.json; the
+    weights are inspected in place by the HDF5 child (never copied, never in this process)."""
+    import numpy as np
+
+    weights = tmp_path / "weights.h5"
+    with h5py.File(weights, "w") as handle:
+        handle.create_dataset("layers/d/vars/0", data=np.ones((4096, 4096), dtype="float32"))
     path = tmp_path / "big.keras"
-    chunk = bytes(range(256)) * 4096  # 1 MiB
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("metadata.json", b'{"keras_version": "3.15.1"}')
         archive.writestr("config.json", MODEL_BYTES)
-        with archive.open("model.weights.h5", "w", force_zip64=True) as member:
-            for _ in range(300):
-                member.write(chunk)
+        archive.write(weights, "model.weights.h5")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     tracemalloc.start()
     try:

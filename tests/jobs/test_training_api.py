@@ -21,7 +21,7 @@ from tests.jobs.helpers import example3_config, tiny_config, wait_for
 def api(tmp_path: Path) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
 
     settings = job_settings(tmp_path, max_concurrent_training_per_tenant=3)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:

@@ -21,7 +21,7 @@ OPTIONAL_IMPORTS = {"sniffio": "anyio uses it when installed and works without i
 SERVE_AND_REPORT = r"""
 import json, sys, tempfile, pathlib
 from fastapi.testclient import TestClient
-from app.api.app import create_app
+from app.main import create_app
 from app.config import Settings
 data = pathlib.Path(tempfile.mkdtemp())
 settings = Settings(data_dir=data, local_workers=0)

@@ -212,7 +212,7 @@ def test_multiprocess_mode_sums_every_uvicorn_worker(tmp_path: Path) -> None:
             "-m",
             "uvicorn",
             "--factory",
-            "app.api.app:create_app",
+            "app.main:create_app",
             "--workers",
             "2",
             "--host",

@@ -59,7 +59,7 @@ def generated(tmp_path: Path) -> Iterator[ModuleType]:
 def _generated(tmp_path: Path) -> Iterator[ModuleType]:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
     from tests.conftest import make_settings
 
     with TestClient(create_app(make_settings(tmp_path))) as client:
@@ -90,7 +90,7 @@ def _oracle_field(layer: str) -> list[dict[str, int]]:
 def test_a_generated_client_analyses_json_and_uploads_and_reads_typed_reports(generated, tmp_path) -> None:
     from fastapi.testclient import TestClient
 
-    from app.api.app import create_app
+    from app.main import create_app
     from tests.conftest import make_settings
 
     models = importlib.import_module(f"{PACKAGE}.models")

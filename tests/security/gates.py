@@ -11,32 +11,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.config import Settings
-from app.errors import DomainError
+from app.errors import DomainError, ResourceLimitExceeded
 
 
 def first_refusal(data: bytes | Path, filename: str, settings: Settings,
                   *, with_engine: bool = True) -> tuple[str, DomainError] | None:
-    """Run ingest -> validator -> static limits -> engine + report limits; the first refusal."""
-    from app.ingest import ingest_bytes
-    from app.security import check_report_limits, check_static_limits, validate_architecture
+    """Run ingestion (reading and inspection), the gate, then the engine and the report limits.
+
+    The gate's refusals are reported by kind: ``validate`` for an object or name it will not
+    let through, ``limits`` for a static limit.
+    """
+    from app.ingest import read_architecture
+    from app.security import check_report_limits, gate_architecture
 
     try:
-        ingested = ingest_bytes(data, filename=filename, settings=settings)
+        read = read_architecture(data, filename=filename, settings=settings)
     except DomainError as exc:
         return "ingest", exc
     try:
-        validate_architecture(ingested.config, settings)
+        sanitised = gate_architecture(read.config, settings)
+    except ResourceLimitExceeded as exc:
+        return "limits", exc
     except DomainError as exc:
         return "validate", exc
-    try:
-        check_static_limits(ingested.config, settings)
-    except DomainError as exc:
-        return "limits", exc
     if with_engine:
         from app.analysis import analyze
 
         try:
-            check_report_limits(analyze(ingested.config), settings)
+            check_report_limits(analyze(sanitised), settings)
         except DomainError as exc:
             return "report", exc
     return None

@@ -60,7 +60,9 @@ def test_unsafe_answers_name_the_layer_and_the_reason(hostile_corpus: Corpus, tm
         "string_lookup_path_json": ("lookup", "/etc/passwd"),
         "tf_op_write_file_json": ("tf.math.multiply", "io.write_file"),
         "get_file_gadget_keras": ("head", "get_file"),
-        "enable_unsafe_public_api_json": ("head", "enable_unsafe_deserialization"),
+        # two payloads: the gate walks in document order and names the first (the __lambda__
+        # regularizer of 'gap'; the enable_unsafe call kwarg of 'head' comes later)
+        "enable_unsafe_public_api_json": ("gap", "__lambda__"),
     }
     for name, (layer, reason_part) in expectations.items():
         outcome = first_refusal(by_name[name].data, by_name[name].filename, settings,

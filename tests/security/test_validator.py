@@ -1,4 +1,4 @@
-"""The allowlist validator and the limits, one row per object shape and attack."""
+"""The gate's allowlist and limits, one row per object shape and attack."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from app.config import Settings
-from app.errors import ResourceLimitExceeded, UnsafeArchitecture
-from app.security import check_report_limits, check_static_limits, validate_architecture
+from app.errors import InvalidArchitecture, ResourceLimitExceeded, UnsafeArchitecture
+from app.security import check_report_limits, gate_architecture
 
 SETTINGS = Settings()
 
@@ -56,9 +56,12 @@ ACCEPTED = [
         "kwargs": {"t": {"class_name": "__tuple__", "items": [1, 2]},
                    "a": {"class_name": "__numpy__", "config": {"value": [1], "dtype": "int32"}}}}
     ]})),
-    ("top-level compile_config is ignored", _model(_dense(), compile_config={
+    ("top-level compile_config is dropped unread", _model(_dense(), compile_config={
         "optimizer": {"module": "os", "class_name": "function", "config": "system"},
         "loss": {"class_name": "__lambda__", "config": {"code": "AAAA"}}})),
+    ("nested compile_config is dropped unread", _model(_model(_dense(), compile_config={
+        "optimizer": _fn("os", "system")}) | {"name": "inner"})),
+    ("unknown plain settings are dropped", _model(_dense(note="a remark", extra={"a": [1, 2]}))),
 ]
 
 REFUSED = [
@@ -105,23 +108,43 @@ REFUSED = [
         "value": "x"}})), "fc", "__bytes__"),
     ("module without class_name", _model(_dense(extra={"module": "os", "config": {}})),
      "fc", "class_name"),
-    ("nested compile_config is checked", _model(_model(_dense(), compile_config={
-        "optimizer": _fn("os", "system")}) | {"name": "inner"}), "inner", "outside Keras"),
     ("dotted reference anywhere", _model(_dense(note="subprocess.check_output")), "fc",
      "outside Keras"),
+    ("allowlisted object under an unknown key", _model(_dense(smuggled={
+        "module": "keras.layers", "class_name": "Dense", "config": {}})), "fc", "smuggled"),
+    ("activation function under an unknown key", _model(_dense(hook=_fn("keras.activations", "relu"))),
+     "fc", "hook"),
+    ("tf op function as a list", _model({"class_name": "TFOpLambda", "name": "op", "config": {
+        "function": ["math", "add"]}}), "op", "not a JSON list"),
+    ("tf op function as an object", _model({"class_name": "TFOpLambda", "name": "op", "config": {
+        "function": {"name": "math.add"}}}), "op", "not a JSON dict"),
+    ("enable_unsafe in a call's kwargs", _model(_dense() | {"inbound_nodes": [{"args": [], "kwargs": {
+        "unlock": _fn("keras.config", "enable_unsafe_deserialization")}}]}), "fc",
+     "enable_unsafe_deserialization"),
+    ("layer class in a call's kwargs", _model(_dense() | {"inbound_nodes": [{"args": [], "kwargs": {
+        "hook": {"module": "keras.layers", "class_name": "Dense", "config": {}}}}]}), "fc",
+     "only tensors and constants"),
+    ("lambda in a special object's config", _model(_dense() | {"inbound_nodes": [{"args": [{
+        "class_name": "__tuple__", "config": {"value": [1], "more": {
+            "class_name": "__lambda__", "config": {"value": "AAAA"}}}}], "kwargs": {}}]}), "fc",
+     "__lambda__"),
 ]
 
 
 @pytest.mark.parametrize(("label", "config"), ACCEPTED, ids=[row[0] for row in ACCEPTED])
 def test_accepted(label: str, config: dict) -> None:
-    validate_architecture(copy.deepcopy(config), SETTINGS)
+    before = copy.deepcopy(config)
+    sanitised = gate_architecture(config, SETTINGS)
+    assert config == before  # the input is not modified
+    assert "compile_config" not in str(sanitised) and "note" not in str(sanitised)
+    assert gate_architecture(sanitised, SETTINGS) == sanitised  # idempotent
 
 
 @pytest.mark.parametrize(("label", "config", "layer", "reason"), REFUSED,
                          ids=[row[0] for row in REFUSED])
 def test_refused(label: str, config: dict, layer: str, reason: str) -> None:
     with pytest.raises(UnsafeArchitecture) as info:
-        validate_architecture(config, SETTINGS)
+        gate_architecture(config, SETTINGS)
     problem = info.value.to_problem()
     assert problem["status"] == 422 and problem["code"] == "unsafe_architecture"
     assert problem["layer"] == layer, problem
@@ -129,36 +152,75 @@ def test_refused(label: str, config: dict, layer: str, reason: str) -> None:
     assert "Received" in problem["detail"]
 
 
-def test_validator_does_not_mutate_and_handles_deep_configs() -> None:
+def test_deep_documents_are_refused_by_limit_not_by_recursion() -> None:
     config = _model(_dense())
     node = config
-    for depth in range(5000):  # far deeper than Python's recursion limit
+    for _ in range(5000):  # far deeper than Python's recursion limit
         node["config"]["layers"].append(_model())
         node = node["config"]["layers"][-1]
-    validate_architecture(config, SETTINGS)  # iterative: no RecursionError
-    shallow = _model(_dense(), compile_config={"loss": "mse"})
-    before = copy.deepcopy(shallow)
-    validate_architecture(shallow, SETTINGS)
-    assert shallow == before
+    with pytest.raises(ResourceLimitExceeded, match="nested more than 16"):
+        gate_architecture(config, SETTINGS)
+    for key in ("units", "not_a_dense_setting"):  # a kept key, and one that is dropped
+        deep_data = _model(_dense(**{key: []}))
+        leaf = deep_data["config"]["layers"][0]["config"][key]
+        for _ in range(5000):
+            leaf.append([])
+            leaf = leaf[0]
+        with pytest.raises(ResourceLimitExceeded, match="levels deep"):
+            gate_architecture(deep_data, SETTINGS)
 
 
 def test_static_limits() -> None:
     with pytest.raises(ResourceLimitExceeded, match="units=2,147,483,648"):
-        check_static_limits(_model(_dense(units=2**31)), SETTINGS)
-    many = _model(*[_dense() for _ in range(30)])
-    check_static_limits(many, SETTINGS)
+        gate_architecture(_model(_dense(units=2**31)), SETTINGS)
+    many = _model(*[_dense() | {"name": f"fc{i}"} for i in range(30)])
+    gate_architecture(many, SETTINGS)
     with pytest.raises(ResourceLimitExceeded, match="more than 20 layers"):
-        check_static_limits(many, Settings(max_layers=20))
+        gate_architecture(many, Settings(max_layers=20))
     nested = _model(_dense())
     for _ in range(5):
         nested = _model(nested)
-    check_static_limits(nested, Settings(max_nesting_depth=5))
+    gate_architecture(nested, Settings(max_nesting_depth=5))
     with pytest.raises(ResourceLimitExceeded, match="nested more than 4"):
-        check_static_limits(nested, Settings(max_nesting_depth=4))
+        gate_architecture(nested, Settings(max_nesting_depth=4))
+
+
+def test_declared_inputs_are_limited_like_overrides_but_activations_are_not() -> None:
+    """The static analysis allocates no activations: a 4096x4096 input passes; an input
+    larger than any input_shape override may be does not."""
+    big = _model({"module": "keras.layers", "class_name": "InputLayer", "name": "in",
+                  "config": {"batch_shape": [None, 4096, 4096, 3]}})
+    gate_architecture(big, SETTINGS)
     huge_input = _model({"module": "keras.layers", "class_name": "InputLayer", "name": "in",
                          "config": {"batch_shape": [None, 10**6, 10**6, 3]}})
-    with pytest.raises(ResourceLimitExceeded, match="activations"):
-        check_static_limits(huge_input, SETTINGS)
+    with pytest.raises(ResourceLimitExceeded, match="elements per sample") as info:
+        gate_architecture(huge_input, SETTINGS)
+    assert info.value.to_problem()["limit"] == "max_input_elements"
+    check_report_limits({"summary": {"total_params": 10, "activation_bytes": 2**40}}, SETTINGS)
+
+
+@pytest.mark.parametrize(("name", "refused"), [
+    ("conv/1", True), ("a/", True), (7, True), (["x"], True),
+    ("conv_1", False), ("é-ß 1", False), ("", False),
+])
+def test_names_keras_refuses(name: object, refused: bool) -> None:
+    config = _model(_dense() | {"name": name, "config": {"name": name, "units": 4}})
+    if refused:
+        with pytest.raises(InvalidArchitecture) as info:
+            gate_architecture(config, SETTINGS)
+        assert info.value.code == "invalid_layer_name"
+        assert "Received" in info.value.detail
+    else:
+        assert gate_architecture(config, SETTINGS)["config"]["layers"][0]["name"] == name
+
+
+def test_tf_keras_documents_keep_slashes_in_names() -> None:
+    """tf.keras 2 accepts '/' in names (its DenseNet uses 'conv1/conv'): only Keras 3
+    documents are held to Keras 3's rule."""
+    tf_keras = {"class_name": "Functional", "keras_version": "2.21.0", "config": {
+        "name": "m", "layers": [{"class_name": "Dense", "name": "conv1/conv",
+                                 "config": {"name": "conv1/conv", "units": 2}}]}}
+    assert gate_architecture(tf_keras, SETTINGS) == tf_keras
 
 
 def test_report_limits() -> None:
@@ -166,5 +228,22 @@ def test_report_limits() -> None:
     with pytest.raises(ResourceLimitExceeded, match="2,500,050,000 parameters") as info:
         check_report_limits({"summary": {"total_params": 2_500_050_000}}, SETTINGS)
     assert info.value.to_problem()["limit"] == "max_params"
-    with pytest.raises(ResourceLimitExceeded, match="activations"):
-        check_report_limits({"summary": {"activation_bytes": 2**40}}, SETTINGS)
+    with pytest.raises(ResourceLimitExceeded, match="30,000 layers"):
+        check_report_limits({"summary": {"layer_count": 30_000}}, SETTINGS)
+
+
+def test_the_static_analysis_has_no_activation_limit() -> None:
+    """DenseNet121 at 4608 px needs 78 GiB of activations per sample, above the old 64 GiB
+    static limit: the analysis allocates none of it and answers (jobs check memory)."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from app.analysis import analyze
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "applications" / "densenet121.json.gz"
+    config = gate_architecture(json.loads(gzip.decompress(path.read_bytes())), SETTINGS)
+    report = analyze(config, input_shape=[4608, 4608, 3])
+    check_report_limits(report, SETTINGS)
+    assert report["summary"]["activation_bytes"] > SETTINGS.max_activation_bytes
+    assert report["summary"]["input_shapes"] == [[None, 4608, 4608, 3]]

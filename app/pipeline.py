@@ -1,0 +1,230 @@
+"""The one path from received bytes to a stored report: prepare -> gate -> analyse -> store.
+
+Every entry point goes through these four steps, each done once: the API (JSON bodies and
+uploads), ``convlens analyze`` (no server), the demo data and the jobs (``analyse`` only,
+after their own gate).
+
+- **prepare**: parse the bytes once (one strict JSON parse for a body; a file is read by
+  :mod:`app.ingest`), check that it is a Keras model config, and take its identity: a
+  file's sha256 as received, a JSON model's sha256 of its canonical form.
+- **gate**: the allowlist and the static resource limits over the parsed tree, before
+  anything is stored or analysed.
+- **analyse**: the engine and the report-level limits; then the report is serialised once
+  (:func:`encode`: the database column and the response embed the same bytes).
+- **store**: the architecture (once per tenant and content) and the analysis row, flushed;
+  the caller's scope commits.
+
+Nothing here knows about HTTP. Example::
+
+    prepared = prepare_file(Path("model.keras"), settings=settings)
+    report = analyse(prepared.config, None, prepared.name, settings)
+    report["summary"]["total_params"]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import Session
+
+from app.analysis import analyze
+from app.architectures.service import get_or_create
+from app.config import Settings
+from app.db import EncodedDocument, add_new
+from app.errors import InvalidJSON, ValidationFailed
+from app.ingest import ingest_bytes, ingest_config, parse_json_bytes
+from app.ingest.shapes import parse_input_shape
+from app.models import Architecture, Job
+from app.models.base import new_id, utcnow
+from app.security import check_report_limits
+from app.security.gate import gate_architecture
+
+InputShape = list[int | None]
+#: What a client may send as an override; ``app.ingest.shapes.parse_input_shape`` checks it.
+InputShapeIn = list[Any] | dict[str, list[Any]] | str
+#: What is stored and analysed: one shape, or one per named input.
+InputShapes = list[int | None] | dict[str, list[int | None]]
+
+
+class AnalysisCreate(BaseModel):
+    """Body of ``POST /v1/analyses`` as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: dict[str, Any] | str = Field(
+        description="The Keras model JSON: the object, or the string `model.to_json()` returns."
+    )
+    input_shape: InputShapeIn | None = Field(
+        default=None,
+        description=(
+            "Override of the input shape without the batch dimension, e.g. [224, 224, 3] (also "
+            "\"224,224,3\"), or per input name for a model with several inputs: "
+            "{\"image\": [224, 224, 3], \"mask\": [224, 224, 1]}."
+        ),
+    )
+    name: str | None = Field(default=None, max_length=300)
+    measure_gradients: bool = Field(
+        default=False, description="Also measure gradient flow with TensorFlow in a queued job."
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An architecture that passed the gate: its config and what identifies the content."""
+
+    format: str
+    config: dict[str, Any]
+    name: str | None
+    has_weights: bool
+    sha256: str
+    byte_size: int
+    upload_path: Path | None = None
+
+    def discard(self) -> None:
+        """Remove the spooled upload (a refusal must leave no file behind)."""
+        if self.upload_path is not None:
+            self.upload_path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """What an analysis is asked for, whatever the body's format."""
+
+    architecture: Prepared
+    input_shape: InputShapes | None
+    name: str | None
+    measure_gradients: bool
+
+
+def validation_failed(exc: ValidationError) -> ValidationFailed:
+    """A pydantic error as the API's ``validation_error`` problem (first error in the detail)."""
+    errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    first = errors[0]
+    where = ".".join(first["loc"]) or "body"
+    return ValidationFailed(f"{where}: {first['msg']}", extra={"errors": errors[:50]})
+
+
+# -- prepare -------------------------------------------------------------------------------------
+
+
+def prepare_json_body(body: bytes, settings: Settings) -> AnalysisRequest:
+    """``{"architecture", "input_shape"?, "name"?, "measure_gradients"?}``: parsed once, gated.
+
+    The architecture may be the object or the string ``model.to_json()`` returns (that
+    string is a second document, parsed once itself). Both are the same content.
+    """
+    payload = parse_json_bytes(body, settings)
+    if not isinstance(payload, dict):
+        raise InvalidJSON(f"The body must be a JSON object. Received: {type(payload).__name__}")
+    try:
+        request = AnalysisCreate.model_validate(payload)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+    architecture = request.architecture
+    if isinstance(architecture, str):  # the string model.to_json() returns
+        architecture = parse_json_bytes(architecture.encode("utf-8"), settings)
+    prepared = prepare_config(architecture, settings)
+    return AnalysisRequest(
+        architecture=prepared, input_shape=parse_input_shape(request.input_shape, settings),
+        name=request.name, measure_gradients=request.measure_gradients,
+    )
+
+
+def prepare_config(config: Any, settings: Settings) -> Prepared:
+    """A parsed JSON model config: checked, gated (one walk), identified by the canonical form
+    of what the gate kept."""
+    ingested = ingest_config(config, settings)
+    return Prepared(format="json", config=ingested.config, name=ingested.name, has_weights=False,
+                    sha256=ingested.sha256, byte_size=ingested.byte_size)
+
+
+def prepare_file(path: Path, *, filename: str | None, settings: Settings, sha256: str | None = None,
+                 keep: bool = True) -> Prepared:
+    """A model file (``.keras``, ``.h5`` or ``.json``): read and gated once by :mod:`app.ingest`.
+
+    ``sha256`` may pass the hash computed while the file streamed in. With ``keep`` the file
+    is the upload to store as the architecture's blob (workers load weights from it).
+    """
+    ingested = ingest_bytes(path, filename=filename, settings=settings, sha256=sha256)
+    return Prepared(
+        format=ingested.format, config=ingested.config, name=ingested.name, has_weights=ingested.has_weights,
+        sha256=ingested.sha256, byte_size=ingested.byte_size, upload_path=path if keep else None,
+    )
+
+
+# -- gate ----------------------------------------------------------------------------------------
+
+
+def gate(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The static safety gate, one walk: allowlist, unneeded keys dropped, static limits.
+
+    Returns the sanitised config to store, hash and analyse (the jobs' second gate).
+    """
+    return gate_architecture(config, settings)
+
+
+# -- analyse -------------------------------------------------------------------------------------
+
+
+def analyse(config: dict[str, Any], input_shape: InputShapes | None, name: str | None,
+            settings: Settings) -> dict[str, Any]:
+    """The static analysis of a gated config, within the report-level limits (the report)."""
+    report = analyze(config, input_shape=cast(Any, input_shape), name=name)  # per-input dicts too
+    check_report_limits(report, settings)
+    return report
+
+
+def encode(report: dict[str, Any]) -> EncodedDocument:
+    """The report serialised once: the database stores these bytes and the response embeds
+    them. Nothing may change the report afterwards."""
+    return EncodedDocument.encode(report)
+
+
+def analyse_file(path: Path, *, input_shape: InputShapes | None = None, name: str | None = None,
+                 settings: Settings) -> dict[str, Any]:
+    """``convlens analyze``: prepare, gate and analyse a file in this process (nothing stored)."""
+    prepared = prepare_file(path, filename=path.name, settings=settings, keep=False)
+    return analyse(prepared.config, input_shape, name or prepared.name, settings)
+
+
+# -- store ---------------------------------------------------------------------------------------
+
+
+def store(session: Session, settings: Settings, *, tenant_id: str, request: AnalysisRequest,
+          report: EncodedDocument | None, static_seconds: float | None = None,
+          analysis_id: str | None = None) -> tuple[Job, Architecture]:
+    """The architecture (once per tenant and content) and the analysis row, flushed.
+
+    With a ``report`` the analysis is stored finished; without one it is stored ``queued``
+    (the caller enqueues it). The caller's scope commits.
+    """
+    architecture = request.architecture
+    row = get_or_create(
+        session, settings, tenant_id=tenant_id, sha256=architecture.sha256, fmt=architecture.format,
+        name=architecture.name, byte_size=architecture.byte_size, config=architecture.config,
+        has_weights=architecture.has_weights, upload_path=architecture.upload_path,
+    )
+    now = utcnow()
+    analysis = Job(
+        id=analysis_id or new_id(), tenant_id=tenant_id, kind="analysis",
+        name=request.name or architecture.name, architecture_id=row.id,
+        parameters={"input_shape": request.input_shape, "measure_gradients": request.measure_gradients},
+        max_attempts=settings.job_max_attempts, time_limit_s=settings.analysis_time_limit_s,
+        attempts=0, cancel_requested=False, progress=0.0, result_writes=0, parent_id=None,
+        worker_id=None, heartbeat_at=None, error=None, result=None, progress_detail=None,
+        started_at=None, finished_at=None, created_at=now, updated_at=now,
+    )
+    if report is not None:
+        analysis.status = "succeeded"
+        analysis.result = report
+        analysis.result_writes = 1
+        analysis.progress = 1.0
+        analysis.started_at = now
+        analysis.finished_at = now
+        analysis.progress_detail = {"static_seconds": round(static_seconds or 0.0, 6)}
+    else:
+        analysis.status = "queued"
+    return add_new(session, analysis), row

@@ -1,0 +1,155 @@
+"""Benchmark: ``POST /v1/analyses`` under wrk, a new architecture every request.
+
+Starts ``convlens serve`` on its defaults (HTTP processes = cores, SQLite in a temporary data
+directory unless ``--postgres``), with the rate limit off, and drives it with wrk
+(``bench/wrk/analyses.lua``: the seed's Example 3 with a unique model name per request, so
+every request stores a new architecture and runs the engine). Prints requests/s, p50, p99
+and the count of non-2xx answers, after a warm-up run.
+
+It also reads the CPU time the service's processes (the serving process and its HTTP
+processes) used during the measured run, from /proc: CPU milliseconds per request, and the
+throughput that CPU cost allows on the machine's cores. On a machine shared with other
+work that figure is the stable one; requests/s depends on what else runs.
+
+Goals: at least 750 req/s with p99 under 100 ms and zero non-2xx on SQLite; at least
+500 req/s on PostgreSQL (32 connections).
+
+Run::
+
+    python -m bench.bench_wrk                  # SQLite, 20 s, 32 connections
+    python -m bench.bench_wrk --postgres       # also on a fresh PostgreSQL database
+    python -m bench.bench_wrk --quick          # 6 s
+
+Needs the ``wrk`` program (Debian package ``wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from bench import ROOT, PostgresDatabase, Service
+
+LUA = ROOT / "bench" / "wrk" / "analyses.lua"
+EXAMPLE3 = ROOT / "app" / "api" / "examples" / "seed_example3.json"
+GOALS = {"sqlite": (750.0, 100.0), "postgres": (500.0, None)}
+
+
+def run_wrk(url: str, *, connections: int, seconds: float, threads: int = 2) -> dict[str, Any]:
+    """One wrk run; the Lua script's summary line parsed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+               "-s", str(LUA), url, "--", str(EXAMPLE3)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    match = re.search(r"^CONVLENS (.*)$", output, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no summary:\n{output}")
+    values = {key: int(value) for key, value in (item.split("=") for item in match.group(1).split())}
+    seconds_run = values["duration_us"] / 1e6
+    errors = sum(values[key] for key in values if key.startswith("errors_") and key != "errors_status")
+    return {
+        "requests": values["requests"],
+        "seconds": round(seconds_run, 2),
+        "throughput_rps": values["requests"] / seconds_run,
+        "p50_ms": values["p50_us"] / 1e3,
+        "p90_ms": values["p90_us"] / 1e3,
+        "p99_ms": values["p99_us"] / 1e3,
+        "max_ms": values["max_us"] / 1e3,
+        "non_2xx": values["non_2xx"],
+        "socket_errors": errors,
+    }
+
+
+def service_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its descendants, in seconds (Linux /proc), leaving out the
+    job workers (``app.jobs...``: an idle worker's TensorFlow start-up is not HTTP work)."""
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            if b"app.jobs" in Path(f"/proc/{current}/cmdline").read_bytes():
+                continue
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+        stack.extend(children.get(current, []))
+    return total
+
+
+def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.0,
+        warmup: float = 5.0, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Measure on one database (``sqlite`` or ``postgres``); prints and returns the figures."""
+    with ExitStack() as stack:
+        database_url = stack.enter_context(PostgresDatabase()) if database == "postgres" else ""
+        # convlens serve's defaults (HTTP processes = cores, one local job worker), rate limit off.
+        service_env = {"CONVLENS_LOCAL_WORKERS": "1", **(env or {})}
+        service = stack.enter_context(Service(database_url=database_url, env=service_env))
+        run_wrk(service.url, connections=connections, seconds=warmup)
+        cpu_before = service_cpu_seconds(service.pid)
+        result = run_wrk(service.url, connections=connections, seconds=seconds)
+        cpu = service_cpu_seconds(service.pid) - cpu_before
+    cores = len(os.sched_getaffinity(0))
+    result["service_cpu_ms_per_request"] = cpu * 1e3 / max(1, result["requests"])
+    result["cpu_bound_rps"] = cores * 1e3 / result["service_cpu_ms_per_request"]
+    result["load_average_1m"] = os.getloadavg()[0]
+    result["database"] = database
+    result["connections"] = connections
+    goal_rps, goal_p99 = GOALS.get(database, (None, None))
+    met = (goal_rps is None or result["throughput_rps"] >= goal_rps) and (
+        goal_p99 is None or result["p99_ms"] < goal_p99) and result["non_2xx"] == 0
+    result["goal_met"] = met
+    goal = f"goal >= {goal_rps:.0f} req/s" + (f", p99 < {goal_p99:.0f} ms" if goal_p99 else "") + ", zero non-2xx"
+    print(
+        f"wrk POST /v1/analyses (Example 3, new architecture each) on {database}, {connections} connections, "
+        f"{result['seconds']} s: {result['throughput_rps']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}, socket errors {result['socket_errors']} "
+        f"({goal}: {'met' if met else 'NOT met'})"
+    )
+    print(
+        f"  service CPU {result['service_cpu_ms_per_request']:.2f} ms per request: at most "
+        f"{result['cpu_bound_rps']:.0f} req/s on {cores} cores with nothing else running "
+        f"(load average during the run {result['load_average_1m']:.2f})"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--quick", action="store_true", help="6 s")
+    parser.add_argument("--postgres", action="store_true", help="also on a fresh PostgreSQL database")
+    parser.add_argument("--only-postgres", action="store_true")
+    args = parser.parse_args(argv)
+    seconds = 6.0 if args.quick else args.duration
+    results = []
+    if not args.only_postgres:
+        results.append(run(connections=args.connections, seconds=seconds))
+    if args.postgres or args.only_postgres:
+        results.append(run(database="postgres", connections=args.connections, seconds=seconds))
+    return results
+
+
+if __name__ == "__main__":
+    main()
