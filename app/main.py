@@ -22,9 +22,12 @@ from fastapi import FastAPI
 from app import __version__, db
 from app.analyses.endpoints import router as analyses_router
 from app.api import problems
+from app.api.contract import add_documented_models, one_body_type_per_operation, operation_id
 from app.api.docs import document_problems
+from app.api.docs_ui import install_docs
 from app.api.health import router as health_router
 from app.api.limits import BodySizeLimitMiddleware, body_limit_for
+from app.api.response_examples import add_response_examples
 from app.architectures.endpoints import router as architectures_router
 from app.config import Settings, get_settings
 from app.demo import apply_examples, demo_ids, seed_demo_data
@@ -32,6 +35,7 @@ from app.observability.metrics import MetricsMiddleware, metrics_router
 from app.pipeline import AnalysisCreate
 from app.reports.endpoints import router as reports_router
 from app.training.endpoints import router as training_router
+from app.training.schemas import TrainingRunCreate
 
 log = logging.getLogger("convlens.api")
 
@@ -91,6 +95,9 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,  # create_analysis, not create_analysis_v1_analyses_post
+        docs_url=None,  # served from local assets by install_docs below, not from a CDN
+        redoc_url=None,
         openapi_tags=[
             {"name": "analyses", "description": "Static analyses and measured gradient flow"},
             {"name": "architectures", "description": "Uploaded architectures (stored once per content)"},
@@ -116,6 +123,7 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
     app.include_router(reports_router)
     app.include_router(training_router)
 
+    install_docs(app)
     _install_openapi(app)
     return app
 
@@ -150,8 +158,12 @@ def _install_openapi(app: FastAPI) -> None:
         schema = original()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
+        components.setdefault("TrainingRunCreate", TrainingRunCreate.model_json_schema())
         document_problems(schema)
+        add_response_examples(schema)
         apply_examples(schema, getattr(app.state, "demo_ids", {}))
+        one_body_type_per_operation(schema)
+        add_documented_models(schema)
         app.openapi_schema = schema
         return schema
 

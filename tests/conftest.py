@@ -78,7 +78,7 @@ def pg_settings(tmp_path: Path, postgres_url: str) -> Settings:
     return make_settings(tmp_path, postgres_url)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def any_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """The same test on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
@@ -105,3 +105,136 @@ def client(settings: Settings) -> Iterator[object]:
 @pytest.fixture
 def any_client(any_settings: Settings) -> Iterator[object]:
     yield from _client(any_settings)
+
+
+# --- Markers match what a test needs -------------------------------------------------------
+# A test that imports TensorFlow or Keras (itself, through a fixture, or through the code it
+# calls in this process) must be marked ``tensorflow``, so that ``-m "not tensorflow"`` runs
+# without them; a test module must not import them when it is collected. Checked on every
+# test that runs while they are not yet imported (all of them under ``-m "not tensorflow"``).
+
+HEAVY_MODULES = ("tensorflow", "keras", "tf_keras")
+_HEAVY_BEFORE = pytest.StashKey[tuple[str, ...]]()
+
+
+def heavy_modules_loaded() -> tuple[str, ...]:
+    """The TensorFlow/Keras top-level modules imported in this process so far."""
+    import sys
+
+    return tuple(name for name in HEAVY_MODULES if name in sys.modules)
+
+
+def _unmarked_heavy_import(item: pytest.Item) -> str | None:
+    if item.get_closest_marker("tensorflow") is not None:
+        return None
+    before = item.stash.get(_HEAVY_BEFORE, ())
+    loaded = [name for name in heavy_modules_loaded() if name not in before]
+    if not loaded:
+        return None
+    return (
+        f"{item.nodeid} imported {', '.join(loaded)} but is not marked tensorflow: mark it "
+        "@pytest.mark.tensorflow, or keep it off TensorFlow (stored configs, app/analysis)"
+    )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item):  # type: ignore[no-untyped-def]
+    item.stash[_HEAVY_BEFORE] = heavy_modules_loaded()
+    result = yield
+    if problem := _unmarked_heavy_import(item):
+        pytest.fail(problem, pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    result = yield
+    if problem := _unmarked_heavy_import(item):
+        pytest.fail(problem, pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    before = heavy_modules_loaded()
+    report = yield
+    loaded = [name for name in heavy_modules_loaded() if name not in before]
+    if loaded and isinstance(collector, pytest.Module) and report.passed:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{collector.nodeid} imports {', '.join(loaded)} when collected: import it inside the tests "
+            "marked tensorflow, so that -m 'not tensorflow' runs without TensorFlow"
+        )
+    return report
+
+
+def _needs_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return "postgres_url" in getattr(item, "fixturenames", ()) or (
+        callspec is not None and "postgres" in callspec.params.values()
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that runs against PostgreSQL (its fixtures or a ``postgres`` parameter) is marked
+    ``postgres``, so that ``-m "not postgres"`` runs without the server."""
+    unmarked = [item.nodeid for item in items if _needs_postgres(item) and item.get_closest_marker("postgres") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that use PostgreSQL without the postgres marker: " + ", ".join(unmarked[:10])
+        )
+
+
+# --- Every report the suite produces matches the typed schema ------------------------------
+# The engine's reports and the measured gradient flow (measured by the worker tests), as
+# this process produces them, are validated against app.analysis.schema with extra
+# fields forbidden: a change to the report that the schema does not describe fails the test
+# that produced it.
+
+
+def _validating(function, validate):  # type: ignore[no-untyped-def]
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        value = function(*args, **kwargs)
+        validate(value)
+        return value
+
+    wrapper.__validated__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _validate_measured(measured: object) -> None:
+    from app.analysis.schema import MeasuredGradientFlow
+
+    MeasuredGradientFlow.model_validate(measured)
+
+
+def _validate_training(result: object) -> None:
+    from app.training.results import TrainingResult
+
+    TrainingResult.model_validate(result)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens", action="store_true", default=False,
+        help="rewrite the golden reports (tests/fixtures/**/*.report.json) from the engine; "
+        "review the diff before committing",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Wrap the report builder, the gradient measurement and the training run before any test
+    module imports them (none of these imports loads TensorFlow)."""
+    from app.analysis import report as report_module
+    from app.analysis.schema import validate_report
+    from app.worker import gradients, training
+
+    if not getattr(report_module.build_report, "__validated__", False):
+        report_module.build_report = _validating(report_module.build_report, validate_report)
+    if not getattr(gradients.measure, "__validated__", False):
+        gradients.measure = _validating(gradients.measure, _validate_measured)
+    if not getattr(training.run_training, "__validated__", False):
+        training.run_training = _validating(training.run_training, _validate_training)

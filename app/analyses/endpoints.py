@@ -99,3 +99,24 @@ async def measure_gradients(analysis_id: str, scope: ScopeDep, tenant_id: Tenant
 async def delete_analysis(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -> Response:
     await scope.run(service.delete, tenant_id, analysis_id)
     return Response(status_code=204)
+
+
+# One body type per documented operation: uploads have their own operation (the route above
+# accepts them too, for clients written before it existed).
+router.add_api_route(
+    "/upload",
+    create_analysis,
+    methods=["POST"],
+    name="upload_analysis",
+    status_code=201,
+    response_model=AnalysisOut,
+    summary="Analyse an uploaded model file",
+    description=(
+        "Upload a `.keras` archive, a legacy `.h5` file or a `.json` model config as the multipart part "
+        "`file`, with optional form fields `input_shape` (JSON text, e.g. `[224, 224, 3]`), `name` and "
+        "`measure_gradients`. Answers like `POST /v1/analyses`: 201 with the finished analysis, 202 while "
+        "a job works; `Location` points at the analysis."
+    ),
+    responses={202: {"model": AnalysisOut, "description": "Accepted: work continues in a job"},
+               **problem_responses(400, 401, 413, 415, 422, 429)},
+)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel
 
+from app.analysis.schema import Report, Summary
+from app.api.contract import documented_as
 from app.architectures.schemas import ArchitectureOut
 from app.pipeline import AnalysisCreate, InputShapeIn, InputShapes
 
@@ -31,7 +33,9 @@ class AnalysisOut(BaseModel):
     name: str | None
     architecture: ArchitectureOut
     input_shape: InputShapeOut | None = None
-    report: dict[str, Any] | None = None
+    report: Annotated[dict[str, Any] | None, documented_as(
+        Report, nullable=True, description="The report (null until the static analysis finished)."
+    )] = None
     error: dict[str, Any] | None = None
     progress: float = 0.0
     gradient_job_id: str | None = None
@@ -44,7 +48,9 @@ class AnalysisListItem(BaseModel):
     status: JobStatus
     name: str | None
     architecture_id: str | None
-    summary: dict[str, Any] | None = None
+    summary: Annotated[dict[str, Any] | None, documented_as(
+        Summary, nullable=True, description="The report's summary (null until finished)."
+    )] = None
     created_at: datetime
     updated_at: datetime
 

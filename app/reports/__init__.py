@@ -6,6 +6,8 @@ matplotlib and Jinja2 are imported inside the functions that need them.
 
 Example::
 
-    >>> from app.reports.html import render_report_html   # doctest: +SKIP
-    >>> page = render_report_html(report)                  # doctest: +SKIP
+    >>> from app.reports.html import render_report_html
+    >>> page = render_report_html(report)                  # the seed's Example 3
+    >>> page.startswith("<!DOCTYPE html>")
+    True
 """

@@ -61,9 +61,10 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(console: Console, error: DomainError) -> typer.Exit:
-    console.print(
-        f"[bold red]error[/] [dim]({error.code}, HTTP {error.status})[/]: {_escape(error.detail)}"
-    )
+    """Print ``error (code): detail`` and exit 1. No HTTP status: ``convlens analyze`` talks to
+    no server, and ``convlens submit`` names the request and the server's answer in the detail
+    ("POST /v1/analyses answered 422: ...")."""
+    console.print(f"[bold red]error[/] [dim]({error.code})[/]: {_escape(error.detail)}", soft_wrap=True)
     return typer.Exit(code=1)
 
 

@@ -11,9 +11,9 @@ S_in`` and ``S_out = S_in * s``), which is exact for single-input layers.
 
 Example::
 
-    >>> comparison = compare_reports(report_1, report_2)   # doctest: +SKIP
-    >>> print(comparison["explanation"][0])                 # doctest: +SKIP
-    The first layer, conv2d, ... kernel goes from 3x3 to 5x5 ...
+    >>> comparison = compare_reports(report_1, report_2)   # the seed's Examples 1 and 2
+    >>> print(comparison["explanation"][0])                 # doctest: +ELLIPSIS
+    The first layer (conv2d in example1_satellite, ...): its kernel goes from 3x3 in example1_satellite to 5x5 ...
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ keeps rendering safe in threads.
 
 Example::
 
-    >>> plot = plot_receptive_field(report)      # doctest: +SKIP
-    >>> plot.svg.startswith("<?xml"), plot.png[:4] == b"\\x89PNG"   # doctest: +SKIP
+    >>> plot = plot_receptive_field(report)      # the seed's Example 3
+    >>> plot.svg.startswith("<?xml"), plot.png[:4] == b"\\x89PNG"
     (True, True)
 """
 

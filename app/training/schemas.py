@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.api.contract import documented_as
+from app.training.results import TrainingResult
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -79,7 +82,9 @@ class TrainingRunOut(BaseModel):
     attempts: int
     time_limit_s: float | None
     cancel_requested: bool
-    result: dict[str, Any] | None = None
+    result: Annotated[dict[str, Any] | None, documented_as(
+        TrainingResult, nullable=True, description="The finished run's history and verdict (null until then)."
+    )] = None
     error: dict[str, Any] | None = None
     events_url: str
     created_at: datetime

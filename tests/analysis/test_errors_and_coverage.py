@@ -81,16 +81,64 @@ def test_bad_input_shape_override(input_shape: Any) -> None:
         analyze(sequential([("Conv2D", {"filters": 4, "kernel_size": 3})], (8, 8, 3)), input_shape=input_shape)
 
 
-def test_junk_inside_a_layer_config_never_escapes_as_an_unexpected_exception() -> None:
-    junk: list[Any] = [None, 3, "x", [], {}, [1, "a"], {"a": 1}, -1, 1.5]
-    keys = ["filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "use_bias", "data_format"]
-    for key in keys:
-        for value in junk:
-            config = sequential([("Conv2D", {"filters": 4, "kernel_size": 3, key: value})], (8, 8, 3))
-            try:
+JUNK_VALUES: list[Any] = [None, 3, "x", [], {}, [1, "a"], {"a": 1}, -1, 1.5]
+JUNK_KEYS = ["filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "use_bias", "data_format"]
+#: The junk values a Conv2D(filters=4, kernel_size=3) on 8x8x3 accepts, with the output shape
+#: and parameters Keras builds for them (checked against Keras in the next test). Every other
+#: pair of the 72 is refused: Keras refuses them too, or (use_bias) accepts any truthy value
+#: where convlens asks for true or false.
+JUNK_ACCEPTED = {
+    ("filters", 3): ([None, 6, 6, 3], 84),
+    ("kernel_size", 3): ([None, 6, 6, 4], 112),
+    ("strides", 3): ([None, 2, 2, 4], 112),
+    ("dilation_rate", 3): ([None, 2, 2, 4], 112),
+    ("use_bias", None): ([None, 6, 6, 4], 108),  # null is false: no bias, as in Keras
+    ("data_format", None): ([None, 6, 6, 4], 112),  # null is the default, channels_last
+}
+
+
+def _junk_configs() -> list[tuple[str, Any, dict[str, Any]]]:
+    return [
+        (key, value, sequential([("Conv2D", {"filters": 4, "kernel_size": 3, key: value})], (8, 8, 3)))
+        for key in JUNK_KEYS
+        for value in JUNK_VALUES
+    ]
+
+
+def test_junk_inside_a_layer_config_is_refused_with_the_key_named_or_analysed_as_keras_builds_it() -> None:
+    accepted: dict[tuple[str, Any], tuple[Any, Any]] = {}
+    for key, value, config in _junk_configs():
+        try:
+            report = analyze(config)
+        except InvalidArchitecture as error:
+            assert error.status == 422
+            assert error.detail.startswith("Conv2D 'l0': "), error.detail
+            assert f"Received: {key}=" in error.detail or key in error.detail, (key, value, error.detail)
+            continue
+        layer = report["layers"][-1]
+        accepted[(key, value)] = (layer["output_shape"], layer["params"])
+    assert len(_junk_configs()) == 72
+    assert accepted == JUNK_ACCEPTED
+
+
+@pytest.mark.tensorflow
+def test_junk_the_engine_accepts_keras_builds_the_same_way() -> None:
+    """Keras is the truth: every junk config the engine analyses, Keras builds with the same output
+    shape and parameters; every one Keras refuses, the engine refuses too."""
+    import keras
+
+    for key, value, config in _junk_configs():
+        try:
+            model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(**{"filters": 4, "kernel_size": 3,
+                                                                                      key: value})])
+        except Exception:  # Keras refuses it: so must the engine
+            with pytest.raises(InvalidArchitecture):
                 analyze(config)
-            except InvalidArchitecture:
-                pass
+            continue
+        if any(accepted == (key, value) for accepted in JUNK_ACCEPTED):
+            assert JUNK_ACCEPTED[(key, value)] == ([None, *model.output_shape[1:]], model.count_params())
+        else:  # Keras accepts a truthy use_bias of any type; convlens asks for a boolean
+            assert key == "use_bias", (key, value)
 
 
 def _with_unknown_layer() -> dict:

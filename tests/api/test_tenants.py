@@ -18,7 +18,7 @@ from tests.conftest import make_settings
 PARAM = re.compile(r"{([^}:]+)(:[^}]*)?}")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def keyed(request, tmp_path):
     url = ""
     if request.param == "postgres":

@@ -92,11 +92,17 @@ def test_hdf5_signature_after_a_user_block(tmp_path: Path) -> None:
 
 # -- JSON ----------------------------------------------------------------------------------
 
+#: These inputs take milliseconds to read in linear time and hours in quadratic time: a
+#: ceiling this generous catches the second on the busiest machine and never the first
+#: (the speed itself is measured in bench/, not here).
+LINEAR_TIME_CEILING_S = 30.0
+
+
 def test_json_depth_is_linear_and_ignores_strings() -> None:
     assert json_depth(b'{"a": "[[[[{{{{", "b": [[1]]}') == 3
     start = time.perf_counter()
     assert json_depth(b"[" * 1_000_000) == 1_000_000
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < LINEAR_TIME_CEILING_S
 
 
 @pytest.mark.parametrize(("data", "code"), [
@@ -115,7 +121,7 @@ def test_json_refusals(data: bytes, code: str) -> None:
     with pytest.raises(InvalidJSON) as info:
         parse_json_bytes(data, SETTINGS)
     assert info.value.code == code and info.value.status == 422
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < LINEAR_TIME_CEILING_S
 
 
 def test_json_size_limit_is_413() -> None:

@@ -87,7 +87,9 @@ def test_the_load_script_fails_when_the_server_errs() -> None:
     try:
         import time
 
+        deadline = time.monotonic() + 60  # uvicorn sets started once it listens
         while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
             time.sleep(0.05)
         outcome = asyncio.run(run_mix(f"http://127.0.0.1:{port}", clients=2, duration=0.5))
     finally:

@@ -80,16 +80,29 @@ def test_analyze_a_keras_applications_model(tmp_path):
     assert json.loads(json_result.stdout)["summary"]["total_params"] == expected["totals"]["params"]
 
 
-def test_bad_files_fail_with_a_clear_message(tmp_path):
-    bad = tmp_path / "model.json"
-    bad.write_text('{"class_name": "Sequential", "config": {"layers": "nope"}}')
-    result = runner.invoke(cli, ["analyze", str(bad)])
+LOCAL_MISTAKES = {
+    # file name, content, the code printed, words of the detail
+    "model.json": (b'{"class_name": "Sequential", "config": {"layers": "nope"}}', "invalid_architecture",
+                   "config.layers must be a list"),
+    "model.keras": (b"not a zip", "unsupported_format", "Received: unrecognised content"),
+    "unsafe.json": (json.dumps({"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Lambda", "config": {"name": "l", "function": "print"}}]}}).encode(),
+        "unsafe_architecture", "Lambda"),
+}
+
+
+@pytest.mark.parametrize("filename", sorted(LOCAL_MISTAKES))
+def test_bad_files_fail_with_a_clear_message_and_no_http_words(tmp_path, filename):
+    """``convlens analyze`` talks to no server: its errors name the problem code and what was
+    received, never an HTTP status."""
+    content, code, words = LOCAL_MISTAKES[filename]
+    bad = tmp_path / filename
+    bad.write_bytes(content)
+    result = runner.invoke(cli, ["analyze", str(bad)], env={"COLUMNS": "200"})
     assert result.exit_code == 1
-    assert "error" in result.output
-    wrong = tmp_path / "model.keras"
-    wrong.write_text("not a zip")
-    result = runner.invoke(cli, ["analyze", str(wrong)])
-    assert result.exit_code == 1 and "unsupported_format" in result.output
+    assert result.output.startswith(f"error ({code}): "), result.output
+    assert words in result.output
+    assert "HTTP" not in result.output and not any(f" {status}" in result.output for status in (413, 415, 422))
 
 
 def test_bad_input_shape_is_a_usage_error():

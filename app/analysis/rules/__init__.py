@@ -58,7 +58,7 @@ def traits_of(class_name: str, module: str | None = None) -> frozenset[Trait]:
     """What a class is, for code that only has a class name (a stored report, a Keras layer
     object's type): the rule's traits, ``{MODEL}`` for nested models, empty when unknown.
 
-    >>> sorted(traits_of("Conv2DTranspose"))
+    >>> sorted(str(trait) for trait in traits_of("Conv2DTranspose"))
     ['kernel', 'spatial_kernel', 'transposed', 'upsampling']
     >>> traits_of("Functional") == {Trait.MODEL}, traits_of("NoSuchLayer")
     (True, frozenset())

@@ -156,14 +156,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def int_tuple(ctx: Ctx, key: str, rank: int, default: Any = None, *, allow_zero: bool = False) -> tuple[int, ...]:
-    """A config value as a tuple of ``rank`` positive ints (an int is repeated).
+def int_tuple(
+    ctx: Ctx, key: str, rank: int, default: Any = None, *, allow_zero: bool = False, nullable: bool = True
+) -> tuple[int, ...]:
+    """A config value as a tuple of ``rank`` positive ints (an int is repeated). An explicit
+    null means ``default`` unless ``nullable`` is false (Keras refuses ``strides=None`` in a
+    convolution, where a pooling layer reads it as "the pool size").
 
     >>> int_tuple(Ctx("c", "Conv2D", {"kernel_size": 3}, []), "kernel_size", 2)
     (3, 3)
+    >>> int_tuple(Ctx("c", "Conv2D", {"strides": None}, []), "strides", 2, 1, nullable=False)
+    Traceback (most recent call last):
+    ...
+    app.errors.InvalidArchitecture: Conv2D 'c': strides must be a positive int or tuple of 2. Received: strides=None
     """
     value = ctx.config.get(key, default)
-    if value is None:
+    if value is None and nullable:
         value = default
     if type(value) is list and len(value) == rank:  # the usual case: a list of plain ints
         minimum = 0 if allow_zero else 1
@@ -193,9 +201,11 @@ def int_tuple(ctx: Ctx, key: str, rank: int, default: Any = None, *, allow_zero:
     )
 
 
-def positive_int(ctx: Ctx, key: str, default: Any = None, *, allow_zero: bool = False) -> int:
+def positive_int(
+    ctx: Ctx, key: str, default: Any = None, *, allow_zero: bool = False, nullable: bool = True
+) -> int:
     value = ctx.config.get(key, default)
-    if value is None:
+    if value is None and nullable:
         value = default
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -204,9 +214,9 @@ def positive_int(ctx: Ctx, key: str, default: Any = None, *, allow_zero: bool = 
     return value
 
 
-def choice(ctx: Ctx, key: str, options: Sequence[str], default: str) -> str:
+def choice(ctx: Ctx, key: str, options: Sequence[str], default: str, *, nullable: bool = True) -> str:
     value = ctx.config.get(key, default)
-    if value is None:
+    if value is None and nullable:
         value = default
     if isinstance(value, str) and value.lower() in options:
         return value.lower()
@@ -226,9 +236,15 @@ def channels_last(ctx: Ctx) -> bool:
 
 
 def boolean(ctx: Ctx, key: str, default: bool) -> bool:
+    """A flag: ``default`` when absent; an explicit null is false, as in Keras, which tests
+    these flags for truth (``use_bias=None`` builds a layer without a bias).
+
+    >>> boolean(Ctx("c", "Conv2D", {"use_bias": None}, []), "use_bias", True)
+    False
+    """
     value = ctx.config.get(key, default)
     if value is None:
-        return default
+        return False
     if not isinstance(value, bool):
         raise ctx.fail(f"{key} must be true or false. Received: {key}={_short(value)}")
     return value

@@ -98,10 +98,11 @@ def _geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ..
 def _read_geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], str]:
     rank = _rank(ctx)
     kernel = int_tuple(ctx, "kernel_size", rank)
-    strides = int_tuple(ctx, "strides", rank, 1)
-    dilation = int_tuple(ctx, "dilation_rate", rank, 1)
+    # Keras refuses null strides, dilation and padding in a convolution: so does convlens.
+    strides = int_tuple(ctx, "strides", rank, 1, nullable=False)
+    dilation = int_tuple(ctx, "dilation_rate", rank, 1, nullable=False)
     options = ("valid", "same", "causal") if rank == 1 and _kind(ctx) == "conv" else ("valid", "same")
-    padding = choice(ctx, "padding", options, "valid")
+    padding = choice(ctx, "padding", options, "valid", nullable=False)
     return kernel, strides, dilation, padding
 
 
@@ -114,7 +115,7 @@ def _filters(ctx: Ctx) -> int | None:
 def _groups(ctx: Ctx) -> int:
     groups = ctx.cache.get("groups")
     if groups is None:
-        groups = ctx.cache["groups"] = positive_int(ctx, "groups", 1) if _kind(ctx) == "conv" else 1
+        groups = ctx.cache["groups"] = positive_int(ctx, "groups", 1, nullable=False) if _kind(ctx) == "conv" else 1
     return groups  # type: ignore[no-any-return]
 
 
