@@ -158,6 +158,9 @@ class TensorFlowPool:
     :class:`app.jobs.runner.WorkerRuntime` keeps a warm one instead.
     """
 
+    #: Run TensorFlow kinds in this very process (see :class:`InProcessTensorFlow`).
+    in_process = False
+
     def take(self, settings: Settings) -> TFProcess:
         return TFProcess(settings)
 
@@ -166,6 +169,14 @@ class TensorFlowPool:
 
     def after_job(self) -> None:
         """A TensorFlow job ended (start the next warm process)."""
+
+
+class InProcessTensorFlow(TensorFlowPool):
+    """TensorFlow kinds run in the calling process, without a child: for tests that instrument
+    Keras in their own process, and tools. A service never uses it (its workers keep
+    TensorFlow out of their own process, under the child's limits)."""
+
+    in_process = True
 
 
 def _with_retries(write: Callable[[], Any], what: str) -> Any:
@@ -206,7 +217,7 @@ def execute(settings: Settings, held: Claim, *, pool: TensorFlowPool | None = No
             reporter=writer,
             work_dir=lifecycle.work_dir(settings, job.id),
         )
-        if kind.in_tensorflow:
+        if kind.in_tensorflow and not pool.in_process:
             try:
                 result = run_in_tensorflow(
                     context, writer, take=lambda: pool.take(settings), on_start=pool.running

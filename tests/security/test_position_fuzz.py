@@ -205,7 +205,7 @@ def test_the_worker_gate_keeps_every_payload_from_keras(
             with db.session_scope(settings) as session:
                 held = repository.claim(session, job_id, "fuzz-worker", stale_before=repository.utc_cutoff(60))
             assert held is not None
-            status = handlers.execute(settings, held)
+            status = handlers.execute(settings, held, pool=handlers.InProcessTensorFlow())  # Keras instrumented here
             with db.session_scope(settings) as session:
                 error = session.get(Job, job_id).error
             refused = _outcome(config, fuzz.markers(kinds[case.payload], tree)) == "refused"
