@@ -164,6 +164,8 @@ def _report_page(scope: RequestScope, tenant_id: str, analysis_id: str) -> HTMLR
     )
 
     def render() -> bytes:
+        # Dated by the analysis, not the clock: every HTTP process renders the same bytes for
+        # one revision (each keeps its own cache; a render at 10:59 and one at 11:00 differed).
         return render_report_html(
             report,
             training=records or None,
@@ -171,6 +173,7 @@ def _report_page(scope: RequestScope, tenant_id: str, analysis_id: str) -> HTMLR
             training_runs=runs,
             analysis_id=analysis.id,
             plot_links=f"/v1/analyses/{analysis.id}/plots",
+            generated_at=analysis.updated_at,
         ).encode("utf-8")
 
     page = render_cache().get_or_render(key, render)

@@ -126,3 +126,24 @@ def test_misaligned_detail_is_bounded_and_the_full_list_is_on_request(client):
         assert len(listed["branches"]) == listed["pair_count"] == merge["pair_count"]
         assert listed["branches"][: len(merge["branches"])] == merge["branches"]
     assert body["pair_count"] == sum(merge["pair_count"] for merge in summary)
+
+
+def test_a_page_rendered_again_later_is_the_same_bytes(client, monkeypatch):
+    """Each HTTP process of ``convlens serve`` keeps its own cache, so one revision may be
+    rendered in several processes at different times: the page must not depend on the clock."""
+    from datetime import UTC, datetime
+
+    import app.reports.html as html
+
+    analysis_id = create(client, 3)
+    first = client.get(f"/v1/analyses/{analysis_id}/report.html").content
+    render_cache().clear()  # another process: nothing cached
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return datetime(2031, 7, 1, 12, 0, tzinfo=tz or UTC)
+
+    monkeypatch.setattr(html, "datetime", Later)
+    second = client.get(f"/v1/analyses/{analysis_id}/report.html").content
+    assert second == first
