@@ -18,10 +18,10 @@ Example::
     >>> from app.config import Settings
     >>> settings = Settings(tf_memory_bytes=24 * 2**30)
     >>> report = {"summary": {"activation_bytes": 62 * 10**9, "param_bytes": 4_000_000}}
-    >>> check_job_resources("gradients", report, settings)
+    >>> check_job_resources("gradients", report, settings)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    app.errors.ResourceLimitExceeded: A gradients job for this model needs about 992.6 GiB ...
+    app.errors.ResourceLimitExceeded: A gradients job for this model needs about ... GiB of memory, more than the 24.0 GiB ...
     >>> check_job_resources("analysis", report, settings) is None
     True
 """
