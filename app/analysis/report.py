@@ -71,14 +71,27 @@ def field_json(field: ReceptiveField | None) -> dict[str, Any] | None:
 
 
 def _axis_json(axis: AxisField) -> dict[str, Any]:
+    """Size, stride and padding; after upsampling (units that differ) also the period, the
+    range of the units' true sizes and whether the envelope is exact.
+
+    >>> _axis_json(AxisField(4, 1, 1, period=2, phases=((0, 2), (0, 2))))
+    {'size': 4, 'stride': 1, 'padding': 1, 'period': 2, 'unit_sizes': [3, 3]}
+    """
     size, stride, padding = axis.size, axis.stride, axis.padding
     if type(size) is int and type(stride) is int and (padding is None or type(padding) is int):
-        return {"size": size, "stride": stride, "padding": padding}
-    return {
-        "size": fraction_to_json(size),
-        "stride": fraction_to_json(stride),
-        "padding": fraction_to_json(padding),
-    }
+        body: dict[str, Any] = {"size": size, "stride": stride, "padding": padding}
+    else:
+        body = {
+            "size": fraction_to_json(size),
+            "stride": fraction_to_json(stride),
+            "padding": fraction_to_json(padding),
+        }
+    if axis.period != 1:
+        body["period"] = axis.period
+        body["unit_sizes"] = [fraction_to_json(value) for value in axis.unit_sizes]
+    if not axis.exact:
+        body["exact"] = False
+    return body
 
 
 def layer_json(layer: LayerResult) -> dict[str, Any]:
