@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from app.analysis import analyze
+from tests.analysis.builders import call, functional, input_layer
 from tests.fixtures.load import FIXTURES_DIR, ModelFixture, application_fixtures, seed_fixtures
+from tests.fixtures.support_oracle import axis_fields, supports
 
 REQUIRED = {"example1", "example2", "example3", "vgg16", "resnet50", "mobilenetv2", "inceptionv3"}
 
@@ -83,3 +85,109 @@ def test_report_field_is_the_last_spatial_layer(fixture: ModelFixture) -> None:
                                    for size, total in zip(sizes, fields["input_size"], strict=True)]
     assert summary["sees_whole_input"] == all(
         size >= total for size, total in zip(sizes, fields["input_size"], strict=True))
+
+
+# -- through upsampling: the envelope against the exact numpy oracle -----------------------------
+#
+# Four decoders (a U-Net, a 2D autoencoder with output_padding, a 1D transposed-convolution
+# autoencoder, a DeepLab-style head), anisotropic so that the axes differ. For every layer and
+# axis the engine's field must equal what tests/fixtures/support_oracle.py reads off the exact
+# per-unit supports: the envelope's size/stride/padding and, where units differ, the period and
+# the range of unit sizes.
+
+C2, T2 = "Conv2D", "Conv2DTranspose"
+
+
+def _unet() -> dict[str, Any]:
+    return functional([
+        input_layer("x", (164, 132, 1)),
+        call(C2, "enc1", {"filters": 4, "kernel_size": 3, "padding": "same"}, "x"),
+        call("MaxPooling2D", "pool1", {"pool_size": 2}, "enc1"),
+        call(C2, "enc2", {"filters": 4, "kernel_size": (3, 5), "padding": "valid"}, "pool1"),
+        call("MaxPooling2D", "pool2", {"pool_size": 2}, "enc2"),
+        call(C2, "bottom", {"filters": 4, "kernel_size": 3, "padding": "valid"}, "pool2"),
+        call(T2, "up1", {"filters": 4, "kernel_size": (3, 2), "strides": 2}, "bottom"),
+        call("Cropping2D", "skip2", {"cropping": [[1, 2], [2, 2]]}, "enc2"),
+        call("Concatenate", "cat1", {"axis": -1}, "up1", "skip2", as_list=True),
+        call(C2, "dec1", {"filters": 4, "kernel_size": 3, "padding": "same"}, "cat1"),
+        call("UpSampling2D", "up2", {"size": 2}, "dec1"),
+        call(C2, "up2_conv", {"filters": 4, "kernel_size": 2, "padding": "same"}, "up2"),
+        call("Cropping2D", "skip1", {"cropping": [[5, 5], [8, 8]]}, "enc1"),
+        call("Concatenate", "cat2", {"axis": -1}, "up2_conv", "skip1", as_list=True),
+        call(C2, "dec2", {"filters": 4, "kernel_size": 3, "padding": "same"}, "cat2"),
+        call(C2, "head", {"filters": 2, "kernel_size": 1}, "dec2"),
+    ], ["x"], ["head"], name="unet")
+
+
+def _autoencoder_output_padding() -> dict[str, Any]:
+    return functional([
+        input_layer("x", (151, 117, 1)),
+        call(C2, "down1", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}, "x"),
+        call(C2, "down2", {"filters": 4, "kernel_size": (3, 5), "strides": (2, 3), "padding": "same"},
+             "down1"),
+        call(T2, "up1", {"filters": 4, "kernel_size": (3, 5), "strides": (2, 3), "padding": "same",
+                         "output_padding": (0, 2)}, "down2"),
+        call(T2, "up2", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same",
+                         "output_padding": 1}, "up1"),
+        call(C2, "out", {"filters": 1, "kernel_size": 3, "padding": "same"}, "up2"),
+    ], ["x"], ["out"], name="autoencoder")
+
+
+def _autoencoder_1d() -> dict[str, Any]:
+    return functional([
+        input_layer("x", (301, 2)),
+        call("Conv1D", "down1", {"filters": 4, "kernel_size": 5, "strides": 2, "padding": "same"}, "x"),
+        call("Conv1D", "down2", {"filters": 4, "kernel_size": 3, "strides": 2}, "down1"),
+        call("Conv1D", "down3", {"filters": 4, "kernel_size": 4, "strides": 3, "padding": "same"},
+             "down2"),
+        call("Conv1DTranspose", "up1", {"filters": 4, "kernel_size": 4, "strides": 3, "padding": "same",
+                                        "output_padding": 1}, "down3"),
+        call("Conv1DTranspose", "up2", {"filters": 4, "kernel_size": 3, "strides": 2}, "up1"),
+        call("Conv1DTranspose", "up3", {"filters": 4, "kernel_size": 5, "strides": 2, "padding": "same"},
+             "up2"),
+        call("Conv1D", "out", {"filters": 2, "kernel_size": 3, "padding": "same"}, "up3"),
+    ], ["x"], ["out"], name="autoencoder1d")
+
+
+def _deeplab_head() -> dict[str, Any]:
+    return functional([
+        input_layer("x", (480, 400, 3)),
+        call(C2, "stem", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}, "x"),
+        call(C2, "low", {"filters": 4, "kernel_size": 3, "padding": "same"}, "stem"),
+        call(C2, "down2", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}, "low"),
+        call(C2, "down3", {"filters": 4, "kernel_size": (3, 5), "strides": 2, "padding": "same"}, "down2"),
+        call(C2, "aspp1", {"filters": 4, "kernel_size": 1}, "down3"),
+        call(C2, "aspp2", {"filters": 4, "kernel_size": 3, "dilation_rate": 2, "padding": "same"}, "down3"),
+        call(C2, "aspp3", {"filters": 4, "kernel_size": 3, "dilation_rate": (3, 4), "padding": "same"},
+             "down3"),
+        call("Concatenate", "aspp", {"axis": -1}, "aspp1", "aspp2", "aspp3", as_list=True),
+        call(C2, "project", {"filters": 4, "kernel_size": 1}, "aspp"),
+        call("UpSampling2D", "up4", {"size": 4, "interpolation": "bilinear"}, "project"),
+        call("Concatenate", "fuse", {"axis": -1}, "up4", "low", as_list=True),
+        call(C2, "refine", {"filters": 4, "kernel_size": 3, "padding": "same"}, "fuse"),
+        call("Resizing", "logits", {"height": 480, "width": 400, "interpolation": "bilinear"}, "refine"),
+        call("Resizing", "logits_nearest", {"height": 720, "width": 500, "interpolation": "nearest"},
+             "refine"),
+    ], ["x"], ["logits", "logits_nearest"], name="deeplab")
+
+
+DECODERS = {"unet": _unet, "autoencoder_output_padding": _autoencoder_output_padding,
+            "autoencoder_1d": _autoencoder_1d, "deeplab_head": _deeplab_head}
+
+
+@pytest.mark.parametrize("build", DECODERS.values(), ids=list(DECODERS))
+def test_fields_through_upsampling_equal_the_exact_oracle(build: Any) -> None:
+    config = build()
+    report = analyze(config)
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    mismatches = []
+    checked_periodic = 0
+    for name, per_axis in supports(config).items():
+        engine = layers[name]["receptive_field"]["axes"]
+        for axis, support in enumerate(per_axis):
+            expected = axis_fields(support)
+            checked_periodic += "period" in expected
+            if engine[axis] != expected:
+                mismatches.append(f"{name} axis {axis}: engine {engine[axis]}, oracle {expected}")
+    assert mismatches == []
+    assert checked_periodic > 0, "the model should have layers whose units differ"
