@@ -16,10 +16,8 @@ Example::
 
 from __future__ import annotations
 
-import gc
 from collections import deque
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
 from app.analysis.graph import (
@@ -32,7 +30,6 @@ from app.analysis.graph import (
     ReceptiveField,
     Shape,
 )
-from app.analysis.parse import build_graph
 from app.analysis.rules import is_operation, lookup_rule
 from app.analysis.rules.base import (
     UNKNOWN,
@@ -53,7 +50,7 @@ DTYPE_BYTES = {
 VARIABLE_BYTES = {"mixed_float16": 4, "mixed_bfloat16": 4}
 _DEFAULT_GLOROT_KEYS = ("kernel_initializer", "depthwise_initializer")
 MODEL_TRAITS = frozenset({Trait.MODEL})
-_READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
+READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
 
 
 def _policy_name(config: dict[str, Any]) -> str:
@@ -315,7 +312,7 @@ class _Walk:
             return self.unsupported_layer(node, result, str(unsupported), call_index)
         except InvalidArchitecture:
             raise
-        except _READ_ERRORS as error:
+        except READ_ERRORS as error:
             raise InvalidArchitecture(
                 f"{node.class_name} '{node.name}': the config could not be read "
                 f"({type(error).__name__}: {error}). Received: config={_short(node.config)}"
@@ -480,42 +477,3 @@ def analyze_graph(graph: ModelGraph, *, input_shape: Sequence[int | None] | None
     result.metrics = metrics
     result.misaligned = walk.misaligned
     return result
-
-
-def analyze(
-    config: Any, *, input_shape: Sequence[int | None] | None = None, name: str | None = None
-) -> dict[str, Any]:
-    """Analyse a Keras model config and return the report dict (see app.analysis.report).
-
-    Raises :class:`app.errors.InvalidArchitecture` when the config cannot be read.
-    """
-    from app.analysis.report import build_report
-
-    collecting = gc.isenabled()
-    gc.disable()  # the walk allocates many small objects and no cycles; collection only costs time
-    try:
-        graph = build_graph(config)
-        result = analyze_graph(graph, input_shape=input_shape)
-        return build_report(result, name=name)
-    except InvalidArchitecture:
-        raise
-    except RecursionError as error:
-        raise InvalidArchitecture("the architecture is nested too deeply to read") from error
-    except _READ_ERRORS as error:
-        raise InvalidArchitecture(
-            f"the architecture could not be read ({type(error).__name__}: {error})"
-        ) from error
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def fraction_to_json(value: Fraction | int | None) -> int | float | None:
-    """Ints stay ints; fractional values (after upsampling) become floats."""
-    if value is None or type(value) is int:
-        return value
-    if isinstance(value, Fraction):
-        if value.denominator == 1:
-            return int(value)
-        return round(float(value), 6)
-    return value

@@ -76,3 +76,79 @@ def test_no_module_outside_the_registry_keeps_a_list_of_layer_classes() -> None:
             ):
                 offenders.append(f"{relative}:{node.lineno}: compares with a class name")
     assert not offenders, "class-name lists outside the rule registry:\n" + "\n".join(offenders)
+
+
+def _analysis_imports() -> dict[str, set[str]]:
+    """Module of app/analysis -> the app.analysis modules it imports, function-local imports
+    included (the rule modules count as one, ``rules``)."""
+    def short(module: str) -> str | None:
+        if not module.startswith("app.analysis."):
+            return None
+        rest = module.removeprefix("app.analysis.").split(".")
+        return rest[0]
+
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "app" / "analysis").rglob("*.py")):
+        relative = path.relative_to(ROOT / "app" / "analysis")
+        name = relative.parts[0].removesuffix(".py")
+        if name == "__init__":
+            continue
+        targets = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+                if node.module == "app.analysis":
+                    modules = [f"app.analysis.{alias.name}" for alias in node.names]
+                for module in modules:
+                    target = short(module)
+                    if target is not None and target != name:
+                        targets.add(target)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    target = short(alias.name)
+                    if target is not None and target != name:
+                        targets.add(target)
+    return graph
+
+
+def test_the_engine_modules_import_one_way() -> None:
+    """No circle among app/analysis modules (engine -> report -> findings -> report was one,
+    held together by function-local imports): the fields are summarised in ``fields``, which
+    the report and the findings both import, and ``analyze`` lives on top, in ``report``."""
+    graph = _analysis_imports()
+    assert "report" not in graph["engine"] and "report" not in graph["findings"]
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        if state.get(module) == 2 or cycle:
+            return
+        if state.get(module) == 1:
+            cycle.extend(path[path.index(module):] + [module])
+            return
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            visit(target, [*path, module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert cycle == [], " -> ".join(cycle)
+
+
+def test_fields_are_summarised_once_per_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.analysis import analyze, fields, findings, report
+    from tests.fixtures.load import FIXTURES_DIR, load_config
+
+    calls: list[int] = []
+    original = fields.receptive_field_summary
+
+    def counting(result: object) -> object:
+        calls.append(1)
+        return original(result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report, "receptive_field_summary", counting)
+    monkeypatch.setattr(findings, "receptive_field_summary", counting)
+    result = analyze(load_config(FIXTURES_DIR / "seed" / "example1.json"))
+    assert calls == [1]
+    assert any(f["code"].startswith("receptive_field") for f in result["findings"])
