@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.analysis.graph import (
@@ -40,7 +40,7 @@ from app.analysis.rules.base import (
     initializer_name,
 )
 from app.analysis.traits import Trait
-from app.errors import InvalidArchitecture
+from app.errors import InvalidArchitecture, InvalidInputShape
 
 DTYPE_BYTES = {
     "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "uint8": 1,
@@ -432,26 +432,56 @@ def _fmt(shape: Shape | None) -> str:
     return "unknown" if shape is None else str(list(shape))
 
 
-def _override_shapes(graph: ModelGraph, input_shape: Sequence[int | None] | None) -> list[Shape | None]:
+InputShapeOverride = Sequence[int | None] | Mapping[str, Sequence[int | None]]
+"""A shape without the batch dimension for a model's one input, or one per input layer name."""
+
+
+def _override_shapes(graph: ModelGraph, input_shape: InputShapeOverride | None) -> list[Shape | None]:
+    """The model's input shapes with the override applied: a list for a model with one input,
+    or ``{"input_layer_name": [...]}`` naming some or all of a model's inputs (the others keep
+    their declared shapes).
+
+    >>> from app.analysis.graph import TensorRef
+    >>> graph = ModelGraph("m", "Functional", [], [TensorRef("image", 0, 0), TensorRef("mask", 0, 0)],
+    ...                    [], input_shapes=[(None, 32, 32, 3), (None, 32, 32, 1)])
+    >>> _override_shapes(graph, {"mask": [64, 64, 1]})
+    [(None, 32, 32, 3), (None, 64, 64, 1)]
+    """
     shapes = list(graph.input_shapes)
     if input_shape is None:
         return shapes
+    names = [ref.layer for ref in graph.inputs]
+    if isinstance(input_shape, Mapping):
+        unknown = [name for name in input_shape if name not in names]
+        if unknown or not input_shape:
+            raise InvalidInputShape(
+                f"input_shape given per input must name the model's input layers {names}. "
+                f"Received: input_shape={dict(input_shape)!r}"
+            )
+        for index, name in enumerate(names):
+            if name in input_shape:
+                shapes[index] = _override_one(shapes[index], input_shape[name], f"input_shape[{name!r}]")
+        return shapes
+    if len(shapes) != 1:
+        raise InvalidArchitecture(
+            f"this model has {len(shapes)} inputs {names}: give input_shape per input, as "
+            f"{{{', '.join(repr(n) + ': [...]' for n in names)}}}. Received: input_shape={list(input_shape)}"
+        )
+    return [_override_one(shapes[0], input_shape, "input_shape")]
+
+
+def _override_one(declared: Shape | None, input_shape: Any, label: str) -> Shape:
+    """One input's override, checked against its declared shape (rank, channels)."""
     if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
         d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in input_shape
     ):
         raise InvalidArchitecture(
-            f"input_shape must be a list of positive ints (no batch dimension). Received: input_shape={input_shape!r}"
+            f"{label} must be a list of positive ints (no batch dimension). Received: {label}={input_shape!r}"
         )
-    if len(shapes) != 1:
-        raise InvalidArchitecture(
-            f"input_shape can only override a model with one input; this model has {len(shapes)}. "
-            f"Received: input_shape={list(input_shape)}"
-        )
-    declared = shapes[0]
     if declared is not None and len(declared) != len(input_shape) + 1:
         raise InvalidArchitecture(
-            f"input_shape must have {len(declared) - 1} dimensions like the model input "
-            f"{list(declared[1:])}. Received: input_shape={list(input_shape)}"
+            f"{label} must have {len(declared) - 1} dimensions like the model input "
+            f"{list(declared[1:])}. Received: {label}={list(input_shape)}"
         )
     if declared is not None:
         # channels (or any fixed non-spatial size) must agree with what the weights expect
@@ -460,12 +490,12 @@ def _override_shapes(graph: ModelGraph, input_shape: Sequence[int | None] | None
             first = declared[1]
             if first is None or first != input_shape[0]:
                 raise InvalidArchitecture(
-                    f"input_shape must keep the model's {last} channels. Received: input_shape={list(input_shape)}"
+                    f"{label} must keep the model's {last} channels. Received: {label}={list(input_shape)}"
                 )
-    return [(None, *input_shape)]
+    return (None, *input_shape)
 
 
-def analyze_graph(graph: ModelGraph, *, input_shape: Sequence[int | None] | None = None) -> AnalysisResult:
+def analyze_graph(graph: ModelGraph, *, input_shape: InputShapeOverride | None = None) -> AnalysisResult:
     """Analyse a parsed graph: per-layer results in topological order, edges, coverage."""
     shapes = _override_shapes(graph, input_shape)
     walk = _Walk(graph, shapes, None, graph.trainable, 0)

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from app.analysis import findings as findings_module
 from app.analysis import gradient_flow as gradient_flow_module
-from app.analysis.engine import READ_ERRORS, analyze_graph, dtype_bytes
+from app.analysis.engine import READ_ERRORS, InputShapeOverride, analyze_graph, dtype_bytes
 from app.analysis.fields import (
     field_json,
     receptive_field_summary,
@@ -165,9 +164,12 @@ def _all_layers(result: AnalysisResult) -> list[LayerResult]:
 
 
 def analyze(
-    config: Any, *, input_shape: Sequence[int | None] | None = None, name: str | None = None
+    config: Any, *, input_shape: InputShapeOverride | None = None, name: str | None = None
 ) -> dict[str, Any]:
     """Analyse a Keras model config and return the report dict (see app.analysis.report).
+
+    ``input_shape`` (no batch dimension) overrides the declared input shape: a list for a model
+    with one input, ``{"input_layer_name": [...]}`` for one or more inputs of a multi-input model.
 
     Raises :class:`app.errors.InvalidArchitecture` when the config cannot be read.
     """

@@ -240,3 +240,24 @@ def test_large_upload_is_stored_byte_for_byte(client, settings) -> None:
     assert architecture["byte_size"] == len(data)
     blob = settings.data_dir / "blobs" / f"{architecture['sha256']}.keras"
     assert blob.read_bytes() == data
+
+
+def test_input_shape_per_input_of_a_two_input_model(client) -> None:
+    from tests.analysis.builders import two_input_model
+
+    body = client.post("/v1/analyses", json={
+        "architecture": two_input_model(), "input_shape": {"image": [64, 48, 3], "mask": [20, 24, 1]},
+    })
+    assert body.status_code == 201, body.text
+    created = body.json()
+    assert created["input_shape"] == {"image": [64, 48, 3], "mask": [20, 24, 1]}
+    assert created["report"]["summary"]["input_shapes"] == [[None, 64, 48, 3], [None, 20, 24, 1]]
+    layers = {layer["name"]: layer for layer in created["report"]["layers"]}
+    assert layers["image_conv"]["output_shape"] == [None, 32, 24, 8]
+    assert client.get(f"/v1/analyses/{created['id']}").json()["input_shape"] == created["input_shape"]
+    problem = assert_problem(client.post("/v1/analyses", json={
+        "architecture": two_input_model(), "input_shape": {"picture": [64, 64, 3]}}), 422, "invalid_input_shape")
+    assert "['image', 'mask']" in problem["detail"]
+    problem = assert_problem(client.post("/v1/analyses", json={
+        "architecture": two_input_model(), "input_shape": [64, 64, 3]}), 422)
+    assert "per input" in problem["detail"]
