@@ -261,3 +261,18 @@ def test_input_shape_per_input_of_a_two_input_model(client) -> None:
     problem = assert_problem(client.post("/v1/analyses", json={
         "architecture": two_input_model(), "input_shape": [64, 64, 3]}), 422)
     assert "per input" in problem["detail"]
+
+
+def test_densenet201_at_4096_px_is_analysed_not_refused(client) -> None:
+    """Activation memory limits the jobs that allocate it, not the static report: the old
+    64 GiB limit refused this with resource_limit_exceeded."""
+    from app.config import Settings
+    from tests.fixtures.load import FIXTURES_DIR, load_config
+
+    config = load_config(FIXTURES_DIR / "large" / "densenet201.json.gz")
+    response = client.post("/v1/analyses", json={"architecture": config, "input_shape": [4096, 4096, 3]})
+    assert response.status_code == 201, response.text
+    report = response.json()["report"]
+    assert report["summary"]["input_shapes"] == [[None, 4096, 4096, 3]]
+    assert report["summary"]["activation_bytes"] > Settings().max_activation_bytes
+    assert report["receptive_field"]["axes"][0]["size"] > 2048
