@@ -56,9 +56,33 @@ _ALLOWED_TO_NAME_CLASSES = ("app/analysis/rules/", "app/security/", "app/analysi
 _LAYER_CLASSES = {name for name in registered_class_names() if not name.startswith("ops.")}
 
 
+def _matches_class_names(node: ast.AST) -> str | None:
+    """The text of a string match on class names: ``name.startswith("Conv")``,
+    ``name.endswith(("1D", "2D"))`` or ``"Transpose" in name``, where the text is part of two
+    or more registered class names (None otherwise)."""
+    texts: list[str] = []
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("startswith", "endswith") and node.args):
+        argument = node.args[0]
+        elements = argument.elts if isinstance(argument, ast.Tuple) else [argument]
+        texts = [e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        check = str.startswith if node.func.attr == "startswith" else str.endswith
+        for text in texts:
+            if len(text) >= 3 and text[:1].isupper() and sum(check(n, text) for n in _LAYER_CLASSES) >= 2:
+                return text
+    if (isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant)
+            and isinstance(node.left.value, str) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)
+            and not any(isinstance(c, (ast.Dict, ast.Set, ast.List, ast.Tuple)) for c in node.comparators)):
+        text = node.left.value
+        if len(text) >= 4 and text[:1].isupper() and sum(text in n for n in _LAYER_CLASSES) >= 2:
+            return text
+    return None
+
+
 def test_no_module_outside_the_registry_keeps_a_list_of_layer_classes() -> None:
     """A set, tuple or list literal of two or more registered class names outside the registry is
-    a second source of layer knowledge: ask the rule for a trait instead."""
+    a second source of layer knowledge, and so is matching class names by their text
+    (``startswith("Conv")``, ``"Transpose" in name``): ask the rule for a trait instead."""
     offenders = []
     for path in sorted((ROOT / "app").rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
@@ -75,6 +99,9 @@ def test_no_module_outside_the_registry_keeps_a_list_of_layer_classes() -> None:
                 isinstance(c, ast.Constant) and c.value in _LAYER_CLASSES - {"InputLayer"} for c in node.comparators
             ):
                 offenders.append(f"{relative}:{node.lineno}: compares with a class name")
+            matched = _matches_class_names(node)
+            if matched:
+                offenders.append(f"{relative}:{node.lineno}: matches class names by {matched!r}")
     assert not offenders, "class-name lists outside the rule registry:\n" + "\n".join(offenders)
 
 
