@@ -179,3 +179,19 @@ def test_fields_are_summarised_once_per_analysis(monkeypatch: pytest.MonkeyPatch
     result = analyze(load_config(FIXTURES_DIR / "seed" / "example1.json"))
     assert calls == [1]
     assert any(f["code"].startswith("receptive_field") for f in result["findings"])
+
+
+def test_a_new_layer_class_needs_a_trait_and_a_table_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What docs/developing.md promises: a class registered without traits is refused at import,
+    and one without a row in tests/analysis/layer_cases.py fails the table's coverage test."""
+    from app.analysis.rules.base import register
+    from app.analysis.rules.normalization import shape_identity
+    from tests.analysis.test_layer_table import classes_without_a_row
+
+    with pytest.raises(ValueError, match="at least one trait"):
+        register("ScaleNormalization", "normalization", shape_identity, traits=())
+    assert "ScaleNormalization" not in REGISTRY
+    assert classes_without_a_row() == []
+    monkeypatch.setitem(REGISTRY, "ScaleNormalization", REGISTRY["RMSNormalization"])
+    assert classes_without_a_row() == ["ScaleNormalization"]
+    assert Trait.NORMALIZATION in traits_of("RMSNormalization")  # the docs' worked example
