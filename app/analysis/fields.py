@@ -174,13 +174,14 @@ def misaligned_summary(result: AnalysisResult, *, full: bool = False) -> list[di
         inherited.update(entry["branches"])
         if not new:
             continue
-        ranked = sorted(new, key=lambda pair: -_centre_offset(result, pair))
+        offsets = {pair: _centre_offset(result, pair) for pair in new}
+        ranked = sorted(new, key=lambda pair: -offsets[pair])
         shown = ranked if full else ranked[:MISALIGNED_SHOWN]
         item: dict[str, Any] = {
             "layer": entry["layer"],
             "branches": [pair.split("|") for pair in shown],
             "pair_count": len(new),
-            "max_offset": round(_centre_offset(result, ranked[0]), 4),
+            "max_offset": round(offsets[ranked[0]], 4),
         }
         out.append(item)
     return out
