@@ -151,7 +151,7 @@ def _autoencoder_1d() -> dict[str, Any]:
 
 def _deeplab_head() -> dict[str, Any]:
     return functional([
-        input_layer("x", (480, 400, 3)),
+        input_layer("x", (256, 224, 3)),
         call(C2, "stem", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}, "x"),
         call(C2, "low", {"filters": 4, "kernel_size": 3, "padding": "same"}, "stem"),
         call(C2, "down2", {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}, "low"),
@@ -165,14 +165,51 @@ def _deeplab_head() -> dict[str, Any]:
         call("UpSampling2D", "up4", {"size": 4, "interpolation": "bilinear"}, "project"),
         call("Concatenate", "fuse", {"axis": -1}, "up4", "low", as_list=True),
         call(C2, "refine", {"filters": 4, "kernel_size": 3, "padding": "same"}, "fuse"),
-        call("Resizing", "logits", {"height": 480, "width": 400, "interpolation": "bilinear"}, "refine"),
-        call("Resizing", "logits_nearest", {"height": 720, "width": 500, "interpolation": "nearest"},
+        call("Resizing", "logits", {"height": 256, "width": 224, "interpolation": "bilinear"}, "refine"),
+        call("Resizing", "logits_nearest", {"height": 384, "width": 280, "interpolation": "nearest"},
              "refine"),
     ], ["x"], ["logits", "logits_nearest"], name="deeplab")
 
 
+def _volumetric() -> dict[str, Any]:
+    return functional([
+        input_layer("x", (46, 40, 34, 1)),
+        call("Conv3D", "down", {"filters": 2, "kernel_size": 3, "strides": (2, 2, 1), "padding": "same"}, "x"),
+        call("Conv3DTranspose", "up", {"filters": 2, "kernel_size": (3, 2, 3), "strides": (2, 2, 1),
+                                       "padding": "same", "output_padding": (1, 1, 0)}, "down"),
+        call("UpSampling3D", "up_more", {"size": (1, 2, 3)}, "up"),
+        call("Conv3D", "out", {"filters": 1, "kernel_size": 2, "padding": "same"}, "up_more"),
+    ], ["x"], ["out"], name="volumetric")
+
+
+def _upsampling_1d() -> dict[str, Any]:
+    return functional([
+        input_layer("x", (240, 1)),
+        call("Conv1D", "down", {"filters": 2, "kernel_size": 4, "strides": 3}, "x"),
+        call("UpSampling1D", "up", {"size": 3}, "down"),
+        call("Conv1D", "smooth", {"filters": 2, "kernel_size": 2, "padding": "same"}, "up"),
+        call("ZeroPadding1D", "pad", {"padding": (2, 1)}, "smooth"),
+        call("Conv1D", "out", {"filters": 1, "kernel_size": 3}, "pad"),
+    ], ["x"], ["out"], name="upsampling1d")
+
+
+def _resampling() -> dict[str, Any]:
+    """The other kernels: bicubic upsampling, area and antialiased shrinking, Lanczos."""
+    return functional([
+        input_layer("x", (60, 54, 1)),
+        call(C2, "conv", {"filters": 2, "kernel_size": 3, "padding": "same"}, "x"),
+        call("UpSampling2D", "bicubic", {"size": (2, 3), "interpolation": "bicubic"}, "conv"),
+        call("Resizing", "area", {"height": 80, "width": 108, "interpolation": "area"}, "bicubic"),
+        call("Resizing", "shrink", {"height": 50, "width": 72, "interpolation": "bilinear",
+                                    "antialias": True}, "area"),
+        call("Resizing", "lanczos", {"height": 120, "width": 96, "interpolation": "lanczos3"}, "shrink"),
+        call("UpSampling2D", "lanczos5", {"size": 2, "interpolation": "lanczos5"}, "shrink"),
+    ], ["x"], ["lanczos", "lanczos5"], name="resampling")
+
+
 DECODERS = {"unet": _unet, "autoencoder_output_padding": _autoencoder_output_padding,
-            "autoencoder_1d": _autoencoder_1d, "deeplab_head": _deeplab_head}
+            "autoencoder_1d": _autoencoder_1d, "deeplab_head": _deeplab_head,
+            "volumetric": _volumetric, "upsampling_1d": _upsampling_1d, "resampling": _resampling}
 
 
 @pytest.mark.parametrize("build", DECODERS.values(), ids=list(DECODERS))

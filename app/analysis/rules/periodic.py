@@ -104,8 +104,8 @@ def repeat_reads(size: int) -> Reads:
 
 HALF_WIDTH = {"bilinear": 1, "bicubic": 2, "lanczos3": 3, "lanczos5": 5}
 """Half-width, in input pixels, of each interpolation kernel: output ``j`` at source
-coordinate ``x`` reads the input units ``i`` with ``|i - x| < half-width`` (each kernel is zero
-at the other integers, so an ``x`` on a pixel reads that pixel only)."""
+coordinate ``x`` reads the input units ``i`` with ``|i - x| < half-width``, except where the
+kernel is zero: at the other integer distances (so an ``x`` on a pixel reads that pixel only)."""
 
 
 def resample_reads(length_in: int, length_out: int, interpolation: str, antialias: bool = False) -> Reads:
@@ -120,6 +120,8 @@ def resample_reads(length_in: int, length_out: int, interpolation: str, antialia
     Reads(period=2, shift=1, units=((-1, 0), (0, 1)))
     >>> resample_reads(8, 4, "nearest")
     Reads(period=1, shift=2, units=((1,),))
+    >>> resample_reads(1, 3, "bicubic").units
+    ((-1, 0, 1), (0,), (0, 1, 2))
     """
     g = math.gcd(length_in, length_out)
     period, shift = length_out // g, length_in // g
@@ -134,13 +136,14 @@ def resample_reads(length_in: int, length_out: int, interpolation: str, antialia
             last = math.ceil((j + 1) * scale) - 1
             read = tuple(range(first, max(last, first) + 1))
         else:
-            half = Fraction(HALF_WIDTH.get(interpolation, 1))
-            if antialias and scale > 1:
-                half *= scale
+            stretch = scale if antialias and scale > 1 else Fraction(1)
+            reach = HALF_WIDTH.get(interpolation, 1) * stretch
             x = (j + Fraction(1, 2)) * scale - Fraction(1, 2)
-            first = math.floor(x - half) + 1
-            last = math.ceil(x + half) - 1
-            read = tuple(range(first, last + 1))
+            # every kernel is zero at the other whole multiples of its (stretched) unit
+            read = tuple(
+                i for i in range(math.floor(x - reach) + 1, math.ceil(x + reach))
+                if i == x or ((i - x) / stretch).denominator != 1
+            )
         units.append(read)
     return Reads(period, shift, tuple(units))
 
