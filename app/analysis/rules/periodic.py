@@ -121,7 +121,7 @@ def resample_reads(length_in: int, length_out: int, interpolation: str, antialia
     >>> resample_reads(8, 4, "nearest")
     Reads(period=1, shift=2, units=((1,),))
     >>> resample_reads(1, 3, "bicubic").units
-    ((-1, 0, 1), (0,), (0, 1, 2))
+    ((-2, -1, 0, 1), (0,), (-1, 0, 1, 2))
     """
     g = math.gcd(length_in, length_out)
     period, shift = length_out // g, length_in // g
