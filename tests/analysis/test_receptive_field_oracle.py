@@ -228,3 +228,35 @@ def test_fields_through_upsampling_equal_the_exact_oracle(build: Any) -> None:
                 mismatches.append(f"{name} axis {axis}: engine {engine[axis]}, oracle {expected}")
     assert mismatches == []
     assert checked_periodic > 0, "the model should have layers whose units differ"
+
+
+def test_a_pattern_too_long_to_follow_is_bounded_by_its_envelope() -> None:
+    """Resizing 300 -> 257 repeats after 257 units; upsampling that by 2 would make 514, more
+    than MAX_PERIOD: the resized units are replaced by their envelope, and the fields after it,
+    marked inexact, still contain every unit's true field."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from app.analysis.rules.periodic import MAX_PERIOD
+
+    config = functional([
+        input_layer("x", (300, 300, 1)),
+        call("Resizing", "resize", {"height": 257, "width": 150, "interpolation": "bilinear"}, "x"),
+        call("UpSampling2D", "up", {"size": 2}, "resize"),
+        call(C2, "conv", {"filters": 1, "kernel_size": 3, "padding": "same"}, "up"),
+    ], ["x"], ["conv"], name="long_period")
+    report = analyze(config)
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert layers["resize"]["receptive_field"]["axes"][0]["period"] == 257 > MAX_PERIOD
+    oracle = supports(config)
+    for name in ("up", "conv"):
+        axis = layers[name]["receptive_field"]["axes"][0]
+        assert axis["exact"] is False
+        stride, padding, size = (Fraction(axis[key]).limit_denominator(1000)
+                                 for key in ("stride", "padding", "size"))
+        support = oracle[name][0]
+        for unit in range(support.shape[0] // 3, 2 * support.shape[0] // 3):
+            seen = np.flatnonzero(support[unit])
+            start = unit * stride - padding
+            assert start <= seen[0] and seen[-1] + 1 <= start + size, (name, unit)
