@@ -199,6 +199,7 @@ def render_report_html(
     """
     from app.reports.graph import STAGE_BLOCKS_ABOVE, draw_graph, draw_stages
     from app.reports.plots import available_plots, plot_training, render_plot
+    from app.reports.training import LOSS_STORY
 
     plots = []
     for name in available_plots(report):
@@ -287,6 +288,7 @@ def render_report_html(
         "training": training,
         "training_plot": training_plot,
         "training_caption": training_caption,
+        "loss_story": LOSS_STORY,
         "training_summary": training_summary or {},
         "training_runs": list(training_runs or []),
         "gradient_verdict": gradient_verdict,
