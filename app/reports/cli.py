@@ -156,12 +156,18 @@ def print_report(
     console.print()
     console.print("[bold]Findings[/]" if findings else "[bold]Findings[/]: none")
     colours = {"error": "red", "warning": "yellow", "info": "cyan"}
-    for finding in findings:
-        severity = str(finding.get("severity", "info"))
-        console.print(
-            f" [{colours.get(severity, 'white')}]{severity:>7}[/] "
-            f"[dim]{_escape(finding.get('code'))}[/] {_escape(finding.get('message'))}"
-        )
+    if findings:
+        # severity in a column of its own, each message wrapped under itself (as the page's list)
+        listing = Table.grid(padding=(0, 1), expand=False)
+        listing.add_column(no_wrap=True, justify="right", width=7)
+        listing.add_column(overflow="fold")
+        for finding in findings:
+            severity = str(finding.get("severity", "info"))
+            listing.add_row(
+                Text(severity, style=colours.get(severity, "white")),
+                Text.assemble((str(finding.get("code")), "bold"), " ", str(finding.get("message"))),
+            )
+        console.print(listing)
 
     stages = derive_stages(report)
     if stages:
