@@ -39,6 +39,7 @@ from app.architectures import service as architectures_service
 from app.config import Settings
 from app.db import EncodedDocument, enqueue, session_scope
 from app.errors import DomainError, NotFound, ValidationFailed
+from app.idempotency.service import Answer
 from app.ingest.shapes import parse_input_shape
 from app.models import Architecture, Job
 
@@ -192,6 +193,11 @@ def queue_instead(session: Session, window: SyncWindow, *, settings: Settings, t
     window.queued_id = analysis.id
     enqueue(session, analysis.id)
     return _finish(session, settings, analysis, architecture, request, finished=False)
+
+
+def answer_of(outcome: CreateOutcome) -> Answer:
+    """The HTTP answer to a created analysis: 201 when finished, 202 while a job works."""
+    return Answer(201 if outcome.finished else 202, outcome.body, f"/v1/analyses/{outcome.analysis.id}")
 
 
 def _finish(session: Session, settings: Settings, analysis: Job, architecture: Architecture,

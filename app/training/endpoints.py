@@ -15,6 +15,8 @@ from app.api.docs import problem_responses
 from app.api.responses import EncodedJSON
 from app.api.uploads import read_multipart
 from app.errors import UnsupportedFormat
+from app.idempotency.http import answer_response, body_parts, claim_for, run_once
+from app.idempotency.service import Answer
 from app.models import TERMINAL_STATUSES
 from app.training import service
 from app.training.schemas import TrainingRunOut
@@ -51,8 +53,14 @@ async def create_run(request: Request, settings: SettingsDep, scope: ScopeDep, t
             "Send application/json or multipart/form-data. Received: Content-Type "
             f"'{content_type or '(none)'}'"
         )
-    run_id, body = await scope.run(service.create_from, received, settings=settings, tenant_id=tenant_id)
-    return EncodedJSON(body, status_code=202, headers={"Location": f"/v1/training-runs/{run_id}"})
+    claim = claim_for(request, tenant_id, settings, body_parts(received))
+    created = await run_once(scope, claim, service.create_from, received, settings=settings,
+                             tenant_id=tenant_id, describe=service.answer_of)
+    if isinstance(created, Answer):  # a retry: the first request's answer, nothing created
+        if isinstance(received, service.MultipartForm):
+            received.discard()
+        return answer_response(created)
+    return answer_response(service.answer_of(created))
 
 
 @router.get(

@@ -23,6 +23,7 @@ from app.architectures import repository as architectures
 from app.config import Settings
 from app.db import enqueue
 from app.errors import InvalidJSON, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from app.idempotency.service import Answer
 from app.ingest import parse_json_bytes
 from app.ingest.npz import inspect_npz
 from app.ingest.shapes import parse_input_shape
@@ -62,6 +63,12 @@ def create_from(session: Session, received: bytes | MultipartForm, *, settings: 
             received.discard()
         raise
     return run.id, encode(run)
+
+
+def answer_of(created: tuple[str, bytes]) -> Answer:
+    """The HTTP answer to a queued run: 202 with its Location."""
+    run_id, body = created
+    return Answer(202, body, f"/v1/training-runs/{run_id}")
 
 
 def _form_values(fields: dict[str, str]) -> dict[str, Any]:
