@@ -142,6 +142,20 @@ def enqueue(session: Session, job_id: str) -> None:
     session.info.setdefault("enqueued", []).append(job_id)
 
 
+def discard_on_rollback(session: Session, path: Path) -> None:
+    """Delete ``path`` (a file the unit of work placed) if the session rolls back instead of
+    committing: a refused or failed request leaves no file behind."""
+    session.info.setdefault("discard_on_rollback", []).append(path)
+
+
+def _discard_placed(session: Session) -> None:
+    for path in session.info.pop("discard_on_rollback", []):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            log.warning("could not delete %s after a rollback", path, exc_info=True)
+
+
 def commit_and_dispatch(session: Session, dispatch: Dispatch | None) -> list[str]:
     """Commit, then send the jobs enqueued on ``session``. Returns their ids.
 
@@ -150,6 +164,7 @@ def commit_and_dispatch(session: Session, dispatch: Dispatch | None) -> list[str
     failure never turns into an error for whoever created the job.
     """
     session.commit()
+    session.info.pop("discard_on_rollback", None)
     jobs: list[str] = session.info.pop("enqueued", [])
     if dispatch is not None:
         for job_id in jobs:
@@ -381,6 +396,7 @@ def session_scope(settings: Settings, dispatch: Dispatch | None = None) -> Itera
         commit_and_dispatch(session, dispatch)
     except BaseException:
         session.rollback()
+        _discard_placed(session)
         raise
     finally:
         session.close()

@@ -65,7 +65,7 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         body = exc.to_problem(instance=request.url.path)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        if exc.status == 429 and "retry_after" in exc.extra:
+        if exc.status in (429, 503) and "retry_after" in exc.extra:
             headers = {"Retry-After": str(exc.extra["retry_after"])}
         return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session
 from app.api.responses import dumps
 from app.architectures import repository
 from app.config import Settings
+from app.db import discard_on_rollback
 from app.errors import Conflict, NotFound
 from app.models import Architecture
 from app.models.base import new_id, utcnow
+from app.storage.files import disk, storage_errors
 
 
 def get_or_create(
@@ -34,6 +36,8 @@ def get_or_create(
     weights from it); the same content uploaded twice is stored once.
     """
     blob_path = str(settings.blob_dir / f"{sha256}.{fmt}") if upload_path is not None else None
+    if upload_path is not None:  # a request that fails from here on leaves no upload behind
+        discard_on_rollback(session, upload_path)
     architecture = Architecture(
         id=new_id(), tenant_id=tenant_id, sha256=sha256, format=fmt, name=name, byte_size=byte_size,
         config=config, has_weights=has_weights, blob_path=blob_path, created_at=utcnow(),
@@ -47,12 +51,13 @@ def get_or_create(
             raise Conflict("The architecture changed while it was being stored; send the request again.")
         return existing
     if upload_path is not None and blob_path is not None:
-        settings.blob_dir.mkdir(parents=True, exist_ok=True)
         target = Path(blob_path)
         if target.exists():  # the same file, stored for another tenant
             upload_path.unlink(missing_ok=True)
         else:
-            upload_path.replace(target)
+            with storage_errors("the uploaded file", settings.blob_dir):
+                disk.place(upload_path, target)
+            discard_on_rollback(session, target)
     return repository.attach(session, architecture)
 
 

@@ -10,7 +10,6 @@ Example::
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,18 @@ from app.analyses import repository as analyses
 from app.api.uploads import MultipartForm
 from app.architectures import repository as architectures
 from app.config import Settings
-from app.db import enqueue
+from app.db import discard_on_rollback, enqueue
 from app.errors import InvalidJSON, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from app.idempotency.service import Answer
 from app.ingest import parse_json_bytes
 from app.ingest.npz import inspect_npz
 from app.ingest.shapes import parse_input_shape
 from app.jobs import repository as jobs
+from app.jobs.lifecycle import datasets_dir
 from app.models import Job
 from app.models.base import new_id, utcnow
 from app.pipeline import validation_failed
+from app.storage.files import disk, storage_errors
 from app.training import repository
 from app.training.schemas import TrainingProgress, TrainingRunCreate, TrainingRunOut
 
@@ -143,10 +144,10 @@ def create(
                 f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes"
             )
         inspect_npz(dataset_file, settings)  # from its headers, before anything is stored
-        target_dir = settings.data_dir / "datasets"
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / f"{job_id}.npz"
-        shutil.move(str(dataset_file), target)
+        target = datasets_dir(settings) / f"{job_id}.npz"
+        with storage_errors("the dataset", target.parent):
+            disk.place(dataset_file, target)
+        discard_on_rollback(session, target)
         parameters["npz_path"] = str(target.resolve())
     job = Job(
         id=job_id,
