@@ -19,6 +19,7 @@ from app.analyses import service
 from app.analyses.schemas import AnalysisOut, AnalysisPage, JobStatus
 from app.api.deps import ScopeDep, SettingsDep, TenantDep
 from app.api.docs import analysis_request_body, problem_responses
+from app.api.fairness import tenant_slots
 from app.api.responses import EncodedJSON
 from app.api.uploads import MultipartForm, read_multipart
 from app.errors import UnsupportedFormat
@@ -50,7 +51,8 @@ async def create_analysis(request: Request, settings: SettingsDep, scope: ScopeD
     if content_type == "application/json" or content_type.endswith("+json"):
         received: bytes | service.MultipartForm = await request.body()
     elif content_type == "multipart/form-data":
-        received = await read_multipart(request, settings)
+        async with tenant_slots(request).hold(tenant_id, "uploads"):
+            received = await read_multipart(request, settings)
     else:
         raise UnsupportedFormat(
             "Send application/json or multipart/form-data. "

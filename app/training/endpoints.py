@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import ScopeDep, SettingsDep, TenantDep
 from app.api.docs import problem_responses
+from app.api.fairness import HeldStreamingResponse, tenant_slots
 from app.api.responses import EncodedJSON
 from app.api.uploads import read_multipart
 from app.errors import UnsupportedFormat
@@ -47,7 +48,8 @@ async def create_run(request: Request, settings: SettingsDep, scope: ScopeDep, t
     if content_type == "application/json" or content_type.endswith("+json"):
         received: bytes | service.MultipartForm = await request.body()
     elif content_type == "multipart/form-data":
-        received = await read_multipart(request, settings, file_field="dataset_file")
+        async with tenant_slots(request).hold(tenant_id, "uploads"):
+            received = await read_multipart(request, settings, file_field="dataset_file")
     else:
         raise UnsupportedFormat(
             "Send application/json or multipart/form-data. Received: Content-Type "
@@ -127,7 +129,9 @@ async def run_events(
             if not rows:
                 await asyncio.sleep(POLL_S)
 
-    return StreamingResponse(
+    # 429 tenant_limit before the stream starts; the slot is given back when it ends, however
+    return HeldStreamingResponse(
+        tenant_slots(request), tenant_id, "open_streams",
         stream(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
