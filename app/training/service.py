@@ -27,11 +27,11 @@ from app.ingest import parse_json_bytes
 from app.ingest.npz import inspect_npz
 from app.ingest.shapes import parse_input_shape
 from app.jobs import repository as jobs
-from app.jobs.lifecycle import datasets_dir
 from app.models import Job
 from app.models.base import new_id, utcnow
 from app.pipeline import validation_failed
 from app.storage.files import disk, storage_errors
+from app.storage.usage import check_quota, datasets_dir
 from app.training import repository
 from app.training.schemas import TrainingProgress, TrainingRunCreate, TrainingRunOut
 
@@ -144,6 +144,7 @@ def create(
                 f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes"
             )
         inspect_npz(dataset_file, settings)  # from its headers, before anything is stored
+        check_quota(session, settings, tenant_id=tenant_id, adding=size)
         target = datasets_dir(settings) / f"{job_id}.npz"
         with storage_errors("the dataset", target.parent):
             disk.place(dataset_file, target)
