@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -82,6 +83,17 @@ class TenantSlots:
             yield
         finally:
             self.release(tenant_id, kind)
+
+
+def stream_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The threads event streams poll the database in: half the request work threads (at
+    least one), apart from them, so that however many streams are open their polls queue
+    among themselves and never ahead of other requests."""
+    state = request.app.state
+    limiter = getattr(state, "stream_limiter", None)
+    if limiter is None:
+        limiter = state.stream_limiter = anyio.CapacityLimiter(max(1, state.settings.http_work_threads // 2))
+    return limiter
 
 
 def tenant_slots(request: Request) -> TenantSlots:

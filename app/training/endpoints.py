@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import ScopeDep, SettingsDep, TenantDep
+from app.api.deps import RequestScope, ScopeDep, SettingsDep, TenantDep
 from app.api.docs import problem_responses
-from app.api.fairness import HeldStreamingResponse, tenant_slots
+from app.api.fairness import HeldStreamingResponse, stream_limiter, tenant_slots
 from app.api.responses import EncodedJSON
 from app.api.uploads import read_multipart
 from app.errors import UnsupportedFormat
@@ -24,8 +24,10 @@ from app.training.schemas import TrainingRunOut
 
 router = APIRouter(prefix="/v1/training-runs", tags=["training"])
 
-#: How often the event stream looks for new events.
+#: How often the event stream looks for new events (while they come) ...
 POLL_S = 0.25
+#: ... and at most how long it waits while the run is quiet (queued, or a slow step).
+POLL_MAX_S = 2.0
 
 
 @router.post(
@@ -112,12 +114,16 @@ async def run_events(
         after = int(last_event_id) if last_event_id else 0
     except ValueError:
         after = 0
+    polls = RequestScope(scope.settings, None, stream_limiter(request))
 
     async def stream() -> AsyncIterator[str]:
-        # Each poll is a unit of work of its own: no connection is held between events.
+        # Each poll is a unit of work of its own (no connection is held between events), in
+        # the streams' own threads; a quiet run is polled less and less often, down to
+        # every POLL_MAX_S, and at POLL_S again as soon as events come.
         seq = after
+        pause = POLL_S
         while True:
-            rows, status = await scope.run(service.events_after, run_id, seq)
+            rows, status = await polls.run(service.events_after, run_id, seq)
             for number, kind, payload in rows:
                 seq = number
                 yield _sse(number, kind, payload)
@@ -126,8 +132,11 @@ async def run_events(
                 return
             if await request.is_disconnected():
                 return
-            if not rows:
-                await asyncio.sleep(POLL_S)
+            if rows:
+                pause = POLL_S
+            else:
+                await asyncio.sleep(pause)
+                pause = min(POLL_MAX_S, pause * 1.5)
 
     # 429 tenant_limit before the stream starts; the slot is given back when it ends, however
     return HeldStreamingResponse(
