@@ -23,7 +23,14 @@ from app.api.fairness import tenant_slots
 from app.api.responses import EncodedJSON
 from app.api.uploads import MultipartForm, read_multipart
 from app.errors import UnsupportedFormat
-from app.idempotency.http import answer_response, body_parts, claim_for, run_once, twin_answer
+from app.idempotency.http import (
+    IdempotencyKeyHeader,
+    answer_response,
+    body_parts,
+    claim_for,
+    run_once,
+    twin_answer,
+)
 from app.idempotency.service import Answer, guarded
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
@@ -46,7 +53,7 @@ router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
                **problem_responses(400, 401, 413, 415, 422, 429)},
 )
 async def create_analysis(request: Request, settings: SettingsDep, scope: ScopeDep,
-                          tenant_id: TenantDep) -> Response:
+                          tenant_id: TenantDep, idempotency_key: IdempotencyKeyHeader = None) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
         received: bytes | service.MultipartForm = await request.body()
@@ -58,7 +65,7 @@ async def create_analysis(request: Request, settings: SettingsDep, scope: ScopeD
             "Send application/json or multipart/form-data. "
             f"Received: Content-Type '{content_type or '(none)'}'"
         )
-    claim = claim_for(request, tenant_id, settings, body_parts(received))
+    claim = claim_for(request, idempotency_key, tenant_id, settings, body_parts(received))
     window = service.SyncWindow(settings.sync_analysis_timeout_s)
     try:
         outcome = await scope.run_within(
@@ -102,9 +109,9 @@ async def get_analysis(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) 
              summary="Measure gradient flow for an existing analysis (queued job)",
              responses=problem_responses(401, 404))
 async def measure_gradients(analysis_id: str, request: Request, scope: ScopeDep, tenant_id: TenantDep,
-                            settings: SettingsDep) -> Response:
+                            settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None) -> Response:
     location = f"/v1/analyses/{analysis_id}"
-    claim = claim_for(request, tenant_id, settings, [])
+    claim = claim_for(request, idempotency_key, tenant_id, settings, [])
     body = await run_once(scope, claim, service.measure_gradients, settings, tenant_id, analysis_id,
                           describe=lambda body: Answer(202, body, location))
     if isinstance(body, Answer):

@@ -11,9 +11,9 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Header, Request
 from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
@@ -23,12 +23,18 @@ from app.api.uploads import MultipartForm
 from app.config import Settings
 from app.idempotency.service import HEADER, Answer, IdempotencyClaim, fingerprint, guarded, replay
 
+#: The documented header of the POSTs that create work.
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    alias=HEADER,
+    description="Any 1-255 visible ASCII characters (a UUID): a retry with the same key and request "
+    "answers the first answer (Idempotent-Replayed: true) and creates nothing. Kept 24 hours, per tenant.",
+)]
 
-def claim_for(request: Request, tenant_id: str, settings: Settings,
+
+def claim_for(request: Request, header: str | None, tenant_id: str, settings: Settings,
               parts: Iterable[bytes | str]) -> IdempotencyClaim | None:
     """The request's claim (None without an ``Idempotency-Key``), fingerprinted by its
     method, path and ``parts`` (the body, or a form's fields and file digest)."""
-    header = request.headers.get(HEADER)
     if header is None:
         return None
     return IdempotencyClaim.parse(header, tenant_id=tenant_id, settings=settings,

@@ -16,7 +16,7 @@ from app.api.fairness import HeldStreamingResponse, stream_limiter, tenant_slots
 from app.api.responses import EncodedJSON
 from app.api.uploads import read_multipart
 from app.errors import UnsupportedFormat
-from app.idempotency.http import answer_response, body_parts, claim_for, run_once
+from app.idempotency.http import IdempotencyKeyHeader, answer_response, body_parts, claim_for, run_once
 from app.idempotency.service import Answer
 from app.models import TERMINAL_STATUSES
 from app.training import service
@@ -45,7 +45,8 @@ POLL_MAX_S = 2.0
         "application/json": {"schema": {"$ref": "#/components/schemas/TrainingRunCreate"}}}}},
     responses=problem_responses(400, 401, 404, 413, 415, 422, 429),
 )
-async def create_run(request: Request, settings: SettingsDep, scope: ScopeDep, tenant_id: TenantDep) -> Response:
+async def create_run(request: Request, settings: SettingsDep, scope: ScopeDep, tenant_id: TenantDep,
+                     idempotency_key: IdempotencyKeyHeader = None) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
         received: bytes | service.MultipartForm = await request.body()
@@ -57,7 +58,7 @@ async def create_run(request: Request, settings: SettingsDep, scope: ScopeDep, t
             "Send application/json or multipart/form-data. Received: Content-Type "
             f"'{content_type or '(none)'}'"
         )
-    claim = claim_for(request, tenant_id, settings, body_parts(received))
+    claim = claim_for(request, idempotency_key, tenant_id, settings, body_parts(received))
     created = await run_once(scope, claim, service.create_from, received, settings=settings,
                              tenant_id=tenant_id, describe=service.answer_of)
     if isinstance(created, Answer):  # a retry: the first request's answer, nothing created
