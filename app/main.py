@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
 
         app.state.rate_limiter = TenantRateLimiter(settings.rate_limit_per_minute)
     problems.install(app)
-    app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit_for(settings))
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit_for(settings), settings=settings)
     app.add_middleware(MetricsMiddleware)
 
     app.include_router(health_router)
