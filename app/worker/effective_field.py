@@ -195,11 +195,12 @@ def measure(
             "The effective field is measured on models with one image input (batch, height, width, "
             f"channels). Received: inputs {[tuple(t.shape) for t in model.inputs]}"
         )
-    input_shape = [int(d) if d is not None else None for d in model.inputs[0].shape[1:]]
-    if any(d is None for d in input_shape):
+    declared = list(model.inputs[0].shape[1:])
+    if any(d is None for d in declared):
         raise InvalidArchitecture(
-            f"The input size must be known to measure the effective field. Received: {input_shape}"
+            f"The input size must be known to measure the effective field. Received: {declared}"
         )
+    input_shape = [int(d) for d in declared]
     outputs = [_spatial_layer(model, str(entry["name"])) for entry in layers]
     units = [tuple(int(i) for i in entry["unit"]) for entry in layers]
     for entry, output, unit in zip(layers, outputs, units, strict=True):
@@ -243,14 +244,15 @@ def measure(
     rows = []
     for entry, output, unit, total in zip(layers, outputs, units, totals, strict=True):
         influence = total / samples
+        finite = bool(np.all(np.isfinite(influence)))
         row = {
             "layer": str(entry["name"]),
             "output_size": [int(d) for d in output.shape[1:3]],
             "unit": list(unit),
-            **summarise_influence(influence, box=entry["box"]),
+            **summarise_influence(np.where(np.isfinite(influence), influence, 0.0), box=entry["box"]),
         }
-        if not all(math.isfinite(float(v)) for v in influence.ravel()):
-            row["note"] = "non-finite gradients"
+        if not finite:
+            row["note"] = "some input gradients were not finite (overflow); they count as zero here"
         rows.append(row)
     return {
         "status": "measured",
