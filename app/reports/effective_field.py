@@ -77,7 +77,7 @@ def effective_field_rows(report: Report) -> list[dict[str, Any]]:
                 "fraction": _axes_text([round(100 * v) for v in row.get("fraction") or [] if v is not None], "%"),
                 "share": _percent(row.get("area_fraction")),
                 "radius": f"{row['radius95']:g}" if isinstance(row.get("radius95"), int | float) else "–",
-                "offset": _axes_text([round(v, 1) for v in offset]) if isinstance(offset, list) else "–",
+                "offset": ", ".join(f"{v:+.1f}" for v in offset) if isinstance(offset, list) else "–",
                 "note": row.get("note"),
             }
         )
@@ -118,7 +118,7 @@ def draw_effective_field(report: Report, *, formats: Sequence[str] = PLOT_FORMAT
         if not rows:
             _empty(panels[0], "not measured: POST /v1/analyses/{id}/effective-field")
         height, width = (block or {}).get("input_size") or [1, 1]
-        for axes, row in zip(panels, rows, strict=False):
+        for index, (axes, row) in enumerate(zip(panels, rows, strict=False)):
             heatmap = row.get("heatmap") or {}
             values = heatmap.get("values") or [[0.0]]
             cell = heatmap.get("cell") or [1, 1]
@@ -130,11 +130,12 @@ def draw_effective_field(report: Report, *, formats: Sequence[str] = PLOT_FORMAT
             box = row.get("field_box") or [[0, 0], [0, 0]]
             (top, bottom), (left, right) = box
             axes.add_patch(Rectangle((left, top), right - left + 1, bottom - top + 1, fill=False,
-                                     edgecolor=PALETTE["blue"], linewidth=1.6, gid="theoretical-field"))
+                                     edgecolor=PALETTE["blue"], linewidth=1.6, gid=f"theoretical-field-{index}"))
             centre, radius = row.get("centre"), row.get("radius95")
             if isinstance(centre, list) and isinstance(radius, int | float):
                 axes.add_patch(Circle((centre[1] + 0.5, centre[0] + 0.5), radius + 0.5, fill=False,
-                                      edgecolor="#ffffff", linestyle="--", linewidth=1.0, gid="effective-field"))
+                                      edgecolor="#ffffff", linestyle="--", linewidth=1.0,
+                                      gid=f"effective-field-{index}"))
             theoretical = [last - first + 1 for first, last in box]
             axes.set_title(str(row.get("layer")), fontsize=9)
             clipped = " (past the input)" if row.get("field_clipped") else ""
