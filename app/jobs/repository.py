@@ -492,8 +492,9 @@ def _attach(report: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def settle_measurement(session: Session, analysis_id: str) -> None:
-    """Bring an analysis in line with its newest gradients job: the one place a measurement
-    reaches a report. Called when either of them ends (whichever ends last completes it).
+    """Bring an analysis in line with its newest gradients and effective-field jobs: the one
+    place a measurement reaches a report. Called when any of them ends (whichever ends last
+    completes it).
 
     The analysis shows ``running`` while its report is there and a measurement is pending,
     and ``succeeded`` with the measurement (or the measurement's failure) in the report after.
