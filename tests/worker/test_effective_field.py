@@ -1,8 +1,9 @@
 """The measured effective receptive field shows what the literature shows (Luo et al., NeurIPS
 2016): it grows with depth, it is smaller than the theoretical field, and it is centred on a
 symmetric network. It never leaves the theoretical field (a gradient outside it is impossible,
-so this cross-checks the static fields), and uploaded weights are the ones measured: weights
-chosen so that the answer is known beforehand give exactly that answer.
+so this cross-checks the static fields), a linear network of uniform kernels gives its closed
+form exactly, and uploaded weights are the ones measured: weights chosen so that the answer is
+known beforehand give exactly that answer.
 
 Example 3 at 33x33 and ResNet50 at 96x96, a few samples each (the job's kind is run in this
 process, as the worker's TensorFlow child runs it)."""
@@ -169,3 +170,36 @@ def test_resnet50_with_uploaded_weights_whose_residual_branches_are_off(tmp_path
     _assert_inside_theoretical_field(result)
     for row in result["layers"][1:]:
         assert max(row["size95"]) <= 11 and row["area95"] <= 121, row
+
+
+def test_a_linear_network_of_uniform_kernels_matches_its_closed_form(tmp_path: Path) -> None:
+    """Luo et al.'s first example: n linear 3x3 convolutions with uniform weights. Every path
+    from a pixel to the centre unit has weight 1, so its influence is the number of paths, the
+    n-fold convolution of [1, 1, 1] with itself along each axis: the measured heat map must be
+    that outer product exactly, whatever the inputs."""
+    import keras
+
+    from app import pipeline
+    from tests.conftest import make_settings
+
+    depth = 5
+    layers: list[Any] = [keras.Input(shape=(33, 33, 1))]
+    layers += [keras.layers.Conv2D(1, 3, padding="same", use_bias=False, kernel_initializer="ones",
+                                   name=f"uniform{i + 1}") for i in range(depth)]
+    model = keras.Sequential(layers, name="uniform_linear")
+    blob = tmp_path / "uniform.keras"
+    model.save(blob)
+    config = pipeline.prepare_file(blob, filename=blob.name, settings=make_settings(tmp_path)).config
+    _, result = _run(config, [33, 33, 1], tmp_path, fmt="keras", blob=blob, samples=2)
+    paths = np.array([1.0])
+    for _ in range(depth):
+        paths = np.convolve(paths, [1.0, 1.0, 1.0])  # 11 taps: 1, 5, 15, 30, 45, 51, ...
+    expected = np.zeros((33, 33))
+    expected[11:22, 11:22] = np.outer(paths, paths)
+    deepest = _rows(result)[f"uniform{depth}"]
+    assert deepest["field_box"] == [[11, 21], [11, 21]]
+    assert deepest["total_influence"] == pytest.approx(expected.sum())  # 3**10 paths
+    assert np.allclose(deepest["heatmap"]["values"], expected / expected.max(), atol=1e-4)
+    share = np.cumsum(paths / paths.sum())
+    core = int(np.searchsorted(share, 0.975)) - int(np.searchsorted(share, 0.025, side="right")) + 1
+    assert deepest["size95"] == [core, core] and core < 11
