@@ -126,7 +126,7 @@ def test_example3_with_uploaded_weights_measures_those_weights(tmp_path: Path) -
     for row in uploaded["layers"]:
         assert row["size95"] == [1, 1] and row["area95"] == 1 and row["radius95"] == 0.0, row
         assert row["centre"] == row["field_centre"]
-    assert _rows(initial)["conv2d_5"]["size95"][0] >= 7  # the same model at initialisation
+    assert initial["layers"][-1]["size95"][0] >= 7  # the same model at initialisation (names vary per process)
 
 
 def test_resnet50_grows_with_depth_and_is_smaller_than_its_field(tmp_path: Path) -> None:
