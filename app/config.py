@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     gradient_time_limit_s: float = Field(
         default=600.0, description="Time limit of a gradient-measurement job."
     )
+    effective_field_time_limit_s: float = Field(
+        default=600.0, description="Time limit of an effective-receptive-field measurement job."
+    )
     training_time_limit_s: float = Field(default=900.0, description="Time limit of a training run.")
     training_max_steps: int = Field(
         default=2000, description="Upper bound on a training run's steps."

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__, db
+from app.analyses.effective_field import EffectiveFieldCreate
 from app.analyses.endpoints import router as analyses_router
 from app.api import problems
 from app.api.contract import add_documented_models, one_body_type_per_operation, operation_id
@@ -161,6 +162,7 @@ def _install_openapi(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
         components.setdefault("TrainingRunCreate", TrainingRunCreate.model_json_schema())
+        components.setdefault("EffectiveFieldCreate", EffectiveFieldCreate.model_json_schema())
         document_problems(schema)
         add_response_examples(schema)
         apply_examples(schema, getattr(app.state, "demo_ids", {}))

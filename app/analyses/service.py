@@ -275,6 +275,19 @@ def measure_gradients(session: Session, settings: Settings, tenant_id: str, anal
     return _document_of(session, analysis)
 
 
+def measure_effective_field(session: Session, settings: Settings, tenant_id: str, analysis_id: str,
+                            body: bytes) -> bytes:
+    """Queue an effective-field job for an existing analysis (``body``: JSON, may be empty);
+    the response body of the analysis."""
+    from app.analyses.effective_field import parse_body, request_effective_field
+    from app.ingest import parse_json_bytes
+
+    request = parse_body(parse_json_bytes(body, settings) if body.strip() else None)
+    analysis = get(session, tenant_id, analysis_id)
+    request_effective_field(session, settings, analysis, request)
+    return _document_of(session, analysis)
+
+
 def _document_of(session: Session, analysis: Job) -> bytes:
     child = repository.latest_child(session, analysis.id, "gradients")
     architecture = architectures.get(session, analysis.tenant_id, analysis.architecture_id or "")
