@@ -273,7 +273,7 @@ class Settings(BaseSettings):
     )
     max_queued_gradients_per_tenant: int = Field(
         default=4, ge=1,
-        description="Gradient-measurement jobs a tenant may have queued or running at once.",
+        description="Measurement jobs (gradients, effective field) a tenant may have queued or running at once.",
     )
     storage_quota_bytes: int = Field(
         default=20 * 1024 * 1024 * 1024, ge=0,

@@ -152,6 +152,9 @@ def request_effective_field(session: Session, settings: Settings, analysis: Job,
         "batch_size": request.batch_size,
         "seed": request.seed,
     }
+    from app.analyses.service import check_measurement_cap
+
+    check_measurement_cap(session, settings, analysis.tenant_id)
     check_job_resources("effective_field", analysis.result, settings, parameters, session=session)
     child = Job(
         tenant_id=analysis.tenant_id, kind="effective_field", name=analysis.name,

@@ -219,6 +219,23 @@ def _write_late(settings: Settings, window: SyncWindow, *, report: EncodedDocume
         log.exception("could not store the late result of analysis %s", analysis_id)
 
 
+#: The TensorFlow measurements of an analysis (queued jobs that allocate): one per-tenant cap.
+MEASUREMENT_KINDS = ("gradients", "effective_field")
+
+
+def check_measurement_cap(session: Session, settings: Settings, tenant_id: str) -> None:
+    """A tenant with ``max_queued_gradients_per_tenant`` measurements (gradients or effective
+    field) queued or running is refused (429 ``tenant_limit``)."""
+    active = sum(repository.active_count(session, tenant_id, kind) for kind in MEASUREMENT_KINDS)
+    if active >= settings.max_queued_gradients_per_tenant:
+        raise TenantLimitReached(
+            f"At most {settings.max_queued_gradients_per_tenant} measurements (gradients, effective "
+            f"field) per tenant may be queued or running at once. Received: one more while {active} "
+            "are; retry when one ends.",
+            limit="queued_gradients", maximum=settings.max_queued_gradients_per_tenant, retry_after=30,
+        )
+
+
 def request_gradients(session: Session, settings: Settings, analysis: Job) -> Job:
     """Queue a measured-gradients job for an analysis; the analysis shows it as running.
 
@@ -228,13 +245,7 @@ def request_gradients(session: Session, settings: Settings, analysis: Job) -> Jo
     ``tenant_limit``), so one tenant's backlog never delays another's by more than that."""
     from app.jobs.resources import check_job_resources
 
-    active = repository.active_count(session, analysis.tenant_id, "gradients")
-    if active >= settings.max_queued_gradients_per_tenant:
-        raise TenantLimitReached(
-            f"At most {settings.max_queued_gradients_per_tenant} gradient measurements per tenant may be "
-            f"queued or running at once. Received: one more while {active} are; retry when one ends.",
-            limit="queued_gradients", maximum=settings.max_queued_gradients_per_tenant, retry_after=30,
-        )
+    check_measurement_cap(session, settings, analysis.tenant_id)
     if analysis.result is not None:
         check_job_resources("gradients", analysis.result, settings, session=session)
     child = Job(
