@@ -108,6 +108,8 @@ _TOP, _ENTRY, _NESTED = "top", "entry", "nested"
 #: JSON scalars: an object whose values are these (and whose ``config`` holds only these) is
 #: a leaf of the walk (a dtype policy, an initializer, a regularizer).
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+#: Values that need no check of their own (strings may name code; containers hold more).
+_PLAIN_NUMBERS = frozenset({int, float, bool, type(None)})
 #: Leaves larger than this are walked every time (the memo is for the small repeated ones).
 _LEAF_MAX_KEYS = 32
 
@@ -213,6 +215,8 @@ class _Walk:
     def sequence(self, items: list[Any], path: Any, owner: str | None, depth: int, nesting: int,
                  *, in_node: bool = False) -> list[Any]:
         self._count(depth, path)
+        if _PLAIN_NUMBERS.issuperset(map(type, items)):  # a shape, a stride: nothing to check
+            return items.copy()
         out = []
         for index, item in enumerate(items):
             kind = type(item)
