@@ -410,7 +410,7 @@ def _coverage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
     field_text = "x".join(str(s) for s in sizes)
     input_text = "x".join(str(s) for s in inputs)
     details = {"layer": summary["layer"], "field": sizes, "input_size": inputs,
-               "coverage": coverage, "head_is_global": summary.get("head_is_global")}
+               "coverage": list(coverage), "head_is_global": summary.get("head_is_global")}
     if min(coverage) < SMALL_FIELD_COVERAGE:
         head = (" The global head averages these local views, so the decision rests on "
                 "patches, not on the object's overall shape." if summary.get("head_is_global")

@@ -117,8 +117,25 @@ def _spatial_input(result: AnalysisResult, channels_first: bool) -> tuple[str | 
     return None, None
 
 
+#: The summary of the last result asked for: the findings and the report read the same one.
+_last_summary: tuple[AnalysisResult, dict[str, Any]] | None = None
+
+
 def receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
-    """The last spatial feature map's field and how much of the input it covers."""
+    """The last spatial feature map's field and how much of the input it covers.
+
+    Computed once per analysed result (the findings ask first, the report reuses it).
+    """
+    global _last_summary
+    cached = _last_summary
+    if cached is not None and cached[0] is result:
+        return cached[1]
+    summary = _receptive_field_summary(result)
+    _last_summary = (result, summary)
+    return summary
+
+
+def _receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
     channels_first = any(
         layer.node.config.get("data_format") == "channels_first" for layer in result.layers
     )
@@ -203,13 +220,14 @@ def misaligned_summary(result: AnalysisResult, *, full: bool = False) -> list[di
         inherited.update(entry["branches"])
         if not new:
             continue
-        ranked = sorted(new, key=lambda pair: -_centre_offset(result, pair))
+        offsets = {pair: _centre_offset(result, pair) for pair in new}
+        ranked = sorted(new, key=lambda pair: -offsets[pair])
         shown = ranked if full else ranked[:MISALIGNED_SHOWN]
         item: dict[str, Any] = {
             "layer": entry["layer"],
             "branches": [pair.split("|") for pair in shown],
             "pair_count": len(new),
-            "max_offset": round(_centre_offset(result, ranked[0]), 4),
+            "max_offset": round(offsets[ranked[0]], 4),
         }
         out.append(item)
     return out
