@@ -135,6 +135,11 @@ def receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
     return summary
 
 
+def _forget_summary() -> None:
+    global _last_summary
+    _last_summary = None
+
+
 def _receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
     channels_first = any(
         layer.node.config.get("data_format") == "channels_first" for layer in result.layers
@@ -277,6 +282,8 @@ def build_report(result: AnalysisResult, *, name: str | None = None) -> dict[str
         metrics["findings"] = {"status": "partial", "reason": findings_error}
     unsupported = [{"name": n, "class_name": c} for n, c in result.unsupported]
     status = "complete" if all(m["status"] == "complete" for m in metrics.values()) and not unsupported else "partial"
+    field_summary = receptive_field_summary(result)
+    _forget_summary()  # the report holds it now; keep no analysed graph alive after it
     return {
         "schema_version": SCHEMA_VERSION,
         "model_name": name or result.model_name,
@@ -295,7 +302,7 @@ def build_report(result: AnalysisResult, *, name: str | None = None) -> dict[str
             "incomplete": incomplete,
         },
         "layers": [layer_json(layer) for layer in listed],
-        "receptive_field": receptive_field_summary(result),
+        "receptive_field": field_summary,
         "gradient_flow": {"predicted": predicted, "measured": None},
         "findings": findings if isinstance(findings, list) else [],
         "coverage": {"status": status, "unsupported_layers": unsupported, "metrics": metrics},
