@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import time
+import uuid
 from collections import Counter
 from contextlib import ExitStack
 from typing import Any
@@ -153,7 +154,9 @@ def resnet50_ratio(url: str, repeats: int = 21, pid: int | None = None) -> dict[
     service_cpu = engine_cpu = 0.0
     with httpx.Client(base_url=url, timeout=60) as client:
         for index in range(repeats + 2):
-            config["config"]["name"] = f"resnet50_{index}_{time.time_ns()}"
+            # unique, and without a run of 19 digits (a string like time_ns() sends the parser
+            # to its exact check for over-long integers, which clients rarely pay)
+            config["config"]["name"] = f"resnet50_{index}_{uuid.uuid4().hex[:12]}"
             body = json.dumps({"architecture": config}).encode()
             cpu_before = service_cpu_seconds(pid) if pid is not None else 0.0
             started = time.perf_counter()
