@@ -240,7 +240,9 @@ class Settings(BaseSettings):
         default=False, description="Allow auth_mode=none on a non-loopback address."
     )
     rate_limit_per_minute: int = Field(
-        default=600, description="Requests per minute per tenant (0 disables)."
+        default=600,
+        description="Requests per minute per tenant when API keys are on (auth_mode=api_key; 0 disables). "
+        "Without keys (auth_mode=none: one local user) requests are not rate-limited.",
     )
     max_concurrent_training_per_tenant: int = Field(
         default=2, description="Training runs a tenant may have queued or running at once."

@@ -109,7 +109,9 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
     app.state.executor = executor
     app.state.dispatch = executor.dispatch if executor is not None else None
     app.state.demo_ids = {}
-    if settings.rate_limit_per_minute > 0:
+    if settings.rate_limit_per_minute > 0 and settings.auth_mode != "none":
+        # tenant quotas; the embedded default (one local user, no keys) is not rate-limited:
+        # a platform batch-analysing a model zoo from this machine must not meet 429s
         from app.api.ratelimit import TenantRateLimiter
 
         app.state.rate_limiter = TenantRateLimiter(settings.rate_limit_per_minute)

@@ -18,6 +18,8 @@ Benchmarks (each can also run alone):
   PostgreSQL; ``bench/loadtest.py``).
 - ``parse``:    the strict JSON parser (orjson) against the same rules on the standard
   library, and the gate's time per document (``bench/bench_parse.py``).
+- ``pages``:    the report page, comparison page and terminal report from Example 1 to
+  NASNetLarge: size and median render time (``bench/bench_pages.py``).
 
 Run::
 
@@ -43,7 +45,7 @@ from typing import Any
 
 from bench import ARTIFACTS, ROOT, machine
 
-ALL = ("engine", "http", "wrk", "upload", "training", "load", "parse")
+ALL = ("engine", "http", "wrk", "upload", "training", "load", "parse", "pages")
 #: Lines of the script-style benchmarks that carry a figure worth repeating in the summary.
 FIGURE_LINE = re.compile(r"ratio|goal|throughput|delay|chain of|%|\d+x\s*$", re.IGNORECASE)
 
@@ -181,7 +183,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "PASS" if entry["passed"] else "FAIL",
             )
         )
-    for name in ("engine", "training", "parse"):
+    for name in ("engine", "training", "parse", "pages"):
         entry = results.get(name)
         if entry is None:
             continue
@@ -227,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             results["training"] = run_script("bench_training", args.quick)
         elif name == "parse":
             results["parse"] = run_script("bench_parse", args.quick)
+        elif name == "pages":
+            results["pages"] = run_script("bench_pages", args.quick)
         elif name == "http":
             from bench import bench_http
 

@@ -39,7 +39,6 @@ from app.architectures import service as architectures_service
 from app.config import Settings
 from app.db import EncodedDocument, enqueue, session_scope
 from app.errors import DomainError, NotFound, ValidationFailed
-from app.ingest.shapes import parse_input_shape
 from app.models import Architecture, Job
 
 log = logging.getLogger("convlens.analyses")
@@ -170,16 +169,14 @@ def _prepare_form(form: MultipartForm, settings: Settings) -> pipeline.AnalysisR
     and ``measure_gradients`` fields."""
     if form.file is None:
         raise ValidationFailed("The multipart body needs a 'file' part with the model file.")
-    input_shape = parse_input_shape(form.fields.get("input_shape"), settings)
     name = form.fields.get("name") or None
     if name is not None and len(name) > 300:
         raise ValidationFailed("name must be at most 300 characters.")
     measure = form.fields.get("measure_gradients", "false").strip().lower() in {"1", "true", "yes"}
     upload = form.file
-    prepared = pipeline.prepare_file(upload.path, filename=upload.filename, settings=settings,
-                                     sha256=upload.sha256)
-    return pipeline.AnalysisRequest(architecture=prepared, input_shape=input_shape, name=name,
-                                    measure_gradients=measure)
+    return pipeline.prepare_upload(upload.path, filename=upload.filename, sha256=upload.sha256,
+                                   input_shape=form.fields.get("input_shape"), name=name,
+                                   measure_gradients=measure, settings=settings)
 
 
 def queue_instead(session: Session, window: SyncWindow, *, settings: Settings, tenant_id: str,

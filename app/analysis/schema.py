@@ -23,7 +23,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -209,8 +209,11 @@ class PredictedLayer(Strict):
     )
     relative_gradient_scale: float = Field(description="That ratio (dimensionless).")
     log10_relative_weight_gradient_scale: float = Field(description="The same for its weight gradient.")
-    depth_to_output: PathRange | None = Field(description="Layers between it and an output; null: none reached.")
-    skip_connections: int = Field(description="Skip connections that bypass it (count).")
+    depth_to_output: PathRange | None = Field(
+        description="Weighted layers after it on its paths to an output; null: none reached."
+    )
+    skip_connections: int = Field(description="Merges downstream of it that an input not computed "
+                                  "from it also reaches: paths around it (count).")
     skip_layers: list[str] = Field(description="Up to eight of those merges.")
     saturating_activations: CountRange | None = Field(description="sigmoid/tanh-like activations on its paths.")
     normalizations: CountRange | None = Field(description="Normalization layers on its paths.")
@@ -236,9 +239,17 @@ class PredictedGradientFlow(Strict):
     first_layer: str | None = Field(default=None, description="The first weighted layer reaching an output.")
     last_layer: str | None = Field(default=None, description="The last weighted layer.")
     weighted_layers: int | None = Field(default=None, description="Weighted layers (count).")
-    depth: PathRange | None = Field(default=None, description="Layers from the first weighted layer to an output.")
+    depth: PathRange | None = Field(
+        default=None,
+        description="Weighted layers after the first weighted layer on its paths to an output "
+        "(its depth_to_output).",
+    )
     skip_connections: int | None = Field(
-        default=None, description="Skip connections bypassing the first weighted layer."
+        default=None,
+        description="Skip connections in the network: residual merges (Add, Average, a scaled "
+        "sum) and dense ones (a concatenation with maps computed from one of its inputs); "
+        "parallel branches concatenated (Inception) are none. The count the residual_connections "
+        "and dense_connections findings and the graph drawing give.",
     )
     saturating_activations_on_longest_path: int | None = Field(default=None, description="Count.")
     weakest_layer: LayerScale | None = Field(default=None)
@@ -479,10 +490,10 @@ class MisalignedDetails(Strict):
 
 
 class ResidualDetails(Strict):
-    merges: int
-    layers_bypassed: int
-    shortest_path: int
-    longest_path: int
+    merges: int = Field(description="The finding's merges (count).")
+    layers_bypassed: int = Field(description="Weighted layers some skip connection goes around.")
+    shortest_path: int = Field(description="Weighted layers after the first one on its shortest path to an output.")
+    longest_path: int = Field(description="...and on its longest.")
     gradient_ratio: float | None
     gradient_verdict: GradientVerdict | None
 
@@ -553,7 +564,8 @@ _FINDINGS = [
     _finding("dilation_gridding", DilationDetails, "Stacked dilations with a common factor leave a grid of holes."),
     _finding("residual_shape_mismatch", ShapeMismatchDetails, "An element-wise merge of differently shaped tensors."),
     _finding("misaligned_fields", MisalignedDetails, "Merged branches whose field centres differ."),
-    _finding("residual_connections", ResidualDetails, "What the skip connections buy for the gradient."),
+    _finding("residual_connections", ResidualDetails, "What the residual merges buy for the gradient."),
+    _finding("dense_connections", ResidualDetails, "Concatenations that pass earlier feature maps forward."),
     _finding("full_resolution_compute", FullResolutionDetails, "Most compute runs at full input resolution."),
     _finding("bias_before_normalization", BiasBeforeNormDetails, "A bias right before normalization is cancelled."),
     _finding("residual_branch_nonnegative", NonnegativeDetails, "Residual branches end in ReLU before the addition."),
@@ -564,13 +576,10 @@ _FINDINGS = [
 #: The finding codes the schema documents (the engine's ``findings.CODES``, checked by a test).
 FINDING_CODES = tuple(model.model_fields["code"].annotation.__args__[0] for model in _FINDINGS)  # type: ignore[union-attr]
 
-Finding = Annotated[
-    # a tagged union: one object type per code, told apart by ``code``
-    _FINDINGS[0] | _FINDINGS[1] | _FINDINGS[2] | _FINDINGS[3] | _FINDINGS[4] | _FINDINGS[5]  # type: ignore[valid-type]
-    | _FINDINGS[6] | _FINDINGS[7] | _FINDINGS[8] | _FINDINGS[9] | _FINDINGS[10] | _FINDINGS[11]  # type: ignore[valid-type]
-    | _FINDINGS[12] | _FINDINGS[13] | _FINDINGS[14] | _FINDINGS[15] | _FINDINGS[16] | _FINDINGS[17],  # type: ignore[valid-type]
-    Field(discriminator="code"),
-]
+if TYPE_CHECKING:  # pragma: no cover - one object type per code, told apart by ``code``
+    Finding = FindingBase
+else:
+    Finding = Annotated[Union[tuple(_FINDINGS)], Field(discriminator="code")]  # noqa: UP007 - built from the list
 
 
 # -- coverage --------------------------------------------------------------------------------

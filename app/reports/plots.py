@@ -485,11 +485,28 @@ def plot_params_macs(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -
     return RenderedPlot("params_macs", title, svg, png, len(rows))
 
 
+BARS_AS_ONE_SHAPE_ABOVE = 150
+"""From this many bars a chart draws them as one shape (a collection) instead of one patch
+each: the same picture, several times faster to lay out and much smaller as SVG."""
+
+
 def _bars(axes: Axes, values: Sequence[float], colour: str, label: str) -> None:
     x = list(range(len(values)))
     known = [0.0 if math.isnan(value) else value for value in values]
     use_log = max(known, default=0.0) > 0
-    axes.bar(x, known, color=colour, width=0.75, log=use_log, label=label)
+    if len(values) > BARS_AS_ONE_SHAPE_ABOVE:
+        from matplotlib.collections import PolyCollection
+
+        floor, half = (0.8 if use_log else 0.0), 0.375
+        shapes = [[(i - half, floor), (i - half, v), (i + half, v), (i + half, floor)]
+                  for i, v in enumerate(known) if v > floor]
+        axes.add_collection(PolyCollection(shapes, facecolors=colour, edgecolors="none", label=label))
+        if use_log:
+            axes.set_yscale("log")
+        axes.set_xlim(-0.5, len(values) - 0.5)
+        axes.set_ylim(floor, max(max(known, default=1.0), 1.0) * (2.0 if use_log else 1.05))
+    else:
+        axes.bar(x, known, color=colour, width=0.75, log=use_log, label=label)
     unknown = [i for i, value in enumerate(values) if math.isnan(value)]
     if unknown:
         axes.scatter(
