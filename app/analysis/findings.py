@@ -626,6 +626,10 @@ def _checkerboard(result: AnalysisResult) -> list[dict[str, Any]]:
         {"layers": details})]
 
 
+_UPSTREAM_DILATED = 8
+"""Nearest dilated convolutions kept per layer when looking for dilation chains."""
+
+
 def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
     by_name = result.by_name()
     dilation_of: dict[str, int] = {}
@@ -633,16 +637,19 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
         if Trait.SPATIAL_KERNEL in layer.traits:
             rates = _ints(layer.node.config.get("dilation_rate", 1), _spatial_rank(layer))
             dilation_of[layer.name] = max(rates)
-    # The nearest convolution upstream of each layer (through non-convolution layers).
+    # The nearest dilated convolutions upstream of each layer (through non-convolution layers;
+    # a plain convolution ends the search). Only dilated ones can form a chain, and a few are
+    # enough: keeping every convolution behind a residual chain's shortcuts was quadratic.
     upstream: dict[str, list[str]] = {}
     for layer in result.layers:
         found: list[str] = []
         for name in layer.inbound:
             if name in dilation_of:
-                found.append(name)
+                if dilation_of[name] > 1:
+                    found.append(name)
             else:
-                found.extend(upstream.get(name, []))
-        upstream[layer.name] = list(dict.fromkeys(found))
+                found.extend(upstream.get(name, ()))
+        upstream[layer.name] = list(dict.fromkeys(found))[:_UPSTREAM_DILATED] if found else []
     chains: list[list[str]] = []
     for layer in result.layers:
         rate = dilation_of.get(layer.name, 1)

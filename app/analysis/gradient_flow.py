@@ -535,10 +535,12 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats()
         elif merge is Merge.SUM or merge is Merge.AVERAGE:
             divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
-            mean = sum(10.0 ** (s.mean_sq / 2.0) for s in inputs if s.mean_sq > -290)
+            # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
+            log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
             state.out = _Stats(_log_sum(s.fluct for s in inputs) - divisor,
                                _log_sum(s.offset for s in inputs) - divisor,
-                               (2.0 * _log10(mean) if mean > 0 else _LOG_FLOOR) - divisor)
+                               (2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
+                               - divisor)
         elif merge is Merge.PRODUCT:
             total = sum(s.total for s in inputs)
             mean_sq = sum(s.mean_sq for s in inputs)
@@ -654,36 +656,57 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     """For each named layer, the merge layers (Add, Concatenate, ...) downstream of it that also
     receive an input not computed from it: skip connections that bypass the layer.
 
-    Reachability is kept as bit sets over the merges' input slots, one pass over the graph.
+    A merge ``M`` bypasses exactly the layers strictly between ``M`` and its immediate
+    dominator ``D`` (the last layer every path from the inputs to ``M`` crosses: the fork of a
+    residual block): each of them feeds some input of ``M`` while the fork's other branch
+    reaches ``M`` without it. Dominators come from one topological pass (Cooper, Harvey &
+    Kennedy 2001, "A simple, fast dominance algorithm"), and each merge's region is walked
+    back to its fork once, so a chain of residual blocks costs time linear in its length.
+    (A layer inside the region that feeds every input of ``M`` is counted too; no standard
+    block has one.)
     """
+    wanted: dict[str, list[str]] = {name: [] for name in names}
     merges = [layer for layer in result.layers
               if layer.merge in SKIP_MERGES and len(set(layer.inbound)) > 1]
     if not merges:
-        return {name: [] for name in names}
-    slot_masks: dict[str, int] = {}
-    own_slots: dict[str, int] = {}
-    bit = 0
+        return wanted
+    order = {layer.name: index for index, layer in enumerate(result.layers)}
+    parents = {layer.name: [name for name in dict.fromkeys(layer.inbound) if name in order]
+               for layer in result.layers}
+    dominator: dict[str, str | None] = {}
+
+    def meet(a: str | None, b: str | None) -> str | None:
+        while a is not None and b is not None and a != b:
+            while a is not None and b is not None and order[a] > order[b]:
+                a = dominator[a]
+            while a is not None and b is not None and order[b] > order[a]:
+                b = dominator[b]
+        return a if a == b else None
+
+    for layer in result.layers:
+        inbound = parents[layer.name]
+        if not inbound:
+            dominator[layer.name] = None  # a model input: dominated by the virtual root
+            continue
+        found: str | None = inbound[0]
+        for name in inbound[1:]:
+            found = meet(found, name)
+            if found is None:
+                break
+        dominator[layer.name] = found
     for merge in merges:
-        mask = 0
-        for source in dict.fromkeys(merge.inbound):
-            own_slots[source] = own_slots.get(source, 0) | (1 << bit)
-            mask |= 1 << bit
-            bit += 1
-        slot_masks[merge.name] = mask
-    successors = result.successors()
-    reach: dict[str, int] = {}
-    for layer in reversed(result.layers):
-        mask = own_slots.get(layer.name, 0)
-        for successor in successors.get(layer.name, []):
-            mask |= reach.get(successor, 0)
-        reach[layer.name] = mask
-    out: dict[str, list[str]] = {}
-    for name in names:
-        mask = reach.get(name, 0)
-        out[name] = [merge.name for merge in merges
-                     if mask & slot_masks[merge.name]
-                     and mask & slot_masks[merge.name] != slot_masks[merge.name]] if mask else []
-    return out
+        fork = dominator[merge.name]
+        pending = [name for name in parents[merge.name] if name != fork]
+        region: set[str] = set(pending)
+        while pending:
+            name = pending.pop()
+            if name in wanted:
+                wanted[name].append(merge.name)
+            for parent in parents[name]:
+                if parent != fork and parent not in region:
+                    region.add(parent)
+                    pending.append(parent)
+    return wanted
 
 
 def _scale(log_value: float) -> float | None:
