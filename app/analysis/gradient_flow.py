@@ -48,12 +48,89 @@ VANISHING_RATIO = 1e-3
 """First-to-last gradient ratio below which gradient flow is called vanishing."""
 EXPLODING_RATIO = 1e3
 """First-to-last gradient ratio above which gradient flow is called exploding."""
+NORMALIZED_EXPLODING_RATIO = 1e8
+"""The same when normalization layers lie on the path (their growth at initialization is
+benign up to here: see :func:`classify`)."""
+
+QUANTITY = {
+    "name": "pre_activation_gradient_norm",
+    "definition": (
+        "per weighted layer (convolution or dense), the root mean square over samples and "
+        "output channels of the L2 norm over spatial positions of the loss gradient with "
+        "respect to the layer's pre-activation (its output before its activation function), "
+        "at initialization, divided by the same for the last weighted layer"
+    ),
+    "why": (
+        "it is the backward signal of signal-propagation theory (He et al. 2015; Schoenholz "
+        "et al. 2017) summed over the positions a kernel's gradient sums over, so resolution "
+        "changes (strides, pooling) do not move it while a gradient that shrinks or grows "
+        "layer after layer does"
+    ),
+    "unit": "dimensionless ratio (last weighted layer = 1)",
+}
+"""The one quantity that the prediction and the measurement both report (docs/gradient-flow.md)."""
+
+
+def layer_gradient_norm(mean_square: float | None, positions: int) -> float | None:
+    """The quantity for one layer, from the mean square of its pre-activation gradient (over
+    samples, positions and channels) and its number of spatial positions: sqrt(P x mean
+    square), the per-channel L2 norm over positions. Used by the prediction (mean square
+    from the mean-field variance) and by the measurement (mean square of the measured
+    gradient) alike.
+
+    >>> layer_gradient_norm(0.25, 16)
+    2.0
+    >>> layer_gradient_norm(None, 4) is None
+    True
+    """
+    if mean_square is None or not math.isfinite(mean_square) or mean_square < 0:
+        return None
+    return math.sqrt(mean_square * max(positions, 1))
+
+
+def relative_profile(norms: list[tuple[str, float | None]]) -> dict[str, Any]:
+    """Per-layer values of the quantity relative to the last weighted layer that has one, in
+    graph order, and the first-to-last ``ratio``: the same arithmetic for predicted and
+    measured values.
+
+    >>> relative_profile([("a", 0.5), ("b", None), ("c", 2.0)])["ratio"]
+    0.25
+    """
+    known = [(name, value) for name, value in norms if value is not None]
+    if not known or not known[-1][1]:
+        return {"per_layer": {name: None for name, _ in norms}, "ratio": None,
+                "log10_ratio": None, "first_layer": None, "last_layer": None}
+    last_name, last_value = known[-1]
+    per_layer = {name: (value / last_value if value is not None else None)
+                 for name, value in norms}
+    ratio = per_layer[known[0][0]]
+    return {
+        "per_layer": per_layer,
+        "ratio": ratio,
+        "log10_ratio": round(math.log10(ratio), 4) if ratio and math.isfinite(ratio) else None,
+        "first_layer": known[0][0],
+        "last_layer": last_name,
+    }
+
+
+def spatial_positions(shape: Any, config: dict[str, Any] | None = None) -> int:
+    """Spatial positions of a (batch, ..., channels) tensor: the product of the axes between
+    batch and channels (1 for a vector; unknown axes count 1).
+
+    >>> spatial_positions([None, 8, 8, 16]), spatial_positions([None, 10])
+    (64, 1)
+    """
+    if not shape or len(shape) < 3:
+        return 1
+    first = (config or {}).get("data_format") == "channels_first"
+    axes = shape[2:] if first else shape[1:-1]
+    return math.prod(axis if isinstance(axis, int) and axis > 0 else 1 for axis in axes)
+
 
 RATIO_DEFINITION = (
-    "RMS of the gradient reaching the first weighted layer (w.r.t. its pre-activation) divided by "
-    "the RMS reaching the last weighted layer, at initialization; weight_gradient_ratio is the "
-    "same for the kernels' own gradients (input second moment x backpropagated variance), the "
-    "quantity to compare with measured kernel gradients"
+    "the quantity (see gradient_flow.quantity) at the first weighted layer divided by the same "
+    "at the last weighted layer; weight_gradient_ratio is a diagnostic for the kernels' own "
+    "gradients (input second moment x backpropagated variance)"
 )
 METHOD = (
     "mean-field signal propagation per spatial position (Glorot & Bengio 2010; He et al. 2015): "
@@ -84,8 +161,33 @@ def _rescales_input(layer: LayerResult) -> bool:
     after it (see ASSUMPTIONS); augmentation and resizing keep the scale."""
     return Trait.PREPROCESSING in layer.traits and not layer.traits & _PASS_THROUGH_PREPROCESSING
 
+THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_RATIO,
+              "exploding_above_with_normalization": NORMALIZED_EXPLODING_RATIO}
+"""The verdict rule's numbers, as reports show them."""
+
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _LOG_FLOOR = -300.0
+
+
+def classify(ratio: float | None, *, normalized: bool) -> str | None:
+    """The verdict rule, for predicted and measured ratios of the quantity alike.
+
+    ``normalized``: a normalization layer lies on the first weighted layer's path to the
+    output. Normalization in training mode makes the backward signal grow with depth at
+    initialization (Yang et al. 2019) while such networks train with standard recipes, so
+    growth under normalization is called exploding only from
+    :data:`NORMALIZED_EXPLODING_RATIO` (see docs/gradient-flow.md for the calibration).
+
+    >>> classify(1e4, normalized=True), classify(1e4, normalized=False)
+    ('healthy', 'exploding')
+    """
+    if ratio is None or math.isnan(ratio):
+        return None
+    if ratio < VANISHING_RATIO:
+        return "vanishing"
+    if ratio > (NORMALIZED_EXPLODING_RATIO if normalized else EXPLODING_RATIO):
+        return "exploding"
+    return "healthy"
 
 
 def classify_ratio(ratio: float | None) -> str | None:
@@ -426,6 +528,7 @@ class _Forward:
     log_kernel_back: float = 0.0  # log10 of prod(backward_fan * Var(W)) over its kernels
     log_norm_back: float = 0.0  # log10 1/Var(input) for normalizations
     log_pass_back: float | None = None  # log10 backward gain of a nested model or a scale layer
+    log_scaled_sum: float | None = None  # log10 gain of the scaled inputs of a scaled sum
     inputs: list[_Stats] = field(default_factory=list)
     kernels: list[KernelModel] | None = None
     treated_as_identity: bool = False
@@ -509,6 +612,16 @@ def _forward(result: AnalysisResult, notes: list[str],
             if any(inner[name].kernels for name in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
+        elif Trait.SCALE in traits and len(inputs) > 1:
+            # A scaled residual sum (Inception-ResNet's CustomScaleLayer): first + scale x rest.
+            scale = layer.scale
+            gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
+            scaled = [first] + [_Stats(s.fluct + gain, s.offset + gain, s.mean_sq + gain)
+                                for s in inputs[1:]]
+            log_mean = _log_sum(s.mean_sq / 2.0 for s in scaled if s.mean_sq > -290)
+            state.out = _Stats(_log_sum(s.fluct for s in scaled), _log_sum(s.offset for s in scaled),
+                               2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
+            state.log_scaled_sum = gain
         elif Trait.SCALE in traits:  # ConvNeXt's LayerScale: a learned per-channel scale
             scale = layer.scale
             gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
@@ -579,10 +692,15 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         if not inputs:
             continue
         merge = layer.merge
+        resampling = _log_resampling(layer)
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
+        elif state.log_scaled_sum is not None:
+            to_input = [log_pre] + [log_pre + state.log_scaled_sum] * (len(inputs) - 1)
         elif state.log_pre is not None:  # weighted layer
-            to_input = [log_pre + state.log_kernel_back] * len(inputs)
+            to_input = [log_pre + state.log_kernel_back + resampling] * len(inputs)
+        elif resampling:
+            to_input = [log_pre + resampling] * len(inputs)
         elif Trait.NORMALIZATION in layer.traits:
             to_input = [log_pre + state.log_norm_back] * len(inputs)
         elif merge is Merge.AVERAGE:
@@ -597,6 +715,37 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         for name, value in zip(inputs, to_input, strict=False):
             incoming[name].append(value)
     return pre
+
+
+_RESAMPLING = frozenset({Trait.POOLING, Trait.GLOBAL_POOLING, Trait.UPSAMPLING, Trait.CROPPING,
+                         Trait.RESIZING, Trait.KERNEL})
+
+
+def _log_resampling(layer: LayerResult) -> float:
+    """log10 of the factor a layer that changes the number of spatial positions applies to the
+    per-position gradient variance on its way back: each input position receives, on average,
+    P_out / P_in of the output gradients (a stride-2 convolution or max pooling: 1/4; nearest
+    upsampling by 2: 4); an averaging window also divides each share by its area (global
+    average pooling over P positions: 1/P^2). Transposed convolutions' fans already count
+    their outputs per input; padding passes the gradient of the positions it keeps."""
+    traits = layer.traits
+    if not traits & _RESAMPLING or Trait.TRANSPOSED in traits or Trait.PADDING in traits:
+        return 0.0
+    if not layer.input_shapes or not layer.output_shapes:
+        return 0.0
+    config = layer.node.config
+    p_in = spatial_positions(layer.input_shapes[0], config)
+    p_out = spatial_positions(layer.output_shapes[0], config)
+    if Trait.GLOBAL_POOLING in traits:
+        p_out = 1
+    if p_in == p_out and Trait.AVERAGING not in traits:
+        return 0.0
+    log_factor = math.log10(p_out / p_in)
+    if Trait.AVERAGING in traits:
+        area = p_in if Trait.GLOBAL_POOLING in traits else math.prod(
+            _as_list(config.get("pool_size", 2), max(len(layer.input_shapes[0] or ()) - 2, 1)))
+        log_factor -= math.log10(max(area, 1))
+    return log_factor
 
 
 def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, Any]]:
@@ -743,7 +892,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     base: dict[str, Any] = {
         "method": METHOD,
         "ratio_definition": RATIO_DEFINITION,
-        "thresholds": {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_RATIO},
+        "thresholds": THRESHOLDS,
         "assumptions": ASSUMPTIONS,
     }
     if not weighted_layers:
@@ -791,16 +940,24 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "normalizations": ({"fewest": info["norm"][0], "most": info["norm"][1]}
                                if info["reaches_output"] else None),
         })
-    # Variances -> RMS: halve the log.
+    # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
+    # (in logs: the values span hundreds of orders of magnitude in broken networks).
+    log_norms = {layer.name: (pre[layer.name] + math.log10(_positions(layer))) / 2.0
+                 for layer in weighted_layers}
+    log_last_norm = log_norms[last.name]
     for entry in layers_out:
-        halved = round(entry["log10_relative_gradient_scale"] / 2, 4)
-        entry["log10_relative_gradient_scale"] = halved
-        entry["relative_gradient_scale"] = _scale(entry["log10_relative_gradient_scale"])
+        relative = round(log_norms[entry["name"]] - log_last_norm, 4)
+        entry["log10_relative_gradient_scale"] = relative
+        entry["relative_gradient_scale"] = _scale(relative)
     by_name = {entry["name"]: entry for entry in layers_out}
     log_ratio = by_name[first.name]["log10_relative_gradient_scale"]
     log_weight_ratio = by_name[first.name]["log10_relative_weight_gradient_scale"]
     ratio = 10.0 ** log_ratio if abs(log_ratio) < 300 else (0.0 if log_ratio < 0 else math.inf)
-    verdict = classify_ratio(ratio)
+    first_norms = paths[first.name]["norm"]
+    normalized = bool(first_norms and first_norms[1])
+    verdict = classify(ratio, normalized=normalized)
+    growth_under_normalization = bool(normalized and verdict == "healthy"
+                                      and ratio > EXPLODING_RATIO)
     weakest = min((e for e in layers_out if e["depth_to_output"] is not None),
                   key=lambda e: e["log10_relative_gradient_scale"])
     strongest = max((e for e in layers_out if e["depth_to_output"] is not None),
@@ -821,8 +978,12 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         **base,
         "status": "complete" if not notes else "partial",
         "verdict": verdict,
+        "quantity": QUANTITY["name"],
         "ratio": ratio if math.isfinite(ratio) else None,
         "log10_ratio": round(log_ratio, 4),
+        "normalized": normalized,
+        "growth_under_normalization": growth_under_normalization,
+        "per_layer": {entry["name"]: entry["relative_gradient_scale"] for entry in layers_out},
         "weight_gradient_ratio": _scale(log_weight_ratio),
         "log10_weight_gradient_ratio": log_weight_ratio,
         "weight_gradient_verdict": classify_ratio(_scale(log_weight_ratio)),
@@ -844,6 +1005,129 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     }
 
 
+def _positions(layer: LayerResult) -> int:
+    return spatial_positions(layer.output_shapes[0] if layer.output_shapes else None,
+                             layer.node.config)
+
+
 def _words(log_ratio: float) -> str:
     """'1e-12 times' style wording for a log10 ratio."""
     return f"about 1e{round(log_ratio):+d} times"
+
+
+# ---------------------------------------------------------------------------------------------
+# A measurement meets the prediction
+# ---------------------------------------------------------------------------------------------
+
+AGREEMENT_FACTOR = 3.0
+"""Per-layer predicted and measured values within this factor of each other agree."""
+GRADIENT_FINDINGS = frozenset({"gradient_flow_vanishing", "gradient_flow_exploding",
+                               "gradient_flow_normalization_growth"})
+"""Findings that state the predicted verdict, marked once a measurement arrives."""
+
+
+def compare(predicted: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """How far the measured per-layer values are from the predicted ones (same quantity, both
+    relative to the last weighted layer): the median and largest factor, and the share of
+    layers within :data:`AGREEMENT_FACTOR`.
+
+    >>> compare({"per_layer": {"a": 1.0, "b": 4.0}, "ratio": 4.0},
+    ...         {"per_layer": {"a": 1.0, "b": 2.0}, "ratio": 2.0})["median_factor"]
+    1.4142
+    """
+    expected = predicted.get("per_layer") or {}
+    observed = measured.get("per_layer") or {}
+    factors = []
+    for name, value in expected.items():
+        other = observed.get(name)
+        if value and other and value > 0 and other > 0:
+            factors.append(abs(math.log10(value / other)))
+    factors.sort()
+    if not factors:
+        return {"layers": 0, "median_factor": None, "max_factor": None, "within_factor": None,
+                "agreement_factor": AGREEMENT_FACTOR, "ratio_factor": None}
+    middle = len(factors) // 2
+    median = factors[middle] if len(factors) % 2 else (factors[middle - 1] + factors[middle]) / 2
+    ratio_factor = None
+    p_ratio, m_ratio = predicted.get("ratio"), measured.get("ratio")
+    if p_ratio and m_ratio and p_ratio > 0 and m_ratio > 0:
+        ratio_factor = round(10.0 ** abs(math.log10(p_ratio / m_ratio)), 4)
+    limit = math.log10(AGREEMENT_FACTOR)
+    return {
+        "layers": len(factors),
+        "median_factor": round(10.0 ** median, 4),
+        "max_factor": round(10.0 ** factors[-1], 4) if factors[-1] < 300 else None,
+        "within_factor": round(sum(f <= limit for f in factors) / len(factors), 4),
+        "agreement_factor": AGREEMENT_FACTOR,
+        "ratio_factor": ratio_factor,
+    }
+
+
+def attach_measurement(report: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``report`` with ``measured`` as ``gradient_flow.measured``: the one place a
+    measurement meets the prediction. The measured verdict is given by the same rule as the
+    predicted one (:func:`classify`, with the architecture's ``normalized`` flag); the
+    per-layer comparison goes to ``gradient_flow.comparison``, whether the two verdicts agree
+    to ``gradient_flow.agreement``, and each finding stating the predicted verdict is marked
+    ``confirmed`` or ``contradicted`` by the measurement.
+
+    >>> report = {"gradient_flow": {"predicted": {"verdict": "exploding", "normalized": False,
+    ...           "per_layer": {"a": 5e3, "b": 1.0}, "ratio": 5e3}}, "findings": [
+    ...           {"code": "gradient_flow_exploding", "message": "..."}]}
+    >>> out = attach_measurement(report, {"status": "measured", "ratio": 2.0,
+    ...                                   "per_layer": {"a": 2.0, "b": 1.0}})
+    >>> out["gradient_flow"]["measured"]["verdict"], out["gradient_flow"]["agreement"]
+    ('healthy', 'disagree')
+    >>> out["findings"][0]["measurement"]
+    'contradicted'
+    """
+    report = dict(report)
+    flow = dict(report.get("gradient_flow") or {})
+    report["gradient_flow"] = flow
+    predicted = flow.get("predicted") or {}
+    flow.setdefault("quantity", QUANTITY)
+    measured = dict(measured)
+    comparison = None
+    if measured.get("status") == "measured":
+        order = [name for name in predicted.get("per_layer") or {}]
+        observed = measured.get("per_layer") or {}
+        order += [name for name in observed if name not in set(order)]
+        profile = relative_profile([(name, observed.get(name)) for name in order])
+        measured["per_layer"] = {name: value for name, value in profile["per_layer"].items()
+                                 if name in observed}
+        measured["ratio"] = profile["ratio"]
+        measured["log10_ratio"] = profile["log10_ratio"]
+        measured["first_layer"], measured["last_layer"] = (profile["first_layer"],
+                                                           profile["last_layer"])
+        if not measured.get("non_finite_gradients"):
+            measured["verdict"] = classify(profile["ratio"],
+                                           normalized=bool(predicted.get("normalized")))
+        comparison = compare(predicted, measured) if predicted.get("per_layer") else None
+    flow["measured"] = measured
+    flow["comparison"] = comparison
+    p_verdict, m_verdict = predicted.get("verdict"), measured.get("verdict")
+    if m_verdict is None or p_verdict is None:
+        flow["agreement"] = None
+    else:
+        flow["agreement"] = "agree" if p_verdict == m_verdict else "disagree"
+    findings = []
+    for finding in report.get("findings") or []:
+        if finding.get("code") in GRADIENT_FINDINGS:
+            finding = dict(finding)
+            if m_verdict is None:
+                finding.pop("measurement", None)
+                finding.pop("measurement_note", None)
+            else:
+                stated = ("healthy" if finding["code"] == "gradient_flow_normalization_growth"
+                          else finding["code"].removeprefix("gradient_flow_"))
+                confirmed = m_verdict == stated
+                finding["measurement"] = "confirmed" if confirmed else "contradicted"
+                ratio = measured.get("ratio")
+                ratio_text = f"{ratio:.3g}" if isinstance(ratio, float) else "n/a"
+                finding["measurement_note"] = (
+                    f"The measurement {'confirms' if confirmed else 'contradicts'} this: "
+                    f"measured {m_verdict} (first-to-last ratio {ratio_text}).")
+        findings.append(finding)
+    if "findings" in report:
+        report["findings"] = findings
+    return report

@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.analysis.gradient_flow import attach_measurement
 from app.models import Architecture, Job, JobEvent, Worker
 from app.models.base import utcnow
 
@@ -477,17 +477,7 @@ def events_after(session: Session, job_id: str, after_seq: int, limit: int = 500
 
 def _attach(report: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
     """The one call that puts a measurement into a report (the gradient-flow module's)."""
-    try:
-        from app.analysis.gradient_flow import attach_measurement  # type: ignore[attr-defined]
-    except ImportError:  # until the gradient-flow module provides it: the same merge, here
-        report = copy.deepcopy(report)
-        flow = report.get("gradient_flow")
-        if not isinstance(flow, dict):
-            flow = report["gradient_flow"] = {"predicted": None}
-        flow["measured"] = measured
-        return report
-    result: dict[str, Any] = attach_measurement(report, measured)
-    return result
+    return attach_measurement(report, measured)
 
 
 def settle_measurement(session: Session, analysis_id: str) -> None:

@@ -162,6 +162,40 @@ def coverage_notes(report: Report) -> list[str]:
     return notes
 
 
+def gradient_summary(flow: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary card's gradient story: predicted and measured verdicts side by side, and
+    one sentence that says whether they agree (the measurement wins when they do not).
+
+    >>> gradient_summary({"predicted": {"verdict": "exploding", "ratio": 5e3},
+    ...                   "measured": {"status": "measured", "verdict": "healthy", "ratio": 30.0},
+    ...                   "agreement": "disagree"})["note"]
+    'The measurement (ratio 30) contradicts the prediction (ratio 5e+03): trust the measurement.'
+    """
+    predicted = flow.get("predicted") if isinstance(flow.get("predicted"), Mapping) else {}
+    measured = flow.get("measured") if isinstance(flow.get("measured"), Mapping) else None
+    p_verdict = (predicted or {}).get("verdict")
+    m_verdict = (measured or {}).get("verdict")
+
+    def ratio(block: Mapping[str, Any] | None) -> str:
+        value = (block or {}).get("ratio")
+        return f"{value:.3g}" if isinstance(value, int | float) else "n/a"
+
+    if measured is None:
+        note = (f"Predicted from the architecture (first-to-last ratio {ratio(predicted)}); "
+                "not measured yet.")
+    elif measured.get("status") == "failed":
+        note = f"The measurement failed: {measured.get('reason') or 'no reason given'}."
+    elif p_verdict is not None and m_verdict is not None and p_verdict != m_verdict:
+        note = (f"The measurement (ratio {ratio(measured)}) contradicts the prediction "
+                f"(ratio {ratio(predicted)}): trust the measurement.")
+    else:
+        note = (f"The measurement (ratio {ratio(measured)}) agrees with the prediction "
+                f"(ratio {ratio(predicted)}).")
+    return {"predicted": p_verdict, "measured": m_verdict,
+            "measured_status": (measured or {}).get("status"),
+            "disagree": bool(p_verdict and m_verdict and p_verdict != m_verdict), "note": note}
+
+
 def render_report_html(
     report: Report,
     *,
