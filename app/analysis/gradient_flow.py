@@ -71,21 +71,30 @@ QUANTITY = {
 """The one quantity that the prediction and the measurement both report (docs/gradient-flow.md)."""
 
 
-def layer_gradient_norm(mean_square: float | None, positions: int) -> float | None:
-    """The quantity for one layer, from the mean square of its pre-activation gradient (over
-    samples, positions and channels) and its number of spatial positions: sqrt(P x mean
-    square), the per-channel L2 norm over positions. Used by the prediction (mean square
-    from the mean-field variance) and by the measurement (mean square of the measured
-    gradient) alike.
+def log10_layer_gradient_norm(log10_mean_square: float, positions: int) -> float:
+    """The quantity for one layer, in log10 (values span hundreds of decades in broken
+    networks), from the log10 mean square of its pre-activation gradient over samples,
+    positions and channels, and its number of spatial positions P: sqrt(P x mean square),
+    the per-channel L2 norm over positions. The prediction calls it with the mean-field
+    variance, the measurement with the measured mean square: the one definition.
 
-    >>> layer_gradient_norm(0.25, 16)
+    >>> round(log10_layer_gradient_norm(math.log10(0.25), 16), 6)
+    0.30103
+    """
+    return (log10_mean_square + math.log10(max(positions, 1))) / 2.0
+
+
+def layer_gradient_norm(mean_square: float | None, positions: int) -> float | None:
+    """:func:`log10_layer_gradient_norm` for a plain mean square (None when unknown or 0).
+
+    >>> round(layer_gradient_norm(0.25, 16), 9)
     2.0
     >>> layer_gradient_norm(None, 4) is None
     True
     """
-    if mean_square is None or not math.isfinite(mean_square) or mean_square < 0:
+    if mean_square is None or not math.isfinite(mean_square) or mean_square <= 0:
         return None
-    return math.sqrt(mean_square * max(positions, 1))
+    return 10.0 ** log10_layer_gradient_norm(math.log10(mean_square), positions)
 
 
 def relative_profile(norms: list[tuple[str, float | None]]) -> dict[str, Any]:
@@ -712,6 +721,15 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
             to_input = [log_pre] * len(inputs)
+        if merge is not None and len(layer.input_shapes) == len(inputs):
+            # An input broadcast over positions (a squeeze-and-excitation gate) receives the
+            # sum of the gradients of every position it was repeated over.
+            config = layer.node.config
+            p_out = spatial_positions(layer.output_shapes[0] if layer.output_shapes else None,
+                                      config)
+            to_input = [value + math.log10(p_out / max(spatial_positions(shape, config), 1))
+                        if spatial_positions(shape, config) < p_out else value
+                        for value, shape in zip(to_input, layer.input_shapes, strict=True)]
         for name, value in zip(inputs, to_input, strict=False):
             incoming[name].append(value)
     return pre
@@ -942,7 +960,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         })
     # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
     # (in logs: the values span hundreds of orders of magnitude in broken networks).
-    log_norms = {layer.name: (pre[layer.name] + math.log10(_positions(layer))) / 2.0
+    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer))
                  for layer in weighted_layers}
     log_last_norm = log_norms[last.name]
     for entry in layers_out:

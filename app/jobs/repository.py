@@ -498,8 +498,9 @@ def settle_measurement(session: Session, analysis_id: str) -> None:
     if measured is not None:
         parent.result = _attach(parent.result, measured)
         parent.updated_at = now
-    if pending:  # no worker holds it while it waits
+    if pending:  # no worker holds it while it waits; its report is half the work
         parent.status, parent.finished_at, parent.worker_id = "running", None, None
+        parent.progress = min(float(parent.progress or 0.0), 0.5)
     elif not pending and parent.status == "running":
         parent.status, parent.progress, parent.finished_at = "succeeded", 1.0, now
 

@@ -42,7 +42,8 @@ verdict_for_ratio = _predicted.classify_ratio  # the training run's gradient hea
 MEASUREMENT_ASSUMPTIONS = [
     "BatchNormalization and other layers in training mode (batch statistics), as in the "
     "first steps of training",
-    "standard-normal inputs, i.e. inputs standardised after any preprocessing layer",
+    "inputs standardised after the model's own value preprocessing (Rescaling, "
+    "Normalization): standard-normal where those layers hand over to the network",
     "the model's own weights: Keras's initialisers for a config, the uploaded weights otherwise",
     "random labels: one-hot with cross-entropy for softmax outputs, 0/1 for sigmoid outputs, "
     "standard normal with mean squared error otherwise; loss averaged over the batch",
@@ -123,6 +124,54 @@ def kernel_layers(model: keras.Model) -> list[Any]:
         if callable(getattr(layer, "activation", None)):
             found.append(layer)
     return found
+
+
+def _rescaling(layer: Any) -> bool:
+    """Preprocessing that changes values (Rescaling, Normalization), by the layer's traits."""
+    traits = _traits(layer)
+    return Trait.PREPROCESSING in traits and not traits & {Trait.IDENTITY, Trait.RESIZING}
+
+
+def standardizing_inputs(model: keras.Model) -> Any:
+    """A map of standard-normal inputs to inputs that come out of the model's own value
+    preprocessing (Rescaling, Normalization right after its single input) standard-normal,
+    which is what the prediction assumes. Those layers are affine per element, so their
+    intercept and slope are read off by feeding zeros and ones; a model without them gets
+    its inputs unchanged.
+
+    Example::
+
+        >>> standardize = standardizing_inputs(efficientnet)   # doctest: +SKIP
+        >>> standardize([noise])                                # doctest: +SKIP
+    """
+    import keras
+
+    identity = lambda arrays: arrays  # noqa: E731
+    if len(model.inputs) != 1:
+        return identity
+    prefix = []
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer" or isinstance(layer, keras.layers.InputLayer):
+            continue
+        if not _rescaling(layer):
+            break
+        prefix.append(layer)
+    if not prefix:
+        return identity
+    try:
+        head = keras.Model(model.inputs, prefix[-1].output)
+        shape = (1, *[int(d) for d in model.inputs[0].shape[1:]])
+        intercept = np.asarray(head(np.zeros(shape, dtype="float32")), dtype=np.float64)
+        slope = np.asarray(head(np.ones(shape, dtype="float32")), dtype=np.float64) - intercept
+    except Exception:  # a prefix that is not a plain tensor-to-tensor map: leave inputs as they are
+        return identity
+    if intercept.shape != shape or np.any(np.abs(slope) < 1e-12):
+        return identity
+
+    def standardize(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return [((arrays[0] - intercept) / slope).astype("float32")]
+
+    return standardize
 
 
 class _PreActivationTap:
@@ -243,8 +292,9 @@ class GradientProbe:
         rng = np.random.default_rng(seed)
         losses, grad_norm_rows, mean_rows, std_rows, pre_rows = [], [], [], [], []
         ever_positive: list[np.ndarray] | None = None
+        standardize = standardizing_inputs(self.model)
         for _ in range(batches):
-            xs = random_inputs(self.io, batch_size, rng)
+            xs = standardize(random_inputs(self.io, batch_size, rng))
             ys = random_targets(self.io, batch_size, rng)
             loss, grad_norms, means, stds, channel_max, pre_ms = self._step(xs, ys)
             pre_rows.append(pre_ms.numpy().astype(np.float64))
