@@ -587,8 +587,7 @@ def _gradient_log_axis(axes: Axes, values: Sequence[float]) -> None:
     decades = math.log10(high) - math.log10(low)
     if decades < 2:
         subs: tuple[float, ...] = (1.0, 2.0, 5.0)
-        axes.set_ylim(10 ** (math.floor(math.log10(low) * 2) / 2 - 0.05),
-                      10 ** (math.ceil(math.log10(high) * 2) / 2 + 0.05))
+        axes.set_ylim(10 ** (math.log10(low) - 0.5), 10 ** (math.log10(high) + 0.5))
     else:
         subs = (1.0,)
     axes.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
@@ -658,7 +657,8 @@ def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS)
                     va="top",
                     color=PALETTE["grey"],
                 )
-            _layer_ticks(axes, order)
+            stage_of = stage_of_layers(report)
+            _layer_ticks(axes, order, [stage_of.get(name) for name in order])
             axes.legend(loc="upper left")
         axes.set_title(title, loc="left")
         svg, png = _render(figure, formats, "gradient_flow")
