@@ -271,6 +271,7 @@ def render_report_html(
     predicted = flow.get("predicted") if isinstance(flow.get("predicted"), Mapping) else {}
     measured = flow.get("measured") if isinstance(flow.get("measured"), Mapping) else None
     gradient_verdict = (measured or {}).get("verdict") or (predicted or {}).get("verdict")
+    gradient_card = gradient_summary(flow)
     summary = dict(report.get("summary") or {})
     definition = str(summary.get("flops_definition") or "")
     summary["flops_definition"] = definition.split(". ")[0].rstrip(".") if definition else ""
@@ -301,6 +302,7 @@ def render_report_html(
         "training_runs": list(training_runs or []),
         "gradient_verdict": gradient_verdict,
         "gradient_measured": measured is not None,
+        "gradient_card": gradient_card,
         "analysis_id": analysis_id,
         "generated_at": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
     }
