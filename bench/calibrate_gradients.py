@@ -11,8 +11,8 @@ BatchNormalization, with and without skips, LayerScale, squeeze-and-excitation, 
 heads, poor initialisers, the seed examples and Applications models. Each is trained with one
 fixed recipe by the project's own training-run code (:func:`app.worker.training.run_training`:
 its synthetic prototype task, SGD with momentum 0.9, learning rate 0.01, batch 32, 150 steps)
-and labelled ``trains`` when the loss falls: the mean of the last 10 steps below 80% of the
-mean of the first 5, and finite. Then the predicted verdict of the report
+and labelled ``trains`` when the loss falls: finite, and the mean of the last 10 steps below
+80% of both the mean of the first 5 and the loss of a uniform guess. Then the predicted verdict of the report
 (``gradient_flow.predicted``) is compared with the label: a verdict of ``vanishing`` or
 ``exploding`` predicts ``does not train``. The script also searches the thresholds of the rule
 (:func:`app.analysis.gradient_flow.classify`) for the most accurate ones on this set, and
@@ -170,17 +170,29 @@ def labelled_set() -> dict[str, Callable[[Any], Any]]:
     return models
 
 
+CHANCE_LOSS = math.log(10)
+"""Cross-entropy of a uniform guess over the 10 classes of the synthetic task."""
+
+
 def trains(losses: list[float | None]) -> bool:
-    """The label: the loss falls (last 10 steps below 80% of the first 5) and stays finite.
+    """The label: the loss stays finite and falls, its last 10 steps below 80% of both the
+    first 5 and the loss of a uniform guess (a network that blew up and then collapsed to a
+    constant output "falls" from its blow-up to chance, but has not learnt).
 
     >>> trains([2.3] * 5 + [1.0] * 10), trains([2.3] * 15), trains([2.3] * 5 + [None] * 10)
     (True, False, False)
+    >>> trains([1e20] * 5 + [2.30] * 10)
+    False
     """
     if not losses or any(v is None or not math.isfinite(v) for v in losses):
         return False
-    head = sum(losses[:5]) / len(losses[:5])  # type: ignore[arg-type]
-    tail = sum(losses[-10:]) / len(losses[-10:])  # type: ignore[arg-type]
-    return tail < 0.8 * head
+    return trains_from_means(_mean(losses[:5]), _mean(losses[-10:]))
+
+
+def trains_from_means(first5: float | None, last10: float | None) -> bool:
+    if first5 is None or last10 is None:
+        return False
+    return last10 < 0.8 * min(first5, CHANCE_LOSS)
 
 
 def verdict_with(ratio: float | None, normalized: bool, vanish: float, explode: float,
@@ -226,7 +238,15 @@ def search(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", default="", help="only architectures whose name contains this")
+    parser.add_argument("--relabel", action="store_true",
+                        help="recompute labels and the summary from the stored results")
     args = parser.parse_args()
+    if args.relabel:
+        rows = json.loads(OUT.read_text())["architectures"]
+        for row in rows:
+            row["trains"] = trains_from_means(row["loss_first5"], row["loss_last10"])
+        summarise(rows)
+        return
     import keras
 
     from app.worker.training import run_training
@@ -266,11 +286,17 @@ def main() -> None:
               f"{'yes' if row['normalized'] else 'no':>6}{str(row['verdict']):>11}"
               f"{loss_text:>16}{'yes' if label else 'no':>8}{row['seconds']:>6.0f}", flush=True)
         OUT.write_text(json.dumps({"recipe": RECIPE, "architectures": rows}, indent=1) + "\n")
+    summarise(rows)
+
+
+def summarise(rows: list[dict[str, Any]]) -> None:
+    """Write the results with the confusion matrix, and print it as a Markdown table."""
     best = search(rows)
     matrix = confusion(rows)
     OUT.write_text(json.dumps({
         "recipe": RECIPE,
-        "label": "trains: mean loss of the last 10 steps < 0.8 x mean of the first 5, finite",
+        "label": "trains: finite, and the mean loss of the last 10 steps < 0.8 x both the mean "
+                 "of the first 5 and ln(10) (a uniform guess)",
         "rule": {"vanishing_below": gradient_flow.VANISHING_RATIO,
                  "exploding_above": gradient_flow.EXPLODING_RATIO,
                  "exploding_above_with_normalization": gradient_flow.NORMALIZED_EXPLODING_RATIO},

@@ -54,9 +54,11 @@ PLOT_CAPTIONS = {
         "dominate MACs; dense layers dominate parameters."
     ),
     "gradient_flow": (
-        "Gradient magnitude per layer relative to the output, from the input side (left) to the "
-        "output (right), log scale. Values falling by orders of magnitude towards the left mean "
-        "vanishing gradients; rising values mean exploding ones."
+        "The gradient reaching each weighted layer (its pre-activation gradient summed over "
+        "positions, the report's one quantity) relative to the last weighted layer, predicted "
+        "and, once measured, measured, from the input side (left) to the output (right), log "
+        "scale. Values falling by orders of magnitude towards the left mean vanishing "
+        "gradients; rising values mean exploding ones."
     ),
     "training": "Loss per step of the training run.",
 }
