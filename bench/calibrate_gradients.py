@@ -219,10 +219,12 @@ def confusion(rows: list[dict[str, Any]], key: str = "verdict") -> dict[str, int
 def search(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The thresholds (decades) that classify the most rows right; ties go to the widest band."""
     best: tuple[int, float, dict[str, float]] | None = None
-    for vanish_exp in range(-1, -9, -1):
+    for vanish_half in range(-2, -17, -1):  # half decades
         for explode_exp in range(1, 9):
             for norm_exp in range(explode_exp, 13):
-                thresholds = {"vanish": 10.0 ** vanish_exp, "explode": 10.0 ** explode_exp,
+                vanish_exp = vanish_half / 2
+                thresholds = {"vanish": round(10.0 ** vanish_exp, 6),
+                              "explode": 10.0 ** explode_exp,
                               "explode_normalized": 10.0 ** norm_exp}
                 right = 0
                 for row in rows:
@@ -242,9 +244,14 @@ def main() -> None:
                         help="recompute labels and the summary from the stored results")
     args = parser.parse_args()
     if args.relabel:
+        import keras
+
+        builders = labelled_set()
         rows = json.loads(OUT.read_text())["architectures"]
         for row in rows:
             row["trains"] = trains_from_means(row["loss_first5"], row["loss_last10"])
+            keras.backend.clear_session()
+            row.update(_prediction(builders[row["name"]](keras)))  # the engine as it is now
         summarise(rows)
         return
     import keras
@@ -266,15 +273,12 @@ def main() -> None:
         gc.collect()
         started = time.monotonic()
         model = build(keras)
-        report = analyze(json.loads(model.to_json()))
-        predicted = report["gradient_flow"]["predicted"]
+        prediction = _prediction(model)
         result = run_training(model, dict(RECIPE), time_limit_s=600)
         losses = [None if v is None else float(v) for v in result["history"]["loss"]]
         label = trains(losses)
         row = {
-            "name": name, "params": model.count_params(), "ratio": predicted.get("ratio"),
-            "log10_ratio": predicted.get("log10_ratio"),
-            "normalized": bool(predicted.get("normalized")), "verdict": predicted.get("verdict"),
+            "name": name, "params": model.count_params(), **prediction,
             "loss_first5": _mean(losses[:5]), "loss_last10": _mean(losses[-10:]),
             "trains": label, "seconds": round(time.monotonic() - started, 1),
         }
@@ -308,6 +312,13 @@ def summarise(rows: list[dict[str, Any]]) -> None:
     print(f"| healthy | {matrix['healthy_trains']} | {matrix['healthy_fails']} |")
     print(f"| vanishing or exploding | {matrix['flagged_trains']} | {matrix['flagged_fails']} |")
     print(f"\nbest thresholds on this set: {best}")
+
+
+def _prediction(model: Any) -> dict[str, Any]:
+    """The report's predicted ratio, normalization flag and verdict for a built model."""
+    predicted = analyze(json.loads(model.to_json()))["gradient_flow"]["predicted"]
+    return {"ratio": predicted.get("ratio"), "log10_ratio": predicted.get("log10_ratio"),
+            "normalized": bool(predicted.get("normalized")), "verdict": predicted.get("verdict")}
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -58,7 +58,8 @@ QUANTITY = {
         "per weighted layer (convolution or dense), the root mean square over samples and "
         "output channels of the L2 norm over spatial positions of the loss gradient with "
         "respect to the layer's pre-activation (its output before its activation function), "
-        "at initialization, divided by the same for the last weighted layer"
+        "global average pooling downstream counted as a sum, at initialization, divided by "
+        "the same for the last weighted layer"
     ),
     "why": (
         "it is the backward signal of signal-propagation theory (He et al. 2015; Schoenholz "
@@ -71,20 +72,27 @@ QUANTITY = {
 """The one quantity that the prediction and the measurement both report (docs/gradient-flow.md)."""
 
 
-def log10_layer_gradient_norm(log10_mean_square: float, positions: int) -> float:
+def log10_layer_gradient_norm(log10_mean_square: float, positions: int, averaged: int = 1
+                              ) -> float:
     """The quantity for one layer, in log10 (values span hundreds of decades in broken
     networks), from the log10 mean square of its pre-activation gradient over samples,
-    positions and channels, and its number of spatial positions P: sqrt(P x mean square),
-    the per-channel L2 norm over positions. The prediction calls it with the mean-field
-    variance, the measurement with the measured mean square: the one definition.
+    positions and channels, its number of spatial positions P, and the positions A that a
+    global average pooling downstream averages over: sqrt(P x A x mean square), the
+    per-channel L2 norm over positions with global averaging counted as a sum (so that the
+    input resolution does not scale it; see docs/gradient-flow.md). The prediction calls it
+    with the mean-field variance, the measurement with the measured mean square: the one
+    definition.
 
     >>> round(log10_layer_gradient_norm(math.log10(0.25), 16), 6)
     0.30103
+    >>> round(log10_layer_gradient_norm(math.log10(0.25 / 64), 16, averaged=64), 6)
+    0.30103
     """
-    return (log10_mean_square + math.log10(max(positions, 1))) / 2.0
+    return (log10_mean_square + math.log10(max(positions, 1)) + math.log10(max(averaged, 1))) / 2.0
 
 
-def layer_gradient_norm(mean_square: float | None, positions: int) -> float | None:
+def layer_gradient_norm(mean_square: float | None, positions: int, averaged: int = 1
+                        ) -> float | None:
     """:func:`log10_layer_gradient_norm` for a plain mean square (None when unknown or 0).
 
     >>> round(layer_gradient_norm(0.25, 16), 9)
@@ -94,7 +102,36 @@ def layer_gradient_norm(mean_square: float | None, positions: int) -> float | No
     """
     if mean_square is None or not math.isfinite(mean_square) or mean_square <= 0:
         return None
-    return 10.0 ** log10_layer_gradient_norm(math.log10(mean_square), positions)
+    return 10.0 ** log10_layer_gradient_norm(math.log10(mean_square), positions, averaged)
+
+
+def global_averaging(result: AnalysisResult) -> dict[str, int]:
+    """Per layer, the spatial positions that global average pooling on its way to an output
+    averages over (1 when none), for the quantity's definition: the fewest over its paths, so
+    that a squeeze-and-excitation gate's own pooling (a side path) does not count. Both the
+    prediction and the measurement read it from the analysed graph.
+
+    >>> global_averaging(result)["conv2d"]   # doctest: +SKIP
+    1024
+    """
+    successors = result.successors()
+    by_name = result.by_name()
+    outputs = set(result.output_layers)
+    averaged: dict[str, int] = {}
+    for layer in reversed(result.layers):
+        found: int | None = 1 if layer.name in outputs else None
+        for name in successors.get(layer.name, ()):
+            successor = by_name.get(name)
+            if successor is None:
+                continue
+            factor = averaged.get(name, 1)
+            if Trait.GLOBAL_POOLING in successor.traits and Trait.AVERAGING in successor.traits:
+                factor *= spatial_positions(
+                    successor.input_shapes[0] if successor.input_shapes else None,
+                    successor.node.config)
+            found = factor if found is None else min(found, factor)
+        averaged[layer.name] = found or 1
+    return averaged
 
 
 def relative_profile(norms: list[tuple[str, float | None]]) -> dict[str, Any]:
@@ -852,8 +889,11 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
 
     for layer in result.layers:
         inbound = parents[layer.name]
-        if not inbound:
-            dominator[layer.name] = None  # a model input: dominated by the virtual root
+        own = order[layer.name]
+        if not inbound or any(order[name] >= own for name in inbound):
+            # A model input (dominated by the virtual root), or a shared layer called again
+            # on a later layer's output: no dominator below the root.
+            dominator[layer.name] = None
             continue
         found: str | None = inbound[0]
         for name in inbound[1:]:
@@ -960,7 +1000,9 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         })
     # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
     # (in logs: the values span hundreds of orders of magnitude in broken networks).
-    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer))
+    averaged = global_averaging(result)
+    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer),
+                                                       averaged.get(layer.name, 1))
                  for layer in weighted_layers}
     log_last_norm = log_norms[last.name]
     for entry in layers_out:

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -174,6 +175,19 @@ def standardizing_inputs(model: keras.Model) -> Any:
     return standardize
 
 
+def averaged_positions(model: keras.Model) -> dict[str, int]:
+    """Per layer, the positions global average pooling averages over on its way to an output
+    (the quantity counts it as a sum), read from the model's analysed graph as the prediction
+    reads it; empty when the config cannot be analysed (the quantity is then uncorrected)."""
+    from app.analysis import analyze_graph, build_graph
+
+    try:
+        result = analyze_graph(build_graph(json.loads(model.to_json())))
+    except Exception:  # the measurement does not depend on the analysis succeeding
+        return {}
+    return _predicted.global_averaging(result)
+
+
 class _PreActivationTap:
     """Records, while a step is traced, the tensor each weighted layer hands to its activation
     function (its pre-activation), so the step can take the loss gradient with respect to it.
@@ -210,6 +224,7 @@ class GradientProbe:
         self.model = model
         self.io = io
         self.tap = _PreActivationTap(kernel_layers(model))
+        self.averaged = averaged_positions(model)
         tap = self.tap
         tapped_names = [layer.name for layer in tap.layers]
         self.positions: dict[str, int] = {}
@@ -377,8 +392,8 @@ def _summarise(probe: GradientProbe, raw: dict[str, Any]) -> dict[str, Any]:
         if np.any(column < 0):
             norms.append((name, None))  # the loss does not reach it
             continue
-        norms.append((name, _predicted.layer_gradient_norm(float(np.mean(column)),
-                                                           probe.positions.get(name, 1))))
+        norms.append((name, _predicted.layer_gradient_norm(
+            float(np.mean(column)), probe.positions.get(name, 1), probe.averaged.get(name, 1))))
     profile = _predicted.relative_profile(norms)
     absolute = {name: value for name, value in norms if value is not None}
     non_finite = non_finite or not np.all(np.isfinite(pre_rows))

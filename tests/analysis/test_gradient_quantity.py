@@ -50,9 +50,9 @@ def test_the_prediction_computes_the_quantity_through_its_one_definition(
     calls = []
     original = gradient_flow.log10_layer_gradient_norm
 
-    def spy(log10_mean_square: float, positions: int) -> float:
+    def spy(log10_mean_square: float, positions: int, averaged: int = 1) -> float:
         calls.append(positions)
-        return 2.0 * original(log10_mean_square, positions)
+        return 2.0 * original(log10_mean_square, positions, averaged)
 
     monkeypatch.setattr(gradient_flow, "log10_layer_gradient_norm", spy)
     after = analyze(config)["gradient_flow"]["predicted"]

@@ -180,9 +180,9 @@ def test_the_measurement_computes_the_quantity_through_the_one_definition(
     calls: list[int] = []
     original = gradient_flow.log10_layer_gradient_norm
 
-    def spy(log10_mean_square: float, positions: int) -> float:
+    def spy(log10_mean_square: float, positions: int, averaged: int = 1) -> float:
         calls.append(positions)
-        return original(log10_mean_square, positions)
+        return original(log10_mean_square, positions, averaged)
 
     monkeypatch.setattr(gradient_flow, "log10_layer_gradient_norm", spy)
     model = plain_sigmoid_cnn(depth=4, input_shape=(8, 8, 3))
