@@ -1123,6 +1123,22 @@ def compare(predicted: dict[str, Any], measured: dict[str, Any]) -> dict[str, An
     }
 
 
+def measured_summary(verdict: str | None, ratio: float | None, *, non_finite: bool) -> str:
+    """The measured verdict in one sentence (the worker's record and attach_measurement).
+
+    >>> measured_summary("healthy", 0.5, non_finite=False)
+    'Measured healthy: first and last layers get gradients of comparable size (first-to-last ratio 0.5).'
+    """
+    words = {
+        "vanishing": "the first layer's gradient is orders of magnitude below the last layer's",
+        "exploding": ("some gradients are not finite" if non_finite else
+                      "the first layer's gradient is orders of magnitude above the last layer's"),
+        "healthy": "first and last layers get gradients of comparable size",
+    }.get(verdict or "", "no verdict")
+    ratio_text = "n/a" if ratio is None else f"{ratio:.3g}"
+    return f"Measured {verdict}: {words} (first-to-last ratio {ratio_text})."
+
+
 def attach_measurement(report: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``report`` with ``measured`` as ``gradient_flow.measured``: the one place a
     measurement meets the prediction. The measured verdict is given by the same rule as the
@@ -1162,6 +1178,10 @@ def attach_measurement(report: dict[str, Any], measured: dict[str, Any]) -> dict
         if not measured.get("non_finite_gradients"):
             measured["verdict"] = classify(profile["ratio"],
                                            normalized=bool(predicted.get("normalized")))
+        if "summary" in measured:
+            measured["summary"] = measured_summary(
+                measured.get("verdict"), measured.get("ratio"),
+                non_finite=bool(measured.get("non_finite_gradients")))
         comparison = compare(predicted, measured) if predicted.get("per_layer") else None
     flow["measured"] = measured
     flow["comparison"] = comparison

@@ -600,10 +600,9 @@ def _ablation(
         before = with_norms.get(name)
         if before is None:
             continue
-        row = {"name": name}
         rows.append(
             {
-                "name": row["name"],
+                "name": name,
                 "grad_norm_with_skips": before,
                 "grad_norm_without_skips": after,
                 "ratio": _finite(after / before) if before > 0 else None,
@@ -686,16 +685,6 @@ def measure(
         )
     else:
         skip_ablation = {"status": "not_requested"}
-    verdict = with_skips["verdict"]
-    ratio = with_skips["ratio"]
-    ratio_text = "n/a" if ratio is None else f"{ratio:.3g}"
-    words = {
-        "vanishing": "the first layer's gradient is orders of magnitude below the last layer's",
-        "exploding": "the first layer's gradient is orders of magnitude above the last layer's"
-        if not with_skips["non_finite_gradients"]
-        else "some gradients are not finite",
-        "healthy": "first and last layers get gradients of comparable size",
-    }.get(verdict or "", "no verdict")
     with_skips.pop("_absolute", None)
     return {
         "status": "measured",
@@ -714,7 +703,8 @@ def measure(
                        "exploding_ratio_with_normalization": _predicted.NORMALIZED_EXPLODING_RATIO},
         "ratio_definition": _predicted.RATIO_DEFINITION,
         **with_skips,
-        "summary": f"Measured {verdict}: {words} (first-to-last ratio {ratio_text}).",
+        "summary": _predicted.measured_summary(with_skips["verdict"], with_skips["ratio"],
+                                               non_finite=with_skips["non_finite_gradients"]),
         "skip_ablation": skip_ablation,
         "device": device["device"],
         "elapsed_s": round(time.perf_counter() - started, 3),
