@@ -108,13 +108,14 @@ def _dense_head(K: Any, units: int, depth: int, activation: str) -> Any:
     return K.Model(inputs, outputs, name=f"dense_head{depth}x{units}_{activation}")
 
 
-def _seed(number: int) -> Callable[[Any], Any]:
+def _seed(number: int, input_shape: list[int] | None = None) -> Callable[[Any], Any]:
+    """A seed example, rebuilt at ``input_shape`` (the same layers) where it is large."""
     def build(K: Any) -> Any:
         config = json.loads((ROOT / "tests" / "fixtures" / "seed" / f"example{number}.json")
                             .read_text(encoding="utf-8"))
         from app.worker.loader import load_model
 
-        return load_model(config, None, "json")
+        return load_model(config, None, "json", input_shape=input_shape)
 
     return build
 
@@ -160,8 +161,9 @@ def labelled_set() -> dict[str, Callable[[Any], Any]]:
     models["se8_swish"] = lambda K: _squeeze_excite(K, 8, "swish")
     models["dense_head2x1024_relu"] = lambda K: _dense_head(K, 1024, 2, "relu")
     models["dense_head6x256_sigmoid"] = lambda K: _dense_head(K, 256, 6, "sigmoid")
-    for number in (1, 2, 3):
-        models[f"seed_example{number}"] = _seed(number)
+    models["seed_example1"] = _seed(1, [32, 32, 3])  # stored at 256x256
+    models["seed_example2"] = _seed(2)  # 28x28
+    models["seed_example3"] = _seed(3, [32, 32, 3])  # stored at 128x128
     models["ResNet50"] = _application("ResNet50")
     models["MobileNetV2_a0.35"] = _application("MobileNetV2", alpha=0.35)
     models["MobileNet_a0.25"] = _application("MobileNet", alpha=0.25)
@@ -260,7 +262,7 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     done: dict[str, dict[str, Any]] = {}
-    if OUT.exists() and args.only:
+    if OUT.exists() and args.only:  # rerun some, keep the others
         done = {row["name"]: row for row in json.loads(OUT.read_text())["architectures"]}
     print(f"{'architecture':<36}{'ratio':>10}{'norm':>6}{'verdict':>11}{'loss':>16}{'trains':>8}"
           f"{'s':>6}", flush=True)

@@ -556,6 +556,9 @@ class _Stats:
     fluct: float = 0.0
     offset: float = _LOG_FLOOR
     mean_sq: float = _LOG_FLOOR
+    harmonic: float | None = None
+    """log10 of the harmonic mean of per-channel variances, where channels differ (a
+    concatenation): what normalization divides the gradient by, on average over channels."""
     total: float = field(init=False)
     """log10 of the second moment E[x^2]."""
 
@@ -627,6 +630,28 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     return _Stats(variance + fluct_share, offset, mean_sq), grad
 
 
+def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
+    """Statistics of a concatenation: channel-weighted means of its inputs' (a convolution
+    after it sums over all channels), and the harmonic mean of their variances (a
+    normalization after it divides each channel's gradient by that channel's variance)."""
+    config = layer.node.config
+    widths = [(_channels(shape, config) or 1) if shape else 1 for shape in layer.input_shapes]
+    if len(widths) != len(inputs):
+        widths = [1] * len(inputs)
+    log_total = math.log10(sum(widths))
+
+    def mean(values: list[float]) -> float:
+        kept = [(v + math.log10(w)) for v, w in zip(values, widths, strict=True) if v > _LOG_FLOOR]
+        return _log_sum(kept) - log_total if kept else _LOG_FLOOR
+
+    out = _Stats(mean([s.fluct for s in inputs]), mean([s.offset for s in inputs]),
+                 mean([s.mean_sq for s in inputs]))
+    if all(s.fluct > _LOG_FLOOR for s in inputs):
+        out.harmonic = -mean([-(s.harmonic if s.harmonic is not None else s.fluct)
+                              for s in inputs])
+    return out
+
+
 def _forward(result: AnalysisResult, notes: list[str],
              model_inputs: list[_Stats] | None = None) -> dict[str, _Forward]:
     """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model."""
@@ -686,7 +711,8 @@ def _forward(result: AnalysisResult, notes: list[str],
                 activation_of(layer), pre, layer.name, notes)
         elif Trait.NORMALIZATION in traits:
             state.out = _Stats()
-            state.log_norm_back = -first.fluct
+            state.log_norm_back = -(first.harmonic if first.harmonic is not None
+                                    else first.fluct)
         elif Trait.ACTIVATION in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
@@ -705,7 +731,9 @@ def _forward(result: AnalysisResult, notes: list[str],
             mean_sq = sum(s.mean_sq for s in inputs)
             fluct = total + math.log10(max(1.0 - 10.0 ** min(mean_sq - total, 0.0), 1e-300))
             state.out = _Stats(fluct, _LOG_FLOOR, mean_sq)
-        elif merge is Merge.SELECT or merge is Merge.CONCAT:
+        elif merge is Merge.CONCAT:
+            state.out = _concatenated(layer, inputs)
+        elif merge is Merge.SELECT:
             state.out = _Stats(max(s.fluct for s in inputs), max(s.offset for s in inputs),
                                max(s.mean_sq for s in inputs))
         else:
