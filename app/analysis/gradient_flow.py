@@ -786,7 +786,8 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
             to_input = [log_pre] * len(inputs)
-        if merge is not None and len(layer.input_shapes) == len(inputs):
+        if (merge is not None and len(layer.input_shapes) == len(inputs) and layer.output_shapes
+                and any(shape != layer.output_shapes[0] for shape in layer.input_shapes)):
             # An input broadcast over positions (a squeeze-and-excitation gate) receives the
             # sum of the gradients of every position it was repeated over.
             config = layer.node.config
@@ -816,6 +817,9 @@ def _log_resampling(layer: LayerResult) -> float:
         return 0.0
     if not layer.input_shapes or not layer.output_shapes:
         return 0.0
+    if (layer.input_shapes[0] == layer.output_shapes[0] and Trait.AVERAGING not in traits
+            and Trait.GLOBAL_POOLING not in traits):
+        return 0.0  # same positions (a stride-1 "same" convolution): the common case
     config = layer.node.config
     p_in = spatial_positions(layer.input_shapes[0], config)
     p_out = spatial_positions(layer.output_shapes[0], config)
