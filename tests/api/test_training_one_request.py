@@ -159,3 +159,19 @@ def test_a_code_bearing_inline_architecture_is_refused_at_the_gate(client, setti
     response = client.post("/v1/training-runs", json={"architecture": config})
     assert_problem(response, 422, "unsafe_architecture")
     assert row_counts(settings)["jobs"] == 0
+
+
+@pytest.mark.parametrize(("route", "operation"), [("/v1/analyses", "an analysis"),
+                                                  ("/v1/training-runs", "a training run")])
+def test_a_model_json_posted_unwrapped_is_told_how_to_wrap_it(client, settings, route, operation) -> None:
+    """``model.to_json()`` sent as the body itself: the problem says to wrap it in
+    ``{"architecture": ...}``, not that its keys are extra inputs."""
+    response = client.post(route, json=seed_config(3))
+    body = assert_problem(response, 422, "validation_error")
+    assert body["detail"].startswith("The body is a Keras model's JSON itself (class_name 'Functional')")
+    assert f'for {operation} send it as the field architecture: {{"architecture": <model.to_json()>' in body["detail"]
+    assert "Extra inputs" not in response.text
+    assert row_counts(settings)["jobs"] == 0
+    # wrapped, the same document is accepted
+    wrapped = client.post(route, json={"architecture": seed_config(3)})
+    assert wrapped.status_code in (201, 202), wrapped.text
