@@ -62,6 +62,13 @@ def create_from(session: Session, received: bytes | MultipartForm, *, settings: 
                 dataset_file = received.files["dataset_file"].path
                 payload.setdefault("dataset", "npz")
             model_file = received.files.get("file")
+            if model_file is not None and _is_npz(model_file):
+                raise ValidationFailed(
+                    f"The file {str(model_file.filename)[:100]!r} is a dataset (.npz); send it as the "
+                    "field 'dataset_file' (curl: -F dataset_file=@data.npz). The part 'file' is the "
+                    "model to train.",
+                    code="wrong_file_field", extra={"expected_field": "dataset_file"},
+                )
         try:
             body = TrainingRunCreate.model_validate(payload)
         except ValidationError as exc:
@@ -91,6 +98,20 @@ def create_from(session: Session, received: bytes | MultipartForm, *, settings: 
             received.discard()
         raise
     return run.id, encode(run)
+
+
+def _is_npz(upload: UploadedFile) -> bool:
+    """An ``.npz`` sent as the model ``file``: by its name, or a zip of ``.npy`` arrays."""
+    import zipfile
+
+    if str(upload.filename or "").lower().endswith(".npz"):
+        return True
+    try:
+        with zipfile.ZipFile(upload.path) as archive:
+            names = archive.namelist()[:64]
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return bool(names) and all(name.endswith(".npy") for name in names)
 
 
 def _form_values(fields: dict[str, str]) -> dict[str, Any]:
