@@ -130,7 +130,7 @@ MISTAKES = [
     (lambda: {"files": {"model": ("example1.keras", seed_bytes(1, "keras"), "application/octet-stream")}},
      422, "wrong_file_field", ["'file' or 'dataset_file'"]),
     (lambda: {"data": {"steps": "5"}, "files": {"file": ("data.npz", _npz(), "application/octet-stream")}},
-     422, "wrong_file_field", ["is a dataset (.npz)", "'dataset_file'"]),
+     422, "wrong_file_field", [".npz dataset", "'dataset_file'"]),
     (lambda: {"data": {"steps": "5"}, "files": {"file": ("upload", _npz(), "application/octet-stream")}},
      422, "wrong_file_field", ["'dataset_file'"]),
     (lambda: {"json": {"architecture": {"class_name": "Sequential", "config": {"layers": "nope"}}}},
