@@ -135,8 +135,13 @@ def test_gradient_flow_plot_has_labelled_log_ticks_on_a_narrow_range(seed_report
     predicted["per_layer"] = {name: 0.6 + 0.4 * i / (len(names) - 1) for i, name in enumerate(names)}
     texts = svg_texts(plot_gradient_flow(report).svg)
     assert {"0.2", "0.5", "1", "2"} <= set(texts), texts
-    wide = svg_texts(plot_gradient_flow(seed_reports[3]).svg)  # 0.0017 to 1: decades
-    assert {"0.01", "0.1", "1"} <= set(wide), wide
+    # Example 3 as it is (0.21 to 1, the case that once showed a lone "1")
+    example3 = svg_texts(plot_gradient_flow(seed_reports[3]).svg)
+    assert {"0.1", "0.2", "0.5", "1"} <= set(example3), example3
+    predicted["per_layer"] = {name: 10.0 ** (-4 + 4 * i / (len(names) - 1))
+                              for i, name in enumerate(names)}
+    wide = svg_texts(plot_gradient_flow(report).svg)  # four decades: one label per decade
+    assert {"0.001", "0.01", "0.1", "1"} <= set(wide), wide
 
 
 def test_gradient_flow_plot_names_the_layers_of_a_large_model():

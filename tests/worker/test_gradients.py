@@ -262,7 +262,7 @@ def test_famous_networks_are_neither_vanishing_nor_exploding_measured(
     keras.utils.set_random_seed(0)
     model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3), classes=10,
                                               **options)
-    measured = measure(model, batches=2, batch_size=8, ablation=False)
+    measured = measure(model, batches=1, batch_size=32, ablation=False)
     merged = attach_measurement(analyze(json.loads(model.to_json())), measured)["gradient_flow"]
     assert merged["predicted"]["verdict"] == "healthy"
     assert merged["measured"]["verdict"] == "healthy", merged["measured"]["ratio"]
