@@ -155,24 +155,15 @@ def delete_after_commit(session: Session, paths: list[Path]) -> None:
 
 
 def _delete_owned(session: Session) -> None:
-    import shutil
+    from app.storage.files import delete_paths
 
-    for path in session.info.pop("delete_after_commit", []):
-        try:
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-        except OSError:
-            log.warning("could not delete %s; the sweep will", path, exc_info=True)
+    delete_paths(session.info.pop("delete_after_commit", []))
 
 
 def _discard_placed(session: Session) -> None:
-    for path in session.info.pop("discard_on_rollback", []):
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            log.warning("could not delete %s after a rollback", path, exc_info=True)
+    from app.storage.files import delete_paths
+
+    delete_paths(session.info.pop("discard_on_rollback", []), after="after a rollback")
 
 
 def commit_and_dispatch(session: Session, dispatch: Dispatch | None) -> list[str]:

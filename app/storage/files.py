@@ -18,15 +18,18 @@ Example::
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from app.errors import StorageUnavailable
+
+log = logging.getLogger("convlens.storage")
 
 #: errno -> (what happened, what an operator does about it)
 CAUSES: dict[int, tuple[str, str]] = {
@@ -94,3 +97,17 @@ class Disk:
 
 #: The disk every write goes through.
 disk = Disk()
+
+
+def delete_paths(paths: Iterable[Path], *, after: str = "") -> None:
+    """Delete files and folders the service owns (a job's work folder, a dataset, a blob),
+    each on its own: one that cannot be deleted is logged (the periodic sweep tries again)
+    and the others still go. ``after`` says when, for the log."""
+    for path in paths:
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            log.warning("could not delete %s%s", path, f" {after}" if after else "", exc_info=True)
