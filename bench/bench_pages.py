@@ -30,17 +30,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.analysis import analyze  # noqa: E402
-from tests.fixtures.load import FIXTURES_DIR, load_config  # noqa: E402
+from tests.fixtures.load import load_config, named_configs  # noqa: E402
 
-MODELS = {
-    "example1": FIXTURES_DIR / "seed" / "example1.json",
-    "example3": FIXTURES_DIR / "seed" / "example3.json",
-    "resnet50": FIXTURES_DIR / "applications" / "resnet50.json.gz",
-    "inceptionv3": FIXTURES_DIR / "applications" / "inceptionv3.json.gz",
-    "nasnetmobile": FIXTURES_DIR / "applications" / "nasnetmobile.json.gz",
-    "efficientnetb7": FIXTURES_DIR / "large" / "efficientnetb7.json.gz",
-    "nasnetlarge": FIXTURES_DIR / "large" / "nasnetlarge.json.gz",
-}
+MODELS = named_configs("example1", "example3", "resnet50", "inceptionv3", "nasnetmobile", "efficientnetb7",
+                       "nasnetlarge")
 QUICK = ("example3", "resnet50", "nasnetlarge")
 PAIRS = [("example1", "example3"), ("resnet50", "inceptionv3"), ("nasnetmobile", "nasnetlarge")]
 PAGE_BYTES_GOAL = 2_000_000

@@ -17,21 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.load import FIXTURES_DIR, load_config
+from tests.fixtures.load import load_config, named_configs
 from tests.reports.test_browser import ARTIFACTS, _console_errors, _open, browser  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-MODELS = {
-    "example1": FIXTURES_DIR / "seed" / "example1.json",
-    "example2": FIXTURES_DIR / "seed" / "example2.json",
-    "example3": FIXTURES_DIR / "seed" / "example3.json",
-    "resnet50": FIXTURES_DIR / "applications" / "resnet50.json.gz",
-    "inceptionv3": FIXTURES_DIR / "applications" / "inceptionv3.json.gz",
-    "nasnetmobile": FIXTURES_DIR / "applications" / "nasnetmobile.json.gz",
-    "efficientnetb7": FIXTURES_DIR / "large" / "efficientnetb7.json.gz",
-    "nasnetlarge": FIXTURES_DIR / "large" / "nasnetlarge.json.gz",
-}
+MODELS = named_configs("example1", "example2", "example3", "resnet50", "inceptionv3", "nasnetmobile",
+                       "efficientnetb7", "nasnetlarge")
 PAGE_BYTES_LIMIT = 2_000_000
 MEASURED: dict[str, dict[str, float]] = {}
 
