@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__, db
+from app.analyses.effective_field import EffectiveFieldCreate
 from app.analyses.endpoints import router as analyses_router
 from app.api import problems
 from app.api.contract import add_documented_models, one_body_type_per_operation, operation_id
@@ -116,7 +117,7 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
 
         app.state.rate_limiter = TenantRateLimiter(settings.rate_limit_per_minute)
     problems.install(app)
-    app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit_for(settings))
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit_for(settings), settings=settings)
     app.add_middleware(MetricsMiddleware)
 
     app.include_router(health_router)
@@ -164,6 +165,7 @@ def _install_openapi(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
         components.setdefault("TrainingRunCreate", TrainingRunCreate.model_json_schema())
+        components.setdefault("EffectiveFieldCreate", EffectiveFieldCreate.model_json_schema())
         document_problems(schema)
         add_response_examples(schema)
         apply_examples(schema, getattr(app.state, "demo_ids", {}))

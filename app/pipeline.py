@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
@@ -196,7 +196,7 @@ def gate(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
 def analyse(config: dict[str, Any], input_shape: InputShapes | None, name: str | None,
             settings: Settings) -> dict[str, Any]:
     """The static analysis of a gated config, within the report-level limits (the report)."""
-    report = analyze(config, input_shape=cast(Any, input_shape), name=name)  # per-input dicts too
+    report = analyze(config, input_shape=input_shape, name=name)
     check_report_limits(report, settings)
     return report
 

@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import Any
 
 from app.analysis import gradient_flow
+from app.analysis.fields import receptive_field_summary
 from app.analysis.graph import AnalysisResult, LayerResult
 from app.analysis.skips import Skips, find_skips
 from app.analysis.traits import RESIDUAL_MERGES, SPATIAL_MERGES, Merge, Trait
@@ -398,10 +399,9 @@ def _stage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
     return [_finding("stages", "info", downsampling, message, {"stages": stages, "head": head})]
 
 
-def _coverage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
-    from app.analysis.report import receptive_field_summary  # report imports this module
-
-    summary = receptive_field_summary(result)
+def _coverage_finding(result: AnalysisResult, summary: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if summary is None:
+        summary = receptive_field_summary(result)
     if summary.get("layer") is None or not summary.get("coverage"):
         return []
     coverage = summary["coverage"]
@@ -995,13 +995,17 @@ def _gradient_verdict(prediction: dict[str, Any]) -> list[dict[str, Any]]:
         {"ratio": ratio, "log10_ratio": prediction.get("log10_ratio"), "thresholds": thresholds})]
 
 
-def find(result: AnalysisResult) -> list[dict[str, Any]]:
-    """All findings for an analysed model: errors and warnings first, then information."""
+def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """All findings for an analysed model: errors and warnings first, then information.
+
+    ``field_summary`` is the report's ``receptive_field`` summary when the caller has it (the
+    report builder computes it once); otherwise it is computed here.
+    """
     prediction = gradient_flow.predict(result)
     weighted = {entry["name"] for entry in prediction.get("layers", [])}
     findings: list[dict[str, Any]] = []
     findings += _stage_finding(result)
-    findings += _coverage_finding(result)
+    findings += _coverage_finding(result, field_summary)
     findings += _residual_value(result, prediction, find_skips(result))
     findings += _stride_kernel_findings(result)
     findings += _early_downsampling(result)

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-SCHEMA_VERSIONS = ("1.0", "1.1")
+SCHEMA_VERSIONS = ("1.0", "1.1", "1.2")
 """The versions these models describe. 1.1 adds, per receptive-field axis after upsampling,
-``period``, ``unit_sizes`` and ``exact`` (optional fields; sizes may then be fractional)."""
+``period``, ``unit_sizes`` and ``exact`` (optional fields; sizes may then be fractional).
+1.2 adds the optional ``effective_field`` section (the measured effective receptive field)."""
 
 Shape = list[int | None]
 """A tensor shape with the batch dimension first (null: unknown, always null for the batch)."""
@@ -365,6 +366,73 @@ class GradientFlow(Strict):
     measured: MeasuredGradientFlow | None = Field(description="null until a gradients job has measured it.")
 
 
+# -- effective receptive field (measured) -----------------------------------------------------
+
+
+class EffectiveFieldHeatmap(Strict):
+    """The measured influence over the whole input, as block means scaled to a maximum of 1."""
+
+    cell: list[int] = Field(description="Input pixels per heat-map cell along each spatial axis.")
+    values: list[list[float]] = Field(description="Rows of cells (first spatial axis), each 0..1.")
+
+
+class EffectiveFieldLayer(Strict):
+    """How the input influences the centre unit of one layer, beside its theoretical field."""
+
+    layer: str = Field(description="The layer measured (top level of the model).")
+    output_size: list[int] = Field(description="Its output's spatial size (units per axis).")
+    unit: list[int] = Field(description="The unit measured: (units - 1) // 2 per axis.")
+    field_box: list[list[Number]] = Field(
+        description="The unit's theoretical field per axis as [first, last] input pixel (may reach past the input)."
+    )
+    field_centre: list[float] = Field(description="Centre of the theoretical field per axis (input pixels).")
+    visible_field_size: list[int] = Field(description="Pixels of the theoretical field inside the input, per axis.")
+    field_clipped: bool = Field(description="Whether the theoretical field reaches past the input's edges.")
+    total_influence: float = Field(description="Sum of the mean absolute input gradient (0: nothing reaches the unit).")
+    centre: list[float] | None = Field(description="Centre of mass of the influence per axis (input pixels).")
+    centre_offset: list[float] | None = Field(description="centre minus field_centre per axis (input pixels).")
+    size95: list[int] | None = Field(
+        description="Per axis, the central run of input pixels holding 95% of the influence (pixels)."
+    )
+    fraction: list[float | None] | None = Field(
+        description="size95 over the visible theoretical field size, per axis (1.0: all of it)."
+    )
+    radius95: float | None = Field(description="Radius around the centre holding 95% of the influence (pixels).")
+    area95: int | None = Field(description="Fewest input pixels holding 95% of the influence (count).")
+    area_fraction: float | None = Field(description="area95 over the visible theoretical field's pixels.")
+    mass_inside_field: float | None = Field(
+        description="Share of the influence inside the theoretical field (1.0: always, by definition)."
+    )
+    heatmap: EffectiveFieldHeatmap
+    note: str | None = Field(default=None, description="Why the numbers may not be trusted, when they may not.")
+
+
+class MeasuredEffectiveField(Strict):
+    """The effective receptive field, measured with TensorFlow (a queued job): what does matter to a
+    unit, where the theoretical field says what can."""
+
+    status: Literal["measured"]
+    method: str
+    mass: float = Field(description="Share of the influence the *95 numbers hold (0.95).")
+    samples: int = Field(description="Random inputs averaged over (count).")
+    seed: int
+    input_size: list[int] = Field(description="The input's spatial size measured at (pixels per axis).")
+    weights: Literal["uploaded", "initialisation"] = Field(
+        description="The uploaded file's weights, or Keras's initialisation when it had none."
+    )
+    layers: list[EffectiveFieldLayer]
+    device: str = Field(description="Where it ran (cpu or gpu).")
+    elapsed_s: float = Field(description="Wall time of the measurement (seconds).")
+    job_id: str = Field(description="The effective_field job that measured it.")
+
+
+class FailedEffectiveField(Strict):
+    status: Literal["failed"]
+    reason: str
+    error: dict[str, Any] | None
+    job_id: str
+
+
 # -- findings --------------------------------------------------------------------------------
 
 
@@ -618,9 +686,9 @@ class Coverage(Strict):
 
 
 class Report(Strict):
-    """What convlens says about an architecture (``schema_version`` 1.0 or 1.1)."""
+    """What convlens says about an architecture (``schema_version`` 1.0, 1.1 or 1.2)."""
 
-    schema_version: Literal["1.0", "1.1"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2"] = Field(
         description="The schema the report follows (docs/report-schema.md says what may change within one)."
     )
     model_name: str | None = Field(description="The name given, or the model's own.")
@@ -630,6 +698,9 @@ class Report(Strict):
     gradient_flow: GradientFlow
     findings: list[Finding] = Field(description="What the architecture implies, errors and warnings first.")
     coverage: Coverage
+    effective_field: Annotated[MeasuredEffectiveField | FailedEffectiveField, Field(discriminator="status")] | None = (
+        Field(default=None, description="(1.2) The measured effective receptive field, once a job measured it.")
+    )
 
 
 def validate_report(report: dict[str, Any]) -> Report:

@@ -12,9 +12,7 @@ body that ends before its closing boundary is a 400. Nothing half-received is ke
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from starlette.requests import Request
 
 from app.config import Settings
 from app.errors import BadRequest, DomainError, PayloadTooLarge, ValidationFailed
+from app.storage.files import disk, storage_errors
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 16
@@ -62,10 +61,9 @@ class _Sink:
     QUEUE_BATCHES = 8
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=directory)
-        self.path = Path(name)
-        self.handle = os.fdopen(fd, "wb")
+        self.directory = directory
+        with storage_errors("the upload", directory):
+            self.path, self.handle = disk.new_file(directory, "upload-", ".part")
         self.hasher = hashlib.sha256()
         self.pieces: list[memoryview] = []
         self.pending_bytes = 0
@@ -73,7 +71,10 @@ class _Sink:
         self.error: BaseException | None = None
         self.queues: list[queue.Queue[list[memoryview] | None]] = []
         self.threads: list[threading.Thread] = []
-        for name_, consume in (("upload-hasher", self.hasher.update), ("upload-writer", self.handle.write)):
+        def write(piece: memoryview) -> None:
+            disk.write(self.handle, piece)
+
+        for name_, consume in (("upload-hasher", self.hasher.update), ("upload-writer", write)):
             feed: queue.Queue[list[memoryview] | None] = queue.Queue(maxsize=self.QUEUE_BATCHES)
             thread = threading.Thread(target=self._drain, args=(feed, consume), name=name_, daemon=True)
             thread.start()
@@ -114,9 +115,10 @@ class _Sink:
         await self._put(None)
         for thread in self.threads:
             await anyio.to_thread.run_sync(thread.join)
-        self.handle.close()
-        if self.error is not None:
-            raise self.error
+        with storage_errors("the upload", self.directory):
+            self.handle.close()
+            if self.error is not None:
+                raise self.error
 
     def abort(self) -> None:
         self.error = self.error or RuntimeError("aborted")

@@ -29,6 +29,7 @@ from app.errors import DomainError
 from app.jobs import repository
 from app.jobs.kinds import get_kind
 from app.models import TERMINAL_STATUSES, Job
+from app.storage.usage import datasets_dir
 
 log = logging.getLogger("convlens.jobs")
 
@@ -40,10 +41,6 @@ ORPHAN_GRACE_S = 600.0
 def work_dir(settings: Settings, job_id: str) -> Path:
     """The job's own folder (checkpoints), kept across attempts, deleted when it ends."""
     return settings.data_dir / "jobs" / job_id
-
-
-def datasets_dir(settings: Settings) -> Path:
-    return settings.data_dir / "datasets"
 
 
 def owned_paths(settings: Settings, job_id: str, kind: str, parameters: Mapping[str, Any]) -> list[Path]:

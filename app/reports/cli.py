@@ -333,7 +333,9 @@ def analyze(
     input_shape: Annotated[
         str | None,
         typer.Option(
-            "--input-shape", help="Override the input shape without batch, e.g. 224,224,3"
+            "--input-shape",
+            help="Override the input shape without batch, e.g. 224,224,3; per input of a "
+            "multi-input model: image=224,224,3;mask=224,224,1",
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Name shown in the report")] = None,
@@ -484,7 +486,9 @@ def submit(
     input_shape: Annotated[
         str | None,
         typer.Option(
-            "--input-shape", help="Override the input shape without batch, e.g. 224,224,3"
+            "--input-shape",
+            help="Override the input shape without batch, e.g. 224,224,3; per input of a "
+            "multi-input model: image=224,224,3;mask=224,224,1",
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Name of the analysis")] = None,

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
+from app.analysis.rules import traits_of
+from app.analysis.traits import Trait
 from app.reports.view import (
     FlatLayer,
     Report,
@@ -397,6 +399,10 @@ def _kernel_sentence(
     return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
 
 
+_NOT_PLAIN_KERNEL = frozenset({Trait.DEPTHWISE, Trait.RECURRENT})
+"""Kernels whose parameters are not kernel x input channels x filters (+ biases)."""
+
+
 def _conv_param_formula(layer: Mapping[str, Any]) -> str | None:
     """'5x5 kernel x 1 input channel x 32 filters + 32 biases = 832' when it adds up."""
     kernel, cin, cout, params = (
@@ -405,8 +411,10 @@ def _conv_param_formula(layer: Mapping[str, Any]) -> str | None:
         layer.get("channels"),
         layer.get("params"),
     )
+    traits = traits_of(str(layer.get("class_name", "")))
     if not (
-        layer.get("class_name", "").startswith("Conv")
+        Trait.SPATIAL_KERNEL in traits
+        and not traits & _NOT_PLAIN_KERNEL
         and kernel
         and isinstance(cin, int)
         and isinstance(cout, int)

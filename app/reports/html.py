@@ -197,6 +197,7 @@ def render_report_html(
     is the URL prefix of the standalone plots (e.g.
     ``/v1/analyses/<id>/plots``), omitted when rendering offline.
     """
+    from app.reports.effective_field import effective_field_context
     from app.reports.graph import STAGE_BLOCKS_ABOVE, draw_graph, draw_stages
     from app.reports.plots import available_plots, plot_training, render_plot
     from app.reports.training import LOSS_STORY
@@ -291,6 +292,7 @@ def render_report_html(
         "loss_story": LOSS_STORY,
         "training_summary": training_summary or {},
         "training_runs": list(training_runs or []),
+        "effective_field": effective_field_context(report),
         "gradient_verdict": gradient_verdict,
         "gradient_measured": measured is not None,
         "analysis_id": analysis_id,

@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-PLOT_NAMES: tuple[str, ...] = ("receptive_field", "params_macs", "gradient_flow", "training")
+PLOT_NAMES: tuple[str, ...] = ("receptive_field", "params_macs", "gradient_flow", "training", "effective_field")
 """Every plot convlens draws, in the order the page shows them."""
 
 PLOT_FORMATS: tuple[str, ...] = ("svg", "png")
@@ -752,10 +752,19 @@ def plot_training(
 
 # -- dispatch ----------------------------------------------------------------------------------
 
+def plot_effective_field(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
+    """The measured effective receptive field: a heat map per layer with its theoretical field
+    (:mod:`app.reports.effective_field`; an empty panel until a job measured it)."""
+    from app.reports.effective_field import draw_effective_field
+
+    return draw_effective_field(report, formats=formats)
+
+
 _REPORT_PLOTS: dict[str, Callable[..., RenderedPlot]] = {
     "receptive_field": plot_receptive_field,
     "params_macs": plot_params_macs,
     "gradient_flow": plot_gradient_flow,
+    "effective_field": plot_effective_field,
 }
 
 

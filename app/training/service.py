@@ -10,8 +10,8 @@ Example::
 
 from __future__ import annotations
 
-import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ from app.analyses import repository as analyses
 from app.api.uploads import MultipartForm, UploadedFile
 from app.architectures import repository as architectures
 from app.config import Settings
-from app.db import enqueue
+from app.db import discard_on_rollback, enqueue
 from app.errors import InvalidJSON, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from app.idempotency.service import Answer
 from app.ingest import parse_json_bytes
 from app.ingest.npz import inspect_npz
 from app.ingest.shapes import parse_input_shape
@@ -32,8 +33,22 @@ from app.jobs import repository as jobs
 from app.models import Job
 from app.models.base import new_id, utcnow
 from app.pipeline import validation_failed
+from app.storage.files import disk, storage_errors
+from app.storage.usage import check_quota, datasets_dir
 from app.training import repository
 from app.training.schemas import TrainingProgress, TrainingRunCreate, TrainingRunOut
+
+
+def _is_npz(upload: UploadedFile) -> bool:
+    """A NumPy ``.npz`` archive (a zip of ``.npy`` members): a dataset, not a model."""
+    if (upload.filename or "").lower().endswith(".npz"):
+        return True
+    try:
+        with zipfile.ZipFile(upload.path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return bool(names) and all(name.endswith(".npy") for name in names)
 
 
 def create_from(session: Session, received: bytes | MultipartForm, *, settings: Settings,
@@ -65,6 +80,13 @@ def create_from(session: Session, received: bytes | MultipartForm, *, settings: 
             body = TrainingRunCreate.model_validate(payload)
         except ValidationError as exc:
             raise validation_failed(exc) from None
+        if model_file is not None and dataset_file is None and _is_npz(model_file):
+            raise ValidationFailed(
+                f"The file {(model_file.filename or 'data.npz')[:100]!r} sent as 'file' is an .npz "
+                "dataset; send it as the part 'dataset_file' (curl: -F dataset_file=@data.npz). "
+                "'file' is for the model itself (.keras, .h5 or .json).",
+                code="wrong_file_field", extra={"expected_field": "dataset_file"},
+            )
         if model_file is not None and body.has_source:
             raise ValidationFailed(
                 "A model 'file' was uploaded and the body also names a model "
@@ -90,6 +112,12 @@ def create_from(session: Session, received: bytes | MultipartForm, *, settings: 
             received.discard()
         raise
     return run.id, encode(run)
+
+
+def answer_of(created: tuple[str, bytes]) -> Answer:
+    """The HTTP answer to a queued run: 202 with its Location."""
+    run_id, body = created
+    return Answer(202, body, f"/v1/training-runs/{run_id}")
 
 
 def _form_values(fields: dict[str, str]) -> dict[str, Any]:
@@ -187,6 +215,12 @@ def create(
                 f"The dataset is larger than {settings.max_npz_bytes} bytes. Received: {size} bytes"
             )
         inspect_npz(dataset_file, settings)  # from its headers, before anything is stored
+        check_quota(session, settings, tenant_id=tenant_id, adding=size)
+        target = datasets_dir(settings) / f"{job_id}.npz"
+        with storage_errors("the dataset", target.parent):
+            disk.place(dataset_file, target)
+        discard_on_rollback(session, target)
+        parameters["npz_path"] = str(target.resolve())
     if model is not None and report is not None:
         # the analysis and its architecture, as POST /v1/analyses stores them: the run's
         # report page, and the blob a worker loads an uploaded file's weights from
@@ -194,12 +228,6 @@ def create(
                                          report=pipeline.encode(report), static_seconds=analysed_s,
                                          analysis_id=analysis_id)
         architecture_id = architecture.id
-    if dataset_file is not None:
-        target_dir = settings.data_dir / "datasets"
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / f"{job_id}.npz"
-        shutil.move(str(dataset_file), target)
-        parameters["npz_path"] = str(target.resolve())
     job = Job(
         id=job_id,
         tenant_id=tenant_id,

@@ -84,7 +84,7 @@ def test_readme_examples_work_verbatim_on_resnet50(resnet50_files) -> None:
     folder, keras = resnet50_files
     params = keras["totals"]["params"]
     blocks = _blocks((ROOT / "README.md").read_text())
-    assert [language for language, _ in blocks] == ["bash", "bash", "bash", "python", "bash", "bash"]
+    assert [language for language, _ in blocks] == ["bash", "bash", "bash", "python", "bash", "bash", "bash"]
     (folder / "service").mkdir(exist_ok=True)
     with serve(folder / "service") as base:
         port = base.rsplit(":", 1)[1]
@@ -123,7 +123,11 @@ def test_readme_examples_work_verbatim_on_resnet50(resnet50_files) -> None:
         assert printed[0] == str(params)  # total parameters, field per axis, sees whole input
         assert printed[-1] == "True"
 
-        commands = _commands(blocks[4][1])
+        first, retried = run(*blocks[4]).split()  # one Idempotency-Key sent twice: one analysis
+        assert first == retried
+        assert httpx.get(f"{base}/v1/analyses/{first}", timeout=60).json()["name"] == "my-model"
+
+        commands = _commands(blocks[5][1])
         assert len(commands) == 4
         for command in commands:
             out = run("bash", command)
@@ -137,4 +141,4 @@ def test_readme_examples_work_verbatim_on_resnet50(resnet50_files) -> None:
                 assert format_count(params) in out and "conv5_block3_out" in out, out[:2000]
                 if "submit" in command:
                     assert "succeeded" in out and f"{base}/v1/analyses/" in out
-        assert set(_commands(blocks[5][1])) == NOT_RUN_HERE
+        assert set(_commands(blocks[6][1])) == NOT_RUN_HERE

@@ -257,3 +257,15 @@ def test_analyze_stage_table_agrees_with_the_stages_finding(tmp_path):
     rows = [line.split() for line in lines[start + 2:start + 8]]
     assert [row[0] for row in rows] == ["1", "2", "3", "4", "5", "head"]
     assert [row[1] for row in rows[:5]] == ["112x112", "56x56", "28x28", "14x14", "7x7"]
+
+
+@pytest.mark.parametrize("typed", ["image=64,48,3;mask=20x24x1", '{"image": [64, 48, 3], "mask": [20, 24, 1]}'])
+def test_analyze_a_two_input_model_with_a_shape_per_input(tmp_path, typed):
+    from tests.analysis.builders import two_input_model
+
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(two_input_model()))
+    result = runner.invoke(cli, ["analyze", str(path), "--json", "--input-shape", typed])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["summary"]["input_shapes"] == [[None, 64, 48, 3], [None, 20, 24, 1]]
