@@ -13,8 +13,9 @@ linear in depth).
 
 Engine and Keras runs are interleaved (a Keras build, then a batch of engine
 runs, three times) so that both see the same load on a shared machine; the
-ratio is of wall-clock medians. The engine's CPU time is printed beside its
-wall time, and a breakdown by phase (parse, walk, gradient-flow prediction,
+ratio is of wall-clock medians. The CPU times (this process's, all threads: Keras may use
+several) are printed beside the wall times, and their ratio depends less on what else runs on
+a shared machine. A breakdown by phase (parse, walk, gradient-flow prediction,
 findings, report assembly) shows where the engine's time goes; the ``gradient`` column is the
 gradient-flow prediction's share of the engine's CPU time for each model.
 """
@@ -144,15 +145,19 @@ def chain_config(depth: int) -> dict[str, Any]:
 
 def compare_with_keras(
     keras: Any, text: str, config: dict[str, Any], repeats: int
-) -> tuple[float, float, float]:
-    """(engine wall median, engine CPU median, Keras wall median), in seconds, interleaved."""
+) -> tuple[float, float, float, float]:
+    """(engine wall median, engine CPU median, Keras wall median, Keras CPU median), in
+    seconds, interleaved. CPU is this process's (all its threads: Keras may use several)."""
     engine_wall: list[float] = []
     engine_cpu: list[float] = []
     reference: list[float] = []
+    reference_cpu: list[float] = []
     per_round = max(repeats // KERAS_ROUNDS, 1)
     analyze(config)  # warm-up (imports, caches)
     for _ in range(KERAS_ROUNDS):
-        reference.append(timed(lambda: keras.models.model_from_json(text))[0])
+        wall, cpu = timed(lambda: keras.models.model_from_json(text))
+        reference.append(wall)
+        reference_cpu.append(cpu)
         keras.backend.clear_session()
         for _ in range(per_round):
             wall, cpu = timed(lambda: analyze(config))
@@ -162,6 +167,7 @@ def compare_with_keras(
         statistics.median(engine_wall),
         statistics.median(engine_cpu),
         statistics.median(reference),
+        statistics.median(reference_cpu),
     )
 
 
@@ -176,8 +182,8 @@ def main() -> None:
     print(f"keras {keras.__version__}; engine: median of {args.repeats} runs, keras: median of "
           f"{KERAS_ROUNDS}, interleaved; load average {os.getloadavg()[0]:.1f}")
     print(
-        f"{'model':<20}{'layers':>7}{'engine ms':>12}{'(CPU ms)':>10}{'keras ms':>12}{'ratio':>9}"
-        f"{'gradient':>10}"
+        f"{'model':<20}{'layers':>7}{'engine ms':>12}{'(CPU ms)':>10}{'keras ms':>12}{'(CPU ms)':>10}"
+        f"{'ratio':>9}{'CPU ratio':>11}{'gradient':>10}"
     )
     breakdowns: dict[str, dict[str, float]] = {}
     for name in QUICK if args.quick else MODELS:
@@ -186,13 +192,14 @@ def main() -> None:
         config = json.loads(text)
         del model
         keras.backend.clear_session()
-        engine, engine_cpu, reference = compare_with_keras(keras, text, config, args.repeats)
+        engine, engine_cpu, reference, reference_cpu = compare_with_keras(keras, text, config, args.repeats)
         keras.backend.clear_session()
         layers = len(config["config"]["layers"])
         phases = phase_breakdown(config, args.repeats if name == "ResNet50" else 5)
         gradient_share = phases["gradient"] / sum(phases.values())
         print(f"{name:<20}{layers:>7}{engine * 1e3:>12.2f}{engine_cpu * 1e3:>10.2f}"
-              f"{reference * 1e3:>12.1f}{reference / engine:>8.0f}x{gradient_share:>10.0%}")
+              f"{reference * 1e3:>12.1f}{reference_cpu * 1e3:>10.1f}{reference / engine:>8.0f}x"
+              f"{reference_cpu / engine_cpu:>10.0f}x{gradient_share:>10.0%}")
         if name == "ResNet50":
             breakdowns[name] = phases
     for name, phases in breakdowns.items():

@@ -48,11 +48,11 @@ def field_json(field: ReceptiveField | None) -> dict[str, Any] | None:
         "axes": [_axis_json(axis) for axis in field.axes],
         "global": field.is_global,
     }
-    if field.misaligned:
-        pairs = [pair.split("|") for pair in field.misaligned]
-        body["misaligned"] = pairs[:MISALIGNED_SHOWN]
-        if len(pairs) > MISALIGNED_SHOWN:
-            body["misaligned_count"] = len(pairs)
+    misaligned = field.misaligned
+    if misaligned:  # only the pairs shown are split (a layer may inherit hundreds)
+        body["misaligned"] = [pair.split("|") for pair in misaligned[:MISALIGNED_SHOWN]]
+        if len(misaligned) > MISALIGNED_SHOWN:
+            body["misaligned_count"] = len(misaligned)
     return body
 
 
