@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     gradient_time_limit_s: float = Field(
         default=600.0, description="Time limit of a gradient-measurement job."
     )
+    effective_field_time_limit_s: float = Field(
+        default=600.0, description="Time limit of an effective-receptive-field measurement job."
+    )
     training_time_limit_s: float = Field(default=900.0, description="Time limit of a training run.")
     training_max_steps: int = Field(
         default=2000, description="Upper bound on a training run's steps."
@@ -252,7 +255,9 @@ class Settings(BaseSettings):
         default=False, description="Allow auth_mode=none on a non-loopback address."
     )
     rate_limit_per_minute: int = Field(
-        default=600, description="Requests per minute per tenant (0 disables)."
+        default=600,
+        description="Requests per minute per tenant when API keys are on (auth_mode=api_key; 0 disables). "
+        "Without keys (auth_mode=none: one local user) requests are not rate-limited.",
     )
     max_concurrent_training_per_tenant: int = Field(
         default=2, description="Training runs a tenant may have queued or running at once."
@@ -268,7 +273,7 @@ class Settings(BaseSettings):
     )
     max_queued_gradients_per_tenant: int = Field(
         default=4, ge=1,
-        description="Gradient-measurement jobs a tenant may have queued or running at once.",
+        description="Measurement jobs (gradients, effective field) a tenant may have queued or running at once.",
     )
     storage_quota_bytes: int = Field(
         default=20 * 1024 * 1024 * 1024, ge=0,

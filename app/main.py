@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__, db
+from app.analyses.effective_field import EffectiveFieldCreate
 from app.analyses.endpoints import router as analyses_router
 from app.api import problems
 from app.api.contract import add_documented_models, one_body_type_per_operation, operation_id
@@ -108,7 +109,9 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
     app.state.executor = executor
     app.state.dispatch = executor.dispatch if executor is not None else None
     app.state.demo_ids = {}
-    if settings.rate_limit_per_minute > 0:
+    if settings.rate_limit_per_minute > 0 and settings.auth_mode != "none":
+        # tenant quotas; the embedded default (one local user, no keys) is not rate-limited:
+        # a platform batch-analysing a model zoo from this machine must not meet 429s
         from app.api.ratelimit import TenantRateLimiter
 
         app.state.rate_limiter = TenantRateLimiter(settings.rate_limit_per_minute)
@@ -159,6 +162,7 @@ def _install_openapi(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
         components.setdefault("TrainingRunCreate", TrainingRunCreate.model_json_schema())
+        components.setdefault("EffectiveFieldCreate", EffectiveFieldCreate.model_json_schema())
         document_problems(schema)
         add_response_examples(schema)
         apply_examples(schema, getattr(app.state, "demo_ids", {}))

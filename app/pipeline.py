@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
@@ -123,14 +123,31 @@ def prepare_json_body(body: bytes, settings: Settings) -> AnalysisRequest:
         request = AnalysisCreate.model_validate(payload)
     except ValidationError as exc:
         raise validation_failed(exc) from None
-    architecture = request.architecture
+    return prepare_inline(request.architecture, request.input_shape, name=request.name,
+                          measure_gradients=request.measure_gradients, settings=settings)
+
+
+def prepare_inline(architecture: dict[str, Any] | str, input_shape: InputShapeIn | None, *,
+                   name: str | None, settings: Settings, measure_gradients: bool = False) -> AnalysisRequest:
+    """An architecture sent inline in a JSON body (an analysis's or a training run's): the
+    object, or the string ``model.to_json()`` returns (a second document, parsed once itself)."""
     if isinstance(architecture, str):  # the string model.to_json() returns
         architecture = parse_json_bytes(architecture.encode("utf-8"), settings)
     prepared = prepare_config(architecture, settings)
     return AnalysisRequest(
-        architecture=prepared, input_shape=parse_input_shape(request.input_shape, settings),
-        name=request.name, measure_gradients=request.measure_gradients,
+        architecture=prepared, input_shape=parse_input_shape(input_shape, settings),
+        name=name, measure_gradients=measure_gradients,
     )
+
+
+def prepare_upload(path: Path, *, filename: str | None, sha256: str | None, input_shape: InputShapeIn | None,
+                   name: str | None, settings: Settings, measure_gradients: bool = False) -> AnalysisRequest:
+    """An uploaded model file (an analysis's or a training run's ``file`` part), kept as the
+    architecture's blob once stored."""
+    shape = parse_input_shape(input_shape, settings)
+    prepared = prepare_file(path, filename=filename, settings=settings, sha256=sha256)
+    return AnalysisRequest(architecture=prepared, input_shape=shape, name=name,
+                           measure_gradients=measure_gradients)
 
 
 def prepare_config(config: Any, settings: Settings) -> Prepared:
@@ -172,7 +189,7 @@ def gate(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
 def analyse(config: dict[str, Any], input_shape: InputShapes | None, name: str | None,
             settings: Settings) -> dict[str, Any]:
     """The static analysis of a gated config, within the report-level limits (the report)."""
-    report = analyze(config, input_shape=cast(Any, input_shape), name=name)  # per-input dicts too
+    report = analyze(config, input_shape=input_shape, name=name)
     check_report_limits(report, settings)
     return report
 

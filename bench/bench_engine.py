@@ -107,7 +107,7 @@ def phase_breakdown(config: dict[str, Any], repeats: int) -> dict[str, float]:
 def _findings_already(found: list[dict[str, Any]]) -> Iterator[None]:
     """While timing the report assembly, let ``build_report`` take findings computed before."""
     original = report_module.findings_module
-    report_module.findings_module = SimpleNamespace(find=lambda result: found)  # type: ignore[assignment]
+    report_module.findings_module = SimpleNamespace(find=lambda result, **_: found)  # type: ignore[assignment]
     try:
         yield
     finally:

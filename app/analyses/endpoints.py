@@ -119,6 +119,26 @@ async def measure_gradients(analysis_id: str, request: Request, scope: ScopeDep,
     return EncodedJSON(body, status_code=202, headers={"Location": location})
 
 
+@router.post(
+    "/{analysis_id}/effective-field", status_code=202, response_model=AnalysisOut,
+    summary="Measure the effective receptive field of chosen layers (queued job)",
+    description=(
+        "Optional JSON body `{\"layers\": [...], \"samples\": 16, \"batch_size\": 8, \"seed\": 0}`. "
+        "Queues a TensorFlow job that measures how much each input pixel influences the centre unit of each "
+        "layer (default: the last layer of each stage), with the uploaded weights when the file had them. "
+        "The result appears as `report.effective_field` of the analysis at `Location`."
+    ),
+    openapi_extra={"requestBody": {"required": False, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/EffectiveFieldCreate"}}}}},
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def measure_effective_field(analysis_id: str, request: Request, scope: ScopeDep, tenant_id: TenantDep,
+                                  settings: SettingsDep) -> Response:
+    received = await request.body()
+    body = await scope.run(service.measure_effective_field, settings, tenant_id, analysis_id, received)
+    return EncodedJSON(body, status_code=202, headers={"Location": f"/v1/analyses/{analysis_id}"})
+
+
 @router.delete("/{analysis_id}", status_code=204, summary="Delete an analysis",
                responses=problem_responses(401, 404))
 async def delete_analysis(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) -> Response:

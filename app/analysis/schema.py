@@ -23,13 +23,14 @@ Example::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-SCHEMA_VERSIONS = ("1.0", "1.1")
+SCHEMA_VERSIONS = ("1.0", "1.1", "1.2")
 """The versions these models describe. 1.1 adds, per receptive-field axis after upsampling,
-``period``, ``unit_sizes`` and ``exact`` (optional fields; sizes may then be fractional)."""
+``period``, ``unit_sizes`` and ``exact`` (optional fields; sizes may then be fractional).
+1.2 adds the optional ``effective_field`` section (the measured effective receptive field)."""
 
 Shape = list[int | None]
 """A tensor shape with the batch dimension first (null: unknown, always null for the batch)."""
@@ -209,8 +210,11 @@ class PredictedLayer(Strict):
     )
     relative_gradient_scale: float = Field(description="That ratio (dimensionless).")
     log10_relative_weight_gradient_scale: float = Field(description="The same for its weight gradient.")
-    depth_to_output: PathRange | None = Field(description="Layers between it and an output; null: none reached.")
-    skip_connections: int = Field(description="Skip connections that bypass it (count).")
+    depth_to_output: PathRange | None = Field(
+        description="Weighted layers after it on its paths to an output; null: none reached."
+    )
+    skip_connections: int = Field(description="Merges downstream of it that an input not computed "
+                                  "from it also reaches: paths around it (count).")
     skip_layers: list[str] = Field(description="Up to eight of those merges.")
     saturating_activations: CountRange | None = Field(description="sigmoid/tanh-like activations on its paths.")
     normalizations: CountRange | None = Field(description="Normalization layers on its paths.")
@@ -236,9 +240,17 @@ class PredictedGradientFlow(Strict):
     first_layer: str | None = Field(default=None, description="The first weighted layer reaching an output.")
     last_layer: str | None = Field(default=None, description="The last weighted layer.")
     weighted_layers: int | None = Field(default=None, description="Weighted layers (count).")
-    depth: PathRange | None = Field(default=None, description="Layers from the first weighted layer to an output.")
+    depth: PathRange | None = Field(
+        default=None,
+        description="Weighted layers after the first weighted layer on its paths to an output "
+        "(its depth_to_output).",
+    )
     skip_connections: int | None = Field(
-        default=None, description="Skip connections bypassing the first weighted layer."
+        default=None,
+        description="Skip connections in the network: residual merges (Add, Average, a scaled "
+        "sum) and dense ones (a concatenation with maps computed from one of its inputs); "
+        "parallel branches concatenated (Inception) are none. The count the residual_connections "
+        "and dense_connections findings and the graph drawing give.",
     )
     saturating_activations_on_longest_path: int | None = Field(default=None, description="Count.")
     weakest_layer: LayerScale | None = Field(default=None)
@@ -352,6 +364,73 @@ class MeasuredGradientFlow(Strict):
 class GradientFlow(Strict):
     predicted: PredictedGradientFlow
     measured: MeasuredGradientFlow | None = Field(description="null until a gradients job has measured it.")
+
+
+# -- effective receptive field (measured) -----------------------------------------------------
+
+
+class EffectiveFieldHeatmap(Strict):
+    """The measured influence over the whole input, as block means scaled to a maximum of 1."""
+
+    cell: list[int] = Field(description="Input pixels per heat-map cell along each spatial axis.")
+    values: list[list[float]] = Field(description="Rows of cells (first spatial axis), each 0..1.")
+
+
+class EffectiveFieldLayer(Strict):
+    """How the input influences the centre unit of one layer, beside its theoretical field."""
+
+    layer: str = Field(description="The layer measured (top level of the model).")
+    output_size: list[int] = Field(description="Its output's spatial size (units per axis).")
+    unit: list[int] = Field(description="The unit measured: (units - 1) // 2 per axis.")
+    field_box: list[list[Number]] = Field(
+        description="The unit's theoretical field per axis as [first, last] input pixel (may reach past the input)."
+    )
+    field_centre: list[float] = Field(description="Centre of the theoretical field per axis (input pixels).")
+    visible_field_size: list[int] = Field(description="Pixels of the theoretical field inside the input, per axis.")
+    field_clipped: bool = Field(description="Whether the theoretical field reaches past the input's edges.")
+    total_influence: float = Field(description="Sum of the mean absolute input gradient (0: nothing reaches the unit).")
+    centre: list[float] | None = Field(description="Centre of mass of the influence per axis (input pixels).")
+    centre_offset: list[float] | None = Field(description="centre minus field_centre per axis (input pixels).")
+    size95: list[int] | None = Field(
+        description="Per axis, the central run of input pixels holding 95% of the influence (pixels)."
+    )
+    fraction: list[float | None] | None = Field(
+        description="size95 over the visible theoretical field size, per axis (1.0: all of it)."
+    )
+    radius95: float | None = Field(description="Radius around the centre holding 95% of the influence (pixels).")
+    area95: int | None = Field(description="Fewest input pixels holding 95% of the influence (count).")
+    area_fraction: float | None = Field(description="area95 over the visible theoretical field's pixels.")
+    mass_inside_field: float | None = Field(
+        description="Share of the influence inside the theoretical field (1.0: always, by definition)."
+    )
+    heatmap: EffectiveFieldHeatmap
+    note: str | None = Field(default=None, description="Why the numbers may not be trusted, when they may not.")
+
+
+class MeasuredEffectiveField(Strict):
+    """The effective receptive field, measured with TensorFlow (a queued job): what does matter to a
+    unit, where the theoretical field says what can."""
+
+    status: Literal["measured"]
+    method: str
+    mass: float = Field(description="Share of the influence the *95 numbers hold (0.95).")
+    samples: int = Field(description="Random inputs averaged over (count).")
+    seed: int
+    input_size: list[int] = Field(description="The input's spatial size measured at (pixels per axis).")
+    weights: Literal["uploaded", "initialisation"] = Field(
+        description="The uploaded file's weights, or Keras's initialisation when it had none."
+    )
+    layers: list[EffectiveFieldLayer]
+    device: str = Field(description="Where it ran (cpu or gpu).")
+    elapsed_s: float = Field(description="Wall time of the measurement (seconds).")
+    job_id: str = Field(description="The effective_field job that measured it.")
+
+
+class FailedEffectiveField(Strict):
+    status: Literal["failed"]
+    reason: str
+    error: dict[str, Any] | None
+    job_id: str
 
 
 # -- findings --------------------------------------------------------------------------------
@@ -479,10 +558,10 @@ class MisalignedDetails(Strict):
 
 
 class ResidualDetails(Strict):
-    merges: int
-    layers_bypassed: int
-    shortest_path: int
-    longest_path: int
+    merges: int = Field(description="The finding's merges (count).")
+    layers_bypassed: int = Field(description="Weighted layers some skip connection goes around.")
+    shortest_path: int = Field(description="Weighted layers after the first one on its shortest path to an output.")
+    longest_path: int = Field(description="...and on its longest.")
     gradient_ratio: float | None
     gradient_verdict: GradientVerdict | None
 
@@ -553,7 +632,8 @@ _FINDINGS = [
     _finding("dilation_gridding", DilationDetails, "Stacked dilations with a common factor leave a grid of holes."),
     _finding("residual_shape_mismatch", ShapeMismatchDetails, "An element-wise merge of differently shaped tensors."),
     _finding("misaligned_fields", MisalignedDetails, "Merged branches whose field centres differ."),
-    _finding("residual_connections", ResidualDetails, "What the skip connections buy for the gradient."),
+    _finding("residual_connections", ResidualDetails, "What the residual merges buy for the gradient."),
+    _finding("dense_connections", ResidualDetails, "Concatenations that pass earlier feature maps forward."),
     _finding("full_resolution_compute", FullResolutionDetails, "Most compute runs at full input resolution."),
     _finding("bias_before_normalization", BiasBeforeNormDetails, "A bias right before normalization is cancelled."),
     _finding("residual_branch_nonnegative", NonnegativeDetails, "Residual branches end in ReLU before the addition."),
@@ -564,13 +644,10 @@ _FINDINGS = [
 #: The finding codes the schema documents (the engine's ``findings.CODES``, checked by a test).
 FINDING_CODES = tuple(model.model_fields["code"].annotation.__args__[0] for model in _FINDINGS)  # type: ignore[union-attr]
 
-Finding = Annotated[
-    # a tagged union: one object type per code, told apart by ``code``
-    _FINDINGS[0] | _FINDINGS[1] | _FINDINGS[2] | _FINDINGS[3] | _FINDINGS[4] | _FINDINGS[5]  # type: ignore[valid-type]
-    | _FINDINGS[6] | _FINDINGS[7] | _FINDINGS[8] | _FINDINGS[9] | _FINDINGS[10] | _FINDINGS[11]  # type: ignore[valid-type]
-    | _FINDINGS[12] | _FINDINGS[13] | _FINDINGS[14] | _FINDINGS[15] | _FINDINGS[16] | _FINDINGS[17],  # type: ignore[valid-type]
-    Field(discriminator="code"),
-]
+if TYPE_CHECKING:  # pragma: no cover - one object type per code, told apart by ``code``
+    Finding = FindingBase
+else:
+    Finding = Annotated[Union[tuple(_FINDINGS)], Field(discriminator="code")]  # noqa: UP007 - built from the list
 
 
 # -- coverage --------------------------------------------------------------------------------
@@ -609,9 +686,9 @@ class Coverage(Strict):
 
 
 class Report(Strict):
-    """What convlens says about an architecture (``schema_version`` 1.0 or 1.1)."""
+    """What convlens says about an architecture (``schema_version`` 1.0, 1.1 or 1.2)."""
 
-    schema_version: Literal["1.0", "1.1"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2"] = Field(
         description="The schema the report follows (docs/report-schema.md says what may change within one)."
     )
     model_name: str | None = Field(description="The name given, or the model's own.")
@@ -621,6 +698,9 @@ class Report(Strict):
     gradient_flow: GradientFlow
     findings: list[Finding] = Field(description="What the architecture implies, errors and warnings first.")
     coverage: Coverage
+    effective_field: Annotated[MeasuredEffectiveField | FailedEffectiveField, Field(discriminator="status")] | None = (
+        Field(default=None, description="(1.2) The measured effective receptive field, once a job measured it.")
+    )
 
 
 def validate_report(report: dict[str, Any]) -> Report:

@@ -1,4 +1,5 @@
-"""HTTP routes for training runs: create (JSON or multipart with an .npz), read, events, cancel."""
+"""HTTP routes for training runs: create (JSON, or multipart with a model file and/or an .npz),
+read, events, cancel."""
 
 from __future__ import annotations
 
@@ -36,10 +37,12 @@ POLL_MAX_S = 2.0
     response_model=TrainingRunOut,
     summary="Start a short training run",
     description=(
-        "JSON body, or multipart/form-data with the same fields as form fields and the dataset "
-        "as a "
-        "`dataset_file` part (`.npz` with arrays `x` and `y`, loaded without pickle). The run is "
-        "queued; follow it at `Location` or stream `events_url`."
+        "The model to train is an `analysis_id`, an `architecture_id` or, in the same request, "
+        "the Keras model JSON as `architecture` (analysed and stored as an analysis, whose id the "
+        "run carries). Multipart/form-data takes the same fields as form fields, the model file "
+        "as a `file` part and the dataset as a `dataset_file` part (`.npz` with arrays `x` and "
+        "`y`, loaded without pickle). The run is queued; follow it at `Location` or stream "
+        "`events_url`."
     ),
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/TrainingRunCreate"}}}}},
@@ -52,7 +55,7 @@ async def create_run(request: Request, settings: SettingsDep, scope: ScopeDep, t
         received: bytes | service.MultipartForm = await request.body()
     elif content_type == "multipart/form-data":
         async with tenant_slots(request).hold(tenant_id, "uploads"):
-            received = await read_multipart(request, settings, file_field="dataset_file")
+            received = await read_multipart(request, settings, other_file_fields=("dataset_file",))
     else:
         raise UnsupportedFormat(
             "Send application/json or multipart/form-data. Received: Content-Type "
@@ -157,17 +160,22 @@ router.add_api_route(
     name="upload_training_run",
     status_code=202,
     response_model=TrainingRunOut,
-    summary="Start a short training run on an uploaded dataset",
+    summary="Start a short training run on an uploaded model file and/or dataset",
     description=(
-        "The fields of `POST /v1/training-runs` as multipart form fields (`input_shape` as JSON text) "
-        "and the dataset as the part `dataset_file`: an `.npz` with arrays `x` and `y`, loaded without "
-        "pickle. The run is queued; follow it at `Location` or stream `events_url`."
+        "The fields of `POST /v1/training-runs` as multipart form fields (`input_shape` as JSON text "
+        "or `224,224,3`), the model as the part `file` (a `.keras`, `.h5` or `.json` file, analysed "
+        "and stored as an analysis in the same request) instead of `analysis_id` or "
+        "`architecture_id`, and the dataset as the part `dataset_file`: an `.npz` with arrays `x` and "
+        "`y`, loaded without pickle (without it the run trains on synthetic data). The run is "
+        "queued; follow it at `Location` or stream `events_url`."
     ),
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object",
-        "required": ["dataset_file"],
         "properties": {
-            "analysis_id": {"type": "string", "description": "Train the analysed architecture."},
+            "file": {"type": "string", "format": "binary",
+                     "description": "The model to train: .keras, legacy .h5 or .json."},
+            "name": {"type": "string", "description": "Name of the analysis stored for the file."},
+            "analysis_id": {"type": "string", "description": "Or train an analysed architecture."},
             "architecture_id": {"type": "string", "description": "Or a stored architecture."},
             "steps": {"type": "integer", "minimum": 1},
             "batch_size": {"type": "integer", "minimum": 1},
@@ -177,6 +185,9 @@ router.add_api_route(
             "seed": {"type": "integer", "minimum": 0},
             "probe_every": {"type": "integer", "minimum": 1},
             "overfit_steps": {"type": "integer", "minimum": 0},
+            "overfit_check": {"type": "boolean"},
+            "dataset": {"type": "string", "enum": ["synthetic", "npz"],
+                        "description": "npz when dataset_file is sent (the default then)."},
             "dataset_file": {"type": "string", "format": "binary",
                              "description": ".npz with arrays x and y"},
         },

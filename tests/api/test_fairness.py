@@ -180,6 +180,10 @@ def test_queued_gradient_measurements_are_capped_per_tenant(any_settings: Settin
         assert [client.post(f"/v1/analyses/{i}/gradients", headers=a).status_code for i in analyses[:2]] == [202] * 2
         problem = assert_problem(client.post(f"/v1/analyses/{analyses[2]}/gradients", headers=a), 429, "tenant_limit")
         assert problem["limit"] == "queued_gradients"
+        # an effective-field measurement counts against the same cap (both allocate in TensorFlow)
+        problem = assert_problem(client.post(f"/v1/analyses/{analyses[2]}/effective-field", headers=a), 429,
+                                 "tenant_limit")
+        assert problem["limit"] == "queued_gradients" and "effective field" in problem["detail"]
         refused = client.post("/v1/analyses", json={"architecture": tiny_config(), "measure_gradients": True},
                               headers=a)
         assert_problem(refused, 429, "tenant_limit")
