@@ -1,9 +1,11 @@
 """Bytes stored per tenant: the one definition the quota and ``/metrics`` both read.
 
 A tenant's stored bytes are its architectures (``byte_size``: the uploaded file or the JSON
-config, as received) and the datasets of its training runs that have not ended (a run's
-dataset is deleted when it ends). Uploaded files shared by content between tenants count
-for each tenant that stored them: the quota is about what a tenant asked to keep.
+config, as received; kept as a counter on the tenant's row, changed in the transaction that
+adds or deletes one, so the quota reads one row however many a tenant has) and the datasets
+of its training runs that have not ended (a run's dataset is deleted when it ends). Uploaded
+files shared by content between tenants count for each tenant that stored them: the quota is
+about what a tenant asked to keep.
 
 Example::
 
@@ -14,12 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import StorageQuotaExceeded
-from app.models import Architecture, Job
+from app.models import Job, Tenant
 
 
 def datasets_dir(settings: Settings) -> Path:
@@ -28,23 +30,28 @@ def datasets_dir(settings: Settings) -> Path:
 
 
 def tenant_bytes(session: Session, settings: Settings, tenant_id: str) -> int:
-    """What ``tenant_id`` stores now (flushed rows of the session included)."""
-    architectures = session.scalar(
-        select(func.coalesce(func.sum(Architecture.byte_size), 0)).where(Architecture.tenant_id == tenant_id)
-    ) or 0
+    """What ``tenant_id`` stores now: its architectures' counter (one row, whatever their
+    number) and the datasets of its runs that have not ended."""
+    architectures = session.scalar(select(Tenant.stored_bytes).where(Tenant.id == tenant_id)) or 0
     runs = session.scalars(select(Job.id).where(
         Job.tenant_id == tenant_id, Job.kind == "training", Job.status.in_(("queued", "running"))))
     return int(architectures) + sum(_size(datasets_dir(settings) / f"{run_id}.npz") for run_id in runs)
 
 
-def check_quota(session: Session, settings: Settings, *, tenant_id: str, adding: int,
-                flushed: bool = False) -> None:
+def architecture_bytes_changed(session: Session, tenant_id: str, delta: int) -> None:
+    """Keep the tenant's counter with its architectures: call it when one is added (``+size``)
+    or deleted (``-size``), in the same transaction."""
+    session.execute(update(Tenant).where(Tenant.id == tenant_id)
+                    .values(stored_bytes=Tenant.stored_bytes + delta))
+
+
+def check_quota(session: Session, settings: Settings, *, tenant_id: str, adding: int) -> None:
     """Refuse (413 ``storage_quota_exceeded``) when the tenant would store more than its quota
-    with ``adding`` more bytes (``flushed``: those are a row the session already holds)."""
+    with ``adding`` more bytes."""
     quota = settings.storage_quota_bytes
     if quota <= 0:
         return
-    used = tenant_bytes(session, settings, tenant_id) - (adding if flushed else 0)
+    used = tenant_bytes(session, settings, tenant_id)
     if used + adding > quota:
         raise StorageQuotaExceeded(
             f"This tenant stores {used} bytes of its quota of {quota}; {adding} more do not fit. Delete "
@@ -55,7 +62,7 @@ def check_quota(session: Session, settings: Settings, *, tenant_id: str, adding:
 
 def stored_bytes(session: Session, settings: Settings) -> dict[str, int]:
     """Every tenant's stored bytes together, by kind, and what the data folder's files take."""
-    architectures = session.scalar(select(func.coalesce(func.sum(Architecture.byte_size), 0))) or 0
+    architectures = session.scalar(select(func.coalesce(func.sum(Tenant.stored_bytes), 0))) or 0
     figures = {"architectures": int(architectures)}
     for kind, folder in (("blob_files", settings.blob_dir), ("dataset_files", datasets_dir(settings)),
                          ("upload_files", settings.data_dir / "uploads")):

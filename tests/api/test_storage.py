@@ -105,3 +105,40 @@ def test_metrics_show_stored_bytes_and_need_their_own_token_in_api_key_mode(any_
         assert float(figures["architectures"]) == expected == len(seed_bytes(1, "keras"))
         assert float(figures["blob_files"]) == len(seed_bytes(1, "keras"))
         assert float(figures["upload_files"]) == 0
+
+
+def _counters_and_sums(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
+    from sqlalchemy import func
+
+    from app.models import Architecture
+
+    with session_scope(settings) as session:
+        counters = {row.id: row.stored_bytes for row in session.scalars(select(Tenant))}
+        sums = dict(session.execute(select(Architecture.tenant_id, func.sum(Architecture.byte_size))
+                                    .group_by(Architecture.tenant_id)).all())
+    return counters, {tenant: int(sums.get(tenant, 0)) for tenant in counters}
+
+
+def test_the_tenant_counter_is_the_sum_of_its_architectures(any_settings: Settings) -> None:
+    """The quota reads a counter; the architectures' own sizes are the independent truth."""
+    with _client(any_settings) as client:
+        kept = []
+        for example, fmt in ((1, "keras"), (2, "keras"), (1, "keras"), (3, "h5")):  # one duplicate
+            kept.append(client.post("/v1/analyses/upload",
+                                    files={"file": (f"m.{fmt}", seed_bytes(example, fmt))}).json())
+        client.post("/v1/analyses", json={"architecture": tiny_config()})
+        client.delete(f"/v1/architectures/{kept[1]['architecture']['id']}")
+        counters, sums = _counters_and_sums(any_settings)
+        assert counters == sums and counters["default"] > 0
+
+
+def test_the_migration_counts_what_was_stored_before_it(any_settings: Settings) -> None:
+    from app import db
+    from tests.jobs.helpers import add_architecture
+
+    db.upgrade(any_settings)
+    db.downgrade(any_settings, "20261130_0003")  # the schema before the counter
+    add_architecture(any_settings, tiny_config())
+    db.upgrade(any_settings)
+    counters, sums = _counters_and_sums(any_settings)
+    assert counters == sums and counters["default"] > 0
