@@ -32,6 +32,7 @@ from app.api.response_examples import add_response_examples
 from app.architectures.endpoints import router as architectures_router
 from app.config import Settings, get_settings
 from app.demo import apply_examples, demo_ids, seed_demo_data
+from app.gcpause import freeze_long_lived
 from app.observability.metrics import MetricsMiddleware, metrics_router
 from app.pipeline import AnalysisCreate
 from app.reports.endpoints import router as reports_router
@@ -140,7 +141,9 @@ def create_worker_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     socket_path = os.environ.get(DISPATCH_SOCKET_ENV)
-    return create_app(settings, standalone=False, executor=RelayClient(socket_path) if socket_path else None)
+    app = create_app(settings, standalone=False, executor=RelayClient(socket_path) if socket_path else None)
+    freeze_long_lived()
+    return app
 
 
 def _start_executor(settings: Settings) -> Any:

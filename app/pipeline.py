@@ -35,6 +35,7 @@ from app.architectures.service import get_or_create
 from app.config import Settings
 from app.db import EncodedDocument, add_new
 from app.errors import InvalidJSON, ValidationFailed
+from app.gcpause import no_cycle_collection
 from app.ingest import ingest_bytes, ingest_config, parse_json_bytes
 from app.ingest.shapes import parse_input_shape
 from app.models import Architecture, Job
@@ -116,6 +117,11 @@ def prepare_json_body(body: bytes, settings: Settings) -> AnalysisRequest:
     The architecture may be the object or the string ``model.to_json()`` returns (that
     string is a second document, parsed once itself). Both are the same content.
     """
+    with no_cycle_collection():
+        return _prepare_json_body(body, settings)
+
+
+def _prepare_json_body(body: bytes, settings: Settings) -> AnalysisRequest:
     payload = parse_json_bytes(body, settings)
     if not isinstance(payload, dict):
         raise InvalidJSON(f"The body must be a JSON object. Received: {type(payload).__name__}")
@@ -165,7 +171,8 @@ def prepare_file(path: Path, *, filename: str | None, settings: Settings, sha256
     ``sha256`` may pass the hash computed while the file streamed in. With ``keep`` the file
     is the upload to store as the architecture's blob (workers load weights from it).
     """
-    ingested = ingest_bytes(path, filename=filename, settings=settings, sha256=sha256)
+    with no_cycle_collection():
+        ingested = ingest_bytes(path, filename=filename, settings=settings, sha256=sha256)
     return Prepared(
         format=ingested.format, config=ingested.config, name=ingested.name, has_weights=ingested.has_weights,
         sha256=ingested.sha256, byte_size=ingested.byte_size, upload_path=path if keep else None,

@@ -412,7 +412,7 @@ def _coverage_finding(result: AnalysisResult, summary: dict[str, Any] | None) ->
     field_text = "x".join(str(s) for s in sizes)
     input_text = "x".join(str(s) for s in inputs)
     details = {"layer": summary["layer"], "field": sizes, "input_size": inputs,
-               "coverage": coverage, "head_is_global": summary.get("head_is_global")}
+               "coverage": list(coverage), "head_is_global": summary.get("head_is_global")}
     if min(coverage) < SMALL_FIELD_COVERAGE:
         head = (" The global head averages these local views, so the decision rests on "
                 "patches, not on the object's overall shape." if summary.get("head_is_global")
@@ -874,6 +874,10 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
     """
     by_name = result.by_name()
     found: list[dict[str, str]] = []
+    # Without shared layers ``result.layers`` lists every layer after all of its inputs, so a
+    # layer listed after the branch's end cannot be its ancestor (no walk needed to say so).
+    position = ({layer.name: index for index, layer in enumerate(result.layers)}
+                if all(len(layer.call_output_shapes) <= 1 for layer in result.layers) else None)
     for layer in result.layers:
         if layer.merge not in (Merge.SUM, Merge.AVERAGE) or len(set(layer.inbound)) != 2:
             continue
@@ -883,6 +887,8 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
             if end is None or not _nonnegative_output(end):
                 continue
             if Trait.KERNEL not in end.traits and Trait.ACTIVATION not in end.traits:
+                continue
+            if position is not None and position.get(shortcut, -1) > position.get(branch, -1):
                 continue
             if _reaches(by_name, branch, shortcut):
                 found.append({"merge": layer.name, "branch_end": branch, "shortcut": shortcut,

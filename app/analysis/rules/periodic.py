@@ -252,12 +252,12 @@ def union(axes: Sequence[AxisField]) -> AxisField | None:
         period = period * a.period // math.gcd(period, a.period)
     if period > MAX_PERIOD:
         return None
+    branches = [phases_of(a) for a in axes]
     out: list[Interval] = []
     for j in range(period):
         first: Number | None = None
         last: Number | None = None
-        for a in axes:
-            a_period, a_shift, a_phases = phases_of(a)
+        for a_period, a_shift, a_phases in branches:
             cycle, phase = divmod(j, a_period)
             interval = a_phases[phase]
             if interval is None:
