@@ -100,6 +100,25 @@ class AnalysisRequest:
     measure_gradients: bool
 
 
+def check_wrapped(payload: dict[str, Any], operation: str) -> None:
+    """A Keras model's JSON posted as the body itself (``model.to_json()`` unwrapped) is refused
+    with what to send instead, rather than a list of its keys as "extra inputs".
+
+    >>> check_wrapped({"class_name": "Functional", "config": {}}, "an analysis")
+    Traceback (most recent call last):
+    ...
+    app.errors.ValidationFailed: The body is a Keras model's JSON itself (class_name 'Functional'); \
+for an analysis send it as the field architecture: {"architecture": <model.to_json()>, ...}.
+    """
+    if "architecture" not in payload and {"class_name", "config"} <= payload.keys():
+        raise ValidationFailed(
+            f"The body is a Keras model's JSON itself (class_name {str(payload['class_name'])[:60]!r}); "
+            f"for {operation} send it as the field architecture: "
+            '{"architecture": <model.to_json()>, ...}.',
+            extra={"expected": {"architecture": "<the model JSON>"}},
+        )
+
+
 def validation_failed(exc: ValidationError) -> ValidationFailed:
     """A pydantic error as the API's ``validation_error`` problem (first error in the detail)."""
     errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
@@ -125,6 +144,7 @@ def _prepare_json_body(body: bytes, settings: Settings) -> AnalysisRequest:
     payload = parse_json_bytes(body, settings)
     if not isinstance(payload, dict):
         raise InvalidJSON(f"The body must be a JSON object. Received: {type(payload).__name__}")
+    check_wrapped(payload, "an analysis")
     try:
         request = AnalysisCreate.model_validate(payload)
     except ValidationError as exc:

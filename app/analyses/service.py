@@ -303,7 +303,30 @@ def _document_of(session: Session, analysis: Job) -> bytes:
     child = repository.latest_child(session, analysis.id, "gradients")
     architecture = architectures.get(session, analysis.tenant_id, analysis.architecture_id or "")
     assert architecture is not None
-    return encode_analysis(analysis, architecture, child.id if child else None)
+    return encode_analysis(analysis, architecture, child.id if child else None,
+                           progress=combined_progress(analysis, child))
+
+
+MEASURING_SHARE = 0.5
+"""The share of an analysis's progress that a pending gradient measurement stands for."""
+
+
+def combined_progress(analysis: Job, child: Job | None) -> float:
+    """The analysis's progress, with a pending measurement counted in: its report is half the
+    work and the measuring job the other half (never 1.0 while it runs).
+
+    >>> from types import SimpleNamespace as Row
+    >>> combined_progress(Row(status="running", result={}, progress=1.0),
+    ...                   Row(status="running", progress=0.3))
+    0.65
+    """
+    own = float(analysis.progress or 0.0)
+    if analysis.status != "running" or analysis.result is None:
+        return own
+    if child is None or child.status not in ("queued", "running"):
+        return min(own, 1.0 - 1e-3) if analysis.status == "running" else own
+    measured = max(0.0, min(1.0, float(child.progress or 0.0)))
+    return round(1.0 - MEASURING_SHARE + MEASURING_SHARE * min(measured, 0.99), 4)
 
 
 def page(session: Session, tenant_id: str, *, limit: int, offset: int, **filters: Any) -> bytes:
@@ -326,21 +349,25 @@ def delete(session: Session, tenant_id: str, analysis_id: str) -> None:
 # -- response bodies -----------------------------------------------------------------------------
 
 
-def analysis_document(row: Job, architecture: Architecture, gradient_job_id: str | None) -> dict[str, Any]:
+def analysis_document(row: Job, architecture: Architecture, gradient_job_id: str | None,
+                      *, progress: float | None = None) -> dict[str, Any]:
     """``AnalysisOut`` as a dict, in the model's field order; a stored report is embedded as
-    the bytes it was serialised to once."""
+    the bytes it was serialised to once. ``progress`` overrides the row's (a pending
+    measurement counted in: :func:`combined_progress`)."""
     return {
         "id": row.id, "status": row.status, "name": row.name,
         "architecture": architectures_service.document(architecture),
         "input_shape": (row.parameters or {}).get("input_shape"),
-        "report": row.result, "error": row.error, "progress": float(row.progress or 0.0),
+        "report": row.result, "error": row.error,
+        "progress": float(row.progress or 0.0) if progress is None else progress,
         "gradient_job_id": gradient_job_id,
         "created_at": _aware(row.created_at), "updated_at": _aware(row.updated_at),
     }
 
 
-def encode_analysis(row: Job, architecture: Architecture, gradient_job_id: str | None) -> bytes:
-    return dumps(analysis_document(row, architecture, gradient_job_id))
+def encode_analysis(row: Job, architecture: Architecture, gradient_job_id: str | None,
+                    *, progress: float | None = None) -> bytes:
+    return dumps(analysis_document(row, architecture, gradient_job_id, progress=progress))
 
 
 def _aware(value: datetime) -> datetime:

@@ -45,16 +45,140 @@ from app.analysis.graph import AnalysisResult, LayerResult
 from app.analysis.skips import find_skips
 from app.analysis.traits import SKIP_MERGES, Merge, Trait
 
-VANISHING_RATIO = 1e-3
-"""First-to-last gradient ratio below which gradient flow is called vanishing."""
+VANISHING_RATIO = 3e-3
+"""First-to-last gradient ratio below which gradient flow is called vanishing (calibrated:
+docs/gradient-flow.md; VGG19's 7e-3 trains, a plain 20-layer ReLU stack's 1.2e-3 does not)."""
 EXPLODING_RATIO = 1e3
 """First-to-last gradient ratio above which gradient flow is called exploding."""
+NORMALIZED_EXPLODING_RATIO = 1e8
+"""The same when normalization layers lie on the path (their growth at initialization is
+benign up to here: see :func:`classify`)."""
+
+QUANTITY = {
+    "name": "pre_activation_gradient_norm",
+    "definition": (
+        "per weighted layer (convolution or dense), the root mean square over samples and "
+        "output channels of the L2 norm over spatial positions of the loss gradient with "
+        "respect to the layer's pre-activation (its output before its activation function), "
+        "global average pooling downstream counted as a sum, at initialization, divided by "
+        "the same for the last weighted layer"
+    ),
+    "why": (
+        "it is the backward signal of signal-propagation theory (He et al. 2015; Schoenholz "
+        "et al. 2017) summed over the positions a kernel's gradient sums over, so resolution "
+        "changes (strides, pooling) do not move it while a gradient that shrinks or grows "
+        "layer after layer does"
+    ),
+    "unit": "dimensionless ratio (last weighted layer = 1)",
+}
+"""The one quantity that the prediction and the measurement both report (docs/gradient-flow.md)."""
+
+
+def log10_layer_gradient_norm(log10_mean_square: float, positions: int, averaged: int = 1
+                              ) -> float:
+    """The quantity for one layer, in log10 (values span hundreds of decades in broken
+    networks), from the log10 mean square of its pre-activation gradient over samples,
+    positions and channels, its number of spatial positions P, and the positions A that a
+    global average pooling downstream averages over: sqrt(P x A x mean square), the
+    per-channel L2 norm over positions with global averaging counted as a sum (so that the
+    input resolution does not scale it; see docs/gradient-flow.md). The prediction calls it
+    with the mean-field variance, the measurement with the measured mean square: the one
+    definition.
+
+    >>> round(log10_layer_gradient_norm(math.log10(0.25), 16), 6)
+    0.30103
+    >>> round(log10_layer_gradient_norm(math.log10(0.25 / 64), 16, averaged=64), 6)
+    0.30103
+    """
+    return (log10_mean_square + math.log10(max(positions, 1)) + math.log10(max(averaged, 1))) / 2.0
+
+
+def layer_gradient_norm(mean_square: float | None, positions: int, averaged: int = 1
+                        ) -> float | None:
+    """:func:`log10_layer_gradient_norm` for a plain mean square (None when unknown or 0).
+
+    >>> round(layer_gradient_norm(0.25, 16), 9)
+    2.0
+    >>> layer_gradient_norm(None, 4) is None
+    True
+    """
+    if mean_square is None or not math.isfinite(mean_square) or mean_square <= 0:
+        return None
+    return 10.0 ** log10_layer_gradient_norm(math.log10(mean_square), positions, averaged)
+
+
+def global_averaging(result: AnalysisResult) -> dict[str, int]:
+    """Per layer, the spatial positions that global average pooling on its way to an output
+    averages over (1 when none), for the quantity's definition: the fewest over its paths, so
+    that a squeeze-and-excitation gate's own pooling (a side path) does not count. Both the
+    prediction and the measurement read it from the analysed graph.
+
+    >>> global_averaging(result)["conv2d"]   # doctest: +SKIP
+    1024
+    """
+    successors = result.successors()
+    by_name = result.by_name()
+    outputs = set(result.output_layers)
+    averaged: dict[str, int] = {}
+    for layer in reversed(result.layers):
+        found: int | None = 1 if layer.name in outputs else None
+        for name in successors.get(layer.name, ()):
+            successor = by_name.get(name)
+            if successor is None:
+                continue
+            factor = averaged.get(name, 1)
+            if Trait.GLOBAL_POOLING in successor.traits and Trait.AVERAGING in successor.traits:
+                factor *= spatial_positions(
+                    successor.input_shapes[0] if successor.input_shapes else None,
+                    successor.node.config)
+            found = factor if found is None else min(found, factor)
+        averaged[layer.name] = found or 1
+    return averaged
+
+
+def relative_profile(norms: list[tuple[str, float | None]]) -> dict[str, Any]:
+    """Per-layer values of the quantity relative to the last weighted layer that has one, in
+    graph order, and the first-to-last ``ratio``: the same arithmetic for predicted and
+    measured values.
+
+    >>> relative_profile([("a", 0.5), ("b", None), ("c", 2.0)])["ratio"]
+    0.25
+    """
+    known = [(name, value) for name, value in norms if value is not None]
+    if not known or not known[-1][1]:
+        return {"per_layer": {name: None for name, _ in norms}, "ratio": None,
+                "log10_ratio": None, "first_layer": None, "last_layer": None}
+    last_name, last_value = known[-1]
+    per_layer = {name: (value / last_value if value is not None else None)
+                 for name, value in norms}
+    ratio = per_layer[known[0][0]]
+    return {
+        "per_layer": per_layer,
+        "ratio": ratio,
+        "log10_ratio": round(math.log10(ratio), 4) if ratio and math.isfinite(ratio) else None,
+        "first_layer": known[0][0],
+        "last_layer": last_name,
+    }
+
+
+def spatial_positions(shape: Any, config: dict[str, Any] | None = None) -> int:
+    """Spatial positions of a (batch, ..., channels) tensor: the product of the axes between
+    batch and channels (1 for a vector; unknown axes count 1).
+
+    >>> spatial_positions([None, 8, 8, 16]), spatial_positions([None, 10])
+    (64, 1)
+    """
+    if not shape or len(shape) < 3:
+        return 1
+    first = (config or {}).get("data_format") == "channels_first"
+    axes = shape[2:] if first else shape[1:-1]
+    return math.prod(axis if isinstance(axis, int) and axis > 0 else 1 for axis in axes)
+
 
 RATIO_DEFINITION = (
-    "RMS of the gradient reaching the first weighted layer (w.r.t. its pre-activation) divided by "
-    "the RMS reaching the last weighted layer, at initialization; weight_gradient_ratio is the "
-    "same for the kernels' own gradients (input second moment x backpropagated variance), the "
-    "quantity to compare with measured kernel gradients"
+    "the quantity (see gradient_flow.quantity) at the first weighted layer divided by the same "
+    "at the last weighted layer; weight_gradient_ratio is a diagnostic for the kernels' own "
+    "gradients (input second moment x backpropagated variance)"
 )
 METHOD = (
     "mean-field signal propagation per spatial position (Glorot & Bengio 2010; He et al. 2015): "
@@ -85,8 +209,33 @@ def _rescales_input(layer: LayerResult) -> bool:
     after it (see ASSUMPTIONS); augmentation and resizing keep the scale."""
     return Trait.PREPROCESSING in layer.traits and not layer.traits & _PASS_THROUGH_PREPROCESSING
 
+THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_RATIO,
+              "exploding_above_with_normalization": NORMALIZED_EXPLODING_RATIO}
+"""The verdict rule's numbers, as reports show them."""
+
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _LOG_FLOOR = -300.0
+
+
+def classify(ratio: float | None, *, normalized: bool) -> str | None:
+    """The verdict rule, for predicted and measured ratios of the quantity alike.
+
+    ``normalized``: a normalization layer lies on the first weighted layer's path to the
+    output. Normalization in training mode makes the backward signal grow with depth at
+    initialization (Yang et al. 2019) while such networks train with standard recipes, so
+    growth under normalization is called exploding only from
+    :data:`NORMALIZED_EXPLODING_RATIO` (see docs/gradient-flow.md for the calibration).
+
+    >>> classify(1e4, normalized=True), classify(1e4, normalized=False)
+    ('healthy', 'exploding')
+    """
+    if ratio is None or math.isnan(ratio):
+        return None
+    if ratio < VANISHING_RATIO:
+        return "vanishing"
+    if ratio > (NORMALIZED_EXPLODING_RATIO if normalized else EXPLODING_RATIO):
+        return "exploding"
+    return "healthy"
 
 
 def classify_ratio(ratio: float | None) -> str | None:
@@ -409,6 +558,9 @@ class _Stats:
     fluct: float = 0.0
     offset: float = _LOG_FLOOR
     mean_sq: float = _LOG_FLOOR
+    harmonic: float | None = None
+    """log10 of the harmonic mean of per-channel variances, where channels differ (a
+    concatenation): what normalization divides the gradient by, on average over channels."""
     total: float = field(init=False)
     """log10 of the second moment E[x^2]."""
 
@@ -427,6 +579,7 @@ class _Forward:
     log_kernel_back: float = 0.0  # log10 of prod(backward_fan * Var(W)) over its kernels
     log_norm_back: float = 0.0  # log10 1/Var(input) for normalizations
     log_pass_back: float | None = None  # log10 backward gain of a nested model or a scale layer
+    log_scaled_sum: float | None = None  # log10 gain of the scaled inputs of a scaled sum
     inputs: list[_Stats] = field(default_factory=list)
     kernels: list[KernelModel] | None = None
     treated_as_identity: bool = False
@@ -479,6 +632,28 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     return _Stats(variance + fluct_share, offset, mean_sq), grad
 
 
+def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
+    """Statistics of a concatenation: channel-weighted means of its inputs' (a convolution
+    after it sums over all channels), and the harmonic mean of their variances (a
+    normalization after it divides each channel's gradient by that channel's variance)."""
+    config = layer.node.config
+    widths = [(_channels(shape, config) or 1) if shape else 1 for shape in layer.input_shapes]
+    if len(widths) != len(inputs):
+        widths = [1] * len(inputs)
+    log_total = math.log10(sum(widths))
+
+    def mean(values: list[float]) -> float:
+        kept = [(v + math.log10(w)) for v, w in zip(values, widths, strict=True) if v > _LOG_FLOOR]
+        return _log_sum(kept) - log_total if kept else _LOG_FLOOR
+
+    out = _Stats(mean([s.fluct for s in inputs]), mean([s.offset for s in inputs]),
+                 mean([s.mean_sq for s in inputs]))
+    if all(s.fluct > _LOG_FLOOR for s in inputs):
+        out.harmonic = -mean([-(s.harmonic if s.harmonic is not None else s.fluct)
+                              for s in inputs])
+    return out
+
+
 def _forward(result: AnalysisResult, notes: list[str],
              model_inputs: list[_Stats] | None = None) -> dict[str, _Forward]:
     """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model."""
@@ -510,6 +685,16 @@ def _forward(result: AnalysisResult, notes: list[str],
             if any(inner[name].kernels for name in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
+        elif Trait.SCALE in traits and len(inputs) > 1:
+            # A scaled residual sum (Inception-ResNet's CustomScaleLayer): first + scale x rest.
+            scale = layer.scale
+            gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
+            scaled = [first] + [_Stats(s.fluct + gain, s.offset + gain, s.mean_sq + gain)
+                                for s in inputs[1:]]
+            log_mean = _log_sum(s.mean_sq / 2.0 for s in scaled if s.mean_sq > -290)
+            state.out = _Stats(_log_sum(s.fluct for s in scaled), _log_sum(s.offset for s in scaled),
+                               2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
+            state.log_scaled_sum = gain
         elif Trait.SCALE in traits:  # ConvNeXt's LayerScale: a learned per-channel scale
             scale = layer.scale
             gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
@@ -528,7 +713,8 @@ def _forward(result: AnalysisResult, notes: list[str],
                 activation_of(layer), pre, layer.name, notes)
         elif Trait.NORMALIZATION in traits:
             state.out = _Stats()
-            state.log_norm_back = -first.fluct
+            state.log_norm_back = -(first.harmonic if first.harmonic is not None
+                                    else first.fluct)
         elif Trait.ACTIVATION in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
@@ -536,16 +722,20 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats()
         elif merge is Merge.SUM or merge is Merge.AVERAGE:
             divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
-            mean = sum(10.0 ** (s.mean_sq / 2.0) for s in inputs if s.mean_sq > -290)
+            # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
+            log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
             state.out = _Stats(_log_sum(s.fluct for s in inputs) - divisor,
                                _log_sum(s.offset for s in inputs) - divisor,
-                               (2.0 * _log10(mean) if mean > 0 else _LOG_FLOOR) - divisor)
+                               (2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
+                               - divisor)
         elif merge is Merge.PRODUCT:
             total = sum(s.total for s in inputs)
             mean_sq = sum(s.mean_sq for s in inputs)
             fluct = total + math.log10(max(1.0 - 10.0 ** min(mean_sq - total, 0.0), 1e-300))
             state.out = _Stats(fluct, _LOG_FLOOR, mean_sq)
-        elif merge is Merge.SELECT or merge is Merge.CONCAT:
+        elif merge is Merge.CONCAT:
+            state.out = _concatenated(layer, inputs)
+        elif merge is Merge.SELECT:
             state.out = _Stats(max(s.fluct for s in inputs), max(s.offset for s in inputs),
                                max(s.mean_sq for s in inputs))
         else:
@@ -578,10 +768,15 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         if not inputs:
             continue
         merge = layer.merge
+        resampling = _log_resampling(layer)
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
+        elif state.log_scaled_sum is not None:
+            to_input = [log_pre] + [log_pre + state.log_scaled_sum] * (len(inputs) - 1)
         elif state.log_pre is not None:  # weighted layer
-            to_input = [log_pre + state.log_kernel_back] * len(inputs)
+            to_input = [log_pre + state.log_kernel_back + resampling] * len(inputs)
+        elif resampling:
+            to_input = [log_pre + resampling] * len(inputs)
         elif Trait.NORMALIZATION in layer.traits:
             to_input = [log_pre + state.log_norm_back] * len(inputs)
         elif merge is Merge.AVERAGE:
@@ -593,9 +788,53 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
             to_input = [log_pre] * len(inputs)
+        if (merge is not None and len(layer.input_shapes) == len(inputs) and layer.output_shapes
+                and any(shape != layer.output_shapes[0] for shape in layer.input_shapes)):
+            # An input broadcast over positions (a squeeze-and-excitation gate) receives the
+            # sum of the gradients of every position it was repeated over.
+            config = layer.node.config
+            p_out = spatial_positions(layer.output_shapes[0] if layer.output_shapes else None,
+                                      config)
+            to_input = [value + math.log10(p_out / max(spatial_positions(shape, config), 1))
+                        if spatial_positions(shape, config) < p_out else value
+                        for value, shape in zip(to_input, layer.input_shapes, strict=True)]
         for name, value in zip(inputs, to_input, strict=False):
             incoming[name].append(value)
     return pre
+
+
+_RESAMPLING = frozenset({Trait.POOLING, Trait.GLOBAL_POOLING, Trait.UPSAMPLING, Trait.CROPPING,
+                         Trait.RESIZING, Trait.KERNEL})
+
+
+def _log_resampling(layer: LayerResult) -> float:
+    """log10 of the factor a layer that changes the number of spatial positions applies to the
+    per-position gradient variance on its way back: each input position receives, on average,
+    P_out / P_in of the output gradients (a stride-2 convolution or max pooling: 1/4; nearest
+    upsampling by 2: 4); an averaging window also divides each share by its area (global
+    average pooling over P positions: 1/P^2). Transposed convolutions' fans already count
+    their outputs per input; padding passes the gradient of the positions it keeps."""
+    traits = layer.traits
+    if not traits & _RESAMPLING or Trait.TRANSPOSED in traits or Trait.PADDING in traits:
+        return 0.0
+    if not layer.input_shapes or not layer.output_shapes:
+        return 0.0
+    if (layer.input_shapes[0] == layer.output_shapes[0] and Trait.AVERAGING not in traits
+            and Trait.GLOBAL_POOLING not in traits):
+        return 0.0  # same positions (a stride-1 "same" convolution): the common case
+    config = layer.node.config
+    p_in = spatial_positions(layer.input_shapes[0], config)
+    p_out = spatial_positions(layer.output_shapes[0], config)
+    if Trait.GLOBAL_POOLING in traits:
+        p_out = 1
+    if p_in == p_out and Trait.AVERAGING not in traits:
+        return 0.0
+    log_factor = math.log10(p_out / p_in)
+    if Trait.AVERAGING in traits:
+        area = p_in if Trait.GLOBAL_POOLING in traits else math.prod(
+            _as_list(config.get("pool_size", 2), max(len(layer.input_shapes[0] or ()) - 2, 1)))
+        log_factor -= math.log10(max(area, 1))
+    return log_factor
 
 
 def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, Any]]:
@@ -655,36 +894,60 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     """For each named layer, the merge layers (Add, Concatenate, ...) downstream of it that also
     receive an input not computed from it: skip connections that bypass the layer.
 
-    Reachability is kept as bit sets over the merges' input slots, one pass over the graph.
+    A merge ``M`` bypasses exactly the layers strictly between ``M`` and its immediate
+    dominator ``D`` (the last layer every path from the inputs to ``M`` crosses: the fork of a
+    residual block): each of them feeds some input of ``M`` while the fork's other branch
+    reaches ``M`` without it. Dominators come from one topological pass (Cooper, Harvey &
+    Kennedy 2001, "A simple, fast dominance algorithm"), and each merge's region is walked
+    back to its fork once, so a chain of residual blocks costs time linear in its length.
+    (A layer inside the region that feeds every input of ``M`` is counted too; no standard
+    block has one.)
     """
+    wanted: dict[str, list[str]] = {name: [] for name in names}
     merges = [layer for layer in result.layers
               if layer.merge in SKIP_MERGES and len(set(layer.inbound)) > 1]
     if not merges:
-        return {name: [] for name in names}
-    slot_masks: dict[str, int] = {}
-    own_slots: dict[str, int] = {}
-    bit = 0
+        return wanted
+    order = {layer.name: index for index, layer in enumerate(result.layers)}
+    parents = {layer.name: [name for name in dict.fromkeys(layer.inbound) if name in order]
+               for layer in result.layers}
+    dominator: dict[str, str | None] = {}
+
+    def meet(a: str | None, b: str | None) -> str | None:
+        while a is not None and b is not None and a != b:
+            while a is not None and b is not None and order[a] > order[b]:
+                a = dominator[a]
+            while a is not None and b is not None and order[b] > order[a]:
+                b = dominator[b]
+        return a if a == b else None
+
+    for layer in result.layers:
+        inbound = parents[layer.name]
+        own = order[layer.name]
+        if not inbound or any(order[name] >= own for name in inbound):
+            # A model input (dominated by the virtual root), or a shared layer called again
+            # on a later layer's output: no dominator below the root.
+            dominator[layer.name] = None
+            continue
+        found: str | None = inbound[0]
+        for name in inbound[1:]:
+            found = meet(found, name)
+            if found is None:
+                break
+        dominator[layer.name] = found
     for merge in merges:
-        mask = 0
-        for source in dict.fromkeys(merge.inbound):
-            own_slots[source] = own_slots.get(source, 0) | (1 << bit)
-            mask |= 1 << bit
-            bit += 1
-        slot_masks[merge.name] = mask
-    successors = result.successors()
-    reach: dict[str, int] = {}
-    for layer in reversed(result.layers):
-        mask = own_slots.get(layer.name, 0)
-        for successor in successors.get(layer.name, []):
-            mask |= reach.get(successor, 0)
-        reach[layer.name] = mask
-    out: dict[str, list[str]] = {}
-    for name in names:
-        mask = reach.get(name, 0)
-        out[name] = [merge.name for merge in merges
-                     if mask & slot_masks[merge.name]
-                     and mask & slot_masks[merge.name] != slot_masks[merge.name]] if mask else []
-    return out
+        fork = dominator[merge.name]
+        pending = [name for name in parents[merge.name] if name != fork]
+        region: set[str] = set(pending)
+        while pending:
+            name = pending.pop()
+            if name in wanted:
+                wanted[name].append(merge.name)
+            for parent in parents[name]:
+                if parent != fork and parent not in region:
+                    region.add(parent)
+                    pending.append(parent)
+    return wanted
 
 
 def _scale(log_value: float) -> float | None:
@@ -721,7 +984,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     base: dict[str, Any] = {
         "method": METHOD,
         "ratio_definition": RATIO_DEFINITION,
-        "thresholds": {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_RATIO},
+        "thresholds": THRESHOLDS,
         "assumptions": ASSUMPTIONS,
     }
     if not weighted_layers:
@@ -769,16 +1032,26 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "normalizations": ({"fewest": info["norm"][0], "most": info["norm"][1]}
                                if info["reaches_output"] else None),
         })
-    # Variances -> RMS: halve the log.
+    # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
+    # (in logs: the values span hundreds of orders of magnitude in broken networks).
+    averaged = global_averaging(result)
+    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer),
+                                                       averaged.get(layer.name, 1))
+                 for layer in weighted_layers}
+    log_last_norm = log_norms[last.name]
     for entry in layers_out:
-        halved = round(entry["log10_relative_gradient_scale"] / 2, 4)
-        entry["log10_relative_gradient_scale"] = halved
-        entry["relative_gradient_scale"] = _scale(entry["log10_relative_gradient_scale"])
+        relative = round(log_norms[entry["name"]] - log_last_norm, 4)
+        entry["log10_relative_gradient_scale"] = relative
+        entry["relative_gradient_scale"] = _scale(relative)
     by_name = {entry["name"]: entry for entry in layers_out}
     log_ratio = by_name[first.name]["log10_relative_gradient_scale"]
     log_weight_ratio = by_name[first.name]["log10_relative_weight_gradient_scale"]
     ratio = 10.0 ** log_ratio if abs(log_ratio) < 300 else (0.0 if log_ratio < 0 else math.inf)
-    verdict = classify_ratio(ratio)
+    first_norms = paths[first.name]["norm"]
+    normalized = bool(first_norms and first_norms[1])
+    verdict = classify(ratio, normalized=normalized)
+    growth_under_normalization = bool(normalized and verdict == "healthy"
+                                      and ratio > EXPLODING_RATIO)
     weakest = min((e for e in layers_out if e["depth_to_output"] is not None),
                   key=lambda e: e["log10_relative_gradient_scale"])
     strongest = max((e for e in layers_out if e["depth_to_output"] is not None),
@@ -799,8 +1072,12 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         **base,
         "status": "complete" if not notes else "partial",
         "verdict": verdict,
+        "quantity": QUANTITY["name"],
         "ratio": ratio if math.isfinite(ratio) else None,
         "log10_ratio": round(log_ratio, 4),
+        "normalized": normalized,
+        "growth_under_normalization": growth_under_normalization,
+        "per_layer": {entry["name"]: entry["relative_gradient_scale"] for entry in layers_out},
         "weight_gradient_ratio": _scale(log_weight_ratio),
         "log10_weight_gradient_ratio": log_weight_ratio,
         "weight_gradient_verdict": classify_ratio(_scale(log_weight_ratio)),
@@ -824,6 +1101,149 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     }
 
 
+def _positions(layer: LayerResult) -> int:
+    return spatial_positions(layer.output_shapes[0] if layer.output_shapes else None,
+                             layer.node.config)
+
+
 def _words(log_ratio: float) -> str:
     """'1e-12 times' style wording for a log10 ratio."""
     return f"about 1e{round(log_ratio):+d} times"
+
+
+# ---------------------------------------------------------------------------------------------
+# A measurement meets the prediction
+# ---------------------------------------------------------------------------------------------
+
+AGREEMENT_FACTOR = 3.0
+"""Per-layer predicted and measured values within this factor of each other agree."""
+GRADIENT_FINDINGS = frozenset({"gradient_flow_vanishing", "gradient_flow_exploding",
+                               "gradient_flow_normalization_growth"})
+"""Findings that state the predicted verdict, marked once a measurement arrives."""
+
+
+def compare(predicted: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """How far the measured per-layer values are from the predicted ones (same quantity, both
+    relative to the last weighted layer): the median and largest factor, and the share of
+    layers within :data:`AGREEMENT_FACTOR`.
+
+    >>> compare({"per_layer": {"a": 1.0, "b": 4.0}, "ratio": 4.0},
+    ...         {"per_layer": {"a": 1.0, "b": 2.0}, "ratio": 2.0})["median_factor"]
+    1.4142
+    """
+    expected = predicted.get("per_layer") or {}
+    observed = measured.get("per_layer") or {}
+    factors = []
+    for name, value in expected.items():
+        other = observed.get(name)
+        if value and other and value > 0 and other > 0:
+            factors.append(abs(math.log10(value / other)))
+    factors.sort()
+    if not factors:
+        return {"layers": 0, "median_factor": None, "max_factor": None, "within_factor": None,
+                "agreement_factor": AGREEMENT_FACTOR, "ratio_factor": None}
+    middle = len(factors) // 2
+    median = factors[middle] if len(factors) % 2 else (factors[middle - 1] + factors[middle]) / 2
+    ratio_factor = None
+    p_ratio, m_ratio = predicted.get("ratio"), measured.get("ratio")
+    if p_ratio and m_ratio and p_ratio > 0 and m_ratio > 0:
+        ratio_factor = round(10.0 ** abs(math.log10(p_ratio / m_ratio)), 4)
+    limit = math.log10(AGREEMENT_FACTOR)
+    return {
+        "layers": len(factors),
+        "median_factor": round(10.0 ** median, 4),
+        "max_factor": round(10.0 ** factors[-1], 4) if factors[-1] < 300 else None,
+        "within_factor": round(sum(f <= limit for f in factors) / len(factors), 4),
+        "agreement_factor": AGREEMENT_FACTOR,
+        "ratio_factor": ratio_factor,
+    }
+
+
+def measured_summary(verdict: str | None, ratio: float | None, *, non_finite: bool) -> str:
+    """The measured verdict in one sentence (the worker's record and attach_measurement).
+
+    >>> measured_summary("healthy", 0.5, non_finite=False)
+    'Measured healthy: first and last layers get gradients of comparable size (first-to-last ratio 0.5).'
+    """
+    words = {
+        "vanishing": "the first layer's gradient is orders of magnitude below the last layer's",
+        "exploding": ("some gradients are not finite" if non_finite else
+                      "the first layer's gradient is orders of magnitude above the last layer's"),
+        "healthy": "first and last layers get gradients of comparable size",
+    }.get(verdict or "", "no verdict")
+    ratio_text = "n/a" if ratio is None else f"{ratio:.3g}"
+    return f"Measured {verdict}: {words} (first-to-last ratio {ratio_text})."
+
+
+def attach_measurement(report: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``report`` with ``measured`` as ``gradient_flow.measured``: the one place a
+    measurement meets the prediction. The measured verdict is given by the same rule as the
+    predicted one (:func:`classify`, with the architecture's ``normalized`` flag); the
+    per-layer comparison goes to ``gradient_flow.comparison``, whether the two verdicts agree
+    to ``gradient_flow.agreement``, and each finding stating the predicted verdict is marked
+    ``confirmed`` or ``contradicted`` by the measurement.
+
+    >>> report = {"gradient_flow": {"predicted": {"verdict": "exploding", "normalized": False,
+    ...           "per_layer": {"a": 5e3, "b": 1.0}, "ratio": 5e3}}, "findings": [
+    ...           {"code": "gradient_flow_exploding", "message": "..."}]}
+    >>> out = attach_measurement(report, {"status": "measured", "ratio": 2.0,
+    ...                                   "per_layer": {"a": 2.0, "b": 1.0}})
+    >>> out["gradient_flow"]["measured"]["verdict"], out["gradient_flow"]["agreement"]
+    ('healthy', 'disagree')
+    >>> out["findings"][0]["measurement"]
+    'contradicted'
+    """
+    report = dict(report)
+    flow = dict(report.get("gradient_flow") or {})
+    report["gradient_flow"] = flow
+    predicted = flow.get("predicted") or {}
+    flow.setdefault("quantity", QUANTITY)
+    measured = dict(measured)
+    comparison = None
+    if measured.get("status") == "measured":
+        order = [name for name in predicted.get("per_layer") or {}]
+        observed = measured.get("per_layer") or {}
+        order += [name for name in observed if name not in set(order)]
+        profile = relative_profile([(name, observed.get(name)) for name in order])
+        measured["per_layer"] = {name: value for name, value in profile["per_layer"].items()
+                                 if name in observed}
+        measured["ratio"] = profile["ratio"]
+        measured["log10_ratio"] = profile["log10_ratio"]
+        measured["first_layer"], measured["last_layer"] = (profile["first_layer"],
+                                                           profile["last_layer"])
+        if not measured.get("non_finite_gradients"):
+            measured["verdict"] = classify(profile["ratio"],
+                                           normalized=bool(predicted.get("normalized")))
+        if "summary" in measured:
+            measured["summary"] = measured_summary(
+                measured.get("verdict"), measured.get("ratio"),
+                non_finite=bool(measured.get("non_finite_gradients")))
+        comparison = compare(predicted, measured) if predicted.get("per_layer") else None
+    flow["measured"] = measured
+    flow["comparison"] = comparison
+    p_verdict, m_verdict = predicted.get("verdict"), measured.get("verdict")
+    if m_verdict is None or p_verdict is None:
+        flow["agreement"] = None
+    else:
+        flow["agreement"] = "agree" if p_verdict == m_verdict else "disagree"
+    findings = []
+    for finding in report.get("findings") or []:
+        if finding.get("code") in GRADIENT_FINDINGS:
+            finding = dict(finding)
+            if m_verdict is None:
+                finding.pop("measurement", None)
+                finding.pop("measurement_note", None)
+            else:
+                stated = ("healthy" if finding["code"] == "gradient_flow_normalization_growth"
+                          else finding["code"].removeprefix("gradient_flow_"))
+                confirmed = m_verdict == stated
+                finding["measurement"] = "confirmed" if confirmed else "contradicted"
+                ratio = measured.get("ratio")
+                ratio_text = f"{ratio:.3g}" if isinstance(ratio, float) else "n/a"
+                finding["measurement_note"] = (
+                    f"The measurement {'confirms' if confirmed else 'contradicts'} this: "
+                    f"measured {m_verdict} (first-to-last ratio {ratio_text}).")
+        findings.append(finding)
+    if "findings" in report:
+        report["findings"] = findings
+    return report

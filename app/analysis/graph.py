@@ -274,6 +274,8 @@ class AnalysisResult:
     _successors: tuple[int, int, dict[str, list[str]]] | None = field(
         default=None, repr=False, compare=False
     )
+    #: :func:`app.analysis.skips.find_skips`, found once for the gradient flow and the findings
+    _skips: tuple[int, int, Any] | None = field(default=None, repr=False, compare=False)
 
     def by_name(self) -> dict[str, LayerResult]:
         """Layer results keyed by layer name (built once, then reused: O(1) per call)."""

@@ -30,7 +30,7 @@ from app.analysis.graph import AnalysisResult, LayerResult, Shape
 from app.analysis.parse import build_graph
 from app.errors import InvalidArchitecture
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 FLOPS_DEFINITION = (
     "FLOPs = 2 x MACs. MACs are the forward multiply-accumulates per sample of layers with "
     "weights (convolutions, dense, recurrent, attention) and of Dot/matmul; bias additions, "
@@ -144,7 +144,8 @@ def build_report(result: AnalysisResult, *, name: str | None = None) -> dict[str
         },
         "layers": [layer_json(layer) for layer in listed],
         "receptive_field": field_summary,
-        "gradient_flow": {"predicted": predicted, "measured": None},
+        "gradient_flow": {"quantity": gradient_flow_module.QUANTITY, "predicted": predicted,
+                          "measured": None},
         "findings": findings if isinstance(findings, list) else [],
         "coverage": {"status": status, "unsupported_layers": unsupported, "metrics": metrics},
     }

@@ -27,10 +27,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-SCHEMA_VERSIONS = ("1.0", "1.1", "1.2")
+SCHEMA_VERSIONS = ("1.0", "1.1", "1.2", "2.0")
 """The versions these models describe. 1.1 adds, per receptive-field axis after upsampling,
 ``period``, ``unit_sizes`` and ``exact`` (optional fields; sizes may then be fractional).
-1.2 adds the optional ``effective_field`` section (the measured effective receptive field)."""
+1.2 adds the optional ``effective_field`` section (the measured effective receptive field).
+2.0 gives gradient flow one quantity (``gradient_flow.quantity``) for the prediction and the
+measurement: ``predicted.ratio`` and ``log10_relative_gradient_scale`` change meaning,
+``measured.ratio``/``per_layer`` replace ``measured.first_to_last_ratio``."""
 
 Shape = list[int | None]
 """A tensor shape with the batch dimension first (null: unknown, always null for the batch)."""
@@ -176,6 +179,30 @@ class Layer(Strict):
 class GradientThresholds(Strict):
     vanishing_below: float = Field(description="Ratios below this are vanishing (dimensionless).")
     exploding_above: float = Field(description="Ratios above this are exploding (dimensionless).")
+    exploding_above_with_normalization: float | None = Field(
+        default=None,
+        description="Ratios above this are exploding when normalization lies on the path.",
+    )
+
+
+class GradientQuantity(Strict):
+    """The one per-layer quantity that the prediction and the measurement both report."""
+
+    name: str = Field(description="Its stable name, e.g. pre_activation_gradient_norm.")
+    definition: str
+    why: str = Field(description="Why this quantity (docs/gradient-flow.md has the argument).")
+    unit: str
+
+
+class GradientComparison(Strict):
+    """Measured against predicted, per weighted layer (same quantity, same normalisation)."""
+
+    layers: int = Field(description="Layers with both values (count).")
+    median_factor: float | None = Field(description="Median of max(p/m, m/p) over those layers.")
+    max_factor: float | None = Field(description="The largest such factor.")
+    within_factor: float | None = Field(description="Share of layers within agreement_factor (0 to 1).")
+    agreement_factor: float = Field(description="The factor within which a layer agrees.")
+    ratio_factor: float | None = Field(description="max(p/m, m/p) of the first-to-last ratios.")
 
 
 class PathRange(Strict):
@@ -206,9 +233,9 @@ class PredictedLayer(Strict):
     activation_gain: float = Field(description="Mean square derivative of that activation (dimensionless).")
     pre_activation_variance: float = Field(description="Predicted variance of its pre-activations.")
     log10_relative_gradient_scale: float = Field(
-        description="log10 of the RMS gradient of its output over the last weighted layer's."
+        description="log10 of the quantity (gradient_flow.quantity) over the last weighted layer's."
     )
-    relative_gradient_scale: float = Field(description="That ratio (dimensionless).")
+    relative_gradient_scale: float | None = Field(description="That ratio (dimensionless; null beyond 1e300).")
     log10_relative_weight_gradient_scale: float = Field(description="The same for its weight gradient.")
     depth_to_output: PathRange | None = Field(
         description="Weighted layers after it on its paths to an output; null: none reached."
@@ -232,8 +259,18 @@ class PredictedGradientFlow(Strict):
     )
     verdict: GradientVerdict | None = Field(description="null when not computed.")
     reason: str | None = Field(default=None, description="Why it was not computed.")
-    ratio: float | None = Field(default=None, description="RMS gradient at the first weighted layer over the last's.")
+    quantity: str | None = Field(default=None, description="The quantity's name (gradient_flow.quantity).")
+    ratio: float | None = Field(default=None, description="The quantity at the first weighted layer over the last's.")
     log10_ratio: float | None = Field(default=None, description="log10 of ratio.")
+    normalized: bool | None = Field(
+        default=None, description="Whether normalization lies on the first weighted layer's path (the rule uses it)."
+    )
+    growth_under_normalization: bool | None = Field(
+        default=None, description="Growth above exploding_above that normalization makes benign."
+    )
+    per_layer: dict[str, float | None] | None = Field(
+        default=None, description="The quantity per weighted layer over the last's, by name in graph order."
+    )
     weight_gradient_ratio: float | None = Field(default=None, description="The same ratio for weight gradients.")
     log10_weight_gradient_ratio: float | None = Field(default=None, description="log10 of weight_gradient_ratio.")
     weight_gradient_verdict: GradientVerdict | None = Field(default=None)
@@ -278,6 +315,9 @@ class ModelIO(Strict):
 class MeasuredThresholds(Strict):
     vanishing_ratio: float = Field(description="Ratios below this are vanishing (dimensionless).")
     exploding_ratio: float = Field(description="Ratios above this are exploding (dimensionless).")
+    exploding_ratio_with_normalization: float | None = Field(
+        default=None, description="Ratios above this are exploding when normalization lies on the path."
+    )
 
 
 class MeasuredWeight(Strict):
@@ -351,8 +391,13 @@ class MeasuredGradientFlow(Strict):
     layers: list[MeasuredLayer]
     first_layer: str | None
     last_layer: str | None
-    first_to_last_ratio: float | None = Field(description="First weighted layer's gradient norm over the last's.")
-    log10_first_to_last_ratio: float | None
+    quantity: str = Field(description="The quantity's name (gradient_flow.quantity).")
+    assumptions: list[str] = Field(description="What the measurement assumed (the prediction's conditions).")
+    ratio: float | None = Field(description="The quantity at the first weighted layer over the last's.")
+    log10_ratio: float | None
+    per_layer: dict[str, float | None] = Field(
+        description="The quantity per weighted layer over the last's, by name in graph order."
+    )
     non_finite_gradients: bool
     verdict: GradientVerdict | None
     summary: str
@@ -361,9 +406,25 @@ class MeasuredGradientFlow(Strict):
     elapsed_s: float = Field(description="Wall time of the measurement (seconds).")
 
 
+class FailedMeasurement(Strict):
+    """A gradients job that failed or was cancelled."""
+
+    status: Literal["failed"]
+    verdict: None = None
+    reason: str
+    error: dict[str, Any] | None = None
+
+
 class GradientFlow(Strict):
+    quantity: GradientQuantity | None = Field(default=None, description="What ratio and per_layer measure.")
     predicted: PredictedGradientFlow
-    measured: MeasuredGradientFlow | None = Field(description="null until a gradients job has measured it.")
+    measured: MeasuredGradientFlow | FailedMeasurement | None = Field(
+        description="null until a gradients job has measured it."
+    )
+    comparison: GradientComparison | None = Field(default=None, description="Measured against predicted.")
+    agreement: Literal["agree", "disagree"] | None = Field(
+        default=None, description="Whether the measured verdict is the predicted one (null: not measured)."
+    )
 
 
 # -- effective receptive field (measured) -----------------------------------------------------
@@ -440,6 +501,10 @@ class FindingBase(Strict):
     severity: Severity
     layers: list[str] = Field(description="The layers involved.")
     message: str = Field(description="What was found and why it matters, in words.")
+    measurement: Literal["confirmed", "contradicted"] | None = Field(
+        default=None, description="For gradient-flow findings: what the measurement says (absent before one)."
+    )
+    measurement_note: str | None = Field(default=None, description="That, in words.")
 
 
 class StageSummary(Strict):
@@ -639,6 +704,8 @@ _FINDINGS = [
     _finding("residual_branch_nonnegative", NonnegativeDetails, "Residual branches end in ReLU before the addition."),
     _finding("gradient_flow_vanishing", GradientDetails, "Predicted vanishing gradients at initialization."),
     _finding("gradient_flow_exploding", GradientDetails, "Predicted exploding gradients at initialization."),
+    _finding("gradient_flow_normalization_growth", GradientDetails,
+             "Gradients grow under normalization at initialization, in the range where networks train."),
 ]
 
 #: The finding codes the schema documents (the engine's ``findings.CODES``, checked by a test).
@@ -686,9 +753,9 @@ class Coverage(Strict):
 
 
 class Report(Strict):
-    """What convlens says about an architecture (``schema_version`` 1.0, 1.1 or 1.2)."""
+    """What convlens says about an architecture (``schema_version`` 1.0, 1.1, 1.2 or 2.0)."""
 
-    schema_version: Literal["1.0", "1.1", "1.2"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2", "2.0"] = Field(
         description="The schema the report follows (docs/report-schema.md says what may change within one)."
     )
     model_name: str | None = Field(description="The name given, or the model's own.")

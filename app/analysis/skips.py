@@ -58,7 +58,17 @@ class Skips:
 
 
 def find_skips(result: AnalysisResult) -> Skips:
-    """The residual and dense merges of an analysed graph (see the module's definition)."""
+    """The residual and dense merges of an analysed graph (see the module's definition); found
+    once per graph (the gradient flow and the findings both ask)."""
+    cached = result._skips
+    if cached is not None and cached[0] == len(result.layers) and cached[1] == len(result.edges):
+        return cached[2]  # type: ignore[no-any-return]
+    skips = _find(result)
+    result._skips = (len(result.layers), len(result.edges), skips)
+    return skips
+
+
+def _find(result: AnalysisResult) -> Skips:
     by_name = result.by_name()
     residual: list[str] = []
     dense: list[str] = []

@@ -41,6 +41,8 @@ class Trait(StrEnum):
     """A local pooling window (max or average)."""
     GLOBAL_POOLING = "global_pooling"
     """Pools over every spatial position: the field becomes global."""
+    AVERAGING = "averaging"
+    """A pooling that averages its window (the gradient is shared out, not routed to a maximum)."""
     NORMALIZATION = "normalization"
     """Normalizes activations to zero mean, unit variance (BatchNormalization, LayerNorm...)."""
     ACTIVATION = "activation"

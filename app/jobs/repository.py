@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.analysis.effective_field import attach_effective_field
+from app.analysis.gradient_flow import attach_measurement
 from app.models import Architecture, Job, JobEvent, Worker
 from app.models.base import utcnow
 
@@ -478,17 +478,7 @@ def events_after(session: Session, job_id: str, after_seq: int, limit: int = 500
 
 def _attach(report: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
     """The one call that puts a measurement into a report (the gradient-flow module's)."""
-    try:
-        from app.analysis.gradient_flow import attach_measurement  # type: ignore[attr-defined]
-    except ImportError:  # until the gradient-flow module provides it: the same merge, here
-        report = copy.deepcopy(report)
-        flow = report.get("gradient_flow")
-        if not isinstance(flow, dict):
-            flow = report["gradient_flow"] = {"predicted": None}
-        flow["measured"] = measured
-        return report
-    result: dict[str, Any] = attach_measurement(report, measured)
-    return result
+    return attach_measurement(report, measured)
 
 
 def settle_measurement(session: Session, analysis_id: str) -> None:
@@ -515,8 +505,9 @@ def settle_measurement(session: Session, analysis_id: str) -> None:
     if field is not None:
         parent.result = attach_effective_field(parent.result, field)
         parent.updated_at = now
-    if pending:  # no worker holds it while it waits
+    if pending:  # no worker holds it while it waits; its report is half the work
         parent.status, parent.finished_at, parent.worker_id = "running", None, None
+        parent.progress = min(float(parent.progress or 0.0), 0.5)
     elif not pending and parent.status == "running":
         parent.status, parent.progress, parent.finished_at = "succeeded", 1.0, now
 

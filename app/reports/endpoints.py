@@ -25,6 +25,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.analyses import repository, service
+from app.analysis.gradient_flow import attach_measurement
 from app.api.deps import RequestScope, ScopeDep, TenantDep
 from app.api.docs import problem_responses
 from app.errors import Conflict, NotFound
@@ -70,8 +71,7 @@ def _report_and_revision(
         child = repository.latest_child(session, analysis.id, "gradients")
         if child is not None and child.status == "succeeded" and isinstance(child.result, Mapping):
             measured = child.result.get("measured", child.result)
-            flow["measured"] = measured
-            report["gradient_flow"] = flow
+            report = attach_measurement(report, measured)
             revision += (child.id, str(child.updated_at))
     return analysis, report, revision
 

@@ -54,9 +54,11 @@ PLOT_CAPTIONS = {
         "dominate MACs; dense layers dominate parameters."
     ),
     "gradient_flow": (
-        "Gradient magnitude per layer relative to the output, from the input side (left) to the "
-        "output (right), log scale. Values falling by orders of magnitude towards the left mean "
-        "vanishing gradients; rising values mean exploding ones."
+        "The gradient reaching each weighted layer (its pre-activation gradient summed over "
+        "positions, the report's one quantity) relative to the last weighted layer, predicted "
+        "and, once measured, measured, from the input side (left) to the output (right), log "
+        "scale. Values falling by orders of magnitude towards the left mean vanishing "
+        "gradients; rising values mean exploding ones."
     ),
     "training": "Loss per step of the training run.",
 }
@@ -178,6 +180,40 @@ def report_skip_connections(report: Mapping[str, Any]) -> int:
                if f.get("code") in ("residual_connections", "dense_connections"))
 
 
+def gradient_summary(flow: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary card's gradient story: predicted and measured verdicts side by side, and
+    one sentence that says whether they agree (the measurement wins when they do not).
+
+    >>> gradient_summary({"predicted": {"verdict": "exploding", "ratio": 5e3},
+    ...                   "measured": {"status": "measured", "verdict": "healthy", "ratio": 30.0},
+    ...                   "agreement": "disagree"})["note"]
+    'The measurement (ratio 30) contradicts the prediction (ratio 5e+03): trust the measurement.'
+    """
+    predicted = flow.get("predicted") if isinstance(flow.get("predicted"), Mapping) else {}
+    measured = flow.get("measured") if isinstance(flow.get("measured"), Mapping) else None
+    p_verdict = (predicted or {}).get("verdict")
+    m_verdict = (measured or {}).get("verdict")
+
+    def ratio(block: Mapping[str, Any] | None) -> str:
+        value = (block or {}).get("ratio")
+        return f"{value:.3g}" if isinstance(value, int | float) else "n/a"
+
+    if measured is None:
+        note = (f"Predicted from the architecture (first-to-last ratio {ratio(predicted)}); "
+                "not measured yet.")
+    elif measured.get("status") == "failed":
+        note = f"The measurement failed: {measured.get('reason') or 'no reason given'}."
+    elif p_verdict is not None and m_verdict is not None and p_verdict != m_verdict:
+        note = (f"The measurement (ratio {ratio(measured)}) contradicts the prediction "
+                f"(ratio {ratio(predicted)}): trust the measurement.")
+    else:
+        note = (f"The measurement (ratio {ratio(measured)}) agrees with the prediction "
+                f"(ratio {ratio(predicted)}).")
+    return {"predicted": p_verdict, "measured": m_verdict,
+            "measured_status": (measured or {}).get("status"),
+            "disagree": bool(p_verdict and m_verdict and p_verdict != m_verdict), "note": note}
+
+
 def render_report_html(
     report: Report,
     *,
@@ -263,6 +299,7 @@ def render_report_html(
     predicted = flow.get("predicted") if isinstance(flow.get("predicted"), Mapping) else {}
     measured = flow.get("measured") if isinstance(flow.get("measured"), Mapping) else None
     gradient_verdict = (measured or {}).get("verdict") or (predicted or {}).get("verdict")
+    gradient_card = gradient_summary(flow)
     summary = dict(report.get("summary") or {})
     definition = str(summary.get("flops_definition") or "")
     summary["flops_definition"] = definition.split(". ")[0].rstrip(".") if definition else ""
@@ -295,6 +332,7 @@ def render_report_html(
         "effective_field": effective_field_context(report),
         "gradient_verdict": gradient_verdict,
         "gradient_measured": measured is not None,
+        "gradient_card": gradient_card,
         "analysis_id": analysis_id,
         "generated_at": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
     }

@@ -549,9 +549,11 @@ def gradient_series(block: Any) -> list[tuple[str, float]]:
     """
     if not isinstance(block, Mapping):
         return []
-    layers = block.get("layers")
+    # ``per_layer`` is the report's quantity, weighted layers only (both sides); ``layers`` is
+    # the older shape (a measurement's ``layers`` also lists normalizations: not plotted).
+    layers = block.get("per_layer")
     if layers is None:
-        layers = block.get("per_layer")
+        layers = block.get("layers")
     series: list[tuple[str, float]] = []
     if isinstance(layers, Mapping):
         items: list[tuple[str, Any]] = list(layers.items())
@@ -592,8 +594,41 @@ def _first_number(entry: Any) -> float | None:
     return None
 
 
+def _gradient_log_axis(axes: Axes, values: Sequence[float]) -> None:
+    """A log y axis with at least three labelled ticks: decades when the values span several,
+    1-2-5 steps when they span less (a single "1" tick says nothing)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    positive = [value for value in values if value > 0]
+    low, high = (min(positive), max(positive)) if positive else (0.1, 10.0)
+    decades = math.log10(high) - math.log10(low)
+    if decades < 2:
+        subs: tuple[float, ...] = (1.0, 2.0, 5.0)
+        axes.set_ylim(10 ** (math.log10(low) - 0.5), 10 ** (math.log10(high) + 0.5))
+    else:
+        subs = (1.0,)
+    axes.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    axes.yaxis.set_major_formatter(FuncFormatter(_ratio_label))
+    axes.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _ratio_label(value: float, _position: Any = None) -> str:
+    """Tick labels for ratios: 0.01, 0.1, 1, 10, 100, then 1e-05 / 1e+06 style.
+
+    >>> [_ratio_label(v) for v in (1e-6, 0.02, 1.0, 500.0, 1e7)]
+    ['1e-06', '0.02', '1', '500', '1e+07']
+    """
+    if value <= 0:
+        return "0"
+    if 1e-3 <= value < 1e4:
+        return f"{value:g}"
+    return f"{value:.0e}"
+
+
 def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS) -> RenderedPlot:
-    """Predicted and measured gradient magnitude per layer, input side on the left (log scale)."""
+    """Predicted and measured gradient per weighted layer, both the report's one quantity
+    relative to the last weighted layer, overlaid by layer name (input side on the left, log
+    scale), with the verdicts of both in the corner."""
     flow = report.get("gradient_flow") or {}
     predicted = relative_to_last(gradient_series(flow.get("predicted")))
     measured = relative_to_last(gradient_series(flow.get("measured")))
@@ -622,24 +657,25 @@ def plot_gradient_flow(report: Report, *, formats: Sequence[str] = PLOT_FORMATS)
                         label=label,
                     )
             axes.set_yscale("log")
-            _readable_log_axis(axes)
-            axes.set_ylabel("gradient norm / last layer's")
-            verdict = (
-                (flow.get("predicted") or {}).get("verdict")
-                if isinstance(flow.get("predicted"), Mapping)
-                else None
-            )
-            if verdict:
+            _gradient_log_axis(axes, [v for _, v in predicted] + [v for _, v in measured])
+            axes.set_ylabel("gradient (first weighted layer on the left) / last layer's")
+            verdicts = []
+            for side in ("predicted", "measured"):
+                block = flow.get(side)
+                if isinstance(block, Mapping) and block.get("verdict"):
+                    verdicts.append(f"{side}: {block['verdict']}")
+            if verdicts:
                 axes.text(
                     0.99,
                     0.97,
-                    f"predicted: {verdict}",
+                    "   ".join(verdicts),
                     transform=axes.transAxes,
                     ha="right",
                     va="top",
                     color=PALETTE["grey"],
                 )
-            _layer_ticks(axes, order)
+            stage_of = stage_of_layers(report)
+            _layer_ticks(axes, order, [stage_of.get(name) for name in order])
             axes.legend(loc="upper left")
         axes.set_title(title, loc="left")
         svg, png = _render(figure, formats, "gradient_flow")

@@ -65,6 +65,7 @@ def create_from(session: Session, received: bytes | MultipartForm, *, settings: 
             payload = parse_json_bytes(bytes(received), settings)
             if not isinstance(payload, dict):
                 raise InvalidJSON(f"The body must be a JSON object. Received: {type(payload).__name__}")
+            pipeline.check_wrapped(payload, "a training run")
         else:
             payload = _form_values(received.fields)
             if "architecture" in payload:

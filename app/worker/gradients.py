@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.analysis import gradient_flow as _predicted
+from app.analysis.rules import lookup
+from app.analysis.traits import Trait
 from app.errors import InvalidArchitecture
 from app.worker.data import ModelIO, build_loss, describe_model_io, random_inputs, random_targets
 
@@ -35,7 +38,18 @@ if TYPE_CHECKING:  # pragma: no cover
 # One rule for the predicted and the measured verdicts.
 VANISHING_RATIO = _predicted.VANISHING_RATIO
 EXPLODING_RATIO = _predicted.EXPLODING_RATIO
-verdict_for_ratio = _predicted.classify_ratio
+verdict_for_ratio = _predicted.classify_ratio  # the training run's gradient health reads it
+
+MEASUREMENT_ASSUMPTIONS = [
+    "BatchNormalization and other layers in training mode (batch statistics), as in the "
+    "first steps of training",
+    "inputs standardised after the model's own value preprocessing (Rescaling, "
+    "Normalization): standard-normal where those layers hand over to the network",
+    "the model's own weights: Keras's initialisers for a config, the uploaded weights otherwise",
+    "random labels: one-hot with cross-entropy for softmax outputs, 0/1 for sigmoid outputs, "
+    "standard normal with mean squared error otherwise; loss averaged over the batch",
+]
+"""What the measurement assumes: the same conditions as the prediction's."""
 
 RELU_FAMILY_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu"})
 RELU_FAMILY_LAYERS = frozenset({"ReLU", "LeakyReLU", "PReLU"})
@@ -46,6 +60,11 @@ RELU_FAMILY_LAYERS = frozenset({"ReLU", "LeakyReLU", "PReLU"})
 
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
+
+
+def _traits(layer: Any) -> frozenset[Trait]:
+    rule = lookup(type(layer).__name__, None)
+    return rule.traits if rule is not None else frozenset()
 
 
 # -- the probe --------------------------------------------------------------------
@@ -95,8 +114,108 @@ def _weighted_variables(model: keras.Model) -> tuple[list[Any], list[str]]:
     return variables, owners
 
 
+def kernel_layers(model: keras.Model) -> list[Any]:
+    """The model's weighted layers as the analysis counts them (rules with the KERNEL trait),
+    in ``model.layers`` order, that apply an activation function the probe can tap."""
+    found = []
+    for layer in model.layers:
+        rule = lookup(type(layer).__name__, None)
+        if rule is None or Trait.KERNEL not in rule.traits:
+            continue
+        if callable(getattr(layer, "activation", None)):
+            found.append(layer)
+    return found
+
+
+def _rescaling(layer: Any) -> bool:
+    """Preprocessing that changes values (Rescaling, Normalization), by the layer's traits."""
+    traits = _traits(layer)
+    return Trait.PREPROCESSING in traits and not traits & {Trait.IDENTITY, Trait.RESIZING}
+
+
+def standardizing_inputs(model: keras.Model) -> Any:
+    """A map of standard-normal inputs to inputs that come out of the model's own value
+    preprocessing (Rescaling, Normalization right after its single input) standard-normal,
+    which is what the prediction assumes. Those layers are affine per element, so their
+    intercept and slope are read off by feeding zeros and ones; a model without them gets
+    its inputs unchanged.
+
+    Example::
+
+        >>> standardize = standardizing_inputs(efficientnet)   # doctest: +SKIP
+        >>> standardize([noise])                                # doctest: +SKIP
+    """
+    import keras
+
+    identity = lambda arrays: arrays  # noqa: E731
+    if len(model.inputs) != 1:
+        return identity
+    prefix = []
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer" or isinstance(layer, keras.layers.InputLayer):
+            continue
+        if not _rescaling(layer):
+            break
+        prefix.append(layer)
+    if not prefix:
+        return identity
+    try:
+        head = keras.Model(model.inputs, prefix[-1].output)
+        shape = (1, *[int(d) for d in model.inputs[0].shape[1:]])
+        intercept = np.asarray(head(np.zeros(shape, dtype="float32")), dtype=np.float64)
+        slope = np.asarray(head(np.ones(shape, dtype="float32")), dtype=np.float64) - intercept
+    except Exception:  # a prefix that is not a plain tensor-to-tensor map: leave inputs as they are
+        return identity
+    if intercept.shape != shape or np.any(np.abs(slope) < 1e-12):
+        return identity
+
+    def standardize(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return [((arrays[0] - intercept) / slope).astype("float32")]
+
+    return standardize
+
+
+def averaged_positions(model: keras.Model) -> dict[str, int]:
+    """Per layer, the positions global average pooling averages over on its way to an output
+    (the quantity counts it as a sum), read from the model's analysed graph as the prediction
+    reads it; empty when the config cannot be analysed (the quantity is then uncorrected)."""
+    from app.analysis import analyze_graph, build_graph
+
+    try:
+        result = analyze_graph(build_graph(json.loads(model.to_json())))
+    except Exception:  # the measurement does not depend on the analysis succeeding
+        return {}
+    return _predicted.global_averaging(result)
+
+
+class _PreActivationTap:
+    """Records, while a step is traced, the tensor each weighted layer hands to its activation
+    function (its pre-activation), so the step can take the loss gradient with respect to it.
+    The layers' activations are wrapped for the probe's lifetime and restored by ``close``."""
+
+    def __init__(self, layers: list[Any]) -> None:
+        self.layers = layers
+        self.records: dict[str, list[Any]] = {}
+        self._originals = {layer.name: layer.activation for layer in layers}
+        for layer in layers:
+            layer.activation = self._wrap(layer.name, layer.activation)
+
+    def _wrap(self, name: str, activation: Any) -> Any:
+        def tapped(x: Any) -> Any:
+            self.records.setdefault(name, []).append(x)
+            return activation(x)
+
+        tapped.__name__ = getattr(activation, "__name__", "activation")
+        return tapped
+
+    def close(self) -> None:
+        for layer in self.layers:
+            layer.activation = self._originals[layer.name]
+
+
 class GradientProbe:
-    """A compiled step returning per-variable gradient norms and activation statistics."""
+    """A compiled step returning per-variable gradient norms, per-layer mean squares of the
+    pre-activation gradient, and activation statistics."""
 
     def __init__(self, model: keras.Model, io: ModelIO) -> None:
         import keras
@@ -104,6 +223,12 @@ class GradientProbe:
 
         self.model = model
         self.io = io
+        self.tap = _PreActivationTap(kernel_layers(model))
+        self.averaged = averaged_positions(model)
+        tap = self.tap
+        tapped_names = [layer.name for layer in tap.layers]
+        self.positions: dict[str, int] = {}
+        positions = self.positions
         self.layers, layer_outputs = _probe_layers(model)
         self.probe_model = keras.Model(model.inputs, [*layer_outputs, *model.outputs])
         self.variables, self.owners = _weighted_variables(model)
@@ -113,21 +238,54 @@ class GradientProbe:
                 f"Received: {model.name!r}"
             )
         self.relu_indices = [i for i, layer in enumerate(self.layers) if is_relu_family(layer)]
+        # A model used as a layer counts as one weighted layer, as in the prediction: its
+        # gradient is taken at its output.
+        probe_index = {layer.name: i for i, layer in enumerate(self.layers)}
+        tapped = set(tapped_names)
+        sources: list[tuple[str, int | None]] = []
+        for layer in model.layers:
+            if layer.name in tapped:
+                sources.append((layer.name, None))
+            elif (isinstance(layer, keras.Model) and layer.trainable_weights
+                  and layer.name in probe_index):
+                sources.append((layer.name, probe_index[layer.name]))
+        self.tapped_names = tapped_names = [name for name, _ in sources]
         loss_fn = build_loss(io)
         layer_count = len(self.layers)
         variables = self.variables
         relu_indices = self.relu_indices
         probe_model = self.probe_model
         single_input = len(io.inputs) == 1
+        tap_layers = {layer.name: layer for layer in tap.layers}
 
         @tf.function(reduce_retracing=True)
         def step(xs: list[Any], ys: list[Any]) -> tuple[Any, ...]:
+            tap.records.clear()  # traced once: the records are this graph's tensors
             with tf.GradientTape() as tape:
                 outs = probe_model(xs[0] if single_input else xs, training=True)
                 outs = list(outs) if isinstance(outs, list | tuple) else [outs]
                 activations, predictions = outs[:layer_count], outs[layer_count:]
                 loss = loss_fn(ys, predictions)
-            grads = tape.gradient(loss, variables)
+            pre_activations = [tap.records.get(name, []) if index is None else [activations[index]]
+                               for name, index in sources]
+            flat = [tensor for tensors in pre_activations for tensor in tensors]
+            everything = tape.gradient(loss, [*flat, *variables])
+            flat_grads, grads = everything[:len(flat)], everything[len(flat):]
+            mean_squares, cursor = [], 0
+            for name, tensors in zip(tapped_names, pre_activations, strict=True):
+                layer_grads = flat_grads[cursor:cursor + len(tensors)]
+                cursor += len(tensors)
+                kept = [tf.cast(g, tf.float32) for g in layer_grads if g is not None]
+                if not kept:
+                    mean_squares.append(tf.constant(-1.0))
+                    continue
+                shape = tensors[0].shape
+                config = tap_layers[name].get_config() if name in tap_layers else {}
+                positions[name] = _predicted.spatial_positions(list(shape), config)
+                total = tf.add_n([tf.reduce_sum(tf.square(g)) for g in kept])
+                count = float(sum(int(np.prod(g.shape)) for g in kept))
+                mean_squares.append(total / count)
+            pre_ms = tf.stack(mean_squares) if mean_squares else tf.zeros([0])
             grad_norms = tf.stack(
                 [
                     tf.norm(tf.convert_to_tensor(g)) if g is not None else tf.constant(-1.0)
@@ -141,18 +299,20 @@ class GradientProbe:
                 tf.reduce_max(floats[i], axis=list(range(len(floats[i].shape) - 1)))
                 for i in relu_indices
             ]
-            return loss, grad_norms, means, stds, channel_max
+            return loss, grad_norms, means, stds, channel_max, pre_ms
 
         self._step = step
 
     def run(self, *, batches: int, batch_size: int, seed: int) -> dict[str, Any]:
         rng = np.random.default_rng(seed)
-        losses, grad_norm_rows, mean_rows, std_rows = [], [], [], []
+        losses, grad_norm_rows, mean_rows, std_rows, pre_rows = [], [], [], [], []
         ever_positive: list[np.ndarray] | None = None
+        standardize = standardizing_inputs(self.model)
         for _ in range(batches):
-            xs = random_inputs(self.io, batch_size, rng)
+            xs = standardize(random_inputs(self.io, batch_size, rng))
             ys = random_targets(self.io, batch_size, rng)
-            loss, grad_norms, means, stds, channel_max = self._step(xs, ys)
+            loss, grad_norms, means, stds, channel_max, pre_ms = self._step(xs, ys)
+            pre_rows.append(pre_ms.numpy().astype(np.float64))
             losses.append(float(loss))
             grad_norm_rows.append(grad_norms.numpy())
             mean_rows.append(means.numpy())
@@ -169,6 +329,7 @@ class GradientProbe:
             "means": np.mean(np.stack(mean_rows), axis=0) if mean_rows else np.zeros(0),
             "stds": np.mean(np.stack(std_rows), axis=0) if std_rows else np.zeros(0),
             "ever_positive": ever_positive or [],
+            "pre_activation_mean_squares": np.stack(pre_rows),  # [batch, tapped layer]
         }
 
 
@@ -223,29 +384,34 @@ def _summarise(probe: GradientProbe, raw: dict[str, Any]) -> dict[str, Any]:
         else:
             row["dead_fraction"] = None
         layer_rows.append(row)
-    weighted = [row for row in layer_rows if row.get("grad_norm") is not None]
     non_finite = bool(np.any(~np.isfinite(grad_rows)))
-    ratio: float | None = None
-    first = last = None
-    if weighted:
-        first, last = weighted[0], weighted[-1]
-        if last["grad_norm"] and last["grad_norm"] > 0:
-            ratio = first["grad_norm"] / last["grad_norm"]
-        elif first["grad_norm"] and first["grad_norm"] > 0:
-            ratio = math.inf
-    verdict = "exploding" if non_finite else verdict_for_ratio(ratio)
+    pre_rows: np.ndarray = raw["pre_activation_mean_squares"]
+    norms: list[tuple[str, float | None]] = []
+    for index, name in enumerate(probe.tapped_names):
+        column = pre_rows[:, index]
+        if np.any(column < 0):
+            norms.append((name, None))  # the loss does not reach it
+            continue
+        norms.append((name, _predicted.layer_gradient_norm(
+            float(np.mean(column)), probe.positions.get(name, 1), probe.averaged.get(name, 1))))
+    profile = _predicted.relative_profile(norms)
+    absolute = {name: value for name, value in norms if value is not None}
+    non_finite = non_finite or not np.all(np.isfinite(pre_rows))
+    normalized = any(Trait.NORMALIZATION in _traits(layer) for layer in probe.model.layers)
+    verdict = ("exploding" if non_finite
+               else _predicted.classify(profile["ratio"], normalized=normalized))
     return {
+        "_absolute": absolute,
+        "quantity": _predicted.QUANTITY["name"],
+        "ratio": _finite(profile["ratio"]) if profile["ratio"] is not None else None,
+        "log10_ratio": profile["log10_ratio"],
+        "per_layer": {name: (_finite(value) if value is not None else None)
+                      for name, value in profile["per_layer"].items()},
         "loss": _finite(float(np.mean(raw["losses"]))),
         "weights": variable_rows,
         "layers": layer_rows,
-        "first_layer": first["name"] if first else None,
-        "last_layer": last["name"] if last else None,
-        "first_to_last_ratio": _finite(ratio) if ratio is not None else None,
-        "log10_first_to_last_ratio": (
-            _finite(math.log10(ratio))
-            if ratio is not None and ratio > 0 and math.isfinite(ratio)
-            else None
-        ),
+        "first_layer": profile["first_layer"],
+        "last_layer": profile["last_layer"],
         "non_finite_gradients": non_finite,
         "verdict": verdict,
     }
@@ -423,21 +589,20 @@ def _ablation(
         if layer.name in weights and layer.weights:
             layer.set_weights(weights[layer.name])
     probe = GradientProbe(plain, io)
-    without = _summarise(probe, probe.run(batches=batches, batch_size=batch_size, seed=seed))
-    with_norms = {
-        row["name"]: row["grad_norm"]
-        for row in with_skips["layers"]
-        if row.get("grad_norm") is not None
-    }
+    try:
+        without = _summarise(probe, probe.run(batches=batches, batch_size=batch_size, seed=seed))
+    finally:
+        probe.tap.close()
+    # Compared on the report's quantity (absolute values: both runs see the same batches).
+    with_norms = with_skips["_absolute"]
     rows = []
-    for row in without["layers"]:
-        before = with_norms.get(row["name"])
-        after = row.get("grad_norm")
-        if before is None or after is None:
+    for name, after in without["_absolute"].items():
+        before = with_norms.get(name)
+        if before is None:
             continue
         rows.append(
             {
-                "name": row["name"],
+                "name": name,
                 "grad_norm_with_skips": before,
                 "grad_norm_without_skips": after,
                 "ratio": _finite(after / before) if before > 0 else None,
@@ -470,7 +635,7 @@ def _ablation(
         "layers": rows,
         "early_layers": [r["name"] for r in early],
         "early_layers_mean_ratio": _finite(mean_ratio) if mean_ratio is not None else None,
-        "first_to_last_ratio_without_skips": without["first_to_last_ratio"],
+        "first_to_last_ratio_without_skips": without["ratio"],
         "verdict_without_skips": without["verdict"],
         "summary": summary,
     }
@@ -506,7 +671,10 @@ def measure(
     io = describe_model_io(model)
     weights = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
     probe = GradientProbe(model, io)
-    with_skips = _summarise(probe, probe.run(batches=batches, batch_size=batch_size, seed=seed))
+    try:
+        with_skips = _summarise(probe, probe.run(batches=batches, batch_size=batch_size, seed=seed))
+    finally:
+        probe.tap.close()
     # restore weights moved by the probe (batch-norm statistics) for the ablation copy
     for layer in model.layers:
         if layer.name in weights:
@@ -517,34 +685,26 @@ def measure(
         )
     else:
         skip_ablation = {"status": "not_requested"}
-    verdict = with_skips["verdict"]
-    ratio = with_skips["first_to_last_ratio"]
-    ratio_text = "n/a" if ratio is None else f"{ratio:.3g}"
-    words = {
-        "vanishing": "the first layer's gradient is orders of magnitude below the last layer's",
-        "exploding": "the first layer's gradient is orders of magnitude above the last layer's"
-        if not with_skips["non_finite_gradients"]
-        else "some gradients are not finite",
-        "healthy": "first and last layers get gradients of comparable size",
-    }.get(verdict or "", "no verdict")
+    with_skips.pop("_absolute", None)
     return {
         "status": "measured",
         "method": (
-            "L2 norm of the gradient of every trainable weight tensor on seeded synthetic batches "
-            "(standard-normal inputs; one-hot labels and cross-entropy for softmax outputs, "
-            "mean squared error otherwise), averaged over batches; layer norm = L2 over its tensors"
+            "the loss gradient with respect to every weighted layer's pre-activation (the tensor "
+            "it hands to its activation function), taken with TensorFlow on seeded synthetic "
+            "batches; per layer sqrt(spatial positions x mean square over the batches), as "
+            "gradient_flow.quantity defines it; kernel-gradient L2 norms are kept per weight"
         ),
+        "assumptions": MEASUREMENT_ASSUMPTIONS,
         "batches": batches,
         "batch_size": batch_size,
         "seed": seed,
         "io": io.to_dict(),
-        "thresholds": {"vanishing_ratio": VANISHING_RATIO, "exploding_ratio": EXPLODING_RATIO},
-        "ratio_definition": (
-            "L2 norm of the first weighted layer's weight gradient divided by the last weighted "
-            "layer's, on synthetic batches at the model's current weights"
-        ),
+        "thresholds": {"vanishing_ratio": VANISHING_RATIO, "exploding_ratio": EXPLODING_RATIO,
+                       "exploding_ratio_with_normalization": _predicted.NORMALIZED_EXPLODING_RATIO},
+        "ratio_definition": _predicted.RATIO_DEFINITION,
         **with_skips,
-        "summary": f"Measured {verdict}: {words} (first-to-last ratio {ratio_text}).",
+        "summary": _predicted.measured_summary(with_skips["verdict"], with_skips["ratio"],
+                                               non_finite=with_skips["non_finite_gradients"]),
         "skip_ablation": skip_ablation,
         "device": device["device"],
         "elapsed_s": round(time.perf_counter() - started, 3),

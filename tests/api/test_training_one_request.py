@@ -129,6 +129,10 @@ MISTAKES = [
      ["file part 'file'", "JSON body"]),
     (lambda: {"files": {"model": ("example1.keras", seed_bytes(1, "keras"), "application/octet-stream")}},
      422, "wrong_file_field", ["'file' or 'dataset_file'"]),
+    (lambda: {"data": {"steps": "5"}, "files": {"file": ("data.npz", _npz(), "application/octet-stream")}},
+     422, "wrong_file_field", [".npz dataset", "'dataset_file'"]),
+    (lambda: {"data": {"steps": "5"}, "files": {"file": ("upload", _npz(), "application/octet-stream")}},
+     422, "wrong_file_field", ["'dataset_file'"]),
     (lambda: {"json": {"architecture": {"class_name": "Sequential", "config": {"layers": "nope"}}}},
      422, None, []),
     (lambda: {"files": {"file": ("model.keras", b"not a zip at all", "application/octet-stream")}},
@@ -159,3 +163,19 @@ def test_a_code_bearing_inline_architecture_is_refused_at_the_gate(client, setti
     response = client.post("/v1/training-runs", json={"architecture": config})
     assert_problem(response, 422, "unsafe_architecture")
     assert row_counts(settings)["jobs"] == 0
+
+
+@pytest.mark.parametrize(("route", "operation"), [("/v1/analyses", "an analysis"),
+                                                  ("/v1/training-runs", "a training run")])
+def test_a_model_json_posted_unwrapped_is_told_how_to_wrap_it(client, settings, route, operation) -> None:
+    """``model.to_json()`` sent as the body itself: the problem says to wrap it in
+    ``{"architecture": ...}``, not that its keys are extra inputs."""
+    response = client.post(route, json=seed_config(3))
+    body = assert_problem(response, 422, "validation_error")
+    assert body["detail"].startswith("The body is a Keras model's JSON itself (class_name 'Functional')")
+    assert f'for {operation} send it as the field architecture: {{"architecture": <model.to_json()>' in body["detail"]
+    assert "Extra inputs" not in response.text
+    assert row_counts(settings)["jobs"] == 0
+    # wrapped, the same document is accepted
+    wrapped = client.post(route, json={"architecture": seed_config(3)})
+    assert wrapped.status_code in (201, 202), wrapped.text

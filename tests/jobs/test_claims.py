@@ -210,6 +210,40 @@ def test_a_gradients_job_failed_by_the_reconciler_settles_its_analysis(any_setti
     assert row.result["gradient_flow"]["predicted"] == {"verdict": "healthy"}
 
 
+def test_progress_follows_the_measuring_job(any_settings: Settings) -> None:
+    """While its measurement runs, an analysis reads ``running`` with progress between its
+    report (half) and the measuring job's own progress, never 1.0; 1.0 once it is settled."""
+    import json
+
+    from app import db
+    from app.analyses.service import _document_of
+    from app.models import Job
+
+    db.upgrade(any_settings)
+    arch = add_architecture(any_settings, tiny_config())
+    analysis = add_job(any_settings, arch, "analysis", status="succeeded",
+                       result={"summary": {}, "gradient_flow": {"predicted": {"verdict": "healthy"}}})
+    with session_scope(any_settings) as session:
+        session.get(Job, analysis).progress = 1.0  # type: ignore[union-attr]
+    child = add_job(any_settings, arch, "gradients", parent_id=analysis)
+    with session_scope(any_settings) as session:
+        repository.settle_measurement(session, analysis)
+    with session_scope(any_settings) as session:
+        row = session.get(Job, analysis)
+        assert row is not None and row.status == "running"
+        session.get(Job, child).progress = 0.4  # type: ignore[union-attr]
+        session.flush()
+        body = json.loads(_document_of(session, row))
+        assert body["status"] == "running" and body["progress"] == pytest.approx(0.7)
+        session.get(Job, child).status = "succeeded"  # type: ignore[union-attr]
+        session.get(Job, child).result = {"status": "measured", "verdict": "healthy",  # type: ignore[union-attr]
+                                          "per_layer": {}}
+        session.flush()
+        repository.settle_measurement(session, analysis)
+        body = json.loads(_document_of(session, row))
+        assert body["status"] == "succeeded" and body["progress"] == 1.0
+
+
 def test_overdue_queued_jobs_only(any_settings: Settings) -> None:
     """What the reconciler resends: never sent and older than a pass; sent long ago, with a
     back-off that doubles per send."""

@@ -192,6 +192,68 @@ def test_report_page_with_a_training_run_renders_in_chromium(live_service_with_w
     rows = browser.find_elements("css selector", "#training-runs tbody tr")
     assert len(rows) == 1 and run_id[:8] in rows[0].text and "SUCCEEDED" in rows[0].text.upper()
     verdict = browser.find_element("css selector", "#training-verdict").text
-    assert verdict == run["result"]["verdict"]["summary"]
+    # the verdict, and what its loss pair is (the one loss story of the page)
+    assert verdict == run["result"]["verdict"]["summary"] + (
+        " (loss: mean of the first five steps → mean of the last five)")
+    assert "at the first step" not in browser.find_element("css selector", "#training").text
     assert _console_errors(browser) == []
     assert _screenshot(browser, "report-example3-training.png").stat().st_size > 20_000
+
+
+@pytest.mark.tensorflow
+def test_resnet50_report_after_a_measurement_tells_one_verdict_story(
+    live_service_with_worker, browser
+):
+    """ResNet50 (Keras Applications, weights=None, 64x64 inputs) analysed and measured by a
+    real job worker: while the measurement runs the analysis never reads progress 1.0; the
+    page then shows the predicted and the measured verdict side by side, says whether they
+    agree, marks any gradient finding the measurement contradicts, and draws both series per
+    weighted layer on a labelled log axis."""
+    import json
+    import lzma
+    import time
+
+    from tests.security.applications_configs import STORE
+
+    with lzma.open(STORE / "applications-keras.json.xz") as handle:
+        config = json.loads(handle.read())["configs"]["ResNet50"]
+    base = live_service_with_worker
+    created = httpx.post(
+        f"{base}/v1/analyses",
+        json={"architecture": config, "name": "ResNet50, measured", "input_shape": [64, 64, 3],
+              "measure_gradients": True},
+        timeout=120,
+    )
+    assert created.status_code in (200, 201, 202), created.text
+    analysis_id = created.json()["id"]
+    deadline = time.monotonic() + 900
+    while (body := httpx.get(f"{base}/v1/analyses/{analysis_id}", timeout=60).json())[
+        "status"
+    ] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, body["progress"]
+        if body["status"] == "running" and body.get("report") is not None:
+            assert body["progress"] < 1.0
+        time.sleep(1.0)
+    assert body["status"] == "succeeded", body.get("error")
+    flow = body["report"]["gradient_flow"]
+    measured = flow["measured"]
+    assert measured["status"] == "measured", measured
+    assert measured["verdict"] == flow["predicted"]["verdict"] == "healthy"
+    assert flow["agreement"] == "agree"
+    assert flow["comparison"]["layers"] == 54
+
+    _open(browser, f"{base}/v1/analyses/{analysis_id}/report.html")
+    card = browser.find_element("css selector", "#card-gradients").text.lower()
+    assert "predicted" in card and "measured" in card
+    predicted_badge = browser.find_element("css selector", "#gradient-predicted").text.lower()
+    measured_badge = browser.find_element("css selector", "#gradient-measured").text.lower()
+    assert predicted_badge == measured_badge == "healthy"
+    assert "agrees with the prediction" in card
+    findings = browser.find_element("css selector", "#findings").text.lower()
+    # no warning claims a verdict the card does not show
+    assert "gradient_flow_exploding" not in findings and "gradient_flow_vanishing" not in findings
+    _assert_rendered(browser, "#plot-gradient_flow svg")
+    plot = browser.find_element("css selector", "#plot-gradient_flow").text
+    assert "measured: healthy" in plot and "conv1_conv" in plot
+    assert _console_errors(browser) == []
+    assert _screenshot(browser, "report-resnet50-measured.png").stat().st_size > 20_000

@@ -137,3 +137,5 @@ def test_two_different_large_architectures_are_compared_in_counts_not_a_wall_of_
     assert "whole input (2.2x)" in page and "215.6%" not in page
     # each side's graph is drawn as stage blocks, as on the report page
     assert page.count('class="stage-block"') >= 10 and 'class="convlens-graph" id="graph-a"' not in page
+    graphs = page.split('id="graphs"', 1)[1].split("</h2>", 1)[1]
+    assert graphs.lstrip().startswith('<div class="stacked">')  # each side full width

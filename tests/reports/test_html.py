@@ -135,3 +135,34 @@ def test_runs_table_tells_the_overfit_check_its_duration_and_the_attempts(seed_r
     assert "skipped" in rows["skipped-run"]
     assert "retrying (attempt 2 after worker lost)" in rows["retry-run"]
     assert "overfit-one-batch check" in rows["check-run"]
+
+
+def _card_text(page: str) -> str:
+    match = re.search(r'id="card-gradients".*?</div></div>', page, re.DOTALL)
+    assert match, "no gradient card"
+    return " ".join(" ".join(parse(match.group(0)).text).split())
+
+
+def test_gradient_card_shows_predicted_and_measured_and_says_when_they_disagree():
+    from app.analysis.gradient_flow import attach_measurement
+    from tests.fixtures.load import small_fixtures
+
+    report = engine_report(small_fixtures("gradient")["plain20_sigmoid"].config())
+    before = _card_text(render_report_html(report))
+    assert "predicted VANISHING".lower() in before.lower() and "not yet" in before
+    names = list(report["gradient_flow"]["predicted"]["per_layer"])
+    measured = {"status": "measured", "verdict": None, "non_finite_gradients": False,
+                "per_layer": {name: 1.0 for name in names}, "ratio": None}
+    page = render_report_html(attach_measurement(report, measured))
+    card = _card_text(page)
+    assert "predicted vanishing measured healthy" in card.lower()
+    assert "contradicts the prediction" in card and "trust the measurement" in card
+    # the finding that stated the prediction is marked, once
+    assert page.count("contradicted by measurement") == 1
+    assert "The measurement contradicts this" in page
+    agreeing = {name: value for name, value in
+                report["gradient_flow"]["predicted"]["per_layer"].items()}
+    card = _card_text(render_report_html(attach_measurement(
+        report, dict(measured, per_layer=agreeing))))
+    assert "predicted vanishing measured vanishing" in card.lower()
+    assert "agrees with the prediction" in card

@@ -103,6 +103,64 @@ def test_gradient_flow_plot_draws_predicted_and_measured_series(seed_reports):
     assert all(name in texts for name in layers)
 
 
+def test_gradient_flow_plot_overlays_the_one_quantity_by_layer_name(seed_reports):
+    """The measurement's ``per_layer`` (weighted layers only) is drawn against the prediction's
+    per layer name, not its ``layers`` list (which holds BatchNormalization and other layers
+    too), and the corner states both verdicts."""
+    report = dict(seed_reports[3])
+    predicted = report["gradient_flow"]["predicted"]
+    names = list(predicted["per_layer"])
+    report["gradient_flow"] = dict(report["gradient_flow"])
+    report["gradient_flow"]["measured"] = {
+        "status": "measured",
+        "verdict": "healthy",
+        "per_layer": {name: 2.0 * (value or 1.0) for name, value in
+                      reversed(list(predicted["per_layer"].items()))},  # any order: by name
+        "layers": [{"name": name, "grad_norm": 1.0} for name in names]
+        + [{"name": "batch_normalization", "grad_norm": 3.0}],
+    }
+    plot = plot_gradient_flow(report)
+    assert plot.data_points == len(names)
+    texts = svg_texts(plot.svg)
+    assert "batch_normalization" not in texts
+    assert f"predicted: {predicted['verdict']}   measured: healthy" in texts
+
+
+def test_gradient_flow_plot_has_labelled_log_ticks_on_a_narrow_range(seed_reports):
+    """Values within one decade still get several labelled ticks (not a lone "1")."""
+    report = dict(seed_reports[3])
+    flow = report["gradient_flow"] = dict(report["gradient_flow"])
+    predicted = flow["predicted"] = dict(flow["predicted"])
+    names = list(predicted["per_layer"])
+    predicted["per_layer"] = {name: 0.6 + 0.4 * i / (len(names) - 1) for i, name in enumerate(names)}
+    texts = svg_texts(plot_gradient_flow(report).svg)
+    assert {"0.2", "0.5", "1", "2"} <= set(texts), texts
+    # Example 3 as it is (0.21 to 1, the case that once showed a lone "1")
+    example3 = svg_texts(plot_gradient_flow(seed_reports[3]).svg)
+    assert {"0.1", "0.2", "0.5", "1"} <= set(example3), example3
+    predicted["per_layer"] = {name: 10.0 ** (-4 + 4 * i / (len(names) - 1))
+                              for i, name in enumerate(names)}
+    wide = svg_texts(plot_gradient_flow(report).svg)  # four decades: one label per decade
+    assert {"0.001", "0.01", "0.1", "1"} <= set(wide), wide
+
+
+def test_gradient_flow_plot_names_the_layers_of_a_large_model():
+    import json
+    import lzma
+
+    from tests.analysis.test_gradient_quantity import STORE
+
+    with lzma.open(STORE / "applications-keras.json.xz") as handle:
+        config = json.loads(handle.read())["configs"]["ResNet50"]
+    from app.analysis import analyze
+
+    plot = plot_gradient_flow(analyze(config))
+    texts = svg_texts(plot.svg)
+    assert plot.data_points == 54
+    assert "conv1_conv" in texts  # stage starts named on the axis
+    assert any("layers in graph order" in text or "layer index" in text for text in texts)
+
+
 def test_training_curves_from_a_run_result():
     result = {
         "history": {

@@ -91,8 +91,13 @@ def field_global_pooling(ctx: Ctx, fields: list[ReceptiveField | None]) -> Recep
     return field_global(ctx, fields)
 
 
+def _pooling_traits(name: str, kind: Trait) -> tuple[Trait, ...]:
+    return (kind, Trait.AVERAGING) if "Av" in name else (kind,)
+
+
 for _name in POOLING:
-    register(_name, "pooling", shape_pooling, field=field_pooling, traits=(Trait.POOLING,))
+    register(_name, "pooling", shape_pooling, field=field_pooling,
+             traits=_pooling_traits(_name, Trait.POOLING))
 for _name in GLOBAL_POOLING:
     register(_name, "pooling", shape_global_pooling, field=field_global_pooling,
-             traits=(Trait.GLOBAL_POOLING,))
+             traits=_pooling_traits(_name, Trait.GLOBAL_POOLING))
