@@ -15,7 +15,7 @@ from app.errors import Conflict, NotFound
 from app.models import Architecture
 from app.models.base import new_id, utcnow
 from app.storage.files import disk, storage_errors
-from app.storage.usage import check_quota
+from app.storage.usage import architecture_bytes_changed, check_quota
 
 
 def get_or_create(
@@ -51,7 +51,8 @@ def get_or_create(
         if existing is None:  # deleted between the two statements
             raise Conflict("The architecture changed while it was being stored; send the request again.")
         return existing
-    check_quota(session, settings, tenant_id=tenant_id, adding=byte_size, flushed=True)  # new content
+    check_quota(session, settings, tenant_id=tenant_id, adding=byte_size)  # new content: it counts
+    architecture_bytes_changed(session, tenant_id, byte_size)
     if upload_path is not None and blob_path is not None:
         target = Path(blob_path)
         if target.exists():  # the same file, stored for another tenant
@@ -82,6 +83,7 @@ def delete(session: Session, settings: Settings, tenant_id: str, architecture_id
              for path in owned_paths(settings, job_id, kind, parameters or {})]
     session.delete(architecture)
     session.flush()
+    architecture_bytes_changed(session, tenant_id, -architecture.byte_size)
     if blob and not repository.blob_in_use(session, blob):
         # The blob is content-addressed and may be shared by another tenant's row.
         owned.append(Path(blob))

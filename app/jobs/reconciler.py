@@ -81,12 +81,14 @@ def reconcile_once(settings: Settings, dispatch: Dispatch) -> dict[str, list[str
 
 def chores(settings: Settings) -> None:
     """The slower part: forget silent workers, delete the files of jobs that ended and the
-    expired idempotency keys."""
+    expired idempotency keys, fold the tenants' storage deltas into their counters."""
     from app.idempotency.service import purge_expired
+    from app.storage.usage import fold_deltas
 
     with session_scope(settings) as session:
         repository.forget_workers(session, silent_since=repository.utc_cutoff(FORGET_WORKERS_AFTER_S))
         purge_expired(session)
+        fold_deltas(session)
     lifecycle.sweep(settings)
 
 

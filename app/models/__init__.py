@@ -4,6 +4,7 @@ from app.models.architecture import Architecture
 from app.models.base import Base
 from app.models.idempotency_key import IdempotencyKey
 from app.models.job import JOB_STATUSES, TERMINAL_STATUSES, Job, JobEvent
+from app.models.storage_delta import StorageDelta
 from app.models.tenant import DEFAULT_TENANT, ApiKey, Tenant
 from app.models.worker import Worker
 
@@ -17,6 +18,7 @@ __all__ = [
     "IdempotencyKey",
     "Job",
     "JobEvent",
+    "StorageDelta",
     "Tenant",
     "Worker",
 ]

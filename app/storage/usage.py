@@ -1,9 +1,12 @@
 """Bytes stored per tenant: the one definition the quota and ``/metrics`` both read.
 
 A tenant's stored bytes are its architectures (``byte_size``: the uploaded file or the JSON
-config, as received) and the datasets of its training runs that have not ended (a run's
-dataset is deleted when it ends). Uploaded files shared by content between tenants count
-for each tenant that stored them: the quota is about what a tenant asked to keep.
+config, as received; kept as the tenant's counter plus the deltas not yet folded into it,
+written in the transaction that adds or deletes one, so the quota reads one row and a few
+deltas however many architectures a tenant has) and the datasets
+of its training runs that have not ended (a run's dataset is deleted when it ends). Uploaded
+files shared by content between tenants count for each tenant that stored them: the quota is
+about what a tenant asked to keep.
 
 Example::
 
@@ -14,12 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import StorageQuotaExceeded
-from app.models import Architecture, Job
+from app.models import Job, StorageDelta, Tenant
 
 
 def datasets_dir(settings: Settings) -> Path:
@@ -28,23 +31,52 @@ def datasets_dir(settings: Settings) -> Path:
 
 
 def tenant_bytes(session: Session, settings: Settings, tenant_id: str) -> int:
-    """What ``tenant_id`` stores now (flushed rows of the session included)."""
-    architectures = session.scalar(
-        select(func.coalesce(func.sum(Architecture.byte_size), 0)).where(Architecture.tenant_id == tenant_id)
-    ) or 0
+    """What ``tenant_id`` stores now: its architectures' counter (one row, whatever their
+    number) and the datasets of its runs that have not ended."""
+    folded = session.scalar(select(Tenant.stored_bytes).where(Tenant.id == tenant_id)) or 0
+    pending = session.scalar(select(func.coalesce(func.sum(StorageDelta.delta), 0))
+                             .where(StorageDelta.tenant_id == tenant_id)) or 0
+    architectures = int(folded) + int(pending)
     runs = session.scalars(select(Job.id).where(
         Job.tenant_id == tenant_id, Job.kind == "training", Job.status.in_(("queued", "running"))))
     return int(architectures) + sum(_size(datasets_dir(settings) / f"{run_id}.npz") for run_id in runs)
 
 
-def check_quota(session: Session, settings: Settings, *, tenant_id: str, adding: int,
-                flushed: bool = False) -> None:
+def architecture_bytes_changed(session: Session, tenant_id: str, delta: int) -> None:
+    """Keep the tenant's count with its architectures: call it when one is added (``+size``)
+    or deleted (``-size``), in the same transaction (an insert: no row two requests wait on)."""
+    session.execute(_INSERT_DELTA, {"tenant_id": tenant_id, "delta": delta})
+
+
+_INSERT_DELTA = insert(StorageDelta)
+
+
+def fold_deltas(session: Session) -> int:
+    """Add the pending deltas to their tenants' counters and delete them (the reconciler's
+    chores). Only rows seen here are deleted, so a delta committed meanwhile waits for the next
+    fold. Returns how many were folded."""
+    ids = list(session.scalars(select(StorageDelta.id).order_by(StorageDelta.id).limit(10_000)))
+    if not ids:
+        return 0
+    # What this transaction deleted is what it adds: a fold running at the same time elsewhere
+    # deletes (and adds) each delta at most once between them.
+    deleted = session.execute(delete(StorageDelta).where(StorageDelta.id.in_(ids))
+                              .returning(StorageDelta.tenant_id, StorageDelta.delta)).all()
+    totals: dict[str, int] = {}
+    for tenant_id, delta in deleted:
+        totals[tenant_id] = totals.get(tenant_id, 0) + int(delta)
+    for tenant_id, delta in totals.items():
+        session.execute(update(Tenant).where(Tenant.id == tenant_id).values(stored_bytes=Tenant.stored_bytes + delta))
+    return len(deleted)
+
+
+def check_quota(session: Session, settings: Settings, *, tenant_id: str, adding: int) -> None:
     """Refuse (413 ``storage_quota_exceeded``) when the tenant would store more than its quota
-    with ``adding`` more bytes (``flushed``: those are a row the session already holds)."""
+    with ``adding`` more bytes."""
     quota = settings.storage_quota_bytes
     if quota <= 0:
         return
-    used = tenant_bytes(session, settings, tenant_id) - (adding if flushed else 0)
+    used = tenant_bytes(session, settings, tenant_id)
     if used + adding > quota:
         raise StorageQuotaExceeded(
             f"This tenant stores {used} bytes of its quota of {quota}; {adding} more do not fit. Delete "
@@ -55,8 +87,9 @@ def check_quota(session: Session, settings: Settings, *, tenant_id: str, adding:
 
 def stored_bytes(session: Session, settings: Settings) -> dict[str, int]:
     """Every tenant's stored bytes together, by kind, and what the data folder's files take."""
-    architectures = session.scalar(select(func.coalesce(func.sum(Architecture.byte_size), 0))) or 0
-    figures = {"architectures": int(architectures)}
+    folded = session.scalar(select(func.coalesce(func.sum(Tenant.stored_bytes), 0))) or 0
+    pending = session.scalar(select(func.coalesce(func.sum(StorageDelta.delta), 0))) or 0
+    figures = {"architectures": int(folded) + int(pending)}
     for kind, folder in (("blob_files", settings.blob_dir), ("dataset_files", datasets_dir(settings)),
                          ("upload_files", settings.data_dir / "uploads")):
         figures[kind] = _folder_bytes(folder)

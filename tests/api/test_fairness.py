@@ -54,6 +54,7 @@ def served(any_settings: Settings) -> Iterator[tuple[Settings, int]]:
 
     settings = any_settings.model_copy(update={
         "body_read_grace_s": 1.0, "body_min_bytes_per_s": 1000, "max_uploads_per_tenant": 20,
+        "max_open_streams_per_tenant": 40,
     })
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
@@ -133,6 +134,73 @@ def test_slow_uploads_time_out_and_hold_no_database_connection(served: tuple[Set
     assert list((settings.data_dir / "uploads").glob("*")) == []  # nothing half-received is kept
     for sock in sockets:
         sock.close()
+
+
+def _open_stream(port: int, run_id: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(f"GET /v1/training-runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return sock
+
+
+def test_open_streams_poll_in_few_connections_and_never_block_reads(served: tuple[Settings, int],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thirty streams on a quiet run, each poll made slow (50 ms with its connection held):
+    the polls run in the streams' own threads (half the request work threads), so they never
+    hold more connections than that, and a read of another request is answered meanwhile."""
+    import httpx
+
+    from app.training import service
+
+    settings, port = served
+    events_after = service.events_after
+
+    def slow_events_after(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)
+        return events_after(*args, **kwargs)
+
+    monkeypatch.setattr(service, "events_after", slow_events_after)
+    base = f"http://127.0.0.1:{port}"
+    analysis = httpx.post(f"{base}/v1/analyses", json={"architecture": tiny_config()}, timeout=60).json()
+    run = httpx.post(f"{base}/v1/training-runs", json={"analysis_id": analysis["id"], "steps": 2}, timeout=60).json()
+
+    lock = threading.Lock()
+    held: set[int] = set()
+    figures = {"most": 0, "checkouts": 0}
+
+    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if request_id_var.get() is not None:
+            with lock:
+                held.add(id(dbapi_connection))
+                figures["most"] = max(figures["most"], len(held))
+                figures["checkouts"] += 1
+
+    def checkin(dbapi_connection: Any, _record: Any) -> None:
+        with lock:
+            held.discard(id(dbapi_connection))
+
+    sockets = [_open_stream(port, run["id"]) for _ in range(30)]
+    try:
+        for sock in sockets:  # every stream has started (its status line arrived)
+            assert sock.recv(12) == b"HTTP/1.1 200"
+        engine = get_engine(settings)
+        event.listen(engine, "checkout", checkout)
+        event.listen(engine, "checkin", checkin)
+        try:
+            deadline = time.monotonic() + 60
+            while figures["checkouts"] < 60:  # two polls per stream, give or take
+                assert time.monotonic() < deadline, figures
+                time.sleep(0.05)
+            with lock:
+                figures["most"] = len(held)
+            got = httpx.get(f"{base}/v1/analyses/{analysis['id']}", timeout=30)
+            assert got.status_code == 200
+        finally:
+            event.remove(engine, "checkout", checkout)
+            event.remove(engine, "checkin", checkin)
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert figures["most"] <= max(1, settings.http_work_threads // 2) + 1  # + the read above
 
 
 def test_uploads_in_flight_are_capped_per_tenant(tmp_path: Any) -> None:

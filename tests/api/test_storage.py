@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.auth.service import create_key
 from app.config import Settings
 from app.db import session_scope
 from app.main import create_app
-from app.models import Tenant
-from app.storage.usage import tenant_bytes
+from app.models import StorageDelta, Tenant
+from app.storage.usage import fold_deltas, tenant_bytes
 from tests.api.helpers import assert_problem, seed_bytes
 from tests.jobs.helpers import tiny_config
 
@@ -105,3 +106,86 @@ def test_metrics_show_stored_bytes_and_need_their_own_token_in_api_key_mode(any_
         assert float(figures["architectures"]) == expected == len(seed_bytes(1, "keras"))
         assert float(figures["blob_files"]) == len(seed_bytes(1, "keras"))
         assert float(figures["upload_files"]) == 0
+
+
+def _counters_and_sums(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
+    """What the quota counts per tenant (no runs here: architectures only), and the sums of
+    the architectures' own sizes."""
+    from app.models import Architecture
+
+    with session_scope(settings) as session:
+        counters = {row.id: tenant_bytes(session, settings, row.id) for row in session.scalars(select(Tenant))}
+        sums = dict(session.execute(select(Architecture.tenant_id, func.sum(Architecture.byte_size))
+                                    .group_by(Architecture.tenant_id)).all())
+    return counters, {tenant: int(sums.get(tenant, 0)) for tenant in counters}
+
+
+def test_the_tenant_counter_is_the_sum_of_its_architectures(any_settings: Settings) -> None:
+    """The quota reads a counter; the architectures' own sizes are the independent truth."""
+    with _client(any_settings) as client:
+        kept = []
+        for example, fmt in ((1, "keras"), (2, "keras"), (1, "keras"), (3, "h5")):  # one duplicate
+            kept.append(client.post("/v1/analyses/upload",
+                                    files={"file": (f"m.{fmt}", seed_bytes(example, fmt))}).json())
+        client.post("/v1/analyses", json={"architecture": tiny_config()})
+        client.delete(f"/v1/architectures/{kept[1]['architecture']['id']}")
+        counters, sums = _counters_and_sums(any_settings)
+        assert counters == sums and counters["default"] > 0
+        # the reconciler folds the deltas into the tenant's row: the same count, no deltas left
+        with session_scope(any_settings) as session:
+            fold_deltas(session)  # (the reconciler may have folded some already)
+        with session_scope(any_settings) as session:
+            assert session.scalar(select(func.count()).select_from(StorageDelta)) == 0
+            assert session.get(Tenant, "default").stored_bytes == sums["default"]
+        assert _counters_and_sums(any_settings) == (counters, sums)
+
+
+def test_the_migration_counts_what_was_stored_before_it(any_settings: Settings) -> None:
+    from app import db
+    from tests.jobs.helpers import add_architecture
+
+    db.upgrade(any_settings)
+    db.downgrade(any_settings, "20261130_0003")  # the schema before the counter
+    add_architecture(any_settings, tiny_config())
+    db.upgrade(any_settings)
+    counters, sums = _counters_and_sums(any_settings)
+    assert counters == sums and counters["default"] > 0
+
+
+def test_two_folds_at_once_count_each_delta_once(any_settings: Settings) -> None:
+    """The second fold reads the same deltas before the first commits, then deletes nothing
+    (they are gone when its delete runs) and so adds nothing."""
+    import threading
+
+    from app import db
+    from app.storage.usage import architecture_bytes_changed
+
+    db.upgrade(any_settings)
+    with session_scope(any_settings) as session:
+        for delta in (100, 20, 3):
+            architecture_bytes_changed(session, "default", delta)
+    selected = threading.Event()
+    folded: list[int] = []
+
+    def second_fold() -> None:
+        with session_scope(any_settings) as session:
+            read = session.scalars
+
+            def scalars(*args: Any, **kwargs: Any) -> Any:
+                rows = list(read(*args, **kwargs))
+                selected.set()  # it has read the ids; its delete waits for the first fold
+                return rows
+
+            session.scalars = scalars  # type: ignore[method-assign]
+            folded.append(fold_deltas(session))
+
+    with session_scope(any_settings) as session:
+        assert fold_deltas(session) == 3
+        thread = threading.Thread(target=second_fold)
+        thread.start()
+        assert selected.wait(30)
+    thread.join(60)
+    assert folded == [0]
+    with session_scope(any_settings) as session:
+        assert session.get(Tenant, "default").stored_bytes == 123
+        assert tenant_bytes(session, any_settings, "default") == 123
