@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     gradient_time_limit_s: float = Field(
         default=600.0, description="Time limit of a gradient-measurement job."
     )
+    effective_field_time_limit_s: float = Field(
+        default=600.0, description="Time limit of an effective-receptive-field measurement job."
+    )
     training_time_limit_s: float = Field(default=900.0, description="Time limit of a training run.")
     training_max_steps: int = Field(
         default=2000, description="Upper bound on a training run's steps."
@@ -162,6 +165,18 @@ class Settings(BaseSettings):
         description="Largest uploaded file (counted while it streams in: 413).",
     )
     max_json_bytes: int = Field(default=32 * 1024 * 1024, description="Largest JSON request body.")
+    body_read_grace_s: float = Field(
+        default=10.0, gt=0,
+        description="A request body may take this long plus one second per body_min_bytes_per_s "
+        "received; a slower client is answered 408 and disconnected.",
+    )
+    body_min_bytes_per_s: int = Field(
+        default=4096, ge=1,
+        description="Slowest average rate at which a request body is received (after body_read_grace_s).",
+    )
+    body_idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest pause between two pieces of a request body."
+    )
     max_json_depth: int = Field(default=128, description="Deepest JSON nesting accepted.")
     max_json_number_digits: int = Field(
         default=64, description="Longest number literal accepted in JSON."
@@ -240,10 +255,39 @@ class Settings(BaseSettings):
         default=False, description="Allow auth_mode=none on a non-loopback address."
     )
     rate_limit_per_minute: int = Field(
-        default=600, description="Requests per minute per tenant (0 disables)."
+        default=600,
+        description="Requests per minute per tenant when API keys are on (auth_mode=api_key; 0 disables). "
+        "Without keys (auth_mode=none: one local user) requests are not rate-limited.",
     )
     max_concurrent_training_per_tenant: int = Field(
         default=2, description="Training runs a tenant may have queued or running at once."
+    )
+    max_open_streams_per_tenant: int = Field(
+        default=20, ge=1,
+        description="Event streams (server-sent events) a tenant may hold open at once, per HTTP process.",
+    )
+    max_uploads_per_tenant: int = Field(
+        default=8, ge=1,
+        description="Request bodies of uploads (multipart, octet-stream) a tenant may be sending at once, "
+        "per HTTP process.",
+    )
+    max_queued_gradients_per_tenant: int = Field(
+        default=4, ge=1,
+        description="Measurement jobs (gradients, effective field) a tenant may have queued or running at once.",
+    )
+    storage_quota_bytes: int = Field(
+        default=20 * 1024 * 1024 * 1024, ge=0,
+        description="Bytes a tenant may store (architectures, uploaded files, training datasets); "
+        "0: no quota.",
+    )
+    idempotency_key_ttl_s: float = Field(
+        default=24 * 3600.0, gt=0,
+        description="How long the first answer to a POST with an Idempotency-Key is kept for its retries.",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="api_key mode: /metrics answers only 'Authorization: Bearer <metrics_token>' "
+        "(unset: /metrics is refused). auth_mode=none: /metrics is open (loopback only).",
     )
 
     # -- observability -------------------------------------------------------

@@ -142,6 +142,30 @@ def enqueue(session: Session, job_id: str) -> None:
     session.info.setdefault("enqueued", []).append(job_id)
 
 
+def discard_on_rollback(session: Session, path: Path) -> None:
+    """Delete ``path`` (a file the unit of work placed) if the session rolls back instead of
+    committing: a refused or failed request leaves no file behind."""
+    session.info.setdefault("discard_on_rollback", []).append(path)
+
+
+def delete_after_commit(session: Session, paths: list[Path]) -> None:
+    """Delete ``paths`` (files or folders) once the session commits: the files of rows the
+    unit of work deleted go with them, and stay if it rolls back."""
+    session.info.setdefault("delete_after_commit", []).extend(paths)
+
+
+def _delete_owned(session: Session) -> None:
+    from app.storage.files import delete_paths
+
+    delete_paths(session.info.pop("delete_after_commit", []))
+
+
+def _discard_placed(session: Session) -> None:
+    from app.storage.files import delete_paths
+
+    delete_paths(session.info.pop("discard_on_rollback", []), after="after a rollback")
+
+
 def commit_and_dispatch(session: Session, dispatch: Dispatch | None) -> list[str]:
     """Commit, then send the jobs enqueued on ``session``. Returns their ids.
 
@@ -150,6 +174,8 @@ def commit_and_dispatch(session: Session, dispatch: Dispatch | None) -> list[str
     failure never turns into an error for whoever created the job.
     """
     session.commit()
+    session.info.pop("discard_on_rollback", None)
+    _delete_owned(session)
     jobs: list[str] = session.info.pop("enqueued", [])
     if dispatch is not None:
         for job_id in jobs:
@@ -381,6 +407,8 @@ def session_scope(settings: Settings, dispatch: Dispatch | None = None) -> Itera
         commit_and_dispatch(session, dispatch)
     except BaseException:
         session.rollback()
+        _discard_placed(session)
+        session.info.pop("delete_after_commit", None)
         raise
     finally:
         session.close()

@@ -137,3 +137,35 @@ class RateLimited(DomainError):
     status = 429
     code = "rate_limited"
     title = "Too many requests"
+
+
+class TenantLimitReached(DomainError):
+    """A per-tenant cap on shared resources (open streams, uploads in flight, queued jobs,
+    stored bytes): what one tenant holds never starves the others."""
+
+    status = 429
+    code = "tenant_limit"
+    title = "A per-tenant limit is reached"
+
+    def __init__(self, detail: str, *, limit: str, maximum: int, retry_after: int = 5) -> None:
+        super().__init__(detail, extra={"limit": limit, "maximum": maximum, "retry_after": retry_after})
+
+
+class StorageQuotaExceeded(DomainError):
+    status = 413
+    code = "storage_quota_exceeded"
+    title = "The tenant's storage quota is used up"
+
+
+class IdempotencyKeyReused(DomainError):
+    status = 422
+    code = "idempotency_key_reused"
+    title = "The Idempotency-Key was used for another request"
+
+
+class StorageUnavailable(DomainError):
+    """Files could not be written (permissions, a read-only or full disk): nothing was stored."""
+
+    status = 503
+    code = "storage_unavailable"
+    title = "Storage is not available"

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__, db
+from app.analyses.effective_field import EffectiveFieldCreate
 from app.analyses.endpoints import router as analyses_router
 from app.api import problems
 from app.api.contract import add_documented_models, one_body_type_per_operation, operation_id
@@ -31,6 +32,7 @@ from app.api.response_examples import add_response_examples
 from app.architectures.endpoints import router as architectures_router
 from app.config import Settings, get_settings
 from app.demo import apply_examples, demo_ids, seed_demo_data
+from app.gcpause import freeze_long_lived
 from app.observability.metrics import MetricsMiddleware, metrics_router
 from app.pipeline import AnalysisCreate
 from app.reports.endpoints import router as reports_router
@@ -108,12 +110,14 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
     app.state.executor = executor
     app.state.dispatch = executor.dispatch if executor is not None else None
     app.state.demo_ids = {}
-    if settings.rate_limit_per_minute > 0:
+    if settings.rate_limit_per_minute > 0 and settings.auth_mode != "none":
+        # tenant quotas; the embedded default (one local user, no keys) is not rate-limited:
+        # a platform batch-analysing a model zoo from this machine must not meet 429s
         from app.api.ratelimit import TenantRateLimiter
 
         app.state.rate_limiter = TenantRateLimiter(settings.rate_limit_per_minute)
     problems.install(app)
-    app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit_for(settings))
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=body_limit_for(settings), settings=settings)
     app.add_middleware(MetricsMiddleware)
 
     app.include_router(health_router)
@@ -137,7 +141,9 @@ def create_worker_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     socket_path = os.environ.get(DISPATCH_SOCKET_ENV)
-    return create_app(settings, standalone=False, executor=RelayClient(socket_path) if socket_path else None)
+    app = create_app(settings, standalone=False, executor=RelayClient(socket_path) if socket_path else None)
+    freeze_long_lived()
+    return app
 
 
 def _start_executor(settings: Settings) -> Any:
@@ -159,6 +165,7 @@ def _install_openapi(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("AnalysisCreate", AnalysisCreate.model_json_schema())
         components.setdefault("TrainingRunCreate", TrainingRunCreate.model_json_schema())
+        components.setdefault("EffectiveFieldCreate", EffectiveFieldCreate.model_json_schema())
         document_problems(schema)
         add_response_examples(schema)
         apply_examples(schema, getattr(app.state, "demo_ids", {}))

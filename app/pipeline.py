@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ from app.architectures.service import get_or_create
 from app.config import Settings
 from app.db import EncodedDocument, add_new
 from app.errors import InvalidJSON, ValidationFailed
+from app.gcpause import no_cycle_collection
 from app.ingest import ingest_bytes, ingest_config, parse_json_bytes
 from app.ingest.shapes import parse_input_shape
 from app.models import Architecture, Job
@@ -99,6 +100,25 @@ class AnalysisRequest:
     measure_gradients: bool
 
 
+def check_wrapped(payload: dict[str, Any], operation: str) -> None:
+    """A Keras model's JSON posted as the body itself (``model.to_json()`` unwrapped) is refused
+    with what to send instead, rather than a list of its keys as "extra inputs".
+
+    >>> check_wrapped({"class_name": "Functional", "config": {}}, "an analysis")
+    Traceback (most recent call last):
+    ...
+    app.errors.ValidationFailed: The body is a Keras model's JSON itself (class_name 'Functional'); \
+for an analysis send it as the field architecture: {"architecture": <model.to_json()>, ...}.
+    """
+    if "architecture" not in payload and {"class_name", "config"} <= payload.keys():
+        raise ValidationFailed(
+            f"The body is a Keras model's JSON itself (class_name {str(payload['class_name'])[:60]!r}); "
+            f"for {operation} send it as the field architecture: "
+            '{"architecture": <model.to_json()>, ...}.',
+            extra={"expected": {"architecture": "<the model JSON>"}},
+        )
+
+
 def validation_failed(exc: ValidationError) -> ValidationFailed:
     """A pydantic error as the API's ``validation_error`` problem (first error in the detail)."""
     errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
@@ -116,21 +136,44 @@ def prepare_json_body(body: bytes, settings: Settings) -> AnalysisRequest:
     The architecture may be the object or the string ``model.to_json()`` returns (that
     string is a second document, parsed once itself). Both are the same content.
     """
+    with no_cycle_collection():
+        return _prepare_json_body(body, settings)
+
+
+def _prepare_json_body(body: bytes, settings: Settings) -> AnalysisRequest:
     payload = parse_json_bytes(body, settings)
     if not isinstance(payload, dict):
         raise InvalidJSON(f"The body must be a JSON object. Received: {type(payload).__name__}")
+    check_wrapped(payload, "an analysis")
     try:
         request = AnalysisCreate.model_validate(payload)
     except ValidationError as exc:
         raise validation_failed(exc) from None
-    architecture = request.architecture
+    return prepare_inline(request.architecture, request.input_shape, name=request.name,
+                          measure_gradients=request.measure_gradients, settings=settings)
+
+
+def prepare_inline(architecture: dict[str, Any] | str, input_shape: InputShapeIn | None, *,
+                   name: str | None, settings: Settings, measure_gradients: bool = False) -> AnalysisRequest:
+    """An architecture sent inline in a JSON body (an analysis's or a training run's): the
+    object, or the string ``model.to_json()`` returns (a second document, parsed once itself)."""
     if isinstance(architecture, str):  # the string model.to_json() returns
         architecture = parse_json_bytes(architecture.encode("utf-8"), settings)
     prepared = prepare_config(architecture, settings)
     return AnalysisRequest(
-        architecture=prepared, input_shape=parse_input_shape(request.input_shape, settings),
-        name=request.name, measure_gradients=request.measure_gradients,
+        architecture=prepared, input_shape=parse_input_shape(input_shape, settings),
+        name=name, measure_gradients=measure_gradients,
     )
+
+
+def prepare_upload(path: Path, *, filename: str | None, sha256: str | None, input_shape: InputShapeIn | None,
+                   name: str | None, settings: Settings, measure_gradients: bool = False) -> AnalysisRequest:
+    """An uploaded model file (an analysis's or a training run's ``file`` part), kept as the
+    architecture's blob once stored."""
+    shape = parse_input_shape(input_shape, settings)
+    prepared = prepare_file(path, filename=filename, settings=settings, sha256=sha256)
+    return AnalysisRequest(architecture=prepared, input_shape=shape, name=name,
+                           measure_gradients=measure_gradients)
 
 
 def prepare_config(config: Any, settings: Settings) -> Prepared:
@@ -148,7 +191,8 @@ def prepare_file(path: Path, *, filename: str | None, settings: Settings, sha256
     ``sha256`` may pass the hash computed while the file streamed in. With ``keep`` the file
     is the upload to store as the architecture's blob (workers load weights from it).
     """
-    ingested = ingest_bytes(path, filename=filename, settings=settings, sha256=sha256)
+    with no_cycle_collection():
+        ingested = ingest_bytes(path, filename=filename, settings=settings, sha256=sha256)
     return Prepared(
         format=ingested.format, config=ingested.config, name=ingested.name, has_weights=ingested.has_weights,
         sha256=ingested.sha256, byte_size=ingested.byte_size, upload_path=path if keep else None,
@@ -172,7 +216,7 @@ def gate(config: dict[str, Any], settings: Settings) -> dict[str, Any]:
 def analyse(config: dict[str, Any], input_shape: InputShapes | None, name: str | None,
             settings: Settings) -> dict[str, Any]:
     """The static analysis of a gated config, within the report-level limits (the report)."""
-    report = analyze(config, input_shape=cast(Any, input_shape), name=name)  # per-input dicts too
+    report = analyze(config, input_shape=input_shape, name=name)
     check_report_limits(report, settings)
     return report
 

@@ -23,6 +23,7 @@ from typing import Any
 from app import db
 from app.config import Settings
 from app.demo import seed_demo_data
+from app.gcpause import freeze_long_lived
 from app.main import DISPATCH_SOCKET_ENV, create_app
 from app.observability import configure_logging
 
@@ -61,7 +62,9 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
                    "timeout_graceful_shutdown": 10}
         count = http_worker_count(settings)
         if count == 1:
-            uvicorn.run(create_app(settings, standalone=False, executor=executor), **options)
+            app = create_app(settings, standalone=False, executor=executor)
+            freeze_long_lived()
+            uvicorn.run(app, **options)
             return
         relay = DispatchRelay(runtime / "dispatch.sock", executor).start()
         _export(settings, {DISPATCH_SOCKET_ENV: str(relay.path)})

@@ -16,8 +16,13 @@ Benchmarks (each can also run alone):
   first-step delay (``bench/bench_training.py``).
 - ``load``:     the load test (60 s at 32 clients mixing analyses and reads, SQLite and
   PostgreSQL; ``bench/loadtest.py``).
+- ``fairness``: tenant B holds 100 event streams, 60 slow uploads and 10 queued gradient
+  measurements while tenant A's reads and ``/healthz`` are timed, SQLite and PostgreSQL
+  (``bench/bench_fairness.py``).
 - ``parse``:    the strict JSON parser (orjson) against the same rules on the standard
   library, and the gate's time per document (``bench/bench_parse.py``).
+- ``pages``:    the report page, comparison page and terminal report from Example 1 to
+  NASNetLarge: size and median render time (``bench/bench_pages.py``).
 
 Run::
 
@@ -43,7 +48,7 @@ from typing import Any
 
 from bench import ARTIFACTS, ROOT, machine
 
-ALL = ("engine", "http", "wrk", "upload", "training", "load", "parse")
+ALL = ("engine", "http", "wrk", "upload", "training", "load", "parse", "pages", "fairness")
 #: Lines of the script-style benchmarks that carry a figure worth repeating in the summary.
 FIGURE_LINE = re.compile(r"ratio|goal|throughput|delay|chain of|%|\d+x\s*$", re.IGNORECASE)
 
@@ -181,7 +186,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "PASS" if entry["passed"] else "FAIL",
             )
         )
-    for name in ("engine", "training", "parse"):
+    for name in ("engine", "training", "parse", "pages", "fairness"):
         entry = results.get(name)
         if entry is None:
             continue
@@ -227,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             results["training"] = run_script("bench_training", args.quick)
         elif name == "parse":
             results["parse"] = run_script("bench_parse", args.quick)
+        elif name == "pages":
+            results["pages"] = run_script("bench_pages", args.quick)
+        elif name == "fairness":
+            results["fairness"] = run_script("bench_fairness", args.quick)
         elif name == "http":
             from bench import bench_http
 

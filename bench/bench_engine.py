@@ -15,7 +15,8 @@ Engine and Keras runs are interleaved (a Keras build, then a batch of engine
 runs, three times) so that both see the same load on a shared machine; the
 ratio is of wall-clock medians. The engine's CPU time is printed beside its
 wall time, and a breakdown by phase (parse, walk, gradient-flow prediction,
-findings, report assembly) shows where the engine's time goes.
+findings, report assembly) shows where the engine's time goes; the ``gradient`` column is the
+gradient-flow prediction's share of the engine's CPU time for each model.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def phase_breakdown(config: dict[str, Any], repeats: int) -> dict[str, float]:
 def _findings_already(found: list[dict[str, Any]]) -> Iterator[None]:
     """While timing the report assembly, let ``build_report`` take findings computed before."""
     original = report_module.findings_module
-    report_module.findings_module = SimpleNamespace(find=lambda result: found)  # type: ignore[assignment]
+    report_module.findings_module = SimpleNamespace(find=lambda result, **_: found)  # type: ignore[assignment]
     try:
         yield
     finally:
@@ -176,6 +177,7 @@ def main() -> None:
           f"{KERAS_ROUNDS}, interleaved; load average {os.getloadavg()[0]:.1f}")
     print(
         f"{'model':<20}{'layers':>7}{'engine ms':>12}{'(CPU ms)':>10}{'keras ms':>12}{'ratio':>9}"
+        f"{'gradient':>10}"
     )
     breakdowns: dict[str, dict[str, float]] = {}
     for name in QUICK if args.quick else MODELS:
@@ -187,10 +189,12 @@ def main() -> None:
         engine, engine_cpu, reference = compare_with_keras(keras, text, config, args.repeats)
         keras.backend.clear_session()
         layers = len(config["config"]["layers"])
+        phases = phase_breakdown(config, args.repeats if name == "ResNet50" else 5)
+        gradient_share = phases["gradient"] / sum(phases.values())
         print(f"{name:<20}{layers:>7}{engine * 1e3:>12.2f}{engine_cpu * 1e3:>10.2f}"
-              f"{reference * 1e3:>12.1f}{reference / engine:>8.0f}x")
+              f"{reference * 1e3:>12.1f}{reference / engine:>8.0f}x{gradient_share:>10.0%}")
         if name == "ResNet50":
-            breakdowns[name] = phase_breakdown(config, args.repeats)
+            breakdowns[name] = phases
     for name, phases in breakdowns.items():
         print_phases(name, phases)
 

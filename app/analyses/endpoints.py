@@ -13,14 +13,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import IntegrityError
 
 from app.analyses import service
 from app.analyses.schemas import AnalysisOut, AnalysisPage, JobStatus
 from app.api.deps import ScopeDep, SettingsDep, TenantDep
 from app.api.docs import analysis_request_body, problem_responses
+from app.api.fairness import tenant_slots
 from app.api.responses import EncodedJSON
-from app.api.uploads import read_multipart
+from app.api.uploads import MultipartForm, read_multipart
 from app.errors import UnsupportedFormat
+from app.idempotency.http import (
+    IdempotencyKeyHeader,
+    answer_response,
+    body_parts,
+    claim_for,
+    run_once,
+    twin_answer,
+)
+from app.idempotency.service import Answer, guarded
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
 
@@ -42,22 +53,31 @@ router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
                **problem_responses(400, 401, 413, 415, 422, 429)},
 )
 async def create_analysis(request: Request, settings: SettingsDep, scope: ScopeDep,
-                          tenant_id: TenantDep) -> Response:
+                          tenant_id: TenantDep, idempotency_key: IdempotencyKeyHeader = None) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
         received: bytes | service.MultipartForm = await request.body()
     elif content_type == "multipart/form-data":
-        received = await read_multipart(request, settings)
+        async with tenant_slots(request).hold(tenant_id, "uploads"):
+            received = await read_multipart(request, settings)
     else:
         raise UnsupportedFormat(
             "Send application/json or multipart/form-data. "
             f"Received: Content-Type '{content_type or '(none)'}'"
         )
+    claim = claim_for(request, idempotency_key, tenant_id, settings, body_parts(received))
     window = service.SyncWindow(settings.sync_analysis_timeout_s)
-    outcome = await scope.run_within(window, service.create, received, settings=settings, tenant_id=tenant_id,
-                                     fallback=service.queue_instead)
-    return EncodedJSON(outcome.body, status_code=201 if outcome.finished else 202,
-                       headers={"Location": f"/v1/analyses/{outcome.analysis.id}"})
+    try:
+        outcome = await scope.run_within(
+            window, guarded(service.create, claim, service.answer_of), received, settings=settings,
+            tenant_id=tenant_id, fallback=guarded(service.queue_instead, claim, service.answer_of))
+    except IntegrityError as exc:
+        outcome = await twin_answer(scope, claim, exc)
+    if isinstance(outcome, Answer):  # a retry: the first request's answer, nothing created
+        if isinstance(received, MultipartForm):
+            received.discard()
+        return answer_response(outcome)
+    return answer_response(service.answer_of(outcome))
 
 
 @router.get("", response_model=AnalysisPage, summary="List analyses",
@@ -88,9 +108,34 @@ async def get_analysis(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep) 
 @router.post("/{analysis_id}/gradients", status_code=202, response_model=AnalysisOut,
              summary="Measure gradient flow for an existing analysis (queued job)",
              responses=problem_responses(401, 404))
-async def measure_gradients(analysis_id: str, scope: ScopeDep, tenant_id: TenantDep,
-                            settings: SettingsDep) -> Response:
-    body = await scope.run(service.measure_gradients, settings, tenant_id, analysis_id)
+async def measure_gradients(analysis_id: str, request: Request, scope: ScopeDep, tenant_id: TenantDep,
+                            settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None) -> Response:
+    location = f"/v1/analyses/{analysis_id}"
+    claim = claim_for(request, idempotency_key, tenant_id, settings, [])
+    body = await run_once(scope, claim, service.measure_gradients, settings, tenant_id, analysis_id,
+                          describe=lambda body: Answer(202, body, location))
+    if isinstance(body, Answer):
+        return answer_response(body)
+    return EncodedJSON(body, status_code=202, headers={"Location": location})
+
+
+@router.post(
+    "/{analysis_id}/effective-field", status_code=202, response_model=AnalysisOut,
+    summary="Measure the effective receptive field of chosen layers (queued job)",
+    description=(
+        "Optional JSON body `{\"layers\": [...], \"samples\": 16, \"batch_size\": 8, \"seed\": 0}`. "
+        "Queues a TensorFlow job that measures how much each input pixel influences the centre unit of each "
+        "layer (default: the last layer of each stage), with the uploaded weights when the file had them. "
+        "The result appears as `report.effective_field` of the analysis at `Location`."
+    ),
+    openapi_extra={"requestBody": {"required": False, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/EffectiveFieldCreate"}}}}},
+    responses=problem_responses(401, 404, 409, 422),
+)
+async def measure_effective_field(analysis_id: str, request: Request, scope: ScopeDep, tenant_id: TenantDep,
+                                  settings: SettingsDep) -> Response:
+    received = await request.body()
+    body = await scope.run(service.measure_effective_field, settings, tenant_id, analysis_id, received)
     return EncodedJSON(body, status_code=202, headers={"Location": f"/v1/analyses/{analysis_id}"})
 
 

@@ -75,3 +75,11 @@ def with_ids(session: Session, tenant_id: str, analysis_ids: list[str]) -> list[
     return list(session.scalars(
         select(Job).where(Job.id.in_(analysis_ids), Job.tenant_id == tenant_id, Job.kind == "analysis")
     ))
+
+
+def active_count(session: Session, tenant_id: str, kind: str) -> int:
+    """The tenant's jobs of ``kind`` that are queued or running."""
+    return int(session.scalar(
+        select(func.count()).select_from(Job)
+        .where(Job.tenant_id == tenant_id, Job.kind == kind, Job.status.in_(("queued", "running")))
+    ) or 0)

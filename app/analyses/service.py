@@ -38,8 +38,8 @@ from app.architectures import repository as architectures
 from app.architectures import service as architectures_service
 from app.config import Settings
 from app.db import EncodedDocument, enqueue, session_scope
-from app.errors import DomainError, NotFound, ValidationFailed
-from app.ingest.shapes import parse_input_shape
+from app.errors import DomainError, NotFound, TenantLimitReached, ValidationFailed
+from app.idempotency.service import Answer
 from app.models import Architecture, Job
 
 log = logging.getLogger("convlens.analyses")
@@ -170,16 +170,14 @@ def _prepare_form(form: MultipartForm, settings: Settings) -> pipeline.AnalysisR
     and ``measure_gradients`` fields."""
     if form.file is None:
         raise ValidationFailed("The multipart body needs a 'file' part with the model file.")
-    input_shape = parse_input_shape(form.fields.get("input_shape"), settings)
     name = form.fields.get("name") or None
     if name is not None and len(name) > 300:
         raise ValidationFailed("name must be at most 300 characters.")
     measure = form.fields.get("measure_gradients", "false").strip().lower() in {"1", "true", "yes"}
     upload = form.file
-    prepared = pipeline.prepare_file(upload.path, filename=upload.filename, settings=settings,
-                                     sha256=upload.sha256)
-    return pipeline.AnalysisRequest(architecture=prepared, input_shape=input_shape, name=name,
-                                    measure_gradients=measure)
+    return pipeline.prepare_upload(upload.path, filename=upload.filename, sha256=upload.sha256,
+                                   input_shape=form.fields.get("input_shape"), name=name,
+                                   measure_gradients=measure, settings=settings)
 
 
 def queue_instead(session: Session, window: SyncWindow, *, settings: Settings, tenant_id: str,
@@ -192,6 +190,11 @@ def queue_instead(session: Session, window: SyncWindow, *, settings: Settings, t
     window.queued_id = analysis.id
     enqueue(session, analysis.id)
     return _finish(session, settings, analysis, architecture, request, finished=False)
+
+
+def answer_of(outcome: CreateOutcome) -> Answer:
+    """The HTTP answer to a created analysis: 201 when finished, 202 while a job works."""
+    return Answer(201 if outcome.finished else 202, outcome.body, f"/v1/analyses/{outcome.analysis.id}")
 
 
 def _finish(session: Session, settings: Settings, analysis: Job, architecture: Architecture,
@@ -216,13 +219,33 @@ def _write_late(settings: Settings, window: SyncWindow, *, report: EncodedDocume
         log.exception("could not store the late result of analysis %s", analysis_id)
 
 
+#: The TensorFlow measurements of an analysis (queued jobs that allocate): one per-tenant cap.
+MEASUREMENT_KINDS = ("gradients", "effective_field")
+
+
+def check_measurement_cap(session: Session, settings: Settings, tenant_id: str) -> None:
+    """A tenant with ``max_queued_gradients_per_tenant`` measurements (gradients or effective
+    field) queued or running is refused (429 ``tenant_limit``)."""
+    active = sum(repository.active_count(session, tenant_id, kind) for kind in MEASUREMENT_KINDS)
+    if active >= settings.max_queued_gradients_per_tenant:
+        raise TenantLimitReached(
+            f"At most {settings.max_queued_gradients_per_tenant} measurements (gradients, effective "
+            f"field) per tenant may be queued or running at once. Received: one more while {active} "
+            "are; retry when one ends.",
+            limit="queued_gradients", maximum=settings.max_queued_gradients_per_tenant, retry_after=30,
+        )
+
+
 def request_gradients(session: Session, settings: Settings, analysis: Job) -> Job:
     """Queue a measured-gradients job for an analysis; the analysis shows it as running.
 
     A model whose measurement would not fit a worker's memory is refused (422
-    ``resource_limit_exceeded``); the worker checks again before it builds the model."""
+    ``resource_limit_exceeded``); the worker checks again before it builds the model. A tenant
+    with ``max_queued_gradients_per_tenant`` measurements queued or running is refused (429
+    ``tenant_limit``), so one tenant's backlog never delays another's by more than that."""
     from app.jobs.resources import check_job_resources
 
+    check_measurement_cap(session, settings, analysis.tenant_id)
     if analysis.result is not None:
         check_job_resources("gradients", analysis.result, settings, session=session)
     child = Job(
@@ -260,6 +283,19 @@ def measure_gradients(session: Session, settings: Settings, tenant_id: str, anal
     """Queue a gradients job for an existing analysis; the response body of the analysis."""
     analysis = get(session, tenant_id, analysis_id)
     request_gradients(session, settings, analysis)
+    return _document_of(session, analysis)
+
+
+def measure_effective_field(session: Session, settings: Settings, tenant_id: str, analysis_id: str,
+                            body: bytes) -> bytes:
+    """Queue an effective-field job for an existing analysis (``body``: JSON, may be empty);
+    the response body of the analysis."""
+    from app.analyses.effective_field import parse_body, request_effective_field
+    from app.ingest import parse_json_bytes
+
+    request = parse_body(parse_json_bytes(body, settings) if body.strip() else None)
+    analysis = get(session, tenant_id, analysis_id)
+    request_effective_field(session, settings, analysis, request)
     return _document_of(session, analysis)
 
 

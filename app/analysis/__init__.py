@@ -13,7 +13,7 @@ Example::
     138357544
 """
 
-from app.analysis.engine import analyze, analyze_graph, build_graph
+from app.analysis.engine import analyze_graph
 from app.analysis.graph import (
     AnalysisResult,
     AxisField,
@@ -24,6 +24,8 @@ from app.analysis.graph import (
     ReceptiveField,
     TensorRef,
 )
+from app.analysis.parse import build_graph
+from app.analysis.report import analyze
 
 __all__ = [
     "AnalysisResult",

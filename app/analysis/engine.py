@@ -16,10 +16,8 @@ Example::
 
 from __future__ import annotations
 
-import gc
 from collections import deque
-from collections.abc import Sequence
-from fractions import Fraction
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.analysis.graph import (
@@ -32,7 +30,6 @@ from app.analysis.graph import (
     ReceptiveField,
     Shape,
 )
-from app.analysis.parse import build_graph
 from app.analysis.rules import is_operation, lookup_rule
 from app.analysis.rules.base import (
     UNKNOWN,
@@ -43,7 +40,7 @@ from app.analysis.rules.base import (
     initializer_name,
 )
 from app.analysis.traits import Trait
-from app.errors import InvalidArchitecture
+from app.errors import InvalidArchitecture, InvalidInputShape
 
 DTYPE_BYTES = {
     "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "uint8": 1,
@@ -53,7 +50,7 @@ DTYPE_BYTES = {
 VARIABLE_BYTES = {"mixed_float16": 4, "mixed_bfloat16": 4}
 _DEFAULT_GLOROT_KEYS = ("kernel_initializer", "depthwise_initializer")
 MODEL_TRAITS = frozenset({Trait.MODEL})
-_READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
+READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
 
 
 def _policy_name(config: dict[str, Any]) -> str:
@@ -315,7 +312,7 @@ class _Walk:
             return self.unsupported_layer(node, result, str(unsupported), call_index)
         except InvalidArchitecture:
             raise
-        except _READ_ERRORS as error:
+        except READ_ERRORS as error:
             raise InvalidArchitecture(
                 f"{node.class_name} '{node.name}': the config could not be read "
                 f"({type(error).__name__}: {error}). Received: config={_short(node.config)}"
@@ -435,26 +432,56 @@ def _fmt(shape: Shape | None) -> str:
     return "unknown" if shape is None else str(list(shape))
 
 
-def _override_shapes(graph: ModelGraph, input_shape: Sequence[int | None] | None) -> list[Shape | None]:
+InputShapeOverride = Sequence[int | None] | Mapping[str, Sequence[int | None]]
+"""A shape without the batch dimension for a model's one input, or one per input layer name."""
+
+
+def _override_shapes(graph: ModelGraph, input_shape: InputShapeOverride | None) -> list[Shape | None]:
+    """The model's input shapes with the override applied: a list for a model with one input,
+    or ``{"input_layer_name": [...]}`` naming some or all of a model's inputs (the others keep
+    their declared shapes).
+
+    >>> from app.analysis.graph import TensorRef
+    >>> graph = ModelGraph("m", "Functional", [], [TensorRef("image", 0, 0), TensorRef("mask", 0, 0)],
+    ...                    [], input_shapes=[(None, 32, 32, 3), (None, 32, 32, 1)])
+    >>> _override_shapes(graph, {"mask": [64, 64, 1]})
+    [(None, 32, 32, 3), (None, 64, 64, 1)]
+    """
     shapes = list(graph.input_shapes)
     if input_shape is None:
         return shapes
+    names = [ref.layer for ref in graph.inputs]
+    if isinstance(input_shape, Mapping):
+        unknown = [name for name in input_shape if name not in names]
+        if unknown or not input_shape:
+            raise InvalidInputShape(
+                f"input_shape given per input must name the model's input layers {names}. "
+                f"Received: input_shape={dict(input_shape)!r}"
+            )
+        for index, name in enumerate(names):
+            if name in input_shape:
+                shapes[index] = _override_one(shapes[index], input_shape[name], f"input_shape[{name!r}]")
+        return shapes
+    if len(shapes) != 1:
+        raise InvalidArchitecture(
+            f"this model has {len(shapes)} inputs {names}: give input_shape per input, as "
+            f"{{{', '.join(repr(n) + ': [...]' for n in names)}}}. Received: input_shape={list(input_shape)}"
+        )
+    return [_override_one(shapes[0], input_shape, "input_shape")]
+
+
+def _override_one(declared: Shape | None, input_shape: Any, label: str) -> Shape:
+    """One input's override, checked against its declared shape (rank, channels)."""
     if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
         d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in input_shape
     ):
         raise InvalidArchitecture(
-            f"input_shape must be a list of positive ints (no batch dimension). Received: input_shape={input_shape!r}"
+            f"{label} must be a list of positive ints (no batch dimension). Received: {label}={input_shape!r}"
         )
-    if len(shapes) != 1:
-        raise InvalidArchitecture(
-            f"input_shape can only override a model with one input; this model has {len(shapes)}. "
-            f"Received: input_shape={list(input_shape)}"
-        )
-    declared = shapes[0]
     if declared is not None and len(declared) != len(input_shape) + 1:
         raise InvalidArchitecture(
-            f"input_shape must have {len(declared) - 1} dimensions like the model input "
-            f"{list(declared[1:])}. Received: input_shape={list(input_shape)}"
+            f"{label} must have {len(declared) - 1} dimensions like the model input "
+            f"{list(declared[1:])}. Received: {label}={list(input_shape)}"
         )
     if declared is not None:
         # channels (or any fixed non-spatial size) must agree with what the weights expect
@@ -463,12 +490,12 @@ def _override_shapes(graph: ModelGraph, input_shape: Sequence[int | None] | None
             first = declared[1]
             if first is None or first != input_shape[0]:
                 raise InvalidArchitecture(
-                    f"input_shape must keep the model's {last} channels. Received: input_shape={list(input_shape)}"
+                    f"{label} must keep the model's {last} channels. Received: {label}={list(input_shape)}"
                 )
-    return [(None, *input_shape)]
+    return (None, *input_shape)
 
 
-def analyze_graph(graph: ModelGraph, *, input_shape: Sequence[int | None] | None = None) -> AnalysisResult:
+def analyze_graph(graph: ModelGraph, *, input_shape: InputShapeOverride | None = None) -> AnalysisResult:
     """Analyse a parsed graph: per-layer results in topological order, edges, coverage."""
     shapes = _override_shapes(graph, input_shape)
     walk = _Walk(graph, shapes, None, graph.trainable, 0)
@@ -480,42 +507,3 @@ def analyze_graph(graph: ModelGraph, *, input_shape: Sequence[int | None] | None
     result.metrics = metrics
     result.misaligned = walk.misaligned
     return result
-
-
-def analyze(
-    config: Any, *, input_shape: Sequence[int | None] | None = None, name: str | None = None
-) -> dict[str, Any]:
-    """Analyse a Keras model config and return the report dict (see app.analysis.report).
-
-    Raises :class:`app.errors.InvalidArchitecture` when the config cannot be read.
-    """
-    from app.analysis.report import build_report
-
-    collecting = gc.isenabled()
-    gc.disable()  # the walk allocates many small objects and no cycles; collection only costs time
-    try:
-        graph = build_graph(config)
-        result = analyze_graph(graph, input_shape=input_shape)
-        return build_report(result, name=name)
-    except InvalidArchitecture:
-        raise
-    except RecursionError as error:
-        raise InvalidArchitecture("the architecture is nested too deeply to read") from error
-    except _READ_ERRORS as error:
-        raise InvalidArchitecture(
-            f"the architecture could not be read ({type(error).__name__}: {error})"
-        ) from error
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def fraction_to_json(value: Fraction | int | None) -> int | float | None:
-    """Ints stay ints; fractional values (after upsampling) become floats."""
-    if value is None or type(value) is int:
-        return value
-    if isinstance(value, Fraction):
-        if value.denominator == 1:
-            return int(value)
-        return round(float(value), 6)
-    return value

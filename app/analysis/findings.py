@@ -28,8 +28,10 @@ from fractions import Fraction
 from typing import Any
 
 from app.analysis import gradient_flow
+from app.analysis.fields import receptive_field_summary
 from app.analysis.graph import AnalysisResult, LayerResult
-from app.analysis.traits import RESIDUAL_MERGES, SKIP_MERGES, SPATIAL_MERGES, Merge, Trait
+from app.analysis.skips import Skips, find_skips
+from app.analysis.traits import RESIDUAL_MERGES, SPATIAL_MERGES, Merge, Trait
 
 CODES: dict[str, str] = {
     "stages": "info: the stages between downsamplings, with field and channel growth",
@@ -44,7 +46,8 @@ CODES: dict[str, str] = {
     "dilation_gridding": "warning: stacked dilations with a common factor leave a grid of holes",
     "residual_shape_mismatch": "warning: an element-wise merge of differently shaped tensors",
     "misaligned_fields": "warning: merged branches whose field centres differ",
-    "residual_connections": "info: what the skip connections buy for the gradient",
+    "residual_connections": "info: what the residual merges (skip connections) buy for the gradient",
+    "dense_connections": "info: concatenations that pass earlier feature maps forward (DenseNet)",
     "full_resolution_compute": "warning: most of the compute runs at the full input resolution",
     "bias_before_normalization": "info: a bias right before BatchNormalization is cancelled by it",
     "residual_branch_nonnegative": "warning: residual branches end in ReLU before the addition",
@@ -398,10 +401,9 @@ def _stage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
     return [_finding("stages", "info", downsampling, message, {"stages": stages, "head": head})]
 
 
-def _coverage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
-    from app.analysis.report import receptive_field_summary  # report imports this module
-
-    summary = receptive_field_summary(result)
+def _coverage_finding(result: AnalysisResult, summary: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if summary is None:
+        summary = receptive_field_summary(result)
     if summary.get("layer") is None or not summary.get("coverage"):
         return []
     coverage = summary["coverage"]
@@ -412,7 +414,7 @@ def _coverage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
     field_text = "x".join(str(s) for s in sizes)
     input_text = "x".join(str(s) for s in inputs)
     details = {"layer": summary["layer"], "field": sizes, "input_size": inputs,
-               "coverage": coverage, "head_is_global": summary.get("head_is_global")}
+               "coverage": list(coverage), "head_is_global": summary.get("head_is_global")}
     if min(coverage) < SMALL_FIELD_COVERAGE:
         head = (" The global head averages these local views, so the decision rests on "
                 "patches, not on the object's overall shape." if summary.get("head_is_global")
@@ -881,6 +883,10 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
     """
     by_name = result.by_name()
     found: list[dict[str, str]] = []
+    # Without shared layers ``result.layers`` lists every layer after all of its inputs, so a
+    # layer listed after the branch's end cannot be its ancestor (no walk needed to say so).
+    position = ({layer.name: index for index, layer in enumerate(result.layers)}
+                if all(len(layer.call_output_shapes) <= 1 for layer in result.layers) else None)
     for layer in result.layers:
         if layer.merge not in (Merge.SUM, Merge.AVERAGE) or len(set(layer.inbound)) != 2:
             continue
@@ -890,6 +896,8 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
             if end is None or not _nonnegative_output(end):
                 continue
             if Trait.KERNEL not in end.traits and Trait.ACTIVATION not in end.traits:
+                continue
+            if position is not None and position.get(shortcut, -1) > position.get(branch, -1):
                 continue
             if _reaches(by_name, branch, shortcut):
                 found.append({"merge": layer.name, "branch_end": branch, "shortcut": shortcut,
@@ -930,25 +938,38 @@ def _reaches(by_name: dict[str, LayerResult], start: str, target: str, limit: in
     return False
 
 
-def _residual_value(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict[str, Any]]:
-    merges = [layer.name for layer in result.layers
-              if layer.merge in SKIP_MERGES and len(set(layer.inbound)) > 1]
+def _residual_value(result: AnalysisResult, prediction: dict[str, Any],
+                    skips: Skips) -> list[dict[str, Any]]:
+    """What the skip connections (:mod:`app.analysis.skips`) buy for the gradient: one finding
+    for residual merges, one for dense ones (concatenations of parallel branches are neither)."""
     skipping = [entry for entry in prediction.get("layers", []) if entry["skip_connections"]]
-    if not merges or not skipping or prediction.get("verdict") is None:
+    if not skips.count or not skipping or prediction.get("verdict") is None:
         return []
     depth = prediction.get("depth") or {}
     shortest, longest = depth.get("shortest"), depth.get("longest")
     ratio, verdict = prediction.get("ratio"), prediction.get("verdict")
     ratio_text = f"{ratio:.2g}" if isinstance(ratio, float) else str(ratio)
-    message = (f"{len(merges)} merge(s) create skip connections around {len(skipping)} weighted "
-               f"layer(s). From the first weighted layer the gradient can reach the output "
-               f"through {shortest} weighted layers instead of {longest}; the predicted gradient "
-               f"there is {ratio_text} of the last layer's ({verdict}).")
+    gradient = (f"Between the first weighted layer and the output the gradient can pass through "
+                f"{shortest} weighted layers instead of {longest}; the predicted gradient there is "
+                f"{ratio_text} of the last layer's ({verdict}).")
     if shortest is not None and longest is not None and shortest >= longest:
-        message += " The skips do not shorten the path from the first layer."
-    return [_finding("residual_connections", "info", merges, message, {
-        "merges": len(merges), "layers_bypassed": len(skipping), "shortest_path": shortest,
-        "longest_path": longest, "gradient_ratio": ratio, "gradient_verdict": verdict})]
+        gradient += " The skips do not shorten the path from the first layer."
+    details = {"layers_bypassed": len(skipping), "shortest_path": shortest, "longest_path": longest,
+               "gradient_ratio": ratio, "gradient_verdict": verdict}
+    found = []
+    if skips.residual:
+        found.append(_finding("residual_connections", "info", skips.residual, (
+            f"{len(skips.residual)} residual merge(s) add a shortcut to a branch "
+            f"(skip connections around {len(skipping)} weighted layer(s) in all). {gradient}"),
+            {"merges": len(skips.residual), **details}))
+    if skips.dense:
+        found.append(_finding("dense_connections", "info", skips.dense, (
+            f"{len(skips.dense)} concatenation(s) pass earlier feature maps forward beside the "
+            "maps computed from them (dense connections, Huang et al. 2017): later layers reuse "
+            "earlier features, and channels grow with every merge. "
+            + ("" if skips.residual else gradient)),
+            {"merges": len(skips.dense), **details}))
+    return found
 
 
 def _gradient_verdict(prediction: dict[str, Any]) -> list[dict[str, Any]]:
@@ -989,14 +1010,18 @@ def _gradient_verdict(prediction: dict[str, Any]) -> list[dict[str, Any]]:
         f"the one reaching {last} ({bound}): {verdict} gradients. {remedy}", details)]
 
 
-def find(result: AnalysisResult) -> list[dict[str, Any]]:
-    """All findings for an analysed model: errors and warnings first, then information."""
+def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """All findings for an analysed model: errors and warnings first, then information.
+
+    ``field_summary`` is the report's ``receptive_field`` summary when the caller has it (the
+    report builder computes it once); otherwise it is computed here.
+    """
     prediction = gradient_flow.predict(result)
     weighted = {entry["name"] for entry in prediction.get("layers", [])}
     findings: list[dict[str, Any]] = []
     findings += _stage_finding(result)
-    findings += _coverage_finding(result)
-    findings += _residual_value(result, prediction)
+    findings += _coverage_finding(result, field_summary)
+    findings += _residual_value(result, prediction, find_skips(result))
     findings += _stride_kernel_findings(result)
     findings += _early_downsampling(result)
     findings += _deep_plain_stack(result, weighted)

@@ -42,6 +42,7 @@ from functools import lru_cache
 from typing import Any
 
 from app.analysis.graph import AnalysisResult, LayerResult
+from app.analysis.skips import find_skips
 from app.analysis.traits import SKIP_MERGES, Merge, Trait
 
 VANISHING_RATIO = 3e-3
@@ -1083,8 +1084,10 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "first_layer": first.name,
         "last_layer": last.name,
         "weighted_layers": len(weighted_layers),
-        "depth": {"shortest": first_info["depth"][0], "longest": first_info["depth"][1]},
-        "skip_connections": len(skips[first.name]),
+        # the first layer's depth_to_output (weighted layers after it), and the network's
+        # skip connections as every section counts them (app.analysis.skips)
+        "depth": {"shortest": first_info["depth"][0] - 1, "longest": first_info["depth"][1] - 1},
+        "skip_connections": find_skips(result).count,
         "saturating_activations_on_longest_path": first_info["saturating"][1],
         "weakest_layer": {"name": weakest["name"],
                           "log10_relative_gradient_scale":

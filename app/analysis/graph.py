@@ -108,7 +108,7 @@ class ModelGraph:
         raise KeyError(name)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class AxisField:
     """Receptive field along one spatial axis, relative to the model input.
 
@@ -118,13 +118,42 @@ class AxisField:
     Values are Fractions internally (upsampling gives fractional strides);
     ``padding`` is None when the spatial size needed to know it is unknown.
 
+    After upsampling, neighbouring units' fields differ (a transposed convolution's outputs
+    receive from different numbers of inputs): they repeat every ``period`` units, and
+    ``phases`` holds the true field ``(first, last)`` input pixel of units ``0 .. period-1``
+    (None: a unit that reads no input). ``size``/``stride``/``padding`` are then the
+    *envelope*: the smallest field of that stride containing every unit's true field (see
+    docs/receptive-fields.md). ``exact`` is False when the envelope only bounds the fields
+    (a pattern too long to follow was replaced by its envelope upstream).
+
     >>> AxisField(3, 1, 1)
     AxisField(size=3, stride=1, padding=1)
+    >>> AxisField(4, 1, 1, period=2, phases=((0, 2), (0, 2))).unit_sizes
+    (3, 3)
     """
 
     size: Fraction | int
     stride: Fraction | int
     padding: Fraction | int | None
+    period: int = 1
+    phases: tuple[tuple[Fraction | int, Fraction | int] | None, ...] = ()
+    exact: bool = True
+
+    def __repr__(self) -> str:
+        text = f"AxisField(size={self.size!r}, stride={self.stride!r}, padding={self.padding!r}"
+        if self.period != 1:
+            text += f", period={self.period}, phases={self.phases!r}"
+        if not self.exact:
+            text += ", exact=False"
+        return text + ")"
+
+    @property
+    def unit_sizes(self) -> tuple[Fraction | int, Fraction | int]:
+        """The smallest and largest true field of one unit (the size itself when all agree)."""
+        sizes = [last - first + 1 for first, last in (p for p in self.phases if p is not None)]
+        if not sizes:
+            return self.size, self.size
+        return min(sizes), max(sizes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +274,8 @@ class AnalysisResult:
     _successors: tuple[int, int, dict[str, list[str]]] | None = field(
         default=None, repr=False, compare=False
     )
+    #: :func:`app.analysis.skips.find_skips`, found once for the gradient flow and the findings
+    _skips: tuple[int, int, Any] | None = field(default=None, repr=False, compare=False)
 
     def by_name(self) -> dict[str, LayerResult]:
         """Layer results keyed by layer name (built once, then reused: O(1) per call)."""

@@ -23,13 +23,14 @@ Example::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-SCHEMA_VERSIONS = ("1.0", "1.1", "2.0")
+SCHEMA_VERSIONS = ("1.0", "1.1", "1.2", "2.0")
 """The versions these models describe. 1.1 adds, per receptive-field axis after upsampling,
 ``period``, ``unit_sizes`` and ``exact`` (optional fields; sizes may then be fractional).
+1.2 adds the optional ``effective_field`` section (the measured effective receptive field).
 2.0 gives gradient flow one quantity (``gradient_flow.quantity``) for the prediction and the
 measurement: ``predicted.ratio`` and ``log10_relative_gradient_scale`` change meaning,
 ``measured.ratio``/``per_layer`` replace ``measured.first_to_last_ratio``."""
@@ -236,8 +237,11 @@ class PredictedLayer(Strict):
     )
     relative_gradient_scale: float | None = Field(description="That ratio (dimensionless; null beyond 1e300).")
     log10_relative_weight_gradient_scale: float = Field(description="The same for its weight gradient.")
-    depth_to_output: PathRange | None = Field(description="Layers between it and an output; null: none reached.")
-    skip_connections: int = Field(description="Skip connections that bypass it (count).")
+    depth_to_output: PathRange | None = Field(
+        description="Weighted layers after it on its paths to an output; null: none reached."
+    )
+    skip_connections: int = Field(description="Merges downstream of it that an input not computed "
+                                  "from it also reaches: paths around it (count).")
     skip_layers: list[str] = Field(description="Up to eight of those merges.")
     saturating_activations: CountRange | None = Field(description="sigmoid/tanh-like activations on its paths.")
     normalizations: CountRange | None = Field(description="Normalization layers on its paths.")
@@ -273,9 +277,17 @@ class PredictedGradientFlow(Strict):
     first_layer: str | None = Field(default=None, description="The first weighted layer reaching an output.")
     last_layer: str | None = Field(default=None, description="The last weighted layer.")
     weighted_layers: int | None = Field(default=None, description="Weighted layers (count).")
-    depth: PathRange | None = Field(default=None, description="Layers from the first weighted layer to an output.")
+    depth: PathRange | None = Field(
+        default=None,
+        description="Weighted layers after the first weighted layer on its paths to an output "
+        "(its depth_to_output).",
+    )
     skip_connections: int | None = Field(
-        default=None, description="Skip connections bypassing the first weighted layer."
+        default=None,
+        description="Skip connections in the network: residual merges (Add, Average, a scaled "
+        "sum) and dense ones (a concatenation with maps computed from one of its inputs); "
+        "parallel branches concatenated (Inception) are none. The count the residual_connections "
+        "and dense_connections findings and the graph drawing give.",
     )
     saturating_activations_on_longest_path: int | None = Field(default=None, description="Count.")
     weakest_layer: LayerScale | None = Field(default=None)
@@ -415,6 +427,73 @@ class GradientFlow(Strict):
     )
 
 
+# -- effective receptive field (measured) -----------------------------------------------------
+
+
+class EffectiveFieldHeatmap(Strict):
+    """The measured influence over the whole input, as block means scaled to a maximum of 1."""
+
+    cell: list[int] = Field(description="Input pixels per heat-map cell along each spatial axis.")
+    values: list[list[float]] = Field(description="Rows of cells (first spatial axis), each 0..1.")
+
+
+class EffectiveFieldLayer(Strict):
+    """How the input influences the centre unit of one layer, beside its theoretical field."""
+
+    layer: str = Field(description="The layer measured (top level of the model).")
+    output_size: list[int] = Field(description="Its output's spatial size (units per axis).")
+    unit: list[int] = Field(description="The unit measured: (units - 1) // 2 per axis.")
+    field_box: list[list[Number]] = Field(
+        description="The unit's theoretical field per axis as [first, last] input pixel (may reach past the input)."
+    )
+    field_centre: list[float] = Field(description="Centre of the theoretical field per axis (input pixels).")
+    visible_field_size: list[int] = Field(description="Pixels of the theoretical field inside the input, per axis.")
+    field_clipped: bool = Field(description="Whether the theoretical field reaches past the input's edges.")
+    total_influence: float = Field(description="Sum of the mean absolute input gradient (0: nothing reaches the unit).")
+    centre: list[float] | None = Field(description="Centre of mass of the influence per axis (input pixels).")
+    centre_offset: list[float] | None = Field(description="centre minus field_centre per axis (input pixels).")
+    size95: list[int] | None = Field(
+        description="Per axis, the central run of input pixels holding 95% of the influence (pixels)."
+    )
+    fraction: list[float | None] | None = Field(
+        description="size95 over the visible theoretical field size, per axis (1.0: all of it)."
+    )
+    radius95: float | None = Field(description="Radius around the centre holding 95% of the influence (pixels).")
+    area95: int | None = Field(description="Fewest input pixels holding 95% of the influence (count).")
+    area_fraction: float | None = Field(description="area95 over the visible theoretical field's pixels.")
+    mass_inside_field: float | None = Field(
+        description="Share of the influence inside the theoretical field (1.0: always, by definition)."
+    )
+    heatmap: EffectiveFieldHeatmap
+    note: str | None = Field(default=None, description="Why the numbers may not be trusted, when they may not.")
+
+
+class MeasuredEffectiveField(Strict):
+    """The effective receptive field, measured with TensorFlow (a queued job): what does matter to a
+    unit, where the theoretical field says what can."""
+
+    status: Literal["measured"]
+    method: str
+    mass: float = Field(description="Share of the influence the *95 numbers hold (0.95).")
+    samples: int = Field(description="Random inputs averaged over (count).")
+    seed: int
+    input_size: list[int] = Field(description="The input's spatial size measured at (pixels per axis).")
+    weights: Literal["uploaded", "initialisation"] = Field(
+        description="The uploaded file's weights, or Keras's initialisation when it had none."
+    )
+    layers: list[EffectiveFieldLayer]
+    device: str = Field(description="Where it ran (cpu or gpu).")
+    elapsed_s: float = Field(description="Wall time of the measurement (seconds).")
+    job_id: str = Field(description="The effective_field job that measured it.")
+
+
+class FailedEffectiveField(Strict):
+    status: Literal["failed"]
+    reason: str
+    error: dict[str, Any] | None
+    job_id: str
+
+
 # -- findings --------------------------------------------------------------------------------
 
 
@@ -544,10 +623,10 @@ class MisalignedDetails(Strict):
 
 
 class ResidualDetails(Strict):
-    merges: int
-    layers_bypassed: int
-    shortest_path: int
-    longest_path: int
+    merges: int = Field(description="The finding's merges (count).")
+    layers_bypassed: int = Field(description="Weighted layers some skip connection goes around.")
+    shortest_path: int = Field(description="Weighted layers after the first one on its shortest path to an output.")
+    longest_path: int = Field(description="...and on its longest.")
     gradient_ratio: float | None
     gradient_verdict: GradientVerdict | None
 
@@ -618,7 +697,8 @@ _FINDINGS = [
     _finding("dilation_gridding", DilationDetails, "Stacked dilations with a common factor leave a grid of holes."),
     _finding("residual_shape_mismatch", ShapeMismatchDetails, "An element-wise merge of differently shaped tensors."),
     _finding("misaligned_fields", MisalignedDetails, "Merged branches whose field centres differ."),
-    _finding("residual_connections", ResidualDetails, "What the skip connections buy for the gradient."),
+    _finding("residual_connections", ResidualDetails, "What the residual merges buy for the gradient."),
+    _finding("dense_connections", ResidualDetails, "Concatenations that pass earlier feature maps forward."),
     _finding("full_resolution_compute", FullResolutionDetails, "Most compute runs at full input resolution."),
     _finding("bias_before_normalization", BiasBeforeNormDetails, "A bias right before normalization is cancelled."),
     _finding("residual_branch_nonnegative", NonnegativeDetails, "Residual branches end in ReLU before the addition."),
@@ -631,14 +711,10 @@ _FINDINGS = [
 #: The finding codes the schema documents (the engine's ``findings.CODES``, checked by a test).
 FINDING_CODES = tuple(model.model_fields["code"].annotation.__args__[0] for model in _FINDINGS)  # type: ignore[union-attr]
 
-Finding = Annotated[
-    # a tagged union: one object type per code, told apart by ``code``
-    _FINDINGS[0] | _FINDINGS[1] | _FINDINGS[2] | _FINDINGS[3] | _FINDINGS[4] | _FINDINGS[5]  # type: ignore[valid-type]
-    | _FINDINGS[6] | _FINDINGS[7] | _FINDINGS[8] | _FINDINGS[9] | _FINDINGS[10] | _FINDINGS[11]  # type: ignore[valid-type]
-    | _FINDINGS[12] | _FINDINGS[13] | _FINDINGS[14] | _FINDINGS[15] | _FINDINGS[16] | _FINDINGS[17]  # type: ignore[valid-type]
-    | _FINDINGS[18],  # type: ignore[valid-type]
-    Field(discriminator="code"),
-]
+if TYPE_CHECKING:  # pragma: no cover - one object type per code, told apart by ``code``
+    Finding = FindingBase
+else:
+    Finding = Annotated[Union[tuple(_FINDINGS)], Field(discriminator="code")]  # noqa: UP007 - built from the list
 
 
 # -- coverage --------------------------------------------------------------------------------
@@ -677,9 +753,9 @@ class Coverage(Strict):
 
 
 class Report(Strict):
-    """What convlens says about an architecture (``schema_version`` 1.0, 1.1 or 2.0)."""
+    """What convlens says about an architecture (``schema_version`` 1.0, 1.1, 1.2 or 2.0)."""
 
-    schema_version: Literal["1.0", "1.1", "2.0"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2", "2.0"] = Field(
         description="The schema the report follows (docs/report-schema.md says what may change within one)."
     )
     model_name: str | None = Field(description="The name given, or the model's own.")
@@ -689,6 +765,9 @@ class Report(Strict):
     gradient_flow: GradientFlow
     findings: list[Finding] = Field(description="What the architecture implies, errors and warnings first.")
     coverage: Coverage
+    effective_field: Annotated[MeasuredEffectiveField | FailedEffectiveField, Field(discriminator="status")] | None = (
+        Field(default=None, description="(1.2) The measured effective receptive field, once a job measured it.")
+    )
 
 
 def validate_report(report: dict[str, Any]) -> Report:

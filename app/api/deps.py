@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import Dispatch, session_scope
 from app.errors import Unauthorized
+from app.gcpause import no_cycle_collection
 from app.models import DEFAULT_TENANT
 
 P = ParamSpec("P")
@@ -62,7 +63,9 @@ class RequestScope:
         return session_scope(self.settings, self.dispatch)
 
     def _unit(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        with session_scope(self.settings, self.dispatch) as session:
+        # A unit of work is short and what it allocates dies with it: no cycle collections
+        # over its objects (see app.gcpause), the commit and the session's close included.
+        with no_cycle_collection(), session_scope(self.settings, self.dispatch) as session:
             return fn(session, *args, **kwargs)
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -29,7 +29,8 @@ _checks = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefi
 
 
 @router.get("/healthz", summary="The process is alive")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    # on the event loop: no thread to wait for, so it answers while request threads are busy
     return {"status": "ok"}
 
 

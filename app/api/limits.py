@@ -1,10 +1,20 @@
-"""Request-body size limit, enforced while the body streams in (413 before it is all read)."""
+"""Request-body limits, enforced while the body streams in: its size (413 before it is all
+read) and its pace (408 for a client that sends too slowly).
+
+A body must arrive within ``body_read_grace_s`` plus one second per ``body_min_bytes_per_s``
+received, with no pause longer than ``body_idle_timeout_s``: a client sending one byte every
+five seconds is answered 408 ``body_timeout`` after the grace period and disconnected, so it
+holds no worker, connection or upload slot for long. Once the body is complete, waiting for
+the client (a disconnect during a streamed response) is not limited.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
@@ -14,6 +24,27 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyTimeout(Exception):
+    pass
+
+
+class BodyPace:
+    """The deadline of the next piece of a body.
+
+    >>> pace = BodyPace(grace_s=10, min_bytes_per_s=100, idle_s=30, started=0.0)
+    >>> pace.deadline(received=0, last=0.0), pace.deadline(received=5000, last=40.0)
+    (10.0, 60.0)
+    >>> pace.deadline(received=100_000, last=500.0)  # fast so far, but no pause over idle_s
+    530.0
+    """
+
+    def __init__(self, grace_s: float, min_bytes_per_s: int, idle_s: float, started: float) -> None:
+        self.grace_s, self.min_bytes_per_s, self.idle_s, self.started = grace_s, min_bytes_per_s, idle_s, started
+
+    def deadline(self, received: int, last: float) -> float:
+        return min(self.started + self.grace_s + received / self.min_bytes_per_s, last + self.idle_s)
+
+
 class BodySizeLimitMiddleware:
     """Pure ASGI middleware: counts body bytes as they arrive.
 
@@ -21,9 +52,13 @@ class BodySizeLimitMiddleware:
     A declared ``Content-Length`` above the limit is refused before reading anything.
     """
 
-    def __init__(self, app: ASGIApp, limit_for: Any) -> None:
+    def __init__(self, app: ASGIApp, limit_for: Any, settings: Settings | None = None) -> None:
         self.app = app
         self.limit_for = limit_for
+        settings = settings or Settings()
+        self.grace_s = settings.body_read_grace_s
+        self.min_bytes_per_s = settings.body_min_bytes_per_s
+        self.idle_s = settings.body_idle_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,14 +76,25 @@ class BodySizeLimitMiddleware:
                 pass
         received = 0
         response_started = False
+        body_done = False
+        last = time.monotonic()
+        pace = BodyPace(self.grace_s, self.min_bytes_per_s, self.idle_s, last)
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done, last
+            if body_done:  # e.g. waiting for a disconnect while a response streams: no deadline
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, pace.deadline(received, last) - time.monotonic())):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout() from None
             if message["type"] == "http.request":
+                last = time.monotonic()
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge()
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -59,32 +105,50 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyTimeout) as exc:
             if not response_started:
-                await _send_413(send, limit)
+                await _refuse(send, exc, limit, received)
         except Exception as exc:  # a framework may wrap our exception
-            if isinstance(exc.__cause__, BodyTooLarge) or isinstance(exc.__context__, BodyTooLarge):
+            cause = exc.__cause__ if isinstance(exc.__cause__, BodyTooLarge | BodyTimeout) else exc.__context__
+            if isinstance(cause, BodyTooLarge | BodyTimeout):
                 if not response_started:
-                    await _send_413(send, limit)
+                    await _refuse(send, cause, limit, received)
                 return
             raise
 
 
+async def _refuse(send: Send, exc: Exception, limit: int, received: int) -> None:
+    if isinstance(exc, BodyTooLarge):
+        await _send_413(send, limit)
+    else:
+        await _send_problem(send, 408, {
+            "type": "https://convlens.dev/problems/body_timeout",
+            "title": "The request body arrived too slowly",
+            "status": 408,
+            "detail": f"The request body stalled or arrived too slowly ({received} bytes received); send "
+                      "it at a steady pace, or retry on a better connection.",
+            "code": "body_timeout",
+            "received_bytes": received,
+        })
+
+
 async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "type": "https://convlens.dev/problems/payload_too_large",
-            "title": "The request body is too large",
-            "status": 413,
-            "detail": f"The request body exceeds the limit of {limit} bytes.",
-            "code": "payload_too_large",
-            "limit_bytes": limit,
-        }
-    ).encode()
+    await _send_problem(send, 413, {
+        "type": "https://convlens.dev/problems/payload_too_large",
+        "title": "The request body is too large",
+        "status": 413,
+        "detail": f"The request body exceeds the limit of {limit} bytes.",
+        "code": "payload_too_large",
+        "limit_bytes": limit,
+    })
+
+
+async def _send_problem(send: Send, status: int, problem: dict[str, Any]) -> None:
+    body = json.dumps(problem).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),

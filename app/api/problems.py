@@ -15,6 +15,8 @@ from app.errors import DomainError
 log = logging.getLogger("convlens.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: Recorded (metrics, access log) for a request whose client left before the answer (nginx's 499).
+CLIENT_CLOSED_REQUEST = 499
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -65,7 +67,7 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         body = exc.to_problem(instance=request.url.path)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        if exc.status == 429 and "retry_after" in exc.extra:
+        if exc.status in (429, 503) and "retry_after" in exc.extra:
             headers = {"Retry-After": str(exc.extra["retry_after"])}
         return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
@@ -89,6 +91,15 @@ def install(app: FastAPI) -> None:
         return problem_response(
             exc.status_code, code, str(exc.detail), str(exc.detail), instance=request.url.path
         )
+
+    from fastapi.responses import Response
+    from starlette.requests import ClientDisconnect
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client went away mid-body: nobody reads this answer, and it is not an error.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     from sqlalchemy.exc import OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeout

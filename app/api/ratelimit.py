@@ -1,5 +1,8 @@
 """Per-tenant request rate limit (moving window, in process memory).
 
+Only with API keys (``auth_mode=api_key``): each tenant has its quota. Without keys the
+service has one local user, who is not rate-limited (``app.main.create_app``).
+
 With several API processes each keeps its own window; the ``limits`` storage can be pointed
 at Redis for a shared one (``storage_uri``).
 

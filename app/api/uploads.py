@@ -12,9 +12,7 @@ body that ends before its closing boundary is a 400. Nothing half-received is ke
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from starlette.requests import Request
 
 from app.config import Settings
 from app.errors import BadRequest, DomainError, PayloadTooLarge, ValidationFailed
+from app.storage.files import disk, storage_errors
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 16
@@ -44,10 +43,13 @@ class UploadedFile:
 class MultipartForm:
     fields: dict[str, str] = field(default_factory=dict)
     file: UploadedFile | None = None
+    """The part the route reads first (``file_field``)."""
+    files: dict[str, UploadedFile] = field(default_factory=dict)
+    """Every file part by field name (a training run may send a model ``file`` and a ``dataset_file``)."""
 
     def discard(self) -> None:
-        if self.file is not None:
-            self.file.path.unlink(missing_ok=True)
+        for uploaded in {id(f): f for f in [*self.files.values(), *([self.file] if self.file else [])]}.values():
+            uploaded.path.unlink(missing_ok=True)
 
 
 class _Sink:
@@ -59,10 +61,9 @@ class _Sink:
     QUEUE_BATCHES = 8
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=directory)
-        self.path = Path(name)
-        self.handle = os.fdopen(fd, "wb")
+        self.directory = directory
+        with storage_errors("the upload", directory):
+            self.path, self.handle = disk.new_file(directory, "upload-", ".part")
         self.hasher = hashlib.sha256()
         self.pieces: list[memoryview] = []
         self.pending_bytes = 0
@@ -70,7 +71,10 @@ class _Sink:
         self.error: BaseException | None = None
         self.queues: list[queue.Queue[list[memoryview] | None]] = []
         self.threads: list[threading.Thread] = []
-        for name_, consume in (("upload-hasher", self.hasher.update), ("upload-writer", self.handle.write)):
+        def write(piece: memoryview) -> None:
+            disk.write(self.handle, piece)
+
+        for name_, consume in (("upload-hasher", self.hasher.update), ("upload-writer", write)):
             feed: queue.Queue[list[memoryview] | None] = queue.Queue(maxsize=self.QUEUE_BATCHES)
             thread = threading.Thread(target=self._drain, args=(feed, consume), name=name_, daemon=True)
             thread.start()
@@ -111,9 +115,10 @@ class _Sink:
         await self._put(None)
         for thread in self.threads:
             await anyio.to_thread.run_sync(thread.join)
-        self.handle.close()
-        if self.error is not None:
-            raise self.error
+        with storage_errors("the upload", self.directory):
+            self.handle.close()
+            if self.error is not None:
+                raise self.error
 
     def abort(self) -> None:
         self.error = self.error or RuntimeError("aborted")
@@ -131,9 +136,15 @@ class _Sink:
 
 
 async def read_multipart(
-    request: Request, settings: Settings, file_field: str = "file"
+    request: Request, settings: Settings, file_field: str = "file", *, other_file_fields: tuple[str, ...] = ()
 ) -> MultipartForm:
-    """Parse a multipart body; text fields are kept (small), the file part is streamed to disk."""
+    """Parse a multipart body; text fields are kept (small), file parts are streamed to disk.
+
+    ``file_field`` is the route's file (``form.file``); ``other_file_fields`` name more file
+    parts it reads (``form.files``), each sent at most once.
+    """
+    file_fields = (file_field, *other_file_fields)
+    expected = " or ".join(f"'{name}'" for name in file_fields)
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
@@ -171,7 +182,7 @@ async def read_multipart(
         filename = options.get(b"filename")
         state["name"] = name
         state["filename"] = filename.decode("utf-8", "replace") if filename is not None else None
-        state["is_file"] = name == file_field
+        state["is_file"] = name in file_fields
         state["parts"] += 1
         if state["parts"] > MAX_PARTS:
             raise BadRequest(f"The multipart body has more than {MAX_PARTS} parts.",
@@ -179,7 +190,7 @@ async def read_multipart(
         if filename is not None and not state["is_file"]:
             raise ValidationFailed(
                 f"The file {state['filename'][:100]!r} was sent in the form field {name[:100]!r}; "
-                f"send it as the field '{file_field}' (curl: -F {file_field}=@"
+                f"send it as the field {expected} (curl: -F {file_field}=@"
                 f"{state['filename'][:100] or 'model.keras'}).",
                 code="wrong_file_field", extra={"expected_field": file_field},
             )
@@ -187,7 +198,7 @@ async def read_multipart(
             raise BadRequest(f"The form field {name[:100]!r} is sent twice; send it once.",
                              code="invalid_multipart")
         state["buffer"] = bytearray()
-        pending.append(("begin", (state["is_file"], state["filename"])))
+        pending.append(("begin", (state["is_file"], state["filename"], name)))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if state["is_file"]:
@@ -223,7 +234,7 @@ async def read_multipart(
         },
     )
     sink: _Sink | None = None
-    filename: str | None = None
+    sinks: dict[str, tuple[_Sink, str | None]] = {}
     try:
         async for chunk in request.stream():
             try:
@@ -235,13 +246,15 @@ async def read_multipart(
                     f"The multipart body could not be parsed: {exc}", code="invalid_multipart"
                 ) from exc
             for kind, payload in pending:
-                if kind == "begin" and payload[0]:
-                    if sink is not None:
-                        raise BadRequest(
-                            f"Send one '{file_field}' part only.", code="invalid_multipart"
-                        )
-                    sink = _Sink(settings.data_dir / "uploads")
-                    filename = payload[1]
+                if kind == "begin":
+                    sink = None
+                    if payload[0]:
+                        if payload[2] in sinks:
+                            raise BadRequest(
+                                f"Send one '{payload[2]}' part only.", code="invalid_multipart"
+                            )
+                        sink = _Sink(settings.data_dir / "uploads")
+                        sinks[payload[2]] = (sink, payload[1])
                 elif kind == "data" and sink is not None:
                     await sink.add(payload)
             pending.clear()
@@ -251,13 +264,17 @@ async def read_multipart(
                 "The multipart body ends before its closing boundary (--<boundary>--): it was "
                 "cut off or is malformed.", code="invalid_multipart",
             )
-        if sink is not None:
-            await sink.close()
-            form.file = UploadedFile(
-                path=sink.path, filename=filename, size=sink.size, sha256=sink.hasher.hexdigest()
+        for name, (part, filename) in sinks.items():
+            await part.close()
+            form.files[name] = UploadedFile(
+                path=part.path, filename=filename, size=part.size, sha256=part.hasher.hexdigest()
             )
+        form.file = form.files.get(file_field)
     except BaseException:
-        if sink is not None:
-            sink.abort()
+        for name, (part, _) in sinks.items():
+            if name in form.files:
+                part.path.unlink(missing_ok=True)
+            else:
+                part.abort()
         raise
     return form

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import ScopeDep, TenantDep
+from app.api.deps import ScopeDep, SettingsDep, TenantDep
 from app.api.responses import EncodedJSON
 from app.architectures import service
 from app.architectures.schemas import ArchitectureOut, ArchitecturePage
@@ -29,6 +29,7 @@ async def get_architecture(architecture_id: str, scope: ScopeDep, tenant_id: Ten
 
 
 @router.delete("/{architecture_id}", status_code=204, summary="Delete an architecture and its analyses")
-async def delete_architecture(architecture_id: str, scope: ScopeDep, tenant_id: TenantDep) -> Response:
-    await scope.run(service.delete, tenant_id, architecture_id)
+async def delete_architecture(architecture_id: str, scope: ScopeDep, tenant_id: TenantDep,
+                              settings: SettingsDep) -> Response:
+    await scope.run(service.delete, settings, tenant_id, architecture_id)
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from app.models import Architecture
+from app.models import Architecture, Job
 
 
 def get(session: Session, tenant_id: str, architecture_id: str) -> Architecture | None:
@@ -35,6 +35,12 @@ def page(session: Session, tenant_id: str, limit: int, offset: int) -> tuple[lis
 def blob_in_use(session: Session, blob_path: str) -> bool:
     """Whether any row (of any tenant: blobs are content-addressed) still points at the file."""
     return session.scalar(select(Architecture.id).where(Architecture.blob_path == blob_path).limit(1)) is not None
+
+
+def jobs_of(session: Session, architecture_id: str) -> list[tuple[str, str, dict | None]]:
+    """(id, kind, parameters) of the jobs of an architecture (deleted with it)."""
+    rows = session.execute(select(Job.id, Job.kind, Job.parameters).where(Job.architecture_id == architecture_id))
+    return [(job_id, kind, parameters) for job_id, kind, parameters in rows]
 
 
 def insert_if_new(session: Session, architecture: Architecture) -> bool:

@@ -10,9 +10,12 @@ from sqlalchemy.orm import Session
 from app.api.responses import dumps
 from app.architectures import repository
 from app.config import Settings
+from app.db import delete_after_commit, discard_on_rollback
 from app.errors import Conflict, NotFound
 from app.models import Architecture
 from app.models.base import new_id, utcnow
+from app.storage.files import disk, storage_errors
+from app.storage.usage import check_quota
 
 
 def get_or_create(
@@ -34,6 +37,8 @@ def get_or_create(
     weights from it); the same content uploaded twice is stored once.
     """
     blob_path = str(settings.blob_dir / f"{sha256}.{fmt}") if upload_path is not None else None
+    if upload_path is not None:  # a request that fails from here on leaves no upload behind
+        discard_on_rollback(session, upload_path)
     architecture = Architecture(
         id=new_id(), tenant_id=tenant_id, sha256=sha256, format=fmt, name=name, byte_size=byte_size,
         config=config, has_weights=has_weights, blob_path=blob_path, created_at=utcnow(),
@@ -46,13 +51,15 @@ def get_or_create(
         if existing is None:  # deleted between the two statements
             raise Conflict("The architecture changed while it was being stored; send the request again.")
         return existing
+    check_quota(session, settings, tenant_id=tenant_id, adding=byte_size, flushed=True)  # new content
     if upload_path is not None and blob_path is not None:
-        settings.blob_dir.mkdir(parents=True, exist_ok=True)
         target = Path(blob_path)
         if target.exists():  # the same file, stored for another tenant
             upload_path.unlink(missing_ok=True)
         else:
-            upload_path.replace(target)
+            with storage_errors("the uploaded file", settings.blob_dir):
+                disk.place(upload_path, target)
+            discard_on_rollback(session, target)
     return repository.attach(session, architecture)
 
 
@@ -63,14 +70,22 @@ def get(session: Session, tenant_id: str, architecture_id: str) -> Architecture:
     return architecture
 
 
-def delete(session: Session, tenant_id: str, architecture_id: str) -> None:
+def delete(session: Session, settings: Settings, tenant_id: str, architecture_id: str) -> None:
+    """Delete the architecture with its analyses and runs (rows cascade), and, once that is
+    committed, the files they owned: the runs' datasets and work folders, and the uploaded file
+    unless another row still points at it."""
+    from app.jobs.lifecycle import owned_paths
+
     architecture = get(session, tenant_id, architecture_id)
     blob = architecture.blob_path
+    owned = [path for job_id, kind, parameters in repository.jobs_of(session, architecture_id)
+             for path in owned_paths(settings, job_id, kind, parameters or {})]
     session.delete(architecture)
     session.flush()
     if blob and not repository.blob_in_use(session, blob):
         # The blob is content-addressed and may be shared by another tenant's row.
-        Path(blob).unlink(missing_ok=True)
+        owned.append(Path(blob))
+    delete_after_commit(session, owned)
 
 
 def document(row: Architecture, *, with_config: bool = False) -> dict[str, Any]:

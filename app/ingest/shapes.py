@@ -8,8 +8,9 @@ a program naturally writes:
 - the command line's form: ``"224,224,3"``, ``"224x224x3"``, ``"(224, 224, 3)"``,
   ``"None,None,3"``;
 - per input, for models with several inputs: ``{"image": [224, 224, 3], "mask": [224, 224, 1]}``
-  (or that object as JSON text). The names are the model's InputLayer names; the engine
-  matches them.
+  (or that object as JSON text, or the command line's ``image=224,224,3;mask=224,224,1``).
+  The names are the model's InputLayer names; the engine matches them (inputs left out keep
+  their declared shapes).
 
 Every dimension is an integer from 1 to ``max_input_dim`` or open; a shape has 1 to
 ``max_input_rank`` dimensions and at most ``max_input_elements`` elements per sample (the
@@ -23,6 +24,8 @@ Example::
     [224, 224, 3]
     >>> parse_input_shape('{"image": [64, 64, 3]}', Settings())
     {'image': [64, 64, 3]}
+    >>> parse_input_shape("image=64x64x3; mask=64,64,1", Settings())
+    {'image': [64, 64, 3], 'mask': [64, 64, 1]}
     >>> parse_input_shape([0, 10, 3], Settings())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -72,6 +75,22 @@ def _typed_form(text: str, field: str, settings: Settings) -> Shape:
                 f"[224, 224, 3], 224,224,3 or 224x224x3. Received: {_received(text, field)}"
             )
     return _check_dims(dims, text, field, settings)
+
+
+def _typed_per_input(text: str, field: str, settings: Settings) -> dict[str, Any]:
+    """``image=224,224,3;mask=224,224,1``: one typed shape per input name."""
+    shapes: dict[str, Any] = {}
+    for part in (piece.strip() for piece in text.split(";")):
+        if not part:
+            continue
+        name, separator, dims = part.partition("=")
+        if not separator or not name.strip():
+            raise InvalidInputShape(
+                f"{field} per input is written name=dims;name=dims, e.g. image=224,224,3;"
+                f"mask=224,224,1. Received: {_received(text, field)}"
+            )
+        shapes[name.strip()] = _typed_form(dims, f"{field}[{name.strip()!r}]", settings)
+    return shapes
 
 
 def _check_dims(dims: Any, original: Any, field: str, settings: Settings) -> Shape:
@@ -151,6 +170,8 @@ def parse_input_shape(value: Any, settings: Settings, *, field: str = "input_sha
                     f"224,224,3 or {{\"image\": [224, 224, 3]}}. Received: {_received(text, field)}"
                 ) from None
             return _check_value(parsed, text, field, settings)
+        if "=" in text:
+            return _check_value(_typed_per_input(text, field, settings), text, field, settings)
         return _typed_form(text, field, settings)
     if isinstance(value, tuple):
         value = list(value)

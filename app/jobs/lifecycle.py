@@ -15,9 +15,8 @@ Example::
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ from app.errors import DomainError
 from app.jobs import repository
 from app.jobs.kinds import get_kind
 from app.models import TERMINAL_STATUSES, Job
+from app.storage.files import delete_paths
+from app.storage.usage import datasets_dir
 
 log = logging.getLogger("convlens.jobs")
 
@@ -40,10 +41,6 @@ ORPHAN_GRACE_S = 600.0
 def work_dir(settings: Settings, job_id: str) -> Path:
     """The job's own folder (checkpoints), kept across attempts, deleted when it ends."""
     return settings.data_dir / "jobs" / job_id
-
-
-def datasets_dir(settings: Settings) -> Path:
-    return settings.data_dir / "datasets"
 
 
 def owned_paths(settings: Settings, job_id: str, kind: str, parameters: Mapping[str, Any]) -> list[Path]:
@@ -70,17 +67,6 @@ def ended(session: Session, settings: Settings, row: Job) -> list[Path]:
     if job_kind.settle is not None:
         job_kind.settle(session, row)
     return owned_paths(settings, row.id, row.kind, row.parameters or {})
-
-
-def delete_paths(paths: Iterable[Path]) -> None:
-    for path in paths:
-        try:
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-        except OSError:
-            log.warning("could not delete %s", path, exc_info=True)
 
 
 def sweep(settings: Settings) -> list[Path]:

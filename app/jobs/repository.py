@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.analysis.effective_field import attach_effective_field
 from app.analysis.gradient_flow import attach_measurement
 from app.models import Architecture, Job, JobEvent, Worker
 from app.models.base import utcnow
@@ -481,8 +482,9 @@ def _attach(report: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
 
 
 def settle_measurement(session: Session, analysis_id: str) -> None:
-    """Bring an analysis in line with its newest gradients job: the one place a measurement
-    reaches a report. Called when either of them ends (whichever ends last completes it).
+    """Bring an analysis in line with its newest gradients and effective-field jobs: the one
+    place a measurement reaches a report. Called when any of them ends (whichever ends last
+    completes it).
 
     The analysis shows ``running`` while its report is there and a measurement is pending,
     and ``succeeded`` with the measurement (or the measurement's failure) in the report after.
@@ -494,9 +496,14 @@ def settle_measurement(session: Session, analysis_id: str) -> None:
     if parent is None or parent.result is None or parent.status not in ("running", "succeeded"):
         return  # not analysed yet: it settles when it finishes
     measured, pending = measured_from_children(session, analysis_id)
+    field, field_pending = effective_field_from_children(session, analysis_id)
+    pending = pending or field_pending
     now = utcnow()
     if measured is not None:
         parent.result = _attach(parent.result, measured)
+        parent.updated_at = now
+    if field is not None:
+        parent.result = attach_effective_field(parent.result, field)
         parent.updated_at = now
     if pending:  # no worker holds it while it waits; its report is half the work
         parent.status, parent.finished_at, parent.worker_id = "running", None, None
@@ -519,6 +526,25 @@ def measured_from_children(session: Session, parent_id: str) -> tuple[dict[str, 
         return child.result, False
     if child.status in ("failed", "cancelled"):
         return failed_measurement(child.error), False
+    return None, True
+
+
+def effective_field_from_children(session: Session, parent_id: str) -> tuple[dict[str, Any] | None, bool]:
+    """(result of the newest finished effective-field child, whether one is still pending)."""
+    child = session.scalar(
+        select(Job)
+        .where(Job.parent_id == parent_id, Job.kind == "effective_field")
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    )
+    if child is None:
+        return None, False
+    if child.status == "succeeded" and child.result is not None:
+        return {**child.result, "job_id": child.id}, False
+    if child.status in ("failed", "cancelled"):
+        detail = (child.error or {}).get("detail") if isinstance(child.error, dict) else None
+        return {"status": "failed", "reason": detail or "the measurement failed", "error": child.error,
+                "job_id": child.id}, False
     return None, True
 
 

@@ -91,6 +91,15 @@ def estimate_measurement_bytes(summary: Mapping[str, Any], parameters: Mapping[s
     return 2 * batch * activations + 3 * weights + TENSORFLOW_BASELINE_BYTES
 
 
+def estimate_effective_field_bytes(summary: Mapping[str, Any], parameters: Mapping[str, Any]) -> int:
+    """An effective-field measurement: every layer's output of a batch kept for the backward
+    passes and one gradient of them at a time (2 x batch x activations), and the weights."""
+    batch = int(parameters.get("batch_size") or 8)
+    activations = _number(summary, "activation_bytes")
+    weights = _number(summary, "param_bytes")
+    return 2 * batch * activations + weights + TENSORFLOW_BASELINE_BYTES
+
+
 OPTIMIZER_SLOTS = {"adam": 2, "rmsprop": 1, "sgd": 1}
 
 

@@ -2,6 +2,7 @@
 
 from app.models.architecture import Architecture
 from app.models.base import Base
+from app.models.idempotency_key import IdempotencyKey
 from app.models.job import JOB_STATUSES, TERMINAL_STATUSES, Job, JobEvent
 from app.models.tenant import DEFAULT_TENANT, ApiKey, Tenant
 from app.models.worker import Worker
@@ -13,6 +14,7 @@ __all__ = [
     "ApiKey",
     "Architecture",
     "Base",
+    "IdempotencyKey",
     "Job",
     "JobEvent",
     "Tenant",

@@ -14,6 +14,10 @@ What is exported:
   ``started_at``/``finished_at`` of finished jobs still stored (one aggregate SQL query); deleting
   jobs lowers it, which Prometheus treats as a counter reset.
 - ``convlens_job_queue_wait_seconds{kind}``: created -> started, same source.
+- ``convlens_stored_bytes{kind}``: the architectures' bytes as the storage quota counts them
+  (:mod:`app.storage.usage`), and the bytes of the data folder's blob, dataset and upload files.
+
+With ``auth_mode=api_key`` the route answers only ``Authorization: Bearer <metrics_token>``.
 
 Several uvicorn/gunicorn worker processes: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty,
 writable directory before the processes start (wipe it on every deploy). The HTTP metrics are
@@ -232,6 +236,9 @@ class DatabaseCollector(Collector):
                     & Job.finished_at.is_not(None),
                     JOB_BUCKETS,
                 )
+                from app.storage.usage import stored_bytes
+
+                stored = stored_bytes(session, self.settings)
                 waits = _histogram_rows(
                     session,
                     Job.created_at,
@@ -282,6 +289,15 @@ class DatabaseCollector(Collector):
             waits,
             JOB_BUCKETS,
         )
+        storage = GaugeMetricFamily(
+            "convlens_stored_bytes",
+            "Bytes stored: architectures (all tenants, as the quota counts them) and the files of the "
+            "data folder (blob_files, dataset_files, upload_files).",
+            labels=["kind"],
+        )
+        for kind, value in stored.items():
+            storage.add_metric([kind], float(value))
+        yield storage
         yield from self._broker()
 
     def _broker(self) -> Iterator[Metric]:
@@ -365,8 +381,33 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
-    """Prometheus text format. Aggregate counts only, no tenant data; keep it off public ingress."""
-    return Response(render(request.app.state.settings), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format. Aggregate counts only, no tenant data.
+
+    With ``auth_mode=api_key`` only ``Authorization: Bearer <metrics_token>`` is answered
+    (no token set: refused); tenants' API keys do not open it."""
+    settings: Settings = request.app.state.settings
+    if settings.auth_mode != "none":
+        refused = _metrics_refusal(settings, request.headers.get("authorization", ""))
+        if refused is not None:
+            return refused
+    return Response(render(settings), media_type=CONTENT_TYPE_LATEST)
+
+
+def _metrics_refusal(settings: Settings, authorization: str) -> Response | None:
+    import hmac
+
+    from app.api.problems import problem_response
+
+    if not settings.metrics_token:
+        return problem_response(
+            403, "metrics_disabled", "Metrics are not served",
+            "With auth_mode=api_key, /metrics needs a token of its own: set CONVLENS_METRICS_TOKEN and "
+            "scrape with 'Authorization: Bearer <token>'.", instance="/metrics")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings.metrics_token.encode()):
+        return None
+    return problem_response(401, "unauthorized", "Authentication required",
+                            "Send the metrics token as 'Authorization: Bearer <token>'.", instance="/metrics")
 
 
 #: The names app/main.py registers.

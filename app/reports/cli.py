@@ -9,8 +9,12 @@ Examples::
     convlens analyze model.keras                      # summary, findings and layers in the terminal
     convlens analyze model.h5 --json > report.json    # machine output
     convlens analyze model.json --html report.html --input-shape 224,224,3
-    convlens submit model.keras --server http://127.0.0.1:8000 --measure-gradients \
-        --train --steps 200
+    convlens submit model.keras --measure-gradients --train --steps 200
+    convlens submit model.keras --server http://models.internal:8000   # another service
+
+``submit`` talks to the service configured on this machine (``CONVLENS_PUBLIC_URL``, else
+``CONVLENS_HOST`` and ``CONVLENS_PORT``, as ``convlens serve`` reads them) unless ``--server``
+or ``CONVLENS_SERVER`` names another.
 """
 
 from __future__ import annotations
@@ -152,12 +156,18 @@ def print_report(
     console.print()
     console.print("[bold]Findings[/]" if findings else "[bold]Findings[/]: none")
     colours = {"error": "red", "warning": "yellow", "info": "cyan"}
-    for finding in findings:
-        severity = str(finding.get("severity", "info"))
-        console.print(
-            f" [{colours.get(severity, 'white')}]{severity:>7}[/] "
-            f"[dim]{_escape(finding.get('code'))}[/] {_escape(finding.get('message'))}"
-        )
+    if findings:
+        # severity in a column of its own, each message wrapped under itself (as the page's list)
+        listing = Table.grid(padding=(0, 1), expand=False)
+        listing.add_column(no_wrap=True, justify="right", width=7)
+        listing.add_column(overflow="fold")
+        for finding in findings:
+            severity = str(finding.get("severity", "info"))
+            listing.add_row(
+                Text(severity, style=colours.get(severity, "white")),
+                Text.assemble((str(finding.get("code")), "bold"), " ", str(finding.get("message"))),
+            )
+        console.print(listing)
 
     stages = derive_stages(report)
     if stages:
@@ -323,7 +333,9 @@ def analyze(
     input_shape: Annotated[
         str | None,
         typer.Option(
-            "--input-shape", help="Override the input shape without batch, e.g. 224,224,3"
+            "--input-shape",
+            help="Override the input shape without batch, e.g. 224,224,3; per input of a "
+            "multi-input model: image=224,224,3;mask=224,224,1",
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Name shown in the report")] = None,
@@ -347,6 +359,33 @@ def analyze(
 
 
 # -- submit -----------------------------------------------------------------------------------
+
+
+def configured_server(settings: Any = None) -> str:
+    """The base URL of the service configured on this machine: ``public_url`` when set, else
+    ``http://<host>:<port>`` as ``convlens serve`` binds them (an any-address bind is reached
+    on loopback).
+
+    >>> from app.config import Settings
+    >>> configured_server(Settings(port=8123))
+    'http://127.0.0.1:8123'
+    >>> configured_server(Settings(host="0.0.0.0", port=9000))
+    'http://127.0.0.1:9000'
+    >>> configured_server(Settings(public_url="https://convlens.internal/"))
+    'https://convlens.internal'
+    """
+    if settings is None:
+        from app.config import get_settings
+
+        settings = get_settings()
+    if settings.public_url:
+        return str(settings.public_url).rstrip("/")
+    host = str(settings.host)
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - an any-address bind, reached on loopback
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 def _client(server: str, api_key: str | None, timeout: float) -> httpx.Client:
@@ -398,8 +437,17 @@ def submit(
         ),
     ],
     server: Annotated[
-        str, typer.Option(envvar="CONVLENS_SERVER", help="Base URL of the convlens service")
-    ] = "http://127.0.0.1:8000",
+        str | None,
+        typer.Option(
+            envvar="CONVLENS_SERVER",
+            help=(
+                "Base URL of the convlens service [default: the configured one: "
+                "CONVLENS_PUBLIC_URL, else http://CONVLENS_HOST:CONVLENS_PORT, "
+                "http://127.0.0.1:8000 unless set]"
+            ),
+            show_default=False,
+        ),
+    ] = None,
     measure_gradients: Annotated[
         bool,
         typer.Option(
@@ -438,7 +486,9 @@ def submit(
     input_shape: Annotated[
         str | None,
         typer.Option(
-            "--input-shape", help="Override the input shape without batch, e.g. 224,224,3"
+            "--input-shape",
+            help="Override the input shape without batch, e.g. 224,224,3; per input of a "
+            "multi-input model: image=224,224,3;mask=224,224,1",
         ),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Name of the analysis")] = None,
@@ -474,6 +524,7 @@ def submit(
     )
 
     shape = parse_input_shape(input_shape)
+    server = server or configured_server()
     console = _console(stderr=json_output)
     errors = _console(stderr=True)
     training_run: dict[str, Any] | None = None

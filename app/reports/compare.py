@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
+from app.analysis.rules import traits_of
+from app.analysis.traits import Trait
 from app.reports.view import (
     FlatLayer,
     Report,
@@ -397,6 +399,10 @@ def _kernel_sentence(
     return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
 
 
+_NOT_PLAIN_KERNEL = frozenset({Trait.DEPTHWISE, Trait.RECURRENT})
+"""Kernels whose parameters are not kernel x input channels x filters (+ biases)."""
+
+
 def _conv_param_formula(layer: Mapping[str, Any]) -> str | None:
     """'5x5 kernel x 1 input channel x 32 filters + 32 biases = 832' when it adds up."""
     kernel, cin, cout, params = (
@@ -405,8 +411,10 @@ def _conv_param_formula(layer: Mapping[str, Any]) -> str | None:
         layer.get("channels"),
         layer.get("params"),
     )
+    traits = traits_of(str(layer.get("class_name", "")))
     if not (
-        layer.get("class_name", "").startswith("Conv")
+        Trait.SPATIAL_KERNEL in traits
+        and not traits & _NOT_PLAIN_KERNEL
         and kernel
         and isinstance(cin, int)
         and isinstance(cout, int)
@@ -512,12 +520,21 @@ def explain(comparison: Mapping[str, Any]) -> list[str]:
     if structural:
         count_a = sum(1 for row in rows if row["a"] is not None)
         count_b = sum(1 for row in rows if row["b"] is not None)
-        paragraphs.append(
-            f"Beyond the first layer ({count_a} layers in {name_a}, {count_b} in {name_b}): "
-            + "; ".join(structural[:8])
-            + ("; and more (see the layer table)" if len(structural) > 8 else "")
-            + "."
-        )
+        if len(structural) <= STRUCTURAL_LISTED:
+            paragraphs.append(
+                f"Beyond the first layer ({count_a} layers in {name_a}, {count_b} in {name_b}): "
+                + "; ".join(structural) + "."
+            )
+        else:  # two different architectures: the counts, then the first few differences
+            changed = sum(1 for row in rows if row["status"] == "changed" and row is not first_pair)
+            only_a = sum(1 for row in rows if row["status"] == "only_a")
+            only_b = sum(1 for row in rows if row["status"] == "only_b")
+            paragraphs.append(
+                f"Beyond the first layer ({count_a} layers in {name_a}, {count_b} in {name_b}) "
+                f"the layer table pairs the two models' layers: {changed} pairs differ, {only_a} "
+                f"layers are only in {name_a} and {only_b} only in {name_b}. The first "
+                f"differences: " + "; ".join(structural[:3]) + "."
+            )
 
     paragraphs.append(_field_paragraph(comparison, name_a, name_b))
 
@@ -564,6 +581,24 @@ def explain(comparison: Mapping[str, Any]) -> list[str]:
     return paragraphs
 
 
+STRUCTURAL_LISTED = 8
+"""Layer differences the explanation lists one by one; past this it gives counts and the first
+three (two different architectures differ almost everywhere: the table shows each pair)."""
+
+
+def _coverage_words(coverage: Sequence[float]) -> str:
+    """How much of the input a unit of the last map sees, in the report page's words: a share
+    below the whole input, else "the whole" and how far past it the field reaches.
+
+    >>> _coverage_words([0.5, 0.25]), _coverage_words([2.1562, 2.1562]), _coverage_words([1.0])
+    ('25.0%', 'the whole (a field 2.2x its size)', 'the whole')
+    """
+    share = min(coverage)
+    if share < 1:
+        return f"{share * 100:.1f}%"
+    return "the whole" + (f" (a field {share:.1f}x its size)" if share > 1.05 else "")
+
+
 def _shapes(shapes: Any) -> str:
     if isinstance(shapes, list) and len(shapes) == 1:
         return format_shape(shapes[0])
@@ -584,9 +619,7 @@ def _field_paragraph(comparison: Mapping[str, Any], name_a: str, name_b: str) ->
         )
         coverage = [c for c in (field.get("coverage") or []) if isinstance(c, int | float)]
         if coverage and field.get("input_size"):
-            text += f", {min(coverage) * 100:.1f}% of its {_square(field['input_size'])} input" + (
-                " (the whole input)" if field.get("sees_whole_input") else ""
-            )
+            text += f", {_coverage_words(coverage)} of its {_square(field['input_size'])} input"
         return text
 
     sentence = "Receptive field: " + side(field_a, name_a) + "; " + side(field_b, name_b) + "."
@@ -661,13 +694,21 @@ def render_comparison_html(
     generated_at: datetime | None = None,
 ) -> str:
     """The comparison as one self-contained HTML page, both models side by side."""
-    from app.reports.graph import draw_graph
+    from app.reports.graph import STAGE_BLOCKS_ABOVE, draw_graph, draw_stages
     from app.reports.html import environment, trusted_svg
     from app.reports.plots import plot_params_macs, plot_receptive_field
 
     data = dict(comparison or compare_reports(a, b, label_a=label_a, label_b=label_b))
     sides = []
     for key, report in (("a", a), ("b", b)):
+        drawing = draw_graph(report, element_id=f"graph-{key}")
+        stage_drawings = []
+        if len(drawing.nodes) > STAGE_BLOCKS_ABOVE:  # as the report page: one block per stage
+            stage_drawings = [
+                {"index": part.index, "title": part.title, "reads": part.reads,
+                 "svg": trusted_svg(part.drawing.svg), "boxes": len(part.drawing.nodes)}
+                for part in draw_stages(report, element_id=f"graph-{key}")
+            ]
         sides.append(
             {
                 "key": key,
@@ -675,7 +716,13 @@ def render_comparison_html(
                 "report": report,
                 "rf_plot": trusted_svg(plot_receptive_field(report, formats=("svg",)).inline_svg()),
                 "params_plot": trusted_svg(plot_params_macs(report, formats=("svg",)).inline_svg()),
-                "graph": trusted_svg(draw_graph(report, element_id=f"graph-{key}").svg),
+                "graph": None if stage_drawings else trusted_svg(drawing.svg),
+                "stage_drawings": stage_drawings,
+                "graph_caption": (
+                    f"{len(drawing.layer_names)} layers as {len(drawing.nodes)} boxes"
+                    + (f"; one block per stage ({len(stage_drawings)}), open a block to see its layers"
+                       if stage_drawings else "")
+                ),
             }
         )
     metric_rows = []
@@ -720,6 +767,8 @@ def _field_rows(data: Mapping[str, Any]) -> list[dict[str, str]]:
 
     def coverage(field: Mapping[str, Any]) -> str:
         values = [c for c in (field.get("coverage") or []) if isinstance(c, int | float)]
+        if values and min(values) >= 1:
+            return "whole input" + (f" ({min(values):.1f}x)" if min(values) > 1.05 else "")
         return " x ".join(f"{value * 100:.1f}%" for value in values) if values else ""
 
     return [

@@ -311,7 +311,7 @@ async def misaligned_pairs(analysis_id: str, scope: ScopeDep, tenant_id: TenantD
 
 def _misaligned(scope: RequestScope, tenant_id: str, analysis_id: str) -> JSONResponse:
     from app.analysis import analyze_graph, build_graph
-    from app.analysis.report import misaligned_summary
+    from app.analysis.fields import misaligned_summary
     from app.architectures import service as architectures
 
     with scope.session() as session:  # closed before the analysis is recomputed

@@ -422,7 +422,8 @@ class TrainingFollower:
         ):
             phase = OVERFIT_WORDS
         elif status == "queued":
-            phase = "queued"
+            # "retrying (attempt 2 after worker lost)" while a retry waits for a worker
+            phase = str(progress.get("message") or "queued")
         self.display.update(
             completed=done,
             total=steps,
@@ -460,6 +461,17 @@ class TrainingFollower:
             self.display.update(
                 completed=0 if again else None,
                 detail=self._words(f"started again (attempt {attempt})" if again else "started"),
+            )
+        elif event.event == "retrying":
+            attempt = payload.get("attempt")
+            self.display.update(detail=self._words(str(
+                payload.get("message") or f"retrying (attempt {attempt})")))
+        elif event.event == "resumed":
+            attempt, step = payload.get("attempt"), _number(payload.get("from_step"))
+            self.display.update(
+                completed=step,
+                detail=self._words(f"resumed at step {step:.0f} from its checkpoint (attempt {attempt})"
+                                   if step is not None else f"resumed (attempt {attempt})"),
             )
         elif event.event in ("finished", "failed"):
             status = str(payload.get("status") or event.event)

@@ -225,7 +225,7 @@ def draw_graph(
         for source, target in layer_edges
         if node_of[source] != node_of[target]
     ]
-    _mark_skips(nodes, edges)
+    _mark_skips(nodes, edges, skip_merges(report))
     node_index = {node.id: node for node in nodes}
     _assign_ranks(nodes, edges)
     width, height = _place(nodes, edges, node_index)
@@ -283,7 +283,7 @@ def draw_stages(report: Report, *, element_id: str = "graph") -> list[StageDrawi
             str(source) for layer in group for source in (layer.get("inbound") or [])
             if str(source) not in names))
         sub_report = {"layers": group, "coverage": report.get("coverage"),
-                      "model_name": report.get("model_name")}
+                      "model_name": report.get("model_name"), "findings": report.get("findings")}
         drawing = draw_graph(sub_report, element_id=f"{element_id}-s{stage}")
         if stage == 0:
             title = (f"Head: {len(group)} layers, {count((head or {}).get('params'))} params")
@@ -375,13 +375,29 @@ def _collapse_chains(
     return list(groups.values())
 
 
-def _mark_skips(nodes: Sequence[DrawnNode], edges: Sequence[DrawnEdge]) -> None:
-    """Flag edges whose target is reachable from their source by a longer path."""
+def skip_merges(report: Report) -> set[str]:
+    """The merges the report calls skip connections (its ``residual_connections`` and
+    ``dense_connections`` findings, from :mod:`app.analysis.skips`).
+
+    >>> sorted(skip_merges({"findings": [{"code": "residual_connections", "layers": ["add"]},
+    ...                                  {"code": "stages", "layers": ["conv"]}]}))
+    ['add']
+    """
+    return {str(name) for finding in report.get("findings") or [] if isinstance(finding, Mapping)
+            and finding.get("code") in ("residual_connections", "dense_connections")
+            for name in finding.get("layers") or []}
+
+
+def _mark_skips(nodes: Sequence[DrawnNode], edges: Sequence[DrawnEdge], merges: set[str]) -> None:
+    """Flag edges into a skip connection's merge (``merges``) whose target is also reachable
+    from their source by a longer path: the straight shortcuts. (A squeeze-and-excitation
+    gate's edge into its Multiply is such a path too, but no skip connection.)"""
     successors: dict[str, list[str]] = defaultdict(list)
     for edge in edges:
         successors[edge.source_node].append(edge.target_node)
+    merge_nodes = {edge.target_node for edge in edges if edge.target in merges}
     for edge in edges:
-        if len(successors[edge.source_node]) < 2:
+        if len(successors[edge.source_node]) < 2 or edge.target_node not in merge_nodes:
             continue
         seen = {edge.source_node}
         queue = deque(child for child in successors[edge.source_node] if child != edge.target_node)

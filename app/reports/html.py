@@ -164,6 +164,22 @@ def coverage_notes(report: Report) -> list[str]:
     return notes
 
 
+def report_skip_connections(report: Mapping[str, Any]) -> int:
+    """The report's count of skip connections (:mod:`app.analysis.skips`, as the predicted
+    gradient flow gives it; the findings' merges when the prediction was not computed).
+
+    >>> report_skip_connections({"gradient_flow": {"predicted": {"skip_connections": 16}}})
+    16
+    >>> report_skip_connections({"findings": [{"code": "dense_connections", "details": {"merges": 3}}]})
+    3
+    """
+    predicted = (report.get("gradient_flow") or {}).get("predicted") or {}
+    if isinstance(predicted.get("skip_connections"), int):
+        return int(predicted["skip_connections"])
+    return sum(int(f.get("details", {}).get("merges") or 0) for f in report.get("findings") or []
+               if f.get("code") in ("residual_connections", "dense_connections"))
+
+
 def gradient_summary(flow: Mapping[str, Any]) -> dict[str, Any]:
     """The summary card's gradient story: predicted and measured verdicts side by side, and
     one sentence that says whether they agree (the measurement wins when they do not).
@@ -217,8 +233,10 @@ def render_report_html(
     is the URL prefix of the standalone plots (e.g.
     ``/v1/analyses/<id>/plots``), omitted when rendering offline.
     """
+    from app.reports.effective_field import effective_field_context
     from app.reports.graph import STAGE_BLOCKS_ABOVE, draw_graph, draw_stages
     from app.reports.plots import available_plots, plot_training, render_plot
+    from app.reports.training import LOSS_STORY
 
     plots = []
     for name in available_plots(report):
@@ -243,7 +261,15 @@ def render_report_html(
             }
             for part in draw_stages(report, element_id="architecture-graph")
         ]
-    skip_count = sum(1 for edge in drawing.edges if edge.skip)
+    dashed = sum(1 for edge in drawing.edges if edge.skip)
+    skip_count = report_skip_connections(report)
+    skip_words = ""
+    if skip_count:
+        skip_words = f", {skip_count} skip connection{'s' if skip_count != 1 else ''}"
+        if dashed and dashed != skip_count:
+            skip_words += f" ({dashed} of them straight shortcuts, dashed orange)"
+        elif dashed:
+            skip_words += " (dashed orange)"
     graph_caption = (
         f"{len(drawing.layer_names)} layers"
         + (
@@ -253,7 +279,7 @@ def render_report_html(
             else ""
         )
         + f", {len(drawing.edges)} connections"
-        + (f", {skip_count} of them skip connections (dashed orange)" if skip_count else "")
+        + skip_words
         + (
             f"; one block per stage ({len(stage_drawings)}), open a block to see its layers"
             if stage_drawings
@@ -300,8 +326,10 @@ def render_report_html(
         "training": training,
         "training_plot": training_plot,
         "training_caption": training_caption,
+        "loss_story": LOSS_STORY,
         "training_summary": training_summary or {},
         "training_runs": list(training_runs or []),
+        "effective_field": effective_field_context(report),
         "gradient_verdict": gradient_verdict,
         "gradient_measured": measured is not None,
         "gradient_card": gradient_card,

@@ -178,8 +178,20 @@ def run_summary(run: RunRow, *, steps_drawn: int | None = None) -> dict[str, Any
             loss += f" ({verdict['loss_relative_change']:+.0%})"
     passed = verdict.get("overfit_one_batch_passed")
     overfit = "passed" if passed is True else "failed" if passed is False else ""
+    if not overfit and params.get("overfit_check") is False:
+        overfit = "skipped"
+    check = verdict.get("overfit_one_batch") if isinstance(verdict.get("overfit_one_batch"), Mapping) else {}
+    assert isinstance(check, Mapping)
+    overfit_s = result.get("overfit_check_s", check.get("duration_s"))
     error = run.error if isinstance(run.error, Mapping) else None
     lr = params.get("learning_rate")
+    phase = str(detail.get("phase") or "")
+    if run.status in ("queued", "running") and detail.get("message"):
+        phase = str(detail["message"])  # "retrying (attempt 2 after worker lost)"
+    elif run.status == "running" and phase == "overfit_check":
+        phase = "overfit-one-batch check"
+    elif run.status not in ("queued", "running"):
+        phase = ""
     return {
         "id": run.id,
         "status": run.status,
@@ -196,6 +208,9 @@ def run_summary(run: RunRow, *, steps_drawn: int | None = None) -> dict[str, Any
         "loss": loss,
         "loss_decreased": verdict.get("loss_decreased"),
         "overfit": overfit,
+        "overfit_s": f"{overfit_s:.3g} s" if _finite(overfit_s) else "",
+        "phase": phase if phase not in ("queued", "training", "done") else "",
+        "attempts": result.get("attempts") if isinstance(result.get("attempts"), list) else None,
         "gradients": verdict.get("gradient_health_overall") or "",
         "stopped": result.get("status") if result.get("status") not in (None, "completed") else "",
         "verdict_summary": verdict.get("summary") or "",
@@ -204,11 +219,16 @@ def run_summary(run: RunRow, *, steps_drawn: int | None = None) -> dict[str, Any
 
 
 def training_caption(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
-    """The sentence above the curves: which run, how many steps, the loss at both ends.
+    """The sentence above the curves: which run, how many steps, and, while the run has no
+    verdict yet, the loss at its first and latest step. A finished run's loss is told once, by
+    its verdict (the means of its first and last five steps, as in the runs table).
 
     >>> training_caption({"id": "r1", "status": "running", "steps": 100},
     ...                  [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.25}])
-    'Run r1 (running): 2 of 100 steps drawn; loss 2.5 at the first step, 2.25 at the last.'
+    'Run r1 (running): 2 of 100 steps drawn; loss 2.5 at the first step, 2.25 at the latest.'
+    >>> training_caption({"id": "r1", "status": "succeeded", "steps": 2, "loss": "2.4 → 2.2 (-8%)"},
+    ...                  [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.25}])
+    'Run r1 (succeeded): 2 of 2 steps drawn.'
     """
     losses = [row["loss"] for row in records if _finite(row.get("loss"))]
     run = f"Run {summary['id']}" if summary.get("id") else "The training run"
@@ -216,9 +236,13 @@ def training_caption(summary: Mapping[str, Any], records: Sequence[Mapping[str, 
     if summary.get("steps") is not None:
         text += f" of {summary['steps']}"
     text += " steps drawn"
-    if losses:
-        text += f"; loss {losses[0]:.4g} at the first step, {losses[-1]:.4g} at the last"
+    if losses and not summary.get("loss"):
+        text += f"; loss {losses[0]:.4g} at the first step, {losses[-1]:.4g} at the latest"
     return text + "."
+
+
+LOSS_STORY = "loss: mean of the first five steps → mean of the last five"
+"""What the one loss pair on the page (the verdict and the runs table) is."""
 
 
 def _finite(value: Any) -> bool:

@@ -42,6 +42,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from app.config import Settings
 from app.errors import InvalidArchitecture, ResourceLimitExceeded
 from app.security import allowlist as al
@@ -103,6 +105,47 @@ _REFERENCE_KEYS = ("class_name", "module", "registered_name")
 
 # roles of an object in the document
 _TOP, _ENTRY, _NESTED = "top", "entry", "nested"
+#: JSON scalars: an object whose values are these (and whose ``config`` holds only these) is
+#: a leaf of the walk (a dtype policy, an initializer, a regularizer).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+#: Values that need no check of their own (strings may name code; containers hold more).
+_PLAIN_NUMBERS = frozenset({int, float, bool, type(None)})
+#: Leaves larger than this are walked every time (the memo is for the small repeated ones).
+_LEAF_MAX_KEYS = 32
+
+
+def _leaf_key(node: dict[str, Any]) -> bytes | None:
+    """The exact content of a leaf object (its JSON, which tells ``1``, ``1.0`` and ``true``
+    apart and keeps key order), or ``None`` when ``node`` holds containers beyond ``config``.
+
+    >>> _leaf_key({"class_name": "Zeros", "config": {}})
+    b'{"class_name":"Zeros","config":{}}'
+    >>> _leaf_key({"class_name": "Constant", "config": {"value": [1]}}) is None
+    True
+    """
+    config = node.get("config")
+    if type(config) is dict and (len(config) > _LEAF_MAX_KEYS
+                                 or not all(type(value) in _SCALARS for value in config.values())):
+        return None
+    if len(node) > _LEAF_MAX_KEYS or not all(
+            type(value) in _SCALARS or value is config for value in node.values()):
+        return None
+    return orjson.dumps(node)
+
+
+def _accepted_keys(category: str | None, class_name: str) -> frozenset[str]:
+    if category == al.MODEL:
+        return MODEL_CONFIG_KEYS
+    keys = CONFIG_KEYS.get(category or "", {}).get(class_name, frozenset())
+    return keys | _BASE_LAYER_KEYS if category in _LAYERISH else keys
+
+
+#: ``accepted_config_keys`` of every class in ``CONFIG_KEYS``, computed once (the walk asks
+#: for every object of the document).
+_ACCEPTED: dict[tuple[str | None, str], frozenset[str]] = {
+    (category, class_name): _accepted_keys(category, class_name)
+    for category, classes in CONFIG_KEYS.items() for class_name in classes
+}
 
 
 def accepted_config_keys(category: str | None, class_name: str) -> frozenset[str]:
@@ -113,10 +156,8 @@ def accepted_config_keys(category: str | None, class_name: str) -> frozenset[str
     >>> "compile_config" in accepted_config_keys("model", "Functional")
     False
     """
-    if category == al.MODEL:
-        return MODEL_CONFIG_KEYS
-    keys = CONFIG_KEYS.get(category or "", {}).get(class_name, frozenset())
-    return keys | _BASE_LAYER_KEYS if category in _LAYERISH else keys
+    keys = _ACCEPTED.get((category, class_name))
+    return keys if keys is not None else _accepted_keys(category, class_name)
 
 
 def _is_reference(node: dict[str, Any]) -> bool:
@@ -151,6 +192,10 @@ class _Walk:
         self.layers = 0
         self.containers = 0
         self.max_depth = settings.max_json_depth + 8  # the parser refuses deeper documents
+        #: leaf objects already let through, by content: a model repeats the same dtype
+        #: policy and initializers in every layer, and a leaf's sanitised form depends on its
+        #: content alone (its place only names it in a refusal, and refusals are not kept).
+        self.leaves: dict[bytes, dict[str, Any]] = {}
 
     # -- generic values ------------------------------------------------------------------
 
@@ -170,6 +215,8 @@ class _Walk:
     def sequence(self, items: list[Any], path: Any, owner: str | None, depth: int, nesting: int,
                  *, in_node: bool = False) -> list[Any]:
         self._count(depth, path)
+        if _PLAIN_NUMBERS.issuperset(map(type, items)):  # a shape, a stride: nothing to check
+            return items.copy()
         out = []
         for index, item in enumerate(items):
             kind = type(item)
@@ -249,6 +296,29 @@ class _Walk:
 
     def object(self, node: dict[str, Any], path: Any, owner: str | None, role: str, depth: int,
                nesting: int, *, in_node: bool = False) -> dict[str, Any]:
+        if role == _NESTED and not in_node:
+            key = _leaf_key(node)
+            if key is not None:
+                kept = self.leaves.get(key)
+                containers = self.containers + 1 + (type(node.get("config")) is dict)
+                if (kept is not None and depth + 1 <= self.max_depth
+                        and containers <= self.settings.max_json_elements):
+                    self.containers = containers
+                    return {name: dict(item) if type(item) is dict else item
+                            for name, item in kept.items()}
+                out = self._object(node, path, owner, role, depth, nesting, in_node=False)
+                class_name = node["class_name"]
+                if (check_object(node, path, owner) not in _LAYERISH
+                        and class_name not in limits.WRAPPER_CLASSES
+                        and class_name not in SPECIAL_CONFIG_KEYS):
+                    self.leaves[key] = out
+                    return {name: dict(item) if type(item) is dict else item
+                            for name, item in out.items()}
+                return out
+        return self._object(node, path, owner, role, depth, nesting, in_node=in_node)
+
+    def _object(self, node: dict[str, Any], path: Any, owner: str | None, role: str, depth: int,
+                nesting: int, *, in_node: bool = False) -> dict[str, Any]:
         self._count(depth, path)
         category = check_object(node, path, owner)
         class_name: str = node["class_name"]

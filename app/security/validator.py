@@ -30,6 +30,8 @@ from app.security import allowlist as al
 _SPECIAL_ALLOWED = frozenset(
     {"__keras_tensor__", "__tuple__", "__numpy__", "__tensor__", "__ellipsis__", "__slice__"}
 )
+#: Special objects with nothing to check beyond their class name (arrays check their dtype).
+_PLAIN_SPECIALS = _SPECIAL_ALLOWED - {"__numpy__", "__tensor__"}
 _NUMERIC_DTYPES = frozenset(
     """
     float16 float32 float64 bfloat16 int8 int16 int32 int64 uint8 uint16 uint32 uint64 bool
@@ -39,6 +41,8 @@ _NUMERIC_DTYPES = frozenset(
 _DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$")
 _OUTSIDE_KERAS_PACKAGES = al.PYTHON_REFERENCE_PACKAGES - {"keras", "tf_keras", "tensorflow", "tf"}
 _LAYERISH = frozenset({al.LAYER, al.MODEL, al.TF_OP_LAYER, al.OPERATION})
+#: Keys whose string value Keras resolves as a named initializer, regularizer or constraint.
+_NAMED_OBJECT_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 
 
 def object_name(node: dict[str, Any]) -> str | None:
@@ -76,6 +80,20 @@ def refuse(reason: str, *, layer: str | None, path: Any, received: str) -> Unsaf
 
 def check_object(node: dict[str, Any], path: Any, layer: str | None) -> str | None:
     """Check one object reference; return its allowlist category."""
+    class_name = node.get("class_name")
+    module = node.get("module")
+    if node.get("registered_name") is None and (module is None or type(module) is str):
+        # the common case, decided without building the messages of a refusal
+        if type(class_name) is str and class_name not in al.LOOKUP_LAYERS:
+            category = al.ALLOWED_PAIRS.get((module, class_name))
+            if category is not None and category != al.TF_OP_LAYER:
+                return category
+            if module is None and class_name in _PLAIN_SPECIALS:
+                return None
+    return _check_object(node, path, layer)
+
+
+def _check_object(node: dict[str, Any], path: Any, layer: str | None) -> str | None:
     class_name = node.get("class_name")
     module = node.get("module")
     registered = node.get("registered_name")
@@ -195,14 +213,15 @@ def check_key_value(key: str, value: Any, path: Any, layer: str | None,
     if key in al.ACTIVATION_KEYS and value not in al.ACTIVATION_NAMES:
         raise refuse(f"{key} {value!r} is not a Keras activation", layer=layer, path=path,
                       received=f"{key}={value!r}")
-    for suffix, names, what in (
-        ("_initializer", al.INITIALIZER_NAMES, "initializer"),
-        ("_regularizer", al.REGULARIZER_NAMES, "regularizer"),
-        ("_constraint", al.CONSTRAINT_NAMES, "constraint"),
-    ):
-        if key.endswith(suffix) and value not in names:
-            raise refuse(f"{key} {value!r} is not a Keras {what}", layer=layer, path=path,
-                          received=f"{key}={value!r}")
+    if key.endswith(_NAMED_OBJECT_SUFFIXES):
+        for suffix, names, what in (
+            ("_initializer", al.INITIALIZER_NAMES, "initializer"),
+            ("_regularizer", al.REGULARIZER_NAMES, "regularizer"),
+            ("_constraint", al.CONSTRAINT_NAMES, "constraint"),
+        ):
+            if key.endswith(suffix) and value not in names:
+                raise refuse(f"{key} {value!r} is not a Keras {what}", layer=layer, path=path,
+                              received=f"{key}={value!r}")
     if key == "function" and owner_class not in {"TFOpLambda", "SlicingOpLambda"}:
         raise refuse(f"a function reference {value!r} outside a tf.keras op layer",
                       layer=layer, path=path, received=f"{key}={value!r}")
@@ -211,7 +230,7 @@ def check_key_value(key: str, value: Any, path: Any, layer: str | None,
 
 def check_string(value: str, path: Any, layer: str | None) -> None:
     """Refuse strings that name Python code outside Keras or Keras's non-modelling APIs."""
-    if len(value) > 200 or not _DOTTED_NAME.match(value):
+    if "." not in value or len(value) > 200 or not _DOTTED_NAME.match(value):
         return
     parts = value.split(".")
     if parts[0] not in al.PYTHON_REFERENCE_PACKAGES:

@@ -15,7 +15,14 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 class TrainingRunCreate(BaseModel):
     """Body of ``POST /v1/training-runs`` (JSON, or the same fields as multipart form fields
-    with the dataset as a ``dataset_file`` part holding an ``.npz`` with ``x`` and ``y``)."""
+    with the model as a ``file`` part and the dataset as a ``dataset_file`` part holding an
+    ``.npz`` with ``x`` and ``y``).
+
+    The model to train is one of: ``analysis_id``, ``architecture_id``, ``architecture`` (the
+    Keras model JSON, as ``POST /v1/analyses`` takes it) or, in a multipart body, the ``file``
+    part. An inline or uploaded model is analysed and stored as an analysis in the same
+    request (the run's ``analysis_id``), so its report page shows the run.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -24,6 +31,15 @@ class TrainingRunCreate(BaseModel):
     )
     architecture_id: str | None = Field(
         default=None, max_length=64, description="Or a stored architecture."
+    )
+    architecture: dict[str, Any] | str | None = Field(
+        default=None,
+        description="Or the Keras model JSON itself: the object, or the string `model.to_json()` "
+        "returns (analysed and stored in the same request).",
+    )
+    name: str | None = Field(
+        default=None, max_length=300,
+        description="Name of the analysis stored for an inline architecture or an uploaded file.",
     )
     steps: int = Field(
         default=100,
@@ -56,9 +72,18 @@ class TrainingRunCreate(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainingRunCreate:
-        if (self.analysis_id is None) == (self.architecture_id is None):
-            raise ValueError("give exactly one of analysis_id and architecture_id")
+        given = [self.analysis_id, self.architecture_id, self.architecture]
+        if sum(value is not None for value in given) > 1:
+            raise ValueError(
+                "give one model to train: analysis_id, architecture_id or architecture "
+                "(or a multipart 'file'), not several"
+            )
         return self
+
+    @property
+    def has_source(self) -> bool:
+        """Whether the body names the model itself (else a multipart ``file`` must)."""
+        return any(value is not None for value in (self.analysis_id, self.architecture_id, self.architecture))
 
 
 class TrainingProgress(BaseModel):

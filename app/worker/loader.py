@@ -22,7 +22,7 @@ import copy
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,9 +110,11 @@ def _normalize_model(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def override_input_shape(
-    config: dict[str, Any], input_shape: Sequence[int | None]
+    config: dict[str, Any], input_shape: Sequence[int | None] | Mapping[str, Sequence[int | None]]
 ) -> dict[str, Any]:
-    """A copy of a (normalised) config whose single input has ``input_shape`` (no batch dim).
+    """A copy of a (normalised) config whose input has ``input_shape`` (no batch dim): a list
+    for a model with one input, or ``{"input_layer_name": [...]}`` for some or all inputs of a
+    multi-input model.
 
     Layer ``build_config`` records are dropped so that every layer is built for
     the new shape (a ``Dense`` after ``Flatten`` changes size with it).
@@ -120,8 +122,8 @@ def override_input_shape(
     Example::
 
         >>> cfg = override_input_shape(cfg, [32, 32, 3])   # doctest: +SKIP
+        >>> cfg = override_input_shape(cfg, {"image": [64, 64, 3]})   # doctest: +SKIP
     """
-    shape = [None, *[None if dim is None else int(dim) for dim in input_shape]]
     result = copy.deepcopy(config)
     inner = result.get("config", {})
     layers = inner.get("layers", [])
@@ -130,7 +132,23 @@ def override_input_shape(
         for layer in layers
         if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"
     ]
-    if result.get("class_name") == "Sequential":
+    if isinstance(input_shape, Mapping):
+        by_name = {str(layer.get("name") or layer.get("config", {}).get("name")): layer for layer in inputs}
+        if len(inputs) == 1 and len(input_shape) == 1 and result.get("class_name") == "Sequential":
+            by_name = {next(iter(input_shape)): inputs[0]}  # Sequential's input has a generated name
+        unknown = [name for name in input_shape if name not in by_name]
+        if unknown:
+            raise InvalidArchitecture(
+                f"input_shape names inputs the model does not have: {unknown}; its inputs are "
+                f"{sorted(by_name)}. Received: input_shape={dict(input_shape)!r}"
+            )
+        if result.get("class_name") == "Sequential":
+            inner.pop("build_input_shape", None)
+        for name, dims in input_shape.items():
+            by_name[name]["config"]["batch_shape"] = _batch_shape(dims)
+            by_name[name]["config"].pop("batch_input_shape", None)
+    elif result.get("class_name") == "Sequential":
+        shape = _batch_shape(input_shape)
         inner.pop("build_input_shape", None)
         if inputs:
             inputs[0]["config"]["batch_shape"] = shape
@@ -148,15 +166,19 @@ def override_input_shape(
     else:
         if len(inputs) != 1:
             raise InvalidArchitecture(
-                "input_shape can only override a model with exactly one input. "
-                f"Received: a model with {len(inputs)} InputLayer(s)"
+                "input_shape as a list overrides a model with exactly one input; give it per "
+                f"input name instead. Received: a model with {len(inputs)} InputLayer(s)"
             )
-        inputs[0]["config"]["batch_shape"] = shape
+        inputs[0]["config"]["batch_shape"] = _batch_shape(input_shape)
         inputs[0]["config"].pop("batch_input_shape", None)
     for layer in layers:
         if isinstance(layer, dict):
             layer.pop("build_config", None)
     return result
+
+
+def _batch_shape(input_shape: Sequence[int | None]) -> list[int | None]:
+    return [None, *[None if dim is None else int(dim) for dim in input_shape]]
 
 
 def _deserialize(config: dict[str, Any]) -> keras.Model:
@@ -244,7 +266,7 @@ def load_model(
     blob_path: Path | None,
     fmt: str,
     *,
-    input_shape: Sequence[int | None] | None = None,
+    input_shape: Sequence[int | None] | Mapping[str, Sequence[int | None]] | None = None,
 ) -> keras.Model:
     """Build the model (weights from ``blob_path`` when the upload has them).
 

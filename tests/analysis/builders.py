@@ -80,3 +80,18 @@ def sequential(
     for index, (class_name, config) in enumerate(layers):
         entries.append({"class_name": class_name, "config": dict({"name": f"l{index}"}, **config)})
     return {"class_name": "Sequential", "config": {"name": name, "layers": entries}}
+
+
+def two_input_model(image: tuple[int | None, ...] = (32, 32, 3), mask: tuple[int | None, ...] = (32, 32, 1)
+                    ) -> dict[str, Any]:
+    """Two spatial inputs ("image", "mask"), a convolution each, pooled and joined in a Dense."""
+    return functional([
+        input_layer("image", image),
+        input_layer("mask", mask),
+        call("Conv2D", "image_conv", {"filters": 8, "kernel_size": 3, "strides": 2, "padding": "same"}, "image"),
+        call("Conv2D", "mask_conv", {"filters": 4, "kernel_size": 5, "padding": "same"}, "mask"),
+        call("GlobalAveragePooling2D", "image_pool", {}, "image_conv"),
+        call("GlobalAveragePooling2D", "mask_pool", {}, "mask_conv"),
+        call("Concatenate", "joined", {"axis": -1}, "image_pool", "mask_pool", as_list=True),
+        call("Dense", "out", {"units": 2}, "joined"),
+    ], ["image", "mask"], ["out"], name="two_inputs")

@@ -626,6 +626,9 @@ CASES: list[LayerCase] = [
         6,
     ),
     _case("layernorm", "LayerNormalization", {}, [(5, 8)], "single", [None, 5, 8], 16, 16),
+    _case("rmsnorm", "RMSNormalization", {}, [(5, 8)], "single", [None, 5, 8], 8, 8),
+    _case("rmsnorm-two-axes", "RMSNormalization", {"axis": [1, 2]}, [(3, 4, 5)], "single",
+          [None, 3, 4, 5], 12, 12),
     _case(
         "layernorm-multi-axis",
         "LayerNormalization",

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from app.analysis import analyze
+from app.analysis.rules import traits_of
+from app.analysis.traits import Trait
 from tests.fixtures import builders
 from tests.fixtures.load import (
     FIXTURES_DIR,
@@ -28,11 +30,24 @@ ALL_FIXTURES = (seed_fixtures() + application_fixtures()
                 + list(small_fixtures("gradient").values())
                 + list(small_fixtures("findings").values()))
 
-CONVOLUTIONS = {"Conv1D", "Conv2D", "Conv3D"}
-TRANSPOSED = {"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}
-DEPTHWISE = {"DepthwiseConv1D", "DepthwiseConv2D"}
-SEPARABLE = {"SeparableConv1D", "SeparableConv2D"}
-WEIGHTED = CONVOLUTIONS | TRANSPOSED | DEPTHWISE | SEPARABLE | {"Dense"}
+
+
+def formula_kind(class_name: str) -> str | None:
+    """Which closed formula counts a layer's MACs, from the traits its rule declares (None:
+    not a layer whose MACs the profiler's convolution and matmul ops carry)."""
+    traits = traits_of(class_name)
+    for trait, kind in ((Trait.TRANSPOSED, "transposed"), (Trait.SEPARABLE, "separable"),
+                        (Trait.DEPTHWISE, "depthwise"), (Trait.SPATIAL_KERNEL, "convolution"),
+                        (Trait.DENSE, "dense")):
+        if trait in traits and Trait.RECURRENT not in traits:
+            return kind
+    return None
+
+
+def is_weighted(class_name: str) -> bool:
+    return formula_kind(class_name) is not None
+
+
 # TensorFlow op types that carry the multiply-accumulates of those layers.
 PROFILED_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2",
                 "Conv2DBackpropInput")
@@ -111,21 +126,22 @@ def closed_form_macs(class_name: str, config: dict[str, Any], input_shape: list[
     input features x leading positions.
     """
     channels_first = config.get("data_format") == "channels_first"
-    if class_name == "Dense":
+    kind = formula_kind(class_name)
+    if kind == "dense":
         return math.prod(input_shape[1:]) * int(config["units"])
     spatial_in = input_shape[2:] if channels_first else input_shape[1:-1]
     spatial_out = output_shape[2:] if channels_first else output_shape[1:-1]
     c_in = input_shape[1] if channels_first else input_shape[-1]
     c_out = output_shape[1] if channels_first else output_shape[-1]
     kernel = math.prod(_ints(config["kernel_size"], len(spatial_in)))
-    if class_name in CONVOLUTIONS:
+    if kind == "convolution":
         return math.prod(spatial_out) * c_out * kernel * c_in // int(config.get("groups", 1) or 1)
-    if class_name in DEPTHWISE:
+    if kind == "depthwise":
         return math.prod(spatial_out) * c_in * int(config.get("depth_multiplier", 1)) * kernel
-    if class_name in SEPARABLE:
+    if kind == "separable":
         depth = c_in * int(config.get("depth_multiplier", 1))
         return math.prod(spatial_out) * (depth * kernel + depth * c_out)
-    if class_name in TRANSPOSED:
+    if kind == "transposed":
         return math.prod(spatial_in) * c_in * kernel * c_out
     raise AssertionError(class_name)
 
@@ -166,7 +182,7 @@ def test_weighted_layer_macs_match_closed_formulas(fixture: ModelFixture, report
             declared_inputs.append(shape)
     checked, mismatches = 0, []
     for layer in report["layers"]:
-        if layer["class_name"] not in WEIGHTED:
+        if not is_weighted(layer["class_name"]):
             continue
         if layer["name"] in recorded:
             input_shape = recorded[layer["name"]]
@@ -185,7 +201,7 @@ def test_weighted_layer_macs_match_closed_formulas(fixture: ModelFixture, report
             mismatches.append(f"{layer['name']} ({layer['class_name']}): engine {layer['macs']}, "
                               f"formula {want}")
     assert checked > 0 or not any(
-        layer["class_name"] in WEIGHTED for layer in expected["layers"])
+        is_weighted(layer["class_name"]) for layer in expected["layers"])
     assert mismatches == [], f"{len(mismatches)} mismatches, first: {mismatches[:10]}"
 
 
@@ -204,7 +220,7 @@ def test_macs_agree_with_tensorflow_profiler(fixture: ModelFixture, reports: dic
     profile = fixture.expected()["tensorflow_profile"]["float_ops_by_op_type"]
     report = _report(fixture, reports)
     engine_flops = 2 * sum(layer["macs"] for layer in report["layers"]
-                           if layer["class_name"] in WEIGHTED)
+                           if is_weighted(layer["class_name"]))
     profiler_flops = sum(profile.get(op, 0) for op in PROFILED_OPS)
     assert engine_flops == profiler_flops
     # The total may add element-wise work (normalization, pooling, merges), never less.

@@ -101,9 +101,32 @@ def test_every_code_is_exercised() -> None:
     resnet50 = [fixture for fixture in application_fixtures() if fixture.id == "resnet50-keras3"]
     seen: set[str] = set()
     assert len(resnet50) == 1
-    for fixture in list(FINDINGS.values()) + list(GRADIENT.values()) + resnet50:
+    for fixture in list(FINDINGS.values()) + list(GRADIENT.values()) + resnet50 + [_application("densenet121")]:
         seen |= {f["code"] for f in _findings(fixture.config())}
     assert set(CODES) - seen == set()
+
+
+@pytest.mark.parametrize(("stem", "residual", "dense"), [
+    ("resnet50", 16, 0),            # 4 projection and 12 identity shortcuts
+    ("densenet121", 0, 58),         # 6 + 12 + 24 + 16 concatenations in the dense blocks
+    ("inceptionv3", 0, 0),          # parallel branches concatenated: no skip connection
+    ("inceptionresnetv2", 40, 0),   # x + scale * branch, 10 + 20 + 10 blocks
+    ("vgg16", 0, 0),
+])
+def test_skip_connections_are_residual_or_dense_never_parallel_branches(stem, residual, dense) -> None:
+    """Concatenation is not a residual: Inception's branches start at one map and nothing goes
+    around anything; DenseNet's concatenations pass earlier maps forward (dense connections)."""
+    findings = _findings(_application(stem).config())
+    residual_found = _by_code(findings, "residual_connections")
+    dense_found = _by_code(findings, "dense_connections")
+    assert [f["details"]["merges"] for f in residual_found] == ([residual] if residual else [])
+    assert [f["details"]["merges"] for f in dense_found] == ([dense] if dense else [])
+    for finding in residual_found + dense_found:
+        assert len(finding["layers"]) == finding["details"]["merges"]
+        assert finding["message"].startswith(str(finding["details"]["merges"]))
+    if dense:
+        assert "dense connections" in dense_found[0]["message"]
+        assert all(name.endswith("_concat") for name in dense_found[0]["layers"])
 
 
 def test_gradient_findings_refer_to_the_prediction() -> None:
@@ -114,7 +137,7 @@ def test_gradient_findings_refer_to_the_prediction() -> None:
                      "gradient_flow_exploding")
     assert exploding["details"]["ratio"] > 1e3
     residual = _one(_findings(GRADIENT["residual_bn20_relu"].config()), "residual_connections")
-    assert residual["details"]["shortest_path"] == 2 and residual["details"]["longest_path"] == 20
+    assert residual["details"]["shortest_path"] == 1 and residual["details"]["longest_path"] == 19
     assert residual["details"]["gradient_verdict"] == "healthy"
     assert _by_code(_findings(GRADIENT["residual_bn20_relu"].config()), "deep_plain_stack") == []
 

@@ -16,16 +16,12 @@ import pytest
 
 from app.analysis import analyze
 from app.analysis.schema import validate_report
-from tests.fixtures.load import FIXTURES_DIR, load_config
+from tests.fixtures.load import FIXTURES_DIR, load_config, named_configs
 
 GOLDEN_CONFIGS = {
-    "seed/example1": FIXTURES_DIR / "seed" / "example1.json",
-    "seed/example2": FIXTURES_DIR / "seed" / "example2.json",
-    "seed/example3": FIXTURES_DIR / "seed" / "example3.json",
-    "applications/vgg16": FIXTURES_DIR / "applications" / "vgg16.json.gz",
-    "applications/resnet50": FIXTURES_DIR / "applications" / "resnet50.json.gz",
-    "applications/mobilenetv2": FIXTURES_DIR / "applications" / "mobilenetv2.json.gz",
-    "applications/efficientnetb0": FIXTURES_DIR / "applications" / "efficientnetb0.json.gz",
+    f"{path.parent.name}/{name}": path
+    for name, path in named_configs("example1", "example2", "example3", "vgg16", "resnet50", "mobilenetv2",
+                                    "efficientnetb0").items()
 }
 
 

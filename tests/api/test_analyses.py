@@ -240,3 +240,39 @@ def test_large_upload_is_stored_byte_for_byte(client, settings) -> None:
     assert architecture["byte_size"] == len(data)
     blob = settings.data_dir / "blobs" / f"{architecture['sha256']}.keras"
     assert blob.read_bytes() == data
+
+
+def test_input_shape_per_input_of_a_two_input_model(client) -> None:
+    from tests.analysis.builders import two_input_model
+
+    body = client.post("/v1/analyses", json={
+        "architecture": two_input_model(), "input_shape": {"image": [64, 48, 3], "mask": [20, 24, 1]},
+    })
+    assert body.status_code == 201, body.text
+    created = body.json()
+    assert created["input_shape"] == {"image": [64, 48, 3], "mask": [20, 24, 1]}
+    assert created["report"]["summary"]["input_shapes"] == [[None, 64, 48, 3], [None, 20, 24, 1]]
+    layers = {layer["name"]: layer for layer in created["report"]["layers"]}
+    assert layers["image_conv"]["output_shape"] == [None, 32, 24, 8]
+    assert client.get(f"/v1/analyses/{created['id']}").json()["input_shape"] == created["input_shape"]
+    problem = assert_problem(client.post("/v1/analyses", json={
+        "architecture": two_input_model(), "input_shape": {"picture": [64, 64, 3]}}), 422, "invalid_input_shape")
+    assert "['image', 'mask']" in problem["detail"]
+    problem = assert_problem(client.post("/v1/analyses", json={
+        "architecture": two_input_model(), "input_shape": [64, 64, 3]}), 422)
+    assert "per input" in problem["detail"]
+
+
+def test_densenet201_at_4096_px_is_analysed_not_refused(client) -> None:
+    """Activation memory limits the jobs that allocate it, not the static report: the old
+    64 GiB limit refused this with resource_limit_exceeded."""
+    from app.config import Settings
+    from tests.fixtures.load import FIXTURES_DIR, load_config
+
+    config = load_config(FIXTURES_DIR / "large" / "densenet201.json.gz")
+    response = client.post("/v1/analyses", json={"architecture": config, "input_shape": [4096, 4096, 3]})
+    assert response.status_code == 201, response.text
+    report = response.json()["report"]
+    assert report["summary"]["input_shapes"] == [[None, 4096, 4096, 3]]
+    assert report["summary"]["activation_bytes"] > Settings().max_activation_bytes
+    assert report["receptive_field"]["axes"][0]["size"] > 2048

@@ -33,6 +33,29 @@ def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str, original: Any, call
             monkeypatch.setattr(module, name, counted)
 
 
+def test_a_request_runs_without_cycle_collections_and_leaves_the_collector_on(client, monkeypatch) -> None:
+    """The request's unit of work (parse, gate, engine, store, commit) allocates tens of
+    thousands of objects and no cycles: the collector is off while it runs, on afterwards."""
+    import gc
+
+    from app.analyses import service
+
+    seen: list[tuple[str, bool]] = []
+    for name in ("prepare", "_finish"):
+        original = getattr(service, name)
+
+        def spy(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            seen.append((_name, gc.isenabled()))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(service, name, spy)
+    assert gc.isenabled()
+    response = client.post("/v1/analyses", json={"architecture": seed_config(3), "name": "no-gc"})
+    assert response.status_code == 201, response.text[:500]
+    assert seen == [("prepare", False), ("_finish", False)]
+    assert gc.isenabled()
+
+
 def test_a_request_parses_its_body_once(client, settings, monkeypatch) -> None:
     from app.analysis import analyze
     from app.ingest.jsonparse import parse_json_bytes

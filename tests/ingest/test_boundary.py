@@ -49,6 +49,8 @@ FOREIGN = Path(__file__).resolve().parent / "foreign"
     ("16", [16]),
     ({"image": [64, 64, 3], "mask": [64, 64, 1]}, {"image": [64, 64, 3], "mask": [64, 64, 1]}),
     ('{"image": [64, 64, 3]}', {"image": [64, 64, 3]}),
+    ("image=64x64x3;mask=64,64,1", {"image": [64, 64, 3], "mask": [64, 64, 1]}),
+    (" image = 64,64,3 ; ", {"image": [64, 64, 3]}),
     ([8, 16, 16, 16, 1], [8, 16, 16, 16, 1]),  # ConvLSTM3D: time and three spatial axes
     (None, None),
     ("  ", None),
@@ -62,6 +64,7 @@ def test_input_shape_forms(value: Any, expected: Any) -> None:
     [0, 0, 0], [-1, 5, 5], [10**9, 1, 1], [], [1, 2, 3, 4, 5, 6], [True, 2], [1.5, 2],
     ["224", 224], "big", "224;224;3", "[1, 2", "{'image': [1]}", '{"": [3]}', '{"a/b": [3]}',
     {"image": "224,224,3"}, {}, 5, "1" * 5000, "¹", "2²4,224,3", "٣,٣",
+    "=64,64,3", "image=", "image=64,64,3;mask", "a/b=3", "image=0,1,1",
 ])
 def test_input_shape_refusals(value: Any) -> None:
     with pytest.raises(InvalidInputShape) as info:

@@ -75,6 +75,7 @@ def test_broker_stopped_and_frozen_during_posts(
     settings = job_settings(
         tmp_path, postgres_url, executor="celery", broker_url=private_redis.url,
         broker_timeout_s=1.0, local_workers=0,
+        max_queued_gradients_per_tenant=10,  # seven measurements wait for the broker at once
     )
     bound = 4 * settings.broker_timeout_s  # connect + one round trip, with room for a busy machine
     start_worker(settings, reap)

@@ -78,7 +78,9 @@ def _check_resumed_run(settings: Settings, job_id: str, row: Job, killed_at_step
     assert result["history"]["loss"][20:] == pytest.approx([loss for _, loss in second])
     kinds = [e.kind for e in events(settings, job_id)]
     assert kinds.count("started") == 2 and kinds.count("retrying") == 1 and kinds.count("resumed") == 1
-    assert not work_dir(settings, job_id).exists()  # the checkpoints went with the run
+    # The checkpoints go with the run: deleted right after the commit that settles it, so the
+    # test waits for that (the row can be read between the commit and the deletion).
+    wait_for(lambda: not work_dir(settings, job_id).exists(), 30, "the run's checkpoints to be deleted")
 
 
 def test_jobs_of_every_kind_run_and_write_their_result_once(jsettings: Settings) -> None:

@@ -20,14 +20,16 @@ from tests.jobs.helpers import add_architecture, add_job, job, tiny_config
 
 
 def test_every_kind_is_complete() -> None:
-    assert kind_names() == ("analysis", "gradients", "training")
+    assert kind_names() == ("analysis", "effective_field", "gradients", "training")
     for kind in kinds.all_kinds():
         assert kind.queue in QUEUES
         assert kind.time_limit_s(Settings()) > 0
         for module in kind.preload:
             importlib.import_module(module)  # the warm child's imports exist (no TensorFlow yet)
     assert get_kind("gradients").in_tensorflow and not get_kind("analysis").in_tensorflow
-    assert set(tensorflow_preloads()) == {"app.worker.loader", "app.worker.gradients", "app.worker.training"}
+    assert set(tensorflow_preloads()) == {
+        "app.worker.loader", "app.worker.gradients", "app.worker.training", "app.worker.effective_field"
+    }
     with pytest.raises(Exception, match="Unknown job kind"):
         get_kind("mystery")
 

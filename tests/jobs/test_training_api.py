@@ -246,3 +246,24 @@ def test_an_unknown_run_is_not_found(api: Any) -> None:
     assert (
         api.get("/v1/training-runs/00000000-0000-0000-0000-000000000000/events").status_code == 404
     )
+
+
+def test_a_two_input_model_trains_at_a_shape_given_per_input(api: Any) -> None:
+    """``input_shape`` per input name reaches the worker: the run rebuilds each input at its size."""
+    import keras
+
+    image, mask = keras.Input((32, 32, 3), name="image"), keras.Input((32, 32, 1), name="mask")
+    a = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, 2, "same")(image))
+    b = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, padding="same")(mask))
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()([a, b]))
+    config = json.loads(keras.Model([image, mask], out).to_json())
+    shapes = {"image": [24, 20, 3], "mask": [12, 10, 1]}
+    analysis = _architecture_id(api, config, input_shape=shapes)
+    assert analysis["report"]["summary"]["input_shapes"] == [[None, 24, 20, 3], [None, 12, 10, 1]]
+    response = api.post("/v1/training-runs", json={
+        "analysis_id": analysis["id"], "steps": 4, "batch_size": 4, "overfit_check": False})
+    assert response.status_code == 202, response.text
+    run = response.json()
+    assert run["parameters"]["input_shape"] == shapes  # taken from the analysis
+    body = _terminal(api, f"/v1/training-runs/{run['id']}")
+    assert body["status"] == "succeeded", body["error"]

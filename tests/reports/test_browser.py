@@ -192,7 +192,10 @@ def test_report_page_with_a_training_run_renders_in_chromium(live_service_with_w
     rows = browser.find_elements("css selector", "#training-runs tbody tr")
     assert len(rows) == 1 and run_id[:8] in rows[0].text and "SUCCEEDED" in rows[0].text.upper()
     verdict = browser.find_element("css selector", "#training-verdict").text
-    assert verdict == run["result"]["verdict"]["summary"]
+    # the verdict, and what its loss pair is (the one loss story of the page)
+    assert verdict == run["result"]["verdict"]["summary"] + (
+        " (loss: mean of the first five steps → mean of the last five)")
+    assert "at the first step" not in browser.find_element("css selector", "#training").text
     assert _console_errors(browser) == []
     assert _screenshot(browser, "report-example3-training.png").stat().st_size > 20_000
 

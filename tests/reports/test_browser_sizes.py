@@ -17,21 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.load import FIXTURES_DIR, load_config
+from tests.fixtures.load import load_config, named_configs
 from tests.reports.test_browser import ARTIFACTS, _console_errors, _open, browser  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-MODELS = {
-    "example1": FIXTURES_DIR / "seed" / "example1.json",
-    "example2": FIXTURES_DIR / "seed" / "example2.json",
-    "example3": FIXTURES_DIR / "seed" / "example3.json",
-    "resnet50": FIXTURES_DIR / "applications" / "resnet50.json.gz",
-    "inceptionv3": FIXTURES_DIR / "applications" / "inceptionv3.json.gz",
-    "nasnetmobile": FIXTURES_DIR / "applications" / "nasnetmobile.json.gz",
-    "efficientnetb7": FIXTURES_DIR / "large" / "efficientnetb7.json.gz",
-    "nasnetlarge": FIXTURES_DIR / "large" / "nasnetlarge.json.gz",
-}
+MODELS = named_configs("example1", "example2", "example3", "resnet50", "inceptionv3", "nasnetmobile",
+                       "efficientnetb7", "nasnetlarge")
 PAGE_BYTES_LIMIT = 2_000_000
 MEASURED: dict[str, dict[str, float]] = {}
 
@@ -117,3 +109,64 @@ def _screenshot(driver, name: str) -> Path:
     assert driver.save_screenshot(str(path))
     driver.set_window_size(1400, 1000)
     return path
+
+
+COMPARED = [("resnet50", "inceptionv3"), ("nasnetmobile", "nasnetlarge")]
+
+
+@pytest.mark.parametrize(("a", "b"), COMPARED, ids=[f"{a}-{b}" for a, b in COMPARED])
+def test_comparison_page_reads_right_at_large_sizes(service, browser, a, b):  # noqa: F811
+    """The comparison page at the report page's quality on large models: every plot fits its
+    panel without legend overlaps, each side's graph is drawn as stage blocks whose boxes stay
+    inside their drawings, and the page is screenshotted with its size and render time."""
+    ids = []
+    for model in (a, b):
+        created = httpx.post(f"{service}/v1/analyses", json={
+            "architecture": load_config(MODELS[model]), "name": model}, timeout=120)
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+    url = f"{service}/v1/analyses/{ids[0]}/compare/{ids[1]}?format=html"
+    started = time.perf_counter()
+    page = httpx.get(url, timeout=120)
+    render_s = time.perf_counter() - started
+    assert page.status_code == 200
+    MEASURED[f"compare {a} vs {b}"] = {"page_bytes": len(page.content), "render_s": round(render_s, 3)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-pages.json").write_text(json.dumps(MEASURED, indent=1))
+    _open(browser, url)
+    assert f"{a} vs {b}" in browser.title
+    blocks = browser.find_elements("css selector", "#graphs details.stage-block")
+    assert len(blocks) >= 10  # both sides: one block per stage and the head
+    layout = browser.execute_script(_LAYOUT)
+    assert layout["count"] == 0, layout["problems"]
+    assert layout["plots"] == 4
+    assert _console_errors(browser) == []
+    assert _screenshot(browser, f"compare-{a}-{b}.png").stat().st_size > 20_000
+
+
+def test_terminal_report_of_resnet50_fits_80_columns_in_a_screenshot(browser, tmp_path):  # noqa: F811
+    """``convlens analyze`` of ResNet50 in an 80-column terminal, drawn by rich as SVG and
+    screenshotted in Chromium: no line past 80 columns, the layer table's Keras columns."""
+    import io
+
+    from rich.console import Console
+
+    from app.analysis import analyze
+    from app.reports.cli import print_report
+
+    report = analyze(load_config(MODELS["resnet50"]), name="resnet50")
+    console = Console(file=io.StringIO(), width=80, record=True, force_terminal=True, highlight=False)
+    print_report(report, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "Connected to" in text and "Output shape" in text and "conv5_block3_out" in text
+    # the screenshot: the summary, findings, stages and the first 40 layers
+    console = Console(file=io.StringIO(), width=80, record=True, force_terminal=True, highlight=False)
+    print_report(report, console, max_layers=40)
+    svg = tmp_path / "terminal-resnet50.svg"
+    svg.write_text(console.export_svg(title="convlens analyze resnet50.keras"))
+    html = tmp_path / "terminal-resnet50.html"
+    html.write_text(f'<html><body style="margin:0"><img src="{svg.name}" style="width:1380px"></body></html>')
+    _open(browser, html.as_uri())
+    path = _screenshot(browser, "terminal-resnet50.png")
+    assert path.stat().st_size > 20_000

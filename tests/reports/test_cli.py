@@ -177,6 +177,30 @@ def test_submit_follows_a_queued_job_with_a_progress_bar_until_its_deadline(live
     assert "analysis" in result.output and "did not finish within 2 s" in result.output
 
 
+def test_submit_reads_the_configured_server_without_server_option(live_service, monkeypatch):
+    """No --server: the service this machine is configured for (CONVLENS_HOST/PORT, as
+    ``convlens serve`` reads them); CONVLENS_SERVER still wins when set."""
+    from app.config import get_settings
+
+    host, port = live_service.removeprefix("http://").rsplit(":", 1)
+    monkeypatch.delenv("CONVLENS_SERVER", raising=False)
+    monkeypatch.delenv("CONVLENS_PUBLIC_URL", raising=False)
+    monkeypatch.setenv("CONVLENS_HOST", host)
+    monkeypatch.setenv("CONVLENS_PORT", port)
+    get_settings.cache_clear()
+    result = runner.invoke(cli, ["submit", str(SEED / "example1.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["analysis"]["status"] == "succeeded"
+    # the configured port is the one used: another one is refused
+    monkeypatch.setenv("CONVLENS_PORT", "9")
+    get_settings.cache_clear()
+    result = runner.invoke(cli, ["submit", str(SEED / "example1.json")])
+    assert result.exit_code == 1 and f"could not talk to http://{host}:9" in result.output
+    result = runner.invoke(cli, ["submit", str(SEED / "example1.json"), "--json"],
+                           env={"CONVLENS_SERVER": live_service})
+    assert result.exit_code == 0, result.output
+
+
 def test_submit_reports_server_problems(live_service, tmp_path):
     bad = tmp_path / "model.json"
     bad.write_text('{"class_name": "Sequential", "config": {"layers": "nope"}}')
@@ -233,3 +257,15 @@ def test_analyze_stage_table_agrees_with_the_stages_finding(tmp_path):
     rows = [line.split() for line in lines[start + 2:start + 8]]
     assert [row[0] for row in rows] == ["1", "2", "3", "4", "5", "head"]
     assert [row[1] for row in rows[:5]] == ["112x112", "56x56", "28x28", "14x14", "7x7"]
+
+
+@pytest.mark.parametrize("typed", ["image=64,48,3;mask=20x24x1", '{"image": [64, 48, 3], "mask": [20, 24, 1]}'])
+def test_analyze_a_two_input_model_with_a_shape_per_input(tmp_path, typed):
+    from tests.analysis.builders import two_input_model
+
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(two_input_model()))
+    result = runner.invoke(cli, ["analyze", str(path), "--json", "--input-shape", typed])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["summary"]["input_shapes"] == [[None, 64, 48, 3], [None, 20, 24, 1]]

@@ -114,3 +114,28 @@ def test_comparison_page_is_self_contained_and_side_by_side(seed_reports):
     plots = {attrs.get("data-plot") for _, attrs in collector.tags}
     assert {"receptive_field-a", "receptive_field-b", "params_macs-a", "params_macs-b"} <= plots
     assert "kernel goes from 3x3" in page
+
+
+def test_two_different_large_architectures_are_compared_in_counts_not_a_wall_of_pairs():
+    """ResNet50 against InceptionV3: the explanation counts the differing pairs and names the
+    first three (the table has them all), and says how much of the input each field sees in
+    the report page's words (the whole input, 2.2x its size), never a share above 100%."""
+    from app.analysis import analyze
+    from app.reports.compare import compare_reports, render_comparison_html
+    from tests.fixtures.load import FIXTURES_DIR, load_config
+
+    a = analyze(load_config(FIXTURES_DIR / "applications" / "resnet50.json.gz"), name="resnet50")
+    b = analyze(load_config(FIXTURES_DIR / "applications" / "inceptionv3.json.gz"), name="inceptionv3")
+    comparison = compare_reports(a, b)
+    layers = next(p for p in comparison["explanation"] if p.startswith("Beyond the first layer"))
+    assert "(176 layers in resnet50, 312 in inceptionv3)" in layers
+    assert "pairs differ" in layers and len(layers) < 800  # counts and three differences
+    field = next(p for p in comparison["explanation"] if p.startswith("Receptive field"))
+    assert "the whole (a field 2.2x its size) of its 224x224 input" in field
+    assert "%" not in field
+    page = render_comparison_html(a, b, comparison=comparison)
+    assert "whole input (2.2x)" in page and "215.6%" not in page
+    # each side's graph is drawn as stage blocks, as on the report page
+    assert page.count('class="stage-block"') >= 10 and 'class="convlens-graph" id="graph-a"' not in page
+    graphs = page.split('id="graphs"', 1)[1].split("</h2>", 1)[1]
+    assert graphs.lstrip().startswith('<div class="stacked">')  # each side full width

@@ -160,15 +160,19 @@ def test_the_report_draws_the_runs_of_its_own_analysis(client, settings):
 
     section, text = training_text(first)
     assert f"Run {finished} (succeeded): 4 of 4 steps drawn" in text
-    assert "loss 2.5 at the first step, 0.75 at the last" in text
+    # one loss story: the verdict's pair (means of the first and last five steps), told once
+    # in words and once in the runs table, the same numbers; no second pair from raw steps
+    assert "at the first step" not in text
     assert "Loss went from 2.5 to 0.75 (-70%)." in text
+    assert "(loss: mean of the first five steps → mean of the last five)" in text
+    assert "2.5 → 0.75 (-70%)" in section.split('id="training-runs"', 1)[1]
     assert 'id="plot-training"' in section and "<svg" in section
     assert finished in section and running not in section  # only its own runs
     assert "no training run of its own" not in text
 
     section, text = training_text(second)
     assert f"Run {running} (running): 3 of 6 steps drawn" in text
-    assert "loss 3 at the first step, 2.5 at the last" in text  # the last attempt only
+    assert "loss 3 at the first step, 2.5 at the latest" in text  # the last attempt only
     assert running in section and finished not in section
 
     section, text = training_text(third)  # none of its own: the architecture's, newest first

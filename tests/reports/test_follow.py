@@ -176,6 +176,50 @@ def test_a_run_is_followed_on_its_events_step_by_step():
     assert lines[-1] == "training  10/10 steps  100%  succeeded  loss 0.75  gradients healthy"
 
 
+def test_a_retried_run_says_which_attempt_and_where_it_resumed():
+    """A worker lost mid-run: the display says the run is retrying (with the attempt), then that
+    attempt 2 resumed at its checkpoint step, and goes on from there (not from step 0)."""
+    steps = 10
+    body = "".join([
+        sse(1, "started", {"attempt": 1}),
+        *[sse(2 + i, "step", {"step": 1 + i, "steps": steps, "loss": 2.0}) for i in range(6)],
+        sse(8, "retrying", {"attempt": 2, "after_attempt": 1, "reason": "worker lost",
+                            "message": "retrying (attempt 2 after worker lost)"}),
+        sse(9, "started", {"attempt": 2}),
+        sse(10, "resumed", {"attempt": 2, "from_step": 5}),
+        *[sse(11 + i, "step", {"step": 6 + i, "steps": steps, "loss": 1.0}) for i in range(5)],
+        sse(16, "finished", {"status": "succeeded"}),
+        'event: end\ndata: {"status": "succeeded"}\n\n',
+    ])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        return httpx.Response(200, json=run_body("succeeded", steps, steps, result=result([3.0])))
+
+    console, buffer = plain_console()
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://svc") as client:
+        follow_training(client, run_body("queued"), console=console)
+    lines = progress_lines(buffer.getvalue())
+    retrying = next(i for i, line in enumerate(lines) if "retrying (attempt 2 after worker lost)" in line)
+    resumed = next(i for i, line in enumerate(lines)
+                   if "resumed at step 5 from its checkpoint (attempt 2)" in line)
+    assert retrying < resumed
+    assert "5/10 steps" in lines[resumed]
+    assert "started again (attempt 2)" in " ".join(lines[retrying:resumed])
+
+
+def test_a_queued_retry_is_shown_while_polling():
+    console, buffer = plain_console()
+    display = ProgressDisplay(console, "training", unit="steps", live=False)
+    with display:
+        follower = TrainingFollower(httpx.Client(), run_body("queued"), display)
+        queued = run_body("queued", 4, phase="retrying")
+        queued["progress"]["message"] = "retrying (attempt 3 after the job's process was killed)"
+        follower.show_body(queued)
+    assert "retrying (attempt 3 after the job's process was killed)" in buffer.getvalue()
+
+
 def test_a_quiet_stream_is_checked_and_resumed_after_the_last_event():
     calls = {"events": 0, "run": 0}
     seen_last_event_ids: list[str | None] = []

@@ -4,7 +4,8 @@ The generator runs offline on the service's own document; the generated package 
 and used as a platform team would: an analysis from JSON and from an uploaded ``.keras``
 file, read back as typed objects (``report.summary.total_params`` against Keras's count, a
 layer's receptive field against the field measured on the Keras model), and a training run,
-created and read back typed (and, with a TensorFlow worker, its finished result and verdict).
+created and read back typed, also in one request from the model JSON or an uploaded file
+(and, with a TensorFlow worker, an uploaded file's run to its finished result and verdict).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def test_a_generated_client_analyses_json_and_uploads_and_reads_typed_reports(ge
     analyses, training = _api("analyses"), _api("training")
     keras_params = seed_expected(3)["totals"]["params"]
 
-    with TestClient(create_app(make_settings(tmp_path / "service"))) as transport:
+    with TestClient(create_app(make_settings(tmp_path / "service", max_concurrent_training_per_tenant=5))) as transport:
         client = importlib.import_module(PACKAGE).Client(base_url="http://testserver")
         client.set_httpx_client(transport)
 
@@ -150,6 +151,24 @@ def test_a_generated_client_analyses_json_and_uploads_and_reads_typed_reports(ge
         cancelled = training.cancel_run.sync(run_id=run.id, client=client)
         assert cancelled.cancel_requested is True or cancelled.status == "cancelled"
 
+        # a training run in one request: the model JSON inline, or an uploaded model file
+        inline = training.create_run.sync_detailed(client=client, body=models.TrainingRunCreate.from_dict(
+            {"architecture": load_config(SEED / "example1.json"), "steps": 3, "name": "example1 inline"}))
+        assert inline.status_code == 202, inline.content[:500]
+        assert isinstance(inline.parsed, models.TrainingRunOut) and inline.parsed.status == "queued"
+        trained = analyses.get_analysis.sync(analysis_id=inline.parsed.analysis_id, client=client)
+        assert trained.name == "example1 inline"
+        assert trained.report.summary.total_params == seed_expected(1)["totals"]["params"]
+        assert trained.architecture.id == inline.parsed.architecture_id
+        upload_run = training.upload_training_run.sync_detailed(client=client, body=models.UploadTrainingRunBody(
+            file=types.File(payload=io.BytesIO(payload), file_name="example3.keras"), steps=3))
+        assert upload_run.status_code == 202, upload_run.content[:500]
+        # the same file as the upload above: the same stored architecture, a new analysis
+        assert upload_run.parsed.architecture_id == uploaded.parsed.architecture.id
+        assert upload_run.parsed.analysis_id not in (None, uploaded.parsed.id)
+        assert analyses.get_analysis.sync(
+            analysis_id=upload_run.parsed.analysis_id, client=client).report.summary.total_params == keras_params
+
 
 @pytest.mark.tensorflow
 def test_a_generated_client_follows_a_real_training_run_to_its_typed_verdict(
@@ -161,11 +180,15 @@ def test_a_generated_client_follows_a_real_training_run_to_its_typed_verdict(
         models = importlib.import_module(f"{PACKAGE}.models")
         analyses, training = _api("analyses"), _api("training")
         client = package.Client(base_url=live_service_with_worker, timeout=httpx.Timeout(120))
-        analysis = analyses.create_analysis.sync(client=client, body=models.AnalysisCreate.from_dict(
-            {"architecture": load_config(SEED / "example2.json"), "name": "example2 for training"}))
-        run = training.create_run.sync(client=client, body=models.TrainingRunCreate(
-            analysis_id=analysis.id, steps=12, batch_size=8, overfit_steps=10, probe_every=6))
-        assert run.status == "queued"
+        types = importlib.import_module(f"{PACKAGE}.types")
+        # one request: the uploaded .keras file is analysed, stored and trained (its weights)
+        run = training.upload_training_run.sync(client=client, body=models.UploadTrainingRunBody(
+            file=types.File(payload=io.BytesIO((SEED / "example2.keras").read_bytes()),
+                            file_name="example2.keras"),
+            name="example2 for training", steps=12, batch_size=8, overfit_steps=10, probe_every=6))
+        assert isinstance(run, models.TrainingRunOut) and run.status == "queued", run
+        analysis = analyses.get_analysis.sync(analysis_id=run.analysis_id, client=client)
+        assert analysis.name == "example2 for training" and analysis.architecture.has_weights
         deadline = time.monotonic() + 600  # a worker's first TensorFlow start on a busy machine
         while run.status in ("queued", "running"):
             assert time.monotonic() < deadline, run.to_dict()

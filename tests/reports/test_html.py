@@ -81,7 +81,7 @@ def test_training_section_appears_with_a_run(seed_reports):
     ids = {attrs.get("id") for _, attrs in collector.tags}
     assert {"training", "plot-training"} <= ids
     assert (
-        "The training run (succeeded): 10 steps drawn; loss 2 at the first step, 0.2 at the last."
+        "The training run (succeeded): 10 steps drawn; loss 2 at the first step, 0.2 at the latest."
         in " ".join(collector.text)
     )
 
@@ -90,6 +90,51 @@ def test_plot_links_point_to_the_standalone_plots(seed_reports):
     page = render_report_html(seed_reports[1], plot_links="/v1/analyses/abc/plots")
     assert 'href="/v1/analyses/abc/plots/receptive_field.svg"' in page
     assert 'href="/v1/analyses/abc/plots/params_macs.png"' in page
+
+
+def _run_row(run_id, status, *, parameters=None, detail=None, result=None):
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    return SimpleNamespace(id=run_id, status=status, architecture_id="arch", parent_id=None,
+                           parameters={"steps": 30, "batch_size": 8, "optimizer": "adam",
+                                       "analysis_id": "a1", **(parameters or {})},
+                           progress_detail=detail, result=result, error=None,
+                           created_at=datetime(2026, 1, 2, 3, 4))
+
+
+def test_runs_table_tells_the_overfit_check_its_duration_and_the_attempts(seed_reports):
+    """The overfit-one-batch check is optional and timed: the runs table shows its verdict and
+    how long it took, 'skipped' when the run was asked not to; a run waiting for a retry says
+    which attempt comes; a finished run names how many attempts it took."""
+    from app.reports.training import run_summary
+
+    verdict = {"loss_initial": 2.0, "loss_final": 0.5, "loss_relative_change": -0.75,
+               "overfit_one_batch_passed": True,
+               "overfit_one_batch": {"passed": True, "steps": 50, "duration_s": 12.34}}
+    runs = [
+        run_summary(_run_row("checked-run", "succeeded", result={
+            "verdict": verdict, "overfit_check_s": 12.34, "steps_completed": 30,
+            "attempts": [{"attempt": 1, "outcome": "lost"}, {"attempt": 2, "outcome": "succeeded"}]})),
+        run_summary(_run_row("skipped-run", "succeeded", parameters={"overfit_check": False},
+                             result={"verdict": {**verdict, "overfit_one_batch_passed": None,
+                                                 "overfit_one_batch": {}}})),
+        run_summary(_run_row("retry-run", "queued", detail={
+            "phase": "retrying", "message": "retrying (attempt 2 after worker lost)"})),
+        run_summary(_run_row("check-run", "running", detail={"phase": "overfit_check",
+                                                             "steps_done": 30})),
+    ]
+    assert [run["overfit"] for run in runs] == ["passed", "skipped", "", ""]
+    assert runs[0]["overfit_s"] == "12.3 s"
+    page = render_report_html(seed_reports[1], training_runs=runs,
+                              training_summary={**runs[0], "own": True})
+    table = page.split('id="training-runs"', 1)[1].split("</table>", 1)[0]
+    rows = {row.split('title="', 1)[1].split('"', 1)[0]: " ".join(" ".join(parse("<tr" + row).text).split())
+            for row in table.split("<tr")[2:]}
+    assert "passed 12.3 s" in rows["checked-run"] and "after 2 attempts" in rows["checked-run"]
+    assert "skipped" in rows["skipped-run"]
+    assert "retrying (attempt 2 after worker lost)" in rows["retry-run"]
+    assert "overfit-one-batch check" in rows["check-run"]
 
 
 def _card_text(page: str) -> str:

@@ -36,7 +36,9 @@ def test_report_page_is_rendered_once_per_revision(client, settings):
     third = client.get(f"/v1/analyses/{analysis_id}/report.html")
     assert third.status_code == 200
     assert cache.renders == before + 2
-    assert "predicted and measured" in third.text and "predicted and measured" not in first.text
+    # the gradient card now tells the measurement's story beside the prediction
+    assert "not measured yet" in first.text and "not measured yet" not in third.text
+    assert "the prediction (ratio" in third.text and "the prediction (ratio" not in first.text
     client.get(f"/v1/analyses/{analysis_id}/report.html")
     assert cache.renders == before + 2
 

@@ -168,8 +168,10 @@ def test_submit_train_shows_progress_then_the_verdict_and_the_report_draws_the_c
     assert "<svg" in figure and "No training run yet." not in figure
     text = " ".join(collector.text)
     assert f"Run {run_id} (succeeded): {STEPS} of {STEPS} steps drawn" in text
-    assert f"loss {losses[0]:.4g} at the first step, {losses[-1]:.4g} at the last" in text
+    # one loss story: the verdict's pair, in its sentence and in the runs table
+    assert "at the first step" not in text
     assert verdict["summary"] in text
+    assert f"{verdict['loss_initial']:.4g} → {verdict['loss_final']:.4g}" in text
     plot = httpx.get(f"{server}/v1/analyses/{analysis_id}/plots/training.svg", timeout=60)
     assert plot.status_code == 200 and b"No training run yet." not in plot.content
 

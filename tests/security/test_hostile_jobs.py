@@ -1,5 +1,5 @@
 """The worker path as the jobs run it: even if a code-bearing architecture reached the jobs
-table (say, by a bug in an earlier gate or a tampered database), a gradients or training job
+table (say, by a bug in an earlier gate or a tampered database), a gradients, effective-field or training job
 refuses it at the worker's own gate, fails with `unsafe_architecture`, and no canary appears."""
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def test_jobs_refuse_code_bearing_architectures(hostile_corpus: Corpus, tmp_path
             session.add(architecture)
             session.flush()
             jobs = [Job(tenant_id=DEFAULT_TENANT, kind=kind, architecture_id=architecture.id,
-                        parameters={"steps": 2, "batch_size": 2})
-                    for kind in ("gradients", "training")]
+                        parameters={"steps": 2, "batch_size": 2, "layers": []})
+                    for kind in ("gradients", "effective_field", "training")]
             session.add_all(jobs)
             session.flush()
             job_ids = [job.id for job in jobs]
@@ -62,5 +62,5 @@ def test_jobs_refuse_code_bearing_architectures(hostile_corpus: Corpus, tmp_path
                 assert job.error["code"] == "unsafe_architecture", (case.name, job.error)
                 assert job.result is None
             ran += 1
-    assert ran == 2 * len(cases)
+    assert ran == 3 * len(cases)
     assert hostile_corpus.canaries() == [], hostile_corpus.canaries()

@@ -247,3 +247,48 @@ def test_the_static_analysis_has_no_activation_limit() -> None:
     check_report_limits(report, SETTINGS)
     assert report["summary"]["activation_bytes"] > SETTINGS.max_activation_bytes
     assert report["summary"]["input_shapes"] == [[None, 4608, 4608, 3]]
+
+
+def _constant(value: object) -> dict:
+    return {"module": "keras.initializers", "class_name": "Constant", "config": {"value": value},
+            "registered_name": None}
+
+
+def test_repeated_leaf_objects_keep_their_exact_content_and_are_not_shared() -> None:
+    """The walk lets a repeated leaf (a dtype policy, an initializer) through once by content:
+    1, 1.0 and true stay apart, each layer gets its own copy, and a different leaf after an
+    accepted one is still checked."""
+    layers = [_dense(kernel_initializer=_constant(value)) | {"name": f"fc{index}"}
+              for index, value in enumerate([1, 1.0, True, 1, 1])]
+    sanitised = gate_architecture(_model(*layers), SETTINGS)
+    kept = [layer["config"]["kernel_initializer"] for layer in sanitised["config"]["layers"]]
+    assert [(type(k["config"]["value"]), k["config"]["value"]) for k in kept] == [
+        (int, 1), (float, 1.0), (bool, True), (int, 1), (int, 1)]
+    kept[3]["config"]["value"] = 7
+    assert kept[0]["config"]["value"] == 1 and kept[4]["config"]["value"] == 1
+    assert kept[3] is not kept[4] and kept[3]["config"] is not kept[4]["config"]
+
+    hostile = _constant(1) | {"module": "os", "class_name": "system"}
+    refused = _model(*layers, _dense(kernel_initializer=hostile) | {"name": "bad"})
+    with pytest.raises(UnsafeArchitecture) as caught:
+        gate_architecture(refused, SETTINGS)
+    assert caught.value.extra["layer"] == "bad", caught.value
+
+
+@pytest.mark.parametrize("fixture", ["resnet50", "nasnetmobile", "densenet121.tfkeras"])
+def test_leaf_memo_changes_nothing_but_time(fixture: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cross-check: the walk with its memo of leaf objects returns the same sanitised config
+    and counts the same containers as the walk that looks at every object."""
+    from app.security import gate
+    from tests.fixtures.load import FIXTURES_DIR, load_config
+
+    config = load_config(FIXTURES_DIR / "applications" / f"{fixture}.json.gz")
+    keras3 = "module" in config
+    memo = gate._Walk(SETTINGS, keras3=keras3)
+    fast = memo.object(config, "$", None, gate._TOP, 0, 0)
+    assert memo.leaves, "the fixture repeats leaf objects"
+    monkeypatch.setattr(gate, "_leaf_key", lambda node: None)
+    plain = gate._Walk(SETTINGS, keras3=keras3)
+    assert plain.object(config, "$", None, gate._TOP, 0, 0) == fast
+    assert (plain.containers, plain.layers) == (memo.containers, memo.layers)
+    assert not plain.leaves

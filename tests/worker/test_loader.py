@@ -174,3 +174,26 @@ def test_unknown_format_and_not_a_config() -> None:
     with pytest.raises(InvalidArchitecture) as info:
         normalize_config([1, 2])  # type: ignore[arg-type]
     assert "Received" in info.value.detail
+
+
+def test_input_shape_per_input_rebuilds_a_two_input_model() -> None:
+    """The per-input form the analysis accepts also rebuilds the model for jobs (training runs,
+    measured gradients): each named input takes its shape, the others keep theirs."""
+    import keras
+
+    def two_input_model() -> dict:
+        image, mask = keras.Input((32, 32, 3), name="image"), keras.Input((32, 32, 1), name="mask")
+        a = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, 2, "same", name="image_conv")(image))
+        b = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 5, padding="same")(mask))
+        out = keras.layers.Dense(2)(keras.layers.Concatenate()([a, b]))
+        return json.loads(keras.Model([image, mask], out).to_json())
+
+    model = load_model(two_input_model(), None, "json", input_shape={"image": [64, 48, 3]})
+    assert [tuple(t.shape) for t in model.inputs] == [(None, 64, 48, 3), (None, 32, 32, 1)]
+    assert tuple(model.get_layer("image_conv").output.shape) == (None, 32, 24, 8)
+    both = load_model(two_input_model(), None, "json", input_shape={"image": [16, 16, 3], "mask": [8, 8, 1]})
+    assert [tuple(t.shape) for t in both.inputs] == [(None, 16, 16, 3), (None, 8, 8, 1)]
+    with pytest.raises(InvalidArchitecture, match="does not have"):
+        load_model(two_input_model(), None, "json", input_shape={"picture": [16, 16, 3]})
+    with pytest.raises(InvalidArchitecture, match="per input name"):
+        load_model(two_input_model(), None, "json", input_shape=[16, 16, 3])

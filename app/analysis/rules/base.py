@@ -20,13 +20,14 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from app.analysis.graph import AxisField, ReceptiveField, Shape
+from app.analysis.rules import periodic
+from app.analysis.rules.periodic import Reads
 from app.analysis.traits import Merge, Trait
 from app.errors import InvalidArchitecture
 
@@ -402,24 +403,42 @@ class AxisOp:
     """One spatial axis of a layer seen as a sliding window.
 
     ``kind`` "window" (convolution, pooling, padding, cropping: kernel,
-    stride, left padding) or "transpose" (transposed convolution and
-    upsampling: kernel, stride, left crop). ``pad`` None: unknown.
+    stride, left padding) or "transpose" (transposed convolution: kernel,
+    stride, left crop). ``kernel`` is the dilated extent, ``dilation`` the step
+    between taps. ``pad`` None: unknown.
     """
 
     kind: str
     kernel: int
     stride: int
     pad: int | None
+    dilation: int = 1
+
+    def reads(self) -> Reads:
+        """The input units each output unit reads (an unknown ``pad`` taken as 0)."""
+        pad = self.pad or 0
+        if self.kind == "window":
+            return periodic.window_reads(self.kernel, self.stride, pad, self.dilation)
+        return periodic.transpose_reads(self.kernel, self.stride, pad, self.dilation)
 
 
-def apply_axis(field_in: AxisField, op: AxisOp) -> AxisField:
+def apply_axis(field_in: AxisField, op: AxisOp | Reads) -> AxisField:
     """Compose an input field with one layer's window along one axis.
+
+    Fields whose units all agree go through the recurrences of Araujo et al.; after
+    upsampling, :func:`periodic.compose` follows each unit of one period.
 
     >>> apply_axis(AxisField(1, 1, 0), AxisOp("window", 3, 2, 1))
     AxisField(size=3, stride=2, padding=1)
+    >>> apply_axis(AxisField(1, 1, 0), AxisOp("transpose", 3, 2, 1))
+    AxisField(size=2, stride=Fraction(1, 2), padding=Fraction(1, 2), period=2, phases=((0, 0), (0, 1)))
     """
+    if isinstance(op, Reads):
+        return periodic.compose(field_in, op)
     size, stride, padding = field_in.size, field_in.stride, field_in.padding
-    if op.kind == "window" and type(size) is int and type(stride) is int and (
+    if op.kind != "window" or field_in.phases:
+        return periodic.compose(field_in, op.reads(), known=op.pad is not None)
+    if type(size) is int and type(stride) is int and (
         padding is None or type(padding) is int
     ):  # the common, all-integer case without Fraction overhead
         return AxisField(
@@ -428,20 +447,13 @@ def apply_axis(field_in: AxisField, op: AxisOp) -> AxisField:
             None if padding is None or op.pad is None else padding + op.pad * stride,
         )
     size, stride = Fraction(size), Fraction(stride)
-    if op.kind == "window":
-        new_size = size + (op.kernel - 1) * stride
-        new_stride = stride * op.stride
-        new_padding = None if padding is None or op.pad is None else Fraction(padding) + op.pad * stride
-    else:
-        # output unit 0 reads input units ceil((crop - k + 1) / s) .. floor(crop / s)
-        new_size = size + (math.ceil(Fraction(op.kernel, op.stride)) - 1) * stride
-        new_stride = stride / op.stride
-        if padding is None or op.pad is None:
-            new_padding = None
-        else:
-            first = math.ceil(Fraction(op.pad - op.kernel + 1, op.stride))
-            new_padding = Fraction(padding) - first * stride
-    return AxisField(_norm(new_size), _norm(new_stride), None if new_padding is None else _norm(new_padding))
+    new_size = size + (op.kernel - 1) * stride
+    new_stride = stride * op.stride
+    new_padding = None if padding is None or op.pad is None else Fraction(padding) + op.pad * stride
+    return AxisField(
+        _norm(new_size), _norm(new_stride), None if new_padding is None else _norm(new_padding),
+        exact=field_in.exact,
+    )
 
 
 def _norm(value: Fraction | int) -> Fraction | int:
@@ -450,7 +462,7 @@ def _norm(value: Fraction | int) -> Fraction | int:
     return value
 
 
-def apply_ops(field_in: ReceptiveField | None, ops: Sequence[AxisOp]) -> ReceptiveField | None:
+def apply_ops(field_in: ReceptiveField | None, ops: Sequence[AxisOp | Reads]) -> ReceptiveField | None:
     """Apply per-axis windows to a field's spatial axes; fields without axes pass through.
 
     A global field keeps its flag: its axes are those of its local paths.
@@ -526,9 +538,12 @@ def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str])
 
 
 def _integral(axes: tuple[AxisField, ...]) -> bool:
-    """Every size, stride and padding is a plain int (the usual case: no upsampling)."""
+    """Every size, stride and padding is a plain int and every unit alike (the usual case: no
+    upsampling)."""
     for a in axes:
         if type(a.size) is not int or type(a.stride) is not int or type(a.padding) is not int:
+            return False
+        if a.phases or not a.exact:
             return False
     return True
 
@@ -562,11 +577,24 @@ def _union_integral(
 def _union_fractional(
     branches: list[tuple[AxisField, ...]], rank: int
 ) -> tuple[tuple[AxisField, ...], set[int]]:
-    """Union of fields with fractional (upsampled) or unknown values, in exact Fractions."""
+    """Union of fields after upsampling (units that differ, fractional values) or with unknown
+    offsets, in exact Fractions: per unit where the branches share a stride, else the hull of
+    the envelopes. Centres are those of the envelopes."""
     axes: list[AxisField] = []
     centres: list[list[Fraction | None]] = [[] for _ in branches]
     for axis in range(rank):
         items = [f[axis] for f in branches]
+        exact = periodic.union(items)
+        if exact is not None:
+            axes.append(exact)
+            if exact.padding is None:
+                for index in range(len(branches)):
+                    centres[index].append(None)
+            else:
+                for index, a in enumerate(items):
+                    start = -Fraction(a.padding)  # type: ignore[arg-type]
+                    centres[index].append(start + (Fraction(a.size) - 1) / 2)
+            continue
         stride = max(Fraction(a.stride) for a in items)
         if any(a.padding is None for a in items):
             size = max(Fraction(a.size) for a in items)
@@ -577,7 +605,7 @@ def _union_fractional(
         starts = [-Fraction(a.padding) for a in items]  # type: ignore[arg-type]
         ends = [s + Fraction(a.size) - 1 for s, a in zip(starts, items, strict=True)]
         start, end = min(starts), max(ends)
-        axes.append(AxisField(_norm(end - start + 1), _norm(stride), _norm(-start)))
+        axes.append(AxisField(_norm(end - start + 1), _norm(stride), _norm(-start), exact=False))
         for index, (s, e) in enumerate(zip(starts, ends, strict=True)):
             centres[index].append((s + e) / 2)
     reference = centres[0]

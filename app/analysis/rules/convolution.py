@@ -243,7 +243,7 @@ def window_ops(
     Pure in its (hashable) arguments, so it is cached: a network repeats a few geometries.
 
     >>> window_ops((224, 224), (3, 3), (2, 2), (1, 1), "same")[0]
-    AxisOp(kind='window', kernel=3, stride=2, pad=0)
+    AxisOp(kind='window', kernel=3, stride=2, pad=0, dilation=1)
     """
     ops: list[AxisOp] = []
     for axis, (k, s, d) in enumerate(zip(kernel, strides, dilation, strict=True)):
@@ -255,7 +255,7 @@ def window_ops(
             pad = effective - 1
         else:
             pad = same_left_padding(n, k, s, d)
-        ops.append(AxisOp("window", effective, s, pad))
+        ops.append(AxisOp("window", effective, s, pad, d))
     return tuple(ops)
 
 
@@ -265,6 +265,10 @@ def field_convolution(ctx: Ctx, fields: list[ReceptiveField | None]) -> Receptiv
     last = channels_last(ctx)
     dims = spatial_dims(ctx.shape, last) if ctx.shape is not None else None
     if _kind(ctx) == "transpose":
+        output_padding = (
+            None if ctx.config.get("output_padding") is None
+            else int_tuple(ctx, "output_padding", _rank(ctx), allow_zero=True)
+        )
         ops = []
         for axis, (k, s, d) in enumerate(zip(kernel, strides, dilation, strict=True)):
             effective = (k - 1) * d + 1
@@ -272,10 +276,13 @@ def field_convolution(ctx: Ctx, fields: list[ReceptiveField | None]) -> Receptiv
                 crop: int | None = 0
             else:
                 n = dims[axis] if dims is not None else None
-                out = None if n is None else deconv_output_length(n, k, padding, s, d)
-                # the forward 'same' convolution from `out` back to `n` pads on the left
+                extra = None if output_padding is None else output_padding[axis]
+                out = None if n is None else deconv_output_length(n, k, padding, s, d, extra)
+                # TensorFlow computes the transposed convolution as the gradient of the forward
+                # 'same' convolution from `out` (output_padding included) back to `n`: input
+                # unit i adds into outputs i * s - left + t * d, left that convolution's padding
                 crop = None if out is None else same_left_padding(out, k, s, d)
-            ops.append(AxisOp("transpose", effective, s, crop))
+            ops.append(AxisOp("transpose", effective, s, crop, d))
         return apply_ops(field_in, ops)
     return apply_ops(field_in, window_ops(dims, kernel, strides, dilation, padding))
 

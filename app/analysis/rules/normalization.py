@@ -1,4 +1,5 @@
-"""Normalization: BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization.
+"""Normalization: BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization,
+RMSNormalization.
 
 Parameters follow Keras's trainable split: BatchNormalization's gamma/beta
 are trainable, its moving mean and variance are not (4 x C in all).
@@ -81,6 +82,12 @@ def params_group_normalization(ctx: Ctx) -> Params:
     return learned * size, 0
 
 
+def params_rms_normalization(ctx: Ctx) -> Params:
+    """One learned scale per position of the normalized axes (no offset, no statistics)."""
+    size = _axis_size(ctx)
+    return (None, None) if size is None else (size, 0)
+
+
 def shape_unit_normalization(ctx: Ctx) -> list[Shape | None]:
     normalized_axes(ctx)
     return [ctx.shape]
@@ -94,3 +101,5 @@ register("LayerNormalization", "normalization", shape_identity, traits=_NORMALIZ
 register("GroupNormalization", "normalization", shape_identity, traits=_NORMALIZATION,
          params=params_group_normalization)
 register("UnitNormalization", "normalization", shape_unit_normalization, traits=_NORMALIZATION)
+register("RMSNormalization", "normalization", shape_identity, traits=_NORMALIZATION,
+         params=params_rms_normalization)

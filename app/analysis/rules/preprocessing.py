@@ -11,10 +11,6 @@ non-trainable weights (2 x C + 1), unless the config fixes mean/variance.
 
 from __future__ import annotations
 
-import math
-from fractions import Fraction
-from typing import Any
-
 from app.analysis.graph import AxisField, ReceptiveField, Shape
 from app.analysis.rules.base import (
     AxisOp,
@@ -31,6 +27,7 @@ from app.analysis.rules.base import (
     with_spatial,
 )
 from app.analysis.rules.normalization import normalized_axes, shape_identity
+from app.analysis.rules.periodic import resample_reads
 from app.analysis.traits import Trait
 
 RANDOM_IDENTITY = (
@@ -77,29 +74,38 @@ def shape_resize(ctx: Ctx) -> list[Shape | None]:
 
 
 def field_resize(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
-    """Resampling by in/out per axis; a crop when CenterCrop fits inside the input."""
+    """Resampling from the input size to (height, width), as ``tf.image.resize`` samples (see
+    :func:`periodic.resample_reads`), after Keras's crop or pad to the target aspect ratio; a
+    plain crop when CenterCrop / RandomCrop fit inside the input."""
     field = union_fields(fields, ["input"])
     shape = ctx.shape
     if field is None or field.axes is None or shape is None or len(shape) != 4:
         return field
     height, width = _height_width(ctx)
     dims = spatial_dims(shape, _image_last(ctx))
-    if ctx.class_name in ("CenterCrop", "RandomCrop") and all(
-        n is not None and n >= t for n, t in zip(dims, (height, width), strict=True)
-    ):
+    targets = (height, width)
+    crop = ctx.class_name in ("CenterCrop", "RandomCrop")
+    if crop and all(n is not None and n >= t for n, t in zip(dims, targets, strict=True)):
         return apply_ops(field, [AxisOp("window", 1, 1, -(((n or 0) - t) // 2))
-                                 for n, t in zip(dims, (height, width), strict=True)])
-    axes: list[Any] = []
-    for axis, target in zip(field.axes, (height, width), strict=True):
-        n = dims[len(axes)]
-        if n is None:
-            axes.append(AxisField(axis.size, axis.stride, None))
-            continue
-        factor = Fraction(n, target)
-        reach = max(math.ceil(factor), 1) + (1 if ctx.config.get("interpolation", "bilinear") != "nearest" else 0)
-        size = Fraction(axis.size) + (reach - 1) * Fraction(axis.stride)
-        axes.append(AxisField(size, Fraction(axis.stride) * factor, axis.padding))
-    return ReceptiveField(tuple(axes), is_global=field.is_global, misaligned=field.misaligned)
+                                 for n, t in zip(dims, targets, strict=True)])
+    if any(n is None for n in dims):
+        axes = tuple(AxisField(a.size, a.stride, None, exact=False) for a in field.axes)
+        return ReceptiveField(axes, is_global=field.is_global, misaligned=field.misaligned)
+    n_h, n_w = dims[0] or 1, dims[1] or 1
+    interpolation = str(ctx.config.get("interpolation") or "bilinear").lower()
+    antialias = ctx.config.get("antialias") is True
+    if crop or ctx.config.get("crop_to_aspect_ratio") is True:
+        # Keras crops the centre to the target's aspect ratio, then resizes
+        box = (max(min(n_h, n_w * height // width), 1), max(min(n_w, n_h * width // height), 1))
+        offsets = [-((n - b) // 2) for n, b in zip((n_h, n_w), box, strict=True)]
+    elif ctx.config.get("pad_to_aspect_ratio") is True:
+        box = (max(n_h, n_w * height // width), max(n_w, n_h * width // height))
+        offsets = [(b - n) // 2 for n, b in zip((n_h, n_w), box, strict=True)]
+    else:
+        box, offsets = (n_h, n_w), [0, 0]
+    moved = apply_ops(field, [AxisOp("window", 1, 1, offset) for offset in offsets])
+    return apply_ops(moved, [resample_reads(b, t, interpolation, antialias)
+                             for b, t in zip(box, targets, strict=True)])
 
 
 def field_resize_unknown(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:

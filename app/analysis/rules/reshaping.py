@@ -34,6 +34,7 @@ from app.analysis.rules.base import (
     union_fields,
     with_spatial,
 )
+from app.analysis.rules.periodic import repeat_reads, resample_reads
 from app.analysis.traits import Trait
 
 SPATIAL_RANK = {
@@ -233,11 +234,13 @@ def shape_upsampling(ctx: Ctx) -> list[Shape | None]:
 
 
 def field_upsampling(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
-    """Nearest-neighbour upsampling: output unit j reads input unit floor(j / size)."""
-    ops = [AxisOp("transpose", u, u, 0) for u in _size(ctx)]
-    if ctx.config.get("interpolation", "nearest") not in (None, "nearest"):
-        # interpolating kernels also read the neighbouring input unit
-        ops = [AxisOp("transpose", 2 * u, u, u // 2) for u in _size(ctx)]
+    """Nearest-neighbour upsampling: output unit j reads input unit floor(j / size); the
+    interpolating modes of UpSampling2D resize by ``size`` (bilinear reads two input units)."""
+    interpolation = ctx.config.get("interpolation") or "nearest"
+    if SPATIAL_RANK[ctx.class_name] != 2 or interpolation == "nearest":
+        ops = [repeat_reads(u) for u in _size(ctx)]
+    else:
+        ops = [resample_reads(1, u, str(interpolation).lower()) for u in _size(ctx)]
     return apply_ops(union_fields(fields, ["input"]), ops)
 
 

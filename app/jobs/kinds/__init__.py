@@ -7,7 +7,7 @@ Example::
 
     >>> from app.jobs.kinds import get_kind, kind_names
     >>> kind_names()
-    ('analysis', 'gradients', 'training')
+    ('analysis', 'effective_field', 'gradients', 'training')
     >>> get_kind("training").queue, get_kind("training").in_tensorflow
     ('training', True)
     >>> sorted(queues())

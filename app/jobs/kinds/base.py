@@ -144,3 +144,34 @@ def register(kind: JobKind) -> JobKind:
     Settings.model_fields[kind.time_limit_setting]  # noqa: B018 - a typo fails at import
     _KINDS[kind.name] = kind
     return kind
+
+
+def settle_parent_measurement(session: Session, row: Job) -> None:
+    """The ``settle`` of a measurement kind (gradients, effective field): its outcome, measured
+    or failed, reaches the analysis it measures (:func:`app.jobs.repository.settle_measurement`)."""
+    from app.jobs.repository import settle_measurement
+
+    if row.parent_id:
+        settle_measurement(session, row.parent_id)
+
+
+def load_architecture_model(context: JobContext) -> Any:
+    """The Keras model of the job's architecture, built through the worker's gate, with the
+    uploaded file's weights when it had them, at the job's ``input_shape`` (TensorFlow child)."""
+    from app.worker.loader import load_model
+
+    architecture = context.architecture
+    return load_model(architecture.config, architecture.weights_file, architecture.format,
+                      input_shape=context.job.parameters.get("input_shape"))
+
+
+def register_measurement(name: str, run: Handler, *, time_limit_setting: str, worker_module: str,
+                         memory_estimate: MemoryEstimate) -> JobKind:
+    """Register a TensorFlow measurement of an analysis's model: it runs on the training queue
+    in a TensorFlow child and settles into its parent analysis."""
+    return register(JobKind(
+        name=name, run=run, queue="training", in_tensorflow=True, time_limit_setting=time_limit_setting,
+        preload=("app.worker.loader", worker_module), settle=settle_parent_measurement,
+        memory_estimate=memory_estimate,
+    ))
+

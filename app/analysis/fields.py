@@ -1,0 +1,187 @@
+"""Receptive fields in the report: each layer's field as JSON, the summary of the last feature
+map's field, and the merges whose branches are misaligned.
+
+Summarised once per analysis: :func:`app.analysis.report.build_report` computes the summary and
+hands it to the findings. Imports only the graph types, so the engine's modules import one way
+(rules -> engine -> fields -> findings -> report).
+
+    >>> from app.analysis.graph import AxisField, ReceptiveField
+    >>> field_json(ReceptiveField((AxisField(3, 1, 1),)))
+    {'axes': [{'size': 3, 'stride': 1, 'padding': 1}], 'global': False}
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from app.analysis.graph import AnalysisResult, AxisField, LayerResult, ReceptiveField
+
+MISALIGNED_SHOWN = 3
+"""Misaligned branch pairs stated per field and per merge (the worst first); the count says how
+many there are, and ``GET /v1/analyses/{id}/misaligned`` lists them all."""
+
+
+def fraction_to_json(value: Fraction | int | None) -> int | float | None:
+    """Ints stay ints; fractional values (after upsampling) become floats."""
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, Fraction):
+        if value.denominator == 1:
+            return int(value)
+        return round(float(value), 6)
+    return value
+
+
+def field_json(field: ReceptiveField | None) -> dict[str, Any] | None:
+    """``{"axes": [{"size", "stride", "padding"}], "global": false}``, or null for non-spatial.
+
+    ``global: true`` says some path into the unit sees the whole input (global
+    pooling, attention, a squeeze-and-excitation gate); ``axes`` then give the
+    field of its local (convolutional) paths, or null when there are none.
+    """
+    if field is None or field.unknown:
+        return None
+    if field.axes is None:
+        return {"axes": None, "global": True} if field.is_global else None
+    body: dict[str, Any] = {
+        "axes": [_axis_json(axis) for axis in field.axes],
+        "global": field.is_global,
+    }
+    if field.misaligned:
+        pairs = [pair.split("|") for pair in field.misaligned]
+        body["misaligned"] = pairs[:MISALIGNED_SHOWN]
+        if len(pairs) > MISALIGNED_SHOWN:
+            body["misaligned_count"] = len(pairs)
+    return body
+
+
+def _axis_json(axis: AxisField) -> dict[str, Any]:
+    """Size, stride and padding; after upsampling (units that differ) also the period, the
+    range of the units' true sizes and whether the envelope is exact.
+
+    >>> _axis_json(AxisField(4, 1, 1, period=2, phases=((0, 2), (0, 2))))
+    {'size': 4, 'stride': 1, 'padding': 1, 'period': 2, 'unit_sizes': [3, 3]}
+    """
+    size, stride, padding = axis.size, axis.stride, axis.padding
+    if type(size) is int and type(stride) is int and (padding is None or type(padding) is int):
+        body: dict[str, Any] = {"size": size, "stride": stride, "padding": padding}
+    else:
+        body = {
+            "size": fraction_to_json(size),
+            "stride": fraction_to_json(stride),
+            "padding": fraction_to_json(padding),
+        }
+    if axis.period != 1:
+        body["period"] = axis.period
+        body["unit_sizes"] = [fraction_to_json(value) for value in axis.unit_sizes]
+    if not axis.exact:
+        body["exact"] = False
+    return body
+
+
+def _spatial_input(result: AnalysisResult, channels_first: bool) -> tuple[str | None, list[int | None] | None]:
+    for name, shape in zip(result.input_layers, result.input_shapes, strict=False):
+        if shape is not None and len(shape) >= 3:
+            dims = list(shape[2:]) if channels_first else list(shape[1:-1])
+            return name, dims
+    return None, None
+
+
+def receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
+    """The last spatial feature map's field and how much of the input it covers."""
+    channels_first = any(
+        layer.node.config.get("data_format") == "channels_first" for layer in result.layers
+    )
+    input_name, input_size = _spatial_input(result, channels_first)
+    chosen: LayerResult | None = None
+    any_global = False
+    for layer in reversed(result.layers):
+        field = layer.receptive_field
+        if field is None or field.unknown:
+            continue
+        if field.is_global:
+            any_global = True
+        if field.axes is not None:
+            chosen = layer
+            break
+    summary: dict[str, Any] = {
+        "layer": None,
+        "axes": None,
+        "global": False,
+        "input": input_name,
+        "input_size": input_size,
+        "coverage": None,
+        "sees_whole_input": None,
+        "misaligned": misaligned_summary(result),
+        "head_is_global": any_global,
+    }
+    if chosen is None or chosen.receptive_field is None or chosen.receptive_field.axes is None:
+        return summary
+    field = chosen.receptive_field
+    axes = field_json(field)["axes"]  # type: ignore[index]
+    summary["layer"] = chosen.name
+    summary["axes"] = axes
+    summary["global"] = field.is_global
+    if input_size is not None and len(input_size) == len(field.axes or ()):
+        coverage: list[float | None] = []
+        for axis, size in zip(field.axes or (), input_size, strict=True):
+            coverage.append(None if size is None else round(float(Fraction(axis.size) / size), 4))
+        summary["coverage"] = coverage
+        summary["sees_whole_input"] = (
+            None if any(c is None for c in coverage) else all(c >= 1 for c in coverage)  # type: ignore[operator]
+        )
+    return summary
+
+
+def _centre_offset(result: AnalysisResult, pair: str) -> float:
+    """How far apart, in input pixels, the field centres of a misaligned pair's layers are."""
+    by_name = result.by_name()
+    offsets = [0.0]
+    names = pair.split("|")
+    layers = [by_name.get(name) for name in names]
+    if len(layers) == 2 and all(layer is not None and layer.receptive_field is not None
+                                and layer.receptive_field.axes for layer in layers):
+        first, second = (layer.receptive_field.axes for layer in layers)  # type: ignore[union-attr]
+        for a, b in zip(first or (), second or (), strict=False):
+            if a.padding is None or b.padding is None:
+                continue
+            centre_a = Fraction(a.size - 1) / 2 - a.padding
+            centre_b = Fraction(b.size - 1) / 2 - b.padding
+            offsets.append(abs(float(centre_a - centre_b)))
+    return max(offsets)
+
+
+def misaligned_summary(result: AnalysisResult, *, full: bool = False) -> list[dict[str, Any]]:
+    """The merges where misaligned branches meet, each with its worst pairs (largest offset
+    between field centres first, :data:`MISALIGNED_SHOWN` of them unless ``full``).
+
+    Only the layers where a pair first appears are listed: downstream layers inherit the pairs
+    of their inputs (each layer's field says how many it carries).
+    """
+    inherited: set[str] = set()
+    out: list[dict[str, Any]] = []
+    by_name = result.by_name()
+    for entry in result.misaligned:
+        layer = by_name.get(entry["layer"])
+        upstream: set[str] = set()
+        if layer is not None:
+            for name in layer.inbound:
+                source = by_name.get(name)
+                if source is not None and source.receptive_field is not None:
+                    upstream.update(source.receptive_field.misaligned)
+        new = [pair for pair in entry["branches"] if pair not in upstream]
+        inherited.update(entry["branches"])
+        if not new:
+            continue
+        offsets = {pair: _centre_offset(result, pair) for pair in new}
+        ranked = sorted(new, key=lambda pair: -offsets[pair])
+        shown = ranked if full else ranked[:MISALIGNED_SHOWN]
+        item: dict[str, Any] = {
+            "layer": entry["layer"],
+            "branches": [pair.split("|") for pair in shown],
+            "pair_count": len(new),
+            "max_offset": round(offsets[ranked[0]], 4),
+        }
+        out.append(item)
+    return out

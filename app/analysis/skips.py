@@ -1,0 +1,101 @@
+"""Skip connections, defined once for every section of the report.
+
+A *skip connection* is a merge that lets a feature map (and its gradient) go around layers:
+
+- a **residual** merge adds or averages two or more different tensors (ResNet's ``Add`` of the
+  shortcut and the branch; the sum is what shortens the gradient's paths), or scales one and
+  adds it to the other (Inception-ResNet's ``x + scale * branch``: a scaling layer called on
+  two tensors);
+- a **dense** merge concatenates a feature map with maps computed from it (DenseNet's
+  ``concatenate([x, conv(x)])``, Huang et al. 2017): earlier features pass forward unchanged.
+
+A concatenation of parallel branches that all start at the same map (an Inception module)
+is neither: no input is computed from another, so nothing goes around anything.
+
+The findings (``residual_connections``, ``dense_connections``), the predicted gradient flow's
+``skip_connections`` and the graph drawing's caption all count :func:`find_skips`.
+
+Example::
+
+    >>> from app.analysis import analyze
+    >>> report = analyze(resnet50_config)                        # doctest: +SKIP
+    >>> report["gradient_flow"]["predicted"]["skip_connections"]  # doctest: +SKIP
+    16
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from app.analysis.traits import Merge, Trait
+
+if TYPE_CHECKING:  # pragma: no cover
+    from app.analysis.graph import AnalysisResult, LayerResult
+
+RESIDUAL = frozenset({Merge.SUM, Merge.AVERAGE})
+"""Merges that add (or average) their inputs: a residual connection."""
+ANCESTOR_WALK_LIMIT = 2048
+"""Layers looked at when asking whether one input of a concatenation is computed from another
+(DenseNet's is a few layers back; a deeper search only makes an Inception model slower)."""
+
+
+@dataclass(frozen=True)
+class Skips:
+    """The merges that create skip connections, in graph order."""
+
+    residual: list[str]
+    dense: list[str]
+
+    @property
+    def count(self) -> int:
+        """Skip connections in the network (residual and dense merges)."""
+        return len(self.residual) + len(self.dense)
+
+    @property
+    def merges(self) -> list[str]:
+        return [*self.residual, *self.dense]
+
+
+def find_skips(result: AnalysisResult) -> Skips:
+    """The residual and dense merges of an analysed graph (see the module's definition); found
+    once per graph (the gradient flow and the findings both ask)."""
+    cached = result._skips
+    if cached is not None and cached[0] == len(result.layers) and cached[1] == len(result.edges):
+        return cached[2]  # type: ignore[no-any-return]
+    skips = _find(result)
+    result._skips = (len(result.layers), len(result.edges), skips)
+    return skips
+
+
+def _find(result: AnalysisResult) -> Skips:
+    by_name = result.by_name()
+    residual: list[str] = []
+    dense: list[str] = []
+    for layer in result.layers:
+        inputs = list(dict.fromkeys(layer.inbound))
+        if len(inputs) < 2:
+            continue
+        if layer.merge in RESIDUAL or Trait.SCALE in layer.traits:
+            residual.append(layer.name)
+        elif layer.merge == Merge.CONCAT and _passes_earlier_map(by_name, inputs):
+            dense.append(layer.name)
+    return Skips(residual=residual, dense=dense)
+
+
+def _passes_earlier_map(by_name: dict[str, LayerResult], inputs: list[str]) -> bool:
+    """Whether some input of the concatenation is an ancestor of another of its inputs."""
+    targets = set(inputs)
+    for start in inputs:
+        pending = list(by_name[start].inbound) if start in by_name else []
+        seen = set(pending)
+        while pending and len(seen) <= ANCESTOR_WALK_LIMIT:
+            name = pending.pop()
+            if name in targets and name != start:
+                return True
+            layer = by_name.get(name)
+            for parent in layer.inbound if layer is not None else ():
+                if parent not in seen:
+                    seen.add(parent)
+                    pending.append(parent)
+    return False

@@ -1,0 +1,1 @@
+"""What convlens keeps on disk: uploads, blobs and datasets, their writing, quota and deletion."""
