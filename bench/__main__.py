@@ -23,6 +23,11 @@ Benchmarks (each can also run alone):
   library, and the gate's time per document (``bench/bench_parse.py``).
 - ``pages``:    the report page, comparison page and terminal report from Example 1 to
   NASNetLarge: size and median render time (``bench/bench_pages.py``).
+- ``scaling``:  plain against residual chains of 1,000 to 10,000 blocks: the engine stays
+  linear with a skip per block (``bench/bench_scaling.py``).
+- ``gradients``: predicted against measured gradient flow on the seed examples and the 17
+  Keras Applications models (``bench/bench_gradients.py``; the verdict's calibration,
+  ``bench/calibrate_gradients.py``, trains 45 networks and runs alone).
 
 Run::
 
@@ -48,7 +53,8 @@ from typing import Any
 
 from bench import ARTIFACTS, ROOT, machine
 
-ALL = ("engine", "http", "wrk", "upload", "training", "load", "parse", "pages", "fairness")
+ALL = ("engine", "http", "wrk", "upload", "training", "load", "parse", "pages", "fairness",
+       "scaling", "gradients")
 #: Lines of the script-style benchmarks that carry a figure worth repeating in the summary.
 FIGURE_LINE = re.compile(r"ratio|goal|throughput|delay|chain of|%|\d+x\s*$", re.IGNORECASE)
 
@@ -186,7 +192,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "PASS" if entry["passed"] else "FAIL",
             )
         )
-    for name in ("engine", "training", "parse", "pages", "fairness"):
+    for name in ("engine", "training", "parse", "pages", "fairness", "scaling", "gradients"):
         entry = results.get(name)
         if entry is None:
             continue
@@ -236,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             results["pages"] = run_script("bench_pages", args.quick)
         elif name == "fairness":
             results["fairness"] = run_script("bench_fairness", args.quick)
+        elif name in ("scaling", "gradients"):
+            results[name] = run_script(f"bench_{name}", args.quick)
         elif name == "http":
             from bench import bench_http
 

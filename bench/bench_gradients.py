@@ -4,6 +4,7 @@ Applications models (weights=None, inputs scaled down to keep CPU time sane).
 Run (TensorFlow; about 10-20 minutes on 2 CPU cores)::
 
     python bench/bench_gradients.py                  # everything
+    python bench/bench_gradients.py --quick          # seed examples, ResNet50, MobileNetV2
     python bench/bench_gradients.py --only ResNet    # models whose name contains "ResNet"
 
 For each model the report's prediction (``gradient_flow.predicted``, no TensorFlow) is put next
@@ -47,6 +48,7 @@ APPLICATIONS = [
 LARGER_INPUT = {"InceptionV3": 96, "InceptionResNetV2": 96, "Xception": 96}
 """Models whose stem needs more than 64 pixels (Keras requires at least 75)."""
 SIDE = 64
+QUICK = ("ResNet50", "MobileNetV2")
 
 
 def _models(keras: Any, only: str) -> list[tuple[str, str, Any]]:
@@ -69,6 +71,8 @@ def _models(keras: Any, only: str) -> list[tuple[str, str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", default="", help="only models whose name contains this")
+    parser.add_argument("--quick", action="store_true",
+                        help="the seed examples, ResNet50 and MobileNetV2 only")
     parser.add_argument("--batches", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
@@ -79,7 +83,10 @@ def main() -> None:
     rows = []
     print(f"{'model':<20}{'input':>11}{'layers':>7}{'predicted':>11}{'measured':>11}{'factor':>8}"
           f"{'verdicts (p/m)':>22}{'median':>8}{'in 3x':>7}{'s':>5}", flush=True)
-    for name, inputs, build in _models(keras, args.only):
+    models = _models(keras, args.only)
+    if args.quick:
+        models = [m for m in models if m[0].startswith("seed") or m[0] in QUICK]
+    for name, inputs, build in models:
         keras.backend.clear_session()
         gc.collect()
         started = time.monotonic()

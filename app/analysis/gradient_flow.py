@@ -1200,6 +1200,12 @@ def attach_measurement(report: dict[str, Any], measured: dict[str, Any]) -> dict
     flow.setdefault("quantity", QUANTITY)
     measured = dict(measured)
     comparison = None
+    if measured.get("status") == "failed":  # the reason; the job row keeps the whole error
+        error = measured.get("error")
+        code = error.get("code") if isinstance(error, dict) else measured.get("code")
+        measured = {"status": "failed", "verdict": None,
+                    "reason": str(measured.get("reason") or "the measurement failed"),
+                    "code": code if isinstance(code, str) else None}
     if measured.get("status") == "measured":
         order = [name for name in predicted.get("per_layer") or {}]
         observed = measured.get("per_layer") or {}

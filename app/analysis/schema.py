@@ -407,12 +407,12 @@ class MeasuredGradientFlow(Strict):
 
 
 class FailedMeasurement(Strict):
-    """A gradients job that failed or was cancelled."""
+    """A gradients job that failed or was cancelled (the job keeps the full error)."""
 
     status: Literal["failed"]
     verdict: None = None
-    reason: str
-    error: dict[str, Any] | None = None
+    reason: str = Field(description="Why, in words.")
+    code: str | None = Field(default=None, description="The job error's stable code, when it has one.")
 
 
 class GradientFlow(Strict):

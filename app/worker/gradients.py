@@ -28,7 +28,8 @@ import numpy as np
 
 from app.analysis import gradient_flow as _predicted
 from app.analysis.rules import lookup
-from app.analysis.traits import Trait
+from app.analysis.rules.base import Ctx
+from app.analysis.traits import Merge, Trait
 from app.errors import InvalidArchitecture
 from app.worker.data import ModelIO, build_loss, describe_model_io, random_inputs, random_targets
 
@@ -51,8 +52,8 @@ MEASUREMENT_ASSUMPTIONS = [
 ]
 """What the measurement assumes: the same conditions as the prediction's."""
 
-RELU_FAMILY_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu"})
-RELU_FAMILY_LAYERS = frozenset({"ReLU", "LeakyReLU", "PReLU"})
+RELU_FAMILY_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "prelu"})
+"""Activation names (as the rules report them) whose units can die."""
 
 
 # -- verdicts -------------------------------------------------------------------
@@ -76,18 +77,23 @@ def _activation_name(layer: Any) -> str | None:
 
 
 def is_relu_family(layer: Any) -> bool:
-    """Whether units of this layer can die (output never positive): ReLU, ReLU6, leaky ReLU."""
-    return (
-        type(layer).__name__ in RELU_FAMILY_LAYERS
-        or _activation_name(layer) in RELU_FAMILY_ACTIVATIONS
-    )
+    """Whether units of this layer can die (output never positive): ReLU, ReLU6, leaky ReLU,
+    as a fused activation or a stand-alone activation layer (whose rule names it)."""
+    rule = lookup(type(layer).__name__, None)
+    if rule is not None and Trait.ACTIVATION in rule.traits:
+        try:
+            name = rule.activation(Ctx(layer.name, type(layer).__name__, layer.get_config(), []))
+        except Exception:  # a config the rule cannot read: no dead-unit count
+            return False
+        return name in RELU_FAMILY_ACTIVATIONS
+    return _activation_name(layer) in RELU_FAMILY_ACTIVATIONS
 
 
 def _probe_layers(model: keras.Model) -> tuple[list[Any], list[Any]]:
     """Layers whose single output tensor can be observed, with those tensors."""
     layers, outputs = [], []
     for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
+        if Trait.INPUT in _traits(layer):
             continue
         try:
             output = layer.output
@@ -152,7 +158,7 @@ def standardizing_inputs(model: keras.Model) -> Any:
         return identity
     prefix = []
     for layer in model.layers:
-        if type(layer).__name__ == "InputLayer" or isinstance(layer, keras.layers.InputLayer):
+        if Trait.INPUT in _traits(layer):
             continue
         if not _rescaling(layer):
             break
@@ -357,7 +363,7 @@ def _summarise(probe: GradientProbe, raw: dict[str, Any]) -> dict[str, Any]:
     relu_position = {probe.layers[i].name: k for k, i in enumerate(probe.relu_indices)}
     layer_rows = []
     for layer in probe.model.layers:
-        if type(layer).__name__ == "InputLayer":
+        if Trait.INPUT in _traits(layer):
             continue
         row: dict[str, Any] = {"name": layer.name, "class_name": type(layer).__name__}
         indices = by_layer.get(layer.name)
@@ -493,7 +499,8 @@ def remove_skip_connections(
     replacement: dict[tuple[str, int, int], tuple[str, int, int]] = {}
     removed, skipped = [], []
     for layer in layers:
-        if layer.get("class_name") != "Add":
+        rule = lookup(str(layer.get("class_name")), layer.get("module"))
+        if rule is None or rule.merge is not Merge.SUM:  # residual sums (Add), by the registry
             continue
         nodes = layer.get("inbound_nodes", [])
         refs = list(_tensor_refs(nodes))

@@ -82,6 +82,13 @@ def _reachable(schema: dict[str, Any], name: str) -> set[str]:
     return seen
 
 
+def _number_map(spec: dict[str, Any]) -> bool:
+    """A JSON object whose values are all numbers (or null): typed, keyed by layer name."""
+    values = spec.get("additionalProperties")
+    options = values.get("anyOf", [values]) if isinstance(values, dict) else []
+    return bool(options) and all(o.get("type") in ("number", "null") for o in options)
+
+
 def test_every_report_field_is_typed_and_described(schema: dict[str, Any]) -> None:
     components = schema["components"]["schemas"]
     report = components["AnalysisOut"]["properties"]["report"]
@@ -96,10 +103,9 @@ def test_every_report_field_is_typed_and_described(schema: dict[str, Any]) -> No
         assert definition.get("type") == "object" and definition["properties"], name
         for field, spec in definition["properties"].items():
             if isinstance(spec, dict) and "additionalProperties" in spec:
-                # a map keyed by layer name with typed values (per_layer) is typed; a bag is not
-                extra = spec["additionalProperties"]
-                typed_map = isinstance(extra, dict) and any(key in extra for key in ("type", "anyOf", "$ref"))
-                assert extra is False or typed_map, f"{name}.{field} is an open object"
+                # closed, or a map from names to numbers (gradient_flow's per_layer)
+                assert spec["additionalProperties"] is False or _number_map(spec), (
+                    f"{name}.{field} is an open object")
             if "description" not in spec and name in {"Summary", "Layer", "FieldAxis", "ReceptiveFieldSummary"}:
                 undescribed.append(f"{name}.{field}")
     assert undescribed == []
