@@ -125,13 +125,14 @@ def test_dead_relu_units_are_counted() -> None:
         name="dead",
     )(inputs)
     alive = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="alive")(inputs)
-    merged = keras.layers.Concatenate()([dead, alive])
+    # named: Keras numbers unnamed layers per process (concatenate_1 after another test's)
+    merged = keras.layers.Concatenate(name="merged")([dead, alive])
     outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(merged))
     measured = measure(keras.Model(inputs, outputs), batches=2, batch_size=8, ablation=False)
     rows = {row["name"]: row for row in measured["layers"]}
     assert rows["dead"]["dead_fraction"] == 1.0
     assert rows["alive"]["dead_fraction"] < 0.5
-    assert rows["concatenate"]["dead_fraction"] is None  # not a ReLU-family layer
+    assert rows["merged"]["dead_fraction"] is None  # not a ReLU-family layer
     assert measured["io"]["outputs"][0]["loss"] == "mse"
 
 
