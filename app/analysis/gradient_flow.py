@@ -609,8 +609,26 @@ def _log_sum(values: Iterable[float]) -> float:
         return _LOG_FLOOR
     if len(kept) == 1:
         return kept[0]
+    if len(kept) == 2:  # the common case (a residual sum, a pair): see _log_sum2
+        return _log_sum2(kept[0], kept[1])
     top = max(kept)
     return top + math.log10(sum([10.0 ** (v - top) for v in kept]))
+
+
+def _log_sum2(a: float, b: float) -> float:
+    """``_log_sum((a, b))`` without building sequences: the same arithmetic in the same order
+    (``max`` keeps the first of equal values; ``sum`` of two floats is ``a + b``), so the
+    result is bit for bit the same. Called for every layer, twice for most.
+
+    >>> _log_sum2(0.0, 0.0) == _log_sum((0.0, 0.0)) and _log_sum2(-1.5, _LOG_FLOOR) == -1.5
+    True
+    """
+    if a > _LOG_FLOOR:
+        if b > _LOG_FLOOR:
+            top = b if b > a else a
+            return top + math.log10(10.0 ** (a - top) + 10.0 ** (b - top))
+        return a
+    return b if b > _LOG_FLOOR else _LOG_FLOOR
 
 
 def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
@@ -619,7 +637,7 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
 
     Channel offsets are treated as part of the spread of z; the shared mean as a shift.
     """
-    spread = _log_sum((stats.fluct, stats.offset))
+    spread = _log_sum2(stats.fluct, stats.offset)
     mean_sq, variance, grad, known = activation_gains(name, spread, stats.mean_sq)
     if not known:
         notes.append(f"{layer}: activation {name!r} treated as linear")
@@ -704,7 +722,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
             state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
             # A zero-mean kernel turns a shared input mean into per-channel offsets.
-            shifted = _log_sum((first.offset, first.mean_sq))
+            shifted = _log_sum2(first.offset, first.mean_sq)
             pre = _Stats(first.fluct + forward_gain,
                          shifted + forward_gain if shifted > _LOG_FLOOR else _LOG_FLOOR,
                          _LOG_FLOOR)
