@@ -424,10 +424,12 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
     """
     name, config = _initializer_parts(value)
     fan_in, fan_out = max(fan_in, 1), max(fan_out, 1)
+    known_scaling = _VARIANCE_SCALING.get(name)
+    if known_scaling is not None:  # the usual case: no fans dict built per layer
+        scale, mode = known_scaling
+        fan = fan_in if mode == "fan_in" else (fan_in + fan_out) / 2.0  # the table's two modes
+        return scale / fan, name, True
     fans = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}
-    if name in _VARIANCE_SCALING:
-        scale, mode = _VARIANCE_SCALING[name]
-        return scale / fans[mode], name, True
     if name == "variancescaling":
         scale = float(config.get("scale", 1.0))
         mode = str(config.get("mode", "fan_in"))
@@ -683,8 +685,10 @@ def _forward(result: AnalysisResult, notes: list[str],
             known = states.get(name)
             if known is not None:
                 inputs.append(known.out)
-        state = _Forward(inputs=inputs)
         first = inputs[0] if inputs else _Stats()
+        # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
+        # built (and its total computed) only to be replaced.
+        state = _Forward(first, inputs=inputs)
         cls = layer.class_name
         traits = layer.traits
         merge = layer.merge
@@ -774,12 +778,16 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
     pre: dict[str, float] = {}
     for layer in reversed(result.layers):
         state = states[layer.name]
-        arriving = list(incoming.get(layer.name, []))
-        if layer.name in outputs:
+        # Every consumer of this layer came before it in reversed order: the list is complete
+        # and no longer needed elsewhere, so the output's unit gradient is appended in place.
+        arriving = incoming[layer.name]
+        is_output = layer.name in outputs
+        if is_output:
             arriving.append(0.0)
-        log_out = _log_sum(arriving)
+        log_out = (arriving[0] if len(arriving) == 1 and arriving[0] > _LOG_FLOOR
+                   else _log_sum(arriving))
         # The output activation is folded into the loss.
-        folded = fold_output and layer.name in outputs
+        folded = fold_output and is_output
         log_pre = log_out if folded else log_out + state.log_act_grad
         pre[layer.name] = log_pre
         inputs = [name for name in layer.inbound if name in states]
@@ -1018,14 +1026,12 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer reaches a model output", "layers": [], "notes": notes}
     first, last = reachable[0], reachable[-1]
-    log_last = pre[last.name]
     log_last_weight = pre[last.name] + states[last.name].first_input_log_q
     layers_out: list[dict[str, Any]] = []
     for layer in weighted_layers:
         state = states[layer.name]
         info = paths[layer.name]
         kernels = state.kernels or []
-        log_rel = pre[layer.name] - log_last
         log_weight = pre[layer.name] + state.first_input_log_q - log_last_weight
         layers_out.append({
             "name": layer.name,
@@ -1037,8 +1043,9 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "activation": activation_of(layer),
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
-            "log10_relative_gradient_scale": round(log_rel, 4),
-            "relative_gradient_scale": _scale(log_rel),
+            # both set below from the quantity (the keys keep their place in the entry)
+            "log10_relative_gradient_scale": None,
+            "relative_gradient_scale": None,
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
             "depth_to_output": ({"shortest": info["depth"][0] - 1, "longest": info["depth"][1] - 1}
                                 if info["reaches_output"] else None),
