@@ -218,18 +218,34 @@ def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResul
         strides[layer.name] = _field_stride(layer)
     successors = result.successors()
     feeds_spatial: dict[str, bool] = {}
+    no_successors: list[str] = []
     for layer in reversed(result.layers):
-        feeds_spatial[layer.name] = any(
-            strides.get(name) is not None or feeds_spatial.get(name, False)
-            for name in successors.get(layer.name, []))
+        feeds = False
+        for name in successors.get(layer.name, no_successors):
+            if strides.get(name) is not None or feeds_spatial.get(name, False):
+                feeds = True
+                break
+        feeds_spatial[layer.name] = feeds
     groups: dict[tuple[int, Fraction | int], _Group] = {}
     group_of: dict[str, _Group] = {}
     head: list[LayerResult] = []
+    kernel_trait, spatial_kernel_trait = Trait.KERNEL, Trait.SPATIAL_KERNEL  # hoisted lookups
     for layer in result.layers:
         stride = strides[layer.name]
-        inbound = [name for name in layer.inbound if name in strides]
-        inbound_phase = max((phase.get(name, 0) for name in inbound), default=0)
-        known = [value for value in (strides[name] for name in inbound) if value is not None]
+        # One pass over the inputs: those in the graph, the latest phase among them (0 when
+        # none: phases never go below 0) and their known strides.
+        inbound: list[str] = []
+        inbound_phase = 0
+        known: list[Fraction | int] = []
+        for name in layer.inbound:
+            if name in strides:
+                inbound.append(name)
+                source_phase = phase.get(name, 0)
+                if source_phase > inbound_phase:
+                    inbound_phase = source_phase
+                source_stride = strides[name]
+                if source_stride is not None:
+                    known.append(source_stride)
         group: _Group | None
         if stride is None:
             phase[layer.name] = inbound_phase
@@ -252,9 +268,9 @@ def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResul
                 group.upsampling.append(layer.name)
         group.layers.append(layer)
         group_of[layer.name] = group
-        if Trait.KERNEL in layer.traits:
+        if kernel_trait in layer.traits:
             group.kernels += 1
-        if Trait.SPATIAL_KERNEL in layer.traits:
+        if spatial_kernel_trait in layer.traits:
             group.convolutions += 1
     stages: list[_Group] = []
     pending: list[_Group] = []
