@@ -170,9 +170,12 @@ def spatial_positions(shape: Any, config: dict[str, Any] | None = None) -> int:
     """
     if not shape or len(shape) < 3:
         return 1
-    first = (config or {}).get("data_format") == "channels_first"
-    axes = shape[2:] if first else shape[1:-1]
-    return math.prod(axis if isinstance(axis, int) and axis > 0 else 1 for axis in axes)
+    first = config is not None and config.get("data_format") == "channels_first"
+    total = 1  # the product of the known axes (a loop: called for every layer, twice)
+    for axis in (shape[2:] if first else shape[1:-1]):
+        if isinstance(axis, int) and axis > 0:
+            total *= axis
+    return total
 
 
 RATIO_DEFINITION = (
