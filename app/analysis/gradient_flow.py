@@ -466,7 +466,10 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
 def _as_list(value: Any, rank: int) -> list[int]:
     if isinstance(value, int):
         return [value] * rank
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)):
+        for v in value:  # a loop, not all(<generator>): read for every weighted layer
+            if not isinstance(v, int):
+                return [1] * rank
         return list(value)
     return [1] * rank
 
@@ -518,7 +521,6 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
     rank = len(in_shape) - 2 if in_shape else 2
     kernel = _as_list(config.get("kernel_size", 1), rank)
     area = math.prod(kernel)
-    strides = _as_list(config.get("strides", 1), rank)
     if Trait.DEPTHWISE in traits and Trait.SEPARABLE not in traits:
         multiplier = int(config.get("depth_multiplier", 1) or 1)
         fan_in, fan_out = area * c_in, area * multiplier  # as Keras computes them
@@ -538,6 +540,7 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
         fan_in, fan_out = area * c_out, area * c_in  # Keras reads the transposed kernel shape
         variance, name, known = initializer_variance(config.get("kernel_initializer"),
                                                      fan_in, fan_out)
+        strides = _as_list(config.get("strides", 1), rank)  # only a transposed kernel needs them
         overlap = max(area / max(math.prod(strides), 1), 1.0)
         return [KernelModel(overlap * c_in, area * c_out, variance, name, fan_in, fan_out, known)]
     fan_in, fan_out = area * c_in // groups, area * c_out // groups
@@ -570,10 +573,17 @@ class _Stats:
     """log10 of the second moment E[x^2]."""
 
     def __post_init__(self) -> None:
-        if self.offset <= _LOG_FLOOR and self.mean_sq <= _LOG_FLOOR:
-            self.total = self.fluct
+        fluct, offset, mean_sq = self.fluct, self.offset, self.mean_sq
+        if offset <= _LOG_FLOOR and mean_sq <= _LOG_FLOOR:
+            self.total = fluct
+        elif fluct > _LOG_FLOOR and offset > _LOG_FLOOR and mean_sq > _LOG_FLOOR:
+            # All three kept (the usual case after a ReLU): _log_sum's arithmetic inline,
+            # summed by ``sum`` over the same three terms in the same order.
+            top = max(fluct, offset, mean_sq)
+            self.total = top + math.log10(sum((10.0 ** (fluct - top), 10.0 ** (offset - top),
+                                               10.0 ** (mean_sq - top))))
         else:
-            self.total = _log_sum((self.fluct, self.offset, self.mean_sq))
+            self.total = _log_sum((fluct, offset, mean_sq))
 
 
 @dataclass(slots=True)
@@ -682,6 +692,10 @@ def _forward(result: AnalysisResult, notes: list[str],
     """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model."""
     states: dict[str, _Forward] = {}
     seeded = dict(zip(result.input_layers, model_inputs or [], strict=False))
+    # Enum members read once, not per layer (a class attribute lookup each time).
+    kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
+    normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
+    merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
     for layer in result.layers:
         inputs = []
         for name in layer.inbound:
@@ -695,8 +709,8 @@ def _forward(result: AnalysisResult, notes: list[str],
         cls = layer.class_name
         traits = layer.traits
         merge = layer.merge
-        kernels = state.kernels = kernel_models(layer) if Trait.KERNEL in traits else None
-        if Trait.INPUT in traits or not inputs:
+        kernels = state.kernels = kernel_models(layer) if kernel_trait in traits else None
+        if input_trait in traits or not inputs:
             seed = seeded.get(layer.name)
             state.out = _Stats(seed.fluct, seed.offset, seed.mean_sq) if seed else _Stats()
         elif layer.subresult is not None and layer.subresult.output_layers:
@@ -710,7 +724,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             if any(inner[name].kernels for name in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
-        elif Trait.SCALE in traits and len(inputs) > 1:
+        elif scale_trait in traits and len(inputs) > 1:
             # A scaled residual sum (Inception-ResNet's CustomScaleLayer): first + scale x rest.
             scale = layer.scale
             gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
@@ -720,7 +734,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(_log_sum(s.fluct for s in scaled), _log_sum(s.offset for s in scaled),
                                2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
             state.log_scaled_sum = gain
-        elif Trait.SCALE in traits:  # ConvNeXt's LayerScale: a learned per-channel scale
+        elif scale_trait in traits:  # ConvNeXt's LayerScale: a learned per-channel scale
             scale = layer.scale
             gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
             state.out = _Stats(first.fluct + gain, first.offset + gain, first.mean_sq + gain)
@@ -736,16 +750,16 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.log_pre = pre.total
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), pre, layer.name, notes)
-        elif Trait.NORMALIZATION in traits:
+        elif normalization_trait in traits:
             state.out = _Stats()
             state.log_norm_back = -(first.harmonic if first.harmonic is not None
                                     else first.fluct)
-        elif Trait.ACTIVATION in traits:
+        elif activation_trait in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
         elif _rescales_input(layer):
             state.out = _Stats()
-        elif merge is Merge.SUM or merge is Merge.AVERAGE:
+        elif merge is merge_sum or merge is merge_average:
             divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
             # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
             log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
