@@ -762,9 +762,16 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif merge is merge_sum or merge is merge_average:
             divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
             # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
-            log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
-            state.out = _Stats(_log_sum(s.fluct for s in inputs) - divisor,
-                               _log_sum(s.offset for s in inputs) - divisor,
+            if len(inputs) == 2:  # a residual sum: the same sums, by _log_sum2 (a mean left
+                a, b = inputs     # out is passed as the floor, which it drops)
+                log_mean = _log_sum2(a.mean_sq / 2.0 if a.mean_sq > -290 else _LOG_FLOOR,
+                                     b.mean_sq / 2.0 if b.mean_sq > -290 else _LOG_FLOOR)
+                log_fluct, log_offset = _log_sum2(a.fluct, b.fluct), _log_sum2(a.offset, b.offset)
+            else:
+                log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
+                log_fluct = _log_sum(s.fluct for s in inputs)
+                log_offset = _log_sum(s.offset for s in inputs)
+            state.out = _Stats(log_fluct - divisor, log_offset - divisor,
                                (2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
                                - divisor)
         elif merge is Merge.PRODUCT:
@@ -801,8 +808,13 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         is_output = layer.name in outputs
         if is_output:
             arriving.append(0.0)
-        log_out = (arriving[0] if len(arriving) == 1 and arriving[0] > _LOG_FLOOR
-                   else _log_sum(arriving))
+        count = len(arriving)
+        if count == 1 and arriving[0] > _LOG_FLOOR:
+            log_out = arriving[0]
+        elif count == 2:  # a layer feeding a residual block and its shortcut
+            log_out = _log_sum2(arriving[0], arriving[1])
+        else:
+            log_out = _log_sum(arriving)
         # The output activation is folded into the loss.
         folded = fold_output and is_output
         log_pre = log_out if folded else log_out + state.log_act_grad
@@ -858,7 +870,7 @@ def _log_resampling(layer: LayerResult) -> float:
     average pooling over P positions: 1/P^2). Transposed convolutions' fans already count
     their outputs per input; padding passes the gradient of the positions it keeps."""
     traits = layer.traits
-    if not traits & _RESAMPLING or Trait.TRANSPOSED in traits or Trait.PADDING in traits:
+    if traits.isdisjoint(_RESAMPLING) or Trait.TRANSPOSED in traits or Trait.PADDING in traits:
         return 0.0
     if not layer.input_shapes or not layer.output_shapes:
         return 0.0
