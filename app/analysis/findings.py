@@ -290,19 +290,21 @@ def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResul
     return stages, ordered_head
 
 
-def _stage_output(group: _Group, later: set[str], result: AnalysisResult) -> LayerResult:
+def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
+                  sizes: list[Fraction | int | None]) -> LayerResult:
     """The map a stage hands on: of its layers read by a later stage or the head, the one with
-    the widest field (read before any padding); the widest-field layer when nothing follows."""
+    the widest field (read before any padding); the widest-field layer when nothing follows.
+    ``sizes``: :func:`_field_size` of each of the group's layers (the caller has them)."""
     successors = result.successors()
     by_name = result.by_name()
-    feeding = [layer for layer in group.layers
-               if _field_size(layer) is not None
-               and any(name in later for name in successors.get(layer.name, []))]
-    candidates = feeding or [layer for layer in group.layers if _field_size(layer) is not None]
-    best = candidates[0]
-    best_size = _field_size(best)
-    for layer in candidates[1:]:
-        size = _field_size(layer)
+    sized = [(layer, size) for layer, size in zip(group.layers, sizes, strict=True)
+             if size is not None]
+    feeding = [pair for pair in sized
+               if any(name in later for name in successors.get(pair[0].name, []))
+               ] if later else []
+    candidates = feeding or sized
+    best, best_size = candidates[0]
+    for layer, size in candidates[1:]:
         if size is not None and best_size is not None and size >= best_size:
             best, best_size = layer, size
     seen = 0
@@ -343,8 +345,9 @@ def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, A
     for index, group in enumerate(groups):
         later = {layer.name for following in groups[index + 1:] for layer in following.layers}
         later |= {layer.name for layer in head_layers}
-        output = _stage_output(group, later, result)
-        sizes = [size for size in (_field_size(layer) for layer in group.layers) if size is not None]
+        layer_sizes = [_field_size(layer) for layer in group.layers]
+        output = _stage_output(group, later, result, layer_sizes)
+        sizes = [size for size in layer_sizes if size is not None]
         end_size = _axis_max(sizes) if sizes else None
         start_size = previous_size if previous_size is not None else (min(sizes) if sizes else None)
         channels = _channels(output)
