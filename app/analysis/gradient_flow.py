@@ -964,8 +964,13 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     if not merges:
         return wanted
     order = {layer.name: index for index, layer in enumerate(result.layers)}
-    parents = {layer.name: [name for name in dict.fromkeys(layer.inbound) if name in order]
-               for layer in result.layers}
+    parents: dict[str, list[str]] = {}
+    for layer in result.layers:
+        inbound = layer.inbound
+        if len(inbound) == 1:  # the usual layer: no duplicates to drop
+            parents[layer.name] = [inbound[0]] if inbound[0] in order else []
+        else:
+            parents[layer.name] = [name for name in dict.fromkeys(inbound) if name in order]
     dominator: dict[str, str | None] = {}
 
     def meet(a: str | None, b: str | None) -> str | None:
@@ -979,7 +984,12 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     for layer in result.layers:
         inbound = parents[layer.name]
         own = order[layer.name]
-        if not inbound or any(order[name] >= own for name in inbound):
+        later_input = False
+        for name in inbound:  # a loop, not any(<generator>): once per layer
+            if order[name] >= own:
+                later_input = True
+                break
+        if not inbound or later_input:
             # A model input (dominated by the virtual root), or a shared layer called again
             # on a later layer's output: no dominator below the root.
             dominator[layer.name] = None
@@ -1057,10 +1067,15 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     first, last = reachable[0], reachable[-1]
     log_last_weight = pre[last.name] + states[last.name].first_input_log_q
     layers_out: list[dict[str, Any]] = []
+    unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
     for layer in weighted_layers:
         state = states[layer.name]
         info = paths[layer.name]
         kernels = state.kernels or []
+        for kernel in kernels:
+            if not kernel.known:
+                unknown_init.append(layer.name)
+                break
         log_weight = pre[layer.name] + state.first_input_log_q - log_last_weight
         layers_out.append({
             "name": layer.name,
@@ -1118,8 +1133,6 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     elif verdict == "exploding":
         reasons.append(f"the gradient reaching {first.name} is predicted {_words(log_ratio)} "
                        f"the one reaching {last.name}")
-    unknown_init = [layer.name for layer in weighted_layers
-                    if any(not k.known for k in states[layer.name].kernels or [])]
     if unknown_init:
         notes.append("unknown initializers assumed glorot-like: " + ", ".join(unknown_init[:10]))
     return {
