@@ -89,7 +89,10 @@ def _number(value: Fraction | int | float | None) -> int | float | None:
 def _ints(value: Any, rank: int) -> list[int]:
     if isinstance(value, int):
         return [value] * rank
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)):
+        for v in value:  # a loop, not all(<generator>): read several times per layer
+            if not isinstance(v, int):
+                return [1] * rank
         return list(value)
     return [1] * rank
 
@@ -478,7 +481,12 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
         else:
             continue
         effective = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=False)]
-        if any(s > k for s, k in zip(strides, effective, strict=False)):
+        wider = False
+        for s, k in zip(strides, effective, strict=False):  # a loop, not any(<generator>)
+            if s > k:
+                wider = True
+                break
+        if wider:
             skipped = [max(s - k, 0) for s, k in zip(strides, effective, strict=False)]
             layers.append(layer.name)
             details.append({"layer": layer.name, "kernel": effective, "strides": strides,
