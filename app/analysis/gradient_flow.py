@@ -893,10 +893,12 @@ def _log_resampling(layer: LayerResult) -> float:
 
 
 def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, Any]]:
-    """Per layer: fewest/most weighted layers, saturating activations and normalizations on the
-    way to an output (the layer itself included), by dynamic programming over the graph."""
+    """Per weighted layer: fewest/most weighted layers, saturating activations and
+    normalizations on the way to an output (the layer itself included), by dynamic programming
+    over the graph (every layer is walked; only the weighted ones are read afterwards)."""
     successors = result.successors()
     outputs = set(result.output_layers)
+    normalization_trait = Trait.NORMALIZATION  # read once, not per layer
     at_output = (0, 0, 0, 0, 0, 0)
     # Per layer (fewest, most weighted, fewest, most saturating, fewest, most normalizations),
     # or None when no output is reached.
@@ -914,9 +916,9 @@ def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, An
             bounds[name] = None
             continue
         own_weighted = 1 if name in weighted else 0
-        own_saturating = 1 if (activation_of(layer) in SATURATING_ACTIVATIONS
-                               and name not in outputs) else 0
-        own_norm = 1 if Trait.NORMALIZATION in layer.traits else 0
+        own_saturating = 1 if ((layer.activation or "linear") in SATURATING_ACTIVATIONS
+                               and name not in outputs) else 0  # activation_of(layer)
+        own_norm = 1 if normalization_trait in layer.traits else 0
         d_min, d_max, s_min, s_max, n_min, n_max = options[0]
         for o_dmin, o_dmax, o_smin, o_smax, o_nmin, o_nmax in options[1:]:
             if o_dmin < d_min:
@@ -936,6 +938,8 @@ def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, An
                         own_norm + n_min, own_norm + n_max)
     info: dict[str, dict[str, Any]] = {}
     for name, found in bounds.items():
+        if name not in weighted:
+            continue
         if found is None:
             info[name] = {"depth": None, "saturating": None, "norm": None,
                           "reaches_output": False}
