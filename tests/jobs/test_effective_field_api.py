@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from app.analysis.schema import validate_report
@@ -35,15 +34,9 @@ def api(tmp_path: Path) -> Iterator[Any]:
 
 def _centre_tap_keras(tmp_path: Path) -> tuple[bytes, list[str]]:
     """The file's bytes and its convolutions' names (Keras numbers them per process)."""
-    from tests.worker.models import seed_example3
+    from tests.worker.models import centre_tap_only, seed_example3
 
-    model = seed_example3((64, 64, 3))
-    for layer in model.layers:
-        if type(layer).__name__ == "Conv2D":
-            kernel, bias = layer.get_weights()
-            only_centre = np.zeros_like(kernel)
-            only_centre[1, 1] = np.abs(kernel[1, 1]) + 0.1
-            layer.set_weights([only_centre, bias])
+    model = centre_tap_only(seed_example3((64, 64, 3)))
     path = tmp_path / "centre-tap.keras"
     model.save(path)
     return path.read_bytes(), [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"]

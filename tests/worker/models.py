@@ -39,3 +39,18 @@ def seed_example3(input_shape: tuple[int, int, int] = (128, 128, 3)) -> Any:
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(10, activation="softmax")(x)
     return keras.Model(inputs=inputs, outputs=outputs)
+
+
+def centre_tap_only(model: Any) -> Any:
+    """Every 3x3 convolution keeps only its kernel's centre tap (made positive): each unit then
+    sees exactly one input pixel, a known answer for the effective receptive field."""
+    import numpy as np
+
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D":
+            kernel, bias = layer.get_weights()
+            only_centre = np.zeros_like(kernel)
+            only_centre[1, 1] = np.abs(kernel[1, 1]) + 0.1
+            layer.set_weights([only_centre, bias])
+    return model
+

@@ -97,23 +97,13 @@ def test_example3_grows_with_depth_stays_inside_and_below_its_field_and_is_centr
         assert row["centre"] == pytest.approx(row["field_centre"], abs=0.5)
 
 
-def _centre_tap_only(model: Any) -> None:
-    """Every 3x3 kernel keeps only its centre tap: each unit then sees exactly one pixel."""
-    for layer in model.layers:
-        if type(layer).__name__ == "Conv2D":
-            kernel, bias = layer.get_weights()
-            only_centre = np.zeros_like(kernel)
-            only_centre[1, 1] = np.abs(kernel[1, 1]) + 0.1
-            layer.set_weights([only_centre, bias])
-
-
 def test_example3_with_uploaded_weights_measures_those_weights(tmp_path: Path) -> None:
     from app import pipeline
     from tests.conftest import make_settings
-    from tests.worker.models import seed_example3
+    from tests.worker.models import centre_tap_only, seed_example3
 
     model = seed_example3(tuple(EXAMPLE3_INPUT))  # type: ignore[arg-type]
-    _centre_tap_only(model)
+    centre_tap_only(model)
     blob = tmp_path / "example3-centre.keras"
     model.save(blob)
     uploaded_file = pipeline.prepare_file(blob, filename=blob.name, settings=make_settings(tmp_path))
