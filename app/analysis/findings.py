@@ -89,7 +89,10 @@ def _number(value: Fraction | int | float | None) -> int | float | None:
 def _ints(value: Any, rank: int) -> list[int]:
     if isinstance(value, int):
         return [value] * rank
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)):
+        for v in value:  # a loop, not all(<generator>): read several times per layer
+            if not isinstance(v, int):
+                return [1] * rank
         return list(value)
     return [1] * rank
 
@@ -218,18 +221,34 @@ def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResul
         strides[layer.name] = _field_stride(layer)
     successors = result.successors()
     feeds_spatial: dict[str, bool] = {}
+    no_successors: list[str] = []
     for layer in reversed(result.layers):
-        feeds_spatial[layer.name] = any(
-            strides.get(name) is not None or feeds_spatial.get(name, False)
-            for name in successors.get(layer.name, []))
+        feeds = False
+        for name in successors.get(layer.name, no_successors):
+            if strides.get(name) is not None or feeds_spatial.get(name, False):
+                feeds = True
+                break
+        feeds_spatial[layer.name] = feeds
     groups: dict[tuple[int, Fraction | int], _Group] = {}
     group_of: dict[str, _Group] = {}
     head: list[LayerResult] = []
+    kernel_trait, spatial_kernel_trait = Trait.KERNEL, Trait.SPATIAL_KERNEL  # hoisted lookups
     for layer in result.layers:
         stride = strides[layer.name]
-        inbound = [name for name in layer.inbound if name in strides]
-        inbound_phase = max((phase.get(name, 0) for name in inbound), default=0)
-        known = [value for value in (strides[name] for name in inbound) if value is not None]
+        # One pass over the inputs: those in the graph, the latest phase among them (0 when
+        # none: phases never go below 0) and their known strides.
+        inbound: list[str] = []
+        inbound_phase = 0
+        known: list[Fraction | int] = []
+        for name in layer.inbound:
+            if name in strides:
+                inbound.append(name)
+                source_phase = phase.get(name, 0)
+                if source_phase > inbound_phase:
+                    inbound_phase = source_phase
+                source_stride = strides[name]
+                if source_stride is not None:
+                    known.append(source_stride)
         group: _Group | None
         if stride is None:
             phase[layer.name] = inbound_phase
@@ -252,9 +271,9 @@ def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResul
                 group.upsampling.append(layer.name)
         group.layers.append(layer)
         group_of[layer.name] = group
-        if Trait.KERNEL in layer.traits:
+        if kernel_trait in layer.traits:
             group.kernels += 1
-        if Trait.SPATIAL_KERNEL in layer.traits:
+        if spatial_kernel_trait in layer.traits:
             group.convolutions += 1
     stages: list[_Group] = []
     pending: list[_Group] = []
@@ -274,19 +293,21 @@ def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResul
     return stages, ordered_head
 
 
-def _stage_output(group: _Group, later: set[str], result: AnalysisResult) -> LayerResult:
+def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
+                  sizes: list[Fraction | int | None]) -> LayerResult:
     """The map a stage hands on: of its layers read by a later stage or the head, the one with
-    the widest field (read before any padding); the widest-field layer when nothing follows."""
+    the widest field (read before any padding); the widest-field layer when nothing follows.
+    ``sizes``: :func:`_field_size` of each of the group's layers (the caller has them)."""
     successors = result.successors()
     by_name = result.by_name()
-    feeding = [layer for layer in group.layers
-               if _field_size(layer) is not None
-               and any(name in later for name in successors.get(layer.name, []))]
-    candidates = feeding or [layer for layer in group.layers if _field_size(layer) is not None]
-    best = candidates[0]
-    best_size = _field_size(best)
-    for layer in candidates[1:]:
-        size = _field_size(layer)
+    sized = [(layer, size) for layer, size in zip(group.layers, sizes, strict=True)
+             if size is not None]
+    feeding = [pair for pair in sized
+               if any(name in later for name in successors.get(pair[0].name, []))
+               ] if later else []
+    candidates = feeding or sized
+    best, best_size = candidates[0]
+    for layer, size in candidates[1:]:
         if size is not None and best_size is not None and size >= best_size:
             best, best_size = layer, size
     seen = 0
@@ -327,8 +348,9 @@ def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, A
     for index, group in enumerate(groups):
         later = {layer.name for following in groups[index + 1:] for layer in following.layers}
         later |= {layer.name for layer in head_layers}
-        output = _stage_output(group, later, result)
-        sizes = [size for size in (_field_size(layer) for layer in group.layers) if size is not None]
+        layer_sizes = [_field_size(layer) for layer in group.layers]
+        output = _stage_output(group, later, result, layer_sizes)
+        sizes = [size for size in layer_sizes if size is not None]
         end_size = _axis_max(sizes) if sizes else None
         start_size = previous_size if previous_size is not None else (min(sizes) if sizes else None)
         channels = _channels(output)
@@ -459,7 +481,12 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
         else:
             continue
         effective = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=False)]
-        if any(s > k for s, k in zip(strides, effective, strict=False)):
+        wider = False
+        for s, k in zip(strides, effective, strict=False):  # a loop, not any(<generator>)
+            if s > k:
+                wider = True
+                break
+        if wider:
             skipped = [max(s - k, 0) for s, k in zip(strides, effective, strict=False)]
             layers.append(layer.name)
             details.append({"layer": layer.name, "kernel": effective, "strides": strides,

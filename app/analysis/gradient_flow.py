@@ -170,9 +170,12 @@ def spatial_positions(shape: Any, config: dict[str, Any] | None = None) -> int:
     """
     if not shape or len(shape) < 3:
         return 1
-    first = (config or {}).get("data_format") == "channels_first"
-    axes = shape[2:] if first else shape[1:-1]
-    return math.prod(axis if isinstance(axis, int) and axis > 0 else 1 for axis in axes)
+    first = config is not None and config.get("data_format") == "channels_first"
+    total = 1  # the product of the known axes (a loop: called for every layer, twice)
+    for axis in (shape[2:] if first else shape[1:-1]):
+        if isinstance(axis, int) and axis > 0:
+            total *= axis
+    return total
 
 
 RATIO_DEFINITION = (
@@ -424,10 +427,12 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
     """
     name, config = _initializer_parts(value)
     fan_in, fan_out = max(fan_in, 1), max(fan_out, 1)
+    known_scaling = _VARIANCE_SCALING.get(name)
+    if known_scaling is not None:  # the usual case: no fans dict built per layer
+        scale, mode = known_scaling
+        fan = fan_in if mode == "fan_in" else (fan_in + fan_out) / 2.0  # the table's two modes
+        return scale / fan, name, True
     fans = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}
-    if name in _VARIANCE_SCALING:
-        scale, mode = _VARIANCE_SCALING[name]
-        return scale / fans[mode], name, True
     if name == "variancescaling":
         scale = float(config.get("scale", 1.0))
         mode = str(config.get("mode", "fan_in"))
@@ -461,7 +466,10 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
 def _as_list(value: Any, rank: int) -> list[int]:
     if isinstance(value, int):
         return [value] * rank
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)):
+        for v in value:  # a loop, not all(<generator>): read for every weighted layer
+            if not isinstance(v, int):
+                return [1] * rank
         return list(value)
     return [1] * rank
 
@@ -513,7 +521,6 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
     rank = len(in_shape) - 2 if in_shape else 2
     kernel = _as_list(config.get("kernel_size", 1), rank)
     area = math.prod(kernel)
-    strides = _as_list(config.get("strides", 1), rank)
     if Trait.DEPTHWISE in traits and Trait.SEPARABLE not in traits:
         multiplier = int(config.get("depth_multiplier", 1) or 1)
         fan_in, fan_out = area * c_in, area * multiplier  # as Keras computes them
@@ -533,6 +540,7 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
         fan_in, fan_out = area * c_out, area * c_in  # Keras reads the transposed kernel shape
         variance, name, known = initializer_variance(config.get("kernel_initializer"),
                                                      fan_in, fan_out)
+        strides = _as_list(config.get("strides", 1), rank)  # only a transposed kernel needs them
         overlap = max(area / max(math.prod(strides), 1), 1.0)
         return [KernelModel(overlap * c_in, area * c_out, variance, name, fan_in, fan_out, known)]
     fan_in, fan_out = area * c_in // groups, area * c_out // groups
@@ -565,10 +573,17 @@ class _Stats:
     """log10 of the second moment E[x^2]."""
 
     def __post_init__(self) -> None:
-        if self.offset <= _LOG_FLOOR and self.mean_sq <= _LOG_FLOOR:
-            self.total = self.fluct
+        fluct, offset, mean_sq = self.fluct, self.offset, self.mean_sq
+        if offset <= _LOG_FLOOR and mean_sq <= _LOG_FLOOR:
+            self.total = fluct
+        elif fluct > _LOG_FLOOR and offset > _LOG_FLOOR and mean_sq > _LOG_FLOOR:
+            # All three kept (the usual case after a ReLU): _log_sum's arithmetic inline,
+            # summed by ``sum`` over the same three terms in the same order.
+            top = max(fluct, offset, mean_sq)
+            self.total = top + math.log10(sum((10.0 ** (fluct - top), 10.0 ** (offset - top),
+                                               10.0 ** (mean_sq - top))))
         else:
-            self.total = _log_sum((self.fluct, self.offset, self.mean_sq))
+            self.total = _log_sum((fluct, offset, mean_sq))
 
 
 @dataclass(slots=True)
@@ -609,8 +624,26 @@ def _log_sum(values: Iterable[float]) -> float:
         return _LOG_FLOOR
     if len(kept) == 1:
         return kept[0]
+    if len(kept) == 2:  # the common case (a residual sum, a pair): see _log_sum2
+        return _log_sum2(kept[0], kept[1])
     top = max(kept)
     return top + math.log10(sum([10.0 ** (v - top) for v in kept]))
+
+
+def _log_sum2(a: float, b: float) -> float:
+    """``_log_sum((a, b))`` without building sequences: the same arithmetic in the same order
+    (``max`` keeps the first of equal values; ``sum`` of two floats is ``a + b``), so the
+    result is bit for bit the same. Called for every layer, twice for most.
+
+    >>> _log_sum2(0.0, 0.0) == _log_sum((0.0, 0.0)) and _log_sum2(-1.5, _LOG_FLOOR) == -1.5
+    True
+    """
+    if a > _LOG_FLOOR:
+        if b > _LOG_FLOOR:
+            top = b if b > a else a
+            return top + math.log10(10.0 ** (a - top) + 10.0 ** (b - top))
+        return a
+    return b if b > _LOG_FLOOR else _LOG_FLOOR
 
 
 def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
@@ -619,7 +652,7 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
 
     Channel offsets are treated as part of the spread of z; the shared mean as a shift.
     """
-    spread = _log_sum((stats.fluct, stats.offset))
+    spread = _log_sum2(stats.fluct, stats.offset)
     mean_sq, variance, grad, known = activation_gains(name, spread, stats.mean_sq)
     if not known:
         notes.append(f"{layer}: activation {name!r} treated as linear")
@@ -659,19 +692,25 @@ def _forward(result: AnalysisResult, notes: list[str],
     """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model."""
     states: dict[str, _Forward] = {}
     seeded = dict(zip(result.input_layers, model_inputs or [], strict=False))
+    # Enum members read once, not per layer (a class attribute lookup each time).
+    kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
+    normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
+    merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
     for layer in result.layers:
         inputs = []
         for name in layer.inbound:
             known = states.get(name)
             if known is not None:
                 inputs.append(known.out)
-        state = _Forward(inputs=inputs)
         first = inputs[0] if inputs else _Stats()
+        # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
+        # built (and its total computed) only to be replaced.
+        state = _Forward(first, inputs=inputs)
         cls = layer.class_name
         traits = layer.traits
         merge = layer.merge
-        kernels = state.kernels = kernel_models(layer) if Trait.KERNEL in traits else None
-        if Trait.INPUT in traits or not inputs:
+        kernels = state.kernels = kernel_models(layer) if kernel_trait in traits else None
+        if input_trait in traits or not inputs:
             seed = seeded.get(layer.name)
             state.out = _Stats(seed.fluct, seed.offset, seed.mean_sq) if seed else _Stats()
         elif layer.subresult is not None and layer.subresult.output_layers:
@@ -685,7 +724,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             if any(inner[name].kernels for name in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
-        elif Trait.SCALE in traits and len(inputs) > 1:
+        elif scale_trait in traits and len(inputs) > 1:
             # A scaled residual sum (Inception-ResNet's CustomScaleLayer): first + scale x rest.
             scale = layer.scale
             gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
@@ -695,7 +734,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(_log_sum(s.fluct for s in scaled), _log_sum(s.offset for s in scaled),
                                2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
             state.log_scaled_sum = gain
-        elif Trait.SCALE in traits:  # ConvNeXt's LayerScale: a learned per-channel scale
+        elif scale_trait in traits:  # ConvNeXt's LayerScale: a learned per-channel scale
             scale = layer.scale
             gain = 2.0 * _log10(abs(scale)) if scale is not None else 0.0
             state.out = _Stats(first.fluct + gain, first.offset + gain, first.mean_sq + gain)
@@ -704,28 +743,35 @@ def _forward(result: AnalysisResult, notes: list[str],
             forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
             state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
             # A zero-mean kernel turns a shared input mean into per-channel offsets.
-            shifted = _log_sum((first.offset, first.mean_sq))
+            shifted = _log_sum2(first.offset, first.mean_sq)
             pre = _Stats(first.fluct + forward_gain,
                          shifted + forward_gain if shifted > _LOG_FLOOR else _LOG_FLOOR,
                          _LOG_FLOOR)
             state.log_pre = pre.total
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), pre, layer.name, notes)
-        elif Trait.NORMALIZATION in traits:
+        elif normalization_trait in traits:
             state.out = _Stats()
             state.log_norm_back = -(first.harmonic if first.harmonic is not None
                                     else first.fluct)
-        elif Trait.ACTIVATION in traits:
+        elif activation_trait in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
         elif _rescales_input(layer):
             state.out = _Stats()
-        elif merge is Merge.SUM or merge is Merge.AVERAGE:
+        elif merge is merge_sum or merge is merge_average:
             divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
             # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
-            log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
-            state.out = _Stats(_log_sum(s.fluct for s in inputs) - divisor,
-                               _log_sum(s.offset for s in inputs) - divisor,
+            if len(inputs) == 2:  # a residual sum: the same sums, by _log_sum2 (a mean left
+                a, b = inputs     # out is passed as the floor, which it drops)
+                log_mean = _log_sum2(a.mean_sq / 2.0 if a.mean_sq > -290 else _LOG_FLOOR,
+                                     b.mean_sq / 2.0 if b.mean_sq > -290 else _LOG_FLOOR)
+                log_fluct, log_offset = _log_sum2(a.fluct, b.fluct), _log_sum2(a.offset, b.offset)
+            else:
+                log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
+                log_fluct = _log_sum(s.fluct for s in inputs)
+                log_offset = _log_sum(s.offset for s in inputs)
+            state.out = _Stats(log_fluct - divisor, log_offset - divisor,
                                (2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
                                - divisor)
         elif merge is Merge.PRODUCT:
@@ -756,12 +802,21 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
     pre: dict[str, float] = {}
     for layer in reversed(result.layers):
         state = states[layer.name]
-        arriving = list(incoming.get(layer.name, []))
-        if layer.name in outputs:
+        # Every consumer of this layer came before it in reversed order: the list is complete
+        # and no longer needed elsewhere, so the output's unit gradient is appended in place.
+        arriving = incoming[layer.name]
+        is_output = layer.name in outputs
+        if is_output:
             arriving.append(0.0)
-        log_out = _log_sum(arriving)
+        count = len(arriving)
+        if count == 1 and arriving[0] > _LOG_FLOOR:
+            log_out = arriving[0]
+        elif count == 2:  # a layer feeding a residual block and its shortcut
+            log_out = _log_sum2(arriving[0], arriving[1])
+        else:
+            log_out = _log_sum(arriving)
         # The output activation is folded into the loss.
-        folded = fold_output and layer.name in outputs
+        folded = fold_output and is_output
         log_pre = log_out if folded else log_out + state.log_act_grad
         pre[layer.name] = log_pre
         inputs = [name for name in layer.inbound if name in states]
@@ -815,7 +870,7 @@ def _log_resampling(layer: LayerResult) -> float:
     average pooling over P positions: 1/P^2). Transposed convolutions' fans already count
     their outputs per input; padding passes the gradient of the positions it keeps."""
     traits = layer.traits
-    if not traits & _RESAMPLING or Trait.TRANSPOSED in traits or Trait.PADDING in traits:
+    if traits.isdisjoint(_RESAMPLING) or Trait.TRANSPOSED in traits or Trait.PADDING in traits:
         return 0.0
     if not layer.input_shapes or not layer.output_shapes:
         return 0.0
@@ -838,10 +893,12 @@ def _log_resampling(layer: LayerResult) -> float:
 
 
 def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, Any]]:
-    """Per layer: fewest/most weighted layers, saturating activations and normalizations on the
-    way to an output (the layer itself included), by dynamic programming over the graph."""
+    """Per weighted layer: fewest/most weighted layers, saturating activations and
+    normalizations on the way to an output (the layer itself included), by dynamic programming
+    over the graph (every layer is walked; only the weighted ones are read afterwards)."""
     successors = result.successors()
     outputs = set(result.output_layers)
+    normalization_trait = Trait.NORMALIZATION  # read once, not per layer
     at_output = (0, 0, 0, 0, 0, 0)
     # Per layer (fewest, most weighted, fewest, most saturating, fewest, most normalizations),
     # or None when no output is reached.
@@ -859,9 +916,9 @@ def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, An
             bounds[name] = None
             continue
         own_weighted = 1 if name in weighted else 0
-        own_saturating = 1 if (activation_of(layer) in SATURATING_ACTIVATIONS
-                               and name not in outputs) else 0
-        own_norm = 1 if Trait.NORMALIZATION in layer.traits else 0
+        own_saturating = 1 if ((layer.activation or "linear") in SATURATING_ACTIVATIONS
+                               and name not in outputs) else 0  # activation_of(layer)
+        own_norm = 1 if normalization_trait in layer.traits else 0
         d_min, d_max, s_min, s_max, n_min, n_max = options[0]
         for o_dmin, o_dmax, o_smin, o_smax, o_nmin, o_nmax in options[1:]:
             if o_dmin < d_min:
@@ -881,6 +938,8 @@ def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, An
                         own_norm + n_min, own_norm + n_max)
     info: dict[str, dict[str, Any]] = {}
     for name, found in bounds.items():
+        if name not in weighted:
+            continue
         if found is None:
             info[name] = {"depth": None, "saturating": None, "norm": None,
                           "reaches_output": False}
@@ -909,8 +968,13 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     if not merges:
         return wanted
     order = {layer.name: index for index, layer in enumerate(result.layers)}
-    parents = {layer.name: [name for name in dict.fromkeys(layer.inbound) if name in order]
-               for layer in result.layers}
+    parents: dict[str, list[str]] = {}
+    for layer in result.layers:
+        inbound = layer.inbound
+        if len(inbound) == 1:  # the usual layer: no duplicates to drop
+            parents[layer.name] = [inbound[0]] if inbound[0] in order else []
+        else:
+            parents[layer.name] = [name for name in dict.fromkeys(inbound) if name in order]
     dominator: dict[str, str | None] = {}
 
     def meet(a: str | None, b: str | None) -> str | None:
@@ -924,7 +988,12 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     for layer in result.layers:
         inbound = parents[layer.name]
         own = order[layer.name]
-        if not inbound or any(order[name] >= own for name in inbound):
+        later_input = False
+        for name in inbound:  # a loop, not any(<generator>): once per layer
+            if order[name] >= own:
+                later_input = True
+                break
+        if not inbound or later_input:
             # A model input (dominated by the virtual root), or a shared layer called again
             # on a later layer's output: no dominator below the root.
             dominator[layer.name] = None
@@ -1000,14 +1069,17 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer reaches a model output", "layers": [], "notes": notes}
     first, last = reachable[0], reachable[-1]
-    log_last = pre[last.name]
     log_last_weight = pre[last.name] + states[last.name].first_input_log_q
     layers_out: list[dict[str, Any]] = []
+    unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
     for layer in weighted_layers:
         state = states[layer.name]
         info = paths[layer.name]
         kernels = state.kernels or []
-        log_rel = pre[layer.name] - log_last
+        for kernel in kernels:
+            if not kernel.known:
+                unknown_init.append(layer.name)
+                break
         log_weight = pre[layer.name] + state.first_input_log_q - log_last_weight
         layers_out.append({
             "name": layer.name,
@@ -1019,8 +1091,9 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "activation": activation_of(layer),
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
-            "log10_relative_gradient_scale": round(log_rel, 4),
-            "relative_gradient_scale": _scale(log_rel),
+            # both set below from the quantity (the keys keep their place in the entry)
+            "log10_relative_gradient_scale": None,
+            "relative_gradient_scale": None,
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
             "depth_to_output": ({"shortest": info["depth"][0] - 1, "longest": info["depth"][1] - 1}
                                 if info["reaches_output"] else None),
@@ -1064,8 +1137,6 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     elif verdict == "exploding":
         reasons.append(f"the gradient reaching {first.name} is predicted {_words(log_ratio)} "
                        f"the one reaching {last.name}")
-    unknown_init = [layer.name for layer in weighted_layers
-                    if any(not k.known for k in states[layer.name].kernels or [])]
     if unknown_init:
         notes.append("unknown initializers assumed glorot-like: " + ", ".join(unknown_init[:10]))
     return {

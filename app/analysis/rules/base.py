@@ -505,6 +505,21 @@ def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str])
     """
     if len(fields) == 1:
         return fields[0]
+    if len(fields) == 2 and len(labels) >= 2:
+        # The common merge (a residual Add of two local paths, all-integer fields): the steps
+        # below, without building the lists of (field, label) pairs. Any other case (None,
+        # unknown, global or flat paths, ranks that differ, fractions) takes the general way.
+        a, b = fields
+        if (a is not None and b is not None and not a.unknown and not b.unknown
+                and not a.is_global and not b.is_global and a.axes is not None
+                and b.axes is not None and len(a.axes) == len(b.axes)
+                and _integral(a.axes) and _integral(b.axes)):
+            axes, differing = _union_integral([a.axes, b.axes], len(a.axes))
+            pair_misaligned = [*a.misaligned, *b.misaligned]
+            if 1 in differing:
+                pair_misaligned.append(f"{labels[0]}|{labels[1]}")
+            return ReceptiveField(axes, is_global=False,
+                                  misaligned=tuple(dict.fromkeys(pair_misaligned)))
     present = [(f, label) for f, label in zip(fields, labels, strict=False) if f is not None]
     if not present:
         return None
@@ -565,9 +580,13 @@ def _union_integral(
             other = branches[index][axis]
             other_start = -other.padding  # type: ignore[operator]
             other_end = other_start + other.size - 1  # type: ignore[operator]
-            start = min(start, other_start)
-            end = max(end, other_end)
-            stride = max(stride, other.stride)  # type: ignore[type-var]
+            # plain ints: comparisons instead of min/max calls (the same values)
+            if other_start < start:
+                start = other_start
+            if other_end > end:
+                end = other_end
+            if other.stride > stride:  # type: ignore[operator]
+                stride = other.stride
             if other_start + other_end != centre:
                 differing.add(index)
         axes.append(AxisField(end - start + 1, stride, -start))
