@@ -275,6 +275,7 @@ class ProgressDisplay:
                 percent=f"{fraction:>4.0%}" if fraction is not None else "",
                 detail=state.detail,
                 eta=f"ETA {eta}" if eta else "",
+                refresh=True,  # every event is a frame: none is lost between timed redraws
             )
             return
         fraction = state.fraction()
