@@ -553,6 +553,89 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
 # ---------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def _border_axis(size: int, out: int, kernel: int, stride: int, dilation: int, left: int
+                 ) -> tuple[float, float]:
+    """Along one axis of a convolution whose input has ``size`` real positions (``left``
+    zeros padded before them) and whose output has ``out``: the mean over outputs of the
+    share of the ``kernel`` taps that read a real position, and sum_t c_t^2 / (out^2 kernel)
+    with c_t the outputs whose tap t is real (what the per-channel mean of a shifted input
+    keeps). Both are 1 away from the borders.
+
+    >>> _border_axis(2, 2, 3, 1, 1, 1)   # a 3-tap 'same' convolution on 2 positions
+    (0.6666666666666666, 0.5)
+    >>> _border_axis(64, 64, 1, 1, 1, 0)
+    (1.0, 1.0)
+    """
+    total = square = 0
+    for tap in range(kernel):
+        low = left - tap * dilation  # tap reads a real position: low <= o * stride < size + low
+        first = max(0, -(-low // stride))
+        stop = min(out, -(-(size + low) // stride))
+        count = stop - first if stop > first else 0
+        total += count
+        square += count * count
+    return total / (out * kernel), square / (out * out * kernel)
+
+
+def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, float, float] | None:
+    """How zero padding at the borders of a small feature map changes a convolution: (A, B,
+    log10 P_padded / P_real) with A the mean share of its taps that read real positions
+    (what both its forward variance and its backward fan are multiplied by) and B the share
+    of a shifted input's mean kept as a per-channel offset (A - B of it varies over positions,
+    which a normalization counts as variance); None when no tap reads padding.
+    ``padding``: the ZeroPadding layer feeding it, whose zeros count as padding too."""
+    config = layer.node.config
+    in_shape = layer.input_shapes[0] if layer.input_shapes else None
+    out_shape = layer.output_shapes[0] if layer.output_shapes else None
+    if not in_shape or not out_shape or len(in_shape) < 3 or Trait.TRANSPOSED in layer.traits:
+        return None
+    rank = len(in_shape) - 2
+    first = config.get("data_format") == "channels_first"
+    sizes = list(in_shape[2:] if first else in_shape[1:-1])
+    outs = list(out_shape[2:] if first else out_shape[1:-1])
+    kernels = _as_list(config.get("kernel_size", 1), rank)
+    strides = _as_list(config.get("strides", 1), rank)
+    dilations = _as_list(config.get("dilation_rate", 1), rank)
+    mode = config.get("padding", "valid")
+    pads = [(0, 0)] * rank
+    if padding is not None:
+        value = padding.node.config.get("padding", 1)
+        if isinstance(value, int):
+            pads = [(value, value)] * rank
+        elif isinstance(value, list | tuple) and len(value) == rank:
+            pads = [(v, v) if isinstance(v, int) else (int(v[0]), int(v[1])) for v in value]
+        elif (isinstance(value, list | tuple) and rank == 1 and len(value) == 2
+              and all(isinstance(v, int) for v in value)):
+            pads = [(int(value[0]), int(value[1]))]
+        else:
+            return None
+    share = kept = 1.0
+    log_positions = 0.0
+    for size, out, kernel, stride, dilation, (before, after) in zip(
+            sizes, outs, kernels, strides, dilations, pads, strict=False):
+        if not isinstance(size, int) or not isinstance(out, int) or out <= 0:
+            return None
+        effective = (kernel - 1) * dilation + 1
+        if mode == "same":
+            total = max((out - 1) * stride + effective - size, 0)
+            left = total // 2
+        elif mode == "causal":
+            left = effective - 1
+        else:
+            left = 0
+        real = size - before - after
+        if real <= 0:
+            return None
+        a, b = _border_axis(real, out, kernel, stride, dilation, left + before)
+        share *= a
+        kept *= b
+        log_positions += math.log10(size / real)
+    if share >= 1.0 and log_positions == 0.0:
+        return None
+    return share, kept, log_positions
+
+
 @dataclass(slots=True)
 class _Stats:
     """Second-order statistics of a tensor, all log10.
@@ -569,6 +652,11 @@ class _Stats:
     harmonic: float | None = None
     """log10 of the harmonic mean of per-channel variances, where channels differ (a
     concatenation): what normalization divides the gradient by, on average over channels."""
+    mixture: tuple[tuple[float, float, float], ...] | None = None
+    """Where a unit's distribution is far from normal: components (weight, mean, variance),
+    in linear units. A ReLU output is a point mass at 0 and a positive part; a residual sum of
+    it and a normal branch two normals (ResNet's identity path: relu(x + branch) again and
+    again, a reflected random walk that one shifted normal describes increasingly badly)."""
     total: float = field(init=False)
     """log10 of the second moment E[x^2]."""
 
@@ -653,7 +741,12 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     Channel offsets are treated as part of the spread of z; the shared mean as a shift.
     """
     spread = _log_sum2(stats.fluct, stats.offset)
-    mean_sq, variance, grad, known = activation_gains(name, spread, stats.mean_sq)
+    mixture = None
+    if name == "relu":
+        mean_sq, variance, grad, mixture = _rectified(stats, spread)
+        known = True
+    else:
+        mean_sq, variance, grad, known = activation_gains(name, spread, stats.mean_sq)
     if not known:
         notes.append(f"{layer}: activation {name!r} treated as linear")
     if name in ("linear", None) or not known:
@@ -662,7 +755,59 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     fluct_share = min(stats.fluct - spread, 0.0)
     offset_share = 1.0 - 10.0 ** fluct_share
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
-    return _Stats(variance + fluct_share, offset, mean_sq), grad
+    return _Stats(variance + fluct_share, offset, mean_sq, mixture=mixture), grad
+
+
+def _rectified(stats: _Stats, spread: float
+               ) -> tuple[float, float, float, tuple[tuple[float, float, float], ...] | None]:
+    """ReLU of a tensor: log10 mean^2, log10 variance, log10 E[f'^2] and the output's mixture
+    (zero with the probability that the input is negative, else the positive part as one
+    normal of the same moments). A normal input gives the closed forms of
+    :func:`activation_gains`; a mixture input (a residual sum) is rectified per component."""
+    if stats.mixture is None:
+        mean_sq, variance, grad, _ = activation_gains("relu", spread, stats.mean_sq)
+        shift = 10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0
+        components: tuple[tuple[float, float, float], ...] = (
+            (1.0, shift, 10.0 ** spread if spread > _LOG_FLOOR else 0.0),)
+    else:
+        components = stats.mixture
+    positive = first = second = 0.0
+    for weight, mean, variance_c in components:
+        if variance_c <= 0.0:
+            if mean > 0.0:
+                positive += weight
+                first += weight * mean
+                second += weight * mean * mean
+            continue
+        scale = math.sqrt(variance_c)
+        t = max(min(mean / scale, 40.0), -40.0)
+        cdf = 0.5 * math.erfc(-t / math.sqrt(2.0))
+        pdf = math.exp(-0.5 * t * t) / _SQRT_2PI
+        positive += weight * cdf
+        first += weight * scale * (t * cdf + pdf)
+        second += weight * variance_c * ((t * t + 1.0) * cdf + t * pdf)
+    if positive <= 1e-12 or second <= 0.0:
+        return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None
+    mean_positive = first / positive
+    mixture = ((1.0 - positive, 0.0, 0.0),
+               (positive, mean_positive, max(second / positive - mean_positive ** 2, 0.0)))
+    if stats.mixture is None:
+        return mean_sq, variance, grad, mixture
+    variance = max(second - first * first, 1e-12 * second)
+    return 2.0 * _log10(first), _log10(variance), _log10(positive), mixture
+
+
+def _shifted_mixture(a: _Stats, b: _Stats) -> tuple[tuple[float, float, float], ...] | None:
+    """The mixture of a sum of two independent tensors of which exactly one has a mixture: its
+    components shifted and widened by the other (a normal)."""
+    if (a.mixture is None) == (b.mixture is None):
+        return None
+    mixed, normal = (a, b) if a.mixture is not None else (b, a)
+    shift = 10.0 ** (normal.mean_sq / 2.0) if normal.mean_sq > _LOG_FLOOR else 0.0
+    spread = _log_sum2(normal.fluct, normal.offset)
+    width = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
+    return tuple((weight, mean + shift, variance + width)
+                 for weight, mean, variance in mixed.mixture or ())
 
 
 def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
@@ -687,6 +832,72 @@ def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
     return out
 
 
+@lru_cache(maxsize=256)
+def _normal_maximum(count: int) -> tuple[float, float]:
+    """Mean and variance of the largest of ``count`` independent standard normals.
+
+    >>> [round(v, 3) for v in _normal_maximum(9)]
+    [1.485, 0.357]
+    """
+    first = second = 0.0
+    step = 0.01
+    for i in range(-1000, 1001):
+        z = i * step
+        density = count * math.exp(-0.5 * z * z) / _SQRT_2PI * (
+            0.5 * math.erfc(-z / math.sqrt(2.0))) ** (count - 1)
+        first += z * density * step
+        second += z * z * density * step
+    return first, max(second - first * first, 1e-12)
+
+
+def _max_window(layer: LayerResult) -> int | None:
+    """Positions one output of a max pooling reads (None for other layers)."""
+    traits = layer.traits
+    if Trait.AVERAGING in traits:
+        return None
+    if Trait.GLOBAL_POOLING in traits:
+        return spatial_positions(layer.input_shapes[0] if layer.input_shapes else None,
+                                 layer.node.config)
+    if Trait.POOLING in traits:
+        rank = max(len(layer.input_shapes[0] or ()) - 2, 1) if layer.input_shapes else 1
+        return math.prod(_as_list(layer.node.config.get("pool_size", 2), rank))
+    return None
+
+
+def _max_pooled(result: AnalysisResult) -> dict[str, int]:
+    """Layers whose every consumer is a max pooling (directly or through zero padding), with
+    its window: their gradient reaches only each window's largest value, where a ReLU is
+    almost surely open."""
+    successors = result.successors()
+    by_name = result.by_name()
+    found: dict[str, int] = {}
+    for layer in result.layers:
+        if Trait.POOLING not in layer.traits and Trait.GLOBAL_POOLING not in layer.traits:
+            continue
+        window = _max_window(layer)
+        if not window or window < 2 or len(layer.inbound) != 1:
+            continue
+        source = by_name.get(layer.inbound[0])
+        if (source is not None and Trait.PADDING in source.traits
+                and successors.get(source.name, []) == [layer.name] and len(source.inbound) == 1):
+            source = by_name.get(source.inbound[0])
+        if source is not None and all(
+                name == layer.name or (by_name.get(name) is not None
+                                       and Trait.PADDING in by_name[name].traits)
+                for name in successors.get(source.name, [])):
+            found[source.name] = window
+    return found
+
+
+def _padding_input(layer: LayerResult, by_name: dict[str, LayerResult]) -> LayerResult | None:
+    """The ZeroPadding layer a convolution reads, if any (its zeros are the convolution's
+    border)."""
+    if len(layer.inbound) != 1:
+        return None
+    source = by_name.get(layer.inbound[0])
+    return source if source is not None and Trait.PADDING in source.traits else None
+
+
 def _forward(result: AnalysisResult, notes: list[str],
              model_inputs: list[_Stats] | None = None) -> dict[str, _Forward]:
     """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model."""
@@ -696,6 +907,7 @@ def _forward(result: AnalysisResult, notes: list[str],
     kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
     normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
     merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
+    by_name = result.by_name()
     for layer in result.layers:
         inputs = []
         for name in layer.inbound:
@@ -744,9 +956,25 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
             # A zero-mean kernel turns a shared input mean into per-channel offsets.
             shifted = _log_sum2(first.offset, first.mean_sq)
-            pre = _Stats(first.fluct + forward_gain,
-                         shifted + forward_gain if shifted > _LOG_FLOOR else _LOG_FLOOR,
-                         _LOG_FLOOR)
+            border = (_border(layer, _padding_input(layer, by_name))
+                      if Trait.DENSE not in traits else None)
+            if border is None:
+                pre = _Stats(first.fluct + forward_gain,
+                             shifted + forward_gain if shifted > _LOG_FLOOR else _LOG_FLOOR,
+                             _LOG_FLOOR)
+            else:
+                # Taps reading padding: a share A of the variance in both directions; of a
+                # shifted input's mean, B stays a per-channel offset and A - B varies over
+                # positions. Per real input position (not per padded one) on the way back.
+                share, kept, log_positions = border
+                fluct = first.fluct + forward_gain + math.log10(share)
+                offset = _LOG_FLOOR
+                if shifted > _LOG_FLOOR:
+                    if share - kept > 1e-12:
+                        fluct = _log_sum2(fluct, shifted + forward_gain + math.log10(share - kept))
+                    offset = shifted + forward_gain + math.log10(kept)
+                pre = _Stats(fluct, offset, _LOG_FLOOR)
+                state.log_kernel_back += math.log10(share) + log_positions
             state.log_pre = pre.total
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), pre, layer.name, notes)
@@ -767,13 +995,23 @@ def _forward(result: AnalysisResult, notes: list[str],
                 log_mean = _log_sum2(a.mean_sq / 2.0 if a.mean_sq > -290 else _LOG_FLOOR,
                                      b.mean_sq / 2.0 if b.mean_sq > -290 else _LOG_FLOOR)
                 log_fluct, log_offset = _log_sum2(a.fluct, b.fluct), _log_sum2(a.offset, b.offset)
+                mixture = _shifted_mixture(a, b) if merge is merge_sum else None
             else:
                 log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
                 log_fluct = _log_sum(s.fluct for s in inputs)
                 log_offset = _log_sum(s.offset for s in inputs)
+                mixture = None
             state.out = _Stats(log_fluct - divisor, log_offset - divisor,
                                (2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
-                               - divisor)
+                               - divisor, mixture=mixture)
+        elif ((Trait.POOLING in traits or Trait.GLOBAL_POOLING in traits)
+              and first.mixture is None and (_max_window(layer) or 1) > 1):
+            # The largest of a window of normal values: a shifted, narrower distribution.
+            mean, variance = _normal_maximum(_max_window(layer) or 1)
+            shift = 10.0 ** (first.mean_sq / 2.0) if first.mean_sq > _LOG_FLOOR else 0.0
+            shift += mean * 10.0 ** (first.fluct / 2.0)
+            state.out = _Stats(first.fluct + math.log10(variance), first.offset,
+                               2.0 * math.log10(shift) if shift > 0 else _LOG_FLOOR)
         elif merge is Merge.PRODUCT:
             total = sum(s.total for s in inputs)
             mean_sq = sum(s.mean_sq for s in inputs)
@@ -785,7 +1023,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(max(s.fluct for s in inputs), max(s.offset for s in inputs),
                                max(s.mean_sq for s in inputs))
         else:
-            state.out = _Stats(first.fluct, first.offset, first.mean_sq)
+            state.out = _Stats(first.fluct, first.offset, first.mean_sq, mixture=first.mixture)
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
                 state.treated_as_identity = True
                 notes.append(f"{layer.name} ({cls}): treated as scale-preserving")
@@ -800,6 +1038,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
     incoming: dict[str, list[float]] = {layer.name: [] for layer in result.layers}
     outputs = set(result.output_layers)
     pre: dict[str, float] = {}
+    pooled = _max_pooled(result)
     for layer in reversed(result.layers):
         state = states[layer.name]
         # Every consumer of this layer came before it in reversed order: the list is complete
@@ -817,7 +1056,12 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             log_out = _log_sum(arriving)
         # The output activation is folded into the loss.
         folded = fold_output and is_output
-        log_pre = log_out if folded else log_out + state.log_act_grad
+        log_gain = state.log_act_grad
+        if log_gain < 0.0 and pooled and layer.name in pooled and (
+                activation_of(layer) in ("relu", "relu6")):
+            # Only each window's largest value receives a gradient: open unless all are shut.
+            log_gain = _log10(1.0 - (1.0 - 10.0 ** log_gain) ** pooled[layer.name])
+        log_pre = log_out if folded else log_out + log_gain
         pre[layer.name] = log_pre
         inputs = [name for name in layer.inbound if name in states]
         if not inputs:
