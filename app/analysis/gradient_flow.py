@@ -772,29 +772,52 @@ def _rectified(stats: _Stats, spread: float
     else:
         components = stats.mixture
     positive = first = second = 0.0
+    parts: list[tuple[float, float, float]] = []
     for weight, mean, variance_c in components:
         if variance_c <= 0.0:
             if mean > 0.0:
                 positive += weight
                 first += weight * mean
                 second += weight * mean * mean
+                parts.append((weight, mean, 0.0))
             continue
         scale = math.sqrt(variance_c)
         t = max(min(mean / scale, 40.0), -40.0)
         cdf = 0.5 * math.erfc(-t / math.sqrt(2.0))
         pdf = math.exp(-0.5 * t * t) / _SQRT_2PI
+        part_first = scale * (t * cdf + pdf)
+        part_second = variance_c * ((t * t + 1.0) * cdf + t * pdf)
         positive += weight * cdf
-        first += weight * scale * (t * cdf + pdf)
-        second += weight * variance_c * ((t * t + 1.0) * cdf + t * pdf)
+        first += weight * part_first
+        second += weight * part_second
+        if cdf > 1e-12:  # each component's positive part as a normal of the same moments
+            part_mean = part_first / cdf
+            parts.append((weight * cdf, part_mean, max(part_second / cdf - part_mean ** 2, 0.0)))
     if positive <= 1e-12 or second <= 0.0:
         return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None
-    mean_positive = first / positive
-    mixture = ((1.0 - positive, 0.0, 0.0),
-               (positive, mean_positive, max(second / positive - mean_positive ** 2, 0.0)))
+    mixture = ((max(1.0 - positive, 0.0), 0.0, 0.0), *_merged(parts))
     if stats.mixture is None:
         return mean_sq, variance, grad, mixture
     variance = max(second - first * first, 1e-12 * second)
     return 2.0 * _log10(first), _log10(variance), _log10(positive), mixture
+
+
+_MIXTURE_PARTS = 3
+"""Positive components a mixture keeps (the nearest in mean are merged beyond that)."""
+
+
+def _merged(parts: list[tuple[float, float, float]]) -> tuple[tuple[float, float, float], ...]:
+    """At most :data:`_MIXTURE_PARTS` components: the two nearest in mean merged into one of
+    the same weight, mean and second moment, until few enough."""
+    parts = sorted(parts, key=lambda part: part[1])
+    while len(parts) > _MIXTURE_PARTS:
+        index = min(range(len(parts) - 1), key=lambda i: parts[i + 1][1] - parts[i][1])
+        (w1, m1, v1), (w2, m2, v2) = parts[index], parts[index + 1]
+        weight = w1 + w2
+        mean = (w1 * m1 + w2 * m2) / weight
+        second = (w1 * (m1 * m1 + v1) + w2 * (m2 * m2 + v2)) / weight
+        parts[index:index + 2] = [(weight, mean, max(second - mean * mean, 0.0))]
+    return tuple(parts)
 
 
 def _shifted_mixture(a: _Stats, b: _Stats) -> tuple[tuple[float, float, float], ...] | None:
@@ -824,8 +847,23 @@ def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
         kept = [(v + math.log10(w)) for v, w in zip(values, widths, strict=True) if v > _LOG_FLOOR]
         return _log_sum(kept) - log_total if kept else _LOG_FLOOR
 
+    mixture = None
+    if all(s.mixture is not None for s in inputs):
+        # A unit of the concatenation is a unit of input i with probability width_i / total:
+        # the point masses at zero added up, the rest as one normal of the same moments.
+        total = sum(widths)
+        zero = 0.0
+        parts = []
+        for stats, width in zip(inputs, widths, strict=True):
+            for w, m, v in stats.mixture or ():
+                share = w * width / total
+                if v <= 0.0 and m == 0.0:
+                    zero += share
+                else:
+                    parts.append((share, m, v))
+        mixture = ((zero, 0.0, 0.0), *_merged(parts))
     out = _Stats(mean([s.fluct for s in inputs]), mean([s.offset for s in inputs]),
-                 mean([s.mean_sq for s in inputs]))
+                 mean([s.mean_sq for s in inputs]), mixture=mixture)
     if all(s.fluct > _LOG_FLOOR for s in inputs):
         out.harmonic = -mean([-(s.harmonic if s.harmonic is not None else s.fluct)
                               for s in inputs])
@@ -944,7 +982,10 @@ def _forward(result: AnalysisResult, notes: list[str],
                                 for s in inputs[1:]]
             log_mean = _log_sum(s.mean_sq / 2.0 for s in scaled if s.mean_sq > -290)
             state.out = _Stats(_log_sum(s.fluct for s in scaled), _log_sum(s.offset for s in scaled),
-                               2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
+                               2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR,
+                               mixture=(_shifted_mixture(scaled[0], scaled[1])
+                                        if len(scaled) == 2 and scaled[1].mixture is None
+                                        else None))
             state.log_scaled_sum = gain
         elif scale_trait in traits:  # ConvNeXt's LayerScale: a learned per-channel scale
             scale = layer.scale
@@ -1012,6 +1053,13 @@ def _forward(result: AnalysisResult, notes: list[str],
             shift += mean * 10.0 ** (first.fluct / 2.0)
             state.out = _Stats(first.fluct + math.log10(variance), first.offset,
                                2.0 * math.log10(shift) if shift > 0 else _LOG_FLOOR)
+        elif Trait.POOLING in traits and Trait.AVERAGING in traits:
+            # The mean of a window of (independent) positions: the spread within a channel
+            # shrinks by the window's area; per-channel offsets and shared means stay.
+            rank = max(len(layer.input_shapes[0] or ()) - 2, 1) if layer.input_shapes else 1
+            area = math.prod(_as_list(layer.node.config.get("pool_size", 2), rank))
+            state.out = _Stats(first.fluct - math.log10(max(area, 1)), first.offset,
+                               first.mean_sq)
         elif merge is Merge.PRODUCT:
             total = sum(s.total for s in inputs)
             mean_sq = sum(s.mean_sq for s in inputs)
@@ -1039,6 +1087,8 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
     outputs = set(result.output_layers)
     pre: dict[str, float] = {}
     pooled = _max_pooled(result)
+    by_name = result.by_name()
+    concat_sources: dict[str, tuple[str, ...] | None] = {}
     for layer in reversed(result.layers):
         state = states[layer.name]
         # Every consumer of this layer came before it in reversed order: the list is complete
@@ -1077,6 +1127,17 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         elif resampling:
             to_input = [log_pre + resampling] * len(inputs)
         elif Trait.NORMALIZATION in layer.traits:
+            sources = (_concatenated_sources(by_name.get(inputs[0]), by_name, concat_sources)
+                       if len(inputs) == 1 else None)
+            if sources:
+                # A normalization of a concatenation divides each channel by its own
+                # variance: each source receives its share directly (the concatenation only
+                # routes channels), not the average over all of them.
+                for source in sources:
+                    out = states[source].out
+                    incoming[source].append(
+                        log_pre - (out.harmonic if out.harmonic is not None else out.fluct))
+                continue
             to_input = [log_pre + state.log_norm_back] * len(inputs)
         elif merge is Merge.AVERAGE:
             to_input = [log_pre - 2.0 * math.log10(len(inputs))] * len(inputs)
@@ -1100,6 +1161,45 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         for name, value in zip(inputs, to_input, strict=False):
             incoming[name].append(value)
     return pre
+
+
+_MAX_SOURCES = 256
+"""Channel groups a concatenation is split into for the normalization after it (beyond that,
+the harmonic mean of their variances stands for all)."""
+
+
+def _concatenated_sources(layer: LayerResult | None, by_name: dict[str, LayerResult],
+                          memo: dict[str, tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    """The layers whose channels a concatenation (of concatenations, as in DenseNet) joins, in
+    order; None for another layer, an unknown shape or too many sources."""
+    if layer is None or layer.merge is not Merge.CONCAT or len(layer.inbound) < 2:
+        return None
+    if layer.name in memo:
+        return memo[layer.name]
+    found: list[str] = []
+    for name in layer.inbound:
+        source = by_name.get(name)
+        if source is None:
+            memo[layer.name] = None
+            return None
+        nested = _concatenated_sources(source, by_name, memo)
+        if nested is not None:
+            found.extend(nested)
+        else:
+            found.append(name)
+        if len(found) > _MAX_SOURCES:
+            memo[layer.name] = None
+            return None
+    # Only a concatenation along channels splits into channel groups.
+    config = layer.node.config
+    axis = config.get("axis", -1)
+    rank = len(layer.output_shapes[0]) if layer.output_shapes and layer.output_shapes[0] else 0
+    channel_axis = 1 if config.get("data_format") == "channels_first" else rank - 1
+    if not rank or (axis if axis >= 0 else rank + axis) != channel_axis:
+        memo[layer.name] = None
+        return None
+    memo[layer.name] = tuple(found)
+    return memo[layer.name]
 
 
 _RESAMPLING = frozenset({Trait.POOLING, Trait.GLOBAL_POOLING, Trait.UPSAMPLING, Trait.CROPPING,

@@ -79,9 +79,11 @@ def test_the_quantity_is_named_and_defined_once_in_the_report() -> None:
 
 def test_the_ratio_does_not_move_with_resolution_changes_that_keep_the_gradient() -> None:
     """Max pooling and a stride-2 convolution route each output's gradient to fewer input
-    positions; per position it shrinks, summed over positions (the quantity) it does not."""
+    positions; per position it shrinks, summed over positions (the quantity) it does not.
+    (1x1 kernels: a wider kernel reads zero padding at the borders, a share that does depend
+    on the map's size; tested below.)"""
     def chain(*middle: dict[str, Any]) -> dict[str, Any]:
-        conv = {"filters": 8, "kernel_size": 3, "padding": "same", "activation": "linear",
+        conv = {"filters": 8, "kernel_size": 1, "padding": "same", "activation": "linear",
                 "kernel_initializer": "he_normal"}
         layers = [input_layer("in", (16, 16, 8)), call("Conv2D", "first", conv, "in")]
         previous = "first"
@@ -97,6 +99,32 @@ def test_the_ratio_does_not_move_with_resolution_changes_that_keep_the_gradient(
     pooled = analyze(chain({"class_name": "MaxPooling2D", "name": "pool",
                             "config": {"name": "pool", "pool_size": 2}}))
     assert pooled["gradient_flow"]["predicted"]["ratio"] == pytest.approx(plain, rel=1e-6)
+
+
+def test_zero_padding_at_small_maps_shrinks_the_backward_fan() -> None:
+    """A 3x3 'same' convolution on a 2x2 map reads 4 of its 9 taps at every output: its
+    backward fan (and forward variance) is 4/9 of the nominal, per layer, which on a 64x64 map
+    is almost 1. Three such layers between the first and the last: (4/9)^(3/2) in the quantity;
+    an explicit ZeroPadding2D before a 'valid' convolution is the same border."""
+    def chain(side: int, explicit: bool = False) -> dict[str, Any]:
+        conv = {"filters": 8, "kernel_size": 3, "padding": "valid" if explicit else "same",
+                "activation": "linear", "kernel_initializer": "he_normal"}
+        layers = [input_layer("in", (side, side, 8))]
+        previous = "in"
+        for index in range(4):
+            if explicit:
+                layers.append(call("ZeroPadding2D", f"pad{index}", {"padding": 1}, previous))
+                previous = f"pad{index}"
+            layers.append(call("Conv2D", f"conv{index}", conv, previous))
+            previous = f"conv{index}"
+        return functional(layers, ["in"], [previous])
+
+    wide = analyze(chain(64))["gradient_flow"]["predicted"]["log10_ratio"]
+    small = analyze(chain(2))["gradient_flow"]["predicted"]["log10_ratio"]
+    padded = analyze(chain(2, explicit=True))["gradient_flow"]["predicted"]["log10_ratio"]
+    edge = gradient_flow._border_axis(64, 64, 3, 1, 1, 1)[0] ** 2
+    assert small - wide == pytest.approx(1.5 * math.log10((4 / 9) / edge), abs=1e-3)
+    assert padded == pytest.approx(small, abs=1e-3)
 
 
 def test_relative_profile_is_the_same_arithmetic_on_both_sides() -> None:
