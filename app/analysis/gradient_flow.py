@@ -652,6 +652,9 @@ class _Stats:
     harmonic: float | None = None
     """log10 of the harmonic mean of per-channel variances, where channels differ (a
     concatenation): what normalization divides the gradient by, on average over channels."""
+    rectified: tuple[float, float] | None = None
+    """(mean, variance) of the normal this tensor is the ReLU of, where it is one (the largest
+    of a window of them is the ReLU of the largest of the normals)."""
     mixture: tuple[tuple[float, float, float], ...] | None = None
     """Where a unit's distribution is far from normal: components (weight, mean, variance),
     in linear units. A ReLU output is a point mass at 0 and a positive part; a residual sum of
@@ -755,7 +758,12 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     fluct_share = min(stats.fluct - spread, 0.0)
     offset_share = 1.0 - 10.0 ** fluct_share
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
-    return _Stats(variance + fluct_share, offset, mean_sq, mixture=mixture), grad
+    rectified = None
+    if name == "relu" and stats.mixture is None:
+        rectified = (10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0,
+                     10.0 ** spread if spread > _LOG_FLOOR else 0.0)
+    return (_Stats(variance + fluct_share, offset, mean_sq, rectified=rectified, mixture=mixture),
+            grad)
 
 
 def _rectified(stats: _Stats, spread: float
@@ -886,6 +894,64 @@ def _normal_maximum(count: int) -> tuple[float, float]:
         first += z * density * step
         second += z * z * density * step
     return first, max(second - first * first, 1e-12)
+
+
+def _mixture_maximum(stats: _Stats, count: int) -> _Stats:
+    """The largest of ``count`` independent values of a mixture (a max pooling after a ReLU):
+    its moments from the distribution function F^count, integrated on a grid; the point mass
+    at zero survives only where every value is zero."""
+    components = stats.mixture or ()
+    if stats.rectified is not None and stats.rectified[1] > 0.0:
+        # relu(max z) with z normal: the maximum's moments, rectified as a normal of them.
+        shift, variance = stats.rectified
+        mean, spread = _normal_maximum(count)
+        maximum = _Stats(math.log10(variance * spread), _LOG_FLOOR,
+                         2.0 * _log10(abs(shift + math.sqrt(variance) * mean)))
+        mean_sq, log_variance, _, mixture = _rectified(maximum, maximum.fluct)
+        spread_in = _log_sum2(stats.fluct, stats.offset)
+        fluct_share = min(stats.fluct - spread_in, 0.0)
+        offset_share = 1.0 - 10.0 ** fluct_share
+        return _Stats(log_variance + fluct_share,
+                      log_variance + math.log10(offset_share) if offset_share > 1e-12
+                      else _LOG_FLOOR, mean_sq, mixture=mixture)
+    low = min([0.0] + [m - 8.0 * math.sqrt(v) for _, m, v in components])
+    high = max([0.0] + [m + 8.0 * math.sqrt(v) for _, m, v in components])
+    if high <= low:
+        return _Stats(stats.fluct, stats.offset, stats.mean_sq, mixture=stats.mixture)
+    steps = 800
+    width = (high - low) / steps
+    first = second = 0.0
+    previous: tuple[float, float] | None = None
+    for i in range(steps + 1):
+        x = low + i * width
+        cdf = 0.0
+        for weight, mean, variance in components:
+            if variance <= 0.0:
+                cdf += weight if x >= mean else 0.0
+            else:
+                cdf += weight * 0.5 * math.erfc(-(x - mean) / math.sqrt(2.0 * variance))
+        # E[M] = int_0^inf (1 - F^n) - int_-inf^0 F^n; E[M^2] = int 2|x| (same tails).
+        tail = (1.0 - min(cdf, 1.0) ** count) if x >= 0 else -(min(cdf, 1.0) ** count)
+        point = (tail, 2.0 * abs(x) * tail)
+        if previous is not None:
+            first += width * (previous[0] + point[0]) / 2.0
+            second += width * (previous[1] + point[1]) / 2.0
+        previous = point
+    zero = sum(w for w, m, v in components if v <= 0.0 and m == 0.0) ** count
+    variance = max(second - first * first, 1e-12 * max(second, 1e-300))
+    rest = 1.0 - zero
+    mixture = None
+    if rest > 1e-12:
+        mean_rest = first / rest
+        mixture = ((zero, 0.0, 0.0), (rest, mean_rest, max(second / rest - mean_rest ** 2, 0.0)))
+    # The spread keeps the input's split between within-channel and per-channel parts.
+    spread = _log_sum2(stats.fluct, stats.offset)
+    fluct_share = min(stats.fluct - spread, 0.0)
+    offset_share = 1.0 - 10.0 ** fluct_share
+    log_variance = _log10(variance)
+    return _Stats(log_variance + fluct_share,
+                  log_variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR,
+                  2.0 * _log10(abs(first)), mixture=mixture)
 
 
 def _max_window(layer: LayerResult) -> int | None:
@@ -1046,6 +1112,9 @@ def _forward(result: AnalysisResult, notes: list[str],
                                (2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
                                - divisor, mixture=mixture)
         elif ((Trait.POOLING in traits or Trait.GLOBAL_POOLING in traits)
+              and first.mixture is not None and (_max_window(layer) or 1) > 1):
+            state.out = _mixture_maximum(first, _max_window(layer) or 1)
+        elif ((Trait.POOLING in traits or Trait.GLOBAL_POOLING in traits)
               and first.mixture is None and (_max_window(layer) or 1) > 1):
             # The largest of a window of normal values: a shifted, narrower distribution.
             mean, variance = _normal_maximum(_max_window(layer) or 1)
@@ -1071,7 +1140,8 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(max(s.fluct for s in inputs), max(s.offset for s in inputs),
                                max(s.mean_sq for s in inputs))
         else:
-            state.out = _Stats(first.fluct, first.offset, first.mean_sq, mixture=first.mixture)
+            state.out = _Stats(first.fluct, first.offset, first.mean_sq, rectified=first.rectified,
+                               mixture=first.mixture)
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
                 state.treated_as_identity = True
                 notes.append(f"{layer.name} ({cls}): treated as scale-preserving")
