@@ -1158,6 +1158,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
     pre: dict[str, float] = {}
     pooled = _max_pooled(result)
     by_name = result.by_name()
+    successors = result.successors()
     concat_sources: dict[str, tuple[str, ...] | None] = {}
     for layer in reversed(result.layers):
         state = states[layer.name]
@@ -1228,9 +1229,50 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [value + math.log10(p_out / max(spatial_positions(shape, config), 1))
                         if spatial_positions(shape, config) < p_out else value
                         for value, shape in zip(to_input, layer.input_shapes, strict=True)]
+        if (state.out.mixture is not None and len(inputs) == 2
+                and (merge is Merge.SUM or state.log_scaled_sum is not None)):
+            to_input = _open_together(layer, inputs, to_input, states, by_name, successors)
         for name, value in zip(inputs, to_input, strict=False):
             incoming[name].append(value)
     return pre
+
+
+def _open_together(layer: LayerResult, inputs: list[str], to_input: list[float],
+                   states: dict[str, _Forward], by_name: dict[str, LayerResult],
+                   successors: dict[str, list[str]]) -> list[float]:
+    """A ReLU of a residual sum whose identity input is itself a ReLU output (ResNet,
+    Inception-ResNet): a unit open after the sum was almost always open before it, so the
+    two ReLUs pass P(both open), not P(open) x P(open). The identity input's gradient is
+    multiplied by P(both) / (P(before) P(after)) (the branch's is not: its masks are others)."""
+    consumers = successors.get(layer.name, [])
+    if len(consumers) != 1:
+        return to_input
+    after = by_name.get(consumers[0])
+    if after is None or activation_of(after) != "relu" or after.name not in states:
+        return to_input
+    mixed = [i for i, name in enumerate(inputs) if name in states and states[name].out.mixture]
+    if len(mixed) != 1:
+        return to_input
+    index = mixed[0]
+    identity = states[inputs[index]].out
+    if not identity.mixture or identity.mixture[0][1:] != (0.0, 0.0):
+        return to_input
+    shut = identity.mixture[0][0]
+    components = states[layer.name].out.mixture or ()
+    if shut <= 1e-9 or shut >= 1.0 - 1e-9 or len(components) != len(identity.mixture):
+        return to_input
+    opened = []
+    for weight, mean, variance in components:
+        if variance <= 0.0:
+            opened.append(weight if mean > 0.0 else 0.0)
+        else:
+            opened.append(weight * 0.5 * math.erfc(-mean / math.sqrt(2.0 * variance)))
+    after_open = sum(opened)
+    both = after_open - opened[0]
+    if after_open <= 1e-12 or both <= 1e-12:
+        return to_input
+    correction = math.log10(both / ((1.0 - shut) * after_open))
+    return [value + correction if i == index else value for i, value in enumerate(to_input)]
 
 
 _MAX_SOURCES = 256
