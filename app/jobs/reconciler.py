@@ -34,6 +34,17 @@ CHORES_INTERVAL_S = 60.0
 FORGET_WORKERS_AFTER_S = 3600.0
 
 
+def note_dispatch(settings: Settings, job_id: str) -> None:
+    """After an executor handed ``job_id`` over: note the send (``dispatched_at``) in a
+    transaction of its own, so that this reconciler resends it only once it is overdue. Never
+    raises: a send not noted only means an early resend."""
+    try:
+        with session_scope(settings) as session:
+            repository.mark_dispatched(session, job_id)
+    except Exception:  # noqa: BLE001 - only the reconciler's bookkeeping
+        log.warning("could not note the dispatch of job %s", job_id, exc_info=True)
+
+
 def reconcile_once(settings: Settings, dispatch: Dispatch) -> dict[str, list[str]]:
     """One pass. ``dispatch(job_id, kind)`` sends a job id to the executor (True when sent)."""
     paths: list[Path] = []
