@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -35,9 +35,11 @@ def tenant_bytes(session: Session, settings: Settings, tenant_id: str) -> int:
     """What ``tenant_id`` stores now: its architectures' counter (one row, whatever their
     number) and the datasets of its runs that have not ended."""
     connection = session.connection()
-    architectures = connection.execute(_ARCHITECTURE_BYTES, {"tenant_id": tenant_id}).scalar() or 0
+    architectures, open_runs = connection.execute(_ARCHITECTURE_BYTES, {"tenant_id": tenant_id}).one()
+    if not open_runs:  # the common case: one statement
+        return int(architectures or 0)
     runs = connection.execute(_OPEN_RUNS, {"tenant_id": tenant_id}).scalars()
-    return int(architectures) + sum(_size(datasets_dir(settings) / f"{run_id}.npz") for run_id in runs)
+    return int(architectures or 0) + sum(_size(datasets_dir(settings) / f"{run_id}.npz") for run_id in runs)
 
 
 def architecture_bytes_changed(session: Session, tenant_id: str, delta: int) -> None:
@@ -51,16 +53,19 @@ def architecture_bytes_changed(session: Session, tenant_id: str, delta: int) -> 
 _TENANTS = cast(Table, Tenant.__table__)
 _DELTAS = cast(Table, StorageDelta.__table__)
 _JOBS = cast(Table, Job.__table__)
-#: The tenant's counter plus its deltas not yet folded, in one statement.
+#: The tenant's training runs that have not ended (their datasets count).
+_OPEN_RUNS = select(_JOBS.c.id).where(  # (no IN: an expanding parameter is rendered at each execution)
+    _JOBS.c.tenant_id == bindparam("tenant_id"), _JOBS.c.kind == "training",
+    or_(_JOBS.c.status == "queued", _JOBS.c.status == "running"))
+#: The tenant's counter plus its deltas not yet folded, and how many runs have not ended, in
+#: one statement.
 _ARCHITECTURE_BYTES = select(
     func.coalesce(select(_TENANTS.c.stored_bytes).where(_TENANTS.c.id == bindparam("tenant_id"))
                   .scalar_subquery(), 0)
     + select(func.coalesce(func.sum(_DELTAS.c.delta), 0))
-    .where(_DELTAS.c.tenant_id == bindparam("tenant_id")).scalar_subquery()
+    .where(_DELTAS.c.tenant_id == bindparam("tenant_id")).scalar_subquery(),
+    select(func.count()).select_from(_OPEN_RUNS.subquery()).scalar_subquery(),
 )
-#: The tenant's training runs that have not ended (their datasets count).
-_OPEN_RUNS = select(_JOBS.c.id).where(_JOBS.c.tenant_id == bindparam("tenant_id"), _JOBS.c.kind == "training",
-                                      _JOBS.c.status.in_(("queued", "running")))
 _INSERT_DELTA = insert(_DELTAS)
 
 
