@@ -154,6 +154,12 @@ def _field_stride(layer: LayerResult) -> Fraction | int | None:
     return None if axes is None else _axis_max([axis.stride for axis in axes])
 
 
+def field_strides(result: AnalysisResult) -> dict[str, Fraction | int | None]:
+    """:func:`_field_stride` of every layer, by name: read once per analysis by the passes that
+    ask (stages, head, full-resolution compute) instead of once per pass."""
+    return {layer.name: _field_stride(layer) for layer in result.layers}
+
+
 def _field_size(layer: LayerResult) -> Fraction | int | None:
     """The largest receptive-field size over the spatial axes, None without a spatial field."""
     axes = _local_axes(layer)
@@ -204,7 +210,9 @@ class _Group:
         self.convolutions += other.convolutions
 
 
-def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResult]]:
+def _group_layers(
+    result: AnalysisResult, strides: dict[str, Fraction | int | None]
+) -> tuple[list[_Group], list[LayerResult]]:
     """Stages (groups that compute) and the head (what follows the last stage).
 
     Each spatial layer belongs to the group of its effective stride; an upsampling layer starts
@@ -213,12 +221,9 @@ def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResul
     input and its padding, a pooling between two stages) joins the next stage; after the last
     stage it is the head. Non-spatial layers inside the body (a squeeze-and-excitation gate's
     pooled branch) belong to the stage they read from; those that feed nothing spatial are the
-    head (global pooling, the classifier).
+    head (global pooling, the classifier). ``strides``: :func:`field_strides`.
     """
-    strides: dict[str, Fraction | int | None] = {}
     phase: dict[str, int] = {}
-    for layer in result.layers:
-        strides[layer.name] = _field_stride(layer)
     successors = result.successors()
     feeds_spatial: dict[str, bool] = {}
     no_successors: list[str] = []
@@ -332,7 +337,9 @@ def _input_channels(result: AnalysisResult) -> int | None:
     return None
 
 
-def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def stages_of(
+    result: AnalysisResult, strides: dict[str, Fraction | int | None] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The stages of an analysed model and its head, as the report states them.
 
     A stage is every layer computed at one effective stride (parallel branches and shortcuts
@@ -340,8 +347,11 @@ def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, A
     whose stride exceeds their inputs' (the layers that change the resolution). ``resolution``
     and ``channels_out`` are those of the map the stage hands on. The head is every layer after
     the last stage (global pooling, a final pooling, the classifier), None when there is none.
+    ``strides``: :func:`field_strides` when the caller has them.
     """
-    groups, head_layers = _group_layers(result)
+    if strides is None:
+        strides = field_strides(result)
+    groups, head_layers = _group_layers(result, strides)
     stages: list[dict[str, Any]] = []
     previous_size: Fraction | int | None = None
     previous_channels = _input_channels(result)
@@ -389,7 +399,7 @@ def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, A
             "params": _sum(layer.params for layer in head_layers),
             "macs": _sum(layer.macs for layer in head_layers),
             "downsampling_layers": [layer.name for layer in head_layers
-                                    if _field_stride(layer) is not None
+                                    if strides[layer.name] is not None
                                     and Trait.POOLING in layer.traits],
             "global": any(Trait.GLOBAL_POOLING in layer.traits or Trait.FLATTEN in layer.traits
                           for layer in head_layers),
@@ -401,8 +411,10 @@ def _dims(resolution: list[int | None] | None) -> str:
     return "x".join("?" if value is None else str(value) for value in resolution or [])
 
 
-def _stage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
-    stages, head = stages_of(result)
+def _stage_finding(
+    result: AnalysisResult, strides: dict[str, Fraction | int | None] | None = None
+) -> list[dict[str, Any]]:
+    stages, head = stages_of(result, strides)
     if not stages:
         return []
     parts = []
@@ -779,7 +791,9 @@ def _count_text(value: int) -> str:
     return str(value)
 
 
-def _full_resolution_compute(result: AnalysisResult) -> list[dict[str, Any]]:
+def _full_resolution_compute(
+    result: AnalysisResult, strides: dict[str, Fraction | int | None] | None = None
+) -> list[dict[str, Any]]:
     """Most MACs spent at effective stride 1: no, or late, downsampling.
 
     Compute per layer grows with the number of positions, so a network that keeps the input
@@ -790,11 +804,13 @@ def _full_resolution_compute(result: AnalysisResult) -> list[dict[str, Any]]:
     total = _sum(layer.macs for layer in result.layers)
     if total <= 0:
         return []
+    if strides is None:
+        strides = field_strides(result)
     full: list[LayerResult] = []
     first_downsampling: str | None = None
     before_downsampling = 0
     for layer in result.layers:
-        stride = _field_stride(layer)
+        stride = strides[layer.name]
         if stride is None:
             continue
         if stride == 1:
@@ -1045,8 +1061,9 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None)
     """
     prediction = gradient_flow.predict(result)
     weighted = {entry["name"] for entry in prediction.get("layers", [])}
+    strides = field_strides(result)
     findings: list[dict[str, Any]] = []
-    findings += _stage_finding(result)
+    findings += _stage_finding(result, strides)
     findings += _coverage_finding(result, field_summary)
     findings += _residual_value(result, prediction, find_skips(result))
     findings += _stride_kernel_findings(result)
@@ -1058,7 +1075,7 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None)
     findings += _dilation_gridding(result)
     findings += _shape_mismatch(result)
     findings += _misaligned(result)
-    findings += _full_resolution_compute(result)
+    findings += _full_resolution_compute(result, strides)
     findings += _residual_branch_nonnegative(result)
     findings += _bias_before_normalization(result)
     findings += _gradient_verdict(prediction)
