@@ -2,9 +2,9 @@
 
 Starts ``convlens serve`` on its defaults (HTTP processes = cores, SQLite in a temporary data
 directory unless ``--postgres``), with the rate limit off, and drives it with wrk
-(``bench/wrk/analyses.lua``: the seed's Example 3 with a unique model name per request, so
-every request stores a new architecture and runs the engine). Prints requests/s, p50, p99
-and the count of non-2xx answers, after a warm-up run.
+(``bench/wrk/analyses.lua``: the seed's Example 3 with a model name unique to the run and the
+request, so every request stores a new architecture and runs the engine). Prints requests/s,
+p50, p99 and the count of non-2xx answers, after a warm-up run.
 
 It also reads the CPU time the service's processes (the serving process and its HTTP
 processes) used during the measured run, from /proc: CPU milliseconds per request, and the
@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def run_wrk(url: str, *, connections: int, seconds: float, threads: int = 2) -> 
     if wrk is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-               "-s", str(LUA), url, "--", str(EXAMPLE3)]
+               "-s", str(LUA), url, "--", str(EXAMPLE3), uuid.uuid4().hex[:8]]
     output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     match = re.search(r"^CONVLENS (.*)$", output, re.MULTILINE)
     if match is None:

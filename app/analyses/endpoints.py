@@ -19,10 +19,8 @@ from app.analyses import service
 from app.analyses.schemas import AnalysisOut, AnalysisPage, JobStatus
 from app.api.deps import ScopeDep, SettingsDep, TenantDep
 from app.api.docs import analysis_request_body, problem_responses
-from app.api.fairness import tenant_slots
 from app.api.responses import EncodedJSON
-from app.api.uploads import MultipartForm, read_multipart
-from app.errors import UnsupportedFormat
+from app.api.uploads import MultipartForm, read_body
 from app.idempotency.http import (
     IdempotencyKeyHeader,
     answer_response,
@@ -54,17 +52,7 @@ router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
 )
 async def create_analysis(request: Request, settings: SettingsDep, scope: ScopeDep,
                           tenant_id: TenantDep, idempotency_key: IdempotencyKeyHeader = None) -> Response:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/json" or content_type.endswith("+json"):
-        received: bytes | service.MultipartForm = await request.body()
-    elif content_type == "multipart/form-data":
-        async with tenant_slots(request).hold(tenant_id, "uploads"):
-            received = await read_multipart(request, settings)
-    else:
-        raise UnsupportedFormat(
-            "Send application/json or multipart/form-data. "
-            f"Received: Content-Type '{content_type or '(none)'}'"
-        )
+    received = await read_body(request, settings, tenant_id)
     claim = claim_for(request, idempotency_key, tenant_id, settings, body_parts(received))
     window = service.SyncWindow(settings.sync_analysis_timeout_s)
     try:

@@ -189,7 +189,6 @@ class _Walk:
                 result.activation = "linear"
                 continue
             self.visit(node, call_index, result)
-        listed = [self.results[n.name] for n in graph.layers if n.name in self.results and n.listed]
         for node in graph.layers:  # layers never called: still listed, nothing known
             if node.name not in self.results:
                 result = self.result_for(node)
@@ -197,10 +196,7 @@ class _Walk:
                 result.macs = result.activation_bytes = None
                 result.output_shapes = [None]
                 result.notes.append("never called in this model")
-                if node.listed:
-                    listed.append(result)
-        positions = {node.name: index for index, node in enumerate(graph.layers)}
-        listed.sort(key=lambda r: positions.get(r.name, len(positions)))
+        listed = [self.results[node.name] for node in graph.layers if node.listed]
         outputs = [self.tensors.get((r.layer, r.node_index, r.tensor_index)) for r in graph.outputs]
         return AnalysisResult(
             model_name=graph.name,

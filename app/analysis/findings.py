@@ -154,6 +154,26 @@ def _field_stride(layer: LayerResult) -> Fraction | int | None:
     return None if axes is None else _axis_max([axis.stride for axis in axes])
 
 
+Extents = tuple[dict[str, Fraction | int | None], dict[str, Fraction | int | None]]
+"""Per layer name, the largest stride and the largest size of its local field (:func:`field_extents`)."""
+
+
+def field_extents(result: AnalysisResult) -> Extents:
+    """:func:`_field_stride` and :func:`_field_size` of every layer, by name: read once per
+    analysis for the passes that ask (stages, head, full-resolution compute), and once per field
+    (a normalization or an activation passes its input's field on: the same object)."""
+    strides: dict[str, Fraction | int | None] = {}
+    sizes: dict[str, Fraction | int | None] = {}
+    by_field: dict[int, tuple[Fraction | int | None, Fraction | int | None]] = {}
+    for layer in result.layers:
+        key = id(layer.receptive_field)  # the fields outlive this loop: ids stay unique
+        extent = by_field.get(key)
+        if extent is None:
+            extent = by_field[key] = (_field_stride(layer), _field_size(layer))
+        strides[layer.name], sizes[layer.name] = extent
+    return strides, sizes
+
+
 def _field_size(layer: LayerResult) -> Fraction | int | None:
     """The largest receptive-field size over the spatial axes, None without a spatial field."""
     axes = _local_axes(layer)
@@ -204,7 +224,9 @@ class _Group:
         self.convolutions += other.convolutions
 
 
-def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResult]]:
+def _group_layers(
+    result: AnalysisResult, strides: dict[str, Fraction | int | None]
+) -> tuple[list[_Group], list[LayerResult]]:
     """Stages (groups that compute) and the head (what follows the last stage).
 
     Each spatial layer belongs to the group of its effective stride; an upsampling layer starts
@@ -213,12 +235,9 @@ def _group_layers(result: AnalysisResult) -> tuple[list[_Group], list[LayerResul
     input and its padding, a pooling between two stages) joins the next stage; after the last
     stage it is the head. Non-spatial layers inside the body (a squeeze-and-excitation gate's
     pooled branch) belong to the stage they read from; those that feed nothing spatial are the
-    head (global pooling, the classifier).
+    head (global pooling, the classifier). ``strides``: from :func:`field_extents`.
     """
-    strides: dict[str, Fraction | int | None] = {}
     phase: dict[str, int] = {}
-    for layer in result.layers:
-        strides[layer.name] = _field_stride(layer)
     successors = result.successors()
     feeds_spatial: dict[str, bool] = {}
     no_successors: list[str] = []
@@ -303,7 +322,7 @@ def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
     sized = [(layer, size) for layer, size in zip(group.layers, sizes, strict=True)
              if size is not None]
     feeding = [pair for pair in sized
-               if any(name in later for name in successors.get(pair[0].name, []))
+               if not later.isdisjoint(successors.get(pair[0].name, ()))
                ] if later else []
     candidates = feeding or sized
     best, best_size = candidates[0]
@@ -332,7 +351,9 @@ def _input_channels(result: AnalysisResult) -> int | None:
     return None
 
 
-def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def stages_of(
+    result: AnalysisResult, extents: Extents | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The stages of an analysed model and its head, as the report states them.
 
     A stage is every layer computed at one effective stride (parallel branches and shortcuts
@@ -340,15 +361,17 @@ def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, A
     whose stride exceeds their inputs' (the layers that change the resolution). ``resolution``
     and ``channels_out`` are those of the map the stage hands on. The head is every layer after
     the last stage (global pooling, a final pooling, the classifier), None when there is none.
+    ``extents``: :func:`field_extents` when the caller has them.
     """
-    groups, head_layers = _group_layers(result)
+    strides, field_sizes = extents if extents is not None else field_extents(result)
+    groups, head_layers = _group_layers(result, strides)
     stages: list[dict[str, Any]] = []
     previous_size: Fraction | int | None = None
     previous_channels = _input_channels(result)
     for index, group in enumerate(groups):
         later = {layer.name for following in groups[index + 1:] for layer in following.layers}
         later |= {layer.name for layer in head_layers}
-        layer_sizes = [_field_size(layer) for layer in group.layers]
+        layer_sizes = [field_sizes[layer.name] for layer in group.layers]
         output = _stage_output(group, later, result, layer_sizes)
         sizes = [size for size in layer_sizes if size is not None]
         end_size = _axis_max(sizes) if sizes else None
@@ -389,7 +412,7 @@ def stages_of(result: AnalysisResult) -> tuple[list[dict[str, Any]], dict[str, A
             "params": _sum(layer.params for layer in head_layers),
             "macs": _sum(layer.macs for layer in head_layers),
             "downsampling_layers": [layer.name for layer in head_layers
-                                    if _field_stride(layer) is not None
+                                    if strides[layer.name] is not None
                                     and Trait.POOLING in layer.traits],
             "global": any(Trait.GLOBAL_POOLING in layer.traits or Trait.FLATTEN in layer.traits
                           for layer in head_layers),
@@ -401,8 +424,8 @@ def _dims(resolution: list[int | None] | None) -> str:
     return "x".join("?" if value is None else str(value) for value in resolution or [])
 
 
-def _stage_finding(result: AnalysisResult) -> list[dict[str, Any]]:
-    stages, head = stages_of(result)
+def _stage_finding(result: AnalysisResult, extents: Extents | None = None) -> list[dict[str, Any]]:
+    stages, head = stages_of(result, extents)
     if not stages:
         return []
     parts = []
@@ -538,8 +561,11 @@ def _deep_plain_stack(result: AnalysisResult, weighted: set[str]) -> list[dict[s
         if Trait.NORMALIZATION in layer.traits or layer.merge in SPATIAL_MERGES:
             run[layer.name] = (0, None)
             continue
-        inputs = [run[name] for name in layer.inbound if name in run]
-        previous = max(inputs, key=lambda item: item[0]) if inputs else (0, None)
+        previous: tuple[int, str | None] = (0, None)
+        found = False
+        for name in layer.inbound:  # the longest run among the inputs, the first of equal ones
+            if name in run and (not found or run[name][0] > previous[0]):
+                previous, found = run[name], True
         if layer.name in weighted:
             previous_weighted[layer.name] = previous[1]
             current: tuple[int, str | None] = (previous[0] + 1, layer.name)
@@ -668,6 +694,8 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
         if Trait.SPATIAL_KERNEL in layer.traits:
             rates = _ints(layer.node.config.get("dilation_rate", 1), _spatial_rank(layer))
             dilation_of[layer.name] = max(rates)
+    if all(rate <= 1 for rate in dilation_of.values()):
+        return []  # no dilated convolution: no chain to look for
     # The nearest dilated convolutions upstream of each layer (through non-convolution layers;
     # a plain convolution ends the search). Only dilated ones can form a chain, and a few are
     # enough: keeping every convolution behind a residual chain's shortcuts was quadratic.
@@ -718,8 +746,8 @@ def _shape_mismatch(result: AnalysisResult) -> list[dict[str, Any]]:
     for layer in result.layers:
         if layer.merge not in RESIDUAL_MERGES or len(layer.input_shapes) < 2:
             continue
-        shapes = [list(shape) if shape else None for shape in layer.input_shapes]
-        if len({tuple(s) for s in shapes if s is not None}) > 1:
+        if len({tuple(shape) for shape in layer.input_shapes if shape}) > 1:
+            shapes = [list(shape) if shape else None for shape in layer.input_shapes]
             merges.append({"layer": layer.name, "class_name": layer.class_name,
                            "inputs": list(layer.inbound), "input_shapes": shapes})
     if not merges:
@@ -779,7 +807,8 @@ def _count_text(value: int) -> str:
     return str(value)
 
 
-def _full_resolution_compute(result: AnalysisResult) -> list[dict[str, Any]]:
+def _full_resolution_compute(result: AnalysisResult, extents: Extents | None = None
+                             ) -> list[dict[str, Any]]:
     """Most MACs spent at effective stride 1: no, or late, downsampling.
 
     Compute per layer grows with the number of positions, so a network that keeps the input
@@ -790,11 +819,12 @@ def _full_resolution_compute(result: AnalysisResult) -> list[dict[str, Any]]:
     total = _sum(layer.macs for layer in result.layers)
     if total <= 0:
         return []
+    strides = (extents if extents is not None else field_extents(result))[0]
     full: list[LayerResult] = []
     first_downsampling: str | None = None
     before_downsampling = 0
     for layer in result.layers:
-        stride = _field_stride(layer)
+        stride = strides[layer.name]
         if stride is None:
             continue
         if stride == 1:
@@ -1045,8 +1075,9 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None)
     """
     prediction = gradient_flow.predict(result)
     weighted = {entry["name"] for entry in prediction.get("layers", [])}
+    extents = field_extents(result)
     findings: list[dict[str, Any]] = []
-    findings += _stage_finding(result)
+    findings += _stage_finding(result, extents)
     findings += _coverage_finding(result, field_summary)
     findings += _residual_value(result, prediction, find_skips(result))
     findings += _stride_kernel_findings(result)
@@ -1058,7 +1089,7 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None)
     findings += _dilation_gridding(result)
     findings += _shape_mismatch(result)
     findings += _misaligned(result)
-    findings += _full_resolution_compute(result)
+    findings += _full_resolution_compute(result, extents)
     findings += _residual_branch_nonnegative(result)
     findings += _bias_before_normalization(result)
     findings += _gradient_verdict(prediction)

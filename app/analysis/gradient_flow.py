@@ -483,7 +483,7 @@ def _channels(shape: Any, config: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) else None
 
 
-@dataclass
+@dataclass(slots=True)
 class KernelModel:
     """How one kernel of a weighted layer moves the signal.
 

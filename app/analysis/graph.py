@@ -35,12 +35,13 @@ Shape = tuple[int | None, ...]
 """A tensor shape with the batch dimension first; ``None`` is unknown."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TensorRef:
     """A reference to one output tensor of one call of a layer.
 
     ``TensorRef("conv1", 0, 0)`` is the first output of the first call of
-    layer ``conv1`` (Keras's ``keras_history`` triple).
+    layer ``conv1`` (Keras's ``keras_history`` triple). A value, never changed once built
+    (not a frozen dataclass for the cost of building one, see :class:`AxisField`).
     """
 
     layer: str
@@ -108,7 +109,7 @@ class ModelGraph:
         raise KeyError(name)
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(slots=True, repr=False, unsafe_hash=True)
 class AxisField:
     """Receptive field along one spatial axis, relative to the model input.
 
@@ -125,6 +126,10 @@ class AxisField:
     *envelope*: the smallest field of that stride containing every unit's true field (see
     docs/receptive-fields.md). ``exact`` is False when the envelope only bounds the fields
     (a pattern too long to follow was replaced by its envelope upstream).
+
+    A value: never changed once built, so layers share it (it is hashable). Not a frozen
+    dataclass only because those cost several times as much to build (an attribute set through
+    ``object.__setattr__`` per field), and the engine builds one per spatial axis per layer.
 
     >>> AxisField(3, 1, 1)
     AxisField(size=3, stride=1, padding=1)
@@ -156,7 +161,7 @@ class AxisField:
         return min(sizes), max(sizes)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ReceptiveField:
     """A tensor's receptive field: per spatial axis, or global.
 
@@ -164,7 +169,8 @@ class ReceptiveField:
     pooling, Flatten into Dense, attention, squeeze-and-excitation gating);
     ``axes`` is then None. ``misaligned`` names the pairs of branches merged
     at this point whose field centres differ ("a|b"). ``unknown`` is True
-    when a layer without a rule lies on the way (no number is invented).
+    when a layer without a rule lies on the way (no number is invented). A value like
+    :class:`AxisField`: shared between layers, never changed once built.
     """
 
     axes: tuple[AxisField, ...] | None

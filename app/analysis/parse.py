@@ -443,8 +443,9 @@ def _parse_functional(
 ) -> ModelGraph:
     nodes: list[LayerNode] = []
     by_name: dict[str, LayerNode] = {}
+    where_model = f"model '{name}'"
     for position, raw in enumerate(config["layers"]):
-        entry = _check_entry(raw, f"model '{name}'")
+        entry = _check_entry(raw, where_model)
         layer_name = _entry_name(entry, position)
         if layer_name in by_name:
             raise _fail(f"model '{name}': two layers are named '{layer_name}'")

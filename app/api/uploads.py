@@ -22,8 +22,9 @@ import anyio
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
+from app.api.fairness import tenant_slots
 from app.config import Settings
-from app.errors import BadRequest, DomainError, PayloadTooLarge, ValidationFailed
+from app.errors import BadRequest, DomainError, PayloadTooLarge, UnsupportedFormat, ValidationFailed
 from app.storage.files import disk, storage_errors
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -133,6 +134,24 @@ class _Sink:
             self.handle.close()
         finally:
             self.path.unlink(missing_ok=True)
+
+
+async def read_body(
+    request: Request, settings: Settings, tenant_id: str, *, other_file_fields: tuple[str, ...] = ()
+) -> bytes | MultipartForm:
+    """The body of a route that takes JSON or an upload: the bytes of an ``application/json``
+    (or ``+json``) body, or the :class:`MultipartForm` of a ``multipart/form-data`` one, read
+    while the tenant holds one of its upload slots. Any other Content-Type is a 415."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return await request.body()
+    if content_type == "multipart/form-data":
+        async with tenant_slots(request).hold(tenant_id, "uploads"):
+            return await read_multipart(request, settings, other_file_fields=other_file_fields)
+    raise UnsupportedFormat(
+        "Send application/json or multipart/form-data. "
+        f"Received: Content-Type '{content_type or '(none)'}'"
+    )
 
 
 async def read_multipart(

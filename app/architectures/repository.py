@@ -49,8 +49,9 @@ def insert_if_new(session: Session, architecture: Architecture) -> bool:
     Returns whether it was inserted. Every column must be set on ``architecture``.
     """
     values = {column.key: getattr(architecture, column.key) for column in Architecture.__table__.columns}
-    statement = _INSERT_IF_NEW[session.get_bind().dialect.name == "postgresql"]
-    return session.execute(statement, values).first() is not None
+    connection = session.connection()  # a Core statement: no ORM execution layer
+    statement = _INSERT_IF_NEW[connection.dialect.name == "postgresql"]
+    return connection.execute(statement, values).first() is not None
 
 
 #: The statement, built once per dialect (values are bound at execution).

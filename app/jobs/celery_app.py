@@ -194,6 +194,7 @@ class CeleryExecutor:
         """Publish the job id to its kind's queue; False (logged) when the broker failed."""
         from app.db import session_scope
         from app.jobs import repository
+        from app.jobs.reconciler import note_dispatch
 
         if kind is None:
             with session_scope(self.settings) as session:
@@ -208,11 +209,7 @@ class CeleryExecutor:
         with self._lock:
             self._skip_broker_until = 0.0
             self.sent += 1
-        try:
-            with session_scope(self.settings) as session:
-                repository.mark_dispatched(session, job_id)
-        except Exception:  # noqa: BLE001 - only the reconciler's bookkeeping
-            log.warning("could not note the dispatch of job %s", job_id, exc_info=True)
+        note_dispatch(self.settings, job_id)
         return True
 
     def dispatch(self, job_id: str, kind: str | None = None) -> bool:

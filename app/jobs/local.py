@@ -31,7 +31,7 @@ from app.config import Settings
 from app.db import session_scope
 from app.jobs import lifecycle, repository
 from app.jobs.local_worker import WORKER_ID_ENV
-from app.jobs.reconciler import Reconciler, reconcile_once
+from app.jobs.reconciler import Reconciler, note_dispatch, reconcile_once
 from app.jobs.tfprocess import crash_reason, settings_env
 
 __all__ = ["LocalExecutor", "reconcile_once"]
@@ -117,11 +117,7 @@ class LocalExecutor:
             except (BrokenPipeError, OSError, ValueError):
                 log.warning("worker %s did not take job %s; it will poll for it", process.pid, job_id)
                 return False
-        try:
-            with session_scope(self.settings) as session:
-                repository.mark_dispatched(session, job_id)
-        except Exception:  # noqa: BLE001 - only the reconciler's bookkeeping
-            log.warning("could not note the dispatch of job %s", job_id, exc_info=True)
+        note_dispatch(self.settings, job_id)
         return True
 
     def dispatch(self, job_id: str, kind: str | None = None) -> bool:

@@ -3,8 +3,10 @@
 It re-queues running jobs whose heartbeat went stale (their worker is lost; failed at the
 attempt cap), ends queued jobs that were cancelled or have no attempts left, settles what
 waited on the jobs that ended, and re-sends only the queued jobs whose message is overdue:
-never sent (a send failed) or sent long ago (``redispatch_after_s``, doubling). Now and then
-it forgets silent worker rows and deletes the files of jobs that ended.
+never sent (a send failed) or sent long ago (``redispatch_after_s``, doubling), and folds the
+tenants' storage deltas into their counters (every pass: the storage quota sums the deltas not
+yet folded on each new architecture, so they must stay few). Now and then it forgets silent
+worker rows and deletes the files of jobs that ended.
 
 Example::
 
@@ -32,6 +34,17 @@ Dispatch = Callable[[str, str], bool]
 CHORES_INTERVAL_S = 60.0
 #: A worker row silent this long is forgotten.
 FORGET_WORKERS_AFTER_S = 3600.0
+
+
+def note_dispatch(settings: Settings, job_id: str) -> None:
+    """After an executor handed ``job_id`` over: note the send (``dispatched_at``) in a
+    transaction of its own, so that this reconciler resends it only once it is overdue. Never
+    raises: a send not noted only means an early resend."""
+    try:
+        with session_scope(settings) as session:
+            repository.mark_dispatched(session, job_id)
+    except Exception:  # noqa: BLE001 - only the reconciler's bookkeeping
+        log.warning("could not note the dispatch of job %s", job_id, exc_info=True)
 
 
 def reconcile_once(settings: Settings, dispatch: Dispatch) -> dict[str, list[str]]:
@@ -83,13 +96,23 @@ def chores(settings: Settings) -> None:
     """The slower part: forget silent workers, delete the files of jobs that ended and the
     expired idempotency keys, fold the tenants' storage deltas into their counters."""
     from app.idempotency.service import purge_expired
-    from app.storage.usage import fold_deltas
 
     with session_scope(settings) as session:
         repository.forget_workers(session, silent_since=repository.utc_cutoff(FORGET_WORKERS_AFTER_S))
         purge_expired(session)
-        fold_deltas(session)
+    fold_storage_deltas(settings)
     lifecycle.sweep(settings)
+
+
+def fold_storage_deltas(settings: Settings) -> int:
+    """Fold the tenants' pending storage deltas into their counters (one short transaction;
+    nothing written when there are none). Every pass does it: a tenant adding hundreds of
+    architectures a second would otherwise leave tens of thousands of deltas between two
+    chores, and the quota check of each new architecture sums them."""
+    from app.storage.usage import fold_deltas
+
+    with session_scope(settings) as session:
+        return fold_deltas(session)
 
 
 class Reconciler:
@@ -110,6 +133,7 @@ class Reconciler:
         while not self._stop.wait(self.settings.reconcile_interval_s):
             try:
                 reconcile_once(self.settings, self.dispatch)
+                fold_storage_deltas(self.settings)
                 self.last_run = time.time()
                 if time.monotonic() - last_chores >= CHORES_INTERVAL_S:
                     last_chores = time.monotonic()

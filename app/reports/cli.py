@@ -38,6 +38,17 @@ WIDE_TERMINAL = 100
 """From this many columns the terminal layer table also shows each layer's MACs."""
 
 
+#: ``--input-shape`` of the commands that analyse a model file.
+InputShapeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input-shape",
+        help="Override the input shape without batch, e.g. 224,224,3; per input of a "
+        "multi-input model: image=224,224,3;mask=224,224,1",
+    ),
+]
+
+
 def parse_input_shape(text: str | None) -> Any:
     """``"224,224,3"``, ``"224x224x3"``, ``"[224, 224, 3]"`` or ``"None,None,3"`` -> a list
     without the batch dimension (or ``{"name": [...]}`` per input), checked by the service's
@@ -330,14 +341,7 @@ def analyze(
         Path | None,
         typer.Option("--html", metavar="OUT", help="Write the self-contained HTML report to OUT"),
     ] = None,
-    input_shape: Annotated[
-        str | None,
-        typer.Option(
-            "--input-shape",
-            help="Override the input shape without batch, e.g. 224,224,3; per input of a "
-            "multi-input model: image=224,224,3;mask=224,224,1",
-        ),
-    ] = None,
+    input_shape: InputShapeOption = None,
     name: Annotated[str | None, typer.Option(help="Name shown in the report")] = None,
 ) -> None:
     """Analyse a model file locally (no server): shapes, params, MACs, fields, findings."""
@@ -483,14 +487,7 @@ def submit(
     learning_rate: Annotated[
         float | None, typer.Option(help="Learning rate (with --train)")
     ] = None,
-    input_shape: Annotated[
-        str | None,
-        typer.Option(
-            "--input-shape",
-            help="Override the input shape without batch, e.g. 224,224,3; per input of a "
-            "multi-input model: image=224,224,3;mask=224,224,1",
-        ),
-    ] = None,
+    input_shape: InputShapeOption = None,
     name: Annotated[str | None, typer.Option(help="Name of the analysis")] = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="CONVLENS_API_KEY", help="API key (Authorization: Bearer)")

@@ -344,6 +344,11 @@ def format_field(axes: Sequence[Mapping[str, Any]] | None, key: str = "size") ->
     return "x".join(format_number(axis.get(key)) for axis in axes)
 
 
+def _percent(fraction: float) -> str:
+    share = fraction * 100
+    return f"{share:.0f}%" if share >= 10 else f"{share:.2g}%"
+
+
 def coverage_percent(report: Report) -> str | None:
     """The final field's coverage of the input as ``'2.3%'`` (smallest axis), or None."""
     field = report.get("receptive_field") or {}
@@ -351,8 +356,26 @@ def coverage_percent(report: Report) -> str | None:
     values = [value for value in (coverage or []) if isinstance(value, int | float)]
     if not values:
         return None
-    share = min(values) * 100
-    return f"{share:.0f}%" if share >= 10 else f"{share:.2g}%"
+    return _percent(min(values))
+
+
+def unit_sizes(axes: Sequence[Mapping[str, Any]] | None) -> tuple[list[Any], list[Any]] | None:
+    """The smallest and the largest field of one unit, per axis, where the units' fields
+    differ from the envelope the axes give (after upsampling, ``unit_sizes``); None where
+    every unit sees the envelope's size.
+
+    >>> unit_sizes([{"size": 7, "period": 2, "unit_sizes": [5, 7]}, {"size": 4, "period": 2, "unit_sizes": [3, 3]}])
+    ([5, 3], [7, 3])
+    >>> unit_sizes([{"size": 7}, {"size": 7}]) is None
+    True
+    """
+    if not axes or not any(axis.get("unit_sizes") for axis in axes):
+        return None
+    ranges = [axis.get("unit_sizes") or [axis.get("size")] * 2 for axis in axes]
+    smallest, largest = [low for low, _ in ranges], [high for _, high in ranges]
+    if smallest == largest == [axis.get("size") for axis in axes]:
+        return None
+    return smallest, largest
 
 
 def coverage_card(report: Report) -> tuple[str, str]:
@@ -405,16 +428,27 @@ def headline(report: Report) -> str:
     if field.get("global"):
         text += " Its output units see the whole input (global pooling or dense layers)."
     elif axes:
-        share = coverage_percent(report)
-        coverage = [v for v in (field.get("coverage") or []) if isinstance(v, int | float)]
+        where = f" ({field.get('layer')})" if field.get("layer") else ""
+        sizes = unit_sizes(axes)
+        if sizes is None:
+            seen = f"Each unit of the last feature map{where} sees {format_field(axes)} input pixels"
+            coverage = [v for v in (field.get("coverage") or []) if isinstance(v, int | float)]
+        else:  # after upsampling: the units' own fields, not their envelope
+            smallest, largest = (format_field([{"size": size} for size in side]) for side in sizes)
+            if smallest == largest:
+                seen = f"Each unit of the last feature map{where} sees {largest} input pixels"
+            else:
+                seen = f"Units of the last feature map{where} see {smallest} to {largest} input pixels"
+            inputs = field.get("input_size") or []
+            coverage = [
+                size / extent for size, extent in zip(sizes[1], inputs, strict=False)
+                if isinstance(size, int | float) and isinstance(extent, int | float) and extent > 0
+            ]
         if coverage and min(coverage) >= 1:
             share_text = ", the whole input"
         else:
-            share_text = f", {share} of the input" if share else ""
-        where = f" ({field.get('layer')})" if field.get("layer") else ""
-        text += (
-            f" Each unit of the last feature map{where} sees {format_field(axes)} input pixels"
-            + share_text
-            + f", and neighbouring units are {format_field(axes, 'stride')} pixels apart."
-        )
+            share_text = f", {_percent(min(coverage))} of the input" if coverage else ""
+        if sizes is not None and sizes[0] != sizes[1] and share_text:
+            share_text = ", up to" + share_text[1:]
+        text += f" {seen}{share_text}, and neighbouring units are {format_field(axes, 'stride')} pixels apart."
     return text

@@ -125,10 +125,13 @@ def _leaf_key(node: dict[str, Any]) -> bytes | None:
     """
     config = node.get("config")
     if type(config) is dict and (len(config) > _LEAF_MAX_KEYS
-                                 or not all(type(value) in _SCALARS for value in config.values())):
+                                 or not _SCALARS.issuperset(map(type, config.values()))):
         return None
-    if len(node) > _LEAF_MAX_KEYS or not all(
-            type(value) in _SCALARS or value is config for value in node.values()):
+    if len(node) > _LEAF_MAX_KEYS:
+        return None
+    # every value a scalar, but for a config that is a container
+    containers = len(node) - sum(map(_SCALARS.__contains__, map(type, node.values())))
+    if containers > (type(config) is dict or type(config) is list):
         return None
     return orjson.dumps(node)
 
@@ -296,6 +299,10 @@ class _Walk:
 
     def object(self, node: dict[str, Any], path: Any, owner: str | None, role: str, depth: int,
                nesting: int, *, in_node: bool = False) -> dict[str, Any]:
+        if in_node and node.get("class_name") == "__keras_tensor__":
+            tensor = self.keras_tensor(node, path, owner, depth)
+            if tensor is not None:
+                return tensor
         if role == _NESTED and not in_node:
             key = _leaf_key(node)
             if key is not None:
@@ -366,6 +373,55 @@ class _Walk:
             else:
                 out[key] = item
         return out
+
+    def keras_tensor(self, node: dict[str, Any], path: Any, owner: str | None,
+                     depth: int) -> dict[str, Any] | None:
+        """A layer call's tensor in the form Keras 3 writes it (``{"class_name":
+        "__keras_tensor__", "config": {"shape": [...], "dtype": "float32", "keras_history":
+        [name, 0, 0]}}``), sanitised with exactly the checks and counts of the general walk
+        (:meth:`_object`, then :meth:`special`) without its dispatch: a functional model has
+        one or more per layer. ``None`` for any other form, or when a limit would be reached
+        here: the general walk then takes it (and refuses it with its own message).
+        """
+        if len(node) != 2 or next(iter(node)) != "class_name" or "config" not in node:
+            return None  # (the general walk keeps the keys in the order they came)
+        config = node["config"]
+        if type(config) is not dict or depth + 2 > self.max_depth:
+            return None
+        allowed = SPECIAL_CONFIG_KEYS["__keras_tensor__"]
+        containers = 2  # the tensor and its config
+        strings: list[tuple[str, Any]] = []
+        inner: dict[str, Any] = {}
+        for key, item in config.items():
+            if key not in allowed:
+                return None
+            kind = type(item)
+            if kind is list:
+                containers += 1
+                if not _PLAIN_NUMBERS.issuperset(map(type, item)):
+                    for index, element in enumerate(item):
+                        element_kind = type(element)
+                        if element_kind is str:
+                            if "." in element:  # check_string looks at dotted names only
+                                strings.append((element, (((path, "config"), key), index)))
+                        elif element_kind not in _PLAIN_NUMBERS:
+                            return None
+                inner[key] = item.copy()
+            elif kind is str:
+                if "." in item:
+                    strings.append((item, ((path, "config"), key)))
+                inner[key] = item
+            elif kind in _PLAIN_NUMBERS:
+                inner[key] = item
+            else:
+                return None
+        if self.containers + containers > self.settings.max_json_elements:
+            return None
+        check_object(node, path, owner)  # a plain special object: allowed, never refused
+        for value, where in strings:
+            check_string(value, where, owner)
+        self.containers += containers
+        return {"class_name": node["class_name"], "config": inner}
 
     def special(self, node: dict[str, Any], class_name: str, path: Any, owner: str | None,
                 depth: int, nesting: int) -> dict[str, Any]:

@@ -16,8 +16,9 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -33,22 +34,39 @@ def datasets_dir(settings: Settings) -> Path:
 def tenant_bytes(session: Session, settings: Settings, tenant_id: str) -> int:
     """What ``tenant_id`` stores now: its architectures' counter (one row, whatever their
     number) and the datasets of its runs that have not ended."""
-    folded = session.scalar(select(Tenant.stored_bytes).where(Tenant.id == tenant_id)) or 0
-    pending = session.scalar(select(func.coalesce(func.sum(StorageDelta.delta), 0))
-                             .where(StorageDelta.tenant_id == tenant_id)) or 0
-    architectures = int(folded) + int(pending)
-    runs = session.scalars(select(Job.id).where(
-        Job.tenant_id == tenant_id, Job.kind == "training", Job.status.in_(("queued", "running"))))
-    return int(architectures) + sum(_size(datasets_dir(settings) / f"{run_id}.npz") for run_id in runs)
+    connection = session.connection()
+    architectures, open_runs = connection.execute(_ARCHITECTURE_BYTES, {"tenant_id": tenant_id}).one()
+    if not open_runs:  # the common case: one statement
+        return int(architectures or 0)
+    runs = connection.execute(_OPEN_RUNS, {"tenant_id": tenant_id}).scalars()
+    return int(architectures or 0) + sum(_size(datasets_dir(settings) / f"{run_id}.npz") for run_id in runs)
 
 
 def architecture_bytes_changed(session: Session, tenant_id: str, delta: int) -> None:
     """Keep the tenant's count with its architectures: call it when one is added (``+size``)
     or deleted (``-size``), in the same transaction (an insert: no row two requests wait on)."""
-    session.execute(_INSERT_DELTA, {"tenant_id": tenant_id, "delta": delta})
+    session.connection().execute(_INSERT_DELTA, {"tenant_id": tenant_id, "delta": delta})
 
 
-_INSERT_DELTA = insert(StorageDelta)
+# The statements of the request path, built once (values bound at execution) and run on the
+# session's connection: building a query and the ORM's execution layer cost more than the query.
+_TENANTS = cast(Table, Tenant.__table__)
+_DELTAS = cast(Table, StorageDelta.__table__)
+_JOBS = cast(Table, Job.__table__)
+#: The tenant's training runs that have not ended (their datasets count).
+_OPEN_RUNS = select(_JOBS.c.id).where(  # (no IN: an expanding parameter is rendered at each execution)
+    _JOBS.c.tenant_id == bindparam("tenant_id"), _JOBS.c.kind == "training",
+    or_(_JOBS.c.status == "queued", _JOBS.c.status == "running"))
+#: The tenant's counter plus its deltas not yet folded, and how many runs have not ended, in
+#: one statement.
+_ARCHITECTURE_BYTES = select(
+    func.coalesce(select(_TENANTS.c.stored_bytes).where(_TENANTS.c.id == bindparam("tenant_id"))
+                  .scalar_subquery(), 0)
+    + select(func.coalesce(func.sum(_DELTAS.c.delta), 0))
+    .where(_DELTAS.c.tenant_id == bindparam("tenant_id")).scalar_subquery(),
+    select(func.count()).select_from(_OPEN_RUNS.subquery()).scalar_subquery(),
+)
+_INSERT_DELTA = insert(_DELTAS)
 
 
 def fold_deltas(session: Session) -> int:

@@ -15,8 +15,7 @@ from app.api.deps import RequestScope, ScopeDep, SettingsDep, TenantDep
 from app.api.docs import problem_responses
 from app.api.fairness import HeldStreamingResponse, stream_limiter, tenant_slots
 from app.api.responses import EncodedJSON
-from app.api.uploads import read_multipart
-from app.errors import UnsupportedFormat
+from app.api.uploads import read_body
 from app.idempotency.http import IdempotencyKeyHeader, answer_response, body_parts, claim_for, run_once
 from app.idempotency.service import Answer
 from app.models import TERMINAL_STATUSES
@@ -50,17 +49,7 @@ POLL_MAX_S = 2.0
 )
 async def create_run(request: Request, settings: SettingsDep, scope: ScopeDep, tenant_id: TenantDep,
                      idempotency_key: IdempotencyKeyHeader = None) -> Response:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/json" or content_type.endswith("+json"):
-        received: bytes | service.MultipartForm = await request.body()
-    elif content_type == "multipart/form-data":
-        async with tenant_slots(request).hold(tenant_id, "uploads"):
-            received = await read_multipart(request, settings, other_file_fields=("dataset_file",))
-    else:
-        raise UnsupportedFormat(
-            "Send application/json or multipart/form-data. Received: Content-Type "
-            f"'{content_type or '(none)'}'"
-        )
+    received = await read_body(request, settings, tenant_id, other_file_fields=("dataset_file",))
     claim = claim_for(request, idempotency_key, tenant_id, settings, body_parts(received))
     created = await run_once(scope, claim, service.create_from, received, settings=settings,
                              tenant_id=tenant_id, describe=service.answer_of)

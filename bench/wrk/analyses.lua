@@ -1,13 +1,14 @@
 -- wrk driver: POST /v1/analyses with the seed's Example 3, a new architecture every request.
 --
--- The model's name (config.name) is made unique per thread and request, so every body is a
--- different architecture (a new sha256, a new row, a fresh analysis). Non-2xx answers are
--- counted and printed at the end with the latency percentiles in microseconds.
+-- The model's name (config.name) is made unique per run, thread and request (the second
+-- argument names the run: the warm-up and the measured run must not send the same names), so
+-- every body is a different architecture (a new sha256, a new row, a fresh analysis). Non-2xx
+-- answers are counted and printed at the end with the latency percentiles in microseconds.
 --
---   wrk -t2 -c32 -d20s --latency -s bench/wrk/analyses.lua http://127.0.0.1:8000 -- example3.json
+--   wrk -t2 -c32 -d20s --latency -s bench/wrk/analyses.lua http://127.0.0.1:8000 -- example3.json run1
 
 local counter = 0
-local prefix, suffix
+local prefix, suffix, run
 local threads = {}
 
 function setup(thread)
@@ -17,6 +18,7 @@ end
 
 function init(args)
    local path = args[1] or "app/api/examples/seed_example3.json"
+   run = args[2] or tostring(os.time())
    local file = assert(io.open(path, "rb"))
    local config = file:read("*a")
    file:close()
@@ -40,7 +42,7 @@ end
 
 function request()
    counter = counter + 1
-   local body = prefix .. "wrk_" .. thread_id .. "_" .. counter .. suffix
+   local body = prefix .. "wrk_" .. run .. "_" .. thread_id .. "_" .. counter .. suffix
    return wrk.format(nil, "/v1/analyses", nil, body)
 end
 

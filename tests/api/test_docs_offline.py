@@ -10,7 +10,6 @@ for the service itself, and every operation of ``/openapi.json`` is rendered on 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.browser import chromium
 from tests.reports.conftest import serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -46,36 +46,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def offline_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Headless Chromium that can reach only this machine's loopback, logging every request."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    assert chromium and driver_path, (
-        "headless Chromium is needed: apt-get install chromium chromium-driver "
-        "(scripts/test-services.sh installs it)"
-    )
-    options = Options()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-domain-reliability", "--window-size=1400,1000",
-        # No route off this machine: names do not resolve, and anything not for the loopback
-        # goes to a port nothing listens on (the loopback bypasses proxies by default).
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-        f"--proxy-server=http://127.0.0.1:{_closed_port()}",
-    ):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-offline')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(60)
-    try:
+    with chromium(
+        tmp_path_factory.mktemp("chromium-offline"),
+        flags=(
+            "--disable-domain-reliability",
+            # No route off this machine: names do not resolve, and anything not for the loopback
+            # goes to a port nothing listens on (the loopback bypasses proxies by default).
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+            f"--proxy-server=http://127.0.0.1:{_closed_port()}",
+        ),
+        logs={"browser": "ALL", "performance": "ALL"},
+    ) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _network_log(driver) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]

@@ -51,6 +51,25 @@ def test_deleting_an_architecture_deletes_its_runs_datasets_and_its_file(any_set
         assert client.get(f"/v1/analyses/{upload['id']}").status_code == 404
 
 
+def test_the_datasets_of_runs_that_have_not_ended_count_for_the_tenant(any_settings: Settings) -> None:
+    """A queued run's dataset counts with the architectures (one statement when there are no
+    such runs, a second for their ids when there are)."""
+    with _client(any_settings) as client:
+        analysis = client.post("/v1/analyses", json={"architecture": tiny_config()}).json()
+        with session_scope(any_settings) as session:
+            architectures = tenant_bytes(session, any_settings, "default")
+        assert architectures == analysis["architecture"]["byte_size"]
+        dataset = _npz(16)
+        run = client.post("/v1/training-runs", data={"analysis_id": analysis["id"], "steps": "2"},
+                          files={"dataset_file": ("d.npz", dataset)})
+        assert run.status_code == 202, run.text
+        stored = (any_settings.data_dir / "datasets").glob("*.npz")
+        with session_scope(any_settings) as session:
+            assert tenant_bytes(session, any_settings, "default") == architectures + sum(
+                path.stat().st_size for path in stored)
+            assert tenant_bytes(session, any_settings, "another") == 0
+
+
 def test_a_file_shared_by_content_stays_while_another_tenant_keeps_it(any_settings: Settings) -> None:
     settings = any_settings.model_copy(update={"auth_mode": "api_key"})
     with _client(settings) as client:

@@ -159,6 +159,17 @@ def stored_step(settings: Settings, job_id: str, step: int, timeout: float = 60.
     )
 
 
+def held_training_run(settings: Settings, architecture_id: str, executor: Any, step: int = 25) -> tuple[str, int, Job]:
+    """A training run dispatched to ``executor`` that waits after ``step`` of its first attempt
+    (until :func:`release`), that step's progress stored: its id, the pid of its TensorFlow
+    process and its row."""
+    job_id = add_training_job(settings, architecture_id)
+    hold(settings, job_id, step=step, attempt=1)
+    executor.dispatch(job_id)
+    child: int = reached(settings, job_id)["pid"]
+    return job_id, child, stored_step(settings, job_id, step)
+
+
 def step_events(settings: Settings, job_id: str) -> list[tuple[int, int, float | None]]:
     """(attempt, step, loss) of every step event, in order."""
     return [

@@ -28,12 +28,10 @@ from tests.jobs.helpers import (
     add_training_job,
     events,
     example3_config,
-    hold,
+    held_training_run,
     job,
-    reached,
     release,
     step_events,
-    stored_step,
     tiny_config,
     wait_for,
     wait_terminal,
@@ -117,11 +115,7 @@ def test_killed_tensorflow_process_under_celery_is_retried_at_once_and_resumes(
     executor = CeleryExecutor(csettings)
     executor.start()
     try:
-        job_id = add_training_job(csettings, arch)
-        hold(csettings, job_id, step=25, attempt=1)
-        executor.dispatch(job_id)
-        child = reached(csettings, job_id)["pid"]
-        stored_step(csettings, job_id, 25)
+        job_id, child, _ = held_training_run(csettings, arch, executor)
         assert child in children_of(worker.pid)
         killed_at = time.monotonic()
         kill(child)
@@ -148,11 +142,7 @@ def test_killed_celery_worker_is_noticed_by_its_heartbeat_and_the_run_resumes(
     executor = CeleryExecutor(csettings)
     executor.start()
     try:
-        job_id = add_training_job(csettings, arch)
-        hold(csettings, job_id, step=25, attempt=1)
-        executor.dispatch(job_id)
-        child = reached(csettings, job_id)["pid"]
-        stored_step(csettings, job_id, 25)
+        job_id, child, _ = held_training_run(csettings, arch, executor)
         killed_at = time.monotonic()
         kill(worker.pid)
         worker.wait()

@@ -8,11 +8,12 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from app.config import Settings
 from app.db import session_scope
 from app.jobs import repository
-from app.jobs.reconciler import reconcile_once
+from app.jobs.reconciler import note_dispatch, reconcile_once
 from app.models.base import utcnow
 from tests.jobs.helpers import add_architecture, add_job, job, tiny_config
 
@@ -267,3 +268,25 @@ def test_overdue_queued_jobs_only(any_settings: Settings) -> None:
         assert session.get(Job, fresh) is not None
     assert {job_id for job_id, _ in overdue} == {unsent, long_ago, due_again}
     assert sent not in dict(overdue) and backing_off not in dict(overdue) and running not in dict(overdue)
+
+
+def test_a_dispatch_is_noted_once_per_send_and_a_failed_note_is_only_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app import db
+
+    db.upgrade(settings)
+    arch = add_architecture(settings, tiny_config())
+    queued = add_job(settings, arch, "analysis")
+    running = add_job(settings, arch, "analysis", status="running")
+    note_dispatch(settings, queued)
+    note_dispatch(settings, queued)
+    note_dispatch(settings, running)
+    assert job(settings, queued).dispatches == 2 and job(settings, queued).dispatched_at is not None
+    assert job(settings, running).dispatches == 0  # a claimed job is no longer the reconciler's
+
+    with session_scope(settings) as session:
+        session.execute(text("DROP TABLE jobs"))
+    with caplog.at_level("WARNING", logger="convlens.jobs"):
+        note_dispatch(settings, queued)  # does not raise
+    assert f"could not note the dispatch of job {queued}" in caplog.text

@@ -27,12 +27,12 @@ from tests.jobs.helpers import (
     add_training_job,
     events,
     example3_config,
+    held_training_run,
     hold,
     job,
     reached,
     release,
     step_events,
-    stored_step,
     tiny_config,
     wait_for,
     wait_terminal,
@@ -131,11 +131,7 @@ def test_sigkill_of_the_tensorflow_process_is_noticed_at_once_and_the_run_resume
     executor = LocalExecutor(jsettings)
     executor.start()
     try:
-        job_id = add_training_job(jsettings, arch)
-        hold(jsettings, job_id, step=25, attempt=1)
-        executor.dispatch(job_id)
-        child = reached(jsettings, job_id)["pid"]
-        held = stored_step(jsettings, job_id, 25)
+        job_id, child, held = held_training_run(jsettings, arch, executor)
         assert held.status == "running" and held.attempts == 1
         assert child in children_of(executor.pids[0])
         killed_at = time.monotonic()
@@ -165,11 +161,7 @@ def test_sigkill_of_the_worker_process_is_noticed_at_once_and_the_run_resumes(
     executor = LocalExecutor(jsettings)
     executor.start()
     try:
-        job_id = add_training_job(jsettings, arch)
-        hold(jsettings, job_id, step=25, attempt=1)
-        executor.dispatch(job_id)
-        child = reached(jsettings, job_id)["pid"]
-        stored_step(jsettings, job_id, 25)
+        job_id, child, _ = held_training_run(jsettings, arch, executor)
         worker = executor.pids[0]
         killed_at = time.monotonic()
         kill(worker)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,3 +78,42 @@ def test_a_new_kind_is_one_registration(echo_kind: JobKind, settings: Settings) 
     assert check_job_resources("echo", report, settings, {"needs": 1}) == 1
     with pytest.raises(Exception, match="needs about"):
         check_job_resources("echo", report, settings, {"needs": 2**60})
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, str]] = []
+
+    def progress(self, fraction: float, detail: dict[str, Any] | None = None) -> None:
+        self.seen.append((fraction, (detail or {})["phase"]))
+
+    def event(self, kind: str, payload: dict[str, Any]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def test_a_measurement_reports_loading_measuring_its_own_progress_and_done(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from app.jobs.kinds import base
+    from app.jobs.kinds.base import ArchitectureSpec, JobSpec, measure_model
+
+    monkeypatch.setattr(base, "load_architecture_model", lambda context: "the model")
+    reporter = _Progress()
+    context = JobContext(
+        job=JobSpec(id="j", kind="gradients", attempt=1, name=None, parent_id="a", parameters={},
+                    time_limit_s=60.0),
+        architecture=ArchitectureSpec(id="arch", name=None, format="json", config={}),
+        settings=Settings(), reporter=reporter, work_dir=tmp_path,
+    )
+
+    def measure(model: Any, progress: Any) -> dict[str, Any]:
+        assert reporter.seen == [(0.1, "loading model"), (0.3, "measuring")]  # loaded before it measures
+        progress(0.5)
+        return {"model": model}
+
+    assert measure_model(context, measure, loading=0.1, measuring=0.3) == {"model": "the model"}
+    assert reporter.seen == [(0.1, "loading model"), (0.3, "measuring"), (pytest.approx(0.65), "measuring"),
+                             (1.0, "done")]

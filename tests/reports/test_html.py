@@ -6,6 +6,7 @@ import re
 from html.parser import HTMLParser
 
 from app.reports.html import render_report_html
+from tests.analysis.builders import sequential
 from tests.reports.conftest import engine_report, rename_layer, seed_config, seed_expected
 
 
@@ -166,3 +167,53 @@ def test_gradient_card_shows_predicted_and_measured_and_says_when_they_disagree(
         report, dict(measured, per_layer=agreeing))))
     assert "predicted vanishing measured vanishing" in card.lower()
     assert "agrees with the prediction" in card
+
+
+def _lead(report: dict) -> str:
+    """The page's headline (its first lead paragraph), as the reader sees it."""
+    match = re.search(r'<p class="lead">(.*?)</p>', render_report_html(report), re.S)
+    assert match
+    return " ".join(match.group(1).split())
+
+
+def test_headline_gives_the_units_own_fields_after_upsampling_where_they_differ():
+    """A stride-2 convolution of kernel 3, then a 2x transposed convolution of kernel 3 and a
+    3x3 convolution: neighbouring units see 5 or 7 pixels per axis, in a 7-wide envelope."""
+    report = engine_report(sequential([
+        ("Conv2D", {"filters": 1, "kernel_size": 3, "strides": 2}),
+        ("Conv2DTranspose", {"filters": 1, "kernel_size": 3, "strides": 2}),
+        ("Conv2D", {"filters": 1, "kernel_size": 3}),
+    ], (33, 33, 1)))
+    assert [axis["unit_sizes"] for axis in report["receptive_field"]["axes"]] == [[5, 7], [5, 7]]
+    assert (
+        "Units of the last feature map (l2) see 5x5 to 7x7 input pixels, up to 21% of the input, "
+        "and neighbouring units are 1x1 pixels apart." in _lead(report)
+    )
+    assert "Each unit" not in _lead(report)
+
+
+def test_headline_after_upsampling_where_every_unit_sees_the_same_field():
+    """A 3x3 convolution of stride 1, then 2x upsampling: every unit sees 3 pixels per axis
+    (its envelope, 3.5 wide at stride 0.5, holds two neighbours' fields)."""
+    report = engine_report(sequential([
+        ("Conv2D", {"filters": 1, "kernel_size": 3, "padding": "same"}),
+        ("UpSampling2D", {"size": 2}),
+    ], (33, 33, 1)))
+    axes = report["receptive_field"]["axes"]
+    assert [(axis["size"], axis["unit_sizes"]) for axis in axes] == [(3.5, [3, 3]), (3.5, [3, 3])]
+    assert (
+        "Each unit of the last feature map (l1) sees 3x3 input pixels, 9.1% of the input, "
+        "and neighbouring units are 0.5x0.5 pixels apart." in _lead(report)
+    )
+
+
+def test_headline_without_upsampling_is_the_field_itself():
+    report = engine_report(sequential([
+        ("Conv2D", {"filters": 1, "kernel_size": 3, "strides": 2}),
+        ("Conv2D", {"filters": 1, "kernel_size": 3}),
+    ], (33, 33, 1)))
+    assert "unit_sizes" not in report["receptive_field"]["axes"][0]
+    assert (
+        "Each unit of the last feature map (l1) sees 7x7 input pixels, 21% of the input, "
+        "and neighbouring units are 2x2 pixels apart." in _lead(report)
+    )

@@ -51,27 +51,17 @@ class Submitted:
         return match.group(1)
 
 
+def submit_command(server: str, *options: str) -> list[str]:
+    """``convlens submit`` of Example 3 at 32x32 to ``server`` (waiting up to 600 s), with ``options``."""
+    return [
+        sys.executable, "-m", "app.cli", "submit", str(SEED / "example3.keras"), "--server", server,
+        "--input-shape", "32,32,3", "--wait-timeout", "600", *options,
+    ]
+
+
 def submit(server: str, *extra: str, env: dict[str, str] | None = None) -> Submitted:
     """Run ``convlens submit`` on Example 3 at 32x32 with a 30-step training run."""
-    command = [
-        sys.executable,
-        "-m",
-        "app.cli",
-        "submit",
-        str(SEED / "example3.keras"),
-        "--server",
-        server,
-        "--train",
-        "--steps",
-        str(STEPS),
-        "--batch-size",
-        "16",
-        "--input-shape",
-        "32,32,3",
-        "--wait-timeout",
-        "600",
-        *extra,
-    ]
+    command = submit_command(server, "--train", "--steps", str(STEPS), "--batch-size", "16", *extra)
     environment = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -208,22 +198,8 @@ def test_submit_train_by_polling_with_json_output(live_service_with_worker):
 
 def test_submit_measure_gradients_waits_for_the_measurement(live_service_with_worker):
     server = live_service_with_worker
-    command = [
-        sys.executable,
-        "-m",
-        "app.cli",
-        "submit",
-        str(SEED / "example3.keras"),
-        "--server",
-        server,
-        "--measure-gradients",
-        "--input-shape",
-        "32,32,3",
-        "--wait-timeout",
-        "600",
-    ]
     done = subprocess.run(
-        command,
+        submit_command(server, "--measure-gradients"),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "400"},
         capture_output=True,

@@ -292,3 +292,78 @@ def test_leaf_memo_changes_nothing_but_time(fixture: str, monkeypatch: pytest.Mo
     assert plain.object(config, "$", None, gate._TOP, 0, 0) == fast
     assert (plain.containers, plain.layers) == (memo.containers, memo.layers)
     assert not plain.leaves
+
+
+@pytest.mark.parametrize("fixture", ["resnet50", "nasnetmobile", "densenet121.tfkeras"])
+def test_the_tensor_shortcut_changes_nothing_but_time(fixture: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cross-check: the walk's shortcut for Keras 3 layer-call tensors returns the same
+    sanitised config and counts the same containers as the general walk of special objects."""
+    from app.security import gate
+    from tests.fixtures.load import FIXTURES_DIR, load_config
+
+    config = load_config(FIXTURES_DIR / "applications" / f"{fixture}.json.gz")
+    keras3 = "module" in config
+    taken: list[bool] = []
+    shortcut = gate._Walk.keras_tensor
+
+    def counted(self: gate._Walk, *args: object) -> object:
+        result = shortcut(self, *args)  # type: ignore[arg-type]
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(gate._Walk, "keras_tensor", counted)
+    fast = gate._Walk(SETTINGS, keras3=keras3)
+    sanitised = fast.object(config, "$", None, gate._TOP, 0, 0)
+    assert any(taken) == keras3, "Keras 3 documents write their layer calls' tensors this way"
+    monkeypatch.setattr(gate._Walk, "keras_tensor", lambda self, *args: None)
+    plain = gate._Walk(SETTINGS, keras3=keras3)
+    assert plain.object(config, "$", None, gate._TOP, 0, 0) == sanitised
+    assert (plain.containers, plain.layers) == (fast.containers, fast.layers)
+
+
+def _tensor(config: dict, **extra: object) -> dict:
+    return {"class_name": "__keras_tensor__", "config": config, **extra}
+
+
+def _called_with(*tensors: dict) -> dict:
+    first = _dense() | {"name": "a", "config": {"name": "a", "units": 4}}
+    second = _dense() | {"name": "b", "config": {"name": "b", "units": 4},
+                         "inbound_nodes": [{"args": list(tensors), "kwargs": {}}]}
+    return _model(first, second)
+
+
+@pytest.mark.parametrize("tensor", [
+    _tensor({"shape": [None, 4], "dtype": "float32", "keras_history": ["os.system", 0, 0]}),
+    _tensor({"shape": [None, 4], "dtype": "keras.saving.load_model", "keras_history": ["a", 0, 0]}),
+    _tensor({"shape": [None, {"class_name": "function", "module": "os", "config": "system"}],
+             "dtype": "float32", "keras_history": ["a", 0, 0]}),
+    _tensor({"shape": [None, 4], "keras_history": ["a", 0, 0], "sneaky": {"module": "os", "class_name": "system"}}),
+    _tensor({"shape": [None, 4], "dtype": "float32", "keras_history": ["a", 0, 0]}, module="os"),
+])
+def test_a_hostile_layer_call_tensor_is_refused_as_by_the_general_walk(
+        tensor: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code-like string or an object anywhere in a layer call's tensor is refused, with the
+    message the general walk gives (the shortcut never decides a refusal of its own)."""
+    from app.security import gate
+
+    with pytest.raises(UnsafeArchitecture) as fast:
+        gate_architecture(_called_with(tensor), SETTINGS)
+    monkeypatch.setattr(gate._Walk, "keras_tensor", lambda self, *args: None)
+    with pytest.raises(UnsafeArchitecture) as plain:
+        gate_architecture(_called_with(tensor), SETTINGS)
+    assert str(fast.value) == str(plain.value)
+
+
+def test_layer_call_tensors_count_against_the_container_limit() -> None:
+    """The shortcut counts a tensor's containers like the general walk: the limit refuses
+    at the same count."""
+    from app.security import gate
+
+    tensor = _tensor({"shape": [None, 4], "dtype": "float32", "keras_history": ["a", 0, 0]})
+    document = _called_with(*[copy.deepcopy(tensor) for _ in range(50)])
+    walk = gate._Walk(SETTINGS, keras3=True)
+    walk.object(document, "$", None, gate._TOP, 0, 0)
+    tight = SETTINGS.model_copy(update={"max_json_elements": walk.containers - 1})
+    with pytest.raises(ResourceLimitExceeded):
+        gate_architecture(document, tight)
+    assert gate_architecture(document, SETTINGS.model_copy(update={"max_json_elements": walk.containers}))

@@ -515,11 +515,11 @@ def union_fields(fields: Sequence[ReceptiveField | None], labels: Sequence[str])
                 and b.axes is not None and len(a.axes) == len(b.axes)
                 and _integral(a.axes) and _integral(b.axes)):
             axes, differing = _union_integral([a.axes, b.axes], len(a.axes))
-            pair_misaligned = [*a.misaligned, *b.misaligned]
+            pair_misaligned = a.misaligned + b.misaligned
             if 1 in differing:
-                pair_misaligned.append(f"{labels[0]}|{labels[1]}")
-            return ReceptiveField(axes, is_global=False,
-                                  misaligned=tuple(dict.fromkeys(pair_misaligned)))
+                pair_misaligned += (f"{labels[0]}|{labels[1]}",)
+            return ReceptiveField(axes, False, tuple(dict.fromkeys(pair_misaligned))
+                                  if pair_misaligned else ())
     present = [(f, label) for f, label in zip(fields, labels, strict=False) if f is not None]
     if not present:
         return None

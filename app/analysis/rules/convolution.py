@@ -17,6 +17,7 @@ MACs per sample (bias additions are not counted):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from app.analysis.graph import ReceptiveField, Shape
@@ -56,10 +57,6 @@ RANKS = {
 }
 
 
-def _rank(ctx: Ctx) -> int:
-    return RANKS[ctx.class_name]
-
-
 def _classify(name: str) -> str:
     if "Transpose" in name or "Deconvolution" in name:
         return "transpose"
@@ -74,90 +71,84 @@ KINDS = {name: _classify(name) for name in RANKS}
 """Class name -> "conv", "separable", "depthwise" or "transpose"."""
 
 
-def _kind(ctx: Ctx) -> str:
-    kind = KINDS.get(ctx.class_name)
-    return kind if kind is not None else _classify(ctx.class_name)
+@dataclass(slots=True)
+class _Conv:
+    """What one call of a convolution reads from its config and input, read and checked once
+    (the shape rule runs first; params, MACs, field and fans reuse it)."""
+
+    kind: str
+    """"conv", "separable", "depthwise" or "transpose" (:data:`KINDS`)."""
+    rank: int
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str
+    filters: int | None
+    """None for a depthwise convolution (its output channels follow its input's)."""
+    groups: int
+    multiplier: int
+    """``depth_multiplier`` of separable and depthwise convolutions, 1 otherwise."""
+    last: bool
+    """Channels last (``data_format``)."""
+    channels: int | None
+    """Input channels, None when the input shape is unknown."""
+    window: int
+    """Taps of the kernel, ``prod(kernel)``."""
 
 
-def _positive(ctx: Ctx, key: str, default: int | None = None) -> int:
-    """``positive_int(ctx, key, default)``, read once per call of the layer."""
-    cache = ctx.cache
-    value = cache.get(key)
-    if value is None:
-        value = cache[key] = positive_int(ctx, key, default)
-    return value  # type: ignore[no-any-return]
+def _conv(ctx: Ctx) -> _Conv:
+    """The call's :class:`_Conv`, read once per call, in the order Keras would refuse the
+    values: geometry, filters, groups, depth multiplier, input rank, data format, channels."""
+    conv = ctx.cache.get("conv")
+    if conv is None:
+        conv = ctx.cache["conv"] = _read_conv(ctx)
+    return conv  # type: ignore[no-any-return]
 
 
-def _geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], str]:
-    cached = ctx.cache.get("geometry")
-    if cached is None:
-        cached = ctx.cache["geometry"] = _read_geometry(ctx)
-    return cached  # type: ignore[no-any-return]
-
-
-def _read_geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], str]:
-    rank = _rank(ctx)
+def _read_conv(ctx: Ctx) -> _Conv:
+    rank = RANKS[ctx.class_name]
+    kind = KINDS.get(ctx.class_name) or _classify(ctx.class_name)
     kernel = int_tuple(ctx, "kernel_size", rank)
     # Keras refuses null strides, dilation and padding in a convolution: so does convlens.
     strides = int_tuple(ctx, "strides", rank, 1, nullable=False)
     dilation = int_tuple(ctx, "dilation_rate", rank, 1, nullable=False)
-    options = ("valid", "same", "causal") if rank == 1 and _kind(ctx) == "conv" else ("valid", "same")
+    options = ("valid", "same", "causal") if rank == 1 and kind == "conv" else ("valid", "same")
     padding = choice(ctx, "padding", options, "valid", nullable=False)
-    return kernel, strides, dilation, padding
-
-
-def _filters(ctx: Ctx) -> int | None:
-    if _kind(ctx) == "depthwise":
-        return None
-    return _positive(ctx, "filters")
-
-
-def _groups(ctx: Ctx) -> int:
-    groups = ctx.cache.get("groups")
-    if groups is None:
-        groups = ctx.cache["groups"] = positive_int(ctx, "groups", 1, nullable=False) if _kind(ctx) == "conv" else 1
-    return groups  # type: ignore[no-any-return]
-
-
-def _input_channels(ctx: Ctx) -> int | None:
-    cache = ctx.cache
-    if "input_channels" in cache:
-        return cache["input_channels"]  # type: ignore[no-any-return]
-    shape = ctx.shape
-    if shape is None:
-        return None
-    channels = channels_of(shape, channels_last(ctx))
-    groups = _groups(ctx)
-    if channels is not None and channels % groups:
-        raise ctx.fail(
-            f"the number of input channels must be divisible by groups. "
-            f"Received: groups={groups}, input_shape={list(shape)}"
-        )
-    cache["input_channels"] = channels
-    return channels
+    filters = None if kind == "depthwise" else positive_int(ctx, "filters")
+    groups = 1
+    if kind == "conv":
+        groups = positive_int(ctx, "groups", 1, nullable=False)
+        if filters is not None and filters % groups:
+            raise ctx.fail(f"filters must be divisible by groups. Received: filters={filters}, groups={groups}")
+    multiplier = 1
+    if kind in ("separable", "depthwise"):
+        multiplier = positive_int(ctx, "depth_multiplier", 1)
+    shape = require_rank(ctx, ctx.shape, rank + 2)
+    last = channels_last(ctx)
+    channels = None
+    if shape is not None:
+        channels = channels_of(shape, last)
+        if channels is not None and channels % groups:
+            raise ctx.fail(
+                f"the number of input channels must be divisible by groups. "
+                f"Received: groups={groups}, input_shape={list(shape)}"
+            )
+    return _Conv(kind, rank, kernel, strides, dilation, padding, filters, groups, multiplier,
+                 last, channels, product(kernel) or 0)
 
 
 def shape_convolution(ctx: Ctx) -> list[Shape | None]:
-    kernel, strides, dilation, padding = _geometry(ctx)
-    kind = _kind(ctx)
-    filters = _filters(ctx)
-    if kind == "conv":
-        groups = _groups(ctx)
-        if filters is not None and filters % groups:
-            raise ctx.fail(f"filters must be divisible by groups. Received: filters={filters}, groups={groups}")
-    if kind in ("separable", "depthwise"):
-        multiplier = _positive(ctx, "depth_multiplier", 1)
-    shape = require_rank(ctx, ctx.shape, _rank(ctx) + 2)
+    conv = _conv(ctx)
+    shape = ctx.shape
     if shape is None:
         return [None]
-    last = channels_last(ctx)
-    channels = _input_channels(ctx)
-    dims = spatial_dims(shape, last)
-    if kind == "transpose":
+    kernel, strides, dilation, padding = conv.kernel, conv.strides, conv.dilation, conv.padding
+    dims = spatial_dims(shape, conv.last)
+    if conv.kind == "transpose":
         output_padding_raw = ctx.config.get("output_padding")
         output_padding = (
             None if output_padding_raw is None
-            else int_tuple(ctx, "output_padding", _rank(ctx), allow_zero=True)
+            else int_tuple(ctx, "output_padding", conv.rank, allow_zero=True)
         )
         out_dims = tuple(
             deconv_output_length(
@@ -175,59 +166,51 @@ def shape_convolution(ctx: Ctx) -> list[Shape | None]:
                 f"the input is too small for kernel_size={list(kernel)} with padding='{padding}'. "
                 f"Received: input_shape={list(shape)}"
             )
-    if kind == "depthwise":
-        out_channels = None if channels is None else channels * multiplier
+    if conv.kind == "depthwise":
+        out_channels = None if conv.channels is None else conv.channels * conv.multiplier
     else:
-        out_channels = filters
-    return [with_spatial(shape, out_dims, out_channels, last)]
+        out_channels = conv.filters
+    return [with_spatial(shape, out_dims, out_channels, conv.last)]
 
 
 def params_convolution(ctx: Ctx) -> Params:
-    kernel, _, _, _ = _geometry(ctx)
-    channels = _input_channels(ctx)
+    conv = _conv(ctx)
+    channels = conv.channels
     if channels is None:
         return None, None
-    kind = _kind(ctx)
     use_bias = boolean(ctx, "use_bias", True)
-    window = product(kernel) or 0
-    if kind == "depthwise":
-        multiplier = _positive(ctx, "depth_multiplier", 1)
+    window, multiplier = conv.window, conv.multiplier
+    if conv.kind == "depthwise":
         weights = window * channels * multiplier + (channels * multiplier if use_bias else 0)
-    elif kind == "separable":
-        multiplier = _positive(ctx, "depth_multiplier", 1)
-        filters = _positive(ctx, "filters")
+    elif conv.kind == "separable":
+        filters = conv.filters or 0
         weights = window * channels * multiplier + channels * multiplier * filters
         weights += filters if use_bias else 0
     else:
-        filters = _positive(ctx, "filters")
-        weights = window * (channels // _groups(ctx)) * filters + (filters if use_bias else 0)
+        filters = conv.filters or 0
+        weights = window * (channels // conv.groups) * filters + (filters if use_bias else 0)
     return weights, 0
 
 
 def macs_convolution(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
-    kernel, _, _, _ = _geometry(ctx)
-    channels = _input_channels(ctx)
+    conv = _conv(ctx)
+    channels = conv.channels
     out = outputs[0] if outputs else None
     if channels is None or out is None or ctx.shape is None:
         return None
-    last = channels_last(ctx)
-    window = product(kernel) or 0
-    kind = _kind(ctx)
-    out_positions = product(spatial_dims(out, last))
+    window, kind = conv.window, conv.kind
+    filters = conv.filters or 0
     if kind == "transpose":
-        in_positions = product(spatial_dims(ctx.shape, last))
-        filters = _positive(ctx, "filters")
+        in_positions = product(spatial_dims(ctx.shape, conv.last))
         return None if in_positions is None else in_positions * window * channels * filters
+    out_positions = product(spatial_dims(out, conv.last))
     if out_positions is None:
         return None
     if kind == "depthwise":
-        return out_positions * window * channels * _positive(ctx, "depth_multiplier", 1)
+        return out_positions * window * channels * conv.multiplier
     if kind == "separable":
-        multiplier = _positive(ctx, "depth_multiplier", 1)
-        filters = _positive(ctx, "filters")
-        return out_positions * channels * multiplier * (window + filters)
-    filters = _positive(ctx, "filters")
-    return out_positions * window * (channels // _groups(ctx)) * filters
+        return out_positions * channels * conv.multiplier * (window + filters)
+    return out_positions * window * (channels // conv.groups) * filters
 
 
 @lru_cache(maxsize=1024)
@@ -260,14 +243,14 @@ def window_ops(
 
 
 def field_convolution(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
-    kernel, strides, dilation, padding = _geometry(ctx)
-    field_in = union_fields(fields, ["input"])
-    last = channels_last(ctx)
-    dims = spatial_dims(ctx.shape, last) if ctx.shape is not None else None
-    if _kind(ctx) == "transpose":
+    conv = _conv(ctx)
+    kernel, strides, dilation, padding = conv.kernel, conv.strides, conv.dilation, conv.padding
+    field_in = fields[0] if len(fields) == 1 else union_fields(fields, ["input"])
+    dims = spatial_dims(ctx.shape, conv.last) if ctx.shape is not None else None
+    if conv.kind == "transpose":
         output_padding = (
             None if ctx.config.get("output_padding") is None
-            else int_tuple(ctx, "output_padding", _rank(ctx), allow_zero=True)
+            else int_tuple(ctx, "output_padding", conv.rank, allow_zero=True)
         )
         ops = []
         for axis, (k, s, d) in enumerate(zip(kernel, strides, dilation, strict=True)):
@@ -292,17 +275,14 @@ def activation_convolution(ctx: Ctx) -> str | None:
 
 
 def fans_convolution(ctx: Ctx) -> tuple[int | None, int | None]:
-    kernel, _, _, _ = _geometry(ctx)
-    window = product(kernel) or 0
-    channels = _input_channels(ctx)
-    kind = _kind(ctx)
+    conv = _conv(ctx)
+    window, channels, kind = conv.window, conv.channels, conv.kind
     if kind == "depthwise" or kind == "separable":
-        multiplier = _positive(ctx, "depth_multiplier", 1)
-        return (None if channels is None else window * channels), window * multiplier
-    filters = _positive(ctx, "filters")
+        return (None if channels is None else window * channels), window * conv.multiplier
+    filters = conv.filters or 0
     if kind == "transpose":
         return window * filters, (None if channels is None else window * channels)
-    return (None if channels is None else window * channels // _groups(ctx)), window * filters
+    return (None if channels is None else window * channels // conv.groups), window * filters
 
 
 def _traits(name: str) -> tuple[Trait, ...]:

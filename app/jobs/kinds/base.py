@@ -165,6 +165,24 @@ def load_architecture_model(context: JobContext) -> Any:
                       input_shape=context.job.parameters.get("input_shape"))
 
 
+def measure_model(context: JobContext, measure: Callable[[Any, Callable[[float], None]], dict[str, Any]],
+                  *, loading: float, measuring: float) -> dict[str, Any]:
+    """The steps of a measurement of the job's model: report ``loading`` while it loads
+    (:func:`load_architecture_model`), ``measuring`` when it starts, 1.0 when done.
+    ``measure(model, progress)`` does the work; ``progress(fraction)`` (0 to 1 of the
+    measurement) reports ``measuring + (1 - measuring) * fraction``."""
+    context.progress(loading, {"phase": "loading model"})
+    model = load_architecture_model(context)
+    context.progress(measuring, {"phase": "measuring"})
+
+    def progress(fraction: float) -> None:
+        context.progress(measuring + (1.0 - measuring) * fraction, {"phase": "measuring"})
+
+    measured = measure(model, progress)
+    context.progress(1.0, {"phase": "done"})
+    return measured
+
+
 def register_measurement(name: str, run: Handler, *, time_limit_setting: str, worker_module: str,
                          memory_estimate: MemoryEstimate) -> JobKind:
     """Register a TensorFlow measurement of an analysis's model: it runs on the training queue

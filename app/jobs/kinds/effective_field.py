@@ -10,9 +10,10 @@ outcome, measured or failed, reaches the parent analysis's report through
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from app.jobs.kinds.base import JobContext, load_architecture_model, register_measurement
+from app.jobs.kinds.base import JobContext, measure_model, register_measurement
 from app.jobs.resources import estimate_effective_field_bytes
 
 
@@ -20,20 +21,20 @@ def run(context: JobContext) -> dict[str, Any]:
     from app.worker.effective_field import measure
 
     params = context.job.parameters
-    context.progress(0.05, {"phase": "loading model"})
-    model = load_architecture_model(context)
-    context.progress(0.2, {"phase": "measuring"})
-    measured: dict[str, Any] = measure(
-        model,
-        params["layers"],
-        samples=int(params.get("samples", 16)),
-        batch_size=int(params.get("batch_size", 8)),
-        seed=int(params.get("seed", 0)),
-        progress=lambda fraction: context.progress(0.2 + 0.8 * fraction, {"phase": "measuring"}),
-    )
-    measured["weights"] = "uploaded" if context.architecture.weights_file is not None else "initialisation"
-    context.progress(1.0, {"phase": "done"})
-    return measured
+
+    def measure_fields(model: Any, progress: Callable[[float], None]) -> dict[str, Any]:
+        measured: dict[str, Any] = measure(
+            model,
+            params["layers"],
+            samples=int(params.get("samples", 16)),
+            batch_size=int(params.get("batch_size", 8)),
+            seed=int(params.get("seed", 0)),
+            progress=progress,
+        )
+        measured["weights"] = "uploaded" if context.architecture.weights_file is not None else "initialisation"
+        return measured
+
+    return measure_model(context, measure_fields, loading=0.05, measuring=0.2)
 
 
 KIND = register_measurement(

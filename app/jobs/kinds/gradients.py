@@ -6,9 +6,10 @@ Its outcome, measured or failed, reaches the parent analysis's report through
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from app.jobs.kinds.base import JobContext, load_architecture_model, register_measurement
+from app.jobs.kinds.base import JobContext, measure_model, register_measurement
 from app.jobs.resources import estimate_measurement_bytes
 
 
@@ -16,17 +17,12 @@ def run(context: JobContext) -> dict[str, Any]:
     from app.worker.gradients import measure
 
     params = context.job.parameters
-    context.progress(0.1, {"phase": "loading model"})
-    model = load_architecture_model(context)
-    context.progress(0.3, {"phase": "measuring"})
-    measured: dict[str, Any] = measure(
-        model,
-        batches=int(params.get("batches", 4)),
-        batch_size=int(params.get("batch_size", 8)),
-        seed=int(params.get("seed", 0)),
-    )
-    context.progress(1.0, {"phase": "done"})
-    return measured
+
+    def measure_flow(model: Any, progress: Callable[[float], None]) -> dict[str, Any]:
+        return measure(model, batches=int(params.get("batches", 4)), batch_size=int(params.get("batch_size", 8)),
+                       seed=int(params.get("seed", 0)))
+
+    return measure_model(context, measure_flow, loading=0.1, measuring=0.3)
 
 
 KIND = register_measurement(
