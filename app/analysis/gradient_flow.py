@@ -585,23 +585,47 @@ def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, flo
     (what both its forward variance and its backward fan are multiplied by) and B the share
     of a shifted input's mean kept as a per-channel offset (A - B of it varies over positions,
     which a normalization counts as variance); None when no tap reads padding.
-    ``padding``: the ZeroPadding layer feeding it, whose zeros count as padding too."""
+    ``padding``: the ZeroPadding layer feeding it, whose zeros count as padding too.
+    Computed once per geometry (a 10,000-block chain has a handful)."""
     config = layer.node.config
     in_shape = layer.input_shapes[0] if layer.input_shapes else None
     out_shape = layer.output_shapes[0] if layer.output_shapes else None
     if not in_shape or not out_shape or len(in_shape) < 3 or Trait.TRANSPOSED in layer.traits:
         return None
+    key = (tuple(in_shape), tuple(out_shape), _frozen(config.get("kernel_size", 1)),
+           _frozen(config.get("strides", 1)), _frozen(config.get("dilation_rate", 1)),
+           config.get("padding", "valid"), config.get("data_format"),
+           None if padding is None else _frozen(padding.node.config.get("padding", 1)))
+    try:
+        return _border_of(key)
+    except TypeError:  # an unhashable value in the config: no border share
+        return None
+
+
+def _frozen(value: Any) -> Any:
+    """A config value as a hashable key (lists to tuples, nested)."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _border_of(key: tuple[Any, ...]) -> tuple[float, float, float] | None:
+    """:func:`_border` for one geometry (its key: shapes, kernel, strides, dilation, padding
+    mode, data format, the padding layer's padding or None)."""
+    in_shape, out_shape, kernel_size, stride_value, dilation_value, mode, data_format, padded = key
     rank = len(in_shape) - 2
-    first = config.get("data_format") == "channels_first"
+    first = data_format == "channels_first"
     sizes = list(in_shape[2:] if first else in_shape[1:-1])
     outs = list(out_shape[2:] if first else out_shape[1:-1])
-    kernels = _as_list(config.get("kernel_size", 1), rank)
-    strides = _as_list(config.get("strides", 1), rank)
-    dilations = _as_list(config.get("dilation_rate", 1), rank)
-    mode = config.get("padding", "valid")
+    kernels = _as_list(list(kernel_size) if isinstance(kernel_size, tuple) else kernel_size, rank)
+    strides = _as_list(list(stride_value) if isinstance(stride_value, tuple) else stride_value,
+                       rank)
+    dilations = _as_list(list(dilation_value) if isinstance(dilation_value, tuple)
+                         else dilation_value, rank)
     pads = [(0, 0)] * rank
-    if padding is not None:
-        value = padding.node.config.get("padding", 1)
+    if padded is not None:
+        value = padded
         if isinstance(value, int):
             pads = [(value, value)] * rank
         elif isinstance(value, list | tuple) and len(value) == rank:
@@ -760,7 +784,7 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     offset_share = 1.0 - 10.0 ** fluct_share
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
     rectified = None
-    if name == "relu" and stats.mixture is None:
+    if name == "relu" and stats.mixture is None and _moderate(spread, stats.mean_sq):
         rectified = (10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0,
                      10.0 ** spread if spread > _LOG_FLOOR else 0.0)
     return (_Stats(variance + fluct_share, offset, mean_sq, rectified=rectified, mixture=mixture),
@@ -775,6 +799,8 @@ def _rectified(stats: _Stats, spread: float
     :func:`activation_gains`; a mixture input (a residual sum) is rectified per component."""
     if stats.mixture is None:
         mean_sq, variance, grad, _ = activation_gains("relu", spread, stats.mean_sq)
+        if not _moderate(spread, stats.mean_sq):  # no mixture in linear units
+            return mean_sq, variance, grad, None
         shift = 10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0
         components: tuple[tuple[float, float, float], ...] = (
             (1.0, shift, 10.0 ** spread if spread > _LOG_FLOOR else 0.0),)
@@ -811,6 +837,12 @@ def _rectified(stats: _Stats, spread: float
     return 2.0 * _log10(first), _log10(variance), _log10(positive), mixture
 
 
+def _moderate(*logs: float) -> bool:
+    """Whether log10 second moments are small enough for a mixture in linear units (broken
+    networks reach hundreds of decades; they keep the log-domain statistics alone)."""
+    return all(value < 100.0 for value in logs)
+
+
 _MIXTURE_PARTS = 3
 """Positive components a mixture keeps (the nearest in mean are merged beyond that)."""
 
@@ -835,6 +867,8 @@ def _shifted_mixture(a: _Stats, b: _Stats) -> tuple[tuple[float, float, float], 
     if (a.mixture is None) == (b.mixture is None):
         return None
     mixed, normal = (a, b) if a.mixture is not None else (b, a)
+    if not _moderate(_log_sum2(normal.fluct, normal.offset), normal.mean_sq):
+        return None
     shift = 10.0 ** (normal.mean_sq / 2.0) if normal.mean_sq > _LOG_FLOOR else 0.0
     spread = _log_sum2(normal.fluct, normal.offset)
     width = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
@@ -1116,7 +1150,8 @@ def _forward(result: AnalysisResult, notes: list[str],
               and first.mixture is not None and (_max_window(layer) or 1) > 1):
             state.out = _mixture_maximum(first, _max_window(layer) or 1)
         elif ((Trait.POOLING in traits or Trait.GLOBAL_POOLING in traits)
-              and first.mixture is None and (_max_window(layer) or 1) > 1):
+              and first.mixture is None and (_max_window(layer) or 1) > 1
+              and _moderate(first.fluct, first.mean_sq)):
             # The largest of a window of normal values: a shifted, narrower distribution.
             mean, variance = _normal_maximum(_max_window(layer) or 1)
             shift = 10.0 ** (first.mean_sq / 2.0) if first.mean_sq > _LOG_FLOOR else 0.0
