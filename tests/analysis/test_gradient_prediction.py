@@ -234,3 +234,17 @@ def test_convnext_layer_scale_and_nested_stem() -> None:
     branch = layers["convnext_tiny_stage_3_block_0_pointwise_conv_1"]
     # 1e-6 from the scale, less than a decade more from global pooling over 7x7 positions.
     assert -7.5 < branch["log10_relative_gradient_scale"] < -5.0
+
+
+def test_a_residual_relu_chain_whose_signal_grows_past_float_range_is_predicted() -> None:
+    """Without normalization ``x + relu(conv(x))`` grows by a constant factor per block: after
+    2,000 blocks its second moment is hundreds of decades, beyond floats; the prediction stays
+    in logs there (its ReLU mixtures are for moderate scales only) and still answers."""
+    from app.analysis import analyze_graph, build_graph
+    from app.analysis.gradient_flow import predict
+    from bench.bench_scaling import chain_config
+
+    prediction = predict(analyze_graph(build_graph(chain_config(2_000, residual=True))))
+    assert prediction["verdict"] is not None
+    assert prediction["layers"][0]["pre_activation_variance"] is not None
+    assert prediction["layers"][-1]["pre_activation_variance"] is None  # beyond float range
