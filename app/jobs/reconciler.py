@@ -94,13 +94,12 @@ def reconcile_once(settings: Settings, dispatch: Dispatch) -> dict[str, list[str
 
 def chores(settings: Settings) -> None:
     """The slower part: forget silent workers, delete the files of jobs that ended and the
-    expired idempotency keys, fold the tenants' storage deltas into their counters."""
+    expired idempotency keys (the storage deltas are folded on every pass, not here)."""
     from app.idempotency.service import purge_expired
 
     with session_scope(settings) as session:
         repository.forget_workers(session, silent_since=repository.utc_cutoff(FORGET_WORKERS_AFTER_S))
         purge_expired(session)
-    fold_storage_deltas(settings)
     lifecycle.sweep(settings)
 
 
