@@ -83,3 +83,9 @@ def active_count(session: Session, tenant_id: str, kind: str) -> int:
         select(func.count()).select_from(Job)
         .where(Job.tenant_id == tenant_id, Job.kind == kind, Job.status.in_(("queued", "running")))
     ) or 0)
+
+
+def delete(session: Session, analysis: Job) -> None:
+    """Delete the analysis row (its events and measurement jobs cascade)."""
+    session.delete(analysis)
+    session.flush()

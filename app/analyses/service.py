@@ -341,9 +341,7 @@ def page(session: Session, tenant_id: str, *, limit: int, offset: int, **filters
 
 
 def delete(session: Session, tenant_id: str, analysis_id: str) -> None:
-    analysis = get(session, tenant_id, analysis_id)
-    session.delete(analysis)
-    session.flush()
+    repository.delete(session, get(session, tenant_id, analysis_id))
 
 
 # -- response bodies -----------------------------------------------------------------------------

@@ -68,3 +68,9 @@ def attach(session: Session, architecture: Architecture) -> Architecture:
     make_transient_to_detached(architecture)
     session.add(architecture)
     return architecture
+
+
+def delete(session: Session, architecture: Architecture) -> None:
+    """Delete the architecture row (its analyses and runs cascade)."""
+    session.delete(architecture)
+    session.flush()

@@ -81,8 +81,7 @@ def delete(session: Session, settings: Settings, tenant_id: str, architecture_id
     blob = architecture.blob_path
     owned = [path for job_id, kind, parameters in repository.jobs_of(session, architecture_id)
              for path in owned_paths(settings, job_id, kind, parameters or {})]
-    session.delete(architecture)
-    session.flush()
+    repository.delete(session, architecture)
     architecture_bytes_changed(session, tenant_id, -architecture.byte_size)
     if blob and not repository.blob_in_use(session, blob):
         # The blob is content-addressed and may be shared by another tenant's row.

@@ -12,9 +12,9 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth import repository
 from app.models import ApiKey, Tenant
 from app.models.base import utcnow as utcnow_tz
 
@@ -26,7 +26,7 @@ def hash_key(key: str) -> str:
 
 
 def get_or_create_tenant(session: Session, name: str) -> Tenant:
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    tenant = repository.tenant_by_name(session, name)
     if tenant is None:
         tenant = Tenant(name=name)
         session.add(tenant)
@@ -48,17 +48,15 @@ def tenant_for_key(session: Session, key: str) -> str | None:
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     digest = hash_key(key)
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+    row = repository.active_key(session, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     return row.tenant_id
 
 
 def revoke_key(session: Session, prefix: str) -> int:
-    rows = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)))
-    count = 0
+    rows = repository.active_keys_with_prefix(session, prefix)
     for row in rows:
         row.revoked_at = utcnow_tz()
-        count += 1
     session.flush()
-    return count
+    return len(rows)

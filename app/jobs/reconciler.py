@@ -108,7 +108,7 @@ def fold_storage_deltas(settings: Settings) -> int:
     nothing written when there are none). Every pass does it: a tenant adding hundreds of
     architectures a second would otherwise leave tens of thousands of deltas between two
     chores, and the quota check of each new architecture sums them."""
-    from app.storage.usage import fold_deltas
+    from app.storage.repository import fold_deltas
 
     with session_scope(settings) as session:
         return fold_deltas(session)

@@ -14,16 +14,17 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, extract, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.analysis.effective_field import attach_effective_field
 from app.analysis.gradient_flow import attach_measurement
-from app.models import Architecture, Job, JobEvent, Worker
+from app.models import TERMINAL_STATUSES, Architecture, Job, JobEvent, Worker
 from app.models.base import utcnow
 
 #: Progress-detail keys that describe a running attempt and go stale when it ends.
@@ -613,3 +614,50 @@ def live_worker_memory(session: Session, *, queue: str, fresh_after: datetime) -
 def forget_workers(session: Session, *, silent_since: datetime) -> int:
     result = session.execute(delete(Worker).where(Worker.heartbeat_at < silent_since))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# -- what /metrics reads at scrape time -----------------------------------------------------------
+
+
+def counts_by_kind_and_status(session: Session) -> dict[tuple[str, str], int]:
+    """How many jobs are stored, per (kind, status)."""
+    rows = session.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status))
+    return {(kind, status): count for kind, status, count in rows}
+
+
+def run_time_histogram(session: Session, buckets: Iterable[float]) -> list[tuple[Any, ...]]:
+    """Per (kind, status) of finished jobs still stored: how many ran at most each bound
+    (started_at to finished_at), their count and their total seconds (one aggregate query)."""
+    return _histogram_rows(
+        session, Job.started_at, Job.finished_at, [Job.kind, Job.status],
+        Job.status.in_(TERMINAL_STATUSES) & Job.started_at.is_not(None) & Job.finished_at.is_not(None),
+        buckets,
+    )
+
+
+def queue_wait_histogram(session: Session, buckets: Iterable[float]) -> list[tuple[Any, ...]]:
+    """Per kind of started jobs: how many waited at most each bound (created_at to started_at),
+    their count and their total seconds (one aggregate query)."""
+    return _histogram_rows(session, Job.created_at, Job.started_at, [Job.kind], Job.started_at.is_not(None),
+                           buckets)
+
+
+def _duration_expression(dialect: str, start: Any, end: Any) -> Any:
+    """Seconds between two timestamp columns, in SQL (SQLite stores text, PostgreSQL timestamps)."""
+    if dialect == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+    return extract("epoch", end - start)
+
+
+def _histogram_rows(
+    session: Session, start: Any, end: Any, group: list[Any], where: Any, buckets: Iterable[float]
+) -> list[tuple[Any, ...]]:
+    """Per group, the count at or below each bucket bound, the total count and the sum."""
+    duration = _duration_expression(session.get_bind().dialect.name, start, end)
+    columns = [func.sum(case((duration <= bound, 1), else_=0)) for bound in buckets]
+    query = (
+        select(*group, *columns, func.count(), func.coalesce(func.sum(duration), 0.0))
+        .where(where)
+        .group_by(*group)
+    )
+    return [tuple(row) for row in session.execute(query)]

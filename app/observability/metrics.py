@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -152,31 +152,6 @@ class MetricsMiddleware:
 # -- metrics read from the database at scrape time --------------------------------------------
 
 
-def _duration_expression(dialect: str, start: Any, end: Any) -> Any:
-    """Seconds between two timestamp columns, in SQL (SQLite stores text, PostgreSQL timestamps)."""
-    from sqlalchemy import extract, func
-
-    if dialect == "sqlite":
-        return (func.julianday(end) - func.julianday(start)) * 86400.0
-    return extract("epoch", end - start)
-
-
-def _histogram_rows(
-    session: Any, start: Any, end: Any, group: list[Any], where: Any, buckets: Iterable[float]
-) -> list[tuple[Any, ...]]:
-    """One aggregate query: per group, the count at or below each bucket bound, total count, sum."""
-    from sqlalchemy import case, func, select
-
-    duration = _duration_expression(session.get_bind().dialect.name, start, end)
-    columns = [func.sum(case((duration <= bound, 1), else_=0)) for bound in buckets]
-    query = (
-        select(*group, *columns, func.count(), func.coalesce(func.sum(duration), 0.0))
-        .where(where)
-        .group_by(*group)
-    )
-    return [tuple(row) for row in session.execute(query)]
-
-
 def _histogram(
     name: str,
     documentation: str,
@@ -209,44 +184,21 @@ class DatabaseCollector(Collector):
         self.settings = settings
 
     def collect(self) -> Iterator[Metric]:
-        from sqlalchemy import func, select
-
         from app.db import get_sessionmaker
+        from app.jobs import repository
         from app.jobs.kinds import kind_names
-        from app.models import JOB_STATUSES, TERMINAL_STATUSES, Job
+        from app.models import JOB_STATUSES
+        from app.storage.usage import stored_bytes
 
         up = GaugeMetricFamily(
             "convlens_metrics_database_up", "1 when the jobs table could be read for this scrape."
         )
         try:
             with get_sessionmaker(self.settings)() as session:
-                counts = {
-                    (kind, status): count
-                    for kind, status, count in session.execute(
-                        select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
-                    )
-                }
-                durations = _histogram_rows(
-                    session,
-                    Job.started_at,
-                    Job.finished_at,
-                    [Job.kind, Job.status],
-                    Job.status.in_(TERMINAL_STATUSES)
-                    & Job.started_at.is_not(None)
-                    & Job.finished_at.is_not(None),
-                    JOB_BUCKETS,
-                )
-                from app.storage.usage import stored_bytes
-
+                counts = repository.counts_by_kind_and_status(session)
+                durations = repository.run_time_histogram(session, JOB_BUCKETS)
                 stored = stored_bytes(session, self.settings)
-                waits = _histogram_rows(
-                    session,
-                    Job.created_at,
-                    Job.started_at,
-                    [Job.kind],
-                    Job.started_at.is_not(None),
-                    JOB_BUCKETS,
-                )
+                waits = repository.queue_wait_histogram(session, JOB_BUCKETS)
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB is down
             log.warning("metrics: the jobs table could not be read: %s", type(exc).__name__)
             up.add_metric([], 0)

@@ -16,7 +16,8 @@ from app.config import Settings
 from app.db import session_scope
 from app.main import create_app
 from app.models import StorageDelta, Tenant
-from app.storage.usage import fold_deltas, tenant_bytes
+from app.storage.repository import fold_deltas
+from app.storage.usage import tenant_bytes
 from tests.api.helpers import assert_problem, seed_bytes
 from tests.jobs.helpers import tiny_config
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from app.auth.service import create_key
+from app.auth.service import create_key, revoke_key
 from app.db import session_scope
 from app.main import create_app
 from app.models import Job
@@ -141,3 +141,15 @@ def test_keys_cli_creates_a_working_key(tmp_path, monkeypatch) -> None:
             assert len(stored) == 1 and key not in (stored[0].key_hash, stored[0].prefix)
     finally:
         get_settings.cache_clear()
+
+
+def test_a_revoked_key_is_refused_and_the_other_keys_stay(keyed) -> None:
+    settings, client, headers_a, headers_b = keyed
+    assert client.get("/v1/analyses", headers=headers_a).status_code == 200
+    prefix = headers_a["Authorization"].removeprefix("Bearer ")[:10]
+    with session_scope(settings) as session:
+        assert revoke_key(session, prefix) == 1
+    with session_scope(settings) as session:
+        assert revoke_key(session, prefix) == 0  # already revoked
+    assert_problem(client.get("/v1/analyses", headers=headers_a), 401, "unauthorized")
+    assert client.get("/v1/analyses", headers=headers_b).status_code == 200
