@@ -930,7 +930,7 @@ def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
         # the point masses at zero added up, the rest as one normal of the same moments.
         total = sum(widths)
         zero = 0.0
-        parts = []
+        parts: list[tuple[float, float, float]] = []
         places: list[list[int]] = []  # per input, per component: its part (-1: the zeros)
         for stats, width in zip(inputs, widths, strict=True):
             places.append([])
@@ -1235,7 +1235,6 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
     pre: dict[str, float] = {}
     pooled = _max_pooled(result)
     by_name = result.by_name()
-    successors = result.successors()
     concat_sources: dict[str, tuple[str, ...] | None] = {}
     # Gradients that are not spread evenly over a tensor's mixture components: per tensor,
     # (log10 variance, relative variance per component) of each such incoming gradient.
