@@ -877,6 +877,8 @@ def _merged_groups(parts: list[tuple[float, float, float]]
                    ) -> tuple[tuple[tuple[float, float, float], ...], list[int]]:
     """:func:`_merged`, and for each of ``parts`` (in the given order) the index of the
     merged component it went to."""
+    if len(parts) == 1:  # the usual case (the ReLU of a normal): nothing to sort or merge
+        return (parts[0],), [0]
     order = sorted(range(len(parts)), key=lambda i: parts[i][1])
     merged = [parts[i] for i in order]
     members = [[i] for i in order]
@@ -1261,10 +1263,13 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                 activation_of(layer) in ("relu", "relu6")):
             # Only each window's largest value receives a gradient: open unless all are shut.
             log_gain = _log10(1.0 - (1.0 - 10.0 ** log_gain) ** pooled[layer.name])
-        profile = _profile(profiles.pop(layer.name, None), log_out)
+        uneven = profiles.pop(layer.name, None) if profiles else None
+        profile = _profile(uneven, log_out) if uneven else None
         routes = state.out.routes
         profile_in = None
-        if routes is not None and not folded and not (pooled and layer.name in pooled):
+        if (routes is not None and (profile is not None or (len(routes) > 1 and state.log_pre is None))
+                and not folded and not (pooled and layer.name in pooled)):
+            # (a ReLU of a mixture, or one whose gradient arrives unevenly)
             gain, profile_in = _relu_backward(routes, profile)
             if profile is not None and gain > 0.0:
                 log_gain = math.log10(gain)
