@@ -685,6 +685,13 @@ class _Stats:
     in linear units. A ReLU output is a point mass at 0 and a positive part; a residual sum of
     it and a normal branch two normals (ResNet's identity path: relu(x + branch) again and
     again, a reflected random walk that one shifted normal describes increasingly badly)."""
+    routes: tuple[tuple[float, float, int], ...] | None = None
+    """On a ReLU's output: per component of its input (weight, P(open), the output component
+    its positive part went to), so that the backward pass can follow a unit's gradient through
+    the mixture (see :func:`_relu_backward`)."""
+    joined: tuple[tuple[int, ...], ...] | None = None
+    """On a concatenation of mixtures: per input, per component of it, the component of the
+    concatenation's mixture it went to."""
     total: float = field(init=False)
     """log10 of the second moment E[x^2]."""
 
@@ -769,9 +776,9 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     Channel offsets are treated as part of the spread of z; the shared mean as a shift.
     """
     spread = _log_sum2(stats.fluct, stats.offset)
-    mixture = None
+    mixture = routes = None
     if name == "relu":
-        mean_sq, variance, grad, mixture = _rectified(stats, spread)
+        mean_sq, variance, grad, mixture, routes = _rectified(stats, spread)
         known = True
     else:
         mean_sq, variance, grad, known = activation_gains(name, spread, stats.mean_sq)
@@ -787,20 +794,23 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     if name == "relu" and stats.mixture is None and _moderate(spread, stats.mean_sq):
         rectified = (10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0,
                      10.0 ** spread if spread > _LOG_FLOOR else 0.0)
-    return (_Stats(variance + fluct_share, offset, mean_sq, rectified=rectified, mixture=mixture),
-            grad)
+    return (_Stats(variance + fluct_share, offset, mean_sq, rectified=rectified, mixture=mixture,
+                   routes=routes), grad)
 
 
 def _rectified(stats: _Stats, spread: float
-               ) -> tuple[float, float, float, tuple[tuple[float, float, float], ...] | None]:
-    """ReLU of a tensor: log10 mean^2, log10 variance, log10 E[f'^2] and the output's mixture
+               ) -> tuple[float, float, float, tuple[tuple[float, float, float], ...] | None,
+                          tuple[tuple[float, float, int], ...] | None]:
+    """ReLU of a tensor: log10 mean^2, log10 variance, log10 E[f'^2], the output's mixture
     (zero with the probability that the input is negative, else the positive part as one
-    normal of the same moments). A normal input gives the closed forms of
-    :func:`activation_gains`; a mixture input (a residual sum) is rectified per component."""
+    normal of the same moments) and its routes (per input component: weight, P(open), the
+    output component it went to; see :attr:`_Stats.routes`). A normal input gives the closed
+    forms of :func:`activation_gains`; a mixture input (a residual sum) is rectified per
+    component."""
     if stats.mixture is None:
         mean_sq, variance, grad, _ = activation_gains("relu", spread, stats.mean_sq)
         if not _moderate(spread, stats.mean_sq):  # no mixture in linear units
-            return mean_sq, variance, grad, None
+            return mean_sq, variance, grad, None, None
         shift = 10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0
         components: tuple[tuple[float, float, float], ...] = (
             (1.0, shift, 10.0 ** spread if spread > _LOG_FLOOR else 0.0),)
@@ -808,13 +818,17 @@ def _rectified(stats: _Stats, spread: float
         components = stats.mixture
     positive = first = second = 0.0
     parts: list[tuple[float, float, float]] = []
+    opens: list[tuple[float, float, int]] = []  # per component: weight, P(open), its part
     for weight, mean, variance_c in components:
         if variance_c <= 0.0:
             if mean > 0.0:
                 positive += weight
                 first += weight * mean
                 second += weight * mean * mean
+                opens.append((weight, 1.0, len(parts)))
                 parts.append((weight, mean, 0.0))
+            else:
+                opens.append((weight, 0.0, -1))
             continue
         scale = math.sqrt(variance_c)
         t = max(min(mean / scale, 40.0), -40.0)
@@ -827,14 +841,20 @@ def _rectified(stats: _Stats, spread: float
         second += weight * part_second
         if cdf > 1e-12:  # each component's positive part as a normal of the same moments
             part_mean = part_first / cdf
+            opens.append((weight, cdf, len(parts)))
             parts.append((weight * cdf, part_mean, max(part_second / cdf - part_mean ** 2, 0.0)))
+        else:
+            opens.append((weight, 0.0, -1))
     if positive <= 1e-12 or second <= 0.0:
-        return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None
-    mixture = ((max(1.0 - positive, 0.0), 0.0, 0.0), *_merged(parts))
+        return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
+    merged, groups = _merged_groups(parts)
+    mixture = ((max(1.0 - positive, 0.0), 0.0, 0.0), *merged)
+    routes = tuple((weight, cdf, 1 + groups[part] if part >= 0 else 0)
+                   for weight, cdf, part in opens)
     if stats.mixture is None:
-        return mean_sq, variance, grad, mixture
+        return mean_sq, variance, grad, mixture, routes
     variance = max(second - first * first, 1e-12 * second)
-    return 2.0 * _log10(first), _log10(variance), _log10(positive), mixture
+    return 2.0 * _log10(first), _log10(variance), _log10(positive), mixture, routes
 
 
 def _moderate(*logs: float) -> bool:
@@ -850,15 +870,31 @@ _MIXTURE_PARTS = 3
 def _merged(parts: list[tuple[float, float, float]]) -> tuple[tuple[float, float, float], ...]:
     """At most :data:`_MIXTURE_PARTS` components: the two nearest in mean merged into one of
     the same weight, mean and second moment, until few enough."""
-    parts = sorted(parts, key=lambda part: part[1])
-    while len(parts) > _MIXTURE_PARTS:
-        index = min(range(len(parts) - 1), key=lambda i: parts[i + 1][1] - parts[i][1])
-        (w1, m1, v1), (w2, m2, v2) = parts[index], parts[index + 1]
+    return _merged_groups(parts)[0]
+
+
+def _merged_groups(parts: list[tuple[float, float, float]]
+                   ) -> tuple[tuple[tuple[float, float, float], ...], list[int]]:
+    """:func:`_merged`, and for each of ``parts`` (in the given order) the index of the
+    merged component it went to."""
+    if len(parts) == 1:  # the usual case (the ReLU of a normal): nothing to sort or merge
+        return (parts[0],), [0]
+    order = sorted(range(len(parts)), key=lambda i: parts[i][1])
+    merged = [parts[i] for i in order]
+    members = [[i] for i in order]
+    while len(merged) > _MIXTURE_PARTS:
+        index = min(range(len(merged) - 1), key=lambda i: merged[i + 1][1] - merged[i][1])
+        (w1, m1, v1), (w2, m2, v2) = merged[index], merged[index + 1]
         weight = w1 + w2
         mean = (w1 * m1 + w2 * m2) / weight
         second = (w1 * (m1 * m1 + v1) + w2 * (m2 * m2 + v2)) / weight
-        parts[index:index + 2] = [(weight, mean, max(second - mean * mean, 0.0))]
-    return tuple(parts)
+        merged[index:index + 2] = [(weight, mean, max(second - mean * mean, 0.0))]
+        members[index:index + 2] = [members[index] + members[index + 1]]
+    groups = [0] * len(parts)
+    for position, group in enumerate(members):
+        for i in group:
+            groups[i] = position
+    return tuple(merged), groups
 
 
 def _shifted_mixture(a: _Stats, b: _Stats) -> tuple[tuple[float, float, float], ...] | None:
@@ -890,23 +926,30 @@ def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
         kept = [(v + math.log10(w)) for v, w in zip(values, widths, strict=True) if v > _LOG_FLOOR]
         return _log_sum(kept) - log_total if kept else _LOG_FLOOR
 
-    mixture = None
+    mixture = joined = None
     if all(s.mixture is not None for s in inputs):
         # A unit of the concatenation is a unit of input i with probability width_i / total:
         # the point masses at zero added up, the rest as one normal of the same moments.
         total = sum(widths)
         zero = 0.0
-        parts = []
+        parts: list[tuple[float, float, float]] = []
+        places: list[list[int]] = []  # per input, per component: its part (-1: the zeros)
         for stats, width in zip(inputs, widths, strict=True):
+            places.append([])
             for w, m, v in stats.mixture or ():
                 share = w * width / total
                 if v <= 0.0 and m == 0.0:
                     zero += share
+                    places[-1].append(-1)
                 else:
+                    places[-1].append(len(parts))
                     parts.append((share, m, v))
-        mixture = ((zero, 0.0, 0.0), *_merged(parts))
+        merged, groups = _merged_groups(parts)
+        mixture = ((zero, 0.0, 0.0), *merged)
+        joined = tuple(tuple(1 + groups[part] if part >= 0 else 0 for part in place)
+                       for place in places)
     out = _Stats(mean([s.fluct for s in inputs]), mean([s.offset for s in inputs]),
-                 mean([s.mean_sq for s in inputs]), mixture=mixture)
+                 mean([s.mean_sq for s in inputs]), mixture=mixture, joined=joined)
     if all(s.fluct > _LOG_FLOOR for s in inputs):
         out.harmonic = -mean([-(s.harmonic if s.harmonic is not None else s.fluct)
                               for s in inputs])
@@ -942,7 +985,7 @@ def _mixture_maximum(stats: _Stats, count: int) -> _Stats:
         mean, spread = _normal_maximum(count)
         maximum = _Stats(math.log10(variance * spread), _LOG_FLOOR,
                          2.0 * _log10(abs(shift + math.sqrt(variance) * mean)))
-        mean_sq, log_variance, _, mixture = _rectified(maximum, maximum.fluct)
+        mean_sq, log_variance, _, mixture, _ = _rectified(maximum, maximum.fluct)
         spread_in = _log_sum2(stats.fluct, stats.offset)
         fluct_share = min(stats.fluct - spread_in, 0.0)
         offset_share = 1.0 - 10.0 ** fluct_share
@@ -1194,8 +1237,10 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
     pre: dict[str, float] = {}
     pooled = _max_pooled(result)
     by_name = result.by_name()
-    successors = result.successors()
     concat_sources: dict[str, tuple[str, ...] | None] = {}
+    # Gradients that are not spread evenly over a tensor's mixture components: per tensor,
+    # (log10 variance, relative variance per component) of each such incoming gradient.
+    profiles: dict[str, list[tuple[float, tuple[float, ...]]]] = {}
     for layer in reversed(result.layers):
         state = states[layer.name]
         # Every consumer of this layer came before it in reversed order: the list is complete
@@ -1218,6 +1263,16 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                 activation_of(layer) in ("relu", "relu6")):
             # Only each window's largest value receives a gradient: open unless all are shut.
             log_gain = _log10(1.0 - (1.0 - 10.0 ** log_gain) ** pooled[layer.name])
+        uneven = profiles.pop(layer.name, None) if profiles else None
+        profile = _profile(uneven, log_out) if uneven else None
+        routes = state.out.routes
+        profile_in = None
+        if (routes is not None and (profile is not None or (len(routes) > 1 and state.log_pre is None))
+                and not folded and not (pooled and layer.name in pooled)):
+            # (a ReLU of a mixture, or one whose gradient arrives unevenly)
+            gain, profile_in = _relu_backward(routes, profile)
+            if profile is not None and gain > 0.0:
+                log_gain = math.log10(gain)
         log_pre = log_out if folded else log_out + log_gain
         pre[layer.name] = log_pre
         inputs = [name for name in layer.inbound if name in states]
@@ -1265,50 +1320,79 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [value + math.log10(p_out / max(spatial_positions(shape, config), 1))
                         if spatial_positions(shape, config) < p_out else value
                         for value, shape in zip(to_input, layer.input_shapes, strict=True)]
-        if (state.out.mixture is not None and len(inputs) == 2
+        if profile_in is not None and len(inputs) == 1 and state.log_pre is None:
+            # An activation layer: its input's units get their own share (per component).
+            mixture = states[inputs[0]].out.mixture
+            if mixture is not None and len(mixture) == len(profile_in):
+                profiles.setdefault(inputs[0], []).append((to_input[0], profile_in))
+        elif profile is not None and state.out.joined is not None and merge is Merge.CONCAT:
+            # A concatenation: each input's units are the concatenation's units it went to.
+            for index, (name, places) in enumerate(zip(inputs, state.out.joined, strict=False)):
+                mixture = states[name].out.mixture
+                if mixture is None or len(mixture) != len(places):
+                    continue
+                shares = [profile[place] if place < len(profile) else 1.0 for place in places]
+                norm = sum(w * share for (w, _, _), share in zip(mixture, shares, strict=True))
+                if norm > 0.0:
+                    to_input[index] += math.log10(norm)
+                    profiles.setdefault(name, []).append(
+                        (to_input[index], tuple(share / norm for share in shares)))
+        elif (profile is not None and state.out.mixture is not None and len(inputs) == 2
                 and (merge is Merge.SUM or state.log_scaled_sum is not None)):
-            to_input = _open_together(layer, inputs, to_input, states, by_name, successors)
+            # A residual sum: the identity input's units are the sum's (one component each).
+            mixed = [i for i, name in enumerate(inputs) if states[name].out.mixture is not None]
+            if len(mixed) == 1 and len(states[inputs[mixed[0]]].out.mixture or ()) == len(profile):
+                profiles.setdefault(inputs[mixed[0]], []).append((to_input[mixed[0]], profile))
         for name, value in zip(inputs, to_input, strict=False):
             incoming[name].append(value)
     return pre
 
 
-def _open_together(layer: LayerResult, inputs: list[str], to_input: list[float],
-                   states: dict[str, _Forward], by_name: dict[str, LayerResult],
-                   successors: dict[str, list[str]]) -> list[float]:
-    """A ReLU of a residual sum whose identity input is itself a ReLU output (ResNet,
-    Inception-ResNet): a unit open after the sum was almost always open before it, so the
-    two ReLUs pass P(both open), not P(open) x P(open). The identity input's gradient is
-    multiplied by P(both) / (P(before) P(after)) (the branch's is not: its masks are others)."""
-    consumers = successors.get(layer.name, [])
-    if len(consumers) != 1:
-        return to_input
-    after = by_name.get(consumers[0])
-    if after is None or activation_of(after) != "relu" or after.name not in states:
-        return to_input
-    mixed = [i for i, name in enumerate(inputs) if name in states and states[name].out.mixture]
-    if len(mixed) != 1:
-        return to_input
-    index = mixed[0]
-    identity = states[inputs[index]].out
-    if not identity.mixture or identity.mixture[0][1:] != (0.0, 0.0):
-        return to_input
-    shut = identity.mixture[0][0]
-    components = states[layer.name].out.mixture or ()
-    if shut <= 1e-9 or shut >= 1.0 - 1e-9 or len(components) != len(identity.mixture):
-        return to_input
-    opened = []
-    for weight, mean, variance in components:
-        if variance <= 0.0:
-            opened.append(weight if mean > 0.0 else 0.0)
-        else:
-            opened.append(weight * 0.5 * math.erfc(-mean / math.sqrt(2.0 * variance)))
-    after_open = sum(opened)
-    both = after_open - opened[0]
-    if after_open <= 1e-12 or both <= 1e-12:
-        return to_input
-    correction = math.log10(both / ((1.0 - shut) * after_open))
-    return [value + correction if i == index else value for i, value in enumerate(to_input)]
+def _profile(arriving: list[tuple[float, tuple[float, ...]]] | None, log_total: float
+             ) -> tuple[float, ...] | None:
+    """The relative gradient variance per mixture component of a tensor whose gradient
+    (log10 variance ``log_total`` in all) arrives partly unevenly: the uneven parts as given,
+    the rest evenly (None: all even)."""
+    if not arriving:
+        return None
+    size = len(arriving[0][1])
+    combined = [1.0] * size
+    for log_value, shares in arriving:
+        if len(shares) != size:
+            continue
+        weight = 10.0 ** min(log_value - log_total, 0.0)
+        for index, share in enumerate(shares):
+            combined[index] += weight * (share - 1.0)
+    return tuple(combined)
+
+
+def _relu_backward(routes: tuple[tuple[float, float, int], ...], profile: tuple[float, ...] | None
+                   ) -> tuple[float, tuple[float, ...]]:
+    """A ReLU on the way back, per component of its input (``routes``: weight, P(open), the
+    output component it went to): the gradient variance it passes, relative to its output's
+    (``profile``: relative variance per output component, None for even), and how that is
+    spread over the input's components (relative, weighted mean 1).
+
+    A unit open after a residual sum is most likely one that was far above zero before it,
+    and stays open in the next sums too (ResNet's and Inception-ResNet's identity paths:
+    relu(x + branch) again and again): the gradient arriving through the identity path sits
+    on the units that stay open, which each ReLU on the way back passes almost whole. Followed
+    per component, this counts those masks as correlated over all consecutive sums, not as
+    independent (the product of the P(open)s).
+
+    >>> _relu_backward(((0.5, 0.0, 0), (0.5, 1.0, 1)), None)
+    (0.5, (0.0, 2.0))
+    """
+    gain = 0.0
+    for weight, opened, index in routes:
+        if opened > 0.0:
+            gain += weight * opened * (profile[index] if profile is not None
+                                       and index < len(profile) else 1.0)
+    if gain <= 0.0:
+        return 0.0, tuple(0.0 for _ in routes)
+    return gain, tuple(opened * (profile[index] if profile is not None and index < len(profile)
+                                 else 1.0) / gain if opened > 0.0 else 0.0
+                       for _, opened, index in routes)
 
 
 _MAX_SOURCES = 256

@@ -248,3 +248,36 @@ def test_a_residual_relu_chain_whose_signal_grows_past_float_range_is_predicted(
     assert prediction["verdict"] is not None
     assert prediction["layers"][0]["pre_activation_variance"] is not None
     assert prediction["layers"][-1]["pre_activation_variance"] is None  # beyond float range
+
+
+def test_relu_masks_are_followed_per_component_through_residual_sums() -> None:
+    """A ReLU on the way back passes P(open) of an even gradient, but a gradient that arrives
+    on the units that stay open (the identity path of relu(x + branch) again and again) almost
+    whole: per component of its input, the share that opens times the gradient its units get."""
+    from app.analysis.gradient_flow import _profile, _relu_backward
+
+    routes = ((0.3, 0.0, 0), (0.2, 0.5, 1), (0.5, 1.0, 2))  # weight, P(open), output component
+    gain, shares = _relu_backward(routes, None)
+    assert gain == pytest.approx(0.6)  # P(open): an even gradient
+    assert sum(w * s for (w, _, _), s in zip(routes, shares, strict=True)) == pytest.approx(1.0)
+    # All of the gradient on the far-open units (output component 2): passed whole.
+    gain, _ = _relu_backward(routes, (0.0, 0.0, 1.0 / 0.5))
+    assert gain == pytest.approx(1.0)
+    # An even gradient arriving beside an uneven one of the same size: half of each.
+    assert _profile([(0.0, (0.0, 2.0))], math.log10(2.0)) == pytest.approx((0.5, 1.5))
+
+
+def test_inception_resnet_v2_is_predicted_within_the_agreement_factor_of_its_measurement() -> None:
+    """InceptionResNetV2 at 96x96 (40 scaled residual blocks, each relu(x + s * branch)) against
+    the ratio bench/bench_gradients.py measured with TensorFlow: the masks of consecutive sums
+    are correlated over the whole chain, which the pairwise P(both open) missed (3.8x)."""
+    import json
+
+    from app.analysis.gradient_flow import AGREEMENT_FACTOR
+
+    rows = json.loads((FIXTURES_DIR.parent.parent / "bench" / "data"
+                       / "gradient_benchmark.json").read_text())["models"]
+    measured = next(row["measured_ratio"] for row in rows if row["model"] == "InceptionResNetV2")
+    config = load_config(FIXTURES_DIR / "applications" / "inceptionresnetv2.json.gz")
+    predicted = analyze(config, input_shape=(96, 96, 3))["gradient_flow"]["predicted"]["ratio"]
+    assert 1.0 / AGREEMENT_FACTOR < predicted / measured < AGREEMENT_FACTOR
