@@ -43,18 +43,7 @@ def test_the_benchmark_covers_the_seed_and_the_applications_models() -> None:
     assert all(row["measured_ratio"] and row["measured_ratio"] > 0 for row in ROWS)
 
 
-#: Models the prediction does not yet meet within the factor (docs/gradient-flow.md, "Limits").
-KNOWN_MISSES = {"InceptionResNetV2": "predicted 63 against 239 measured (3.8x): the error builds up "
-                                     "evenly over its 40 scaled residual blocks"}
-
-
-def _marked(row: dict[str, Any]) -> Any:
-    reason = KNOWN_MISSES.get(row["model"])
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(row, id=row["model"], marks=marks)
-
-
-@pytest.mark.parametrize("row", [_marked(row) for row in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=[row["model"] for row in ROWS])
 def test_predicted_ratio_is_within_the_agreement_factor_of_the_measurement(row: dict[str, Any]) -> None:
     config, shape = _config_and_shape(row)
     predicted = analyze(config, input_shape=shape)["gradient_flow"]["predicted"]["ratio"]
