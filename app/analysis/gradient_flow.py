@@ -120,6 +120,7 @@ def global_averaging(result: AnalysisResult) -> dict[str, int]:
     successors = result.successors()
     by_name = result.by_name()
     outputs = set(result.output_layers)
+    global_pooling, averaging = Trait.GLOBAL_POOLING, Trait.AVERAGING  # read once, not per layer
     averaged: dict[str, int] = {}
     for layer in reversed(result.layers):
         found: int | None = 1 if layer.name in outputs else None
@@ -128,7 +129,7 @@ def global_averaging(result: AnalysisResult) -> dict[str, int]:
             if successor is None:
                 continue
             factor = averaged.get(name, 1)
-            if Trait.GLOBAL_POOLING in successor.traits and Trait.AVERAGING in successor.traits:
+            if global_pooling in successor.traits and averaging in successor.traits:
                 factor *= spatial_positions(
                     successor.input_shapes[0] if successor.input_shapes else None,
                     successor.node.config)
@@ -604,8 +605,9 @@ def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, flo
 
 def _frozen(value: Any) -> Any:
     """A config value as a hashable key (lists to tuples, nested)."""
-    if isinstance(value, list | tuple):
-        return tuple(_frozen(item) for item in value)
+    if isinstance(value, list | tuple):  # ints inline: a call only for a nested list
+        return tuple([_frozen(item) if isinstance(item, list | tuple) else item
+                      for item in value])
     return value
 
 
@@ -1045,6 +1047,7 @@ def _forward(result: AnalysisResult, notes: list[str],
     # Enum members read once, not per layer (a class attribute lookup each time).
     kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
     normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
+    preprocessing_trait = Trait.PREPROCESSING
     merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
     by_name = result.by_name()
     for layer in result.layers:
@@ -1094,8 +1097,13 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(first.fluct + gain, first.offset + gain, first.mean_sq + gain)
             state.log_pass_back = gain
         elif kernels is not None:
-            forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
-            state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
+            if len(kernels) == 1:  # one kernel (all but separable): ``sum`` of one term, 0 + x
+                kernel = kernels[0]
+                forward_gain = 0 + _log10(kernel.forward_fan * kernel.variance)
+                state.log_kernel_back = 0 + _log10(kernel.backward_fan * kernel.variance)
+            else:
+                forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
+                state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
             # A zero-mean kernel turns a shared input mean into per-channel offsets.
             shifted = _log_sum2(first.offset, first.mean_sq)
             border = (_border(layer, _padding_input(layer, by_name))
@@ -1127,8 +1135,8 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif activation_trait in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
-        elif _rescales_input(layer):
-            state.out = _Stats()
+        elif preprocessing_trait in traits and not traits & _PASS_THROUGH_PREPROCESSING:
+            state.out = _Stats()  # _rescales_input, inline
         elif merge is merge_sum or merge is merge_average:
             divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
             # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
@@ -1224,7 +1232,8 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         if not inputs:
             continue
         merge = layer.merge
-        resampling = _log_resampling(layer)
+        # _log_resampling's first test inline: most layers do not resample
+        resampling = 0.0 if layer.traits.isdisjoint(_RESAMPLING) else _log_resampling(layer)
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
         elif state.log_scaled_sum is not None:
@@ -1255,8 +1264,14 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
             to_input = [log_pre] * len(inputs)
-        if (merge is not None and len(layer.input_shapes) == len(inputs) and layer.output_shapes
-                and any(shape != layer.output_shapes[0] for shape in layer.input_shapes)):
+        broadcast = False
+        if merge is not None and len(layer.input_shapes) == len(inputs) and layer.output_shapes:
+            output_shape = layer.output_shapes[0]
+            for shape in layer.input_shapes:  # a loop, not any(<generator>): every merge
+                if shape != output_shape:
+                    broadcast = True
+                    break
+        if broadcast:
             # An input broadcast over positions (a squeeze-and-excitation gate) receives the
             # sum of the gradients of every position it was repeated over.
             config = layer.node.config
@@ -1456,17 +1471,12 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     """
     wanted: dict[str, list[str]] = {name: [] for name in names}
     merges = [layer for layer in result.layers
-              if layer.merge in SKIP_MERGES and len(set(layer.inbound)) > 1]
+              if layer.merge in SKIP_MERGES and len(layer.inbound) > 1
+              and len(set(layer.inbound)) > 1]
     if not merges:
         return wanted
     order = {layer.name: index for index, layer in enumerate(result.layers)}
     parents: dict[str, list[str]] = {}
-    for layer in result.layers:
-        inbound = layer.inbound
-        if len(inbound) == 1:  # the usual layer: no duplicates to drop
-            parents[layer.name] = [inbound[0]] if inbound[0] in order else []
-        else:
-            parents[layer.name] = [name for name in dict.fromkeys(inbound) if name in order]
     dominator: dict[str, str | None] = {}
 
     def meet(a: str | None, b: str | None) -> str | None:
@@ -1477,9 +1487,13 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
                 b = dominator[b]
         return a if a == b else None
 
-    for layer in result.layers:
-        inbound = parents[layer.name]
-        own = order[layer.name]
+    for own, layer in enumerate(result.layers):  # ``own``: order[layer.name]
+        inbound = layer.inbound
+        if len(inbound) == 1:  # the usual layer: no duplicates to drop
+            inbound = [inbound[0]] if inbound[0] in order else []
+        else:
+            inbound = [name for name in dict.fromkeys(inbound) if name in order]
+        parents[layer.name] = inbound
         later_input = False
         for name in inbound:  # a loop, not any(<generator>): once per layer
             if order[name] >= own:
