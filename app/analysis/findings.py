@@ -339,7 +339,11 @@ def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
 
 
 def _sum(values: Iterable[int | None]) -> int:
-    return sum(value for value in values if value is not None)
+    total = 0  # a loop, not sum(<generator>): over every layer, several times
+    for value in values:
+        if value is not None:
+            total += value
+    return total
 
 
 def _input_channels(result: AnalysisResult) -> int | None:
@@ -944,8 +948,9 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
     # layer listed after the branch's end cannot be its ancestor (no walk needed to say so).
     position = ({layer.name: index for index, layer in enumerate(result.layers)}
                 if all(len(layer.call_output_shapes) <= 1 for layer in result.layers) else None)
+    sums = (Merge.SUM, Merge.AVERAGE)  # built once, not per layer
     for layer in result.layers:
-        if layer.merge not in (Merge.SUM, Merge.AVERAGE) or len(set(layer.inbound)) != 2:
+        if layer.merge not in sums or len(set(layer.inbound)) != 2:
             continue
         first, second = layer.inbound[0], layer.inbound[1]
         for shortcut, branch in ((first, second), (second, first)):

@@ -1228,7 +1228,11 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             log_gain = _log10(1.0 - (1.0 - 10.0 ** log_gain) ** pooled[layer.name])
         log_pre = log_out if folded else log_out + log_gain
         pre[layer.name] = log_pre
-        inputs = [name for name in layer.inbound if name in states]
+        inbound = layer.inbound
+        if len(inbound) == 1:  # the usual layer: no list comprehension
+            inputs = inbound if inbound[0] in states else []
+        else:
+            inputs = [name for name in inbound if name in states]
         if not inputs:
             continue
         merge = layer.merge
@@ -1578,9 +1582,17 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     log_last_weight = pre[last.name] + states[last.name].first_input_log_q
     layers_out: list[dict[str, Any]] = []
     unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
+    # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
+    # (in logs: the values span hundreds of orders of magnitude in broken networks).
+    averaged = global_averaging(result)
+    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer),
+                                                       averaged.get(layer.name, 1))
+                 for layer in weighted_layers}
+    log_last_norm = log_norms[last.name]
     for layer in weighted_layers:
         state = states[layer.name]
         info = paths[layer.name]
+        relative = round(log_norms[layer.name] - log_last_norm, 4)
         kernels = state.kernels or []
         for kernel in kernels:
             if not kernel.known:
@@ -1594,12 +1606,11 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "weight_variance": [k.variance for k in kernels],
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
-            "activation": activation_of(layer),
+            "activation": layer.activation or "linear",  # activation_of(layer)
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
-            # both set below from the quantity (the keys keep their place in the entry)
-            "log10_relative_gradient_scale": None,
-            "relative_gradient_scale": None,
+            "log10_relative_gradient_scale": relative,
+            "relative_gradient_scale": _scale(relative),
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
             "depth_to_output": ({"shortest": info["depth"][0] - 1, "longest": info["depth"][1] - 1}
                                 if info["reaches_output"] else None),
@@ -1611,17 +1622,6 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "normalizations": ({"fewest": info["norm"][0], "most": info["norm"][1]}
                                if info["reaches_output"] else None),
         })
-    # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
-    # (in logs: the values span hundreds of orders of magnitude in broken networks).
-    averaged = global_averaging(result)
-    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer),
-                                                       averaged.get(layer.name, 1))
-                 for layer in weighted_layers}
-    log_last_norm = log_norms[last.name]
-    for entry in layers_out:
-        relative = round(log_norms[entry["name"]] - log_last_norm, 4)
-        entry["log10_relative_gradient_scale"] = relative
-        entry["relative_gradient_scale"] = _scale(relative)
     by_name = {entry["name"]: entry for entry in layers_out}
     log_ratio = by_name[first.name]["log10_relative_gradient_scale"]
     log_weight_ratio = by_name[first.name]["log10_relative_weight_gradient_scale"]
