@@ -491,15 +491,17 @@ def _coverage_finding(result: AnalysisResult, summary: dict[str, Any] | None) ->
 def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
     layers: list[str] = []
     details: list[dict[str, Any]] = []
+    spatial_kernel, transposed, pooling = Trait.SPATIAL_KERNEL, Trait.TRANSPOSED, Trait.POOLING
     for layer in result.layers:
-        config = layer.node.config
         traits = layer.traits
-        if Trait.SPATIAL_KERNEL in traits and Trait.TRANSPOSED not in traits:
+        if spatial_kernel in traits and transposed not in traits:
+            config = layer.node.config
             rank = _spatial_rank(layer)
             kernel = _ints(config.get("kernel_size", 1), rank)
             dilation = _ints(config.get("dilation_rate", 1), rank)
             strides = _ints(config.get("strides", 1), rank)
-        elif Trait.POOLING in traits:
+        elif pooling in traits:
+            config = layer.node.config
             rank = _spatial_rank(layer)
             kernel = _ints(config.get("pool_size", 2), rank)
             dilation = [1] * rank
