@@ -50,6 +50,8 @@ DTYPE_BYTES = {
 VARIABLE_BYTES = {"mixed_float16": 4, "mixed_bfloat16": 4}
 _DEFAULT_GLOROT_KEYS = ("kernel_initializer", "depthwise_initializer")
 MODEL_TRAITS = frozenset({Trait.MODEL})
+_MISSING = object()
+"""Marks a tensor the walk has not produced (``None`` is an unknown shape)."""
 READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
 
 
@@ -232,14 +234,15 @@ class _Walk:
         for ref in call.inputs:
             producer_name = ref.layer
             key = (producer_name, ref.node_index, ref.tensor_index)
-            if key not in tensors:
+            shape = tensors.get(key, _MISSING)  # one lookup (a tuple key hashes each time)
+            if shape is _MISSING:
                 producer = self.results.get(producer_name)
                 produced = producer.call_output_shapes[ref.node_index] if producer else []
                 raise InvalidArchitecture(
                     f"{node.class_name} '{name}' consumes output {ref.tensor_index} of "
                     f"'{producer_name}', which has {len(produced)} output(s)"
                 )
-            shapes.append(tensors[key])
+            shapes.append(shape)  # type: ignore[arg-type]
             fields.append(tensor_fields.get(key))
             producers.append(producer_name)
             edges[(producer_name, name)] = None

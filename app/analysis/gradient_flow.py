@@ -219,6 +219,7 @@ THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_R
 """The verdict rule's numbers, as reports show them."""
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+_SQRT_2 = math.sqrt(2.0)  # read once (the normal CDF is taken for every ReLU)
 _LOG_FLOOR = -300.0
 
 
@@ -275,11 +276,11 @@ def _softplus(z: float) -> float:
 
 
 def _gelu(z: float) -> float:
-    return 0.5 * z * (1.0 + math.erf(z / math.sqrt(2.0)))
+    return 0.5 * z * (1.0 + math.erf(z / _SQRT_2))
 
 
 def _gelu_grad(z: float) -> float:
-    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) + z * math.exp(-0.5 * z * z) / _SQRT_2PI
+    return 0.5 * (1.0 + math.erf(z / _SQRT_2)) + z * math.exp(-0.5 * z * z) / _SQRT_2PI
 
 
 _SELU_ALPHA = 1.6732632423543772
@@ -357,7 +358,7 @@ def _relu_stats(slope: float, log_variance: float, log_mean_sq: float
         t = 0.0
     else:
         t = min(10.0 ** ((log_mean_sq - log_variance) / 2.0), 40.0)
-    cdf = 0.5 * math.erfc(-t / math.sqrt(2.0))
+    cdf = 0.5 * math.erfc(-t / _SQRT_2)
     pdf = math.exp(-0.5 * t * t) / _SQRT_2PI
     positive_first, negative_first = t * cdf + pdf, t * (1.0 - cdf) - pdf
     positive_second = (t * t + 1.0) * cdf + t * pdf
@@ -380,7 +381,8 @@ def activation_gains(name: str | None, log10_variance: float,
     >>> round(10 ** activation_gains("sigmoid", -6.0)[2], 4)   # sigmoid'(0)^2 = 1/16
     0.0625
     """
-    key = _ALIASES.get((name or "linear").lower(), (name or "linear").lower())
+    lowered = (name or "linear").lower()
+    key = _ALIASES.get(lowered, lowered)
     if key == "linear":
         return log10_mean_sq, log10_variance, 0.0, True
     if key in _RELU_SLOPES:
@@ -820,7 +822,7 @@ def _rectified(stats: _Stats, spread: float
             continue
         scale = math.sqrt(variance_c)
         t = max(min(mean / scale, 40.0), -40.0)
-        cdf = 0.5 * math.erfc(-t / math.sqrt(2.0))
+        cdf = 0.5 * math.erfc(-t / _SQRT_2)
         pdf = math.exp(-0.5 * t * t) / _SQRT_2PI
         part_first = scale * (t * cdf + pdf)
         part_second = variance_c * ((t * t + 1.0) * cdf + t * pdf)
@@ -842,7 +844,10 @@ def _rectified(stats: _Stats, spread: float
 def _moderate(*logs: float) -> bool:
     """Whether log10 second moments are small enough for a mixture in linear units (broken
     networks reach hundreds of decades; they keep the log-domain statistics alone)."""
-    return all(value < 100.0 for value in logs)
+    for value in logs:  # a loop, not all(<generator>): twice per ReLU
+        if not value < 100.0:
+            return False
+    return True
 
 
 _MIXTURE_PARTS = 3
@@ -927,7 +932,7 @@ def _normal_maximum(count: int) -> tuple[float, float]:
     for i in range(-1000, 1001):
         z = i * step
         density = count * math.exp(-0.5 * z * z) / _SQRT_2PI * (
-            0.5 * math.erfc(-z / math.sqrt(2.0))) ** (count - 1)
+            0.5 * math.erfc(-z / _SQRT_2)) ** (count - 1)
         first += z * density * step
         second += z * z * density * step
     return first, max(second - first * first, 1e-12)
