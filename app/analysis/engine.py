@@ -50,6 +50,8 @@ DTYPE_BYTES = {
 VARIABLE_BYTES = {"mixed_float16": 4, "mixed_bfloat16": 4}
 _DEFAULT_GLOROT_KEYS = ("kernel_initializer", "depthwise_initializer")
 MODEL_TRAITS = frozenset({Trait.MODEL})
+_MISSING = object()
+"""Marks a tensor the walk has not produced (``None`` is an unknown shape)."""
 READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
 
 
@@ -69,8 +71,11 @@ def dtype_bytes(config: dict[str, Any]) -> tuple[int, int]:
     >>> dtype_bytes({"dtype": "mixed_float16"})
     (2, 4)
     """
-    name = _policy_name(config)
-    return DTYPE_BYTES.get(name, 4), VARIABLE_BYTES.get(name, DTYPE_BYTES.get(name, 4))
+    return _BYTES_OF_POLICY.get(_policy_name(config), (4, 4))
+
+
+_BYTES_OF_POLICY = {name: (size, VARIABLE_BYTES.get(name, size)) for name, size in DTYPE_BYTES.items()}
+""":func:`dtype_bytes` per known policy name (read for every layer); any other name: 4 and 4."""
 
 
 def _input_field(shape: Shape | None) -> ReceptiveField | None:
@@ -117,11 +122,13 @@ class _Walk:
     def topological_calls(self) -> list[tuple[LayerNode, int]]:
         """Kahn's algorithm over calls; InputLayers first. Raises on cycles and dangling refs."""
         calls: list[tuple[LayerNode, int]] = []
-        index: dict[tuple[str, int], int] = {}
+        # A layer's calls take consecutive positions: (first position, number of calls) per
+        # layer name, so that call i of a layer is at first + i (no tuple key per call).
+        index: dict[str, tuple[int, int]] = {}
         for node in self.graph.layers:
             count = len(node.calls) if node.calls else (1 if node.class_name == "InputLayer" else 0)
+            index[node.name] = (len(calls), count)
             for call_index in range(count):
-                index[(node.name, call_index)] = len(calls)
                 calls.append((node, call_index))
         waiting = [0] * len(calls)
         consumers: list[list[int]] = [[] for _ in calls]
@@ -129,12 +136,13 @@ class _Walk:
             if not node.calls:
                 continue
             for ref in node.calls[call_index].inputs:
-                producer = index.get((ref.layer, ref.node_index))
-                if producer is None:
+                first, count = index.get(ref.layer, (0, 0))
+                if not 0 <= ref.node_index < count:
                     raise InvalidArchitecture(
                         f"{node.class_name} '{node.name}' consumes call {ref.node_index} of "
                         f"'{ref.layer}', which does not exist"
                     )
+                producer = first + ref.node_index
                 waiting[position] += 1
                 consumers[producer].append(position)
         ready = deque(p for p, count in enumerate(waiting) if count == 0)
@@ -226,14 +234,15 @@ class _Walk:
         for ref in call.inputs:
             producer_name = ref.layer
             key = (producer_name, ref.node_index, ref.tensor_index)
-            if key not in tensors:
+            shape = tensors.get(key, _MISSING)  # one lookup (a tuple key hashes each time)
+            if shape is _MISSING:
                 producer = self.results.get(producer_name)
                 produced = producer.call_output_shapes[ref.node_index] if producer else []
                 raise InvalidArchitecture(
                     f"{node.class_name} '{name}' consumes output {ref.tensor_index} of "
                     f"'{producer_name}', which has {len(produced)} output(s)"
                 )
-            shapes.append(tensors[key])
+            shapes.append(shape)  # type: ignore[arg-type]
             fields.append(tensor_fields.get(key))
             producers.append(producer_name)
             edges[(producer_name, name)] = None

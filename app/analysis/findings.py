@@ -339,7 +339,11 @@ def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
 
 
 def _sum(values: Iterable[int | None]) -> int:
-    return sum(value for value in values if value is not None)
+    total = 0  # a loop, not sum(<generator>): over every layer, several times
+    for value in values:
+        if value is not None:
+            total += value
+    return total
 
 
 def _input_channels(result: AnalysisResult) -> int | None:
@@ -487,15 +491,17 @@ def _coverage_finding(result: AnalysisResult, summary: dict[str, Any] | None) ->
 def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
     layers: list[str] = []
     details: list[dict[str, Any]] = []
+    spatial_kernel, transposed, pooling = Trait.SPATIAL_KERNEL, Trait.TRANSPOSED, Trait.POOLING
     for layer in result.layers:
-        config = layer.node.config
         traits = layer.traits
-        if Trait.SPATIAL_KERNEL in traits and Trait.TRANSPOSED not in traits:
+        if spatial_kernel in traits and transposed not in traits:
+            config = layer.node.config
             rank = _spatial_rank(layer)
             kernel = _ints(config.get("kernel_size", 1), rank)
             dilation = _ints(config.get("dilation_rate", 1), rank)
             strides = _ints(config.get("strides", 1), rank)
-        elif Trait.POOLING in traits:
+        elif pooling in traits:
+            config = layer.node.config
             rank = _spatial_rank(layer)
             kernel = _ints(config.get("pool_size", 2), rank)
             dilation = [1] * rank
@@ -944,8 +950,9 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
     # layer listed after the branch's end cannot be its ancestor (no walk needed to say so).
     position = ({layer.name: index for index, layer in enumerate(result.layers)}
                 if all(len(layer.call_output_shapes) <= 1 for layer in result.layers) else None)
+    sums = (Merge.SUM, Merge.AVERAGE)  # built once, not per layer
     for layer in result.layers:
-        if layer.merge not in (Merge.SUM, Merge.AVERAGE) or len(set(layer.inbound)) != 2:
+        if layer.merge not in sums or len(set(layer.inbound)) != 2:
             continue
         first, second = layer.inbound[0], layer.inbound[1]
         for shortcut, branch in ((first, second), (second, first)):

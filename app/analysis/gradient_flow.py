@@ -120,6 +120,7 @@ def global_averaging(result: AnalysisResult) -> dict[str, int]:
     successors = result.successors()
     by_name = result.by_name()
     outputs = set(result.output_layers)
+    global_pooling, averaging = Trait.GLOBAL_POOLING, Trait.AVERAGING  # read once, not per layer
     averaged: dict[str, int] = {}
     for layer in reversed(result.layers):
         found: int | None = 1 if layer.name in outputs else None
@@ -128,7 +129,7 @@ def global_averaging(result: AnalysisResult) -> dict[str, int]:
             if successor is None:
                 continue
             factor = averaged.get(name, 1)
-            if Trait.GLOBAL_POOLING in successor.traits and Trait.AVERAGING in successor.traits:
+            if global_pooling in successor.traits and averaging in successor.traits:
                 factor *= spatial_positions(
                     successor.input_shapes[0] if successor.input_shapes else None,
                     successor.node.config)
@@ -218,6 +219,7 @@ THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_R
 """The verdict rule's numbers, as reports show them."""
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+_SQRT_2 = math.sqrt(2.0)  # read once (the normal CDF is taken for every ReLU)
 _LOG_FLOOR = -300.0
 
 
@@ -274,11 +276,11 @@ def _softplus(z: float) -> float:
 
 
 def _gelu(z: float) -> float:
-    return 0.5 * z * (1.0 + math.erf(z / math.sqrt(2.0)))
+    return 0.5 * z * (1.0 + math.erf(z / _SQRT_2))
 
 
 def _gelu_grad(z: float) -> float:
-    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) + z * math.exp(-0.5 * z * z) / _SQRT_2PI
+    return 0.5 * (1.0 + math.erf(z / _SQRT_2)) + z * math.exp(-0.5 * z * z) / _SQRT_2PI
 
 
 _SELU_ALPHA = 1.6732632423543772
@@ -356,7 +358,7 @@ def _relu_stats(slope: float, log_variance: float, log_mean_sq: float
         t = 0.0
     else:
         t = min(10.0 ** ((log_mean_sq - log_variance) / 2.0), 40.0)
-    cdf = 0.5 * math.erfc(-t / math.sqrt(2.0))
+    cdf = 0.5 * math.erfc(-t / _SQRT_2)
     pdf = math.exp(-0.5 * t * t) / _SQRT_2PI
     positive_first, negative_first = t * cdf + pdf, t * (1.0 - cdf) - pdf
     positive_second = (t * t + 1.0) * cdf + t * pdf
@@ -379,7 +381,8 @@ def activation_gains(name: str | None, log10_variance: float,
     >>> round(10 ** activation_gains("sigmoid", -6.0)[2], 4)   # sigmoid'(0)^2 = 1/16
     0.0625
     """
-    key = _ALIASES.get((name or "linear").lower(), (name or "linear").lower())
+    lowered = (name or "linear").lower()
+    key = _ALIASES.get(lowered, lowered)
     if key == "linear":
         return log10_mean_sq, log10_variance, 0.0, True
     if key in _RELU_SLOPES:
@@ -604,8 +607,9 @@ def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, flo
 
 def _frozen(value: Any) -> Any:
     """A config value as a hashable key (lists to tuples, nested)."""
-    if isinstance(value, list | tuple):
-        return tuple(_frozen(item) for item in value)
+    if isinstance(value, list | tuple):  # ints inline: a call only for a nested list
+        return tuple([_frozen(item) if isinstance(item, list | tuple) else item
+                      for item in value])
     return value
 
 
@@ -832,7 +836,7 @@ def _rectified(stats: _Stats, spread: float
             continue
         scale = math.sqrt(variance_c)
         t = max(min(mean / scale, 40.0), -40.0)
-        cdf = 0.5 * math.erfc(-t / math.sqrt(2.0))
+        cdf = 0.5 * math.erfc(-t / _SQRT_2)
         pdf = math.exp(-0.5 * t * t) / _SQRT_2PI
         part_first = scale * (t * cdf + pdf)
         part_second = variance_c * ((t * t + 1.0) * cdf + t * pdf)
@@ -860,7 +864,10 @@ def _rectified(stats: _Stats, spread: float
 def _moderate(*logs: float) -> bool:
     """Whether log10 second moments are small enough for a mixture in linear units (broken
     networks reach hundreds of decades; they keep the log-domain statistics alone)."""
-    return all(value < 100.0 for value in logs)
+    for value in logs:  # a loop, not all(<generator>): twice per ReLU
+        if not value < 100.0:
+            return False
+    return True
 
 
 _MIXTURE_PARTS = 3
@@ -968,7 +975,7 @@ def _normal_maximum(count: int) -> tuple[float, float]:
     for i in range(-1000, 1001):
         z = i * step
         density = count * math.exp(-0.5 * z * z) / _SQRT_2PI * (
-            0.5 * math.erfc(-z / math.sqrt(2.0))) ** (count - 1)
+            0.5 * math.erfc(-z / _SQRT_2)) ** (count - 1)
         first += z * density * step
         second += z * z * density * step
     return first, max(second - first * first, 1e-12)
@@ -1088,6 +1095,7 @@ def _forward(result: AnalysisResult, notes: list[str],
     # Enum members read once, not per layer (a class attribute lookup each time).
     kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
     normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
+    preprocessing_trait = Trait.PREPROCESSING
     merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
     by_name = result.by_name()
     for layer in result.layers:
@@ -1137,8 +1145,13 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(first.fluct + gain, first.offset + gain, first.mean_sq + gain)
             state.log_pass_back = gain
         elif kernels is not None:
-            forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
-            state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
+            if len(kernels) == 1:  # one kernel (all but separable): ``sum`` of one term, 0 + x
+                kernel = kernels[0]
+                forward_gain = 0 + _log10(kernel.forward_fan * kernel.variance)
+                state.log_kernel_back = 0 + _log10(kernel.backward_fan * kernel.variance)
+            else:
+                forward_gain = sum(_log10(k.forward_fan * k.variance) for k in kernels)
+                state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
             # A zero-mean kernel turns a shared input mean into per-channel offsets.
             shifted = _log_sum2(first.offset, first.mean_sq)
             border = (_border(layer, _padding_input(layer, by_name))
@@ -1170,8 +1183,8 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif activation_trait in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
-        elif _rescales_input(layer):
-            state.out = _Stats()
+        elif preprocessing_trait in traits and not traits & _PASS_THROUGH_PREPROCESSING:
+            state.out = _Stats()  # _rescales_input, inline
         elif merge is merge_sum or merge is merge_average:
             divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
             # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
@@ -1275,11 +1288,16 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                 log_gain = math.log10(gain)
         log_pre = log_out if folded else log_out + log_gain
         pre[layer.name] = log_pre
-        inputs = [name for name in layer.inbound if name in states]
+        inbound = layer.inbound
+        if len(inbound) == 1:  # the usual layer: no list comprehension
+            inputs = inbound if inbound[0] in states else []
+        else:
+            inputs = [name for name in inbound if name in states]
         if not inputs:
             continue
         merge = layer.merge
-        resampling = _log_resampling(layer)
+        # _log_resampling's first test inline: most layers do not resample
+        resampling = 0.0 if layer.traits.isdisjoint(_RESAMPLING) else _log_resampling(layer)
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
         elif state.log_scaled_sum is not None:
@@ -1310,8 +1328,14 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
             to_input = [log_pre] * len(inputs)
-        if (merge is not None and len(layer.input_shapes) == len(inputs) and layer.output_shapes
-                and any(shape != layer.output_shapes[0] for shape in layer.input_shapes)):
+        broadcast = False
+        if merge is not None and len(layer.input_shapes) == len(inputs) and layer.output_shapes:
+            output_shape = layer.output_shapes[0]
+            for shape in layer.input_shapes:  # a loop, not any(<generator>): every merge
+                if shape != output_shape:
+                    broadcast = True
+                    break
+        if broadcast:
             # An input broadcast over positions (a squeeze-and-excitation gate) receives the
             # sum of the gradients of every position it was repeated over.
             config = layer.node.config
@@ -1540,17 +1564,12 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     """
     wanted: dict[str, list[str]] = {name: [] for name in names}
     merges = [layer for layer in result.layers
-              if layer.merge in SKIP_MERGES and len(set(layer.inbound)) > 1]
+              if layer.merge in SKIP_MERGES and len(layer.inbound) > 1
+              and len(set(layer.inbound)) > 1]
     if not merges:
         return wanted
     order = {layer.name: index for index, layer in enumerate(result.layers)}
     parents: dict[str, list[str]] = {}
-    for layer in result.layers:
-        inbound = layer.inbound
-        if len(inbound) == 1:  # the usual layer: no duplicates to drop
-            parents[layer.name] = [inbound[0]] if inbound[0] in order else []
-        else:
-            parents[layer.name] = [name for name in dict.fromkeys(inbound) if name in order]
     dominator: dict[str, str | None] = {}
 
     def meet(a: str | None, b: str | None) -> str | None:
@@ -1561,9 +1580,13 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
                 b = dominator[b]
         return a if a == b else None
 
-    for layer in result.layers:
-        inbound = parents[layer.name]
-        own = order[layer.name]
+    for own, layer in enumerate(result.layers):  # ``own``: order[layer.name]
+        inbound = layer.inbound
+        if len(inbound) == 1:  # the usual layer: no duplicates to drop
+            inbound = [inbound[0]] if inbound[0] in order else []
+        else:
+            inbound = [name for name in dict.fromkeys(inbound) if name in order]
+        parents[layer.name] = inbound
         later_input = False
         for name in inbound:  # a loop, not any(<generator>): once per layer
             if order[name] >= own:
@@ -1648,9 +1671,17 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     log_last_weight = pre[last.name] + states[last.name].first_input_log_q
     layers_out: list[dict[str, Any]] = []
     unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
+    # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
+    # (in logs: the values span hundreds of orders of magnitude in broken networks).
+    averaged = global_averaging(result)
+    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer),
+                                                       averaged.get(layer.name, 1))
+                 for layer in weighted_layers}
+    log_last_norm = log_norms[last.name]
     for layer in weighted_layers:
         state = states[layer.name]
         info = paths[layer.name]
+        relative = round(log_norms[layer.name] - log_last_norm, 4)
         kernels = state.kernels or []
         for kernel in kernels:
             if not kernel.known:
@@ -1664,12 +1695,11 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "weight_variance": [k.variance for k in kernels],
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
-            "activation": activation_of(layer),
+            "activation": layer.activation or "linear",  # activation_of(layer)
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
-            # both set below from the quantity (the keys keep their place in the entry)
-            "log10_relative_gradient_scale": None,
-            "relative_gradient_scale": None,
+            "log10_relative_gradient_scale": relative,
+            "relative_gradient_scale": _scale(relative),
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
             "depth_to_output": ({"shortest": info["depth"][0] - 1, "longest": info["depth"][1] - 1}
                                 if info["reaches_output"] else None),
@@ -1681,17 +1711,6 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "normalizations": ({"fewest": info["norm"][0], "most": info["norm"][1]}
                                if info["reaches_output"] else None),
         })
-    # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
-    # (in logs: the values span hundreds of orders of magnitude in broken networks).
-    averaged = global_averaging(result)
-    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer),
-                                                       averaged.get(layer.name, 1))
-                 for layer in weighted_layers}
-    log_last_norm = log_norms[last.name]
-    for entry in layers_out:
-        relative = round(log_norms[entry["name"]] - log_last_norm, 4)
-        entry["log10_relative_gradient_scale"] = relative
-        entry["relative_gradient_scale"] = _scale(relative)
     by_name = {entry["name"]: entry for entry in layers_out}
     log_ratio = by_name[first.name]["log10_relative_gradient_scale"]
     log_weight_ratio = by_name[first.name]["log10_relative_weight_gradient_scale"]

@@ -169,10 +169,11 @@ def _collect_keras3(value: Any, call: LayerCall, where: str, key: str) -> Any:
                 _collect_keras3(item, call, where, f"{key}.{sub_key}")
             return None
     elif isinstance(value, list):
-        if any(_is_keras3_tensor(v) or isinstance(v, (list, dict)) for v in value):
-            for item in value:
-                _collect_keras3(item, call, where, key)
-            return None
+        for v in value:  # a loop, not any(<generator>): a tensor is a dict, so one test
+            if isinstance(v, (list, dict)):
+                for item in value:
+                    _collect_keras3(item, call, where, key)
+                return None
     call.constants[key] = value
     return None
 
