@@ -874,16 +874,11 @@ _MIXTURE_PARTS = 3
 """Positive components a mixture keeps (the nearest in mean are merged beyond that)."""
 
 
-def _merged(parts: list[tuple[float, float, float]]) -> tuple[tuple[float, float, float], ...]:
-    """At most :data:`_MIXTURE_PARTS` components: the two nearest in mean merged into one of
-    the same weight, mean and second moment, until few enough."""
-    return _merged_groups(parts)[0]
-
-
 def _merged_groups(parts: list[tuple[float, float, float]]
                    ) -> tuple[tuple[tuple[float, float, float], ...], list[int]]:
-    """:func:`_merged`, and for each of ``parts`` (in the given order) the index of the
-    merged component it went to."""
+    """At most :data:`_MIXTURE_PARTS` components: the two nearest in mean merged into one of
+    the same weight, mean and second moment, until few enough; and for each of ``parts`` (in
+    the given order) the index of the merged component it went to."""
     if len(parts) == 1:  # the usual case (the ReLU of a normal): nothing to sort or merge
         return (parts[0],), [0]
     order = sorted(range(len(parts)), key=lambda i: parts[i][1])
@@ -1095,7 +1090,6 @@ def _forward(result: AnalysisResult, notes: list[str],
     # Enum members read once, not per layer (a class attribute lookup each time).
     kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
     normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
-    preprocessing_trait = Trait.PREPROCESSING
     merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
     by_name = result.by_name()
     for layer in result.layers:
@@ -1183,8 +1177,8 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif activation_trait in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
-        elif preprocessing_trait in traits and not traits & _PASS_THROUGH_PREPROCESSING:
-            state.out = _Stats()  # _rescales_input, inline
+        elif _rescales_input(layer):
+            state.out = _Stats()
         elif merge is merge_sum or merge is merge_average:
             divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
             # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
@@ -1296,8 +1290,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         if not inputs:
             continue
         merge = layer.merge
-        # _log_resampling's first test inline: most layers do not resample
-        resampling = 0.0 if layer.traits.isdisjoint(_RESAMPLING) else _log_resampling(layer)
+        resampling = _log_resampling(layer)
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
         elif state.log_scaled_sum is not None:
@@ -1695,7 +1688,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "weight_variance": [k.variance for k in kernels],
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
-            "activation": layer.activation or "linear",  # activation_of(layer)
+            "activation": activation_of(layer),
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
             "log10_relative_gradient_scale": relative,

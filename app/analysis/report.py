@@ -51,16 +51,11 @@ def output_shape_json(shapes: list[Shape | None]) -> Any:
 
 
 def layer_json(layer: LayerResult) -> dict[str, Any]:
-    shapes = layer.output_shapes
-    if len(shapes) == 1:  # output_shape_json of the usual single output, inline
-        output_shape = None if shapes[0] is None else list(shapes[0])
-    else:
-        output_shape = output_shape_json(shapes)
     entry: dict[str, Any] = {
         "name": layer.name,
         "class_name": layer.class_name,
         "inbound": list(layer.inbound),
-        "output_shape": output_shape,
+        "output_shape": output_shape_json(layer.output_shapes),
         "params": layer.params,
         "trainable_params": layer.trainable_params,
         "non_trainable_params": layer.non_trainable_params,
