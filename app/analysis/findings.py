@@ -169,9 +169,25 @@ def field_extents(result: AnalysisResult) -> Extents:
         key = id(layer.receptive_field)  # the fields outlive this loop: ids stay unique
         extent = by_field.get(key)
         if extent is None:
-            extent = by_field[key] = (_field_stride(layer), _field_size(layer))
+            extent = by_field[key] = _extent(_local_axes(layer))
         strides[layer.name], sizes[layer.name] = extent
     return strides, sizes
+
+
+def _extent(axes: tuple[Any, ...] | None) -> tuple[Fraction | int | None, Fraction | int | None]:
+    """(largest stride, largest size) over a field's axes in one loop, each as
+    :func:`_axis_max` picks it; (None, None) without a spatial field."""
+    if axes is None:
+        return None, None
+    if len(axes) == 2:  # the usual 2D field: two plain ints per value, no loop
+        first, second = axes
+        stride, other_stride = first.stride, second.stride
+        size, other_size = first.size, second.size
+        if type(stride) is int and type(other_stride) is int and type(size) is int \
+                and type(other_size) is int:
+            return (other_stride if other_stride > stride else stride,
+                    other_size if other_size > size else size)
+    return _axis_max([axis.stride for axis in axes]), _axis_max([axis.size for axis in axes])
 
 
 def _field_size(layer: LayerResult) -> Fraction | int | None:
@@ -497,9 +513,11 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
         if spatial_kernel in traits and transposed not in traits:
             config = layer.node.config
             rank = _spatial_rank(layer)
+            strides = _ints(config.get("strides", 1), rank)
+            if max(strides) <= 1:  # kernels are positive (the rules refuse others): no gap
+                continue
             kernel = _ints(config.get("kernel_size", 1), rank)
             dilation = _ints(config.get("dilation_rate", 1), rank)
-            strides = _ints(config.get("strides", 1), rank)
         elif pooling in traits:
             config = layer.node.config
             rank = _spatial_rank(layer)
@@ -696,10 +714,13 @@ _UPSTREAM_DILATED = 8
 def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
     by_name = result.by_name()
     dilation_of: dict[str, int] = {}
+    spatial_kernel = Trait.SPATIAL_KERNEL
     for layer in result.layers:
-        if Trait.SPATIAL_KERNEL in layer.traits:
-            rates = _ints(layer.node.config.get("dilation_rate", 1), _spatial_rank(layer))
-            dilation_of[layer.name] = max(rates)
+        if spatial_kernel in layer.traits:
+            rate = layer.node.config.get("dilation_rate", 1)
+            # max(_ints(rate, rank)) without the list: an int is its own maximum
+            dilation_of[layer.name] = rate if type(rate) is int else max(
+                _ints(rate, _spatial_rank(layer)))
     if all(rate <= 1 for rate in dilation_of.values()):
         return []  # no dilated convolution: no chain to look for
     # The nearest dilated convolutions upstream of each layer (through non-convolution layers;
@@ -948,13 +969,21 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
     found: list[dict[str, str]] = []
     # Without shared layers ``result.layers`` lists every layer after all of its inputs, so a
     # layer listed after the branch's end cannot be its ancestor (no walk needed to say so).
-    position = ({layer.name: index for index, layer in enumerate(result.layers)}
-                if all(len(layer.call_output_shapes) <= 1 for layer in result.layers) else None)
+    position: dict[str, int] | None = {}
+    for index, layer in enumerate(result.layers):  # one pass: positions, or None if shared
+        if len(layer.call_output_shapes) > 1:
+            position = None
+            break
+        position[layer.name] = index  # type: ignore[index]
     sums = (Merge.SUM, Merge.AVERAGE)  # built once, not per layer
     for layer in result.layers:
-        if layer.merge not in sums or len(set(layer.inbound)) != 2:
+        if layer.merge not in sums:
             continue
-        first, second = layer.inbound[0], layer.inbound[1]
+        inbound = layer.inbound
+        if len(inbound) != 2 or inbound[0] == inbound[1]:  # two distinct inputs (as a set)
+            if len(set(inbound)) != 2:
+                continue
+        first, second = inbound[0], inbound[1]
         for shortcut, branch in ((first, second), (second, first)):
             end = by_name.get(branch)
             if end is None or not _nonnegative_output(end):
