@@ -270,37 +270,40 @@ def _group_layers(
     kernel_trait, spatial_kernel_trait = Trait.KERNEL, Trait.SPATIAL_KERNEL  # hoisted lookups
     for layer in result.layers:
         stride = strides[layer.name]
-        # One pass over the inputs: those in the graph, the latest phase among them (0 when
-        # none: phases never go below 0) and their known strides.
-        inbound: list[str] = []
+        # One pass over the inputs in the graph: the latest phase among them (0 when none:
+        # phases never go below 0) and the least and greatest of their known strides.
         inbound_phase = 0
-        known: list[Fraction | int] = []
+        lowest: Fraction | int | None = None
+        highest: Fraction | int | None = None
         for name in layer.inbound:
             if name in strides:
-                inbound.append(name)
                 source_phase = phase.get(name, 0)
                 if source_phase > inbound_phase:
                     inbound_phase = source_phase
                 source_stride = strides[name]
                 if source_stride is not None:
-                    known.append(source_stride)
+                    if lowest is None or source_stride < lowest:
+                        lowest = source_stride
+                    if highest is None or source_stride > highest:
+                        highest = source_stride
         group: _Group | None
         if stride is None:
             phase[layer.name] = inbound_phase
-            source = next((group_of[name] for name in inbound if name in group_of), None)
+            # the first input's group (every grouped layer is in ``strides``)
+            source = next((group_of[name] for name in layer.inbound if name in group_of), None)
             if feeds_spatial[layer.name] and source is not None:
                 group = source
             else:
                 head.append(layer)
                 continue
         else:
-            upsamples = bool(known) and stride < min(known)
+            upsamples = lowest is not None and stride < lowest
             phase[layer.name] = inbound_phase + (1 if upsamples else 0)
             key = (phase[layer.name], stride)
             group = groups.get(key)
             if group is None:
                 group = groups[key] = _Group(stride)
-            if known and stride > max(known):
+            if highest is not None and stride > highest:
                 group.downsampling.append(layer.name)
             if upsamples:
                 group.upsampling.append(layer.name)
