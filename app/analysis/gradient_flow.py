@@ -1485,10 +1485,12 @@ def _log_resampling(layer: LayerResult) -> float:
     return log_factor
 
 
-def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, Any]]:
-    """Per weighted layer: fewest/most weighted layers, saturating activations and
-    normalizations on the way to an output (the layer itself included), by dynamic programming
-    over the graph (every layer is walked; only the weighted ones are read afterwards)."""
+def _paths(result: AnalysisResult, weighted: set[str]
+           ) -> dict[str, tuple[int, int, int, int, int, int] | None]:
+    """Per layer: (fewest, most) weighted layers, (fewest, most) saturating activations and
+    (fewest, most) normalizations on the way to an output (the layer itself included), as one
+    tuple of six, or None when it reaches no output; by dynamic programming over the graph
+    (every layer is walked; only the weighted ones are read afterwards)."""
     successors = result.successors()
     outputs = set(result.output_layers)
     normalization_trait = Trait.NORMALIZATION  # read once, not per layer
@@ -1529,17 +1531,7 @@ def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, An
         bounds[name] = (own_weighted + d_min, own_weighted + d_max,
                         own_saturating + s_min, own_saturating + s_max,
                         own_norm + n_min, own_norm + n_max)
-    info: dict[str, dict[str, Any]] = {}
-    for name, found in bounds.items():
-        if name not in weighted:
-            continue
-        if found is None:
-            info[name] = {"depth": None, "saturating": None, "norm": None,
-                          "reaches_output": False}
-        else:
-            info[name] = {"depth": (found[0], found[1]), "saturating": (found[2], found[3]),
-                          "norm": (found[4], found[5]), "reaches_output": True}
-    return info
+    return bounds
 
 
 def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, list[str]]:
@@ -1656,33 +1648,43 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     weighted = {layer.name for layer in weighted_layers}
     paths = _paths(result, weighted)
     skips = _bypassing_skips(result, weighted)
-    reachable = [layer for layer in weighted_layers if paths[layer.name]["reaches_output"]]
+    reachable = [index for index, layer in enumerate(weighted_layers)
+                 if paths[layer.name] is not None]  # their places in weighted_layers
     if not reachable:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer reaches a model output", "layers": [], "notes": notes}
-    first, last = reachable[0], reachable[-1]
+    first, last = weighted_layers[reachable[0]], weighted_layers[reachable[-1]]
     log_last_weight = pre[last.name] + states[last.name].first_input_log_q
     layers_out: list[dict[str, Any]] = []
+    per_layer: dict[str, float | None] = {}
     unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
     # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
     # (in logs: the values span hundreds of orders of magnitude in broken networks).
     averaged = global_averaging(result)
-    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer),
-                                                       averaged.get(layer.name, 1))
-                 for layer in weighted_layers}
-    log_last_norm = log_norms[last.name]
-    for layer in weighted_layers:
-        state = states[layer.name]
-        info = paths[layer.name]
-        relative = round(log_norms[layer.name] - log_last_norm, 4)
+    log_norms = [log10_layer_gradient_norm(pre[layer.name], _positions(layer),
+                                           averaged.get(layer.name, 1))
+                 for layer in weighted_layers]
+    log_last_norm = log_norms[reachable[-1]]
+    # The first layer's entry and the weakest and strongest of those reaching an output, as
+    # min/max would pick them (the first of equal values), found in the same loop.
+    first_entry: dict[str, Any] | None = None
+    weakest: dict[str, Any] | None = None
+    strongest: dict[str, Any] | None = None
+    for layer, log_norm in zip(weighted_layers, log_norms, strict=True):
+        name = layer.name
+        state = states[name]
+        found = paths[name]
+        log_pre = pre[name]
+        relative = round(log_norm - log_last_norm, 4)
         kernels = state.kernels or []
         for kernel in kernels:
             if not kernel.known:
-                unknown_init.append(layer.name)
+                unknown_init.append(name)
                 break
-        log_weight = pre[layer.name] + state.first_input_log_q - log_last_weight
-        layers_out.append({
-            "name": layer.name,
+        log_weight = log_pre + state.first_input_log_q - log_last_weight
+        scale = _scale(relative)
+        entry: dict[str, Any] = {
+            "name": name,
             "class_name": layer.class_name,
             "initializer": kernels[0].initializer if kernels else None,
             "weight_variance": [k.variance for k in kernels],
@@ -1692,32 +1694,36 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
             "log10_relative_gradient_scale": relative,
-            "relative_gradient_scale": _scale(relative),
+            "relative_gradient_scale": scale,
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
-            "depth_to_output": ({"shortest": info["depth"][0] - 1, "longest": info["depth"][1] - 1}
-                                if info["reaches_output"] else None),
-            "skip_connections": len(skips[layer.name]),
-            "skip_layers": skips[layer.name][:8],
-            "saturating_activations": ({"fewest": info["saturating"][0],
-                                        "most": info["saturating"][1]}
-                                       if info["reaches_output"] else None),
-            "normalizations": ({"fewest": info["norm"][0], "most": info["norm"][1]}
-                               if info["reaches_output"] else None),
-        })
-    by_name = {entry["name"]: entry for entry in layers_out}
-    log_ratio = by_name[first.name]["log10_relative_gradient_scale"]
-    log_weight_ratio = by_name[first.name]["log10_relative_weight_gradient_scale"]
+            "depth_to_output": ({"shortest": found[0] - 1, "longest": found[1] - 1}
+                                if found is not None else None),
+            "skip_connections": len(skips[name]),
+            "skip_layers": skips[name][:8],
+            "saturating_activations": ({"fewest": found[2], "most": found[3]}
+                                       if found is not None else None),
+            "normalizations": ({"fewest": found[4], "most": found[5]}
+                               if found is not None else None),
+        }
+        layers_out.append(entry)
+        per_layer[name] = scale
+        if layer is first:
+            first_entry = entry
+        if found is not None:
+            if weakest is None or relative < weakest["log10_relative_gradient_scale"]:
+                weakest = entry
+            if strongest is None or relative > strongest["log10_relative_gradient_scale"]:
+                strongest = entry
+    assert first_entry is not None and weakest is not None and strongest is not None
+    log_ratio = first_entry["log10_relative_gradient_scale"]
+    log_weight_ratio = first_entry["log10_relative_weight_gradient_scale"]
     ratio = 10.0 ** log_ratio if abs(log_ratio) < 300 else (0.0 if log_ratio < 0 else math.inf)
-    first_norms = paths[first.name]["norm"]
-    normalized = bool(first_norms and first_norms[1])
+    first_info = paths[first.name]
+    assert first_info is not None
+    normalized = bool(first_info[5])
     verdict = classify(ratio, normalized=normalized)
     growth_under_normalization = bool(normalized and verdict == "healthy"
                                       and ratio > EXPLODING_RATIO)
-    weakest = min((e for e in layers_out if e["depth_to_output"] is not None),
-                  key=lambda e: e["log10_relative_gradient_scale"])
-    strongest = max((e for e in layers_out if e["depth_to_output"] is not None),
-                    key=lambda e: e["log10_relative_gradient_scale"])
-    first_info = paths[first.name]
     reasons = []
     if verdict == "vanishing":
         reasons.append(f"the gradient reaching {first.name} is predicted {_words(log_ratio)} "
@@ -1736,7 +1742,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "log10_ratio": round(log_ratio, 4),
         "normalized": normalized,
         "growth_under_normalization": growth_under_normalization,
-        "per_layer": {entry["name"]: entry["relative_gradient_scale"] for entry in layers_out},
+        "per_layer": per_layer,
         "weight_gradient_ratio": _scale(log_weight_ratio),
         "log10_weight_gradient_ratio": log_weight_ratio,
         "weight_gradient_verdict": classify_ratio(_scale(log_weight_ratio)),
@@ -1745,9 +1751,9 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "weighted_layers": len(weighted_layers),
         # the first layer's depth_to_output (weighted layers after it), and the network's
         # skip connections as every section counts them (app.analysis.skips)
-        "depth": {"shortest": first_info["depth"][0] - 1, "longest": first_info["depth"][1] - 1},
+        "depth": {"shortest": first_info[0] - 1, "longest": first_info[1] - 1},
         "skip_connections": find_skips(result).count,
-        "saturating_activations_on_longest_path": first_info["saturating"][1],
+        "saturating_activations_on_longest_path": first_info[3],
         "weakest_layer": {"name": weakest["name"],
                           "log10_relative_gradient_scale":
                               weakest["log10_relative_gradient_scale"]},
