@@ -607,9 +607,11 @@ def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, flo
 
 def _frozen(value: Any) -> Any:
     """A config value as a hashable key (lists to tuples, nested)."""
-    if isinstance(value, list | tuple):  # ints inline: a call only for a nested list
-        return tuple([_frozen(item) if isinstance(item, list | tuple) else item
-                      for item in value])
+    if isinstance(value, (list, tuple)):  # a tuple of types: faster than list | tuple
+        for item in value:
+            if isinstance(item, (list, tuple)):  # nested: each item frozen in turn
+                return tuple([_frozen(inner) for inner in value])
+        return tuple(value)  # flat (a kernel size, strides): copied as it is
     return value
 
 
@@ -696,21 +698,21 @@ class _Stats:
     joined: tuple[tuple[int, ...], ...] | None = None
     """On a concatenation of mixtures: per input, per component of it, the component of the
     concatenation's mixture it went to."""
-    total: float = field(init=False)
-    """log10 of the second moment E[x^2]."""
 
-    def __post_init__(self) -> None:
+    @property
+    def total(self) -> float:
+        """log10 of the second moment E[x^2]. Computed where it is read (a weighted layer's
+        input and pre-activation, a product's inputs), not for every tensor."""
         fluct, offset, mean_sq = self.fluct, self.offset, self.mean_sq
         if offset <= _LOG_FLOOR and mean_sq <= _LOG_FLOOR:
-            self.total = fluct
-        elif fluct > _LOG_FLOOR and offset > _LOG_FLOOR and mean_sq > _LOG_FLOOR:
+            return fluct
+        if fluct > _LOG_FLOOR and offset > _LOG_FLOOR and mean_sq > _LOG_FLOOR:
             # All three kept (the usual case after a ReLU): _log_sum's arithmetic inline,
             # summed by ``sum`` over the same three terms in the same order.
             top = max(fluct, offset, mean_sq)
-            self.total = top + math.log10(sum((10.0 ** (fluct - top), 10.0 ** (offset - top),
-                                               10.0 ** (mean_sq - top))))
-        else:
-            self.total = _log_sum((fluct, offset, mean_sq))
+            return top + math.log10(sum((10.0 ** (fluct - top), 10.0 ** (offset - top),
+                                         10.0 ** (mean_sq - top))))
+        return _log_sum((fluct, offset, mean_sq))
 
 
 @dataclass(slots=True)
@@ -811,8 +813,8 @@ def _rectified(stats: _Stats, spread: float
     output component it went to; see :attr:`_Stats.routes`). A normal input gives the closed
     forms of :func:`activation_gains`; a mixture input (a residual sum) is rectified per
     component."""
-    if stats.mixture is None:
-        mean_sq, variance, grad, _ = activation_gains("relu", spread, stats.mean_sq)
+    if stats.mixture is None:  # activation_gains("relu", ...) without its name lookups
+        mean_sq, variance, grad = _relu_stats(_RELU_SLOPES["relu"], spread, stats.mean_sq)
         if not _moderate(spread, stats.mean_sq):  # no mixture in linear units
             return mean_sq, variance, grad, None, None
         shift = 10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0
@@ -853,8 +855,8 @@ def _rectified(stats: _Stats, spread: float
         return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
     merged, groups = _merged_groups(parts)
     mixture = ((max(1.0 - positive, 0.0), 0.0, 0.0), *merged)
-    routes = tuple((weight, cdf, 1 + groups[part] if part >= 0 else 0)
-                   for weight, cdf, part in opens)
+    routes = tuple([(weight, cdf, 1 + groups[part] if part >= 0 else 0)
+                    for weight, cdf, part in opens])
     if stats.mixture is None:
         return mean_sq, variance, grad, mixture, routes
     variance = max(second - first * first, 1e-12 * second)
@@ -905,10 +907,10 @@ def _shifted_mixture(a: _Stats, b: _Stats) -> tuple[tuple[float, float, float], 
     if (a.mixture is None) == (b.mixture is None):
         return None
     mixed, normal = (a, b) if a.mixture is not None else (b, a)
-    if not _moderate(_log_sum2(normal.fluct, normal.offset), normal.mean_sq):
+    spread = _log_sum2(normal.fluct, normal.offset)
+    if not _moderate(spread, normal.mean_sq):
         return None
     shift = 10.0 ** (normal.mean_sq / 2.0) if normal.mean_sq > _LOG_FLOOR else 0.0
-    spread = _log_sum2(normal.fluct, normal.offset)
     width = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
     return tuple((weight, mean + shift, variance + width)
                  for weight, mean, variance in mixed.mixture or ())
@@ -1100,7 +1102,7 @@ def _forward(result: AnalysisResult, notes: list[str],
                 inputs.append(known.out)
         first = inputs[0] if inputs else _Stats()
         # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
-        # built (and its total computed) only to be replaced.
+        # built only to be replaced.
         state = _Forward(first, inputs=inputs)
         cls = layer.class_name
         traits = layer.traits
