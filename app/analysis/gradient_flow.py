@@ -1569,55 +1569,57 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     block has one.)
     """
     wanted: dict[str, list[str]] = {name: [] for name in names}
-    merges = [layer for layer in result.layers
+    layers = result.layers
+    merges = [index for index, layer in enumerate(layers)
               if layer.merge in SKIP_MERGES and len(layer.inbound) > 1
               and len(set(layer.inbound)) > 1]
     if not merges:
         return wanted
-    order = {layer.name: index for index, layer in enumerate(result.layers)}
-    parents: dict[str, list[str]] = {}
-    dominator: dict[str, str | None] = {}
+    # Layers by their place in topological order: a dominator is a place (-1: the virtual
+    # root), so that comparing two is comparing ints, with no name looked up.
+    order = {layer.name: index for index, layer in enumerate(layers)}
+    parents: list[list[int]] = []  # per place: the places of its distinct known inputs
+    dominator: list[int] = []
 
-    def meet(a: str | None, b: str | None) -> str | None:
-        while a is not None and b is not None and a != b:
-            while a is not None and b is not None and order[a] > order[b]:
+    def meet(a: int, b: int) -> int:
+        while a >= 0 and b >= 0 and a != b:
+            while a >= 0 and b >= 0 and a > b:
                 a = dominator[a]
-            while a is not None and b is not None and order[b] > order[a]:
+            while a >= 0 and b >= 0 and b > a:
                 b = dominator[b]
-        return a if a == b else None
+        return a if a == b else -1
 
-    for own, layer in enumerate(result.layers):  # ``own``: order[layer.name]
+    for own, layer in enumerate(layers):
         inbound = layer.inbound
-        if len(inbound) == 1:  # the usual layer: no duplicates to drop
-            inbound = [inbound[0]] if inbound[0] in order else []
-        else:
-            inbound = [name for name in dict.fromkeys(inbound) if name in order]
-        parents[layer.name] = inbound
-        later_input = False
-        for name in inbound:  # a loop, not any(<generator>): once per layer
-            if order[name] >= own:
-                later_input = True
-                break
-        if not inbound or later_input:
+        if len(inbound) == 1:  # the usual layer: its input dominates it if known and earlier
+            place = order.get(inbound[0], -1)
+            parents.append([place] if place >= 0 else [])
+            dominator.append(place if place < own else -1)
+            continue
+        places = [order[name] for name in dict.fromkeys(inbound) if name in order]
+        parents.append(places)
+        if not places or max(places) >= own:
             # A model input (dominated by the virtual root), or a shared layer called again
             # on a later layer's output: no dominator below the root.
-            dominator[layer.name] = None
+            dominator.append(-1)
             continue
-        found: str | None = inbound[0]
-        for name in inbound[1:]:
-            found = meet(found, name)
-            if found is None:
+        found = places[0]
+        for place in places[1:]:
+            found = meet(found, place)
+            if found < 0:
                 break
-        dominator[layer.name] = found
+        dominator.append(found)
     for merge in merges:
-        fork = dominator[merge.name]
-        pending = [name for name in parents[merge.name] if name != fork]
-        region: set[str] = set(pending)
+        fork = dominator[merge]
+        merge_name = layers[merge].name
+        pending = [place for place in parents[merge] if place != fork]
+        region: set[int] = set(pending)
         while pending:
-            name = pending.pop()
-            if name in wanted:
-                wanted[name].append(merge.name)
-            for parent in parents[name]:
+            place = pending.pop()
+            bypassed = wanted.get(layers[place].name)
+            if bypassed is not None:
+                bypassed.append(merge_name)
+            for parent in parents[place]:
                 if parent != fork and parent not in region:
                     region.add(parent)
                     pending.append(parent)
