@@ -448,6 +448,13 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
     >>> initializer_variance("he_normal", 288, 576)[0] == 2 / 288
     True
     """
+    if isinstance(value, str):  # a name alone (the usual spelling): once per name and fans
+        return _named_initializer_variance(value, fan_in, fan_out)
+    return _initializer_variance(value, fan_in, fan_out)
+
+
+def _initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, str, bool]:
+    """:func:`initializer_variance` (the one definition; a name's answer is cached)."""
     name, config = _initializer_parts(value)
     fan_in, fan_out = max(fan_in, 1), max(fan_out, 1)
     known_scaling = _VARIANCE_SCALING.get(name)
@@ -484,6 +491,11 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
         gain = float(config.get("gain", 1.0))
         return gain * gain / max(fan_in, fan_out), name, True
     return 1.0 / ((fan_in + fan_out) / 2.0), name or "unknown", False
+
+
+_named_initializer_variance = lru_cache(maxsize=1024)(_initializer_variance)
+""":func:`_initializer_variance` for an initializer given by name: the same for the same fans
+(a 10,000-block network asks the same question 10,000 times)."""
 
 
 def _as_list(value: Any, rank: int) -> list[int]:
