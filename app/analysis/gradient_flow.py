@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -748,14 +748,14 @@ class _Stats:
 
 @dataclass(slots=True)
 class _Forward:
-    out: _Stats = field(default_factory=_Stats)
+    out: _Stats
+    inputs: list[_Stats]  # (both given: no default factory to run per layer)
     log_pre: float | None = None  # log10 pre-activation variance (weighted layers)
     log_act_grad: float = 0.0  # log10 E[f'(z)^2] of the layer's own activation
     log_kernel_back: float = 0.0  # log10 of prod(backward_fan * Var(W)) over its kernels
     log_norm_back: float = 0.0  # log10 1/Var(input) for normalizations
     log_pass_back: float | None = None  # log10 backward gain of a nested model or a scale layer
     log_scaled_sum: float | None = None  # log10 gain of the scaled inputs of a scaled sum
-    inputs: list[_Stats] = field(default_factory=list)
     kernels: list[KernelModel] | None = None
     treated_as_identity: bool = False
 
@@ -1115,27 +1115,42 @@ def _padding_input(layer: LayerResult, by_name: dict[str, LayerResult]) -> Layer
     return source if source is not None and _PADDING in source.traits else None
 
 
+Places = tuple[dict[str, int], list[list[int]]]
+"""Each layer's place in ``result.layers`` by name, and per layer the places of its inputs
+that are layers of the result (in inbound order, repeats kept): see :func:`_places`."""
+
+
+def _places(result: AnalysisResult) -> Places:
+    """The graph's inputs by place, found once per prediction: the passes over 20,000 layers
+    read a layer's inputs as list indices, not as names looked up in a dict (each lookup
+    reads both strings from memory, the passes' largest cost at that size)."""
+    order = {layer.name: place for place, layer in enumerate(result.layers)}
+    found = order.get
+    inputs = [[place for place in map(found, layer.inbound) if place is not None]
+              for layer in result.layers]
+    return order, inputs
+
+
 def _forward(result: AnalysisResult, notes: list[str],
-             model_inputs: list[_Stats] | None = None) -> dict[str, _Forward]:
-    """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model."""
+             model_inputs: list[_Stats] | None = None, places: Places | None = None
+             ) -> dict[str, _Forward]:
+    """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model;
+    ``places``: :func:`_places` of ``result`` where the caller has it."""
     states: dict[str, _Forward] = {}
+    by_place: list[_Forward] = []  # the same states, by place (an input comes before its layer)
+    input_places = (places or _places(result))[1]
     seeded = dict(zip(result.input_layers, model_inputs or [], strict=False))
     # Enum members read once, not per layer (a class attribute lookup each time).
     kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
     normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
     merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
     by_name = result.by_name()
-    for layer in result.layers:
-        inputs = []
-        for name in layer.inbound:
-            known = states.get(name)
-            if known is not None:
-                inputs.append(known.out)
+    for own, layer in enumerate(result.layers):
+        inputs = [by_place[place].out for place in input_places[own] if place < own]
         first = inputs[0] if inputs else _Stats()
         # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
         # built only to be replaced.
-        state = _Forward(first, inputs=inputs)
-        cls = layer.class_name
+        state = _Forward(first, inputs)
         traits = layer.traits
         merge = layer.merge
         kernels = state.kernels = kernel_models(layer) if kernel_trait in traits else None
@@ -1263,29 +1278,35 @@ def _forward(result: AnalysisResult, notes: list[str],
                                mixture=first.mixture)
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
                 state.treated_as_identity = True
-                notes.append(f"{layer.name} ({cls}): treated as scale-preserving")
+                notes.append(f"{layer.name} ({layer.class_name}): treated as scale-preserving")
         states[layer.name] = state
+        by_place.append(state)
     return states
 
 
 def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
-              fold_output: bool = True) -> dict[str, float]:
+              fold_output: bool = True, places: Places | None = None) -> dict[str, float]:
     """log10 variance of the gradient w.r.t. each layer's pre-activation (or output), for a
-    unit gradient at each model output (after the output activation when ``fold_output``)."""
-    incoming: dict[str, list[float]] = {layer.name: [] for layer in result.layers}
+    unit gradient at each model output (after the output activation when ``fold_output``).
+    ``places``: :func:`_places` of ``result`` where the caller has it."""
+    layers = result.layers
+    order, input_places = places or _places(result)
+    by_place = list(states.values())  # one per layer, in layer order (names are unique)
+    incoming: list[list[float]] = [[] for _ in layers]  # per place: the gradients arriving
     outputs = set(result.output_layers)
     pre: dict[str, float] = {}
     pooled = _max_pooled(result)
     by_name = result.by_name()
     concat_sources: dict[str, tuple[str, ...] | None] = {}
-    # Gradients that are not spread evenly over a tensor's mixture components: per tensor,
-    # (log10 variance, relative variance per component) of each such incoming gradient.
-    profiles: dict[str, list[tuple[float, tuple[float, ...]]]] = {}
-    for layer in reversed(result.layers):
-        state = states[layer.name]
+    # Gradients that are not spread evenly over a tensor's mixture components: per tensor
+    # (by place), (log10 variance, relative variance per component) of each such gradient.
+    profiles: dict[int, list[tuple[float, tuple[float, ...]]]] = {}
+    for own in range(len(layers) - 1, -1, -1):
+        layer = layers[own]
+        state = by_place[own]
         # Every consumer of this layer came before it in reversed order: the list is complete
         # and no longer needed elsewhere, so the output's unit gradient is appended in place.
-        arriving = incoming[layer.name]
+        arriving = incoming[own]
         is_output = layer.name in outputs
         if is_output:
             arriving.append(0.0)
@@ -1303,7 +1324,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                 activation_of(layer) in ("relu", "relu6")):
             # Only each window's largest value receives a gradient: open unless all are shut.
             log_gain = _log10(1.0 - (1.0 - 10.0 ** log_gain) ** pooled[layer.name])
-        uneven = profiles.pop(layer.name, None) if profiles else None
+        uneven = profiles.pop(own, None) if profiles else None
         profile = _profile(uneven, log_out) if uneven else None
         routes = state.out.routes
         profile_in = None
@@ -1315,11 +1336,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                 log_gain = math.log10(gain)
         log_pre = log_out if folded else log_out + log_gain
         pre[layer.name] = log_pre
-        inbound = layer.inbound
-        if len(inbound) == 1:  # the usual layer: no list comprehension
-            inputs = inbound if inbound[0] in states else []
-        else:
-            inputs = [name for name in inbound if name in states]
+        inputs = input_places[own]
         if not inputs:
             continue
         merge = layer.merge
@@ -1333,15 +1350,15 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         elif resampling:
             to_input = [log_pre + resampling] * len(inputs)
         elif _NORMALIZATION in layer.traits:
-            sources = (_concatenated_sources(by_name.get(inputs[0]), by_name, concat_sources)
+            sources = (_concatenated_sources(layers[inputs[0]], by_name, concat_sources)
                        if len(inputs) == 1 else None)
             if sources:
                 # A normalization of a concatenation divides each channel by its own
                 # variance: each source receives its share directly (the concatenation only
                 # routes channels), not the average over all of them.
                 for source in sources:
-                    out = states[source].out
-                    incoming[source].append(
+                    out = by_place[order[source]].out
+                    incoming[order[source]].append(
                         log_pre - (out.harmonic if out.harmonic is not None else out.fluct))
                 continue
             to_input = [log_pre + state.log_norm_back] * len(inputs)
@@ -1372,29 +1389,29 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                         for value, shape in zip(to_input, layer.input_shapes, strict=True)]
         if profile_in is not None and len(inputs) == 1 and state.log_pre is None:
             # An activation layer: its input's units get their own share (per component).
-            mixture = states[inputs[0]].out.mixture
+            mixture = by_place[inputs[0]].out.mixture
             if mixture is not None and len(mixture) == len(profile_in):
                 profiles.setdefault(inputs[0], []).append((to_input[0], profile_in))
         elif profile is not None and state.out.joined is not None and merge is _CONCAT:
             # A concatenation: each input's units are the concatenation's units it went to.
-            for index, (name, places) in enumerate(zip(inputs, state.out.joined, strict=False)):
-                mixture = states[name].out.mixture
-                if mixture is None or len(mixture) != len(places):
+            for index, (input_place, targets) in enumerate(zip(inputs, state.out.joined, strict=False)):
+                mixture = by_place[input_place].out.mixture
+                if mixture is None or len(mixture) != len(targets):
                     continue
-                shares = [profile[place] if place < len(profile) else 1.0 for place in places]
+                shares = [profile[place] if place < len(profile) else 1.0 for place in targets]
                 norm = sum(w * share for (w, _, _), share in zip(mixture, shares, strict=True))
                 if norm > 0.0:
                     to_input[index] += math.log10(norm)
-                    profiles.setdefault(name, []).append(
+                    profiles.setdefault(input_place, []).append(
                         (to_input[index], tuple(share / norm for share in shares)))
         elif (profile is not None and state.out.mixture is not None and len(inputs) == 2
                 and (merge is _SUM or state.log_scaled_sum is not None)):
             # A residual sum: the identity input's units are the sum's (one component each).
-            mixed = [i for i, name in enumerate(inputs) if states[name].out.mixture is not None]
-            if len(mixed) == 1 and len(states[inputs[mixed[0]]].out.mixture or ()) == len(profile):
+            mixed = [i for i, place in enumerate(inputs) if by_place[place].out.mixture is not None]
+            if len(mixed) == 1 and len(by_place[inputs[mixed[0]]].out.mixture or ()) == len(profile):
                 profiles.setdefault(inputs[mixed[0]], []).append((to_input[mixed[0]], profile))
-        for name, value in zip(inputs, to_input, strict=False):
-            incoming[name].append(value)
+        for place, value in zip(inputs, to_input, strict=False):
+            incoming[place].append(value)
     return pre
 
 
@@ -1567,7 +1584,8 @@ def _paths(result: AnalysisResult, weighted: set[str]
     return bounds
 
 
-def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, list[str]]:
+def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Places | None = None
+                     ) -> dict[str, list[str]]:
     """For each named layer, the merge layers (Add, Concatenate, ...) downstream of it that also
     receive an input not computed from it: skip connections that bypass the layer.
 
@@ -1578,7 +1596,7 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     Kennedy 2001, "A simple, fast dominance algorithm"), and each merge's region is walked
     back to its fork once, so a chain of residual blocks costs time linear in its length.
     (A layer inside the region that feeds every input of ``M`` is counted too; no standard
-    block has one.)
+    block has one.) ``places``: :func:`_places` of ``result`` where the caller has it.
     """
     wanted: dict[str, list[str]] = {name: [] for name in names}
     layers = result.layers
@@ -1589,7 +1607,7 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
         return wanted
     # Layers by their place in topological order: a dominator is a place (-1: the virtual
     # root), so that comparing two is comparing ints, with no name looked up.
-    order = {layer.name: index for index, layer in enumerate(layers)}
+    input_places = (places or _places(result))[1]
     parents: list[list[int]] = []  # per place: the places of its distinct known inputs
     dominator: list[int] = []
 
@@ -1601,22 +1619,20 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
                 b = dominator[b]
         return a if a == b else -1
 
-    for own, layer in enumerate(layers):
-        inbound = layer.inbound
-        if len(inbound) == 1:  # the usual layer: its input dominates it if known and earlier
-            place = order.get(inbound[0], -1)
-            parents.append([place] if place >= 0 else [])
-            dominator.append(place if place < own else -1)
+    for own, inputs in enumerate(input_places):
+        if len(inputs) <= 1:  # the usual layer: its input dominates it if earlier
+            parents.append(inputs)
+            # (none: a model input, dominated by the virtual root; a later one: a shared layer
+            # called again on a later layer's output, no dominator below the root)
+            dominator.append(inputs[0] if inputs and inputs[0] < own else -1)
             continue
-        places = [order[name] for name in dict.fromkeys(inbound) if name in order]
-        parents.append(places)
-        if not places or max(places) >= own:
-            # A model input (dominated by the virtual root), or a shared layer called again
-            # on a later layer's output: no dominator below the root.
+        distinct = list(dict.fromkeys(inputs))
+        parents.append(distinct)
+        if max(distinct) >= own:  # a shared layer called again on a later layer's output
             dominator.append(-1)
             continue
-        found = places[0]
-        for place in places[1:]:
+        found = distinct[0]
+        for place in distinct[1:]:
             found = meet(found, place)
             if found < 0:
                 break
@@ -1667,7 +1683,8 @@ def predict(result: AnalysisResult) -> dict[str, Any]:
 
 def _predict(result: AnalysisResult) -> dict[str, Any]:
     notes: list[str] = []
-    states = _forward(result, notes)
+    places = _places(result)
+    states = _forward(result, notes, places=places)
     weighted_layers = [layer for layer in result.layers if states[layer.name].log_pre is not None]
     base: dict[str, Any] = {
         "method": METHOD,
@@ -1679,10 +1696,10 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer (convolution or dense) to predict gradients for",
                 "layers": [], "notes": notes}
-    pre = _backward(result, states)
+    pre = _backward(result, states, places=places)
     weighted = {layer.name for layer in weighted_layers}
     paths = _paths(result, weighted)
-    skips = _bypassing_skips(result, weighted)
+    skips = _bypassing_skips(result, weighted, places)
     reachable = [index for index, layer in enumerate(weighted_layers)
                  if paths[layer.name] is not None]  # their places in weighted_layers
     if not reachable:
@@ -1718,6 +1735,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
                 break
         log_weight = log_pre + state.first_input_log_q - log_last_weight
         scale = _scale(relative)
+        bypassed = skips[name]
         entry: dict[str, Any] = {
             "name": name,
             "class_name": layer.class_name,
@@ -1733,8 +1751,8 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
             "depth_to_output": ({"shortest": found[0] - 1, "longest": found[1] - 1}
                                 if found is not None else None),
-            "skip_connections": len(skips[name]),
-            "skip_layers": skips[name][:8],
+            "skip_connections": len(bypassed),
+            "skip_layers": bypassed[:8],
             "saturating_activations": ({"fewest": found[2], "most": found[3]}
                                        if found is not None else None),
             "normalizations": ({"fewest": found[4], "most": found[5]}
