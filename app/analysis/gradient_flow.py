@@ -751,6 +751,9 @@ class _Forward:
     out: _Stats
     inputs: list[_Stats]  # (both given: no default factory to run per layer)
     log_pre: float | None = None  # log10 pre-activation variance (weighted layers)
+    # log10 second moment of the first input (weighted layers: read with log_pre, while the
+    # input is at hand, not again from memory when the report is built)
+    first_input_log_q: float = 0.0
     log_act_grad: float = 0.0  # log10 E[f'(z)^2] of the layer's own activation
     log_kernel_back: float = 0.0  # log10 of prod(backward_fan * Var(W)) over its kernels
     log_norm_back: float = 0.0  # log10 1/Var(input) for normalizations
@@ -762,10 +765,6 @@ class _Forward:
     @property
     def input_log_q(self) -> list[float]:
         return [stats.total for stats in self.inputs]
-
-    @property
-    def first_input_log_q(self) -> float:
-        return self.inputs[0].total if self.inputs else 0.0
 
 
 def activation_of(layer: LayerResult) -> str:
@@ -1106,13 +1105,14 @@ def _max_pooled(result: AnalysisResult) -> dict[str, int]:
     return found
 
 
-def _padding_input(layer: LayerResult, by_name: dict[str, LayerResult]) -> LayerResult | None:
+def _padding_input(layer: LayerResult, layers: list[LayerResult], inputs: list[int]
+                   ) -> LayerResult | None:
     """The ZeroPadding layer a convolution reads, if any (its zeros are the convolution's
-    border)."""
-    if len(layer.inbound) != 1:
+    border); ``inputs``: the places in ``layers`` of its inputs."""
+    if len(layer.inbound) != 1 or not inputs:
         return None
-    source = by_name.get(layer.inbound[0])
-    return source if source is not None and _PADDING in source.traits else None
+    source = layers[inputs[0]]
+    return source if _PADDING in source.traits else None
 
 
 Places = tuple[dict[str, int], list[list[int]]]
@@ -1144,8 +1144,8 @@ def _forward(result: AnalysisResult, notes: list[str],
     kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
     normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
     merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
-    by_name = result.by_name()
-    for own, layer in enumerate(result.layers):
+    layers = result.layers
+    for own, layer in enumerate(layers):
         inputs = [by_place[place].out for place in input_places[own] if place < own]
         first = inputs[0] if inputs else _Stats()
         # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
@@ -1168,6 +1168,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             if any(inner[name].kernels for name in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
+                state.first_input_log_q = first.total
         elif scale_trait in traits and len(inputs) > 1:
             # A scaled residual sum (Inception-ResNet's CustomScaleLayer): first + scale x rest.
             scale = layer.scale
@@ -1196,7 +1197,7 @@ def _forward(result: AnalysisResult, notes: list[str],
                 state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
             # A zero-mean kernel turns a shared input mean into per-channel offsets.
             shifted = _log_sum2(first.offset, first.mean_sq)
-            border = (_border(layer, _padding_input(layer, by_name))
+            border = (_border(layer, _padding_input(layer, layers, input_places[own]))
                       if _DENSE not in traits else None)
             if border is None:
                 pre = _Stats(first.fluct + forward_gain,
@@ -1216,6 +1217,7 @@ def _forward(result: AnalysisResult, notes: list[str],
                 pre = _Stats(fluct, offset, _LOG_FLOOR)
                 state.log_kernel_back += math.log10(share) + log_positions
             state.log_pre = pre.total
+            state.first_input_log_q = first.total
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), pre, layer.name, notes)
         elif normalization_trait in traits:
