@@ -743,6 +743,8 @@ class _Stats:
             top = max(fluct, offset, mean_sq)
             return top + math.log10(sum((10.0 ** (fluct - top), 10.0 ** (offset - top),
                                          10.0 ** (mean_sq - top))))
+        if mean_sq <= _LOG_FLOOR:  # no shared mean (a pre-activation): _log_sum of the two kept
+            return _log_sum2(fluct, offset)
         return _log_sum((fluct, offset, mean_sq))
 
 
