@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -204,6 +204,25 @@ SATURATING_ACTIVATIONS = frozenset(
 )
 _PASS_THROUGH_PREPROCESSING = frozenset({Trait.IDENTITY, Trait.RESIZING})
 
+# Trait and Merge members that per-layer code reads, bound once: ``Trait.X`` is a lookup on the
+# enum class each time, several times slower than a module global (20,000 layers read dozens).
+_AVERAGING = Trait.AVERAGING
+_DENSE = Trait.DENSE
+_DEPTHWISE = Trait.DEPTHWISE
+_GLOBAL_POOLING = Trait.GLOBAL_POOLING
+_KERNEL = Trait.KERNEL
+_NORMALIZATION = Trait.NORMALIZATION
+_PADDING = Trait.PADDING
+_POOLING = Trait.POOLING
+_PREPROCESSING = Trait.PREPROCESSING
+_SEPARABLE = Trait.SEPARABLE
+_TRANSPOSED = Trait.TRANSPOSED
+_AVERAGE = Merge.AVERAGE
+_CONCAT = Merge.CONCAT
+_PRODUCT = Merge.PRODUCT
+_SELECT = Merge.SELECT
+_SUM = Merge.SUM
+
 
 def is_normalization(layer: LayerResult) -> bool:
     return Trait.NORMALIZATION in layer.traits
@@ -212,7 +231,7 @@ def is_normalization(layer: LayerResult) -> bool:
 def _rescales_input(layer: LayerResult) -> bool:
     """Preprocessing that changes values (Rescaling, Normalization): inputs are standardized
     after it (see ASSUMPTIONS); augmentation and resizing keep the scale."""
-    return Trait.PREPROCESSING in layer.traits and not layer.traits & _PASS_THROUGH_PREPROCESSING
+    return _PREPROCESSING in layer.traits and not layer.traits & _PASS_THROUGH_PREPROCESSING
 
 THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_RATIO,
               "exploding_above_with_normalization": NORMALIZED_EXPLODING_RATIO}
@@ -429,6 +448,13 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
     >>> initializer_variance("he_normal", 288, 576)[0] == 2 / 288
     True
     """
+    if isinstance(value, str):  # a name alone (the usual spelling): once per name and fans
+        return _named_initializer_variance(value, fan_in, fan_out)
+    return _initializer_variance(value, fan_in, fan_out)
+
+
+def _initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, str, bool]:
+    """:func:`initializer_variance` (the one definition; a name's answer is cached)."""
     name, config = _initializer_parts(value)
     fan_in, fan_out = max(fan_in, 1), max(fan_out, 1)
     known_scaling = _VARIANCE_SCALING.get(name)
@@ -465,6 +491,11 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
         gain = float(config.get("gain", 1.0))
         return gain * gain / max(fan_in, fan_out), name, True
     return 1.0 / ((fan_in + fan_out) / 2.0), name or "unknown", False
+
+
+_named_initializer_variance = lru_cache(maxsize=1024)(_initializer_variance)
+""":func:`_initializer_variance` for an initializer given by name: the same for the same fans
+(a 10,000-block network asks the same question 10,000 times)."""
 
 
 def _as_list(value: Any, rank: int) -> list[int]:
@@ -507,13 +538,13 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
     """The kernels of a weighted layer in forward order, or None if it has no kernel we model."""
     config = layer.node.config
     traits = layer.traits
-    if Trait.KERNEL not in traits:
+    if _KERNEL not in traits:
         return None
     in_shape = layer.input_shapes[0] if layer.input_shapes else None
     out_shape = layer.output_shapes[0] if layer.output_shapes else None
     c_in = _channels(in_shape, config)
     c_out = _channels(out_shape, config)
-    if Trait.DENSE in traits:
+    if _DENSE in traits:
         if layer.fan_in is None or layer.fan_out is None:
             return None
         variance, name, known = initializer_variance(config.get("kernel_initializer"),
@@ -525,13 +556,13 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
     rank = len(in_shape) - 2 if in_shape else 2
     kernel = _as_list(config.get("kernel_size", 1), rank)
     area = math.prod(kernel)
-    if Trait.DEPTHWISE in traits and Trait.SEPARABLE not in traits:
+    if _DEPTHWISE in traits and _SEPARABLE not in traits:
         multiplier = int(config.get("depth_multiplier", 1) or 1)
         fan_in, fan_out = area * c_in, area * multiplier  # as Keras computes them
         variance, name, known = initializer_variance(
             config.get("depthwise_initializer"), fan_in, fan_out)
         return [KernelModel(area, area * multiplier, variance, name, fan_in, fan_out, known)]
-    if Trait.SEPARABLE in traits:
+    if _SEPARABLE in traits:
         multiplier = int(config.get("depth_multiplier", 1) or 1)
         d_in, d_out = area * c_in, area * multiplier
         dv, dname, dknown = initializer_variance(config.get("depthwise_initializer"), d_in, d_out)
@@ -540,7 +571,7 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
         return [KernelModel(area, area * multiplier, dv, dname, d_in, d_out, dknown),
                 KernelModel(p_in, p_out, pv, pname, p_in, p_out, pknown)]
     groups = int(config.get("groups", 1) or 1)
-    if Trait.TRANSPOSED in traits:
+    if _TRANSPOSED in traits:
         fan_in, fan_out = area * c_out, area * c_in  # Keras reads the transposed kernel shape
         variance, name, known = initializer_variance(config.get("kernel_initializer"),
                                                      fan_in, fan_out)
@@ -593,7 +624,7 @@ def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, flo
     config = layer.node.config
     in_shape = layer.input_shapes[0] if layer.input_shapes else None
     out_shape = layer.output_shapes[0] if layer.output_shapes else None
-    if not in_shape or not out_shape or len(in_shape) < 3 or Trait.TRANSPOSED in layer.traits:
+    if not in_shape or not out_shape or len(in_shape) < 3 or _TRANSPOSED in layer.traits:
         return None
     key = (tuple(in_shape), tuple(out_shape), _frozen(config.get("kernel_size", 1)),
            _frozen(config.get("strides", 1)), _frozen(config.get("dilation_rate", 1)),
@@ -607,9 +638,11 @@ def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, flo
 
 def _frozen(value: Any) -> Any:
     """A config value as a hashable key (lists to tuples, nested)."""
-    if isinstance(value, list | tuple):  # ints inline: a call only for a nested list
-        return tuple([_frozen(item) if isinstance(item, list | tuple) else item
-                      for item in value])
+    if isinstance(value, (list, tuple)):  # a tuple of types: faster than list | tuple
+        for item in value:
+            if isinstance(item, (list, tuple)):  # nested: each item frozen in turn
+                return tuple([_frozen(inner) for inner in value])
+        return tuple(value)  # flat (a kernel size, strides): copied as it is
     return value
 
 
@@ -696,43 +729,44 @@ class _Stats:
     joined: tuple[tuple[int, ...], ...] | None = None
     """On a concatenation of mixtures: per input, per component of it, the component of the
     concatenation's mixture it went to."""
-    total: float = field(init=False)
-    """log10 of the second moment E[x^2]."""
 
-    def __post_init__(self) -> None:
+    @property
+    def total(self) -> float:
+        """log10 of the second moment E[x^2]. Computed where it is read (a weighted layer's
+        input and pre-activation, a product's inputs), not for every tensor."""
         fluct, offset, mean_sq = self.fluct, self.offset, self.mean_sq
         if offset <= _LOG_FLOOR and mean_sq <= _LOG_FLOOR:
-            self.total = fluct
-        elif fluct > _LOG_FLOOR and offset > _LOG_FLOOR and mean_sq > _LOG_FLOOR:
+            return fluct
+        if fluct > _LOG_FLOOR and offset > _LOG_FLOOR and mean_sq > _LOG_FLOOR:
             # All three kept (the usual case after a ReLU): _log_sum's arithmetic inline,
             # summed by ``sum`` over the same three terms in the same order.
             top = max(fluct, offset, mean_sq)
-            self.total = top + math.log10(sum((10.0 ** (fluct - top), 10.0 ** (offset - top),
-                                               10.0 ** (mean_sq - top))))
-        else:
-            self.total = _log_sum((fluct, offset, mean_sq))
+            return top + math.log10(sum((10.0 ** (fluct - top), 10.0 ** (offset - top),
+                                         10.0 ** (mean_sq - top))))
+        if mean_sq <= _LOG_FLOOR:  # no shared mean (a pre-activation): _log_sum of the two kept
+            return _log_sum2(fluct, offset)
+        return _log_sum((fluct, offset, mean_sq))
 
 
 @dataclass(slots=True)
 class _Forward:
-    out: _Stats = field(default_factory=_Stats)
+    out: _Stats
+    inputs: list[_Stats]  # (both given: no default factory to run per layer)
     log_pre: float | None = None  # log10 pre-activation variance (weighted layers)
+    # log10 second moment of the first input (weighted layers: read with log_pre, while the
+    # input is at hand, not again from memory when the report is built)
+    first_input_log_q: float = 0.0
     log_act_grad: float = 0.0  # log10 E[f'(z)^2] of the layer's own activation
     log_kernel_back: float = 0.0  # log10 of prod(backward_fan * Var(W)) over its kernels
     log_norm_back: float = 0.0  # log10 1/Var(input) for normalizations
     log_pass_back: float | None = None  # log10 backward gain of a nested model or a scale layer
     log_scaled_sum: float | None = None  # log10 gain of the scaled inputs of a scaled sum
-    inputs: list[_Stats] = field(default_factory=list)
     kernels: list[KernelModel] | None = None
     treated_as_identity: bool = False
 
     @property
     def input_log_q(self) -> list[float]:
         return [stats.total for stats in self.inputs]
-
-    @property
-    def first_input_log_q(self) -> float:
-        return self.inputs[0].total if self.inputs else 0.0
 
 
 def activation_of(layer: LayerResult) -> str:
@@ -811,8 +845,8 @@ def _rectified(stats: _Stats, spread: float
     output component it went to; see :attr:`_Stats.routes`). A normal input gives the closed
     forms of :func:`activation_gains`; a mixture input (a residual sum) is rectified per
     component."""
-    if stats.mixture is None:
-        mean_sq, variance, grad, _ = activation_gains("relu", spread, stats.mean_sq)
+    if stats.mixture is None:  # activation_gains("relu", ...) without its name lookups
+        mean_sq, variance, grad = _relu_stats(_RELU_SLOPES["relu"], spread, stats.mean_sq)
         if not _moderate(spread, stats.mean_sq):  # no mixture in linear units
             return mean_sq, variance, grad, None, None
         shift = 10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0
@@ -853,8 +887,8 @@ def _rectified(stats: _Stats, spread: float
         return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
     merged, groups = _merged_groups(parts)
     mixture = ((max(1.0 - positive, 0.0), 0.0, 0.0), *merged)
-    routes = tuple((weight, cdf, 1 + groups[part] if part >= 0 else 0)
-                   for weight, cdf, part in opens)
+    routes = tuple([(weight, cdf, 1 + groups[part] if part >= 0 else 0)
+                    for weight, cdf, part in opens])
     if stats.mixture is None:
         return mean_sq, variance, grad, mixture, routes
     variance = max(second - first * first, 1e-12 * second)
@@ -905,10 +939,10 @@ def _shifted_mixture(a: _Stats, b: _Stats) -> tuple[tuple[float, float, float], 
     if (a.mixture is None) == (b.mixture is None):
         return None
     mixed, normal = (a, b) if a.mixture is not None else (b, a)
-    if not _moderate(_log_sum2(normal.fluct, normal.offset), normal.mean_sq):
+    spread = _log_sum2(normal.fluct, normal.offset)
+    if not _moderate(spread, normal.mean_sq):
         return None
     shift = 10.0 ** (normal.mean_sq / 2.0) if normal.mean_sq > _LOG_FLOOR else 0.0
-    spread = _log_sum2(normal.fluct, normal.offset)
     width = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
     return tuple((weight, mean + shift, variance + width)
                  for weight, mean, variance in mixed.mixture or ())
@@ -1056,53 +1090,69 @@ def _max_pooled(result: AnalysisResult) -> dict[str, int]:
     by_name = result.by_name()
     found: dict[str, int] = {}
     for layer in result.layers:
-        if Trait.POOLING not in layer.traits and Trait.GLOBAL_POOLING not in layer.traits:
+        if _POOLING not in layer.traits and _GLOBAL_POOLING not in layer.traits:
             continue
         window = _max_window(layer)
         if not window or window < 2 or len(layer.inbound) != 1:
             continue
         source = by_name.get(layer.inbound[0])
-        if (source is not None and Trait.PADDING in source.traits
+        if (source is not None and _PADDING in source.traits
                 and successors.get(source.name, []) == [layer.name] and len(source.inbound) == 1):
             source = by_name.get(source.inbound[0])
         if source is not None and all(
                 name == layer.name or (by_name.get(name) is not None
-                                       and Trait.PADDING in by_name[name].traits)
+                                       and _PADDING in by_name[name].traits)
                 for name in successors.get(source.name, [])):
             found[source.name] = window
     return found
 
 
-def _padding_input(layer: LayerResult, by_name: dict[str, LayerResult]) -> LayerResult | None:
+def _padding_input(layer: LayerResult, layers: list[LayerResult], inputs: list[int]
+                   ) -> LayerResult | None:
     """The ZeroPadding layer a convolution reads, if any (its zeros are the convolution's
-    border)."""
-    if len(layer.inbound) != 1:
+    border); ``inputs``: the places in ``layers`` of its inputs."""
+    if len(layer.inbound) != 1 or not inputs:
         return None
-    source = by_name.get(layer.inbound[0])
-    return source if source is not None and Trait.PADDING in source.traits else None
+    source = layers[inputs[0]]
+    return source if _PADDING in source.traits else None
+
+
+Places = tuple[dict[str, int], list[list[int]]]
+"""Each layer's place in ``result.layers`` by name, and per layer the places of its inputs
+that are layers of the result (in inbound order, repeats kept): see :func:`_places`."""
+
+
+def _places(result: AnalysisResult) -> Places:
+    """The graph's inputs by place, found once per prediction: the passes over 20,000 layers
+    read a layer's inputs as list indices, not as names looked up in a dict (each lookup
+    reads both strings from memory, the passes' largest cost at that size)."""
+    order = {layer.name: place for place, layer in enumerate(result.layers)}
+    found = order.get
+    inputs = [[place for place in map(found, layer.inbound) if place is not None]
+              for layer in result.layers]
+    return order, inputs
 
 
 def _forward(result: AnalysisResult, notes: list[str],
-             model_inputs: list[_Stats] | None = None) -> dict[str, _Forward]:
-    """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model."""
+             model_inputs: list[_Stats] | None = None, places: Places | None = None
+             ) -> dict[str, _Forward]:
+    """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model;
+    ``places``: :func:`_places` of ``result`` where the caller has it."""
     states: dict[str, _Forward] = {}
+    by_place: list[_Forward] = []  # the same states, by place (an input comes before its layer)
+    input_places = (places or _places(result))[1]
     seeded = dict(zip(result.input_layers, model_inputs or [], strict=False))
     # Enum members read once, not per layer (a class attribute lookup each time).
     kernel_trait, input_trait, scale_trait = Trait.KERNEL, Trait.INPUT, Trait.SCALE
     normalization_trait, activation_trait = Trait.NORMALIZATION, Trait.ACTIVATION
     merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
-    by_name = result.by_name()
-    for layer in result.layers:
-        inputs = []
-        for name in layer.inbound:
-            known = states.get(name)
-            if known is not None:
-                inputs.append(known.out)
+    layers = result.layers
+    for own, layer in enumerate(layers):
+        inputs = [by_place[place].out for place in input_places[own] if place < own]
         first = inputs[0] if inputs else _Stats()
         # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
-        # built (and its total computed) only to be replaced.
-        state = _Forward(first, inputs=inputs)
-        cls = layer.class_name
+        # built only to be replaced.
+        state = _Forward(first, inputs)
         traits = layer.traits
         merge = layer.merge
         kernels = state.kernels = kernel_models(layer) if kernel_trait in traits else None
@@ -1120,6 +1170,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             if any(inner[name].kernels for name in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
+                state.first_input_log_q = first.total
         elif scale_trait in traits and len(inputs) > 1:
             # A scaled residual sum (Inception-ResNet's CustomScaleLayer): first + scale x rest.
             scale = layer.scale
@@ -1148,8 +1199,8 @@ def _forward(result: AnalysisResult, notes: list[str],
                 state.log_kernel_back = sum(_log10(k.backward_fan * k.variance) for k in kernels)
             # A zero-mean kernel turns a shared input mean into per-channel offsets.
             shifted = _log_sum2(first.offset, first.mean_sq)
-            border = (_border(layer, _padding_input(layer, by_name))
-                      if Trait.DENSE not in traits else None)
+            border = (_border(layer, _padding_input(layer, layers, input_places[own]))
+                      if _DENSE not in traits else None)
             if border is None:
                 pre = _Stats(first.fluct + forward_gain,
                              shifted + forward_gain if shifted > _LOG_FLOOR else _LOG_FLOOR,
@@ -1168,6 +1219,7 @@ def _forward(result: AnalysisResult, notes: list[str],
                 pre = _Stats(fluct, offset, _LOG_FLOOR)
                 state.log_kernel_back += math.log10(share) + log_positions
             state.log_pre = pre.total
+            state.first_input_log_q = first.total
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), pre, layer.name, notes)
         elif normalization_trait in traits:
@@ -1180,7 +1232,7 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif _rescales_input(layer):
             state.out = _Stats()
         elif merge is merge_sum or merge is merge_average:
-            divisor = 2.0 * math.log10(len(inputs)) if merge is Merge.AVERAGE else 0.0
+            divisor = 2.0 * math.log10(len(inputs)) if merge is _AVERAGE else 0.0
             # Shared means add as amplitudes: log10 of the sum of sqrt(mean_sq), doubled.
             if len(inputs) == 2:  # a residual sum: the same sums, by _log_sum2 (a mean left
                 a, b = inputs     # out is passed as the floor, which it drops)
@@ -1196,10 +1248,10 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(log_fluct - divisor, log_offset - divisor,
                                (2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
                                - divisor, mixture=mixture)
-        elif ((Trait.POOLING in traits or Trait.GLOBAL_POOLING in traits)
+        elif ((_POOLING in traits or _GLOBAL_POOLING in traits)
               and first.mixture is not None and (_max_window(layer) or 1) > 1):
             state.out = _mixture_maximum(first, _max_window(layer) or 1)
-        elif ((Trait.POOLING in traits or Trait.GLOBAL_POOLING in traits)
+        elif ((_POOLING in traits or _GLOBAL_POOLING in traits)
               and first.mixture is None and (_max_window(layer) or 1) > 1
               and _moderate(first.fluct, first.mean_sq)):
             # The largest of a window of normal values: a shifted, narrower distribution.
@@ -1208,21 +1260,21 @@ def _forward(result: AnalysisResult, notes: list[str],
             shift += mean * 10.0 ** (first.fluct / 2.0)
             state.out = _Stats(first.fluct + math.log10(variance), first.offset,
                                2.0 * math.log10(shift) if shift > 0 else _LOG_FLOOR)
-        elif Trait.POOLING in traits and Trait.AVERAGING in traits:
+        elif _POOLING in traits and _AVERAGING in traits:
             # The mean of a window of (independent) positions: the spread within a channel
             # shrinks by the window's area; per-channel offsets and shared means stay.
             rank = max(len(layer.input_shapes[0] or ()) - 2, 1) if layer.input_shapes else 1
             area = math.prod(_as_list(layer.node.config.get("pool_size", 2), rank))
             state.out = _Stats(first.fluct - math.log10(max(area, 1)), first.offset,
                                first.mean_sq)
-        elif merge is Merge.PRODUCT:
+        elif merge is _PRODUCT:
             total = sum(s.total for s in inputs)
             mean_sq = sum(s.mean_sq for s in inputs)
             fluct = total + math.log10(max(1.0 - 10.0 ** min(mean_sq - total, 0.0), 1e-300))
             state.out = _Stats(fluct, _LOG_FLOOR, mean_sq)
-        elif merge is Merge.CONCAT:
+        elif merge is _CONCAT:
             state.out = _concatenated(layer, inputs)
-        elif merge is Merge.SELECT:
+        elif merge is _SELECT:
             state.out = _Stats(max(s.fluct for s in inputs), max(s.offset for s in inputs),
                                max(s.mean_sq for s in inputs))
         else:
@@ -1230,29 +1282,35 @@ def _forward(result: AnalysisResult, notes: list[str],
                                mixture=first.mixture)
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
                 state.treated_as_identity = True
-                notes.append(f"{layer.name} ({cls}): treated as scale-preserving")
+                notes.append(f"{layer.name} ({layer.class_name}): treated as scale-preserving")
         states[layer.name] = state
+        by_place.append(state)
     return states
 
 
 def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
-              fold_output: bool = True) -> dict[str, float]:
+              fold_output: bool = True, places: Places | None = None) -> dict[str, float]:
     """log10 variance of the gradient w.r.t. each layer's pre-activation (or output), for a
-    unit gradient at each model output (after the output activation when ``fold_output``)."""
-    incoming: dict[str, list[float]] = {layer.name: [] for layer in result.layers}
+    unit gradient at each model output (after the output activation when ``fold_output``).
+    ``places``: :func:`_places` of ``result`` where the caller has it."""
+    layers = result.layers
+    order, input_places = places or _places(result)
+    by_place = list(states.values())  # one per layer, in layer order (names are unique)
+    incoming: list[list[float]] = [[] for _ in layers]  # per place: the gradients arriving
     outputs = set(result.output_layers)
     pre: dict[str, float] = {}
     pooled = _max_pooled(result)
     by_name = result.by_name()
     concat_sources: dict[str, tuple[str, ...] | None] = {}
-    # Gradients that are not spread evenly over a tensor's mixture components: per tensor,
-    # (log10 variance, relative variance per component) of each such incoming gradient.
-    profiles: dict[str, list[tuple[float, tuple[float, ...]]]] = {}
-    for layer in reversed(result.layers):
-        state = states[layer.name]
+    # Gradients that are not spread evenly over a tensor's mixture components: per tensor
+    # (by place), (log10 variance, relative variance per component) of each such gradient.
+    profiles: dict[int, list[tuple[float, tuple[float, ...]]]] = {}
+    for own in range(len(layers) - 1, -1, -1):
+        layer = layers[own]
+        state = by_place[own]
         # Every consumer of this layer came before it in reversed order: the list is complete
         # and no longer needed elsewhere, so the output's unit gradient is appended in place.
-        arriving = incoming[layer.name]
+        arriving = incoming[own]
         is_output = layer.name in outputs
         if is_output:
             arriving.append(0.0)
@@ -1270,7 +1328,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                 activation_of(layer) in ("relu", "relu6")):
             # Only each window's largest value receives a gradient: open unless all are shut.
             log_gain = _log10(1.0 - (1.0 - 10.0 ** log_gain) ** pooled[layer.name])
-        uneven = profiles.pop(layer.name, None) if profiles else None
+        uneven = profiles.pop(own, None) if profiles else None
         profile = _profile(uneven, log_out) if uneven else None
         routes = state.out.routes
         profile_in = None
@@ -1282,11 +1340,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                 log_gain = math.log10(gain)
         log_pre = log_out if folded else log_out + log_gain
         pre[layer.name] = log_pre
-        inbound = layer.inbound
-        if len(inbound) == 1:  # the usual layer: no list comprehension
-            inputs = inbound if inbound[0] in states else []
-        else:
-            inputs = [name for name in inbound if name in states]
+        inputs = input_places[own]
         if not inputs:
             continue
         merge = layer.merge
@@ -1299,25 +1353,25 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [log_pre + state.log_kernel_back + resampling] * len(inputs)
         elif resampling:
             to_input = [log_pre + resampling] * len(inputs)
-        elif Trait.NORMALIZATION in layer.traits:
-            sources = (_concatenated_sources(by_name.get(inputs[0]), by_name, concat_sources)
+        elif _NORMALIZATION in layer.traits:
+            sources = (_concatenated_sources(layers[inputs[0]], by_name, concat_sources)
                        if len(inputs) == 1 else None)
             if sources:
                 # A normalization of a concatenation divides each channel by its own
                 # variance: each source receives its share directly (the concatenation only
                 # routes channels), not the average over all of them.
                 for source in sources:
-                    out = states[source].out
-                    incoming[source].append(
+                    out = by_place[order[source]].out
+                    incoming[order[source]].append(
                         log_pre - (out.harmonic if out.harmonic is not None else out.fluct))
                 continue
             to_input = [log_pre + state.log_norm_back] * len(inputs)
-        elif merge is Merge.AVERAGE:
+        elif merge is _AVERAGE:
             to_input = [log_pre - 2.0 * math.log10(len(inputs))] * len(inputs)
-        elif merge is Merge.PRODUCT:
+        elif merge is _PRODUCT:
             total = sum(state.input_log_q)
             to_input = [log_pre + total - q for q in state.input_log_q]
-        elif merge is Merge.SELECT:
+        elif merge is _SELECT:
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
             to_input = [log_pre] * len(inputs)
@@ -1339,29 +1393,29 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
                         for value, shape in zip(to_input, layer.input_shapes, strict=True)]
         if profile_in is not None and len(inputs) == 1 and state.log_pre is None:
             # An activation layer: its input's units get their own share (per component).
-            mixture = states[inputs[0]].out.mixture
+            mixture = by_place[inputs[0]].out.mixture
             if mixture is not None and len(mixture) == len(profile_in):
                 profiles.setdefault(inputs[0], []).append((to_input[0], profile_in))
-        elif profile is not None and state.out.joined is not None and merge is Merge.CONCAT:
+        elif profile is not None and state.out.joined is not None and merge is _CONCAT:
             # A concatenation: each input's units are the concatenation's units it went to.
-            for index, (name, places) in enumerate(zip(inputs, state.out.joined, strict=False)):
-                mixture = states[name].out.mixture
-                if mixture is None or len(mixture) != len(places):
+            for index, (input_place, targets) in enumerate(zip(inputs, state.out.joined, strict=False)):
+                mixture = by_place[input_place].out.mixture
+                if mixture is None or len(mixture) != len(targets):
                     continue
-                shares = [profile[place] if place < len(profile) else 1.0 for place in places]
+                shares = [profile[place] if place < len(profile) else 1.0 for place in targets]
                 norm = sum(w * share for (w, _, _), share in zip(mixture, shares, strict=True))
                 if norm > 0.0:
                     to_input[index] += math.log10(norm)
-                    profiles.setdefault(name, []).append(
+                    profiles.setdefault(input_place, []).append(
                         (to_input[index], tuple(share / norm for share in shares)))
         elif (profile is not None and state.out.mixture is not None and len(inputs) == 2
-                and (merge is Merge.SUM or state.log_scaled_sum is not None)):
+                and (merge is _SUM or state.log_scaled_sum is not None)):
             # A residual sum: the identity input's units are the sum's (one component each).
-            mixed = [i for i, name in enumerate(inputs) if states[name].out.mixture is not None]
-            if len(mixed) == 1 and len(states[inputs[mixed[0]]].out.mixture or ()) == len(profile):
+            mixed = [i for i, place in enumerate(inputs) if by_place[place].out.mixture is not None]
+            if len(mixed) == 1 and len(by_place[inputs[mixed[0]]].out.mixture or ()) == len(profile):
                 profiles.setdefault(inputs[mixed[0]], []).append((to_input[mixed[0]], profile))
-        for name, value in zip(inputs, to_input, strict=False):
-            incoming[name].append(value)
+        for place, value in zip(inputs, to_input, strict=False):
+            incoming[place].append(value)
     return pre
 
 
@@ -1463,32 +1517,34 @@ def _log_resampling(layer: LayerResult) -> float:
     average pooling over P positions: 1/P^2). Transposed convolutions' fans already count
     their outputs per input; padding passes the gradient of the positions it keeps."""
     traits = layer.traits
-    if traits.isdisjoint(_RESAMPLING) or Trait.TRANSPOSED in traits or Trait.PADDING in traits:
+    if traits.isdisjoint(_RESAMPLING) or _TRANSPOSED in traits or _PADDING in traits:
         return 0.0
     if not layer.input_shapes or not layer.output_shapes:
         return 0.0
-    if (layer.input_shapes[0] == layer.output_shapes[0] and Trait.AVERAGING not in traits
-            and Trait.GLOBAL_POOLING not in traits):
+    if (layer.input_shapes[0] == layer.output_shapes[0] and _AVERAGING not in traits
+            and _GLOBAL_POOLING not in traits):
         return 0.0  # same positions (a stride-1 "same" convolution): the common case
     config = layer.node.config
     p_in = spatial_positions(layer.input_shapes[0], config)
     p_out = spatial_positions(layer.output_shapes[0], config)
-    if Trait.GLOBAL_POOLING in traits:
+    if _GLOBAL_POOLING in traits:
         p_out = 1
-    if p_in == p_out and Trait.AVERAGING not in traits:
+    if p_in == p_out and _AVERAGING not in traits:
         return 0.0
     log_factor = math.log10(p_out / p_in)
-    if Trait.AVERAGING in traits:
-        area = p_in if Trait.GLOBAL_POOLING in traits else math.prod(
+    if _AVERAGING in traits:
+        area = p_in if _GLOBAL_POOLING in traits else math.prod(
             _as_list(config.get("pool_size", 2), max(len(layer.input_shapes[0] or ()) - 2, 1)))
         log_factor -= math.log10(max(area, 1))
     return log_factor
 
 
-def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, Any]]:
-    """Per weighted layer: fewest/most weighted layers, saturating activations and
-    normalizations on the way to an output (the layer itself included), by dynamic programming
-    over the graph (every layer is walked; only the weighted ones are read afterwards)."""
+def _paths(result: AnalysisResult, weighted: set[str]
+           ) -> dict[str, tuple[int, int, int, int, int, int] | None]:
+    """Per layer: (fewest, most) weighted layers, (fewest, most) saturating activations and
+    (fewest, most) normalizations on the way to an output (the layer itself included), as one
+    tuple of six, or None when it reaches no output; by dynamic programming over the graph
+    (every layer is walked; only the weighted ones are read afterwards)."""
     successors = result.successors()
     outputs = set(result.output_layers)
     normalization_trait = Trait.NORMALIZATION  # read once, not per layer
@@ -1529,20 +1585,11 @@ def _paths(result: AnalysisResult, weighted: set[str]) -> dict[str, dict[str, An
         bounds[name] = (own_weighted + d_min, own_weighted + d_max,
                         own_saturating + s_min, own_saturating + s_max,
                         own_norm + n_min, own_norm + n_max)
-    info: dict[str, dict[str, Any]] = {}
-    for name, found in bounds.items():
-        if name not in weighted:
-            continue
-        if found is None:
-            info[name] = {"depth": None, "saturating": None, "norm": None,
-                          "reaches_output": False}
-        else:
-            info[name] = {"depth": (found[0], found[1]), "saturating": (found[2], found[3]),
-                          "norm": (found[4], found[5]), "reaches_output": True}
-    return info
+    return bounds
 
 
-def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, list[str]]:
+def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Places | None = None
+                     ) -> dict[str, list[str]]:
     """For each named layer, the merge layers (Add, Concatenate, ...) downstream of it that also
     receive an input not computed from it: skip connections that bypass the layer.
 
@@ -1553,58 +1600,58 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str]) -> dict[str, 
     Kennedy 2001, "A simple, fast dominance algorithm"), and each merge's region is walked
     back to its fork once, so a chain of residual blocks costs time linear in its length.
     (A layer inside the region that feeds every input of ``M`` is counted too; no standard
-    block has one.)
+    block has one.) ``places``: :func:`_places` of ``result`` where the caller has it.
     """
     wanted: dict[str, list[str]] = {name: [] for name in names}
-    merges = [layer for layer in result.layers
+    layers = result.layers
+    merges = [index for index, layer in enumerate(layers)
               if layer.merge in SKIP_MERGES and len(layer.inbound) > 1
               and len(set(layer.inbound)) > 1]
     if not merges:
         return wanted
-    order = {layer.name: index for index, layer in enumerate(result.layers)}
-    parents: dict[str, list[str]] = {}
-    dominator: dict[str, str | None] = {}
+    # Layers by their place in topological order: a dominator is a place (-1: the virtual
+    # root), so that comparing two is comparing ints, with no name looked up.
+    input_places = (places or _places(result))[1]
+    parents: list[list[int]] = []  # per place: the places of its distinct known inputs
+    dominator: list[int] = []
 
-    def meet(a: str | None, b: str | None) -> str | None:
-        while a is not None and b is not None and a != b:
-            while a is not None and b is not None and order[a] > order[b]:
+    def meet(a: int, b: int) -> int:
+        while a >= 0 and b >= 0 and a != b:
+            while a >= 0 and b >= 0 and a > b:
                 a = dominator[a]
-            while a is not None and b is not None and order[b] > order[a]:
+            while a >= 0 and b >= 0 and b > a:
                 b = dominator[b]
-        return a if a == b else None
+        return a if a == b else -1
 
-    for own, layer in enumerate(result.layers):  # ``own``: order[layer.name]
-        inbound = layer.inbound
-        if len(inbound) == 1:  # the usual layer: no duplicates to drop
-            inbound = [inbound[0]] if inbound[0] in order else []
-        else:
-            inbound = [name for name in dict.fromkeys(inbound) if name in order]
-        parents[layer.name] = inbound
-        later_input = False
-        for name in inbound:  # a loop, not any(<generator>): once per layer
-            if order[name] >= own:
-                later_input = True
-                break
-        if not inbound or later_input:
-            # A model input (dominated by the virtual root), or a shared layer called again
-            # on a later layer's output: no dominator below the root.
-            dominator[layer.name] = None
+    for own, inputs in enumerate(input_places):
+        if len(inputs) <= 1:  # the usual layer: its input dominates it if earlier
+            parents.append(inputs)
+            # (none: a model input, dominated by the virtual root; a later one: a shared layer
+            # called again on a later layer's output, no dominator below the root)
+            dominator.append(inputs[0] if inputs and inputs[0] < own else -1)
             continue
-        found: str | None = inbound[0]
-        for name in inbound[1:]:
-            found = meet(found, name)
-            if found is None:
+        distinct = list(dict.fromkeys(inputs))
+        parents.append(distinct)
+        if max(distinct) >= own:  # a shared layer called again on a later layer's output
+            dominator.append(-1)
+            continue
+        found = distinct[0]
+        for place in distinct[1:]:
+            found = meet(found, place)
+            if found < 0:
                 break
-        dominator[layer.name] = found
+        dominator.append(found)
     for merge in merges:
-        fork = dominator[merge.name]
-        pending = [name for name in parents[merge.name] if name != fork]
-        region: set[str] = set(pending)
+        fork = dominator[merge]
+        merge_name = layers[merge].name
+        pending = [place for place in parents[merge] if place != fork]
+        region: set[int] = set(pending)
         while pending:
-            name = pending.pop()
-            if name in wanted:
-                wanted[name].append(merge.name)
-            for parent in parents[name]:
+            place = pending.pop()
+            bypassed = wanted.get(layers[place].name)
+            if bypassed is not None:
+                bypassed.append(merge_name)
+            for parent in parents[place]:
                 if parent != fork and parent not in region:
                     region.add(parent)
                     pending.append(parent)
@@ -1640,7 +1687,8 @@ def predict(result: AnalysisResult) -> dict[str, Any]:
 
 def _predict(result: AnalysisResult) -> dict[str, Any]:
     notes: list[str] = []
-    states = _forward(result, notes)
+    places = _places(result)
+    states = _forward(result, notes, places=places)
     weighted_layers = [layer for layer in result.layers if states[layer.name].log_pre is not None]
     base: dict[str, Any] = {
         "method": METHOD,
@@ -1652,37 +1700,48 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer (convolution or dense) to predict gradients for",
                 "layers": [], "notes": notes}
-    pre = _backward(result, states)
+    pre = _backward(result, states, places=places)
     weighted = {layer.name for layer in weighted_layers}
     paths = _paths(result, weighted)
-    skips = _bypassing_skips(result, weighted)
-    reachable = [layer for layer in weighted_layers if paths[layer.name]["reaches_output"]]
+    skips = _bypassing_skips(result, weighted, places)
+    reachable = [index for index, layer in enumerate(weighted_layers)
+                 if paths[layer.name] is not None]  # their places in weighted_layers
     if not reachable:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer reaches a model output", "layers": [], "notes": notes}
-    first, last = reachable[0], reachable[-1]
+    first, last = weighted_layers[reachable[0]], weighted_layers[reachable[-1]]
     log_last_weight = pre[last.name] + states[last.name].first_input_log_q
     layers_out: list[dict[str, Any]] = []
+    per_layer: dict[str, float | None] = {}
     unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
     # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
     # (in logs: the values span hundreds of orders of magnitude in broken networks).
     averaged = global_averaging(result)
-    log_norms = {layer.name: log10_layer_gradient_norm(pre[layer.name], _positions(layer),
-                                                       averaged.get(layer.name, 1))
-                 for layer in weighted_layers}
-    log_last_norm = log_norms[last.name]
-    for layer in weighted_layers:
-        state = states[layer.name]
-        info = paths[layer.name]
-        relative = round(log_norms[layer.name] - log_last_norm, 4)
+    log_norms = [log10_layer_gradient_norm(pre[layer.name], _positions(layer),
+                                           averaged.get(layer.name, 1))
+                 for layer in weighted_layers]
+    log_last_norm = log_norms[reachable[-1]]
+    # The first layer's entry and the weakest and strongest of those reaching an output, as
+    # min/max would pick them (the first of equal values), found in the same loop.
+    first_entry: dict[str, Any] | None = None
+    weakest: dict[str, Any] | None = None
+    strongest: dict[str, Any] | None = None
+    for layer, log_norm in zip(weighted_layers, log_norms, strict=True):
+        name = layer.name
+        state = states[name]
+        found = paths[name]
+        log_pre = pre[name]
+        relative = round(log_norm - log_last_norm, 4)
         kernels = state.kernels or []
         for kernel in kernels:
             if not kernel.known:
-                unknown_init.append(layer.name)
+                unknown_init.append(name)
                 break
-        log_weight = pre[layer.name] + state.first_input_log_q - log_last_weight
-        layers_out.append({
-            "name": layer.name,
+        log_weight = log_pre + state.first_input_log_q - log_last_weight
+        scale = _scale(relative)
+        bypassed = skips[name]
+        entry: dict[str, Any] = {
+            "name": name,
             "class_name": layer.class_name,
             "initializer": kernels[0].initializer if kernels else None,
             "weight_variance": [k.variance for k in kernels],
@@ -1692,32 +1751,36 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
             "log10_relative_gradient_scale": relative,
-            "relative_gradient_scale": _scale(relative),
+            "relative_gradient_scale": scale,
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
-            "depth_to_output": ({"shortest": info["depth"][0] - 1, "longest": info["depth"][1] - 1}
-                                if info["reaches_output"] else None),
-            "skip_connections": len(skips[layer.name]),
-            "skip_layers": skips[layer.name][:8],
-            "saturating_activations": ({"fewest": info["saturating"][0],
-                                        "most": info["saturating"][1]}
-                                       if info["reaches_output"] else None),
-            "normalizations": ({"fewest": info["norm"][0], "most": info["norm"][1]}
-                               if info["reaches_output"] else None),
-        })
-    by_name = {entry["name"]: entry for entry in layers_out}
-    log_ratio = by_name[first.name]["log10_relative_gradient_scale"]
-    log_weight_ratio = by_name[first.name]["log10_relative_weight_gradient_scale"]
+            "depth_to_output": ({"shortest": found[0] - 1, "longest": found[1] - 1}
+                                if found is not None else None),
+            "skip_connections": len(bypassed),
+            "skip_layers": bypassed[:8],
+            "saturating_activations": ({"fewest": found[2], "most": found[3]}
+                                       if found is not None else None),
+            "normalizations": ({"fewest": found[4], "most": found[5]}
+                               if found is not None else None),
+        }
+        layers_out.append(entry)
+        per_layer[name] = scale
+        if layer is first:
+            first_entry = entry
+        if found is not None:
+            if weakest is None or relative < weakest["log10_relative_gradient_scale"]:
+                weakest = entry
+            if strongest is None or relative > strongest["log10_relative_gradient_scale"]:
+                strongest = entry
+    assert first_entry is not None and weakest is not None and strongest is not None
+    log_ratio = first_entry["log10_relative_gradient_scale"]
+    log_weight_ratio = first_entry["log10_relative_weight_gradient_scale"]
     ratio = 10.0 ** log_ratio if abs(log_ratio) < 300 else (0.0 if log_ratio < 0 else math.inf)
-    first_norms = paths[first.name]["norm"]
-    normalized = bool(first_norms and first_norms[1])
+    first_info = paths[first.name]
+    assert first_info is not None
+    normalized = bool(first_info[5])
     verdict = classify(ratio, normalized=normalized)
     growth_under_normalization = bool(normalized and verdict == "healthy"
                                       and ratio > EXPLODING_RATIO)
-    weakest = min((e for e in layers_out if e["depth_to_output"] is not None),
-                  key=lambda e: e["log10_relative_gradient_scale"])
-    strongest = max((e for e in layers_out if e["depth_to_output"] is not None),
-                    key=lambda e: e["log10_relative_gradient_scale"])
-    first_info = paths[first.name]
     reasons = []
     if verdict == "vanishing":
         reasons.append(f"the gradient reaching {first.name} is predicted {_words(log_ratio)} "
@@ -1736,7 +1799,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "log10_ratio": round(log_ratio, 4),
         "normalized": normalized,
         "growth_under_normalization": growth_under_normalization,
-        "per_layer": {entry["name"]: entry["relative_gradient_scale"] for entry in layers_out},
+        "per_layer": per_layer,
         "weight_gradient_ratio": _scale(log_weight_ratio),
         "log10_weight_gradient_ratio": log_weight_ratio,
         "weight_gradient_verdict": classify_ratio(_scale(log_weight_ratio)),
@@ -1745,9 +1808,9 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "weighted_layers": len(weighted_layers),
         # the first layer's depth_to_output (weighted layers after it), and the network's
         # skip connections as every section counts them (app.analysis.skips)
-        "depth": {"shortest": first_info["depth"][0] - 1, "longest": first_info["depth"][1] - 1},
+        "depth": {"shortest": first_info[0] - 1, "longest": first_info[1] - 1},
         "skip_connections": find_skips(result).count,
-        "saturating_activations_on_longest_path": first_info["saturating"][1],
+        "saturating_activations_on_longest_path": first_info[3],
         "weakest_layer": {"name": weakest["name"],
                           "log10_relative_gradient_scale":
                               weakest["log10_relative_gradient_scale"]},
