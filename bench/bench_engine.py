@@ -73,8 +73,8 @@ def phase_breakdown(config: dict[str, Any], repeats: int) -> dict[str, float]:
     """Median CPU milliseconds per phase of ``analyze(config)``.
 
     ``report`` is ``build_report`` given the prediction and findings already computed in
-    the same round (the prediction is cached on the result; the findings are handed over
-    for the measurement), i.e. the assembly of the report dict alone.
+    the same round (both are handed over for the measurement), i.e. the assembly of the
+    report dict alone.
     """
     samples: dict[str, list[float]] = {phase: [] for phase in PHASES}
     collecting = gc.isenabled()
@@ -87,11 +87,11 @@ def phase_breakdown(config: dict[str, Any], repeats: int) -> dict[str, float]:
             parsed = clock()
             result = analyze_graph(graph)
             walked = clock()
-            gradient_flow.predict(result)
+            prediction = gradient_flow.predict(result)
             predicted = clock()
-            found = findings_module.find(result)  # reuses the prediction, as in analyze()
+            found = findings_module.find(result, prediction=prediction)  # as in analyze()
             searched = clock()
-            with _findings_already(found):
+            with _already(prediction, found):
                 build_report(result)
             built = clock()
             samples["parse"].append(parsed - start)
@@ -106,14 +106,17 @@ def phase_breakdown(config: dict[str, Any], repeats: int) -> dict[str, float]:
 
 
 @contextmanager
-def _findings_already(found: list[dict[str, Any]]) -> Iterator[None]:
-    """While timing the report assembly, let ``build_report`` take findings computed before."""
-    original = report_module.findings_module
+def _already(prediction: dict[str, Any], found: list[dict[str, Any]]) -> Iterator[None]:
+    """While timing the report assembly, let ``build_report`` take the prediction and the
+    findings computed before."""
+    original = report_module.gradient_flow_module, report_module.findings_module
+    report_module.gradient_flow_module = SimpleNamespace(  # type: ignore[assignment]
+        predict=lambda result: prediction, QUANTITY=original[0].QUANTITY)
     report_module.findings_module = SimpleNamespace(find=lambda result, **_: found)  # type: ignore[assignment]
     try:
         yield
     finally:
-        report_module.findings_module = original
+        report_module.gradient_flow_module, report_module.findings_module = original
 
 
 def print_phases(label: str, phases: dict[str, float]) -> None:

@@ -1106,13 +1106,16 @@ def _gradient_verdict(prediction: dict[str, Any]) -> list[dict[str, Any]]:
         f"the one reaching {last} ({bound}): {verdict} gradients. {remedy}", details)]
 
 
-def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
+         prediction: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """All findings for an analysed model: errors and warnings first, then information.
 
-    ``field_summary`` is the report's ``receptive_field`` summary when the caller has it (the
-    report builder computes it once); otherwise it is computed here.
+    ``field_summary`` and ``prediction`` are the report's ``receptive_field`` summary and
+    gradient-flow prediction when the caller has them (the report builder computes each
+    once); otherwise they are computed here.
     """
-    prediction = gradient_flow.predict(result)
+    if prediction is None:
+        prediction = gradient_flow.predict(result)
     weighted = {entry["name"] for entry in prediction.get("layers", [])}
     extents = field_extents(result)
     findings: list[dict[str, Any]] = []

@@ -1665,24 +1665,16 @@ def _scale(log_value: float) -> float | None:
     return 10.0 ** log_value
 
 
-_last_prediction: tuple[AnalysisResult, dict[str, Any]] | None = None
-
-
 def predict(result: AnalysisResult) -> dict[str, Any]:
     """Predict gradient flow at initialization and call it healthy, vanishing or exploding.
 
     Returns ``report.gradient_flow.predicted``: ``verdict``, ``ratio`` (first/last, see
     ``ratio_definition``), ``thresholds``, per weighted layer numbers in ``layers`` and the
-    ``assumptions`` behind them. The last prediction is remembered for the same result object
-    (the findings read it too); callers must not mutate the returned dict.
+    ``assumptions`` behind them. The report builder computes it once and hands it to the
+    findings (nothing is remembered between analyses: a module-level cache kept the last
+    analysed graph alive, hundreds of MB after a large one).
     """
-    global _last_prediction
-    cached = _last_prediction
-    if cached is not None and cached[0] is result:
-        return cached[1]
-    prediction = _predict(result)
-    _last_prediction = (result, prediction)
-    return prediction
+    return _predict(result)
 
 
 def _predict(result: AnalysisResult) -> dict[str, Any]:

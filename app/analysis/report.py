@@ -109,8 +109,11 @@ def build_report(result: AnalysisResult, *, name: str | None = None) -> dict[str
         {"verdict": None, "status": "not_computed"},
     )
     field_summary = receptive_field_summary(result)
+    # The findings read the prediction too; when it failed they try again (and say so).
     findings, findings_error = _safe_call(
-        "findings", lambda r: findings_module.find(r, field_summary=field_summary), result, []
+        "findings", lambda r: findings_module.find(
+            r, field_summary=field_summary, prediction=None if gradient_error else predicted),
+        result, []
     )
     metrics = {key: {"status": value.status, "reason": value.reason} for key, value in result.metrics.items()}
     if gradient_error or not isinstance(predicted, dict) or predicted.get("verdict") is None:

@@ -6,12 +6,13 @@ prediction against gradients measured in Keras at initialization.
 
 from __future__ import annotations
 
+import gc
 import math
 from typing import Any
 
 import pytest
 
-from app.analysis import analyze
+from app.analysis import AnalysisResult, analyze
 from app.analysis.gradient_flow import (
     EXPLODING_RATIO,
     NORMALIZED_EXPLODING_RATIO,
@@ -31,6 +32,36 @@ def _predicted(config: dict[str, Any]) -> dict[str, Any]:
 
 def _layers(prediction: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in prediction["layers"]}
+
+
+def test_a_report_predicts_once_and_keeps_no_graph_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The findings read the report's prediction (one computation per report), and nothing
+    outlives the call: a module-level cache once kept the last analysed graph alive."""
+    from app.analysis import gradient_flow
+    from app.analysis import report as report_module
+
+    walked: list[int] = []  # ids only: holding the result would keep it alive
+    predictions: list[Any] = []
+    real_walk, real_predict = report_module.analyze_graph, gradient_flow.predict
+
+    def recording_walk(graph: Any, **kwargs: Any) -> Any:
+        result = real_walk(graph, **kwargs)
+        walked.append(id(result))
+        return result
+
+    def counting_predict(result: Any) -> Any:
+        predictions.append(None)
+        return real_predict(result)
+
+    monkeypatch.setattr(report_module, "analyze_graph", recording_walk)
+    monkeypatch.setattr(gradient_flow, "predict", counting_predict)
+    report = analyze(GRADIENT["residual_bn20_relu"].config())
+    assert report["gradient_flow"]["predicted"]["verdict"] is not None
+    assert {f["code"] for f in report["findings"]} >= {"stages"}
+    assert len(predictions) == 1 and len(walked) == 1
+    gc.collect()
+    alive = [id(o) for o in gc.get_objects() if isinstance(o, AnalysisResult)]
+    assert walked[0] not in alive
 
 
 def test_thresholds_are_exported_and_stated() -> None:
