@@ -185,7 +185,10 @@ def _parse_keras3_node(node: dict[str, Any], where: str) -> LayerCall:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise _fail(f"{where}: inbound node args/kwargs malformed. Received: {_short(node)}")
     for position, arg in enumerate(args):
-        _collect_keras3(arg, call, where, f"args[{position}]")
+        if type(arg) is dict and arg.get("class_name") == "__keras_tensor__":
+            call.inputs.append(_history_ref(arg, where))  # the usual argument: one tensor
+        else:
+            _collect_keras3(arg, call, where, f"args[{position}]")
     for key, value in kwargs.items():
         before = len(call.inputs)
         _collect_keras3(value, call, where, key)

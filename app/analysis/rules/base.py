@@ -174,8 +174,10 @@ def int_tuple(
     value = ctx.config.get(key, default)
     if value is None and nullable:
         value = default
+    minimum = 0 if allow_zero else 1
+    if type(value) is int and value >= minimum:  # a plain int (a default such as strides=1)
+        return (value,) * rank
     if type(value) is list and len(value) == rank:  # the usual case: a list of plain ints
-        minimum = 0 if allow_zero else 1
         for item in value:
             if type(item) is not int or item < minimum:
                 break
@@ -208,6 +210,8 @@ def positive_int(
     value = ctx.config.get(key, default)
     if value is None and nullable:
         value = default
+    if type(value) is int and value >= (0 if allow_zero else 1):  # the usual case, no bool
+        return value
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
