@@ -1148,7 +1148,11 @@ def _forward(result: AnalysisResult, notes: list[str],
     merge_sum, merge_average = Merge.SUM, Merge.AVERAGE
     layers = result.layers
     for own, layer in enumerate(layers):
-        inputs = [by_place[place].out for place in input_places[own] if place < own]
+        places_in = input_places[own]
+        if len(places_in) == 1 and places_in[0] < own:  # the usual layer: no comprehension
+            inputs = [by_place[places_in[0]].out]
+        else:
+            inputs = [by_place[place].out for place in places_in if place < own]
         first = inputs[0] if inputs else _Stats()
         # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
         # built only to be replaced.
