@@ -1128,8 +1128,14 @@ def _places(result: AnalysisResult) -> Places:
     reads both strings from memory, the passes' largest cost at that size)."""
     order = {layer.name: place for place, layer in enumerate(result.layers)}
     found = order.get
-    inputs = [[place for place in map(found, layer.inbound) if place is not None]
-              for layer in result.layers]
+    inputs: list[list[int]] = []
+    for layer in result.layers:
+        inbound = layer.inbound
+        if len(inbound) == 1:  # the usual layer: no comprehension (a call of its own)
+            place = found(inbound[0])
+            inputs.append([] if place is None else [place])
+        else:
+            inputs.append([place for place in map(found, inbound) if place is not None])
     return order, inputs
 
 
