@@ -499,14 +499,26 @@ _named_initializer_variance = lru_cache(maxsize=1024)(_initializer_variance)
 
 
 def _as_list(value: Any, rank: int) -> list[int]:
+    """A kernel, stride, dilation or pool size as ``rank`` ints, read as the engine's rules read
+    it (an integral float such as 3.0 is 3); anything else the engine would not have accepted
+    reads as 1."""
     if isinstance(value, int):
         return [value] * rank
+    if isinstance(value, float) and value.is_integer():
+        return [int(value)] * rank
     if isinstance(value, (list, tuple)):
         for v in value:  # a loop, not all(<generator>): read for every weighted layer
             if not isinstance(v, int):
-                return [1] * rank
+                return [_integral(item) for item in value]
         return list(value)
     return [1] * rank
+
+
+def _integral(value: Any) -> int:
+    """One item of :func:`_as_list`: an int, an integral float as an int, anything else 1."""
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, float) and value.is_integer() else 1
 
 
 def _channels(shape: Any, config: dict[str, Any]) -> int | None:

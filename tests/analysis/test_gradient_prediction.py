@@ -21,6 +21,7 @@ from app.analysis.gradient_flow import (
     classify_ratio,
     initializer_variance,
 )
+from tests.analysis.builders import call, functional, input_layer
 from tests.fixtures.load import FIXTURES_DIR, load_config, small_fixtures
 
 GRADIENT = small_fixtures("gradient")
@@ -297,3 +298,24 @@ def test_relu_masks_are_followed_per_component_through_residual_sums() -> None:
     # An even gradient arriving beside an uneven one of the same size: half of each.
     assert _profile([(0.0, (0.0, 2.0))], math.log10(2.0)) == pytest.approx((0.5, 1.5))
 
+
+
+def test_an_integral_float_kernel_is_read_as_the_engine_reads_it_whatever_came_before() -> None:
+    """The engine reads ``kernel_size: [3.0, 3.0]`` as 3x3 (as its shapes and parameters show);
+    the prediction reads it the same way, and a cached border of one spelling never answers for
+    the other: a report does not depend on what the process analysed before."""
+    from app.analysis.gradient_flow import _border_of
+
+    def model(kernel: list[Any]) -> dict[str, Any]:
+        conv = {"filters": 4, "kernel_size": kernel, "padding": "same", "activation": "relu"}
+        return functional([input_layer("x", (6, 6, 4)), call("Conv2D", "c1", conv, "x"),
+                           call("Conv2D", "c2", conv, "c1")], ["x"], ["c2"])
+
+    _border_of.cache_clear()
+    alone = _predicted(model([3, 3]))
+    _border_of.cache_clear()
+    as_float = _predicted(model([3.0, 3.0]))
+    after_float = _predicted(model([3, 3]))
+    assert [entry["fan_in"] for entry in alone["layers"]] == [36, 36]
+    assert after_float == alone
+    assert as_float == alone
