@@ -165,6 +165,7 @@ class _Walk:
             result = LayerResult(name=node.name, class_name=node.class_name, node=node)
             activation_size, _ = dtype_bytes(node.config)
             result.dtype_bytes = activation_size
+            result.channels_first = node.config.get("data_format") == "channels_first"
             self.results[node.name] = result
             self.order.append(node.name)
         return result
@@ -342,6 +343,8 @@ class _Walk:
         if rule.scale_of is not None:
             result.scale = rule.scale_of(node.config)
         result.activation = rule.activation(ctx)
+        if rule.window is not None:
+            result.window = rule.window(ctx)
         key = rule.initializer_key
         if key:
             result.kernel_initializer = initializer_name(node.config.get(key))

@@ -90,9 +90,7 @@ def _spatial_input(result: AnalysisResult, channels_first: bool) -> tuple[str | 
 
 def receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
     """The last spatial feature map's field and how much of the input it covers."""
-    channels_first = any(
-        layer.node.config.get("data_format") == "channels_first" for layer in result.layers
-    )
+    channels_first = any(layer.channels_first for layer in result.layers)
     input_name, input_size = _spatial_input(result, channels_first)
     chosen: LayerResult | None = None
     any_global = False

@@ -86,28 +86,11 @@ def _number(value: Fraction | int | float | None) -> int | float | None:
     return value
 
 
-def _ints(value: Any, rank: int) -> list[int]:
-    if isinstance(value, int):
-        return [value] * rank
-    if isinstance(value, (list, tuple)):
-        for v in value:  # a loop, not all(<generator>): read several times per layer
-            if not isinstance(v, int):
-                return [1] * rank
-        return list(value)
-    return [1] * rank
-
-
-def _spatial_rank(layer: LayerResult) -> int:
-    shape = layer.output_shapes[0] if layer.output_shapes else None
-    return max(len(shape) - 2, 1) if shape else 2
-
-
 def _channels(layer: LayerResult) -> int | None:
     shape = layer.output_shapes[0] if layer.output_shapes else None
     if not shape:
         return None
-    axis = 1 if layer.node.config.get("data_format") == "channels_first" else -1
-    value = shape[axis]
+    value = shape[1 if layer.channels_first else -1]
     return value if isinstance(value, int) else None
 
 
@@ -202,7 +185,7 @@ def _resolution(layer: LayerResult) -> list[int | None] | None:
     axes = _local_axes(layer)
     if not shape or axes is None or len(shape) < len(axes) + 2:
         return None
-    if layer.node.config.get("data_format") == "channels_first":
+    if layer.channels_first:
         spatial = shape[2:2 + len(axes)]
     else:
         spatial = shape[1:1 + len(axes)]
@@ -508,28 +491,23 @@ def _coverage_finding(result: AnalysisResult, summary: dict[str, Any] | None) ->
 
 
 def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
+    """Convolutions (not transposed) and poolings whose stride exceeds their (dilated) kernel
+    along an axis: input pixels no output reads. Each layer's :class:`Window` as its rule read
+    it."""
     layers: list[str] = []
     details: list[dict[str, Any]] = []
     spatial_kernel, transposed, pooling = Trait.SPATIAL_KERNEL, Trait.TRANSPOSED, Trait.POOLING
     for layer in result.layers:
+        window = layer.window
+        if window is None:
+            continue
         traits = layer.traits
         if spatial_kernel in traits and transposed not in traits:
-            config = layer.node.config
-            rank = _spatial_rank(layer)
-            strides = _ints(config.get("strides", 1), rank)
-            if max(strides) <= 1:  # kernels are positive (the rules refuse others): no gap
+            if max(window.strides) <= 1:  # kernels are positive (the rules refuse others): no gap
                 continue
-            kernel = _ints(config.get("kernel_size", 1), rank)
-            dilation = _ints(config.get("dilation_rate", 1), rank)
-        elif pooling in traits:
-            config = layer.node.config
-            rank = _spatial_rank(layer)
-            kernel = _ints(config.get("pool_size", 2), rank)
-            dilation = [1] * rank
-            raw = config.get("strides")
-            strides = _ints(raw if raw is not None else config.get("pool_size", 2), rank)
-        else:
+        elif pooling not in traits:
             continue
+        kernel, strides, dilation = window.kernel, list(window.strides), window.dilation
         effective = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=False)]
         wider = False
         for s, k in zip(strides, effective, strict=False):  # a loop, not any(<generator>)
@@ -693,9 +671,10 @@ def _checkerboard(result: AnalysisResult) -> list[dict[str, Any]]:
     for layer in result.layers:
         if Trait.TRANSPOSED not in layer.traits:
             continue
-        rank = _spatial_rank(layer)
-        kernel = _ints(layer.node.config.get("kernel_size", 1), rank)
-        strides = _ints(layer.node.config.get("strides", 1), rank)
+        window = layer.window
+        if window is None:
+            continue
+        kernel, strides = list(window.kernel), list(window.strides)
         if any(s > 1 and k % s for k, s in zip(kernel, strides, strict=False)):
             layers.append(layer.name)
             details.append({"layer": layer.name, "kernel": kernel, "strides": strides})
@@ -719,11 +698,9 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
     dilation_of: dict[str, int] = {}
     spatial_kernel = Trait.SPATIAL_KERNEL
     for layer in result.layers:
-        if spatial_kernel in layer.traits:
-            rate = layer.node.config.get("dilation_rate", 1)
-            # max(_ints(rate, rank)) without the list: an int is its own maximum
-            dilation_of[layer.name] = rate if type(rate) is int else max(
-                _ints(rate, _spatial_rank(layer)))
+        window = layer.window
+        if spatial_kernel in layer.traits and window is not None:
+            dilation_of[layer.name] = max(window.dilation)
     if all(rate <= 1 for rate in dilation_of.values()):
         return []  # no dilated convolution: no chain to look for
     # The nearest dilated convolutions upstream of each layer (through non-convolution layers;

@@ -498,34 +498,11 @@ _named_initializer_variance = lru_cache(maxsize=1024)(_initializer_variance)
 (a 10,000-block network asks the same question 10,000 times)."""
 
 
-def _as_list(value: Any, rank: int) -> list[int]:
-    """A kernel, stride, dilation or pool size as ``rank`` ints, read as the engine's rules read
-    it (an integral float such as 3.0 is 3); anything else the engine would not have accepted
-    reads as 1."""
-    if isinstance(value, int):
-        return [value] * rank
-    if isinstance(value, float) and value.is_integer():
-        return [int(value)] * rank
-    if isinstance(value, (list, tuple)):
-        for v in value:  # a loop, not all(<generator>): read for every weighted layer
-            if not isinstance(v, int):
-                return [_integral(item) for item in value]
-        return list(value)
-    return [1] * rank
-
-
-def _integral(value: Any) -> int:
-    """One item of :func:`_as_list`: an int, an integral float as an int, anything else 1."""
-    if isinstance(value, int):
-        return value
-    return int(value) if isinstance(value, float) and value.is_integer() else 1
-
-
-def _channels(shape: Any, config: dict[str, Any]) -> int | None:
+def _channels(shape: Any, channels_first: bool) -> int | None:
+    """The channels of a (batch, ..., channels) shape, None when unknown or without a shape."""
     if not shape:
         return None
-    axis = 1 if config.get("data_format") == "channels_first" else -1
-    value = shape[axis]
+    value = shape[1 if channels_first else -1]
     return value if isinstance(value, int) else None
 
 
@@ -547,15 +524,13 @@ class KernelModel:
 
 
 def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
-    """The kernels of a weighted layer in forward order, or None if it has no kernel we model."""
-    config = layer.node.config
+    """The kernels of a weighted layer in forward order, or None if it has no kernel we model.
+    A convolution's kernel, strides, groups and depth multiplier are its :class:`Window`, as its
+    rule read them."""
     traits = layer.traits
     if _KERNEL not in traits:
         return None
-    in_shape = layer.input_shapes[0] if layer.input_shapes else None
-    out_shape = layer.output_shapes[0] if layer.output_shapes else None
-    c_in = _channels(in_shape, config)
-    c_out = _channels(out_shape, config)
+    config = layer.node.config
     if _DENSE in traits:
         if layer.fan_in is None or layer.fan_out is None:
             return None
@@ -563,33 +538,34 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
                                                      layer.fan_in, layer.fan_out)
         return [KernelModel(layer.fan_in, layer.fan_out, variance, name, layer.fan_in,
                             layer.fan_out, known)]
-    if c_in is None or c_out is None:
+    window = layer.window
+    first = layer.channels_first
+    c_in = _channels(layer.input_shapes[0] if layer.input_shapes else None, first)
+    c_out = _channels(layer.output_shapes[0] if layer.output_shapes else None, first)
+    if c_in is None or c_out is None or window is None:
         return None
-    rank = len(in_shape) - 2 if in_shape else 2
-    kernel = _as_list(config.get("kernel_size", 1), rank)
-    area = math.prod(kernel)
+    area = window.taps
     if _DEPTHWISE in traits and _SEPARABLE not in traits:
-        multiplier = int(config.get("depth_multiplier", 1) or 1)
+        multiplier = window.multiplier
         fan_in, fan_out = area * c_in, area * multiplier  # as Keras computes them
         variance, name, known = initializer_variance(
             config.get("depthwise_initializer"), fan_in, fan_out)
         return [KernelModel(area, area * multiplier, variance, name, fan_in, fan_out, known)]
     if _SEPARABLE in traits:
-        multiplier = int(config.get("depth_multiplier", 1) or 1)
+        multiplier = window.multiplier
         d_in, d_out = area * c_in, area * multiplier
         dv, dname, dknown = initializer_variance(config.get("depthwise_initializer"), d_in, d_out)
         p_in, p_out = c_in * multiplier, c_out
         pv, pname, pknown = initializer_variance(config.get("pointwise_initializer"), p_in, p_out)
         return [KernelModel(area, area * multiplier, dv, dname, d_in, d_out, dknown),
                 KernelModel(p_in, p_out, pv, pname, p_in, p_out, pknown)]
-    groups = int(config.get("groups", 1) or 1)
     if _TRANSPOSED in traits:
         fan_in, fan_out = area * c_out, area * c_in  # Keras reads the transposed kernel shape
         variance, name, known = initializer_variance(config.get("kernel_initializer"),
                                                      fan_in, fan_out)
-        strides = _as_list(config.get("strides", 1), rank)  # only a transposed kernel needs them
-        overlap = max(area / max(math.prod(strides), 1), 1.0)
+        overlap = max(area / max(math.prod(window.strides), 1), 1.0)
         return [KernelModel(overlap * c_in, area * c_out, variance, name, fan_in, fan_out, known)]
+    groups = window.groups
     fan_in, fan_out = area * c_in // groups, area * c_out // groups
     variance, name, known = initializer_variance(config.get("kernel_initializer"), fan_in, fan_out)
     return [KernelModel(fan_in, fan_out, variance, name, fan_in, fan_out, known)]
@@ -633,18 +609,17 @@ def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, flo
     which a normalization counts as variance); None when no tap reads padding.
     ``padding``: the ZeroPadding layer feeding it, whose zeros count as padding too.
     Computed once per geometry (a 10,000-block chain has a handful)."""
-    config = layer.node.config
+    window = layer.window
     in_shape = layer.input_shapes[0] if layer.input_shapes else None
     out_shape = layer.output_shapes[0] if layer.output_shapes else None
-    if not in_shape or not out_shape or len(in_shape) < 3 or _TRANSPOSED in layer.traits:
+    if (window is None or not in_shape or not out_shape or len(in_shape) < 3
+            or _TRANSPOSED in layer.traits):
         return None
-    key = (tuple(in_shape), tuple(out_shape), _frozen(config.get("kernel_size", 1)),
-           _frozen(config.get("strides", 1)), _frozen(config.get("dilation_rate", 1)),
-           config.get("padding", "valid"), config.get("data_format"),
+    key = (tuple(in_shape), tuple(out_shape), window, layer.channels_first,
            None if padding is None else _frozen(padding.node.config.get("padding", 1)))
     try:
         return _border_of(key)
-    except TypeError:  # an unhashable value in the config: no border share
+    except TypeError:  # an unhashable value in the padding layer's config: no border share
         return None
 
 
@@ -654,24 +629,20 @@ def _frozen(value: Any) -> Any:
         for item in value:
             if isinstance(item, (list, tuple)):  # nested: each item frozen in turn
                 return tuple([_frozen(inner) for inner in value])
-        return tuple(value)  # flat (a kernel size, strides): copied as it is
+        return tuple(value)  # flat: copied as it is
     return value
 
 
 @lru_cache(maxsize=4096)
 def _border_of(key: tuple[Any, ...]) -> tuple[float, float, float] | None:
-    """:func:`_border` for one geometry (its key: shapes, kernel, strides, dilation, padding
-    mode, data format, the padding layer's padding or None)."""
-    in_shape, out_shape, kernel_size, stride_value, dilation_value, mode, data_format, padded = key
+    """:func:`_border` for one geometry (its key: the input and output shapes, the
+    convolution's :class:`Window`, channels first or not, the padding layer's padding or
+    None)."""
+    in_shape, out_shape, window, first, padded = key
     rank = len(in_shape) - 2
-    first = data_format == "channels_first"
     sizes = list(in_shape[2:] if first else in_shape[1:-1])
     outs = list(out_shape[2:] if first else out_shape[1:-1])
-    kernels = _as_list(list(kernel_size) if isinstance(kernel_size, tuple) else kernel_size, rank)
-    strides = _as_list(list(stride_value) if isinstance(stride_value, tuple) else stride_value,
-                       rank)
-    dilations = _as_list(list(dilation_value) if isinstance(dilation_value, tuple)
-                         else dilation_value, rank)
+    kernels, strides, dilations, mode = window.kernel, window.strides, window.dilation, window.padding
     pads = [(0, 0)] * rank
     if padded is not None:
         value = padded
@@ -964,8 +935,8 @@ def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
     """Statistics of a concatenation: channel-weighted means of its inputs' (a convolution
     after it sums over all channels), and the harmonic mean of their variances (a
     normalization after it divides each channel's gradient by that channel's variance)."""
-    config = layer.node.config
-    widths = [(_channels(shape, config) or 1) if shape else 1 for shape in layer.input_shapes]
+    first = layer.channels_first
+    widths = [(_channels(shape, first) or 1) if shape else 1 for shape in layer.input_shapes]
     if len(widths) != len(inputs):
         widths = [1] * len(inputs)
     log_total = math.log10(sum(widths))
@@ -1089,9 +1060,14 @@ def _max_window(layer: LayerResult) -> int | None:
         return spatial_positions(layer.input_shapes[0] if layer.input_shapes else None,
                                  layer.node.config)
     if Trait.POOLING in traits:
-        rank = max(len(layer.input_shapes[0] or ()) - 2, 1) if layer.input_shapes else 1
-        return math.prod(_as_list(layer.node.config.get("pool_size", 2), rank))
+        return _pool_area(layer)
     return None
+
+
+def _pool_area(layer: LayerResult) -> int:
+    """Positions one output of a (non-global) pooling reads: its window's taps."""
+    window = layer.window
+    return window.taps if window is not None else 1
 
 
 def _max_pooled(result: AnalysisResult) -> dict[str, int]:
@@ -1285,8 +1261,7 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif _POOLING in traits and _AVERAGING in traits:
             # The mean of a window of (independent) positions: the spread within a channel
             # shrinks by the window's area; per-channel offsets and shared means stay.
-            rank = max(len(layer.input_shapes[0] or ()) - 2, 1) if layer.input_shapes else 1
-            area = math.prod(_as_list(layer.node.config.get("pool_size", 2), rank))
+            area = _pool_area(layer)
             state.out = _Stats(first.fluct - math.log10(max(area, 1)), first.offset,
                                first.mean_sq)
         elif merge is _PRODUCT:
@@ -1555,8 +1530,7 @@ def _log_resampling(layer: LayerResult) -> float:
         return 0.0
     log_factor = math.log10(p_out / p_in)
     if _AVERAGING in traits:
-        area = p_in if _GLOBAL_POOLING in traits else math.prod(
-            _as_list(config.get("pool_size", 2), max(len(layer.input_shapes[0] or ()) - 2, 1)))
+        area = p_in if _GLOBAL_POOLING in traits else _pool_area(layer)
         log_factor -= math.log10(max(area, 1))
     return log_factor
 

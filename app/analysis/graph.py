@@ -179,6 +179,37 @@ class ReceptiveField:
     unknown: bool = False
 
 
+@dataclass(slots=True, unsafe_hash=True)
+class Window:
+    """The sliding window of a convolution or a pooling layer, as its rule read and checked it.
+
+    Read once, by the rule, from the layer's config (an integral float such as ``3.0`` is 3, an
+    int is repeated over the ``rank`` spatial axes): the gradient-flow prediction and the findings
+    read the window here, never the config, so that the three agree on every spelling.
+    ``groups`` and ``multiplier`` (``depth_multiplier``) are 1 where the layer has none; a
+    pooling's ``dilation`` is 1 along every axis. A value, never changed once built (hashable,
+    not frozen for the cost of building one: see :class:`AxisField`).
+
+    >>> Window((3, 3), (2, 2), (1, 1), "same").taps
+    9
+    """
+
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str
+    groups: int = 1
+    multiplier: int = 1
+
+    @property
+    def taps(self) -> int:
+        """Positions one output reads per channel: the product of the kernel sizes."""
+        taps = 1
+        for size in self.kernel:
+            taps *= size
+        return taps
+
+
 @dataclass(slots=True)
 class LayerResult:
     """Everything the engine computed for one layer.
@@ -201,6 +232,9 @@ class LayerResult:
     - ``sublayers``/``subresult``: for a nested model, its own results.
     - ``unsupported``: True when the engine has no rule for the class;
       ``notes`` says which metrics are missing and why.
+    - ``window``: the sliding window of a convolution or pooling (:class:`Window`), None for
+      other layers.
+    - ``channels_first``: the layer's ``data_format`` is ``"channels_first"``.
     - ``traits``/``merge``/``scale``: what the layer's rule declares (see
       :mod:`app.analysis.traits`); empty for unsupported layers, ``{MODEL}`` for a
       nested model.
@@ -231,6 +265,8 @@ class LayerResult:
     traits: frozenset[Trait] = frozenset()
     merge: Merge | None = None
     scale: float | None = None
+    window: Window | None = None
+    channels_first: bool = False
 
     @property
     def sublayers(self) -> list[LayerResult] | None:

@@ -14,6 +14,7 @@ import pytest
 
 from app.analysis import analyze
 from app.analysis.findings import CODES
+from tests.analysis.builders import call, functional, input_layer
 from tests.fixtures.load import FIXTURES_DIR, ModelFixture, load_config, small_fixtures
 
 FINDINGS = small_fixtures("findings")
@@ -302,3 +303,40 @@ def test_squeeze_and_excitation_gating_is_not_a_shape_mismatch(stem: str) -> Non
     codes = {f["code"] for f in _findings(_application(stem).config())}
     assert "residual_shape_mismatch" not in codes
     assert "saturating_activations_deep" not in codes  # the sigmoid gates are off the path
+
+
+def _windowed(kernel: Any, stride: Any, padding: Any) -> dict[str, Any]:
+    """A stride-2 1x1 stem, a 'same' pooling, two dilated convolutions and a transposed
+    convolution: every reader of a window (findings, gradient flow) has something to say."""
+    return functional([
+        input_layer("x", (32, 32, 4)),
+        call("Conv2D", "stem", {"filters": 8, "kernel_size": kernel(1), "strides": stride(2),
+                                "padding": padding("valid"), "activation": "relu"}, "x"),
+        call("MaxPooling2D", "pool", {"pool_size": kernel(3), "strides": stride(2),
+                                      "padding": padding("same")}, "stem"),
+        call("Conv2D", "d1", {"filters": 8, "kernel_size": kernel(3), "dilation_rate": stride(2),
+                              "padding": padding("same")}, "pool"),
+        call("Conv2D", "d2", {"filters": 8, "kernel_size": kernel(3), "dilation_rate": stride(2),
+                              "padding": padding("same")}, "d1"),
+        call("Conv2DTranspose", "up", {"filters": 8, "kernel_size": kernel(3), "strides": stride(2),
+                                       "padding": padding("same")}, "d2"),
+    ], ["x"], ["up"])
+
+
+@pytest.mark.parametrize("spelling", ["lists", "integral floats", "upper-case padding"])
+def test_every_spelling_the_rules_accept_gives_the_same_report(spelling: str) -> None:
+    """The rules read ``3``, ``[3, 3]`` and ``[3.0, 3.0]`` alike and ``"SAME"`` as ``"same"``;
+    the findings and the gradient flow read the window the rule read (``LayerResult.window``),
+    so no spelling changes a finding or a predicted number. (Before, an integral float read as
+    1 in the findings, which then warned of a stride larger than a 3x3 kernel, and an upper-case
+    padding read as 'valid' in the prediction.)"""
+    same: Any = lambda value: value  # noqa: E731
+    kernel, stride, padding = {
+        "lists": (lambda v: [v, v], lambda v: [v, v], same),
+        "integral floats": (lambda v: [float(v)] * 2, lambda v: float(v), same),
+        "upper-case padding": (same, same, lambda v: v.upper()),
+    }[spelling]
+    reference = analyze(_windowed(same, same, same))
+    assert [f["code"] for f in reference["findings"]][:3] == [
+        "stride_exceeds_kernel", "checkerboard_transposed_conv", "dilation_gridding"]
+    assert analyze(_windowed(kernel, stride, padding)) == reference

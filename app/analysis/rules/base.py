@@ -8,7 +8,8 @@ functions over shape tuples (``None`` = unknown), in the spirit of Keras's
 - ``params(ctx) -> (trainable, non_trainable)``: weight counts (None unknown);
 - ``macs(ctx, outputs) -> int | None``: multiply-accumulates of one call;
 - ``field(ctx, in_fields) -> ReceptiveField | None``: the output's receptive field;
-- ``activation(ctx) -> str | None``.
+- ``activation(ctx) -> str | None``;
+- ``window(ctx) -> Window`` (sliding-window layers only): kernel, strides, dilation, padding.
 
 Example::
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from app.analysis.graph import AxisField, ReceptiveField, Shape
+from app.analysis.graph import AxisField, ReceptiveField, Shape, Window
 from app.analysis.rules import periodic
 from app.analysis.rules.periodic import Reads
 from app.analysis.traits import Merge, Trait
@@ -114,6 +115,9 @@ class Rule:
     merge_of: Callable[[dict[str, Any]], Merge | None] | None = None
     scale_of: Callable[[dict[str, Any]], float | None] | None = None
     """For SCALE layers: the constant factor the layer multiplies by at initialization."""
+    window: Callable[[Ctx], Window] | None = None
+    """For sliding-window layers (convolutions, poolings): the window the rule read, kept on
+    the layer's result for the gradient-flow prediction and the findings."""
 
     def merge_mode(self, config: dict[str, Any]) -> Merge | None:
         """How this layer combines tensors (None: it does not), from its config where the

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from app.analysis.graph import ReceptiveField, Shape
+from app.analysis.graph import ReceptiveField, Shape, Window
 from app.analysis.rules.base import (
     AxisOp,
     Ctx,
@@ -285,6 +285,12 @@ def fans_convolution(ctx: Ctx) -> tuple[int | None, int | None]:
     return (None if channels is None else window * channels // conv.groups), window * filters
 
 
+def window_convolution(ctx: Ctx) -> Window:
+    conv = _conv(ctx)
+    return Window(conv.kernel, conv.strides, conv.dilation, conv.padding, conv.groups,
+                  conv.multiplier)
+
+
 def _traits(name: str) -> tuple[Trait, ...]:
     if "Transpose" in name:
         return (Trait.KERNEL, Trait.SPATIAL_KERNEL, Trait.TRANSPOSED, Trait.UPSAMPLING)
@@ -314,5 +320,6 @@ for _name in RANKS:
         activation=activation_convolution,
         initializer_key=_initializer_key(_name),
         fans=fans_convolution,
+        window=window_convolution,
         traits=_traits(_name),
     )

@@ -11,7 +11,7 @@ output unit see the whole input: its receptive field is global.
 
 from __future__ import annotations
 
-from app.analysis.graph import ReceptiveField, Shape
+from app.analysis.graph import ReceptiveField, Shape, Window
 from app.analysis.rules.base import (
     Ctx,
     apply_ops,
@@ -43,11 +43,16 @@ for _rank in (1, 2, 3):
 
 
 def _geometry(ctx: Ctx) -> tuple[tuple[int, ...], tuple[int, ...], str]:
-    rank = POOLING[ctx.class_name]
-    pool = int_tuple(ctx, "pool_size", rank, 2)
-    strides = int_tuple(ctx, "strides", rank, pool) if ctx.config.get("strides") is not None else pool
-    padding = choice(ctx, "padding", ("valid", "same"), "valid")
-    return pool, strides, padding
+    """(pool size, strides, padding) of one call, read once (shape, field and window ask)."""
+    geometry = ctx.cache.get("pooling")
+    if geometry is None:
+        rank = POOLING[ctx.class_name]
+        pool = int_tuple(ctx, "pool_size", rank, 2)
+        strides = (int_tuple(ctx, "strides", rank, pool) if ctx.config.get("strides") is not None
+                   else pool)
+        padding = choice(ctx, "padding", ("valid", "same"), "valid")
+        geometry = ctx.cache["pooling"] = (pool, strides, padding)
+    return geometry  # type: ignore[no-any-return]
 
 
 def shape_pooling(ctx: Ctx) -> list[Shape | None]:
@@ -74,6 +79,11 @@ def field_pooling(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveFie
     return apply_ops(union_fields(fields, ["input"]), ops)
 
 
+def window_pooling(ctx: Ctx) -> Window:
+    pool, strides, padding = _geometry(ctx)
+    return Window(pool, strides, (1,) * len(pool), padding)
+
+
 def shape_global_pooling(ctx: Ctx) -> list[Shape | None]:
     rank = GLOBAL_POOLING[ctx.class_name]
     keepdims = boolean(ctx, "keepdims", False)
@@ -96,7 +106,7 @@ def _pooling_traits(name: str, kind: Trait) -> tuple[Trait, ...]:
 
 
 for _name in POOLING:
-    register(_name, "pooling", shape_pooling, field=field_pooling,
+    register(_name, "pooling", shape_pooling, field=field_pooling, window=window_pooling,
              traits=_pooling_traits(_name, Trait.POOLING))
 for _name in GLOBAL_POOLING:
     register(_name, "pooling", shape_global_pooling, field=field_global_pooling,
