@@ -163,8 +163,7 @@ class _Walk:
         result = self.results.get(node.name)
         if result is None:
             result = LayerResult(name=node.name, class_name=node.class_name, node=node)
-            activation_size, _ = dtype_bytes(node.config)
-            result.dtype_bytes = activation_size
+            result.dtype_bytes, result.variable_bytes = dtype_bytes(node.config)
             result.channels_first = node.config.get("data_format") == "channels_first"
             self.results[node.name] = result
             self.order.append(node.name)

@@ -44,10 +44,21 @@ def field_json(field: ReceptiveField | None) -> dict[str, Any] | None:
         return None
     if field.axes is None:
         return {"axes": None, "global": True} if field.is_global else None
-    body: dict[str, Any] = {
-        "axes": [_axis_json(axis) for axis in field.axes],
-        "global": field.is_global,
-    }
+    axes = field.axes
+    if len(axes) == 2:  # the usual 2D field of plain ints: no call per axis
+        a, b = axes
+        if (type(a.size) is int and type(a.stride) is int and type(a.padding) is int
+                and type(b.size) is int and type(b.stride) is int and type(b.padding) is int
+                and a.period == 1 and b.period == 1 and a.exact and b.exact):
+            body: dict[str, Any] = {
+                "axes": [{"size": a.size, "stride": a.stride, "padding": a.padding},
+                         {"size": b.size, "stride": b.stride, "padding": b.padding}],
+                "global": field.is_global,
+            }
+        else:
+            body = {"axes": [_axis_json(a), _axis_json(b)], "global": field.is_global}
+    else:
+        body = {"axes": [_axis_json(axis) for axis in axes], "global": field.is_global}
     misaligned = field.misaligned
     if misaligned:  # only the pairs shown are split (a layer may inherit hundreds)
         body["misaligned"] = [pair.split("|") for pair in misaligned[:MISALIGNED_SHOWN]]

@@ -615,7 +615,8 @@ def _border(layer: LayerResult, padding: LayerResult | None) -> tuple[float, flo
     if (window is None or not in_shape or not out_shape or len(in_shape) < 3
             or _TRANSPOSED in layer.traits):
         return None
-    key = (tuple(in_shape), tuple(out_shape), window, layer.channels_first,
+    key = (tuple(in_shape), tuple(out_shape), window.kernel, window.strides, window.dilation,
+           window.padding, layer.channels_first,
            None if padding is None else _frozen(padding.node.config.get("padding", 1)))
     try:
         return _border_of(key)
@@ -636,13 +637,12 @@ def _frozen(value: Any) -> Any:
 @lru_cache(maxsize=4096)
 def _border_of(key: tuple[Any, ...]) -> tuple[float, float, float] | None:
     """:func:`_border` for one geometry (its key: the input and output shapes, the
-    convolution's :class:`Window`, channels first or not, the padding layer's padding or
-    None)."""
-    in_shape, out_shape, window, first, padded = key
+    convolution's kernel, strides, dilation and padding mode as its :class:`Window` holds them,
+    channels first or not, the padding layer's padding or None)."""
+    in_shape, out_shape, kernels, strides, dilations, mode, first, padded = key
     rank = len(in_shape) - 2
     sizes = list(in_shape[2:] if first else in_shape[1:-1])
     outs = list(out_shape[2:] if first else out_shape[1:-1])
-    kernels, strides, dilations, mode = window.kernel, window.strides, window.dilation, window.padding
     pads = [(0, 0)] * rank
     if padded is not None:
         value = padded

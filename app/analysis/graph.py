@@ -221,6 +221,8 @@ class LayerResult:
     - ``macs``: multiply-accumulates per sample over all calls; None when unknown.
     - ``activation_bytes``: bytes of the layer's outputs per sample over all
       calls (elements x dtype size); None when a size is unknown.
+    - ``dtype_bytes``/``variable_bytes``: bytes per element of the layer's outputs and of its
+      weights, from its dtype policy (``mixed_float16``: 2 and 4).
     - ``receptive_field``: the field of the first output of the first call,
       None for tensors without spatial axes.
     - ``activation``: the activation the layer applies (``"relu"``,
@@ -259,6 +261,7 @@ class LayerResult:
     fan_in: int | None = None
     fan_out: int | None = None
     dtype_bytes: int = 4
+    variable_bytes: int = 4
     subresult: AnalysisResult | None = None
     unsupported: bool = False
     notes: list[str] = field(default_factory=list)

@@ -21,7 +21,7 @@ from typing import Any
 
 from app.analysis import findings as findings_module
 from app.analysis import gradient_flow as gradient_flow_module
-from app.analysis.engine import READ_ERRORS, InputShapeOverride, analyze_graph, dtype_bytes
+from app.analysis.engine import READ_ERRORS, InputShapeOverride, analyze_graph
 from app.analysis.fields import (
     field_json,
     receptive_field_summary,
@@ -96,7 +96,7 @@ def build_report(result: AnalysisResult, *, name: str | None = None) -> dict[str
     param_bytes = 0
     for layer in _all_layers(result):
         if layer.params and layer.subresult is None:
-            param_bytes += layer.params * dtype_bytes(layer.node.config)[1]
+            param_bytes += layer.params * layer.variable_bytes
     incomplete = [
         metric
         for metric, partial in (

@@ -71,28 +71,22 @@ KINDS = {name: _classify(name) for name in RANKS}
 """Class name -> "conv", "separable", "depthwise" or "transpose"."""
 
 
-@dataclass(slots=True)
-class _Conv:
+@dataclass(slots=True, unsafe_hash=True, kw_only=True)
+class _Conv(Window):
     """What one call of a convolution reads from its config and input, read and checked once
-    (the shape rule runs first; params, MACs, field and fans reuse it)."""
+    (the shape rule runs first; params, MACs, field and fans reuse it). Its :class:`Window`
+    (kernel, strides, dilation, padding, groups, depth multiplier) is the layer's window."""
 
     kind: str
     """"conv", "separable", "depthwise" or "transpose" (:data:`KINDS`)."""
     rank: int
-    kernel: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilation: tuple[int, ...]
-    padding: str
     filters: int | None
     """None for a depthwise convolution (its output channels follow its input's)."""
-    groups: int
-    multiplier: int
-    """``depth_multiplier`` of separable and depthwise convolutions, 1 otherwise."""
     last: bool
     """Channels last (``data_format``)."""
     channels: int | None
     """Input channels, None when the input shape is unknown."""
-    window: int
+    area: int
     """Taps of the kernel, ``prod(kernel)``."""
 
 
@@ -133,8 +127,8 @@ def _read_conv(ctx: Ctx) -> _Conv:
                 f"the number of input channels must be divisible by groups. "
                 f"Received: groups={groups}, input_shape={list(shape)}"
             )
-    return _Conv(kind, rank, kernel, strides, dilation, padding, filters, groups, multiplier,
-                 last, channels, product(kernel) or 0)
+    return _Conv(kernel, strides, dilation, padding, groups, multiplier, kind=kind, rank=rank,
+                 filters=filters, last=last, channels=channels, area=product(kernel) or 0)
 
 
 def shape_convolution(ctx: Ctx) -> list[Shape | None]:
@@ -179,7 +173,7 @@ def params_convolution(ctx: Ctx) -> Params:
     if channels is None:
         return None, None
     use_bias = boolean(ctx, "use_bias", True)
-    window, multiplier = conv.window, conv.multiplier
+    window, multiplier = conv.area, conv.multiplier
     if conv.kind == "depthwise":
         weights = window * channels * multiplier + (channels * multiplier if use_bias else 0)
     elif conv.kind == "separable":
@@ -198,7 +192,7 @@ def macs_convolution(ctx: Ctx, outputs: list[Shape | None]) -> int | None:
     out = outputs[0] if outputs else None
     if channels is None or out is None or ctx.shape is None:
         return None
-    window, kind = conv.window, conv.kind
+    window, kind = conv.area, conv.kind
     filters = conv.filters or 0
     if kind == "transpose":
         in_positions = product(spatial_dims(ctx.shape, conv.last))
@@ -276,7 +270,7 @@ def activation_convolution(ctx: Ctx) -> str | None:
 
 def fans_convolution(ctx: Ctx) -> tuple[int | None, int | None]:
     conv = _conv(ctx)
-    window, channels, kind = conv.window, conv.channels, conv.kind
+    window, channels, kind = conv.area, conv.channels, conv.kind
     if kind == "depthwise" or kind == "separable":
         return (None if channels is None else window * channels), window * conv.multiplier
     filters = conv.filters or 0
@@ -286,9 +280,7 @@ def fans_convolution(ctx: Ctx) -> tuple[int | None, int | None]:
 
 
 def window_convolution(ctx: Ctx) -> Window:
-    conv = _conv(ctx)
-    return Window(conv.kernel, conv.strides, conv.dilation, conv.padding, conv.groups,
-                  conv.multiplier)
+    return _conv(ctx)
 
 
 def _traits(name: str) -> tuple[Trait, ...]:
