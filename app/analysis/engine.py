@@ -29,6 +29,7 @@ from app.analysis.graph import (
     ModelGraph,
     ReceptiveField,
     Shape,
+    TensorRef,
 )
 from app.analysis.rules import is_operation, lookup_rule
 from app.analysis.rules.base import (
@@ -50,8 +51,6 @@ DTYPE_BYTES = {
 VARIABLE_BYTES = {"mixed_float16": 4, "mixed_bfloat16": 4}
 _DEFAULT_GLOROT_KEYS = ("kernel_initializer", "depthwise_initializer")
 MODEL_TRAITS = frozenset({Trait.MODEL})
-_MISSING = object()
-"""Marks a tensor the walk has not produced (``None`` is an unknown shape)."""
 READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError)
 
 
@@ -103,8 +102,11 @@ class _Walk:
         self.trainable = trainable
         self.depth = depth
         self.by_name: dict[str, LayerNode] = {node.name: node for node in graph.layers}
-        self.tensors: dict[tuple[str, int, int], Shape | None] = {}
-        self.fields: dict[tuple[str, int, int], ReceptiveField | None] = {}
+        # A tensor's shape is in its producer's ``call_output_shapes``; its field is the
+        # producer's ``receptive_field`` for the first call and in ``later_fields`` for the
+        # calls of a shared layer after it (no dict keyed by tensor: a tuple built and hashed
+        # per input).
+        self.later_fields: dict[tuple[str, int], ReceptiveField | None] = {}
         self.results: dict[str, LayerResult] = {}
         self.order: list[str] = []
         self.edges: dict[tuple[str, str], None] = {}
@@ -185,8 +187,6 @@ class _Walk:
                     field = self.input_fields[position]
                 else:
                     field = _input_field(shape)
-                self.tensors[(node.name, 0, 0)] = shape
-                self.fields[(node.name, 0, 0)] = field
                 result.output_shapes = [shape]
                 result.call_output_shapes = [[shape]]
                 result.receptive_field = field
@@ -205,7 +205,7 @@ class _Walk:
                 result.output_shapes = [None]
                 result.notes.append("never called in this model")
         listed = [self.results[node.name] for node in graph.layers if node.listed]
-        outputs = [self.tensors.get((r.layer, r.node_index, r.tensor_index)) for r in graph.outputs]
+        outputs = [self.tensor(ref)[0] for ref in graph.outputs]
         return AnalysisResult(
             model_name=graph.name,
             graph=graph,
@@ -221,11 +221,21 @@ class _Walk:
             misaligned=self.misaligned,
         )
 
+    def tensor(self, ref: TensorRef) -> tuple[Shape | None, ReceptiveField | None]:
+        """The shape and field of a tensor computed so far; (None, None) for one that was not."""
+        producer = self.results.get(ref.layer)
+        calls = producer.call_output_shapes if producer is not None else []
+        if not 0 <= ref.node_index < len(calls) or not 0 <= ref.tensor_index < len(
+                calls[ref.node_index]):
+            return None, None
+        field = (producer.receptive_field if ref.node_index == 0  # type: ignore[union-attr]
+                 else self.later_fields.get((ref.layer, ref.node_index)))
+        return calls[ref.node_index][ref.tensor_index], field
+
     def visit(self, node: LayerNode, call_index: int, result: LayerResult) -> None:
         call = node.calls[call_index]
         name = node.name
-        tensors = self.tensors
-        tensor_fields = self.fields
+        results = self.results
         edges = self.edges
         inbound = result.inbound
         shapes: list[Shape | None] = []
@@ -233,17 +243,20 @@ class _Walk:
         producers: list[str] = []
         for ref in call.inputs:
             producer_name = ref.layer
-            key = (producer_name, ref.node_index, ref.tensor_index)
-            shape = tensors.get(key, _MISSING)  # one lookup (a tuple key hashes each time)
-            if shape is _MISSING:
-                producer = self.results.get(producer_name)
-                produced = producer.call_output_shapes[ref.node_index] if producer else []
+            # The producer's call was visited before this one (topological order), and
+            # topological_calls checked that it exists.
+            producer = results[producer_name]
+            node_index = ref.node_index
+            produced = producer.call_output_shapes[node_index]
+            tensor_index = ref.tensor_index
+            if not 0 <= tensor_index < len(produced):
                 raise InvalidArchitecture(
-                    f"{node.class_name} '{name}' consumes output {ref.tensor_index} of "
+                    f"{node.class_name} '{name}' consumes output {tensor_index} of "
                     f"'{producer_name}', which has {len(produced)} output(s)"
                 )
-            shapes.append(shape)  # type: ignore[arg-type]
-            fields.append(tensor_fields.get(key))
+            shapes.append(produced[tensor_index])
+            fields.append(producer.receptive_field if node_index == 0
+                          else self.later_fields.get((producer_name, node_index)))
             producers.append(producer_name)
             edges[(producer_name, name)] = None
             if producer_name not in inbound:
@@ -273,12 +286,11 @@ class _Walk:
             result.receptive_field = field
             if field is not None and field.misaligned:
                 self.misaligned.append({"layer": name, "branches": list(field.misaligned)})
+        else:
+            self.later_fields[(name, call_index)] = field
         size: int | None = 0
         dtype_size = result.dtype_bytes
-        for tensor_index, shape in enumerate(outputs):
-            key = (name, call_index, tensor_index)
-            tensors[key] = shape
-            tensor_fields[key] = field
+        for shape in outputs:
             count = elements(shape)
             if count is None:
                 size = None
@@ -415,7 +427,7 @@ class _Walk:
         else:
             result.macs += sum(macs)  # type: ignore[arg-type]
         outputs = list(inner.output_shapes)
-        output_fields = [walk.fields.get((r.layer, r.node_index, r.tensor_index)) for r in sub.outputs]
+        output_fields = [walk.tensor(ref)[1] for ref in sub.outputs]
         field = output_fields[0] if output_fields else None
         inner_sizes = [r.activation_bytes for r in inner.layers if r.class_name != "InputLayer"]
         inner_bytes = None if any(b is None for b in inner_sizes) else sum(inner_sizes)  # type: ignore[arg-type]

@@ -204,3 +204,38 @@ def test_unknown_spatial_size_marks_macs_partial_and_override_completes_it() -> 
     assert report["layers"][0]["macs"] == 5 * 5 * 9 * 3 * 4
     assert report["layers"][0]["receptive_field"]["axes"][0] == {"size": 3, "stride": 2, "padding": 1}
     assert report["coverage"]["metrics"]["macs"]["status"] == "complete"
+
+
+@pytest.mark.parametrize("tensor_index", [1, -1, 7])
+def test_a_tensor_a_layer_does_not_output_is_refused_with_the_count(tensor_index: int) -> None:
+    """Consuming output 1 (or -1: not "the last one") of a one-output layer is a readable
+    error naming the layer and how many outputs it has."""
+    consumer = call("ReLU", "act", {}, "conv")
+    consumer["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = ["conv", 0, tensor_index]
+    config = functional([input_layer("x", (8, 8, 3)),
+                         call("Conv2D", "conv", {"filters": 4, "kernel_size": 3}, "x"),
+                         consumer], ["x"], ["act"])
+    with pytest.raises(InvalidArchitecture,
+                       match=rf"ReLU 'act' consumes output {tensor_index} of 'conv', "
+                             r"which has 1 output\(s\)"):
+        analyze(config)
+
+
+def test_a_shared_layers_second_call_passes_on_its_own_field() -> None:
+    """A layer called twice: what consumes its second call sees the second call's field (the
+    same 3x3 convolution applied after a stride-2 pooling has a field twice as wide)."""
+    shared = call("Conv2D", "shared", {"filters": 3, "kernel_size": 3, "padding": "same"}, "x")
+    pooled = call("MaxPooling2D", "pool", {"pool_size": 2}, "x")
+    shared["inbound_nodes"].append({"args": [{"class_name": "__keras_tensor__", "config": {
+        "shape": [None, 8, 8, 3], "dtype": "float32", "keras_history": ["pool", 0, 0]}}],
+        "kwargs": {}})
+    after_first = call("ReLU", "first", {}, "shared")
+    after_second = call("ReLU", "second", {}, "shared")
+    after_second["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = ["shared", 1, 0]
+    config = functional([input_layer("x", (16, 16, 3)), pooled, shared, after_first,
+                         after_second], ["x"], ["first", "second"])
+    report = analyze(config)
+    fields = {layer["name"]: layer["receptive_field"]["axes"][0] for layer in report["layers"]}
+    assert fields["first"] == {"size": 3, "stride": 1, "padding": 1}
+    assert fields["second"] == {"size": 6, "stride": 2, "padding": 2}
+    assert report["summary"]["output_shapes"] == [[None, 16, 16, 3], [None, 8, 8, 3]]
