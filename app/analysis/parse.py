@@ -458,9 +458,16 @@ def _parse_functional(
         nodes.append(node)
         by_name[layer_name] = node
     for node in nodes:
-        where = f"{node.class_name} '{node.name}'"
         for call in node.calls:
-            call.inputs = [_resolve(r, by_name, fmt, False, where) for r in call.inputs]
+            refs = call.inputs
+            for position, ref in enumerate(refs):
+                target = by_name.get(ref.layer)
+                if target is not None and target.subgraph is None and (
+                    0 <= ref.node_index < len(target.calls) if target.calls
+                    else ref.node_index == 0 and target.class_name == "InputLayer"
+                ):
+                    continue  # names a call that exists, as written: what _resolve keeps
+                refs[position] = _resolve(ref, by_name, fmt, False, f"{node.class_name} '{node.name}'")
     inputs = [
         _resolve(r, by_name, fmt, True, f"model '{name}' input_layers")
         for r in _parse_refs(config.get("input_layers"), f"model '{name}' input_layers")
