@@ -40,8 +40,9 @@ class TensorRef:
     """A reference to one output tensor of one call of a layer.
 
     ``TensorRef("conv1", 0, 0)`` is the first output of the first call of
-    layer ``conv1`` (Keras's ``keras_history`` triple). A value, never changed once built
-    (not a frozen dataclass for the cost of building one, see :class:`AxisField`).
+    layer ``conv1`` (Keras's ``keras_history`` triple). A value, never changed once the graph
+    is built (not a frozen dataclass for the cost of building one, see :class:`AxisField`);
+    while building it, the parser gives ``layer`` the named layer's own string object.
     """
 
     layer: str

@@ -420,9 +420,15 @@ def _node_offset(node: LayerNode, fmt: str, for_model_io: bool) -> int:
 
 
 def _resolve(ref: TensorRef, by_name: dict[str, LayerNode], fmt: str, io: bool, where: str) -> TensorRef:
+    """The reference with its node index as this graph counts calls (the conventions of Keras
+    versions differ for inputs and nested models); raises for a layer or call that does not
+    exist. Its layer name becomes the layer's own string object (equal, the same text): every
+    later lookup by that name (the walk, the prediction, the findings: tens of thousands on a
+    large graph) then matches on identity, without reading both strings to compare them."""
     node = by_name.get(ref.layer)
     if node is None:
         raise _fail(f"{where} refers to a layer that does not exist. Received: '{ref.layer}'")
+    ref.layer = node.name
     if node.class_name == "InputLayer" and not node.calls:
         if ref.node_index != 0:
             return TensorRef(ref.layer, 0, ref.tensor_index)
@@ -466,7 +472,10 @@ def _parse_functional(
                     0 <= ref.node_index < len(target.calls) if target.calls
                     else ref.node_index == 0 and target.class_name == "InputLayer"
                 ):
-                    continue  # names a call that exists, as written: what _resolve keeps
+                    # Names a call that exists, as written (what _resolve keeps): only the
+                    # name becomes the layer's own string object (see _resolve).
+                    ref.layer = target.name
+                    continue
                 refs[position] = _resolve(ref, by_name, fmt, False, f"{node.class_name} '{node.name}'")
     inputs = [
         _resolve(r, by_name, fmt, True, f"model '{name}' input_layers")

@@ -94,3 +94,20 @@ def test_mixed_precision_policy_halves_activation_bytes() -> None:
     half = analyze(model({"class_name": "DTypePolicy", "config": {"name": "mixed_float16"}}))["layers"][0]
     assert full["activation_bytes"] == 4 * 4 * 2 * 4
     assert half["activation_bytes"] == full["activation_bytes"] // 2
+
+
+def test_every_reference_names_its_layer_with_the_layers_own_string() -> None:
+    """Names read from ``keras_history`` are equal to the layers' names but other string
+    objects; the parser makes them the same objects, so the tens of thousands of lookups by
+    name in a large graph's walk, prediction and findings match on identity."""
+    from tests.analysis.builders import call, functional, input_layer
+
+    config = json.loads(json.dumps(functional(
+        [input_layer("x", (8, 8, 3)), call("Conv2D", "conv", {"filters": 4, "kernel_size": 3}, "x"),
+         call("Add", "add", {}, "conv", "conv")], ["x"], ["add"])))
+    graph = build_graph(config)
+    names = {node.name: node.name for node in graph.layers}
+    refs = [ref for node in graph.layers for c in node.calls for ref in c.inputs]
+    refs += graph.inputs + graph.outputs
+    assert len(refs) == 5
+    assert all(ref.layer is names[ref.layer] for ref in refs)
