@@ -31,7 +31,7 @@ from app.analysis.graph import (
     Shape,
     TensorRef,
 )
-from app.analysis.rules import is_operation, lookup_rule
+from app.analysis.rules import lookup_rule
 from app.analysis.rules.base import (
     UNKNOWN,
     Ctx,
@@ -263,7 +263,7 @@ class _Walk:
                 inbound.append(producer_name)
         if call_index == 0:
             result.input_shapes = list(shapes)
-        operation = node.module is not None and is_operation(node.module)
+        operation = node.operation
         ctx = Ctx(
             name,
             node.class_name,

@@ -73,7 +73,8 @@ class LayerNode:
     ``config`` is the layer's own ``config`` dict untouched. ``listed`` is
     False for the implicit InputLayer of a Sequential model, which Keras does
     not list in ``model.layers``. ``subgraph`` is set when the layer is itself
-    a model (Sequential or Functional used as a layer).
+    a model (Sequential or Functional used as a layer). ``operation`` is True for a Keras 3
+    functional op (``x + y``, recorded with an ops module), which is not listed either.
     """
 
     name: str
@@ -83,6 +84,7 @@ class LayerNode:
     calls: list[LayerCall] = field(default_factory=list)
     subgraph: ModelGraph | None = None
     listed: bool = True
+    operation: bool = False
 
 
 @dataclass(slots=True)

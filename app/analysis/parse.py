@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.analysis.graph import LayerCall, LayerNode, ModelGraph, Shape, TensorRef
+from app.analysis.rules import is_operation
 from app.errors import InvalidArchitecture
 
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
@@ -335,7 +336,8 @@ def _layer_node(entry: dict[str, Any], name: str, fmt: str, depth: int, path: st
         config=config,
         module=entry.get("module") if isinstance(entry.get("module"), str) else None,
     )
-    if node.module and ".ops." in f".{node.module}.":
+    if is_operation(node.module):
+        node.operation = True
         node.listed = False  # Keras 3 functional ops are not in model.layers
     if is_model_config(entry):
         node.subgraph = _parse_model(entry, fmt, depth + 1, f"{path}/{name}")

@@ -28,8 +28,12 @@ def broadcast(ctx: Ctx, shapes: Sequence[Shape | None]) -> Shape | None:
     (None, 4, 5)
     """
     first = shapes[0] if shapes else None
-    if first is not None and all(s == first for s in shapes):
-        return tuple(first)  # identical shapes (a residual Add): nothing to broadcast
+    if first is not None:
+        for shape in shapes:  # a loop, not all(<generator>): every merge asks
+            if shape != first:
+                break
+        else:
+            return tuple(first)  # identical shapes (a residual Add): nothing to broadcast
     known = [s for s in shapes if s is not None]
     if len(known) < len(shapes):
         return None
