@@ -154,39 +154,68 @@ def _field_stride(layer: LayerResult) -> Fraction | int | None:
     return None if axes is None else _axis_max([axis.stride for axis in axes])
 
 
-Extents = tuple[dict[str, Fraction | int | None], dict[str, Fraction | int | None]]
-"""Per layer name, the largest stride and the largest size of its local field (:func:`field_extents`)."""
+class _Layout:
+    """What several passes read of every layer, gathered in one pass over ``result.layers``
+    (:func:`_layout`): a graph can hold tens of thousands of layers, and at that size each pass
+    over them costs more in memory traffic than in arithmetic.
+
+    - ``position``: layer name -> its index in ``result.layers``;
+    - ``strides``/``sizes``: per index, :func:`_field_stride` and :func:`_field_size` (None
+      without a spatial field);
+    - ``flat``: the indices whose stride is None, in order;
+    - ``traits``: every trait some layer declares (a pass looking for a trait nobody declares
+      has nothing to find).
+    """
+
+    __slots__ = ("flat", "position", "sizes", "strides", "traits")
+
+    def __init__(self) -> None:
+        self.position: dict[str, int] = {}
+        self.strides: list[Fraction | int | None] = []
+        self.sizes: list[Fraction | int | None] = []
+        self.flat: list[int] = []
+        self.traits: frozenset[Trait] = frozenset()
 
 
-def field_extents(result: AnalysisResult) -> Extents:
-    """:func:`_field_stride` and :func:`_field_size` of every layer, by name: read once per
-    analysis for the passes that ask (stages, head, full-resolution compute), and once per field
-    (a normalization or an activation passes its input's field on: the same object)."""
-    strides: dict[str, Fraction | int | None] = {}
-    sizes: dict[str, Fraction | int | None] = {}
+def _layout(result: AnalysisResult) -> _Layout:
+    """The :class:`_Layout` of an analysed graph (one pass; each field's extent is read inline
+    for the usual 2D field of plain ints, once per field object otherwise)."""
+    facts = _Layout()
+    position, strides, sizes, flat = facts.position, facts.strides, facts.sizes, facts.flat
+    trait_sets: set[frozenset[Trait]] = set()  # a few distinct sets: their hashes are cached
     by_field: dict[int, tuple[Fraction | int | None, Fraction | int | None]] = {}
-    for layer in result.layers:
-        key = id(layer.receptive_field)  # the fields outlive this loop: ids stay unique
+    for index, layer in enumerate(result.layers):
+        position[layer.name] = index
+        trait_sets.add(layer.traits)
+        field = layer.receptive_field
+        if field is None or field.axes is None or field.unknown:  # _local_axes, inline
+            strides.append(None)
+            sizes.append(None)
+            flat.append(index)
+            continue
+        axes = field.axes
+        if len(axes) == 2:  # the usual 2D field, two plain ints per value: _extent, inline
+            first, second = axes
+            stride, other_stride = first.stride, second.stride
+            size, other_size = first.size, second.size
+            if type(stride) is int and type(other_stride) is int and type(size) is int \
+                    and type(other_size) is int:
+                strides.append(other_stride if other_stride > stride else stride)
+                sizes.append(other_size if other_size > size else size)
+                continue
+        key = id(field)  # the fields outlive this loop: ids stay unique
         extent = by_field.get(key)
         if extent is None:
-            extent = by_field[key] = _extent(_local_axes(layer))
-        strides[layer.name], sizes[layer.name] = extent
-    return strides, sizes
+            extent = by_field[key] = _extent(axes)
+        strides.append(extent[0])
+        sizes.append(extent[1])
+    facts.traits = frozenset().union(*trait_sets)
+    return facts
 
 
-def _extent(axes: tuple[Any, ...] | None) -> tuple[Fraction | int | None, Fraction | int | None]:
-    """(largest stride, largest size) over a field's axes in one loop, each as
-    :func:`_axis_max` picks it; (None, None) without a spatial field."""
-    if axes is None:
-        return None, None
-    if len(axes) == 2:  # the usual 2D field: two plain ints per value, no loop
-        first, second = axes
-        stride, other_stride = first.stride, second.stride
-        size, other_size = first.size, second.size
-        if type(stride) is int and type(other_stride) is int and type(size) is int \
-                and type(other_size) is int:
-            return (other_stride if other_stride > stride else stride,
-                    other_size if other_size > size else size)
+def _extent(axes: tuple[Any, ...]) -> tuple[Fraction | int, Fraction | int]:
+    """(largest stride, largest size) over a field's axes, each as :func:`_axis_max` picks it
+    (the first of equal values)."""
     return _axis_max([axis.stride for axis in axes]), _axis_max([axis.size for axis in axes])
 
 
@@ -218,13 +247,16 @@ _PASS_THROUGH_TRAITS = frozenset({Trait.PADDING, Trait.CROPPING})
 
 
 class _Group:
-    """The layers computed at one effective stride (one resampling phase), in graph order."""
+    """The layers computed at one effective stride (one resampling phase), in graph order, with
+    their indices in ``result.layers``."""
 
-    __slots__ = ("downsampling", "kernels", "convolutions", "layers", "stride", "upsampling")
+    __slots__ = ("downsampling", "indices", "kernels", "convolutions", "layers", "stride",
+                 "upsampling")
 
     def __init__(self, stride: Fraction | int) -> None:
         self.stride = stride
         self.layers: list[LayerResult] = []
+        self.indices: list[int] = []
         self.downsampling: list[str] = []
         self.upsampling: list[str] = []
         self.kernels = 0
@@ -232,6 +264,7 @@ class _Group:
 
     def absorb(self, other: _Group, *, before: bool) -> None:
         self.layers = other.layers + self.layers if before else self.layers + other.layers
+        self.indices = other.indices + self.indices if before else self.indices + other.indices
         self.downsampling = (other.downsampling + self.downsampling if before
                              else self.downsampling + other.downsampling)
         self.upsampling = (other.upsampling + self.upsampling if before
@@ -241,7 +274,7 @@ class _Group:
 
 
 def _group_layers(
-    result: AnalysisResult, strides: dict[str, Fraction | int | None]
+    result: AnalysisResult, facts: _Layout
 ) -> tuple[list[_Group], list[LayerResult]]:
     """Stages (groups that compute) and the head (what follows the last stage).
 
@@ -251,36 +284,47 @@ def _group_layers(
     input and its padding, a pooling between two stages) joins the next stage; after the last
     stage it is the head. Non-spatial layers inside the body (a squeeze-and-excitation gate's
     pooled branch) belong to the stage they read from; those that feed nothing spatial are the
-    head (global pooling, the classifier). ``strides``: from :func:`field_extents`.
+    head (global pooling, the classifier). ``facts``: from :func:`_layout`.
+
+    Per-layer state is kept in lists by index (``facts.position`` maps an input's name to it):
+    a layer's inputs usually come before it, and where they do not (shared layers), the state
+    of one not reached yet reads as it did by name (phase 0, no group).
     """
-    phase: dict[str, int] = {}
+    layers = result.layers
+    strides, position = facts.strides, facts.position
     successors = result.successors()
-    feeds_spatial: dict[str, bool] = {}
+    # Whether a layer without a stride feeds a spatial layer, directly or through other layers
+    # without one (only those are asked); latest first, so a consumer listed later is known.
+    feeds_spatial: dict[int, bool] = {}
     no_successors: list[str] = []
-    for layer in reversed(result.layers):
+    for index in reversed(facts.flat):
         feeds = False
-        for name in successors.get(layer.name, no_successors):
-            if strides.get(name) is not None or feeds_spatial.get(name, False):
+        for name in successors.get(layers[index].name, no_successors):
+            consumer = position.get(name)
+            if consumer is not None and (strides[consumer] is not None
+                                         or feeds_spatial.get(consumer, False)):
                 feeds = True
                 break
-        feeds_spatial[layer.name] = feeds
+        feeds_spatial[index] = feeds
+    phase = [0] * len(layers)
+    group_of: list[_Group | None] = [None] * len(layers)
     groups: dict[tuple[int, Fraction | int], _Group] = {}
-    group_of: dict[str, _Group] = {}
-    head: list[LayerResult] = []
+    head: list[int] = []
     kernel_trait, spatial_kernel_trait = Trait.KERNEL, Trait.SPATIAL_KERNEL  # hoisted lookups
-    for layer in result.layers:
-        stride = strides[layer.name]
+    for index, layer in enumerate(layers):
+        stride = strides[index]
         # One pass over the inputs in the graph: the latest phase among them (0 when none:
         # phases never go below 0) and the least and greatest of their known strides.
         inbound_phase = 0
         lowest: Fraction | int | None = None
         highest: Fraction | int | None = None
         for name in layer.inbound:
-            if name in strides:
-                source_phase = phase.get(name, 0)
+            source = position.get(name)
+            if source is not None:
+                source_phase = phase[source]
                 if source_phase > inbound_phase:
                     inbound_phase = source_phase
-                source_stride = strides[name]
+                source_stride = strides[source]
                 if source_stride is not None:
                     if lowest is None or source_stride < lowest:
                         lowest = source_stride
@@ -288,18 +332,22 @@ def _group_layers(
                         highest = source_stride
         group: _Group | None
         if stride is None:
-            phase[layer.name] = inbound_phase
-            # the first input's group (every grouped layer is in ``strides``)
-            source = next((group_of[name] for name in layer.inbound if name in group_of), None)
-            if feeds_spatial[layer.name] and source is not None:
-                group = source
-            else:
-                head.append(layer)
+            phase[index] = inbound_phase
+            group = None  # the first input's group, if it has one yet
+            for name in layer.inbound:
+                source = position.get(name)
+                if source is not None and group_of[source] is not None:
+                    group = group_of[source]
+                    break
+            if group is None or not feeds_spatial[index]:
+                head.append(index)
                 continue
         else:
             upsamples = lowest is not None and stride < lowest
-            phase[layer.name] = inbound_phase + (1 if upsamples else 0)
-            key = (phase[layer.name], stride)
+            if upsamples:
+                inbound_phase += 1
+            phase[index] = inbound_phase
+            key = (inbound_phase, stride)
             group = groups.get(key)
             if group is None:
                 group = groups[key] = _Group(stride)
@@ -308,10 +356,12 @@ def _group_layers(
             if upsamples:
                 group.upsampling.append(layer.name)
         group.layers.append(layer)
-        group_of[layer.name] = group
-        if kernel_trait in layer.traits:
+        group.indices.append(index)
+        group_of[index] = group
+        traits = layer.traits
+        if kernel_trait in traits:
             group.kernels += 1
-        if spatial_kernel_trait in layer.traits:
+        if spatial_kernel_trait in traits:
             group.convolutions += 1
     stages: list[_Group] = []
     pending: list[_Group] = []
@@ -325,29 +375,41 @@ def _group_layers(
         stages.append(group)
     if not stages:
         return [], []
-    tail = [layer for group in pending for layer in group.layers]
-    in_head = {layer.name for layer in tail} | {layer.name for layer in head}
-    ordered_head = [layer for layer in result.layers if layer.name in in_head]
-    return stages, ordered_head
+    # the head in graph order: the trailing groups' layers and the head's (never both)
+    head += [index for group in pending for index in group.indices]
+    head.sort()
+    return stages, [layers[index] for index in head]
 
 
 def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
                   sizes: list[Fraction | int | None]) -> LayerResult:
     """The map a stage hands on: of its layers read by a later stage or the head, the one with
-    the widest field (read before any padding); the widest-field layer when nothing follows.
-    ``sizes``: :func:`_field_size` of each of the group's layers (the caller has them)."""
+    the widest field (the last of equal ones; read before any padding); the widest-field layer
+    when nothing follows. ``sizes``: :func:`_field_size` of each of the group's layers.
+
+    Latest first, so the last of the widest is the first of them met: a layer's consumers are
+    looked up only when its field is wider than that of every feeding layer after it.
+    """
     successors = result.successors()
     by_name = result.by_name()
-    sized = [(layer, size) for layer, size in zip(group.layers, sizes, strict=True)
-             if size is not None]
-    feeding = [pair for pair in sized
-               if not later.isdisjoint(successors.get(pair[0].name, ()))
-               ] if later else []
-    candidates = feeding or sized
-    best, best_size = candidates[0]
-    for layer, size in candidates[1:]:
-        if size is not None and best_size is not None and size >= best_size:
-            best, best_size = layer, size
+    widest: LayerResult | None = None
+    widest_size: Fraction | int | None = None
+    feeding: LayerResult | None = None
+    feeding_size: Fraction | int | None = None
+    index = len(sizes)
+    for size in reversed(sizes):
+        index -= 1
+        if size is None:
+            continue
+        if widest_size is None or size > widest_size:
+            widest, widest_size = group.layers[index], size
+        if later and (feeding_size is None or size > feeding_size):
+            layer = group.layers[index]
+            if not later.isdisjoint(successors.get(layer.name, ())):
+                feeding, feeding_size = layer, size
+    best = feeding if feeding is not None else widest
+    if best is None:  # every group holds a layer with a field (the one that started it)
+        raise ValueError("a stage without a spatial layer")
     seen = 0
     while best.traits & _PASS_THROUGH_TRAITS and best.inbound and seen < 64:
         previous = by_name.get(best.inbound[0])
@@ -375,7 +437,7 @@ def _input_channels(result: AnalysisResult) -> int | None:
 
 
 def stages_of(
-    result: AnalysisResult, extents: Extents | None = None
+    result: AnalysisResult, facts: _Layout | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The stages of an analysed model and its head, as the report states them.
 
@@ -384,37 +446,58 @@ def stages_of(
     whose stride exceeds their inputs' (the layers that change the resolution). ``resolution``
     and ``channels_out`` are those of the map the stage hands on. The head is every layer after
     the last stage (global pooling, a final pooling, the classifier), None when there is none.
-    ``extents``: :func:`field_extents` when the caller has them.
+    ``facts``: :func:`_layout` when the caller has it.
     """
-    strides, field_sizes = extents if extents is not None else field_extents(result)
-    groups, head_layers = _group_layers(result, strides)
+    if facts is None:
+        facts = _layout(result)
+    groups, head_layers = _group_layers(result, facts)
+    field_sizes = facts.sizes
     stages: list[dict[str, Any]] = []
     previous_size: Fraction | int | None = None
     previous_channels = _input_channels(result)
     for index, group in enumerate(groups):
         later = {layer.name for following in groups[index + 1:] for layer in following.layers}
         later |= {layer.name for layer in head_layers}
-        layer_sizes = [field_sizes[layer.name] for layer in group.layers]
+        # One loop over the stage: names, sums, and the largest and least field (the first
+        # of equal ones, as _axis_max and min pick them).
+        names: list[str] = []
+        layer_sizes: list[Fraction | int | None] = []
+        params = macs = 0
+        end_size: Fraction | int | None = None
+        least: Fraction | int | None = None
+        for layer, at in zip(group.layers, group.indices, strict=True):
+            names.append(layer.name)
+            value = layer.params
+            if value is not None:
+                params += value
+            value = layer.macs
+            if value is not None:
+                macs += value
+            size = field_sizes[at]
+            layer_sizes.append(size)
+            if size is not None:
+                if end_size is None or size > end_size:
+                    end_size = size
+                if least is None or size < least:
+                    least = size
         output = _stage_output(group, later, result, layer_sizes)
-        sizes = [size for size in layer_sizes if size is not None]
-        end_size = _axis_max(sizes) if sizes else None
-        start_size = previous_size if previous_size is not None else (min(sizes) if sizes else None)
+        start_size = previous_size if previous_size is not None else least
         channels = _channels(output)
         stages.append({
             "index": index + 1,
             "effective_stride": _number(group.stride),
             "resolution": _resolution(output),
-            "first_layer": group.layers[0].name,
-            "last_layer": group.layers[-1].name,
+            "first_layer": names[0],
+            "last_layer": names[-1],
             "output_layer": output.name,
             "downsampling_layers": group.downsampling,
             "upsampling_layers": group.upsampling,
-            "layer_count": len(group.layers),
-            "layers": [layer.name for layer in group.layers],
+            "layer_count": len(names),
+            "layers": names,
             "convolutions": group.convolutions,
             "weighted_layers": group.kernels,
-            "params": _sum(layer.params for layer in group.layers),
-            "macs": _sum(layer.macs for layer in group.layers),
+            "params": params,
+            "macs": macs,
             "field_start": _number(start_size),
             "field_end": _number(end_size),
             "field_growth": (_number(end_size - start_size)
@@ -427,6 +510,7 @@ def stages_of(
         previous_size, previous_channels = end_size, channels
     head = None
     if head_layers and stages:
+        position = facts.position
         head = {
             "first_layer": head_layers[0].name,
             "last_layer": head_layers[-1].name,
@@ -435,7 +519,7 @@ def stages_of(
             "params": _sum(layer.params for layer in head_layers),
             "macs": _sum(layer.macs for layer in head_layers),
             "downsampling_layers": [layer.name for layer in head_layers
-                                    if strides[layer.name] is not None
+                                    if facts.strides[position[layer.name]] is not None
                                     and Trait.POOLING in layer.traits],
             "global": any(Trait.GLOBAL_POOLING in layer.traits or Trait.FLATTEN in layer.traits
                           for layer in head_layers),
@@ -447,8 +531,8 @@ def _dims(resolution: list[int | None] | None) -> str:
     return "x".join("?" if value is None else str(value) for value in resolution or [])
 
 
-def _stage_finding(result: AnalysisResult, extents: Extents | None = None) -> list[dict[str, Any]]:
-    stages, head = stages_of(result, extents)
+def _stage_finding(result: AnalysisResult, facts: _Layout | None = None) -> list[dict[str, Any]]:
+    stages, head = stages_of(result, facts)
     if not stages:
         return []
     parts = []
@@ -837,44 +921,54 @@ def _count_text(value: int) -> str:
     return str(value)
 
 
-def _full_resolution_compute(result: AnalysisResult, extents: Extents | None = None
-                             ) -> list[dict[str, Any]]:
+def _full_resolution_compute(result: AnalysisResult, facts: _Layout | None = None,
+                             params: int | None = None) -> list[dict[str, Any]]:
     """Most MACs spent at effective stride 1: no, or late, downsampling.
 
     Compute per layer grows with the number of positions, so a network that keeps the input
     resolution through its convolutions pays for every pixel at every layer; the usual designs
     (ResNet's stride-2 7x7 stem and pooling, MobileNet's strided stem) reach stride 4 within two
-    layers.
+    layers. ``facts`` and ``params`` (the model's parameters): when the caller has them.
     """
-    total = _sum(layer.macs for layer in result.layers)
-    if total <= 0:
-        return []
-    strides = (extents if extents is not None else field_extents(result))[0]
-    full: list[LayerResult] = []
+    strides = (facts if facts is not None else _layout(result)).strides
+    # One loop for every sum: over all layers, over those at stride 1 (``full``), and over the
+    # weighted ones among them.
+    total = all_activation = activation = macs = convs = before_downsampling = 0
+    weighted: list[LayerResult] = []
     first_downsampling: str | None = None
-    before_downsampling = 0
-    for layer in result.layers:
-        stride = strides[layer.name]
+    kernel_trait, spatial_kernel_trait = Trait.KERNEL, Trait.SPATIAL_KERNEL  # hoisted lookups
+    for layer, stride in zip(result.layers, strides, strict=True):
+        layer_macs = layer.macs
+        if layer_macs is not None:
+            total += layer_macs
+        layer_bytes = layer.activation_bytes
+        if layer_bytes is not None:
+            all_activation += layer_bytes
         if stride is None:
             continue
         if stride == 1:
-            full.append(layer)
-            if first_downsampling is None and Trait.SPATIAL_KERNEL in layer.traits:
+            if layer_bytes is not None:
+                activation += layer_bytes
+            traits = layer.traits
+            if spatial_kernel_trait in traits and first_downsampling is None:
                 before_downsampling += 1
+            if layer_macs and kernel_trait in traits:
+                weighted.append(layer)
+                macs += layer_macs
+                if spatial_kernel_trait in traits:
+                    convs += 1
         elif stride > 1 and first_downsampling is None:
             first_downsampling = layer.name
-    weighted = [layer for layer in full if Trait.KERNEL in layer.traits and layer.macs]
-    macs = _sum(layer.macs for layer in weighted)
+    if total <= 0:
+        return []
     share = macs / total
     if share < FULL_RESOLUTION_SHARE or macs < FULL_RESOLUTION_MIN_MACS or not weighted:
         return []
     resolution = _resolution(weighted[0])
-    params = _sum(layer.params for layer in result.listed_layers)
-    activation = _sum(layer.activation_bytes for layer in full)
-    all_activation = _sum(layer.activation_bytes for layer in result.layers)
+    if params is None:
+        params = _sum(layer.params for layer in result.listed_layers)
     where = (f"the first downsampling ({first_downsampling}) comes after {before_downsampling} "
              f"convolution(s)" if first_downsampling else "nothing downsamples")
-    convs = sum(1 for layer in weighted if Trait.SPATIAL_KERNEL in layer.traits)
     per_param = round(total / params) if params else None
     reuse = (f" for {_count_text(params)} parameters ({per_param:,} MACs per parameter)"
              if per_param else "")
@@ -1117,9 +1211,10 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
     if prediction is None:
         prediction = gradient_flow.predict(result)
     weighted = {entry["name"] for entry in prediction.get("layers", [])}
-    extents = field_extents(result)
+    facts = _layout(result)
+    params = _sum(layer.params for layer in result.listed_layers)
     findings: list[dict[str, Any]] = []
-    findings += _stage_finding(result, extents)
+    findings += _stage_finding(result, facts)
     findings += _coverage_finding(result, field_summary)
     findings += _residual_value(result, prediction, find_skips(result))
     findings += _stride_kernel_findings(result)
@@ -1131,7 +1226,7 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
     findings += _dilation_gridding(result)
     findings += _shape_mismatch(result)
     findings += _misaligned(result)
-    findings += _full_resolution_compute(result, extents)
+    findings += _full_resolution_compute(result, facts, params)
     findings += _residual_branch_nonnegative(result)
     findings += _bias_before_normalization(result)
     findings += _gradient_verdict(prediction)
