@@ -662,38 +662,45 @@ def _early_downsampling(result: AnalysisResult) -> list[dict[str, Any]]:
     return []
 
 
-def _deep_plain_stack(result: AnalysisResult, weighted: set[str]) -> list[dict[str, Any]]:
-    """The longest chain of weighted layers with no merge and no normalization in between."""
-    # Per layer: (run length, last weighted layer of the run); back-pointers rebuild the chain.
-    run: dict[str, tuple[int, str | None]] = {}
-    previous_weighted: dict[str, str | None] = {}
-    best: tuple[int, str | None] = (0, None)
-    for layer in result.layers:
-        if Trait.NORMALIZATION in layer.traits or layer.merge in SPATIAL_MERGES:
-            run[layer.name] = (0, None)
-            continue
-        previous: tuple[int, str | None] = (0, None)
-        found = False
+def _deep_plain_stack(result: AnalysisResult, weighted: set[str],
+                      facts: _Layout | None = None) -> list[dict[str, Any]]:
+    """The longest chain of weighted layers with no merge and no normalization in between.
+    ``facts``: :func:`_layout` when the caller has it."""
+    layers = result.layers
+    position = (facts if facts is not None else _layout(result)).position
+    # Per layer index: the length of the run ending there and the index of its last weighted
+    # layer (-1: none); per weighted layer, the previous one in its run (back-pointers rebuild
+    # the chain). A layer not reached yet reads as length 0 (as one missing from the runs).
+    lengths = [0] * len(layers)
+    lasts = [-1] * len(layers)
+    previous_weighted = [-1] * len(layers)
+    best_length, best_last = 0, -1
+    normalization = Trait.NORMALIZATION
+    for index, layer in enumerate(layers):
+        if normalization in layer.traits or layer.merge in SPATIAL_MERGES:
+            continue  # a run of 0
+        length, last = 0, -1
         for name in layer.inbound:  # the longest run among the inputs, the first of equal ones
-            if name in run and (not found or run[name][0] > previous[0]):
-                previous, found = run[name], True
+            source = position.get(name)
+            if source is not None and lengths[source] > length:
+                length, last = lengths[source], lasts[source]
         if layer.name in weighted:
-            previous_weighted[layer.name] = previous[1]
-            current: tuple[int, str | None] = (previous[0] + 1, layer.name)
-        else:
-            current = previous
-        run[layer.name] = current
-        if current[0] > best[0]:
-            best = current
-    count = best[0]
-    names: list[str] = []
-    cursor = best[1]
-    while cursor is not None and len(names) < count:
-        names.append(cursor)
-        cursor = previous_weighted.get(cursor)
-    names.reverse()
+            previous_weighted[index] = last
+            length, last = length + 1, index
+        lengths[index], lasts[index] = length, last
+        if length > best_length:
+            best_length, best_last = length, last
+    count = best_length
     if count < DEEP_PLAIN_THRESHOLD:
         return []
+    names: list[str] = []
+    cursor = best_last
+    while cursor >= 0 and len(names) < count:
+        names.append(layers[cursor].name)
+        cursor = previous_weighted[cursor]
+    if count < DEEP_PLAIN_THRESHOLD:
+        return []
+    names.reverse()
     return [_finding(
         "deep_plain_stack", "warning", names,
         f"{count} weighted layers in a row ({names[0]} ... {names[-1]}) with no skip connection "
@@ -1051,10 +1058,6 @@ def _bias_before_normalization(result: AnalysisResult) -> list[dict[str, Any]]:
         {"layers": len(layers), "redundant_params": wasted, "total_params": total})]
 
 
-def _nonnegative_output(layer: LayerResult) -> bool:
-    return (layer.activation or "linear") in NONNEGATIVE_ACTIVATIONS
-
-
 def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]:
     """Identity shortcuts added to a branch whose last layer outputs only non-negative values.
 
@@ -1064,15 +1067,16 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
     """
     by_name = result.by_name()
     found: list[dict[str, str]] = []
+    merges: list[str] = []  # the merges and their branch ends, in the order of ``found``
+    ends: list[str] = []
     # Without shared layers ``result.layers`` lists every layer after all of its inputs, so a
     # layer listed after the branch's end cannot be its ancestor (no walk needed to say so).
-    position: dict[str, int] | None = {}
-    for index, layer in enumerate(result.layers):  # one pass: positions, or None if shared
-        if len(layer.call_output_shapes) > 1:
-            position = None
-            break
-        position[layer.name] = index  # type: ignore[index]
+    # Built only when a walk is needed: a shortcut that is an input of the branch's end (the
+    # usual ``x + relu(conv(x))``) is its ancestor at once.
+    position: dict[str, int] | None = None
+    walked = False
     sums = (Merge.SUM, Merge.AVERAGE)  # built once, not per layer
+    kernel_trait, activation_trait = Trait.KERNEL, Trait.ACTIVATION
     for layer in result.layers:
         if layer.merge not in sums:
             continue
@@ -1083,23 +1087,30 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
         first, second = inbound[0], inbound[1]
         for shortcut, branch in ((first, second), (second, first)):
             end = by_name.get(branch)
-            if end is None or not _nonnegative_output(end):
+            if end is None or (end.activation or "linear") not in NONNEGATIVE_ACTIVATIONS:
                 continue
-            if Trait.KERNEL not in end.traits and Trait.ACTIVATION not in end.traits:
+            traits = end.traits
+            if kernel_trait not in traits and activation_trait not in traits:
                 continue
-            if position is not None and position.get(shortcut, -1) > position.get(branch, -1):
-                continue
-            if _reaches(by_name, branch, shortcut):
-                found.append({"merge": layer.name, "branch_end": branch, "shortcut": shortcut,
-                              "activation": end.activation or "linear"})
-                break
+            if shortcut not in end.inbound:
+                if not walked:
+                    position, walked = _positions(result), True
+                if position is not None and \
+                        position.get(shortcut, -1) > position.get(branch, -1):
+                    continue
+                if not _reaches(by_name, branch, shortcut):
+                    continue
+            found.append({"merge": layer.name, "branch_end": branch, "shortcut": shortcut,
+                          "activation": end.activation or "linear"})
+            merges.append(layer.name)
+            ends.append(branch)
+            break
     if not found:
         return []
     example = found[0]
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    names = [item["merge"] for item in found] + [item["branch_end"] for item in found]
     return [_finding(
-        "residual_branch_nonnegative", "warning", list(dict.fromkeys(names)),
+        "residual_branch_nonnegative", "warning", list(dict.fromkeys(merges + ends)),
         f"{example['merge']}{more} adds {example['branch_end']}'s {example['activation']} output "
         f"to the identity shortcut from {example['shortcut']}: a residual branch that ends in a "
         "non-negative activation can only add to its input, never subtract, so the signal "
@@ -1108,6 +1119,17 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
         "error); end the branch with a linear layer (or BatchNormalization) and apply the "
         "activation after the Add, or use pre-activation blocks.",
         {"merges": found})]
+
+
+def _positions(result: AnalysisResult) -> dict[str, int] | None:
+    """Each layer's index in ``result.layers`` by name; None when some layer is called more
+    than once (shared layers), where that order need not put a layer after its inputs."""
+    position: dict[str, int] = {}
+    for index, layer in enumerate(result.layers):
+        if len(layer.call_output_shapes) > 1:
+            return None
+        position[layer.name] = index
+    return position
 
 
 def _reaches(by_name: dict[str, LayerResult], start: str, target: str, limit: int = 256) -> bool:
@@ -1219,7 +1241,7 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
     findings += _residual_value(result, prediction, find_skips(result))
     findings += _stride_kernel_findings(result)
     findings += _early_downsampling(result)
-    findings += _deep_plain_stack(result, weighted)
+    findings += _deep_plain_stack(result, weighted, facts)
     findings += _saturating(result, prediction)
     findings += _dense_head(result)
     findings += _checkerboard(result)
