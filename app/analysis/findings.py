@@ -714,9 +714,11 @@ def _saturating(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict
     by_name = result.by_name()
     outputs = set(result.output_layers)
     hidden = []
+    saturating = gradient_flow.SATURATING_ACTIVATIONS
     for layer in result.layers:
-        activation = gradient_flow.activation_of(layer)
-        if activation not in gradient_flow.SATURATING_ACTIVATIONS or layer.name in outputs:
+        # gradient_flow.activation_of, inline ("linear" for None, which does not saturate)
+        activation = layer.activation
+        if activation not in saturating or layer.name in outputs:
             continue
         # A sigmoid gate feeding a Multiply (squeeze-and-excitation) is not on the signal path.
         if any(by_name[s].merge is Merge.PRODUCT for s in successors.get(layer.name, [])
@@ -741,8 +743,13 @@ def _saturating(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict
                                     "gradient_verdict": verdict, "gradient_ratio": ratio})]
 
 
-def _dense_head(result: AnalysisResult) -> list[dict[str, Any]]:
-    total = sum(layer.params or 0 for layer in result.listed_layers)
+def _dense_head(result: AnalysisResult, facts: _Layout | None = None,
+                params: int | None = None) -> list[dict[str, Any]]:
+    """Flatten-to-Dense heads that hold most of the parameters. ``facts`` and ``params`` (the
+    model's parameters): when the caller has them."""
+    if facts is not None and Trait.FLATTEN not in facts.traits:
+        return []  # no Flatten: no such head
+    total = params if params is not None else _sum(layer.params for layer in result.listed_layers)
     if total <= 0:
         return []
     by_name = result.by_name()
@@ -867,7 +874,17 @@ def _shape_mismatch(result: AnalysisResult) -> list[dict[str, Any]]:
     for layer in result.layers:
         if layer.merge not in RESIDUAL_MERGES or len(layer.input_shapes) < 2:
             continue
-        if len({tuple(shape) for shape in layer.input_shapes if shape}) > 1:
+        # whether the known shapes differ (more than one as a set), without building the set
+        known: tuple[int | None, ...] | None = None
+        differ = False
+        for shape in layer.input_shapes:
+            if shape:
+                if known is None:
+                    known = tuple(shape)
+                elif tuple(shape) != known:
+                    differ = True
+                    break
+        if differ:
             shapes = [list(shape) if shape else None for shape in layer.input_shapes]
             merges.append({"layer": layer.name, "class_name": layer.class_name,
                            "inputs": list(layer.inbound), "input_shapes": shapes})
@@ -1027,18 +1044,29 @@ def _cancels_bias(layer: LayerResult, producer: LayerResult) -> bool:
     return value == wanted
 
 
-def _bias_before_normalization(result: AnalysisResult) -> list[dict[str, Any]]:
+def _bias_before_normalization(result: AnalysisResult, facts: _Layout | None = None,
+                               params: int | None = None) -> list[dict[str, Any]]:
+    """Weighted layers whose bias the normalization right after them cancels.
+    ``facts`` and ``params`` (the model's parameters): when the caller has them."""
+    if facts is not None and Trait.NORMALIZATION not in facts.traits:
+        return []  # nothing normalizes: no bias is cancelled
     successors = result.successors()
     by_name = result.by_name()
     layers: list[str] = []
     wasted = 0
+    kernel_trait, normalization_trait = Trait.KERNEL, Trait.NORMALIZATION
+    no_consumers: list[str] = []
     for layer in result.layers:
-        if Trait.KERNEL not in layer.traits or not layer.node.config.get("use_bias"):
+        if kernel_trait not in layer.traits:
             continue
-        consumers = successors.get(layer.name, [])
-        if len(consumers) != 1 or consumers[0] not in by_name:
+        consumers = successors.get(layer.name, no_consumers)
+        if len(consumers) != 1:
             continue
-        if not _cancels_bias(by_name[consumers[0]], layer):
+        consumer = by_name.get(consumers[0])
+        # _cancels_bias's first test before the layer's config is read (most layers stop here)
+        if consumer is None or normalization_trait not in consumer.traits:
+            continue
+        if not layer.node.config.get("use_bias") or not _cancels_bias(consumer, layer):
             continue
         channels = _channels(layer)
         if channels is None:
@@ -1047,7 +1075,7 @@ def _bias_before_normalization(result: AnalysisResult) -> list[dict[str, Any]]:
         wasted += channels
     if not layers:
         return []
-    total = _sum(layer.params for layer in result.listed_layers)
+    total = params if params is not None else _sum(layer.params for layer in result.listed_layers)
     return [_finding(
         "bias_before_normalization", "info", layers,
         f"{len(layers)} layer(s) ({layers[0]}{', ...' if len(layers) > 1 else ''}) add a bias "
@@ -1243,14 +1271,14 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
     findings += _early_downsampling(result)
     findings += _deep_plain_stack(result, weighted, facts)
     findings += _saturating(result, prediction)
-    findings += _dense_head(result)
+    findings += _dense_head(result, facts, params)
     findings += _checkerboard(result)
     findings += _dilation_gridding(result)
     findings += _shape_mismatch(result)
     findings += _misaligned(result)
     findings += _full_resolution_compute(result, facts, params)
     findings += _residual_branch_nonnegative(result)
-    findings += _bias_before_normalization(result)
+    findings += _bias_before_normalization(result, facts, params)
     findings += _gradient_verdict(prediction)
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: order[f["severity"]])  # stable: keeps the order above
