@@ -163,17 +163,19 @@ class _Layout:
     - ``strides``/``sizes``: per index, :func:`_field_stride` and :func:`_field_size` (None
       without a spatial field);
     - ``flat``: the indices whose stride is None, in order;
+    - ``merges``: the layers that merge their inputs (``merge`` set), in order;
     - ``traits``: every trait some layer declares (a pass looking for a trait nobody declares
       has nothing to find).
     """
 
-    __slots__ = ("flat", "position", "sizes", "strides", "traits")
+    __slots__ = ("flat", "merges", "position", "sizes", "strides", "traits")
 
     def __init__(self) -> None:
         self.position: dict[str, int] = {}
         self.strides: list[Fraction | int | None] = []
         self.sizes: list[Fraction | int | None] = []
         self.flat: list[int] = []
+        self.merges: list[LayerResult] = []
         self.traits: frozenset[Trait] = frozenset()
 
 
@@ -182,11 +184,14 @@ def _layout(result: AnalysisResult) -> _Layout:
     for the usual 2D field of plain ints, once per field object otherwise)."""
     facts = _Layout()
     position, strides, sizes, flat = facts.position, facts.strides, facts.sizes, facts.flat
+    merges = facts.merges
     trait_sets: set[frozenset[Trait]] = set()  # a few distinct sets: their hashes are cached
     by_field: dict[int, tuple[Fraction | int | None, Fraction | int | None]] = {}
     for index, layer in enumerate(result.layers):
         position[layer.name] = index
         trait_sets.add(layer.traits)
+        if layer.merge is not None:
+            merges.append(layer)
         field = layer.receptive_field
         if field is None or field.axes is None or field.unknown:  # _local_axes, inline
             strides.append(None)
@@ -247,30 +252,35 @@ _PASS_THROUGH_TRAITS = frozenset({Trait.PADDING, Trait.CROPPING})
 
 
 class _Group:
-    """The layers computed at one effective stride (one resampling phase), in graph order, with
-    their indices in ``result.layers``."""
+    """The layers computed at one effective stride (one resampling phase), in graph order: their
+    indices in ``result.layers`` and names, and their parameters and MACs summed (gathered as
+    they are grouped: the stage does not read every layer again)."""
 
-    __slots__ = ("downsampling", "indices", "kernels", "convolutions", "layers", "stride",
-                 "upsampling")
+    __slots__ = ("downsampling", "indices", "kernels", "convolutions", "macs", "names",
+                 "params", "stride", "upsampling")
 
     def __init__(self, stride: Fraction | int) -> None:
         self.stride = stride
-        self.layers: list[LayerResult] = []
         self.indices: list[int] = []
+        self.names: list[str] = []
         self.downsampling: list[str] = []
         self.upsampling: list[str] = []
         self.kernels = 0
         self.convolutions = 0
+        self.params = 0
+        self.macs = 0
 
     def absorb(self, other: _Group, *, before: bool) -> None:
-        self.layers = other.layers + self.layers if before else self.layers + other.layers
         self.indices = other.indices + self.indices if before else self.indices + other.indices
+        self.names = other.names + self.names if before else self.names + other.names
         self.downsampling = (other.downsampling + self.downsampling if before
                              else self.downsampling + other.downsampling)
         self.upsampling = (other.upsampling + self.upsampling if before
                            else self.upsampling + other.upsampling)
         self.kernels += other.kernels
         self.convolutions += other.convolutions
+        self.params += other.params
+        self.macs += other.macs
 
 
 def _group_layers(
@@ -310,6 +320,8 @@ def _group_layers(
     group_of: list[_Group | None] = [None] * len(layers)
     groups: dict[tuple[int, Fraction | int], _Group] = {}
     head: list[int] = []
+    latest: _Group | None = None  # the group last looked up, and its phase
+    latest_phase = 0
     kernel_trait, spatial_kernel_trait = Trait.KERNEL, Trait.SPATIAL_KERNEL  # hoisted lookups
     for index, layer in enumerate(layers):
         stride = strides[index]
@@ -347,17 +359,27 @@ def _group_layers(
             if upsamples:
                 inbound_phase += 1
             phase[index] = inbound_phase
-            key = (inbound_phase, stride)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = _Group(stride)
+            if latest is not None and inbound_phase == latest_phase and stride == latest.stride:
+                group = latest  # the previous layer's group (the key compares as the dict does)
+            else:
+                key = (inbound_phase, stride)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = _Group(stride)
+                latest, latest_phase = group, inbound_phase
             if highest is not None and stride > highest:
                 group.downsampling.append(layer.name)
             if upsamples:
                 group.upsampling.append(layer.name)
-        group.layers.append(layer)
         group.indices.append(index)
+        group.names.append(layer.name)
         group_of[index] = group
+        value = layer.params
+        if value is not None:
+            group.params += value
+        value = layer.macs
+        if value is not None:
+            group.macs += value
         traits = layer.traits
         if kernel_trait in traits:
             group.kernels += 1
@@ -392,6 +414,7 @@ def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
     """
     successors = result.successors()
     by_name = result.by_name()
+    layers = result.layers
     widest: LayerResult | None = None
     widest_size: Fraction | int | None = None
     feeding: LayerResult | None = None
@@ -402,11 +425,10 @@ def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
         if size is None:
             continue
         if widest_size is None or size > widest_size:
-            widest, widest_size = group.layers[index], size
-        if later and (feeding_size is None or size > feeding_size):
-            layer = group.layers[index]
-            if not later.isdisjoint(successors.get(layer.name, ())):
-                feeding, feeding_size = layer, size
+            widest, widest_size = layers[group.indices[index]], size
+        if later and (feeding_size is None or size > feeding_size) and \
+                not later.isdisjoint(successors.get(group.names[index], ())):
+            feeding, feeding_size = layers[group.indices[index]], size
     best = feeding if feeding is not None else widest
     if best is None:  # every group holds a layer with a field (the one that started it)
         raise ValueError("a stage without a spatial layer")
@@ -456,25 +478,15 @@ def stages_of(
     previous_size: Fraction | int | None = None
     previous_channels = _input_channels(result)
     for index, group in enumerate(groups):
-        later = {layer.name for following in groups[index + 1:] for layer in following.layers}
+        later = {name for following in groups[index + 1:] for name in following.names}
         later |= {layer.name for layer in head_layers}
-        # One loop over the stage: names, sums, and the largest and least field (the first
-        # of equal ones, as _axis_max and min pick them).
-        names: list[str] = []
-        layer_sizes: list[Fraction | int | None] = []
-        params = macs = 0
+        # The largest and least field in one loop (the first of equal ones, as _axis_max and
+        # min pick them).
+        names = group.names
+        layer_sizes = [field_sizes[at] for at in group.indices]
         end_size: Fraction | int | None = None
         least: Fraction | int | None = None
-        for layer, at in zip(group.layers, group.indices, strict=True):
-            names.append(layer.name)
-            value = layer.params
-            if value is not None:
-                params += value
-            value = layer.macs
-            if value is not None:
-                macs += value
-            size = field_sizes[at]
-            layer_sizes.append(size)
+        for size in layer_sizes:
             if size is not None:
                 if end_size is None or size > end_size:
                     end_size = size
@@ -496,8 +508,8 @@ def stages_of(
             "layers": names,
             "convolutions": group.convolutions,
             "weighted_layers": group.kernels,
-            "params": params,
-            "macs": macs,
+            "params": group.params,
+            "macs": group.macs,
             "field_start": _number(start_size),
             "field_end": _number(end_size),
             "field_growth": (_number(end_size - start_size)
@@ -864,14 +876,14 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
         "convolution in between.", {"chains": chains})]
 
 
-def _shape_mismatch(result: AnalysisResult) -> list[dict[str, Any]]:
+def _shape_mismatch(result: AnalysisResult, facts: _Layout | None = None) -> list[dict[str, Any]]:
     """Residual-style merges (Add, ...) whose inputs differ in shape and are broadcast.
 
     Multiply is left out: gating (squeeze-and-excitation) broadcasts a per-channel scale on
-    purpose.
+    purpose. ``facts``: :func:`_layout` when the caller has it.
     """
     merges: list[dict[str, Any]] = []
-    for layer in result.layers:
+    for layer in (facts if facts is not None else _layout(result)).merges:
         if layer.merge not in RESIDUAL_MERGES or len(layer.input_shapes) < 2:
             continue
         # whether the known shapes differ (more than one as a set), without building the set
@@ -1086,12 +1098,14 @@ def _bias_before_normalization(result: AnalysisResult, facts: _Layout | None = N
         {"layers": len(layers), "redundant_params": wasted, "total_params": total})]
 
 
-def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]:
+def _residual_branch_nonnegative(result: AnalysisResult,
+                                 facts: _Layout | None = None) -> list[dict[str, Any]]:
     """Identity shortcuts added to a branch whose last layer outputs only non-negative values.
 
     He et al. (2016, "Identity mappings in deep residual networks", fig. 4c) measured this
     "ReLU before addition" block against the original (ReLU after the addition): the residual
     can only add, never subtract, and ResNet-110 on CIFAR-10 got 7.84% error instead of 6.61%.
+    ``facts``: :func:`_layout` when the caller has it.
     """
     by_name = result.by_name()
     found: list[dict[str, str]] = []
@@ -1105,7 +1119,7 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
     walked = False
     sums = (Merge.SUM, Merge.AVERAGE)  # built once, not per layer
     kernel_trait, activation_trait = Trait.KERNEL, Trait.ACTIVATION
-    for layer in result.layers:
+    for layer in (facts if facts is not None else _layout(result)).merges:
         if layer.merge not in sums:
             continue
         inbound = layer.inbound
@@ -1274,10 +1288,10 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
     findings += _dense_head(result, facts, params)
     findings += _checkerboard(result)
     findings += _dilation_gridding(result)
-    findings += _shape_mismatch(result)
+    findings += _shape_mismatch(result, facts)
     findings += _misaligned(result)
     findings += _full_resolution_compute(result, facts, params)
-    findings += _residual_branch_nonnegative(result)
+    findings += _residual_branch_nonnegative(result, facts)
     findings += _bias_before_normalization(result, facts, params)
     findings += _gradient_verdict(prediction)
     order = {"error": 0, "warning": 1, "info": 2}
