@@ -137,39 +137,73 @@ def _field_stride(layer: LayerResult) -> Fraction | int | None:
     return None if axes is None else _axis_max([axis.stride for axis in axes])
 
 
-Extents = tuple[dict[str, Fraction | int | None], dict[str, Fraction | int | None]]
-"""Per layer name, the largest stride and the largest size of its local field (:func:`field_extents`)."""
+class _Layout:
+    """What several passes read of every layer, gathered in one pass over ``result.layers``
+    (:func:`_layout`): a graph can hold tens of thousands of layers, and at that size each pass
+    over them costs more in memory traffic than in arithmetic.
+
+    - ``position``: layer name -> its index in ``result.layers``;
+    - ``strides``/``sizes``: per index, :func:`_field_stride` and :func:`_field_size` (None
+      without a spatial field);
+    - ``flat``: the indices whose stride is None, in order;
+    - ``merges``: the layers that merge their inputs (``merge`` set), in order;
+    - ``traits``: every trait some layer declares (a pass looking for a trait nobody declares
+      has nothing to find).
+    """
+
+    __slots__ = ("flat", "merges", "position", "sizes", "strides", "traits")
+
+    def __init__(self) -> None:
+        self.position: dict[str, int] = {}
+        self.strides: list[Fraction | int | None] = []
+        self.sizes: list[Fraction | int | None] = []
+        self.flat: list[int] = []
+        self.merges: list[LayerResult] = []
+        self.traits: frozenset[Trait] = frozenset()
 
 
-def field_extents(result: AnalysisResult) -> Extents:
-    """:func:`_field_stride` and :func:`_field_size` of every layer, by name: read once per
-    analysis for the passes that ask (stages, head, full-resolution compute), and once per field
-    (a normalization or an activation passes its input's field on: the same object)."""
-    strides: dict[str, Fraction | int | None] = {}
-    sizes: dict[str, Fraction | int | None] = {}
+def _layout(result: AnalysisResult) -> _Layout:
+    """The :class:`_Layout` of an analysed graph (one pass; each field's extent is read inline
+    for the usual 2D field of plain ints, once per field object otherwise)."""
+    facts = _Layout()
+    position, strides, sizes, flat = facts.position, facts.strides, facts.sizes, facts.flat
+    merges = facts.merges
+    trait_sets: set[frozenset[Trait]] = set()  # a few distinct sets: their hashes are cached
     by_field: dict[int, tuple[Fraction | int | None, Fraction | int | None]] = {}
-    for layer in result.layers:
-        key = id(layer.receptive_field)  # the fields outlive this loop: ids stay unique
+    for index, layer in enumerate(result.layers):
+        position[layer.name] = index
+        trait_sets.add(layer.traits)
+        if layer.merge is not None:
+            merges.append(layer)
+        field = layer.receptive_field
+        if field is None or field.axes is None or field.unknown:  # _local_axes, inline
+            strides.append(None)
+            sizes.append(None)
+            flat.append(index)
+            continue
+        axes = field.axes
+        if len(axes) == 2:  # the usual 2D field, two plain ints per value: _extent, inline
+            first, second = axes
+            stride, other_stride = first.stride, second.stride
+            size, other_size = first.size, second.size
+            if type(stride) is int and type(other_stride) is int and type(size) is int \
+                    and type(other_size) is int:
+                strides.append(other_stride if other_stride > stride else stride)
+                sizes.append(other_size if other_size > size else size)
+                continue
+        key = id(field)  # the fields outlive this loop: ids stay unique
         extent = by_field.get(key)
         if extent is None:
-            extent = by_field[key] = _extent(_local_axes(layer))
-        strides[layer.name], sizes[layer.name] = extent
-    return strides, sizes
+            extent = by_field[key] = _extent(axes)
+        strides.append(extent[0])
+        sizes.append(extent[1])
+    facts.traits = frozenset().union(*trait_sets)
+    return facts
 
 
-def _extent(axes: tuple[Any, ...] | None) -> tuple[Fraction | int | None, Fraction | int | None]:
-    """(largest stride, largest size) over a field's axes in one loop, each as
-    :func:`_axis_max` picks it; (None, None) without a spatial field."""
-    if axes is None:
-        return None, None
-    if len(axes) == 2:  # the usual 2D field: two plain ints per value, no loop
-        first, second = axes
-        stride, other_stride = first.stride, second.stride
-        size, other_size = first.size, second.size
-        if type(stride) is int and type(other_stride) is int and type(size) is int \
-                and type(other_size) is int:
-            return (other_stride if other_stride > stride else stride,
-                    other_size if other_size > size else size)
+def _extent(axes: tuple[Any, ...]) -> tuple[Fraction | int, Fraction | int]:
+    """(largest stride, largest size) over a field's axes, each as :func:`_axis_max` picks it
+    (the first of equal values)."""
     return _axis_max([axis.stride for axis in axes]), _axis_max([axis.size for axis in axes])
 
 
@@ -201,30 +235,39 @@ _PASS_THROUGH_TRAITS = frozenset({Trait.PADDING, Trait.CROPPING})
 
 
 class _Group:
-    """The layers computed at one effective stride (one resampling phase), in graph order."""
+    """The layers computed at one effective stride (one resampling phase), in graph order: their
+    indices in ``result.layers`` and names, and their parameters and MACs summed (gathered as
+    they are grouped: the stage does not read every layer again)."""
 
-    __slots__ = ("downsampling", "kernels", "convolutions", "layers", "stride", "upsampling")
+    __slots__ = ("downsampling", "indices", "kernels", "convolutions", "macs", "names",
+                 "params", "stride", "upsampling")
 
     def __init__(self, stride: Fraction | int) -> None:
         self.stride = stride
-        self.layers: list[LayerResult] = []
+        self.indices: list[int] = []
+        self.names: list[str] = []
         self.downsampling: list[str] = []
         self.upsampling: list[str] = []
         self.kernels = 0
         self.convolutions = 0
+        self.params = 0
+        self.macs = 0
 
     def absorb(self, other: _Group, *, before: bool) -> None:
-        self.layers = other.layers + self.layers if before else self.layers + other.layers
+        self.indices = other.indices + self.indices if before else self.indices + other.indices
+        self.names = other.names + self.names if before else self.names + other.names
         self.downsampling = (other.downsampling + self.downsampling if before
                              else self.downsampling + other.downsampling)
         self.upsampling = (other.upsampling + self.upsampling if before
                            else self.upsampling + other.upsampling)
         self.kernels += other.kernels
         self.convolutions += other.convolutions
+        self.params += other.params
+        self.macs += other.macs
 
 
 def _group_layers(
-    result: AnalysisResult, strides: dict[str, Fraction | int | None]
+    result: AnalysisResult, facts: _Layout
 ) -> tuple[list[_Group], list[LayerResult]]:
     """Stages (groups that compute) and the head (what follows the last stage).
 
@@ -234,36 +277,49 @@ def _group_layers(
     input and its padding, a pooling between two stages) joins the next stage; after the last
     stage it is the head. Non-spatial layers inside the body (a squeeze-and-excitation gate's
     pooled branch) belong to the stage they read from; those that feed nothing spatial are the
-    head (global pooling, the classifier). ``strides``: from :func:`field_extents`.
+    head (global pooling, the classifier). ``facts``: from :func:`_layout`.
+
+    Per-layer state is kept in lists by index (``facts.position`` maps an input's name to it):
+    a layer's inputs usually come before it, and where they do not (shared layers), the state
+    of one not reached yet reads as it did by name (phase 0, no group).
     """
-    phase: dict[str, int] = {}
+    layers = result.layers
+    strides, position = facts.strides, facts.position
     successors = result.successors()
-    feeds_spatial: dict[str, bool] = {}
+    # Whether a layer without a stride feeds a spatial layer, directly or through other layers
+    # without one (only those are asked); latest first, so a consumer listed later is known.
+    feeds_spatial: dict[int, bool] = {}
     no_successors: list[str] = []
-    for layer in reversed(result.layers):
+    for index in reversed(facts.flat):
         feeds = False
-        for name in successors.get(layer.name, no_successors):
-            if strides.get(name) is not None or feeds_spatial.get(name, False):
+        for name in successors.get(layers[index].name, no_successors):
+            consumer = position.get(name)
+            if consumer is not None and (strides[consumer] is not None
+                                         or feeds_spatial.get(consumer, False)):
                 feeds = True
                 break
-        feeds_spatial[layer.name] = feeds
+        feeds_spatial[index] = feeds
+    phase = [0] * len(layers)
+    group_of: list[_Group | None] = [None] * len(layers)
     groups: dict[tuple[int, Fraction | int], _Group] = {}
-    group_of: dict[str, _Group] = {}
-    head: list[LayerResult] = []
+    head: list[int] = []
+    latest: _Group | None = None  # the group last looked up, and its phase
+    latest_phase = 0
     kernel_trait, spatial_kernel_trait = Trait.KERNEL, Trait.SPATIAL_KERNEL  # hoisted lookups
-    for layer in result.layers:
-        stride = strides[layer.name]
+    for index, layer in enumerate(layers):
+        stride = strides[index]
         # One pass over the inputs in the graph: the latest phase among them (0 when none:
         # phases never go below 0) and the least and greatest of their known strides.
         inbound_phase = 0
         lowest: Fraction | int | None = None
         highest: Fraction | int | None = None
         for name in layer.inbound:
-            if name in strides:
-                source_phase = phase.get(name, 0)
+            source = position.get(name)
+            if source is not None:
+                source_phase = phase[source]
                 if source_phase > inbound_phase:
                     inbound_phase = source_phase
-                source_stride = strides[name]
+                source_stride = strides[source]
                 if source_stride is not None:
                     if lowest is None or source_stride < lowest:
                         lowest = source_stride
@@ -271,30 +327,46 @@ def _group_layers(
                         highest = source_stride
         group: _Group | None
         if stride is None:
-            phase[layer.name] = inbound_phase
-            # the first input's group (every grouped layer is in ``strides``)
-            source = next((group_of[name] for name in layer.inbound if name in group_of), None)
-            if feeds_spatial[layer.name] and source is not None:
-                group = source
-            else:
-                head.append(layer)
+            phase[index] = inbound_phase
+            group = None  # the first input's group, if it has one yet
+            for name in layer.inbound:
+                source = position.get(name)
+                if source is not None and group_of[source] is not None:
+                    group = group_of[source]
+                    break
+            if group is None or not feeds_spatial[index]:
+                head.append(index)
                 continue
         else:
             upsamples = lowest is not None and stride < lowest
-            phase[layer.name] = inbound_phase + (1 if upsamples else 0)
-            key = (phase[layer.name], stride)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = _Group(stride)
+            if upsamples:
+                inbound_phase += 1
+            phase[index] = inbound_phase
+            if latest is not None and inbound_phase == latest_phase and stride == latest.stride:
+                group = latest  # the previous layer's group (the key compares as the dict does)
+            else:
+                key = (inbound_phase, stride)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = _Group(stride)
+                latest, latest_phase = group, inbound_phase
             if highest is not None and stride > highest:
                 group.downsampling.append(layer.name)
             if upsamples:
                 group.upsampling.append(layer.name)
-        group.layers.append(layer)
-        group_of[layer.name] = group
-        if kernel_trait in layer.traits:
+        group.indices.append(index)
+        group.names.append(layer.name)
+        group_of[index] = group
+        value = layer.params
+        if value is not None:
+            group.params += value
+        value = layer.macs
+        if value is not None:
+            group.macs += value
+        traits = layer.traits
+        if kernel_trait in traits:
             group.kernels += 1
-        if spatial_kernel_trait in layer.traits:
+        if spatial_kernel_trait in traits:
             group.convolutions += 1
     stages: list[_Group] = []
     pending: list[_Group] = []
@@ -308,29 +380,41 @@ def _group_layers(
         stages.append(group)
     if not stages:
         return [], []
-    tail = [layer for group in pending for layer in group.layers]
-    in_head = {layer.name for layer in tail} | {layer.name for layer in head}
-    ordered_head = [layer for layer in result.layers if layer.name in in_head]
-    return stages, ordered_head
+    # the head in graph order: the trailing groups' layers and the head's (never both)
+    head += [index for group in pending for index in group.indices]
+    head.sort()
+    return stages, [layers[index] for index in head]
 
 
 def _stage_output(group: _Group, later: set[str], result: AnalysisResult,
                   sizes: list[Fraction | int | None]) -> LayerResult:
     """The map a stage hands on: of its layers read by a later stage or the head, the one with
-    the widest field (read before any padding); the widest-field layer when nothing follows.
-    ``sizes``: :func:`_field_size` of each of the group's layers (the caller has them)."""
+    the widest field (the last of equal ones; read before any padding); the widest-field layer
+    when nothing follows. ``sizes``: :func:`_field_size` of each of the group's layers.
+
+    Latest first, so the last of the widest is the first of them met: a layer's consumers are
+    looked up only when its field is wider than that of every feeding layer after it.
+    """
     successors = result.successors()
     by_name = result.by_name()
-    sized = [(layer, size) for layer, size in zip(group.layers, sizes, strict=True)
-             if size is not None]
-    feeding = [pair for pair in sized
-               if not later.isdisjoint(successors.get(pair[0].name, ()))
-               ] if later else []
-    candidates = feeding or sized
-    best, best_size = candidates[0]
-    for layer, size in candidates[1:]:
-        if size is not None and best_size is not None and size >= best_size:
-            best, best_size = layer, size
+    layers = result.layers
+    widest: LayerResult | None = None
+    widest_size: Fraction | int | None = None
+    feeding: LayerResult | None = None
+    feeding_size: Fraction | int | None = None
+    index = len(sizes)
+    for size in reversed(sizes):
+        index -= 1
+        if size is None:
+            continue
+        if widest_size is None or size > widest_size:
+            widest, widest_size = layers[group.indices[index]], size
+        if later and (feeding_size is None or size > feeding_size) and \
+                not later.isdisjoint(successors.get(group.names[index], ())):
+            feeding, feeding_size = layers[group.indices[index]], size
+    best = feeding if feeding is not None else widest
+    if best is None:  # every group holds a layer with a field (the one that started it)
+        raise ValueError("a stage without a spatial layer")
     seen = 0
     while best.traits & _PASS_THROUGH_TRAITS and best.inbound and seen < 64:
         previous = by_name.get(best.inbound[0])
@@ -358,7 +442,7 @@ def _input_channels(result: AnalysisResult) -> int | None:
 
 
 def stages_of(
-    result: AnalysisResult, extents: Extents | None = None
+    result: AnalysisResult, facts: _Layout | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The stages of an analysed model and its head, as the report states them.
 
@@ -367,37 +451,48 @@ def stages_of(
     whose stride exceeds their inputs' (the layers that change the resolution). ``resolution``
     and ``channels_out`` are those of the map the stage hands on. The head is every layer after
     the last stage (global pooling, a final pooling, the classifier), None when there is none.
-    ``extents``: :func:`field_extents` when the caller has them.
+    ``facts``: :func:`_layout` when the caller has it.
     """
-    strides, field_sizes = extents if extents is not None else field_extents(result)
-    groups, head_layers = _group_layers(result, strides)
+    if facts is None:
+        facts = _layout(result)
+    groups, head_layers = _group_layers(result, facts)
+    field_sizes = facts.sizes
     stages: list[dict[str, Any]] = []
     previous_size: Fraction | int | None = None
     previous_channels = _input_channels(result)
     for index, group in enumerate(groups):
-        later = {layer.name for following in groups[index + 1:] for layer in following.layers}
+        later = {name for following in groups[index + 1:] for name in following.names}
         later |= {layer.name for layer in head_layers}
-        layer_sizes = [field_sizes[layer.name] for layer in group.layers]
+        # The largest and least field in one loop (the first of equal ones, as _axis_max and
+        # min pick them).
+        names = group.names
+        layer_sizes = [field_sizes[at] for at in group.indices]
+        end_size: Fraction | int | None = None
+        least: Fraction | int | None = None
+        for size in layer_sizes:
+            if size is not None:
+                if end_size is None or size > end_size:
+                    end_size = size
+                if least is None or size < least:
+                    least = size
         output = _stage_output(group, later, result, layer_sizes)
-        sizes = [size for size in layer_sizes if size is not None]
-        end_size = _axis_max(sizes) if sizes else None
-        start_size = previous_size if previous_size is not None else (min(sizes) if sizes else None)
+        start_size = previous_size if previous_size is not None else least
         channels = _channels(output)
         stages.append({
             "index": index + 1,
             "effective_stride": _number(group.stride),
             "resolution": _resolution(output),
-            "first_layer": group.layers[0].name,
-            "last_layer": group.layers[-1].name,
+            "first_layer": names[0],
+            "last_layer": names[-1],
             "output_layer": output.name,
             "downsampling_layers": group.downsampling,
             "upsampling_layers": group.upsampling,
-            "layer_count": len(group.layers),
-            "layers": [layer.name for layer in group.layers],
+            "layer_count": len(names),
+            "layers": names,
             "convolutions": group.convolutions,
             "weighted_layers": group.kernels,
-            "params": _sum(layer.params for layer in group.layers),
-            "macs": _sum(layer.macs for layer in group.layers),
+            "params": group.params,
+            "macs": group.macs,
             "field_start": _number(start_size),
             "field_end": _number(end_size),
             "field_growth": (_number(end_size - start_size)
@@ -410,6 +505,7 @@ def stages_of(
         previous_size, previous_channels = end_size, channels
     head = None
     if head_layers and stages:
+        position = facts.position
         head = {
             "first_layer": head_layers[0].name,
             "last_layer": head_layers[-1].name,
@@ -418,7 +514,7 @@ def stages_of(
             "params": _sum(layer.params for layer in head_layers),
             "macs": _sum(layer.macs for layer in head_layers),
             "downsampling_layers": [layer.name for layer in head_layers
-                                    if strides[layer.name] is not None
+                                    if facts.strides[position[layer.name]] is not None
                                     and Trait.POOLING in layer.traits],
             "global": any(Trait.GLOBAL_POOLING in layer.traits or Trait.FLATTEN in layer.traits
                           for layer in head_layers),
@@ -430,8 +526,8 @@ def _dims(resolution: list[int | None] | None) -> str:
     return "x".join("?" if value is None else str(value) for value in resolution or [])
 
 
-def _stage_finding(result: AnalysisResult, extents: Extents | None = None) -> list[dict[str, Any]]:
-    stages, head = stages_of(result, extents)
+def _stage_finding(result: AnalysisResult, facts: _Layout | None = None) -> list[dict[str, Any]]:
+    stages, head = stages_of(result, facts)
     if not stages:
         return []
     parts = []
@@ -556,38 +652,45 @@ def _early_downsampling(result: AnalysisResult) -> list[dict[str, Any]]:
     return []
 
 
-def _deep_plain_stack(result: AnalysisResult, weighted: set[str]) -> list[dict[str, Any]]:
-    """The longest chain of weighted layers with no merge and no normalization in between."""
-    # Per layer: (run length, last weighted layer of the run); back-pointers rebuild the chain.
-    run: dict[str, tuple[int, str | None]] = {}
-    previous_weighted: dict[str, str | None] = {}
-    best: tuple[int, str | None] = (0, None)
-    for layer in result.layers:
-        if Trait.NORMALIZATION in layer.traits or layer.merge in SPATIAL_MERGES:
-            run[layer.name] = (0, None)
-            continue
-        previous: tuple[int, str | None] = (0, None)
-        found = False
+def _deep_plain_stack(result: AnalysisResult, weighted: set[str],
+                      facts: _Layout | None = None) -> list[dict[str, Any]]:
+    """The longest chain of weighted layers with no merge and no normalization in between.
+    ``facts``: :func:`_layout` when the caller has it."""
+    layers = result.layers
+    position = (facts if facts is not None else _layout(result)).position
+    # Per layer index: the length of the run ending there and the index of its last weighted
+    # layer (-1: none); per weighted layer, the previous one in its run (back-pointers rebuild
+    # the chain). A layer not reached yet reads as length 0 (as one missing from the runs).
+    lengths = [0] * len(layers)
+    lasts = [-1] * len(layers)
+    previous_weighted = [-1] * len(layers)
+    best_length, best_last = 0, -1
+    normalization = Trait.NORMALIZATION
+    for index, layer in enumerate(layers):
+        if normalization in layer.traits or layer.merge in SPATIAL_MERGES:
+            continue  # a run of 0
+        length, last = 0, -1
         for name in layer.inbound:  # the longest run among the inputs, the first of equal ones
-            if name in run and (not found or run[name][0] > previous[0]):
-                previous, found = run[name], True
+            source = position.get(name)
+            if source is not None and lengths[source] > length:
+                length, last = lengths[source], lasts[source]
         if layer.name in weighted:
-            previous_weighted[layer.name] = previous[1]
-            current: tuple[int, str | None] = (previous[0] + 1, layer.name)
-        else:
-            current = previous
-        run[layer.name] = current
-        if current[0] > best[0]:
-            best = current
-    count = best[0]
-    names: list[str] = []
-    cursor = best[1]
-    while cursor is not None and len(names) < count:
-        names.append(cursor)
-        cursor = previous_weighted.get(cursor)
-    names.reverse()
+            previous_weighted[index] = last
+            length, last = length + 1, index
+        lengths[index], lasts[index] = length, last
+        if length > best_length:
+            best_length, best_last = length, last
+    count = best_length
     if count < DEEP_PLAIN_THRESHOLD:
         return []
+    names: list[str] = []
+    cursor = best_last
+    while cursor >= 0 and len(names) < count:
+        names.append(layers[cursor].name)
+        cursor = previous_weighted[cursor]
+    if count < DEEP_PLAIN_THRESHOLD:
+        return []
+    names.reverse()
     return [_finding(
         "deep_plain_stack", "warning", names,
         f"{count} weighted layers in a row ({names[0]} ... {names[-1]}) with no skip connection "
@@ -601,9 +704,11 @@ def _saturating(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict
     by_name = result.by_name()
     outputs = set(result.output_layers)
     hidden = []
+    saturating = gradient_flow.SATURATING_ACTIVATIONS
     for layer in result.layers:
-        activation = gradient_flow.activation_of(layer)
-        if activation not in gradient_flow.SATURATING_ACTIVATIONS or layer.name in outputs:
+        # gradient_flow.activation_of, inline ("linear" for None, which does not saturate)
+        activation = layer.activation
+        if activation not in saturating or layer.name in outputs:
             continue
         # A sigmoid gate feeding a Multiply (squeeze-and-excitation) is not on the signal path.
         if any(by_name[s].merge is Merge.PRODUCT for s in successors.get(layer.name, [])
@@ -628,8 +733,13 @@ def _saturating(result: AnalysisResult, prediction: dict[str, Any]) -> list[dict
                                     "gradient_verdict": verdict, "gradient_ratio": ratio})]
 
 
-def _dense_head(result: AnalysisResult) -> list[dict[str, Any]]:
-    total = sum(layer.params or 0 for layer in result.listed_layers)
+def _dense_head(result: AnalysisResult, facts: _Layout | None = None,
+                params: int | None = None) -> list[dict[str, Any]]:
+    """Flatten-to-Dense heads that hold most of the parameters. ``facts`` and ``params`` (the
+    model's parameters): when the caller has them."""
+    if facts is not None and Trait.FLATTEN not in facts.traits:
+        return []  # no Flatten: no such head
+    total = params if params is not None else _sum(layer.params for layer in result.listed_layers)
     if total <= 0:
         return []
     by_name = result.by_name()
@@ -743,17 +853,27 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
         "convolution in between.", {"chains": chains})]
 
 
-def _shape_mismatch(result: AnalysisResult) -> list[dict[str, Any]]:
+def _shape_mismatch(result: AnalysisResult, facts: _Layout | None = None) -> list[dict[str, Any]]:
     """Residual-style merges (Add, ...) whose inputs differ in shape and are broadcast.
 
     Multiply is left out: gating (squeeze-and-excitation) broadcasts a per-channel scale on
-    purpose.
+    purpose. ``facts``: :func:`_layout` when the caller has it.
     """
     merges: list[dict[str, Any]] = []
-    for layer in result.layers:
+    for layer in (facts if facts is not None else _layout(result)).merges:
         if layer.merge not in RESIDUAL_MERGES or len(layer.input_shapes) < 2:
             continue
-        if len({tuple(shape) for shape in layer.input_shapes if shape}) > 1:
+        # whether the known shapes differ (more than one as a set), without building the set
+        known: tuple[int | None, ...] | None = None
+        differ = False
+        for shape in layer.input_shapes:
+            if shape:
+                if known is None:
+                    known = tuple(shape)
+                elif tuple(shape) != known:
+                    differ = True
+                    break
+        if differ:
             shapes = [list(shape) if shape else None for shape in layer.input_shapes]
             merges.append({"layer": layer.name, "class_name": layer.class_name,
                            "inputs": list(layer.inbound), "input_shapes": shapes})
@@ -814,44 +934,54 @@ def _count_text(value: int) -> str:
     return str(value)
 
 
-def _full_resolution_compute(result: AnalysisResult, extents: Extents | None = None
-                             ) -> list[dict[str, Any]]:
+def _full_resolution_compute(result: AnalysisResult, facts: _Layout | None = None,
+                             params: int | None = None) -> list[dict[str, Any]]:
     """Most MACs spent at effective stride 1: no, or late, downsampling.
 
     Compute per layer grows with the number of positions, so a network that keeps the input
     resolution through its convolutions pays for every pixel at every layer; the usual designs
     (ResNet's stride-2 7x7 stem and pooling, MobileNet's strided stem) reach stride 4 within two
-    layers.
+    layers. ``facts`` and ``params`` (the model's parameters): when the caller has them.
     """
-    total = _sum(layer.macs for layer in result.layers)
-    if total <= 0:
-        return []
-    strides = (extents if extents is not None else field_extents(result))[0]
-    full: list[LayerResult] = []
+    strides = (facts if facts is not None else _layout(result)).strides
+    # One loop for every sum: over all layers, over those at stride 1 (``full``), and over the
+    # weighted ones among them.
+    total = all_activation = activation = macs = convs = before_downsampling = 0
+    weighted: list[LayerResult] = []
     first_downsampling: str | None = None
-    before_downsampling = 0
-    for layer in result.layers:
-        stride = strides[layer.name]
+    kernel_trait, spatial_kernel_trait = Trait.KERNEL, Trait.SPATIAL_KERNEL  # hoisted lookups
+    for layer, stride in zip(result.layers, strides, strict=True):
+        layer_macs = layer.macs
+        if layer_macs is not None:
+            total += layer_macs
+        layer_bytes = layer.activation_bytes
+        if layer_bytes is not None:
+            all_activation += layer_bytes
         if stride is None:
             continue
         if stride == 1:
-            full.append(layer)
-            if first_downsampling is None and Trait.SPATIAL_KERNEL in layer.traits:
+            if layer_bytes is not None:
+                activation += layer_bytes
+            traits = layer.traits
+            if spatial_kernel_trait in traits and first_downsampling is None:
                 before_downsampling += 1
+            if layer_macs and kernel_trait in traits:
+                weighted.append(layer)
+                macs += layer_macs
+                if spatial_kernel_trait in traits:
+                    convs += 1
         elif stride > 1 and first_downsampling is None:
             first_downsampling = layer.name
-    weighted = [layer for layer in full if Trait.KERNEL in layer.traits and layer.macs]
-    macs = _sum(layer.macs for layer in weighted)
+    if total <= 0:
+        return []
     share = macs / total
     if share < FULL_RESOLUTION_SHARE or macs < FULL_RESOLUTION_MIN_MACS or not weighted:
         return []
     resolution = _resolution(weighted[0])
-    params = _sum(layer.params for layer in result.listed_layers)
-    activation = _sum(layer.activation_bytes for layer in full)
-    all_activation = _sum(layer.activation_bytes for layer in result.layers)
+    if params is None:
+        params = _sum(layer.params for layer in result.listed_layers)
     where = (f"the first downsampling ({first_downsampling}) comes after {before_downsampling} "
              f"convolution(s)" if first_downsampling else "nothing downsamples")
-    convs = sum(1 for layer in weighted if Trait.SPATIAL_KERNEL in layer.traits)
     per_param = round(total / params) if params else None
     reuse = (f" for {_count_text(params)} parameters ({per_param:,} MACs per parameter)"
              if per_param else "")
@@ -903,18 +1033,29 @@ def _cancels_bias(layer: LayerResult, producer: LayerResult) -> bool:
     return value == wanted
 
 
-def _bias_before_normalization(result: AnalysisResult) -> list[dict[str, Any]]:
+def _bias_before_normalization(result: AnalysisResult, facts: _Layout | None = None,
+                               params: int | None = None) -> list[dict[str, Any]]:
+    """Weighted layers whose bias the normalization right after them cancels.
+    ``facts`` and ``params`` (the model's parameters): when the caller has them."""
+    if facts is not None and Trait.NORMALIZATION not in facts.traits:
+        return []  # nothing normalizes: no bias is cancelled
     successors = result.successors()
     by_name = result.by_name()
     layers: list[str] = []
     wasted = 0
+    kernel_trait, normalization_trait = Trait.KERNEL, Trait.NORMALIZATION
+    no_consumers: list[str] = []
     for layer in result.layers:
-        if Trait.KERNEL not in layer.traits or not layer.node.config.get("use_bias"):
+        if kernel_trait not in layer.traits:
             continue
-        consumers = successors.get(layer.name, [])
-        if len(consumers) != 1 or consumers[0] not in by_name:
+        consumers = successors.get(layer.name, no_consumers)
+        if len(consumers) != 1:
             continue
-        if not _cancels_bias(by_name[consumers[0]], layer):
+        consumer = by_name.get(consumers[0])
+        # _cancels_bias's first test before the layer's config is read (most layers stop here)
+        if consumer is None or normalization_trait not in consumer.traits:
+            continue
+        if not layer.node.config.get("use_bias") or not _cancels_bias(consumer, layer):
             continue
         channels = _channels(layer)
         if channels is None:
@@ -923,7 +1064,7 @@ def _bias_before_normalization(result: AnalysisResult) -> list[dict[str, Any]]:
         wasted += channels
     if not layers:
         return []
-    total = _sum(layer.params for layer in result.listed_layers)
+    total = params if params is not None else _sum(layer.params for layer in result.listed_layers)
     return [_finding(
         "bias_before_normalization", "info", layers,
         f"{len(layers)} layer(s) ({layers[0]}{', ...' if len(layers) > 1 else ''}) add a bias "
@@ -934,29 +1075,28 @@ def _bias_before_normalization(result: AnalysisResult) -> list[dict[str, Any]]:
         {"layers": len(layers), "redundant_params": wasted, "total_params": total})]
 
 
-def _nonnegative_output(layer: LayerResult) -> bool:
-    return (layer.activation or "linear") in NONNEGATIVE_ACTIVATIONS
-
-
-def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]:
+def _residual_branch_nonnegative(result: AnalysisResult,
+                                 facts: _Layout | None = None) -> list[dict[str, Any]]:
     """Identity shortcuts added to a branch whose last layer outputs only non-negative values.
 
     He et al. (2016, "Identity mappings in deep residual networks", fig. 4c) measured this
     "ReLU before addition" block against the original (ReLU after the addition): the residual
     can only add, never subtract, and ResNet-110 on CIFAR-10 got 7.84% error instead of 6.61%.
+    ``facts``: :func:`_layout` when the caller has it.
     """
     by_name = result.by_name()
     found: list[dict[str, str]] = []
+    merges: list[str] = []  # the merges and their branch ends, in the order of ``found``
+    ends: list[str] = []
     # Without shared layers ``result.layers`` lists every layer after all of its inputs, so a
     # layer listed after the branch's end cannot be its ancestor (no walk needed to say so).
-    position: dict[str, int] | None = {}
-    for index, layer in enumerate(result.layers):  # one pass: positions, or None if shared
-        if len(layer.call_output_shapes) > 1:
-            position = None
-            break
-        position[layer.name] = index  # type: ignore[index]
+    # Built only when a walk is needed: a shortcut that is an input of the branch's end (the
+    # usual ``x + relu(conv(x))``) is its ancestor at once.
+    position: dict[str, int] | None = None
+    walked = False
     sums = (Merge.SUM, Merge.AVERAGE)  # built once, not per layer
-    for layer in result.layers:
+    kernel_trait, activation_trait = Trait.KERNEL, Trait.ACTIVATION
+    for layer in (facts if facts is not None else _layout(result)).merges:
         if layer.merge not in sums:
             continue
         inbound = layer.inbound
@@ -966,23 +1106,30 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
         first, second = inbound[0], inbound[1]
         for shortcut, branch in ((first, second), (second, first)):
             end = by_name.get(branch)
-            if end is None or not _nonnegative_output(end):
+            if end is None or (end.activation or "linear") not in NONNEGATIVE_ACTIVATIONS:
                 continue
-            if Trait.KERNEL not in end.traits and Trait.ACTIVATION not in end.traits:
+            traits = end.traits
+            if kernel_trait not in traits and activation_trait not in traits:
                 continue
-            if position is not None and position.get(shortcut, -1) > position.get(branch, -1):
-                continue
-            if _reaches(by_name, branch, shortcut):
-                found.append({"merge": layer.name, "branch_end": branch, "shortcut": shortcut,
-                              "activation": end.activation or "linear"})
-                break
+            if shortcut not in end.inbound:
+                if not walked:
+                    position, walked = _positions(result), True
+                if position is not None and \
+                        position.get(shortcut, -1) > position.get(branch, -1):
+                    continue
+                if not _reaches(by_name, branch, shortcut):
+                    continue
+            found.append({"merge": layer.name, "branch_end": branch, "shortcut": shortcut,
+                          "activation": end.activation or "linear"})
+            merges.append(layer.name)
+            ends.append(branch)
+            break
     if not found:
         return []
     example = found[0]
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    names = [item["merge"] for item in found] + [item["branch_end"] for item in found]
     return [_finding(
-        "residual_branch_nonnegative", "warning", list(dict.fromkeys(names)),
+        "residual_branch_nonnegative", "warning", list(dict.fromkeys(merges + ends)),
         f"{example['merge']}{more} adds {example['branch_end']}'s {example['activation']} output "
         f"to the identity shortcut from {example['shortcut']}: a residual branch that ends in a "
         "non-negative activation can only add to its input, never subtract, so the signal "
@@ -991,6 +1138,17 @@ def _residual_branch_nonnegative(result: AnalysisResult) -> list[dict[str, Any]]
         "error); end the branch with a linear layer (or BatchNormalization) and apply the "
         "activation after the Add, or use pre-activation blocks.",
         {"merges": found})]
+
+
+def _positions(result: AnalysisResult) -> dict[str, int] | None:
+    """Each layer's index in ``result.layers`` by name; None when some layer is called more
+    than once (shared layers), where that order need not put a layer after its inputs."""
+    position: dict[str, int] = {}
+    for index, layer in enumerate(result.layers):
+        if len(layer.call_output_shapes) > 1:
+            return None
+        position[layer.name] = index
+    return position
 
 
 def _reaches(by_name: dict[str, LayerResult], start: str, target: str, limit: int = 256) -> bool:
@@ -1094,23 +1252,24 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
     if prediction is None:
         prediction = gradient_flow.predict(result)
     weighted = {entry["name"] for entry in prediction.get("layers", [])}
-    extents = field_extents(result)
+    facts = _layout(result)
+    params = _sum(layer.params for layer in result.listed_layers)
     findings: list[dict[str, Any]] = []
-    findings += _stage_finding(result, extents)
+    findings += _stage_finding(result, facts)
     findings += _coverage_finding(result, field_summary)
     findings += _residual_value(result, prediction, find_skips(result))
     findings += _stride_kernel_findings(result)
     findings += _early_downsampling(result)
-    findings += _deep_plain_stack(result, weighted)
+    findings += _deep_plain_stack(result, weighted, facts)
     findings += _saturating(result, prediction)
-    findings += _dense_head(result)
+    findings += _dense_head(result, facts, params)
     findings += _checkerboard(result)
     findings += _dilation_gridding(result)
-    findings += _shape_mismatch(result)
+    findings += _shape_mismatch(result, facts)
     findings += _misaligned(result)
-    findings += _full_resolution_compute(result, extents)
-    findings += _residual_branch_nonnegative(result)
-    findings += _bias_before_normalization(result)
+    findings += _full_resolution_compute(result, facts, params)
+    findings += _residual_branch_nonnegative(result, facts)
+    findings += _bias_before_normalization(result, facts, params)
     findings += _gradient_verdict(prediction)
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: order[f["severity"]])  # stable: keeps the order above
