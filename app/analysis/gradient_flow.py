@@ -828,7 +828,10 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     spread = _log_sum2(stats.fluct, stats.offset)
     mixture = routes = None
     if name == "relu":
-        mean_sq, variance, grad, mixture, routes = _rectified(stats, spread)
+        if stats.mixture is None and stats.mean_sq <= _LOG_FLOOR:  # a pre-activation
+            mean_sq, variance, grad, mixture, routes = _centred_rectified(spread)
+        else:
+            mean_sq, variance, grad, mixture, routes = _rectified(stats, spread)
         known = True
     else:
         mean_sq, variance, grad, known = activation_gains(name, spread, stats.mean_sq)
@@ -905,6 +908,47 @@ def _rectified(stats: _Stats, spread: float
         return mean_sq, variance, grad, mixture, routes
     variance = max(second - first * first, 1e-12 * second)
     return 2.0 * _log10(first), _log10(variance), _log10(positive), mixture, routes
+
+
+# The ReLU of a centred normal at t = mean / scale = 0, by the expressions of _relu_stats and
+# _rectified: constants, computed once (their arithmetic at t = 0, in the same order).
+_CENTRED_CDF = 0.5 * math.erfc(-0.0 / _SQRT_2)
+_CENTRED_PDF = math.exp(-0.5 * 0.0 * 0.0) / _SQRT_2PI
+_CENTRED_FIRST = 0.0 * _CENTRED_CDF + _CENTRED_PDF  # t cdf + pdf
+_CENTRED_SECOND = (0.0 * 0.0 + 1.0) * _CENTRED_CDF + 0.0 * _CENTRED_PDF  # (t^2 + 1) cdf + t pdf
+_CENTRED_LOGS = _relu_stats(_RELU_SLOPES["relu"], 0.0, _LOG_FLOOR)
+"""_relu_stats of a centred normal of log10 variance 0: its mean^2 and variance move with the
+input's log10 variance (added to it), its gain E[f'^2] does not."""
+
+
+def _centred_rectified(spread: float
+                       ) -> tuple[float, float, float, tuple[tuple[float, float, float], ...] | None,
+                                  tuple[tuple[float, float, int], ...] | None]:
+    """:func:`_rectified` of a normal with no shared mean (every convolution's or dense
+    layer's pre-activation, the ReLU called once per weighted layer), bit for bit: with
+    t = 0, its normal CDF and density are the constants above and the one component needs no
+    merging, so only the arithmetic that involves ``spread`` is left.
+
+    >>> zero_mean = _Stats(-0.5, -1.0, _LOG_FLOOR)
+    >>> spread = _log_sum2(zero_mean.fluct, zero_mean.offset)
+    >>> _centred_rectified(spread) == _rectified(zero_mean, spread)
+    True
+    """
+    log_mean_sq, log_variance, log_grad = _CENTRED_LOGS
+    mean_sq, variance, grad = spread + log_mean_sq, spread + log_variance, log_grad
+    if not spread < 100.0:  # _moderate: no mixture in linear units
+        return mean_sq, variance, grad, None, None
+    variance_c = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
+    if variance_c <= 0.0:  # a point mass at 0: never open
+        return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
+    part_first = math.sqrt(variance_c) * _CENTRED_FIRST
+    part_second = variance_c * _CENTRED_SECOND
+    if part_second <= 0.0:
+        return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
+    part_mean = part_first / _CENTRED_CDF
+    part = (1.0 * _CENTRED_CDF, part_mean, max(part_second / _CENTRED_CDF - part_mean ** 2, 0.0))
+    return (mean_sq, variance, grad, ((max(1.0 - _CENTRED_CDF, 0.0), 0.0, 0.0), part),
+            ((1.0, _CENTRED_CDF, 1),))
 
 
 def _moderate(*logs: float) -> bool:
