@@ -1197,11 +1197,11 @@ def _places(result: AnalysisResult) -> Places:
 
 def _forward(result: AnalysisResult, notes: list[str],
              model_inputs: list[_Stats] | None = None, places: Places | None = None
-             ) -> dict[str, _Forward]:
-    """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model;
+             ) -> list[_Forward]:
+    """Forward statistics per layer, by place in ``result.layers`` (the later passes read
+    them by index, not by name); ``model_inputs`` seeds the inputs of a nested model;
     ``places``: :func:`_places` of ``result`` where the caller has it."""
-    states: dict[str, _Forward] = {}
-    by_place: list[_Forward] = []  # the same states, by place (an input comes before its layer)
+    by_place: list[_Forward] = []  # an input comes before its layer
     input_places = (places or _places(result))[1]
     seeded = dict(zip(result.input_layers, model_inputs or [], strict=False))
     # Enum members read once, not per layer (a class attribute lookup each time).
@@ -1228,12 +1228,16 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif layer.subresult is not None and layer.subresult.output_layers:
             # A model used as a layer: propagate through it, and measure its backward gain
             # as the gradient its inputs receive for a unit gradient at its output.
-            inner = _forward(layer.subresult, notes, inputs)
-            state.out = inner[layer.subresult.output_layers[0]].out
-            inner_pre = _backward(layer.subresult, inner, fold_output=False)
-            gains = [inner_pre[name] for name in layer.subresult.input_layers if name in inner_pre]
+            subresult = layer.subresult
+            inner_places = _places(subresult)
+            inner_order = inner_places[0]
+            inner = _forward(subresult, notes, inputs, places=inner_places)
+            state.out = inner[inner_order[subresult.output_layers[0]]].out
+            inner_pre = _backward(subresult, inner, fold_output=False, places=inner_places)
+            gains = [inner_pre[inner_order[name]] for name in subresult.input_layers
+                     if name in inner_order]
             state.log_pass_back = gains[0] if gains else 0.0
-            if any(inner[name].kernels for name in inner):
+            if any(inner_state.kernels for inner_state in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
                 state.first_input_log_q = first.total
@@ -1349,22 +1353,21 @@ def _forward(result: AnalysisResult, notes: list[str],
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
                 state.treated_as_identity = True
                 notes.append(f"{layer.name} ({layer.class_name}): treated as scale-preserving")
-        states[layer.name] = state
         by_place.append(state)
-    return states
+    return by_place
 
 
-def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
-              fold_output: bool = True, places: Places | None = None) -> dict[str, float]:
-    """log10 variance of the gradient w.r.t. each layer's pre-activation (or output), for a
-    unit gradient at each model output (after the output activation when ``fold_output``).
-    ``places``: :func:`_places` of ``result`` where the caller has it."""
+def _backward(result: AnalysisResult, by_place: list[_Forward], *,
+              fold_output: bool = True, places: Places | None = None) -> list[float]:
+    """log10 variance of the gradient w.r.t. each layer's pre-activation (or output), by
+    place, for a unit gradient at each model output (after the output activation when
+    ``fold_output``); ``by_place``: :func:`_forward` of ``result``. ``places``:
+    :func:`_places` of ``result`` where the caller has it."""
     layers = result.layers
     order, input_places = places or _places(result)
-    by_place = list(states.values())  # one per layer, in layer order (names are unique)
     incoming: list[list[float]] = [[] for _ in layers]  # per place: the gradients arriving
-    outputs = set(result.output_layers)
-    pre: dict[str, float] = {}
+    outputs = {order[name] for name in result.output_layers if name in order}  # by place
+    pre = [0.0] * len(layers)  # every place is set below
     pooled = _max_pooled(result)
     by_name = result.by_name()
     concat_sources: dict[str, tuple[str, ...] | None] = {}
@@ -1377,7 +1380,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         # Every consumer of this layer came before it in reversed order: the list is complete
         # and no longer needed elsewhere, so the output's unit gradient is appended in place.
         arriving = incoming[own]
-        is_output = layer.name in outputs
+        is_output = own in outputs
         if is_output:
             arriving.append(0.0)
         count = len(arriving)
@@ -1405,7 +1408,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             if profile is not None and gain > 0.0:
                 log_gain = math.log10(gain)
         log_pre = log_out if folded else log_out + log_gain
-        pre[layer.name] = log_pre
+        pre[own] = log_pre
         inputs = input_places[own]
         if not inputs:
             continue
@@ -1605,53 +1608,67 @@ def _log_resampling(layer: LayerResult) -> float:
     return log_factor
 
 
-def _paths(result: AnalysisResult, weighted: set[str]
-           ) -> dict[str, tuple[int, int, int, int, int, int] | None]:
-    """Per layer: (fewest, most) weighted layers, (fewest, most) saturating activations and
-    (fewest, most) normalizations on the way to an output (the layer itself included), as one
-    tuple of six, or None when it reaches no output; by dynamic programming over the graph
-    (every layer is walked; only the weighted ones are read afterwards)."""
-    successors = result.successors()
-    outputs = set(result.output_layers)
-    normalization_trait = Trait.NORMALIZATION  # read once, not per layer
+Bounds = tuple[int, int, int, int, int, int]
+"""(fewest, most) weighted layers, (fewest, most) saturating activations and (fewest, most)
+normalizations on the way to an output: see :func:`_paths`."""
+
+
+def _paths(result: AnalysisResult, weighted: set[int], places: Places) -> list[Bounds | None]:
+    """Per layer, by place: (fewest, most) weighted layers, (fewest, most) saturating
+    activations and (fewest, most) normalizations on the way to an output (the layer itself
+    included), as one tuple of six, or None when it reaches no output; by dynamic programming
+    over the graph (every layer is walked; only the weighted ones are read afterwards).
+    ``weighted``: the places of the weighted layers; ``places``: :func:`_places` of ``result``.
+
+    Walked backwards, each layer's bounds are merged into those of its inputs as soon as they
+    are known, so that a layer finds its consumers' bounds merged, by index, when its turn
+    comes (its inputs are the producers the graph's edges name). A consumer placed before its
+    input (a shared layer called again on a later layer's output) has not been walked when
+    the input's bounds are read: it is not counted."""
+    layers = result.layers
+    order, input_places = places
+    outputs = {order[name] for name in result.output_layers if name in order}
+    normalization_trait = _NORMALIZATION
+    saturating = SATURATING_ACTIVATIONS
     at_output = (0, 0, 0, 0, 0, 0)
-    # Per layer (fewest, most weighted, fewest, most saturating, fewest, most normalizations),
-    # or None when no output is reached.
-    bounds: dict[str, tuple[int, int, int, int, int, int] | None] = {}
-    for layer in reversed(result.layers):
-        name = layer.name
-        options = []
-        for successor in successors.get(name, ()):
-            option = bounds.get(successor)
-            if option is not None:
-                options.append(option)
-        if name in outputs:
-            options.append(at_output)
-        if not options:
-            bounds[name] = None
+    bounds: list[Bounds | None] = [None] * len(layers)
+    # Per place: its consumers' bounds so far, merged (min of the fewest, max of the most).
+    downstream: list[Bounds | None] = [None] * len(layers)
+    for own in range(len(layers) - 1, -1, -1):
+        option = downstream[own]
+        is_output = own in outputs
+        if is_output:
+            option = at_output if option is None else _merged_bounds(option, at_output)
+        elif option is None:  # reaches no output
             continue
-        own_weighted = 1 if name in weighted else 0
-        own_saturating = 1 if ((layer.activation or "linear") in SATURATING_ACTIVATIONS
-                               and name not in outputs) else 0  # activation_of(layer)
+        layer = layers[own]
+        own_weighted = 1 if own in weighted else 0
+        own_saturating = 1 if ((layer.activation or "linear") in saturating
+                               and not is_output) else 0  # activation_of(layer)
         own_norm = 1 if normalization_trait in layer.traits else 0
-        d_min, d_max, s_min, s_max, n_min, n_max = options[0]
-        for o_dmin, o_dmax, o_smin, o_smax, o_nmin, o_nmax in options[1:]:
-            if o_dmin < d_min:
-                d_min = o_dmin
-            if o_dmax > d_max:
-                d_max = o_dmax
-            if o_smin < s_min:
-                s_min = o_smin
-            if o_smax > s_max:
-                s_max = o_smax
-            if o_nmin < n_min:
-                n_min = o_nmin
-            if o_nmax > n_max:
-                n_max = o_nmax
-        bounds[name] = (own_weighted + d_min, own_weighted + d_max,
-                        own_saturating + s_min, own_saturating + s_max,
-                        own_norm + n_min, own_norm + n_max)
+        d_min, d_max, s_min, s_max, n_min, n_max = option
+        bound = bounds[own] = (own_weighted + d_min, own_weighted + d_max,
+                               own_saturating + s_min, own_saturating + s_max,
+                               own_norm + n_min, own_norm + n_max)
+        for place in input_places[own]:
+            if place < own:
+                merged = downstream[place]
+                downstream[place] = bound if merged is None else _merged_bounds(merged, bound)
     return bounds
+
+
+def _merged_bounds(a: Bounds, b: Bounds) -> Bounds:
+    """The bounds of two ways to an output together: the fewer of the fewest, the more of the
+    most.
+
+    >>> _merged_bounds((1, 4, 0, 2, 0, 0), (2, 3, 0, 3, 1, 1))
+    (1, 4, 0, 3, 0, 1)
+    """
+    a_dmin, a_dmax, a_smin, a_smax, a_nmin, a_nmax = a
+    b_dmin, b_dmax, b_smin, b_smax, b_nmin, b_nmax = b
+    return (b_dmin if b_dmin < a_dmin else a_dmin, b_dmax if b_dmax > a_dmax else a_dmax,
+            b_smin if b_smin < a_smin else a_smin, b_smax if b_smax > a_smax else a_smax,
+            b_nmin if b_nmin < a_nmin else a_nmin, b_nmax if b_nmax > a_nmax else a_nmax)
 
 
 def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Places | None = None
@@ -1746,49 +1763,53 @@ def predict(result: AnalysisResult) -> dict[str, Any]:
 def _predict(result: AnalysisResult) -> dict[str, Any]:
     notes: list[str] = []
     places = _places(result)
+    layers = result.layers
     states = _forward(result, notes, places=places)
-    weighted_layers = [layer for layer in result.layers if states[layer.name].log_pre is not None]
+    weighted_places = [place for place, state in enumerate(states) if state.log_pre is not None]
     base: dict[str, Any] = {
         "method": METHOD,
         "ratio_definition": RATIO_DEFINITION,
         "thresholds": THRESHOLDS,
         "assumptions": ASSUMPTIONS,
     }
-    if not weighted_layers:
+    if not weighted_places:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer (convolution or dense) to predict gradients for",
                 "layers": [], "notes": notes}
     pre = _backward(result, states, places=places)
-    weighted = {layer.name for layer in weighted_layers}
-    paths = _paths(result, weighted)
-    skips = _bypassing_skips(result, weighted, places)
-    reachable = [index for index, layer in enumerate(weighted_layers)
-                 if paths[layer.name] is not None]  # their places in weighted_layers
+    paths = _paths(result, set(weighted_places), places)
+    skips = _bypassing_skips(result, [layers[place].name for place in weighted_places], places)
+    reachable = [index for index, place in enumerate(weighted_places)
+                 if paths[place] is not None]  # their indices in weighted_places
     if not reachable:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer reaches a model output", "layers": [], "notes": notes}
-    first, last = weighted_layers[reachable[0]], weighted_layers[reachable[-1]]
-    log_last_weight = pre[last.name] + states[last.name].first_input_log_q
+    first_place, last_place = weighted_places[reachable[0]], weighted_places[reachable[-1]]
+    first, last = layers[first_place], layers[last_place]
+    log_last_weight = pre[last_place] + states[last_place].first_input_log_q
     layers_out: list[dict[str, Any]] = []
     per_layer: dict[str, float | None] = {}
     unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
     # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
     # (in logs: the values span hundreds of orders of magnitude in broken networks).
     averaged = global_averaging(result)
-    log_norms = [log10_layer_gradient_norm(pre[layer.name], _positions(layer),
-                                           averaged.get(layer.name, 1))
-                 for layer in weighted_layers]
+    log_norms = []
+    for place in weighted_places:
+        layer = layers[place]
+        log_norms.append(log10_layer_gradient_norm(pre[place], _positions(layer),
+                                                   averaged.get(layer.name, 1)))
     log_last_norm = log_norms[reachable[-1]]
     # The first layer's entry and the weakest and strongest of those reaching an output, as
     # min/max would pick them (the first of equal values), found in the same loop.
     first_entry: dict[str, Any] | None = None
     weakest: dict[str, Any] | None = None
     strongest: dict[str, Any] | None = None
-    for layer, log_norm in zip(weighted_layers, log_norms, strict=True):
+    for place, log_norm in zip(weighted_places, log_norms, strict=True):
+        layer = layers[place]
         name = layer.name
-        state = states[name]
-        found = paths[name]
-        log_pre = pre[name]
+        state = states[place]
+        found = paths[place]
+        log_pre = pre[place]
         relative = round(log_norm - log_last_norm, 4)
         kernels = state.kernels or []
         for kernel in kernels:
@@ -1833,7 +1854,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     log_ratio = first_entry["log10_relative_gradient_scale"]
     log_weight_ratio = first_entry["log10_relative_weight_gradient_scale"]
     ratio = 10.0 ** log_ratio if abs(log_ratio) < 300 else (0.0 if log_ratio < 0 else math.inf)
-    first_info = paths[first.name]
+    first_info = paths[first_place]
     assert first_info is not None
     normalized = bool(first_info[5])
     verdict = classify(ratio, normalized=normalized)
@@ -1863,7 +1884,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "weight_gradient_verdict": classify_ratio(_scale(log_weight_ratio)),
         "first_layer": first.name,
         "last_layer": last.name,
-        "weighted_layers": len(weighted_layers),
+        "weighted_layers": len(weighted_places),
         # the first layer's depth_to_output (weighted layers after it), and the network's
         # skip connections as every section counts them (app.analysis.skips)
         "depth": {"shortest": first_info[0] - 1, "longest": first_info[1] - 1},
