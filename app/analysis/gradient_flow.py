@@ -1686,15 +1686,32 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Place
     block has one.) ``places``: :func:`_places` of ``result`` where the caller has it.
     """
     wanted: dict[str, list[str]] = {name: [] for name in names}
+    places = places or _places(result)
+    order = places[0]
+    by_place: list[list[str] | None] = [None] * len(result.layers)
+    for name, bypassed in wanted.items():
+        place = order.get(name)
+        if place is not None:
+            by_place[place] = bypassed
+    _bypassing_skips_by_place(result, by_place, places)
+    return wanted
+
+
+def _bypassing_skips_by_place(result: AnalysisResult, wanted: list[list[str] | None],
+                              places: Places) -> None:
+    """:func:`_bypassing_skips` by place: appends to ``wanted[place]`` the merges that bypass
+    the layer at that place (None: not asked for), so that walking a merge's region reads
+    list items, not layers' names looked up in a dict. ``places``: :func:`_places` of
+    ``result``."""
     layers = result.layers
     merges = [index for index, layer in enumerate(layers)
               if layer.merge in SKIP_MERGES and len(layer.inbound) > 1
               and len(set(layer.inbound)) > 1]
     if not merges:
-        return wanted
+        return
     # Layers by their place in topological order: a dominator is a place (-1: the virtual
     # root), so that comparing two is comparing ints, with no name looked up.
-    input_places = (places or _places(result))[1]
+    input_places = places[1]
     parents: list[list[int]] = []  # per place: the places of its distinct known inputs
     dominator: list[int] = []
 
@@ -1731,14 +1748,13 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Place
         region: set[int] = set(pending)
         while pending:
             place = pending.pop()
-            bypassed = wanted.get(layers[place].name)
+            bypassed = wanted[place]
             if bypassed is not None:
                 bypassed.append(merge_name)
             for parent in parents[place]:
                 if parent != fork and parent not in region:
                     region.add(parent)
                     pending.append(parent)
-    return wanted
 
 
 def _scale(log_value: float) -> float | None:
@@ -1778,7 +1794,10 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
                 "layers": [], "notes": notes}
     pre = _backward(result, states, places=places)
     paths = _paths(result, set(weighted_places), places)
-    skips = _bypassing_skips(result, [layers[place].name for place in weighted_places], places)
+    skips: list[list[str] | None] = [None] * len(layers)  # by place: the weighted layers'
+    for place in weighted_places:
+        skips[place] = []
+    _bypassing_skips_by_place(result, skips, places)
     reachable = [index for index, place in enumerate(weighted_places)
                  if paths[place] is not None]  # their indices in weighted_places
     if not reachable:
@@ -1818,7 +1837,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
                 break
         log_weight = log_pre + state.first_input_log_q - log_last_weight
         scale = _scale(relative)
-        bypassed = skips[name]
+        bypassed = skips[place] or []
         entry: dict[str, Any] = {
             "name": name,
             "class_name": layer.class_name,
