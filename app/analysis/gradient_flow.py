@@ -1213,6 +1213,8 @@ def _forward(result: AnalysisResult, notes: list[str],
         places_in = input_places[own]
         if len(places_in) == 1 and places_in[0] < own:  # the usual layer: no comprehension
             inputs = [by_place[places_in[0]].out]
+        elif len(places_in) == 2 and places_in[0] < own and places_in[1] < own:  # a pair
+            inputs = [by_place[places_in[0]].out, by_place[places_in[1]].out]
         else:
             inputs = [by_place[place].out for place in places_in if place < own]
         first = inputs[0] if inputs else _Stats()
@@ -1291,7 +1293,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.log_pre = pre.total
             state.first_input_log_q = first.total
             state.out, state.log_act_grad = _apply_activation(
-                activation_of(layer), pre, layer.name, notes)
+                layer.activation or "linear", pre, layer.name, notes)  # activation_of(layer)
         elif normalization_trait in traits:
             state.out = _Stats()
             state.log_norm_back = -(first.harmonic if first.harmonic is not None
@@ -1413,7 +1415,9 @@ def _backward(result: AnalysisResult, by_place: list[_Forward], *,
         if not inputs:
             continue
         merge = layer.merge
-        resampling = _log_resampling(layer)
+        # (_log_resampling's own first test, made here: most layers resample nothing, and a
+        # call of its own per layer is not free)
+        resampling = (0.0 if layer.traits.isdisjoint(_RESAMPLING) else _log_resampling(layer))
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
         elif state.log_scaled_sum is not None:
@@ -1446,11 +1450,8 @@ def _backward(result: AnalysisResult, by_place: list[_Forward], *,
             to_input = [log_pre] * len(inputs)
         broadcast = False
         if merge is not None and len(layer.input_shapes) == len(inputs) and layer.output_shapes:
-            output_shape = layer.output_shapes[0]
-            for shape in layer.input_shapes:  # a loop, not any(<generator>): every merge
-                if shape != output_shape:
-                    broadcast = True
-                    break
+            # some input shape differs from the output's (``count``: no Python loop per merge)
+            broadcast = layer.input_shapes.count(layer.output_shapes[0]) != len(inputs)
         if broadcast:
             # An input broadcast over positions (a squeeze-and-excitation gate) receives the
             # sum of the gradients of every position it was repeated over.
@@ -1483,8 +1484,11 @@ def _backward(result: AnalysisResult, by_place: list[_Forward], *,
             mixed = [i for i, place in enumerate(inputs) if by_place[place].out.mixture is not None]
             if len(mixed) == 1 and len(by_place[inputs[mixed[0]]].out.mixture or ()) == len(profile):
                 profiles.setdefault(inputs[mixed[0]], []).append((to_input[mixed[0]], profile))
-        for place, value in zip(inputs, to_input, strict=False):
-            incoming[place].append(value)
+        if len(inputs) == 1:  # the usual layer: no zip
+            incoming[inputs[0]].append(to_input[0])
+        else:
+            for place, value in zip(inputs, to_input, strict=False):
+                incoming[place].append(value)
     return pre
 
 
@@ -1845,7 +1849,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "weight_variance": [k.variance for k in kernels],
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
-            "activation": activation_of(layer),
+            "activation": layer.activation or "linear",  # activation_of(layer)
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
             "log10_relative_gradient_scale": relative,
