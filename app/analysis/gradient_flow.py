@@ -1173,26 +1173,32 @@ def _padding_input(layer: LayerResult, layers: list[LayerResult], inputs: list[i
     return source if _PADDING in source.traits else None
 
 
-Places = tuple[dict[str, int], list[list[int]]]
-"""Each layer's place in ``result.layers`` by name, and per layer the places of its inputs
-that are layers of the result (in inbound order, repeats kept): see :func:`_places`."""
+Places = tuple[dict[str, int], list[list[int]], list[int]]
+"""Each layer's place in ``result.layers`` by name, per layer the places of its inputs that
+are layers of the result (in inbound order, repeats kept), and the places of the layers whose
+inbound names more than one layer (the merges' candidates): see :func:`_places`."""
 
 
 def _places(result: AnalysisResult) -> Places:
     """The graph's inputs by place, found once per prediction: the passes over 20,000 layers
     read a layer's inputs as list indices, not as names looked up in a dict (each lookup
-    reads both strings from memory, the passes' largest cost at that size)."""
+    reads both strings from memory, the passes' largest cost at that size). The layers whose
+    inbound names several layers are noted on the way (the merges among them are the skip
+    connections' candidates), so that no other pass reads every layer's inbound again."""
     order = {layer.name: place for place, layer in enumerate(result.layers)}
     found = order.get
     inputs: list[list[int]] = []
-    for layer in result.layers:
+    several: list[int] = []
+    for own, layer in enumerate(result.layers):
         inbound = layer.inbound
         if len(inbound) == 1:  # the usual layer: no comprehension (a call of its own)
             place = found(inbound[0])
             inputs.append([] if place is None else [place])
         else:
             inputs.append([place for place in map(found, inbound) if place is not None])
-    return order, inputs
+            if len(inbound) > 1 and inbound.count(inbound[0]) != len(inbound):  # not one name
+                several.append(own)
+    return order, inputs, several
 
 
 def _forward(result: AnalysisResult, notes: list[str],
@@ -1366,7 +1372,7 @@ def _backward(result: AnalysisResult, by_place: list[_Forward], *,
     ``fold_output``); ``by_place``: :func:`_forward` of ``result``. ``places``:
     :func:`_places` of ``result`` where the caller has it."""
     layers = result.layers
-    order, input_places = places or _places(result)
+    order, input_places, _ = places or _places(result)
     incoming: list[list[float]] = [[] for _ in layers]  # per place: the gradients arriving
     outputs = {order[name] for name in result.output_layers if name in order}  # by place
     pre = [0.0] * len(layers)  # every place is set below
@@ -1617,48 +1623,71 @@ Bounds = tuple[int, int, int, int, int, int]
 normalizations on the way to an output: see :func:`_paths`."""
 
 
-def _paths(result: AnalysisResult, weighted: set[int], places: Places) -> list[Bounds | None]:
+def _paths(result: AnalysisResult, weighted: set[int], places: Places
+           ) -> tuple[list[Bounds | None], list[int] | None]:
     """Per layer, by place: (fewest, most) weighted layers, (fewest, most) saturating
     activations and (fewest, most) normalizations on the way to an output (the layer itself
     included), as one tuple of six, or None when it reaches no output; by dynamic programming
     over the graph (every layer is walked; only the weighted ones are read afterwards).
     ``weighted``: the places of the weighted layers; ``places``: :func:`_places` of ``result``.
+    Found in the same walk, :func:`global_averaging` by place, or None where a layer reads a
+    later one (see below).
 
     Walked backwards, each layer's bounds are merged into those of its inputs as soon as they
     are known, so that a layer finds its consumers' bounds merged, by index, when its turn
     comes (its inputs are the producers the graph's edges name). A consumer placed before its
     input (a shared layer called again on a later layer's output) has not been walked when
-    the input's bounds are read: it is not counted."""
+    the input's bounds are read: it is not counted. :func:`global_averaging` counts such a
+    consumer as averaging nothing further, a value this walk would hand over too late: the
+    averaging is then None, for the caller to ask global_averaging itself."""
     layers = result.layers
-    order, input_places = places
+    order, input_places, _ = places
     outputs = {order[name] for name in result.output_layers if name in order}
     normalization_trait = _NORMALIZATION
+    global_pooling, averaging = _GLOBAL_POOLING, _AVERAGING
     saturating = SATURATING_ACTIVATIONS
     at_output = (0, 0, 0, 0, 0, 0)
     bounds: list[Bounds | None] = [None] * len(layers)
     # Per place: its consumers' bounds so far, merged (min of the fewest, max of the most).
     downstream: list[Bounds | None] = [None] * len(layers)
+    averaged = [1] * len(layers)
+    # Per place: the fewest positions averaged on the way through its consumers so far (0:
+    # no consumer yet; every count is at least 1).
+    averaged_below = [0] * len(layers)
+    exact = True
     for own in range(len(layers) - 1, -1, -1):
-        option = downstream[own]
+        layer = layers[own]
+        traits = layer.traits
         is_output = own in outputs
+        below = averaged_below[own]
+        factor = averaged[own] = 1 if is_output or not below else below  # an output: 1
+        if global_pooling in traits and averaging in traits:
+            factor *= spatial_positions(layer.input_shapes[0] if layer.input_shapes else None,
+                                        layer.node.config)
+        option = downstream[own]
         if is_output:
             option = at_output if option is None else _merged_bounds(option, at_output)
-        elif option is None:  # reaches no output
-            continue
-        layer = layers[own]
-        own_weighted = 1 if own in weighted else 0
-        own_saturating = 1 if ((layer.activation or "linear") in saturating
-                               and not is_output) else 0  # activation_of(layer)
-        own_norm = 1 if normalization_trait in layer.traits else 0
-        d_min, d_max, s_min, s_max, n_min, n_max = option
-        bound = bounds[own] = (own_weighted + d_min, own_weighted + d_max,
-                               own_saturating + s_min, own_saturating + s_max,
-                               own_norm + n_min, own_norm + n_max)
+        bound = None
+        if option is not None:  # else: reaches no output
+            own_weighted = 1 if own in weighted else 0
+            own_saturating = 1 if ((layer.activation or "linear") in saturating
+                                   and not is_output) else 0  # activation_of(layer)
+            own_norm = 1 if normalization_trait in traits else 0
+            d_min, d_max, s_min, s_max, n_min, n_max = option
+            bound = bounds[own] = (own_weighted + d_min, own_weighted + d_max,
+                                   own_saturating + s_min, own_saturating + s_max,
+                                   own_norm + n_min, own_norm + n_max)
         for place in input_places[own]:
             if place < own:
-                merged = downstream[place]
-                downstream[place] = bound if merged is None else _merged_bounds(merged, bound)
-    return bounds
+                if bound is not None:
+                    merged = downstream[place]
+                    downstream[place] = (bound if merged is None
+                                         else _merged_bounds(merged, bound))
+                below = averaged_below[place]
+                averaged_below[place] = factor if not below or factor < below else below
+            else:
+                exact = False
+    return bounds, averaged if exact else None
 
 
 def _merged_bounds(a: Bounds, b: Bounds) -> Bounds:
@@ -1708,9 +1737,8 @@ def _bypassing_skips_by_place(result: AnalysisResult, wanted: list[list[str] | N
     list items, not layers' names looked up in a dict. ``places``: :func:`_places` of
     ``result``."""
     layers = result.layers
-    merges = [index for index, layer in enumerate(layers)
-              if layer.merge in SKIP_MERGES and len(layer.inbound) > 1
-              and len(set(layer.inbound)) > 1]
+    merges = [place for place in places[2]  # those that read more than one layer
+              if layers[place].merge in SKIP_MERGES]
     if not merges:
         return
     # Layers by their place in topological order: a dominator is a place (-1: the virtual
@@ -1797,7 +1825,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
                 "reason": "no weighted layer (convolution or dense) to predict gradients for",
                 "layers": [], "notes": notes}
     pre = _backward(result, states, places=places)
-    paths = _paths(result, set(weighted_places), places)
+    paths, averaged = _paths(result, set(weighted_places), places)
     skips: list[list[str] | None] = [None] * len(layers)  # by place: the weighted layers'
     for place in weighted_places:
         skips[place] = []
@@ -1815,12 +1843,14 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
     # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
     # (in logs: the values span hundreds of orders of magnitude in broken networks).
-    averaged = global_averaging(result)
+    if averaged is None:  # a layer reads a later one: global_averaging's own reading
+        by_name = global_averaging(result)
+        averaged = [by_name.get(layer.name, 1) for layer in layers]
     log_norms = []
     for place in weighted_places:
         layer = layers[place]
         log_norms.append(log10_layer_gradient_norm(pre[place], _positions(layer),
-                                                   averaged.get(layer.name, 1)))
+                                                   averaged[place]))
     log_last_norm = log_norms[reachable[-1]]
     # The first layer's entry and the weakest and strongest of those reaching an output, as
     # min/max would pick them (the first of equal values), found in the same loop.
