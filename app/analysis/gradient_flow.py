@@ -228,11 +228,6 @@ def is_normalization(layer: LayerResult) -> bool:
     return Trait.NORMALIZATION in layer.traits
 
 
-def _rescales_input(layer: LayerResult) -> bool:
-    """Preprocessing that changes values (Rescaling, Normalization): inputs are standardized
-    after it (see ASSUMPTIONS); augmentation and resizing keep the scale."""
-    return _PREPROCESSING in layer.traits and not layer.traits & _PASS_THROUGH_PREPROCESSING
-
 THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_RATIO,
               "exploding_above_with_normalization": NORMALIZED_EXPLODING_RATIO}
 """The verdict rule's numbers, as reports show them."""
@@ -844,7 +839,8 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     offset_share = 1.0 - 10.0 ** fluct_share
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
     rectified = None
-    if name == "relu" and stats.mixture is None and _moderate(spread, stats.mean_sq):
+    if (name == "relu" and stats.mixture is None
+            and spread < 100.0 and stats.mean_sq < 100.0):  # _moderate(spread, stats.mean_sq)
         rectified = (10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0,
                      10.0 ** spread if spread > _LOG_FLOOR else 0.0)
     return (_Stats(variance + fluct_share, offset, mean_sq, rectified=rectified, mixture=mixture,
@@ -1307,7 +1303,9 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif activation_trait in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
-        elif _rescales_input(layer):
+        elif _PREPROCESSING in traits and not traits & _PASS_THROUGH_PREPROCESSING:
+            # Preprocessing that changes values (Rescaling, Normalization): inputs are
+            # standardized after it (see ASSUMPTIONS); augmentation and resizing keep the scale.
             state.out = _Stats()
         elif merge is merge_sum or merge is merge_average:
             divisor = 2.0 * math.log10(len(inputs)) if merge is _AVERAGE else 0.0
@@ -1744,7 +1742,9 @@ def _bypassing_skips_by_place(result: AnalysisResult, wanted: list[list[str] | N
     # Layers by their place in topological order: a dominator is a place (-1: the virtual
     # root), so that comparing two is comparing ints, with no name looked up.
     input_places = places[1]
-    parents: list[list[int]] = []  # per place: the places of its distinct known inputs
+    # Per place: the places of its distinct known inputs (its inputs' own list, replaced below
+    # where one repeats).
+    parents: list[list[int]] = list(input_places)
     dominator: list[int] = []
 
     def meet(a: int, b: int) -> int:
@@ -1756,14 +1756,17 @@ def _bypassing_skips_by_place(result: AnalysisResult, wanted: list[list[str] | N
         return a if a == b else -1
 
     for own, inputs in enumerate(input_places):
-        if len(inputs) <= 1:  # the usual layer: its input dominates it if earlier
-            parents.append(inputs)
+        count = len(inputs)
+        if count <= 1:  # the usual layer: its input dominates it if earlier
             # (none: a model input, dominated by the virtual root; a later one: a shared layer
             # called again on a later layer's output, no dominator below the root)
             dominator.append(inputs[0] if inputs and inputs[0] < own else -1)
             continue
-        distinct = list(dict.fromkeys(inputs))
-        parents.append(distinct)
+        if count == 2 and inputs[0] != inputs[1]:  # a pair (a residual sum): the loop below
+            first, second = inputs
+            dominator.append(-1 if first >= own or second >= own else meet(first, second))
+            continue
+        distinct = parents[own] = list(dict.fromkeys(inputs))
         if max(distinct) >= own:  # a shared layer called again on a later layer's output
             dominator.append(-1)
             continue
