@@ -228,11 +228,6 @@ def is_normalization(layer: LayerResult) -> bool:
     return Trait.NORMALIZATION in layer.traits
 
 
-def _rescales_input(layer: LayerResult) -> bool:
-    """Preprocessing that changes values (Rescaling, Normalization): inputs are standardized
-    after it (see ASSUMPTIONS); augmentation and resizing keep the scale."""
-    return _PREPROCESSING in layer.traits and not layer.traits & _PASS_THROUGH_PREPROCESSING
-
 THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_RATIO,
               "exploding_above_with_normalization": NORMALIZED_EXPLODING_RATIO}
 """The verdict rule's numbers, as reports show them."""
@@ -799,7 +794,10 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     spread = _log_sum2(stats.fluct, stats.offset)
     mixture = routes = None
     if name == "relu":
-        mean_sq, variance, grad, mixture, routes = _rectified(stats, spread)
+        if stats.mixture is None and stats.mean_sq <= _LOG_FLOOR:  # a pre-activation
+            mean_sq, variance, grad, mixture, routes = _centred_rectified(spread)
+        else:
+            mean_sq, variance, grad, mixture, routes = _rectified(stats, spread)
         known = True
     else:
         mean_sq, variance, grad, known = activation_gains(name, spread, stats.mean_sq)
@@ -812,7 +810,8 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     offset_share = 1.0 - 10.0 ** fluct_share
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
     rectified = None
-    if name == "relu" and stats.mixture is None and _moderate(spread, stats.mean_sq):
+    if (name == "relu" and stats.mixture is None
+            and spread < 100.0 and stats.mean_sq < 100.0):  # _moderate(spread, stats.mean_sq)
         rectified = (10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0,
                      10.0 ** spread if spread > _LOG_FLOOR else 0.0)
     return (_Stats(variance + fluct_share, offset, mean_sq, rectified=rectified, mixture=mixture,
@@ -876,6 +875,47 @@ def _rectified(stats: _Stats, spread: float
         return mean_sq, variance, grad, mixture, routes
     variance = max(second - first * first, 1e-12 * second)
     return 2.0 * _log10(first), _log10(variance), _log10(positive), mixture, routes
+
+
+# The ReLU of a centred normal at t = mean / scale = 0, by the expressions of _relu_stats and
+# _rectified: constants, computed once (their arithmetic at t = 0, in the same order).
+_CENTRED_CDF = 0.5 * math.erfc(-0.0 / _SQRT_2)
+_CENTRED_PDF = math.exp(-0.5 * 0.0 * 0.0) / _SQRT_2PI
+_CENTRED_FIRST = 0.0 * _CENTRED_CDF + _CENTRED_PDF  # t cdf + pdf
+_CENTRED_SECOND = (0.0 * 0.0 + 1.0) * _CENTRED_CDF + 0.0 * _CENTRED_PDF  # (t^2 + 1) cdf + t pdf
+_CENTRED_LOGS = _relu_stats(_RELU_SLOPES["relu"], 0.0, _LOG_FLOOR)
+"""_relu_stats of a centred normal of log10 variance 0: its mean^2 and variance move with the
+input's log10 variance (added to it), its gain E[f'^2] does not."""
+
+
+def _centred_rectified(spread: float
+                       ) -> tuple[float, float, float, tuple[tuple[float, float, float], ...] | None,
+                                  tuple[tuple[float, float, int], ...] | None]:
+    """:func:`_rectified` of a normal with no shared mean (every convolution's or dense
+    layer's pre-activation, the ReLU called once per weighted layer), bit for bit: with
+    t = 0, its normal CDF and density are the constants above and the one component needs no
+    merging, so only the arithmetic that involves ``spread`` is left.
+
+    >>> zero_mean = _Stats(-0.5, -1.0, _LOG_FLOOR)
+    >>> spread = _log_sum2(zero_mean.fluct, zero_mean.offset)
+    >>> _centred_rectified(spread) == _rectified(zero_mean, spread)
+    True
+    """
+    log_mean_sq, log_variance, log_grad = _CENTRED_LOGS
+    mean_sq, variance, grad = spread + log_mean_sq, spread + log_variance, log_grad
+    if not spread < 100.0:  # _moderate: no mixture in linear units
+        return mean_sq, variance, grad, None, None
+    variance_c = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
+    if variance_c <= 0.0:  # a point mass at 0: never open
+        return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
+    part_first = math.sqrt(variance_c) * _CENTRED_FIRST
+    part_second = variance_c * _CENTRED_SECOND
+    if part_second <= 0.0:
+        return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
+    part_mean = part_first / _CENTRED_CDF
+    part = (1.0 * _CENTRED_CDF, part_mean, max(part_second / _CENTRED_CDF - part_mean ** 2, 0.0))
+    return (mean_sq, variance, grad, ((max(1.0 - _CENTRED_CDF, 0.0), 0.0, 0.0), part),
+            ((1.0, _CENTRED_CDF, 1),))
 
 
 def _moderate(*logs: float) -> bool:
@@ -1105,35 +1145,41 @@ def _padding_input(layer: LayerResult, layers: list[LayerResult], inputs: list[i
     return source if _PADDING in source.traits else None
 
 
-Places = tuple[dict[str, int], list[list[int]]]
-"""Each layer's place in ``result.layers`` by name, and per layer the places of its inputs
-that are layers of the result (in inbound order, repeats kept): see :func:`_places`."""
+Places = tuple[dict[str, int], list[list[int]], list[int]]
+"""Each layer's place in ``result.layers`` by name, per layer the places of its inputs that
+are layers of the result (in inbound order, repeats kept), and the places of the layers whose
+inbound names more than one layer (the merges' candidates): see :func:`_places`."""
 
 
 def _places(result: AnalysisResult) -> Places:
     """The graph's inputs by place, found once per prediction: the passes over 20,000 layers
     read a layer's inputs as list indices, not as names looked up in a dict (each lookup
-    reads both strings from memory, the passes' largest cost at that size)."""
+    reads both strings from memory, the passes' largest cost at that size). The layers whose
+    inbound names several layers are noted on the way (the merges among them are the skip
+    connections' candidates), so that no other pass reads every layer's inbound again."""
     order = {layer.name: place for place, layer in enumerate(result.layers)}
     found = order.get
     inputs: list[list[int]] = []
-    for layer in result.layers:
+    several: list[int] = []
+    for own, layer in enumerate(result.layers):
         inbound = layer.inbound
         if len(inbound) == 1:  # the usual layer: no comprehension (a call of its own)
             place = found(inbound[0])
             inputs.append([] if place is None else [place])
         else:
             inputs.append([place for place in map(found, inbound) if place is not None])
-    return order, inputs
+            if len(inbound) > 1 and inbound.count(inbound[0]) != len(inbound):  # not one name
+                several.append(own)
+    return order, inputs, several
 
 
 def _forward(result: AnalysisResult, notes: list[str],
              model_inputs: list[_Stats] | None = None, places: Places | None = None
-             ) -> dict[str, _Forward]:
-    """Forward statistics per layer; ``model_inputs`` seeds the inputs of a nested model;
+             ) -> list[_Forward]:
+    """Forward statistics per layer, by place in ``result.layers`` (the later passes read
+    them by index, not by name); ``model_inputs`` seeds the inputs of a nested model;
     ``places``: :func:`_places` of ``result`` where the caller has it."""
-    states: dict[str, _Forward] = {}
-    by_place: list[_Forward] = []  # the same states, by place (an input comes before its layer)
+    by_place: list[_Forward] = []  # an input comes before its layer
     input_places = (places or _places(result))[1]
     seeded = dict(zip(result.input_layers, model_inputs or [], strict=False))
     # Enum members read once, not per layer (a class attribute lookup each time).
@@ -1145,6 +1191,8 @@ def _forward(result: AnalysisResult, notes: list[str],
         places_in = input_places[own]
         if len(places_in) == 1 and places_in[0] < own:  # the usual layer: no comprehension
             inputs = [by_place[places_in[0]].out]
+        elif len(places_in) == 2 and places_in[0] < own and places_in[1] < own:  # a pair
+            inputs = [by_place[places_in[0]].out, by_place[places_in[1]].out]
         else:
             inputs = [by_place[place].out for place in places_in if place < own]
         first = inputs[0] if inputs else _Stats()
@@ -1160,12 +1208,16 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif layer.subresult is not None and layer.subresult.output_layers:
             # A model used as a layer: propagate through it, and measure its backward gain
             # as the gradient its inputs receive for a unit gradient at its output.
-            inner = _forward(layer.subresult, notes, inputs)
-            state.out = inner[layer.subresult.output_layers[0]].out
-            inner_pre = _backward(layer.subresult, inner, fold_output=False)
-            gains = [inner_pre[name] for name in layer.subresult.input_layers if name in inner_pre]
+            subresult = layer.subresult
+            inner_places = _places(subresult)
+            inner_order = inner_places[0]
+            inner = _forward(subresult, notes, inputs, places=inner_places)
+            state.out = inner[inner_order[subresult.output_layers[0]]].out
+            inner_pre = _backward(subresult, inner, fold_output=False, places=inner_places)
+            gains = [inner_pre[inner_order[name]] for name in subresult.input_layers
+                     if name in inner_order]
             state.log_pass_back = gains[0] if gains else 0.0
-            if any(inner[name].kernels for name in inner):
+            if any(inner_state.kernels for inner_state in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
                 state.first_input_log_q = first.total
@@ -1219,7 +1271,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.log_pre = pre.total
             state.first_input_log_q = first.total
             state.out, state.log_act_grad = _apply_activation(
-                activation_of(layer), pre, layer.name, notes)
+                layer.activation or "linear", pre, layer.name, notes)  # activation_of(layer)
         elif normalization_trait in traits:
             state.out = _Stats()
             state.log_norm_back = -(first.harmonic if first.harmonic is not None
@@ -1227,7 +1279,9 @@ def _forward(result: AnalysisResult, notes: list[str],
         elif activation_trait in traits:
             state.out, state.log_act_grad = _apply_activation(
                 activation_of(layer), first, layer.name, notes)
-        elif _rescales_input(layer):
+        elif _PREPROCESSING in traits and not traits & _PASS_THROUGH_PREPROCESSING:
+            # Preprocessing that changes values (Rescaling, Normalization): inputs are
+            # standardized after it (see ASSUMPTIONS); augmentation and resizing keep the scale.
             state.out = _Stats()
         elif merge is merge_sum or merge is merge_average:
             divisor = 2.0 * math.log10(len(inputs)) if merge is _AVERAGE else 0.0
@@ -1280,22 +1334,21 @@ def _forward(result: AnalysisResult, notes: list[str],
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
                 state.treated_as_identity = True
                 notes.append(f"{layer.name} ({layer.class_name}): treated as scale-preserving")
-        states[layer.name] = state
         by_place.append(state)
-    return states
+    return by_place
 
 
-def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
-              fold_output: bool = True, places: Places | None = None) -> dict[str, float]:
-    """log10 variance of the gradient w.r.t. each layer's pre-activation (or output), for a
-    unit gradient at each model output (after the output activation when ``fold_output``).
-    ``places``: :func:`_places` of ``result`` where the caller has it."""
+def _backward(result: AnalysisResult, by_place: list[_Forward], *,
+              fold_output: bool = True, places: Places | None = None) -> list[float]:
+    """log10 variance of the gradient w.r.t. each layer's pre-activation (or output), by
+    place, for a unit gradient at each model output (after the output activation when
+    ``fold_output``); ``by_place``: :func:`_forward` of ``result``. ``places``:
+    :func:`_places` of ``result`` where the caller has it."""
     layers = result.layers
-    order, input_places = places or _places(result)
-    by_place = list(states.values())  # one per layer, in layer order (names are unique)
+    order, input_places, _ = places or _places(result)
     incoming: list[list[float]] = [[] for _ in layers]  # per place: the gradients arriving
-    outputs = set(result.output_layers)
-    pre: dict[str, float] = {}
+    outputs = {order[name] for name in result.output_layers if name in order}  # by place
+    pre = [0.0] * len(layers)  # every place is set below
     pooled = _max_pooled(result)
     by_name = result.by_name()
     concat_sources: dict[str, tuple[str, ...] | None] = {}
@@ -1308,7 +1361,7 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
         # Every consumer of this layer came before it in reversed order: the list is complete
         # and no longer needed elsewhere, so the output's unit gradient is appended in place.
         arriving = incoming[own]
-        is_output = layer.name in outputs
+        is_output = own in outputs
         if is_output:
             arriving.append(0.0)
         count = len(arriving)
@@ -1336,12 +1389,14 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             if profile is not None and gain > 0.0:
                 log_gain = math.log10(gain)
         log_pre = log_out if folded else log_out + log_gain
-        pre[layer.name] = log_pre
+        pre[own] = log_pre
         inputs = input_places[own]
         if not inputs:
             continue
         merge = layer.merge
-        resampling = _log_resampling(layer)
+        # (_log_resampling's own first test, made here: most layers resample nothing, and a
+        # call of its own per layer is not free)
+        resampling = (0.0 if layer.traits.isdisjoint(_RESAMPLING) else _log_resampling(layer))
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
         elif state.log_scaled_sum is not None:
@@ -1374,11 +1429,8 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             to_input = [log_pre] * len(inputs)
         broadcast = False
         if merge is not None and len(layer.input_shapes) == len(inputs) and layer.output_shapes:
-            output_shape = layer.output_shapes[0]
-            for shape in layer.input_shapes:  # a loop, not any(<generator>): every merge
-                if shape != output_shape:
-                    broadcast = True
-                    break
+            # some input shape differs from the output's (``count``: no Python loop per merge)
+            broadcast = layer.input_shapes.count(layer.output_shapes[0]) != len(inputs)
         if broadcast:
             # An input broadcast over positions (a squeeze-and-excitation gate) receives the
             # sum of the gradients of every position it was repeated over.
@@ -1411,8 +1463,11 @@ def _backward(result: AnalysisResult, states: dict[str, _Forward], *,
             mixed = [i for i, place in enumerate(inputs) if by_place[place].out.mixture is not None]
             if len(mixed) == 1 and len(by_place[inputs[mixed[0]]].out.mixture or ()) == len(profile):
                 profiles.setdefault(inputs[mixed[0]], []).append((to_input[mixed[0]], profile))
-        for place, value in zip(inputs, to_input, strict=False):
-            incoming[place].append(value)
+        if len(inputs) == 1:  # the usual layer: no zip
+            incoming[inputs[0]].append(to_input[0])
+        else:
+            for place, value in zip(inputs, to_input, strict=False):
+                incoming[place].append(value)
     return pre
 
 
@@ -1535,53 +1590,90 @@ def _log_resampling(layer: LayerResult) -> float:
     return log_factor
 
 
-def _paths(result: AnalysisResult, weighted: set[str]
-           ) -> dict[str, tuple[int, int, int, int, int, int] | None]:
-    """Per layer: (fewest, most) weighted layers, (fewest, most) saturating activations and
-    (fewest, most) normalizations on the way to an output (the layer itself included), as one
-    tuple of six, or None when it reaches no output; by dynamic programming over the graph
-    (every layer is walked; only the weighted ones are read afterwards)."""
-    successors = result.successors()
-    outputs = set(result.output_layers)
-    normalization_trait = Trait.NORMALIZATION  # read once, not per layer
+Bounds = tuple[int, int, int, int, int, int]
+"""(fewest, most) weighted layers, (fewest, most) saturating activations and (fewest, most)
+normalizations on the way to an output: see :func:`_paths`."""
+
+
+def _paths(result: AnalysisResult, weighted: set[int], places: Places
+           ) -> tuple[list[Bounds | None], list[int] | None]:
+    """Per layer, by place: (fewest, most) weighted layers, (fewest, most) saturating
+    activations and (fewest, most) normalizations on the way to an output (the layer itself
+    included), as one tuple of six, or None when it reaches no output; by dynamic programming
+    over the graph (every layer is walked; only the weighted ones are read afterwards).
+    ``weighted``: the places of the weighted layers; ``places``: :func:`_places` of ``result``.
+    Found in the same walk, :func:`global_averaging` by place, or None where a layer reads a
+    later one (see below).
+
+    Walked backwards, each layer's bounds are merged into those of its inputs as soon as they
+    are known, so that a layer finds its consumers' bounds merged, by index, when its turn
+    comes (its inputs are the producers the graph's edges name). A consumer placed before its
+    input (a shared layer called again on a later layer's output) has not been walked when
+    the input's bounds are read: it is not counted. :func:`global_averaging` counts such a
+    consumer as averaging nothing further, a value this walk would hand over too late: the
+    averaging is then None, for the caller to ask global_averaging itself."""
+    layers = result.layers
+    order, input_places, _ = places
+    outputs = {order[name] for name in result.output_layers if name in order}
+    normalization_trait = _NORMALIZATION
+    global_pooling, averaging = _GLOBAL_POOLING, _AVERAGING
+    saturating = SATURATING_ACTIVATIONS
     at_output = (0, 0, 0, 0, 0, 0)
-    # Per layer (fewest, most weighted, fewest, most saturating, fewest, most normalizations),
-    # or None when no output is reached.
-    bounds: dict[str, tuple[int, int, int, int, int, int] | None] = {}
-    for layer in reversed(result.layers):
-        name = layer.name
-        options = []
-        for successor in successors.get(name, ()):
-            option = bounds.get(successor)
-            if option is not None:
-                options.append(option)
-        if name in outputs:
-            options.append(at_output)
-        if not options:
-            bounds[name] = None
-            continue
-        own_weighted = 1 if name in weighted else 0
-        own_saturating = 1 if ((layer.activation or "linear") in SATURATING_ACTIVATIONS
-                               and name not in outputs) else 0  # activation_of(layer)
-        own_norm = 1 if normalization_trait in layer.traits else 0
-        d_min, d_max, s_min, s_max, n_min, n_max = options[0]
-        for o_dmin, o_dmax, o_smin, o_smax, o_nmin, o_nmax in options[1:]:
-            if o_dmin < d_min:
-                d_min = o_dmin
-            if o_dmax > d_max:
-                d_max = o_dmax
-            if o_smin < s_min:
-                s_min = o_smin
-            if o_smax > s_max:
-                s_max = o_smax
-            if o_nmin < n_min:
-                n_min = o_nmin
-            if o_nmax > n_max:
-                n_max = o_nmax
-        bounds[name] = (own_weighted + d_min, own_weighted + d_max,
-                        own_saturating + s_min, own_saturating + s_max,
-                        own_norm + n_min, own_norm + n_max)
-    return bounds
+    bounds: list[Bounds | None] = [None] * len(layers)
+    # Per place: its consumers' bounds so far, merged (min of the fewest, max of the most).
+    downstream: list[Bounds | None] = [None] * len(layers)
+    averaged = [1] * len(layers)
+    # Per place: the fewest positions averaged on the way through its consumers so far (0:
+    # no consumer yet; every count is at least 1).
+    averaged_below = [0] * len(layers)
+    exact = True
+    for own in range(len(layers) - 1, -1, -1):
+        layer = layers[own]
+        traits = layer.traits
+        is_output = own in outputs
+        below = averaged_below[own]
+        factor = averaged[own] = 1 if is_output or not below else below  # an output: 1
+        if global_pooling in traits and averaging in traits:
+            factor *= spatial_positions(layer.input_shapes[0] if layer.input_shapes else None,
+                                        layer.node.config)
+        option = downstream[own]
+        if is_output:
+            option = at_output if option is None else _merged_bounds(option, at_output)
+        bound = None
+        if option is not None:  # else: reaches no output
+            own_weighted = 1 if own in weighted else 0
+            own_saturating = 1 if ((layer.activation or "linear") in saturating
+                                   and not is_output) else 0  # activation_of(layer)
+            own_norm = 1 if normalization_trait in traits else 0
+            d_min, d_max, s_min, s_max, n_min, n_max = option
+            bound = bounds[own] = (own_weighted + d_min, own_weighted + d_max,
+                                   own_saturating + s_min, own_saturating + s_max,
+                                   own_norm + n_min, own_norm + n_max)
+        for place in input_places[own]:
+            if place < own:
+                if bound is not None:
+                    merged = downstream[place]
+                    downstream[place] = (bound if merged is None
+                                         else _merged_bounds(merged, bound))
+                below = averaged_below[place]
+                averaged_below[place] = factor if not below or factor < below else below
+            else:
+                exact = False
+    return bounds, averaged if exact else None
+
+
+def _merged_bounds(a: Bounds, b: Bounds) -> Bounds:
+    """The bounds of two ways to an output together: the fewer of the fewest, the more of the
+    most.
+
+    >>> _merged_bounds((1, 4, 0, 2, 0, 0), (2, 3, 0, 3, 1, 1))
+    (1, 4, 0, 3, 0, 1)
+    """
+    a_dmin, a_dmax, a_smin, a_smax, a_nmin, a_nmax = a
+    b_dmin, b_dmax, b_smin, b_smax, b_nmin, b_nmax = b
+    return (b_dmin if b_dmin < a_dmin else a_dmin, b_dmax if b_dmax > a_dmax else a_dmax,
+            b_smin if b_smin < a_smin else a_smin, b_smax if b_smax > a_smax else a_smax,
+            b_nmin if b_nmin < a_nmin else a_nmin, b_nmax if b_nmax > a_nmax else a_nmax)
 
 
 def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Places | None = None
@@ -1599,16 +1691,34 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Place
     block has one.) ``places``: :func:`_places` of ``result`` where the caller has it.
     """
     wanted: dict[str, list[str]] = {name: [] for name in names}
+    places = places or _places(result)
+    order = places[0]
+    by_place: list[list[str] | None] = [None] * len(result.layers)
+    for name, bypassed in wanted.items():
+        place = order.get(name)
+        if place is not None:
+            by_place[place] = bypassed
+    _bypassing_skips_by_place(result, by_place, places)
+    return wanted
+
+
+def _bypassing_skips_by_place(result: AnalysisResult, wanted: list[list[str] | None],
+                              places: Places) -> None:
+    """:func:`_bypassing_skips` by place: appends to ``wanted[place]`` the merges that bypass
+    the layer at that place (None: not asked for), so that walking a merge's region reads
+    list items, not layers' names looked up in a dict. ``places``: :func:`_places` of
+    ``result``."""
     layers = result.layers
-    merges = [index for index, layer in enumerate(layers)
-              if layer.merge in SKIP_MERGES and len(layer.inbound) > 1
-              and len(set(layer.inbound)) > 1]
+    merges = [place for place in places[2]  # those that read more than one layer
+              if layers[place].merge in SKIP_MERGES]
     if not merges:
-        return wanted
+        return
     # Layers by their place in topological order: a dominator is a place (-1: the virtual
     # root), so that comparing two is comparing ints, with no name looked up.
-    input_places = (places or _places(result))[1]
-    parents: list[list[int]] = []  # per place: the places of its distinct known inputs
+    input_places = places[1]
+    # Per place: the places of its distinct known inputs (its inputs' own list, replaced below
+    # where one repeats).
+    parents: list[list[int]] = list(input_places)
     dominator: list[int] = []
 
     def meet(a: int, b: int) -> int:
@@ -1620,14 +1730,17 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Place
         return a if a == b else -1
 
     for own, inputs in enumerate(input_places):
-        if len(inputs) <= 1:  # the usual layer: its input dominates it if earlier
-            parents.append(inputs)
+        count = len(inputs)
+        if count <= 1:  # the usual layer: its input dominates it if earlier
             # (none: a model input, dominated by the virtual root; a later one: a shared layer
             # called again on a later layer's output, no dominator below the root)
             dominator.append(inputs[0] if inputs and inputs[0] < own else -1)
             continue
-        distinct = list(dict.fromkeys(inputs))
-        parents.append(distinct)
+        if count == 2 and inputs[0] != inputs[1]:  # a pair (a residual sum): the loop below
+            first, second = inputs
+            dominator.append(-1 if first >= own or second >= own else meet(first, second))
+            continue
+        distinct = parents[own] = list(dict.fromkeys(inputs))
         if max(distinct) >= own:  # a shared layer called again on a later layer's output
             dominator.append(-1)
             continue
@@ -1644,14 +1757,13 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Place
         region: set[int] = set(pending)
         while pending:
             place = pending.pop()
-            bypassed = wanted.get(layers[place].name)
+            bypassed = wanted[place]
             if bypassed is not None:
                 bypassed.append(merge_name)
             for parent in parents[place]:
                 if parent != fork and parent not in region:
                     region.add(parent)
                     pending.append(parent)
-    return wanted
 
 
 def _scale(log_value: float) -> float | None:
@@ -1676,49 +1788,58 @@ def predict(result: AnalysisResult) -> dict[str, Any]:
 def _predict(result: AnalysisResult) -> dict[str, Any]:
     notes: list[str] = []
     places = _places(result)
+    layers = result.layers
     states = _forward(result, notes, places=places)
-    weighted_layers = [layer for layer in result.layers if states[layer.name].log_pre is not None]
+    weighted_places = [place for place, state in enumerate(states) if state.log_pre is not None]
     base: dict[str, Any] = {
         "method": METHOD,
         "ratio_definition": RATIO_DEFINITION,
         "thresholds": THRESHOLDS,
         "assumptions": ASSUMPTIONS,
     }
-    if not weighted_layers:
+    if not weighted_places:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer (convolution or dense) to predict gradients for",
                 "layers": [], "notes": notes}
     pre = _backward(result, states, places=places)
-    weighted = {layer.name for layer in weighted_layers}
-    paths = _paths(result, weighted)
-    skips = _bypassing_skips(result, weighted, places)
-    reachable = [index for index, layer in enumerate(weighted_layers)
-                 if paths[layer.name] is not None]  # their places in weighted_layers
+    paths, averaged = _paths(result, set(weighted_places), places)
+    skips: list[list[str] | None] = [None] * len(layers)  # by place: the weighted layers'
+    for place in weighted_places:
+        skips[place] = []
+    _bypassing_skips_by_place(result, skips, places)
+    reachable = [index for index, place in enumerate(weighted_places)
+                 if paths[place] is not None]  # their indices in weighted_places
     if not reachable:
         return {**base, "verdict": None, "status": "not_computed",
                 "reason": "no weighted layer reaches a model output", "layers": [], "notes": notes}
-    first, last = weighted_layers[reachable[0]], weighted_layers[reachable[-1]]
-    log_last_weight = pre[last.name] + states[last.name].first_input_log_q
+    first_place, last_place = weighted_places[reachable[0]], weighted_places[reachable[-1]]
+    first, last = layers[first_place], layers[last_place]
+    log_last_weight = pre[last_place] + states[last_place].first_input_log_q
     layers_out: list[dict[str, Any]] = []
     per_layer: dict[str, float | None] = {}
     unknown_init: list[str] = []  # weighted layers with an initializer assumed glorot-like
     # The quantity: sqrt(P x per-position variance), in log10, relative to the last layer
     # (in logs: the values span hundreds of orders of magnitude in broken networks).
-    averaged = global_averaging(result)
-    log_norms = [log10_layer_gradient_norm(pre[layer.name], _positions(layer),
-                                           averaged.get(layer.name, 1))
-                 for layer in weighted_layers]
+    if averaged is None:  # a layer reads a later one: global_averaging's own reading
+        by_name = global_averaging(result)
+        averaged = [by_name.get(layer.name, 1) for layer in layers]
+    log_norms = []
+    for place in weighted_places:
+        layer = layers[place]
+        log_norms.append(log10_layer_gradient_norm(pre[place], _positions(layer),
+                                                   averaged[place]))
     log_last_norm = log_norms[reachable[-1]]
     # The first layer's entry and the weakest and strongest of those reaching an output, as
     # min/max would pick them (the first of equal values), found in the same loop.
     first_entry: dict[str, Any] | None = None
     weakest: dict[str, Any] | None = None
     strongest: dict[str, Any] | None = None
-    for layer, log_norm in zip(weighted_layers, log_norms, strict=True):
+    for place, log_norm in zip(weighted_places, log_norms, strict=True):
+        layer = layers[place]
         name = layer.name
-        state = states[name]
-        found = paths[name]
-        log_pre = pre[name]
+        state = states[place]
+        found = paths[place]
+        log_pre = pre[place]
         relative = round(log_norm - log_last_norm, 4)
         kernels = state.kernels or []
         for kernel in kernels:
@@ -1727,7 +1848,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
                 break
         log_weight = log_pre + state.first_input_log_q - log_last_weight
         scale = _scale(relative)
-        bypassed = skips[name]
+        bypassed = skips[place] or []
         entry: dict[str, Any] = {
             "name": name,
             "class_name": layer.class_name,
@@ -1735,7 +1856,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "weight_variance": [k.variance for k in kernels],
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
-            "activation": activation_of(layer),
+            "activation": layer.activation or "linear",  # activation_of(layer)
             "activation_gain": _scale(state.log_act_grad),
             "pre_activation_variance": _scale(state.log_pre or 0.0),
             "log10_relative_gradient_scale": relative,
@@ -1763,7 +1884,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     log_ratio = first_entry["log10_relative_gradient_scale"]
     log_weight_ratio = first_entry["log10_relative_weight_gradient_scale"]
     ratio = 10.0 ** log_ratio if abs(log_ratio) < 300 else (0.0 if log_ratio < 0 else math.inf)
-    first_info = paths[first.name]
+    first_info = paths[first_place]
     assert first_info is not None
     normalized = bool(first_info[5])
     verdict = classify(ratio, normalized=normalized)
@@ -1793,7 +1914,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         "weight_gradient_verdict": classify_ratio(_scale(log_weight_ratio)),
         "first_layer": first.name,
         "last_layer": last.name,
-        "weighted_layers": len(weighted_layers),
+        "weighted_layers": len(weighted_places),
         # the first layer's depth_to_output (weighted layers after it), and the network's
         # skip connections as every section counts them (app.analysis.skips)
         "depth": {"shortest": first_info[0] - 1, "longest": first_info[1] - 1},
