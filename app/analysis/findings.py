@@ -1025,7 +1025,7 @@ def _cancels_bias(layer: LayerResult, producer: LayerResult) -> bool:
     axes = axis if isinstance(axis, list) else [axis]
     if len(axes) != 1 or not isinstance(axes[0], int):
         return False
-    channels_first = producer.node.config.get("data_format") == "channels_first"
+    channels_first = producer.channels_first
     wanted = 1 if channels_first else -1
     value = axes[0]
     if rank is not None and value >= 0 and not channels_first:
