@@ -688,8 +688,6 @@ def _deep_plain_stack(result: AnalysisResult, weighted: set[str],
     while cursor >= 0 and len(names) < count:
         names.append(layers[cursor].name)
         cursor = previous_weighted[cursor]
-    if count < DEEP_PLAIN_THRESHOLD:
-        return []
     names.reverse()
     return [_finding(
         "deep_plain_stack", "warning", names,

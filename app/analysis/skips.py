@@ -72,11 +72,18 @@ def _find(result: AnalysisResult) -> Skips:
     by_name = result.by_name()
     residual: list[str] = []
     dense: list[str] = []
+    scale = Trait.SCALE
     for layer in result.layers:
-        inputs = list(dict.fromkeys(layer.inbound))
-        if len(inputs) < 2:
+        inbound = layer.inbound
+        if len(inbound) < 2:  # most layers: one input, no list of distinct ones to build
             continue
-        if layer.merge in RESIDUAL or Trait.SCALE in layer.traits:
+        if len(inbound) == 2 and inbound[0] != inbound[1]:
+            inputs = inbound  # two distinct inputs already (read, never changed)
+        else:
+            inputs = list(dict.fromkeys(inbound))
+            if len(inputs) < 2:
+                continue
+        if layer.merge in RESIDUAL or scale in layer.traits:
             residual.append(layer.name)
         elif layer.merge == Merge.CONCAT and _passes_earlier_map(by_name, inputs):
             dense.append(layer.name)
