@@ -757,8 +757,7 @@ class _Stats:
 
 @dataclass(slots=True)
 class _Forward:
-    out: _Stats
-    inputs: list[_Stats]  # (both given: no default factory to run per layer)
+    out: _Stats  # (given: no default to run per layer)
     log_pre: float | None = None  # log10 pre-activation variance (weighted layers)
     # log10 second moment of the first input (weighted layers: read with log_pre, while the
     # input is at hand, not again from memory when the report is built)
@@ -769,15 +768,10 @@ class _Forward:
     log_pass_back: float | None = None  # log10 backward gain of a nested model or a scale layer
     log_scaled_sum: float | None = None  # log10 gain of the scaled inputs of a scaled sum
     kernels: list[KernelModel] | None = None
-    treated_as_identity: bool = False
     # Read in the forward pass, while the layer's shapes are at hand (a kernel layer's were
     # just read), not again from memory by the backward pass and the report:
     log_resampling: float = 0.0  # :func:`_log_resampling` of the layer
     positions: int = 1  # :func:`_positions` of a weighted layer
-
-    @property
-    def input_log_q(self) -> list[float]:
-        return [stats.total for stats in self.inputs]
 
 
 def activation_of(layer: LayerResult) -> str:
@@ -1227,7 +1221,7 @@ def _forward(result: AnalysisResult, notes: list[str],
         first = inputs[0] if inputs else _Stats()
         # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
         # built only to be replaced.
-        state = _Forward(first, inputs)
+        state = _Forward(first)
         traits = layer.traits
         merge = layer.merge
         kernels = state.kernels = kernel_models(layer) if kernel_trait in traits else None
@@ -1366,7 +1360,6 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(first.fluct, first.offset, first.mean_sq, rectified=first.rectified,
                                mixture=first.mixture)
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
-                state.treated_as_identity = True
                 notes.append(f"{layer.name} ({layer.class_name}): treated as scale-preserving")
         by_place.append(state)
     return by_place
@@ -1456,8 +1449,9 @@ def _backward(result: AnalysisResult, by_place: list[_Forward], *,
         elif merge is _AVERAGE:
             to_input = [log_pre - 2.0 * math.log10(len(inputs))] * len(inputs)
         elif merge is _PRODUCT:
-            total = sum(state.input_log_q)
-            to_input = [log_pre + total - q for q in state.input_log_q]
+            input_log_q = [by_place[place].out.total for place in inputs if place < own]
+            total = sum(input_log_q)
+            to_input = [log_pre + total - q for q in input_log_q]
         elif merge is _SELECT:
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
