@@ -728,8 +728,7 @@ class _Stats:
 
 @dataclass(slots=True)
 class _Forward:
-    out: _Stats
-    inputs: list[_Stats]  # (both given: no default factory to run per layer)
+    out: _Stats  # (given: no default to run per layer)
     log_pre: float | None = None  # log10 pre-activation variance (weighted layers)
     # log10 second moment of the first input (weighted layers: read with log_pre, while the
     # input is at hand, not again from memory when the report is built)
@@ -740,11 +739,10 @@ class _Forward:
     log_pass_back: float | None = None  # log10 backward gain of a nested model or a scale layer
     log_scaled_sum: float | None = None  # log10 gain of the scaled inputs of a scaled sum
     kernels: list[KernelModel] | None = None
-    treated_as_identity: bool = False
-
-    @property
-    def input_log_q(self) -> list[float]:
-        return [stats.total for stats in self.inputs]
+    # Read in the forward pass, while the layer's shapes are at hand (a kernel layer's were
+    # just read), not again from memory by the backward pass and the report:
+    log_resampling: float = 0.0  # :func:`_log_resampling` of the layer
+    positions: int = 1  # :func:`_positions` of a weighted layer
 
 
 def activation_of(layer: LayerResult) -> str:
@@ -963,12 +961,13 @@ def _shifted_mixture(a: _Stats, b: _Stats) -> tuple[tuple[float, float, float], 
         return None
     mixed, normal = (a, b) if a.mixture is not None else (b, a)
     spread = _log_sum2(normal.fluct, normal.offset)
-    if not _moderate(spread, normal.mean_sq):
+    if not (spread < 100.0 and normal.mean_sq < 100.0):  # _moderate(spread, normal.mean_sq)
         return None
     shift = 10.0 ** (normal.mean_sq / 2.0) if normal.mean_sq > _LOG_FLOOR else 0.0
     width = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
-    return tuple((weight, mean + shift, variance + width)
-                 for weight, mean, variance in mixed.mixture or ())
+    # (a list comprehension, not a generator: every other sum of a residual chain)
+    return tuple([(weight, mean + shift, variance + width)
+                  for weight, mean, variance in mixed.mixture or ()])
 
 
 def _concatenated(layer: LayerResult, inputs: list[_Stats]) -> _Stats:
@@ -1198,10 +1197,12 @@ def _forward(result: AnalysisResult, notes: list[str],
         first = inputs[0] if inputs else _Stats()
         # Every branch below sets ``out``: ``first`` stands in so that no default _Stats is
         # built only to be replaced.
-        state = _Forward(first, inputs)
+        state = _Forward(first)
         traits = layer.traits
         merge = layer.merge
         kernels = state.kernels = kernel_models(layer) if kernel_trait in traits else None
+        if not traits.isdisjoint(_RESAMPLING):  # (_log_resampling's own first test: most
+            state.log_resampling = _log_resampling(layer)  # layers resample nothing)
         if input_trait in traits or not inputs:
             seed = seeded.get(layer.name)
             state.out = _Stats(seed.fluct, seed.offset, seed.mean_sq) if seed else _Stats()
@@ -1220,6 +1221,7 @@ def _forward(result: AnalysisResult, notes: list[str],
             if any(inner_state.kernels for inner_state in inner):
                 # It holds weights: listed as one weighted entry (its gradient at its output).
                 state.log_pre = state.out.total
+                state.positions = _positions(layer)
                 state.first_input_log_q = first.total
         elif scale_trait in traits and len(inputs) > 1:
             # A scaled residual sum (Inception-ResNet's CustomScaleLayer): first + scale x rest.
@@ -1269,6 +1271,7 @@ def _forward(result: AnalysisResult, notes: list[str],
                 pre = _Stats(fluct, offset, _LOG_FLOOR)
                 state.log_kernel_back += math.log10(share) + log_positions
             state.log_pre = pre.total
+            state.positions = _positions(layer)
             state.first_input_log_q = first.total
             state.out, state.log_act_grad = _apply_activation(
                 layer.activation or "linear", pre, layer.name, notes)  # activation_of(layer)
@@ -1332,7 +1335,6 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(first.fluct, first.offset, first.mean_sq, rectified=first.rectified,
                                mixture=first.mixture)
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
-                state.treated_as_identity = True
                 notes.append(f"{layer.name} ({layer.class_name}): treated as scale-preserving")
         by_place.append(state)
     return by_place
@@ -1380,9 +1382,12 @@ def _backward(result: AnalysisResult, by_place: list[_Forward], *,
             log_gain = _log10(1.0 - (1.0 - 10.0 ** log_gain) ** pooled[layer.name])
         uneven = profiles.pop(own, None) if profiles else None
         profile = _profile(uneven, log_out) if uneven else None
-        routes = state.out.routes
         profile_in = None
-        if (routes is not None and (profile is not None or (len(routes) > 1 and state.log_pre is None))
+        # (the output's statistics are read only where the rest can hold: not for a weighted
+        # layer whose gradient arrives evenly, most of them)
+        if ((profile is not None or state.log_pre is None)
+                and (routes := state.out.routes) is not None
+                and (profile is not None or len(routes) > 1)
                 and not folded and not (pooled and layer.name in pooled)):
             # (a ReLU of a mixture, or one whose gradient arrives unevenly)
             gain, profile_in = _relu_backward(routes, profile)
@@ -1394,9 +1399,7 @@ def _backward(result: AnalysisResult, by_place: list[_Forward], *,
         if not inputs:
             continue
         merge = layer.merge
-        # (_log_resampling's own first test, made here: most layers resample nothing, and a
-        # call of its own per layer is not free)
-        resampling = (0.0 if layer.traits.isdisjoint(_RESAMPLING) else _log_resampling(layer))
+        resampling = state.log_resampling
         if state.log_pass_back is not None:  # nested model or scale layer
             to_input = [log_pre + state.log_pass_back] * len(inputs)
         elif state.log_scaled_sum is not None:
@@ -1421,8 +1424,9 @@ def _backward(result: AnalysisResult, by_place: list[_Forward], *,
         elif merge is _AVERAGE:
             to_input = [log_pre - 2.0 * math.log10(len(inputs))] * len(inputs)
         elif merge is _PRODUCT:
-            total = sum(state.input_log_q)
-            to_input = [log_pre + total - q for q in state.input_log_q]
+            input_log_q = [by_place[place].out.total for place in inputs if place < own]
+            total = sum(input_log_q)
+            to_input = [log_pre + total - q for q in input_log_q]
         elif merge is _SELECT:
             to_input = [log_pre - math.log10(len(inputs))] * len(inputs)
         else:
@@ -1825,8 +1829,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         averaged = [by_name.get(layer.name, 1) for layer in layers]
     log_norms = []
     for place in weighted_places:
-        layer = layers[place]
-        log_norms.append(log10_layer_gradient_norm(pre[place], _positions(layer),
+        log_norms.append(log10_layer_gradient_norm(pre[place], states[place].positions,
                                                    averaged[place]))
     log_last_norm = log_norms[reachable[-1]]
     # The first layer's entry and the weakest and strongest of those reaching an output, as
