@@ -185,11 +185,20 @@ def _parse_keras3_node(node: dict[str, Any], where: str) -> LayerCall:
     kwargs = node.get("kwargs", {}) or {}
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise _fail(f"{where}: inbound node args/kwargs malformed. Received: {_short(node)}")
+    inputs = call.inputs
     for position, arg in enumerate(args):
         if type(arg) is dict and arg.get("class_name") == "__keras_tensor__":
-            call.inputs.append(_history_ref(arg, where))  # the usual argument: one tensor
-        else:
-            _collect_keras3(arg, call, where, f"args[{position}]")
+            inputs.append(_history_ref(arg, where))  # the usual argument: one tensor
+            continue
+        if type(arg) is list and arg:  # a merge's list of tensors: what _collect_keras3 does
+            for item in arg:
+                if type(item) is not dict or item.get("class_name") != "__keras_tensor__":
+                    break
+            else:
+                for item in arg:
+                    inputs.append(_history_ref(item, where))
+                continue
+        _collect_keras3(arg, call, where, f"args[{position}]")
     for key, value in kwargs.items():
         before = len(call.inputs)
         _collect_keras3(value, call, where, key)
