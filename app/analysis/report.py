@@ -51,11 +51,19 @@ def output_shape_json(shapes: list[Shape | None]) -> Any:
 
 
 def layer_json(layer: LayerResult) -> dict[str, Any]:
+    shapes = layer.output_shapes
+    if len(shapes) == 1:  # output_shape_json of the usual single output, without the call
+        output_shape: Any = None if shapes[0] is None else list(shapes[0])
+    else:
+        output_shape = output_shape_json(shapes)
+    calls = len(layer.call_output_shapes)
+    if not calls and layer.class_name == "InputLayer":
+        calls = 1  # a model input is not called: it is one tensor all the same
     entry: dict[str, Any] = {
         "name": layer.name,
         "class_name": layer.class_name,
         "inbound": list(layer.inbound),
-        "output_shape": output_shape_json(layer.output_shapes),
+        "output_shape": output_shape,
         "params": layer.params,
         "trainable_params": layer.trainable_params,
         "non_trainable_params": layer.non_trainable_params,
@@ -63,7 +71,7 @@ def layer_json(layer: LayerResult) -> dict[str, Any]:
         "activation_bytes": layer.activation_bytes,
         "receptive_field": field_json(layer.receptive_field),
         "activation": layer.activation,
-        "calls": max(len(layer.call_output_shapes), 1 if layer.class_name == "InputLayer" else 0),
+        "calls": calls,
         "supported": not layer.unsupported,
     }
     if layer.notes:
