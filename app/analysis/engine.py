@@ -315,7 +315,11 @@ class _Walk:
         try:
             if rule is None:
                 raise UnsupportedVariant(f"no rule for class '{node.class_name}'")
-            outputs = [None if s is None else tuple(s) for s in rule.shape(ctx)]
+            produced = rule.shape(ctx)
+            if len(produced) == 1 and type(produced[0]) is tuple:
+                outputs: list[Shape | None] = [produced[0]]  # the usual single tuple output
+            else:
+                outputs = [None if s is None else tuple(s) for s in produced]
             if call_index == 0:
                 self.first_call(node, rule, ctx, result)
             macs = rule.macs(ctx, outputs)
@@ -350,7 +354,8 @@ class _Walk:
             result.params = trainable + non_trainable
         result.has_weights = bool(result.params)
         result.traits = rule.traits
-        result.merge = rule.merge_mode(node.config)
+        merge_of = rule.merge_of  # rule.merge_mode(node.config), without the call
+        result.merge = rule.merge if merge_of is None else merge_of(node.config)
         if rule.scale_of is not None:
             result.scale = rule.scale_of(node.config)
         result.activation = rule.activation(ctx)
