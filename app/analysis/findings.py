@@ -774,7 +774,11 @@ def _dense_head(result: AnalysisResult, facts: _Layout | None = None,
     return found
 
 
-def _checkerboard(result: AnalysisResult) -> list[dict[str, Any]]:
+def _checkerboard(result: AnalysisResult, facts: _Layout | None = None) -> list[dict[str, Any]]:
+    """Transposed convolutions whose kernel the stride does not divide (each layer's
+    :class:`Window`). ``facts``: :func:`_layout` when the caller has it."""
+    if facts is not None and Trait.TRANSPOSED not in facts.traits:
+        return []  # no transposed convolution: nothing to check
     layers, details = [], []
     for layer in result.layers:
         if Trait.TRANSPOSED not in layer.traits:
@@ -802,15 +806,23 @@ _UPSTREAM_DILATED = 8
 
 
 def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
+    """Chains of dilated convolutions whose rates share a factor (each layer's
+    :class:`Window`)."""
+    spatial_kernel = Trait.SPATIAL_KERNEL
+    # Most graphs dilate nothing: a first look, without keying every convolution by name,
+    # finds whether some convolution dilates at all.
+    for layer in result.layers:
+        window = layer.window
+        if window is not None and max(window.dilation) > 1 and spatial_kernel in layer.traits:
+            break
+    else:
+        return []  # no dilated convolution: no chain to look for
     by_name = result.by_name()
     dilation_of: dict[str, int] = {}
-    spatial_kernel = Trait.SPATIAL_KERNEL
     for layer in result.layers:
         window = layer.window
         if spatial_kernel in layer.traits and window is not None:
             dilation_of[layer.name] = max(window.dilation)
-    if all(rate <= 1 for rate in dilation_of.values()):
-        return []  # no dilated convolution: no chain to look for
     # The nearest dilated convolutions upstream of each layer (through non-convolution layers;
     # a plain convolution ends the search). Only dilated ones can form a chain, and a few are
     # enough: keeping every convolution behind a residual chain's shortcuts was quadratic.
@@ -1094,6 +1106,7 @@ def _residual_branch_nonnegative(result: AnalysisResult,
     walked = False
     sums = (Merge.SUM, Merge.AVERAGE)  # built once, not per layer
     kernel_trait, activation_trait = Trait.KERNEL, Trait.ACTIVATION
+    nonnegative = NONNEGATIVE_ACTIVATIONS
     for layer in (facts if facts is not None else _layout(result)).merges:
         if layer.merge not in sums:
             continue
@@ -1102,13 +1115,19 @@ def _residual_branch_nonnegative(result: AnalysisResult,
             if len(set(inbound)) != 2:
                 continue
         first, second = inbound[0], inbound[1]
-        for shortcut, branch in ((first, second), (second, first)):
+        # Each input in turn as the branch (the second first), the other as its shortcut (one
+        # tuple for both orders, not a pair per order).
+        for branch in (second, first):
             end = by_name.get(branch)
-            if end is None or (end.activation or "linear") not in NONNEGATIVE_ACTIVATIONS:
+            if end is None:
+                continue
+            activation = end.activation or "linear"
+            if activation not in nonnegative:
                 continue
             traits = end.traits
             if kernel_trait not in traits and activation_trait not in traits:
                 continue
+            shortcut = first if branch is second else second
             if shortcut not in end.inbound:
                 if not walked:
                     position, walked = _positions(result), True
@@ -1117,9 +1136,10 @@ def _residual_branch_nonnegative(result: AnalysisResult,
                     continue
                 if not _reaches(by_name, branch, shortcut):
                     continue
-            found.append({"merge": layer.name, "branch_end": branch, "shortcut": shortcut,
-                          "activation": end.activation or "linear"})
-            merges.append(layer.name)
+            name = layer.name
+            found.append({"merge": name, "branch_end": branch, "shortcut": shortcut,
+                          "activation": activation})
+            merges.append(name)
             ends.append(branch)
             break
     if not found:
@@ -1261,7 +1281,7 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
     findings += _deep_plain_stack(result, weighted, facts)
     findings += _saturating(result, prediction)
     findings += _dense_head(result, facts, params)
-    findings += _checkerboard(result)
+    findings += _checkerboard(result, facts)
     findings += _dilation_gridding(result)
     findings += _shape_mismatch(result, facts)
     findings += _misaligned(result)
