@@ -143,6 +143,9 @@ class _Layout:
     over them costs more in memory traffic than in arithmetic.
 
     - ``position``: layer name -> its index in ``result.layers``;
+    - ``sources``: per index, the indices of the layer's inputs (``inbound`` through
+      ``position``, in order, names not in the graph left out): the passes that follow the
+      inputs read these instead of looking each name up again;
     - ``strides``/``sizes``: per index, :func:`_field_stride` and :func:`_field_size` (None
       without a spatial field);
     - ``flat``: the indices whose stride is None, in order;
@@ -151,10 +154,11 @@ class _Layout:
       has nothing to find).
     """
 
-    __slots__ = ("flat", "merges", "position", "sizes", "strides", "traits")
+    __slots__ = ("flat", "merges", "position", "sizes", "sources", "strides", "traits")
 
     def __init__(self) -> None:
         self.position: dict[str, int] = {}
+        self.sources: list[tuple[int, ...]] = []
         self.strides: list[Fraction | int | None] = []
         self.sizes: list[Fraction | int | None] = []
         self.flat: list[int] = []
@@ -164,13 +168,41 @@ class _Layout:
 
 def _layout(result: AnalysisResult) -> _Layout:
     """The :class:`_Layout` of an analysed graph (one pass; each field's extent is read inline
-    for the usual 2D field of plain ints, once per field object otherwise)."""
+    for the usual 2D field of plain ints, once per field object otherwise).
+
+    An input of one or two is looked up when its layer is read, among the layers before it
+    (names are unique, so the index found is the final one): ``result.layers`` lists inputs
+    first, except for shared layers, whose inputs not met yet (and any layer of three inputs or
+    more) are looked up once every position is known."""
     facts = _Layout()
     position, strides, sizes, flat = facts.position, facts.strides, facts.sizes, facts.flat
-    merges = facts.merges
+    merges, sources = facts.merges, facts.sources
+    later: list[int] = []  # layers with an input not met yet (shared layers)
     trait_sets: set[frozenset[Trait]] = set()  # a few distinct sets: their hashes are cached
     by_field: dict[int, tuple[Fraction | int | None, Fraction | int | None]] = {}
     for index, layer in enumerate(result.layers):
+        inbound = layer.inbound
+        count = len(inbound)
+        if count == 1:  # most layers
+            source = position.get(inbound[0])
+            if source is not None:
+                sources.append((source,))
+            else:
+                sources.append(())
+                later.append(index)
+        elif count == 2:  # a residual merge
+            source = position.get(inbound[0])
+            other = position.get(inbound[1])
+            if source is not None and other is not None:
+                sources.append((source, other))
+            else:
+                sources.append(())
+                later.append(index)
+        elif count:
+            sources.append(())
+            later.append(index)  # read below, once every position is known
+        else:
+            sources.append(())
         position[layer.name] = index
         trait_sets.add(layer.traits)
         if layer.merge is not None:
@@ -198,6 +230,10 @@ def _layout(result: AnalysisResult) -> _Layout:
         strides.append(extent[0])
         sizes.append(extent[1])
     facts.traits = frozenset().union(*trait_sets)
+    layers = result.layers
+    for index in later:
+        sources[index] = tuple([source for source in map(position.get, layers[index].inbound)
+                                if source is not None])
     return facts
 
 
@@ -279,12 +315,12 @@ def _group_layers(
     pooled branch) belong to the stage they read from; those that feed nothing spatial are the
     head (global pooling, the classifier). ``facts``: from :func:`_layout`.
 
-    Per-layer state is kept in lists by index (``facts.position`` maps an input's name to it):
+    Per-layer state is kept in lists by index (``facts.sources`` lists an input's):
     a layer's inputs usually come before it, and where they do not (shared layers), the state
     of one not reached yet reads as it did by name (phase 0, no group).
     """
     layers = result.layers
-    strides, position = facts.strides, facts.position
+    strides, position, sources = facts.strides, facts.position, facts.sources
     successors = result.successors()
     # Whether a layer without a stride feeds a spatial layer, directly or through other layers
     # without one (only those are asked); latest first, so a consumer listed later is known.
@@ -313,25 +349,23 @@ def _group_layers(
         inbound_phase = 0
         lowest: Fraction | int | None = None
         highest: Fraction | int | None = None
-        for name in layer.inbound:
-            source = position.get(name)
-            if source is not None:
-                source_phase = phase[source]
-                if source_phase > inbound_phase:
-                    inbound_phase = source_phase
-                source_stride = strides[source]
-                if source_stride is not None:
-                    if lowest is None or source_stride < lowest:
-                        lowest = source_stride
-                    if highest is None or source_stride > highest:
-                        highest = source_stride
+        inputs = sources[index]
+        for source in inputs:
+            source_phase = phase[source]
+            if source_phase > inbound_phase:
+                inbound_phase = source_phase
+            source_stride = strides[source]
+            if source_stride is not None:
+                if lowest is None or source_stride < lowest:
+                    lowest = source_stride
+                if highest is None or source_stride > highest:
+                    highest = source_stride
         group: _Group | None
         if stride is None:
             phase[index] = inbound_phase
             group = None  # the first input's group, if it has one yet
-            for name in layer.inbound:
-                source = position.get(name)
-                if source is not None and group_of[source] is not None:
+            for source in inputs:
+                if group_of[source] is not None:
                     group = group_of[source]
                     break
             if group is None or not feeds_spatial[index]:
@@ -657,7 +691,7 @@ def _deep_plain_stack(result: AnalysisResult, weighted: set[str],
     """The longest chain of weighted layers with no merge and no normalization in between.
     ``facts``: :func:`_layout` when the caller has it."""
     layers = result.layers
-    position = (facts if facts is not None else _layout(result)).position
+    sources = (facts if facts is not None else _layout(result)).sources
     # Per layer index: the length of the run ending there and the index of its last weighted
     # layer (-1: none); per weighted layer, the previous one in its run (back-pointers rebuild
     # the chain). A layer not reached yet reads as length 0 (as one missing from the runs).
@@ -670,9 +704,8 @@ def _deep_plain_stack(result: AnalysisResult, weighted: set[str],
         if normalization in layer.traits or layer.merge in SPATIAL_MERGES:
             continue  # a run of 0
         length, last = 0, -1
-        for name in layer.inbound:  # the longest run among the inputs, the first of equal ones
-            source = position.get(name)
-            if source is not None and lengths[source] > length:
+        for source in sources[index]:  # the longest run among the inputs, the first of equal ones
+            if lengths[source] > length:
                 length, last = lengths[source], lasts[source]
         if layer.name in weighted:
             previous_weighted[index] = last
@@ -774,7 +807,11 @@ def _dense_head(result: AnalysisResult, facts: _Layout | None = None,
     return found
 
 
-def _checkerboard(result: AnalysisResult) -> list[dict[str, Any]]:
+def _checkerboard(result: AnalysisResult, facts: _Layout | None = None) -> list[dict[str, Any]]:
+    """Transposed convolutions whose kernel the stride does not divide (each layer's
+    :class:`Window`). ``facts``: :func:`_layout` when the caller has it."""
+    if facts is not None and Trait.TRANSPOSED not in facts.traits:
+        return []  # no transposed convolution: nothing to check
     layers, details = [], []
     for layer in result.layers:
         if Trait.TRANSPOSED not in layer.traits:
@@ -802,15 +839,23 @@ _UPSTREAM_DILATED = 8
 
 
 def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
+    """Chains of dilated convolutions whose rates share a factor (each layer's
+    :class:`Window`)."""
+    spatial_kernel = Trait.SPATIAL_KERNEL
+    # Most graphs dilate nothing: a first look, without keying every convolution by name,
+    # finds whether some convolution dilates at all.
+    for layer in result.layers:
+        window = layer.window
+        if window is not None and max(window.dilation) > 1 and spatial_kernel in layer.traits:
+            break
+    else:
+        return []  # no dilated convolution: no chain to look for
     by_name = result.by_name()
     dilation_of: dict[str, int] = {}
-    spatial_kernel = Trait.SPATIAL_KERNEL
     for layer in result.layers:
         window = layer.window
         if spatial_kernel in layer.traits and window is not None:
             dilation_of[layer.name] = max(window.dilation)
-    if all(rate <= 1 for rate in dilation_of.values()):
-        return []  # no dilated convolution: no chain to look for
     # The nearest dilated convolutions upstream of each layer (through non-convolution layers;
     # a plain convolution ends the search). Only dilated ones can form a chain, and a few are
     # enough: keeping every convolution behind a residual chain's shortcuts was quadratic.
@@ -1094,6 +1139,7 @@ def _residual_branch_nonnegative(result: AnalysisResult,
     walked = False
     sums = (Merge.SUM, Merge.AVERAGE)  # built once, not per layer
     kernel_trait, activation_trait = Trait.KERNEL, Trait.ACTIVATION
+    nonnegative = NONNEGATIVE_ACTIVATIONS
     for layer in (facts if facts is not None else _layout(result)).merges:
         if layer.merge not in sums:
             continue
@@ -1102,13 +1148,19 @@ def _residual_branch_nonnegative(result: AnalysisResult,
             if len(set(inbound)) != 2:
                 continue
         first, second = inbound[0], inbound[1]
-        for shortcut, branch in ((first, second), (second, first)):
+        # Each input in turn as the branch (the second first), the other as its shortcut (one
+        # tuple for both orders, not a pair per order).
+        for branch in (second, first):
             end = by_name.get(branch)
-            if end is None or (end.activation or "linear") not in NONNEGATIVE_ACTIVATIONS:
+            if end is None:
+                continue
+            activation = end.activation or "linear"
+            if activation not in nonnegative:
                 continue
             traits = end.traits
             if kernel_trait not in traits and activation_trait not in traits:
                 continue
+            shortcut = first if branch is second else second
             if shortcut not in end.inbound:
                 if not walked:
                     position, walked = _positions(result), True
@@ -1117,9 +1169,10 @@ def _residual_branch_nonnegative(result: AnalysisResult,
                     continue
                 if not _reaches(by_name, branch, shortcut):
                     continue
-            found.append({"merge": layer.name, "branch_end": branch, "shortcut": shortcut,
-                          "activation": end.activation or "linear"})
-            merges.append(layer.name)
+            name = layer.name
+            found.append({"merge": name, "branch_end": branch, "shortcut": shortcut,
+                          "activation": activation})
+            merges.append(name)
             ends.append(branch)
             break
     if not found:
@@ -1261,7 +1314,7 @@ def find(result: AnalysisResult, *, field_summary: dict[str, Any] | None = None,
     findings += _deep_plain_stack(result, weighted, facts)
     findings += _saturating(result, prediction)
     findings += _dense_head(result, facts, params)
-    findings += _checkerboard(result)
+    findings += _checkerboard(result, facts)
     findings += _dilation_gridding(result)
     findings += _shape_mismatch(result, facts)
     findings += _misaligned(result)

@@ -10,7 +10,7 @@ from app.analysis import analyze, analyze_graph, build_graph
 from app.analysis import findings as F
 from app.analysis.graph import AnalysisResult
 from app.analysis.traits import Trait
-from tests.analysis.builders import call, functional, input_layer
+from tests.analysis.builders import call, functional, input_layer, tensor
 from tests.fixtures.load import FIXTURES_DIR, load_config
 
 
@@ -47,6 +47,38 @@ def test_layout_holds_each_layers_field_extent_position_and_traits() -> None:
         assert facts.flat == [i for i, s in enumerate(facts.strides) if s is None]
         assert facts.merges == [layer for layer in result.layers if layer.merge is not None]
         assert facts.traits == frozenset().union(*(layer.traits for layer in result.layers))
+
+
+def _shared_and_three_way() -> dict[str, Any]:
+    """A convolution called twice, the second time on its own output (an input listed after
+    the layer that reads it), and an Add of three inputs."""
+    conv = call("Conv2D", "shared", {"filters": 4, "kernel_size": 3, "padding": "same"}, "x")
+    conv["inbound_nodes"].append({"args": [tensor("shared", 0)], "kwargs": {}})
+    twice = call("Conv2D", "c2", {"filters": 4, "kernel_size": 3, "padding": "same"}, "shared")
+    twice["inbound_nodes"][0]["args"] = [tensor("shared", 1)]
+    return functional([
+        input_layer("x", (8, 8, 4)), conv, twice,
+        call("Add", "sum3", {}, "x", "c2", "shared", as_list=True),
+        call("GlobalAveragePooling2D", "gap", {}, "sum3"),
+        call("Dense", "head", {"units": 3}, "gap"),
+    ], ["x"], ["head"])
+
+
+def test_layout_sources_are_the_inputs_looked_up_by_name() -> None:
+    """Inputs met before their reader are looked up at once, the others (a shared layer's,
+    which may come later) once every position is known: the same indices either way."""
+    configs = (_unet(), _shared_and_three_way(),
+               load_config(FIXTURES_DIR / "applications" / "resnet50.json.gz"))
+    for config in configs:
+        result = _result(config)
+        facts = F._layout(result)
+        expected = [tuple(facts.position[name] for name in layer.inbound
+                          if name in facts.position) for layer in result.layers]
+        assert facts.sources == expected
+    result = _result(_shared_and_three_way())
+    facts = F._layout(result)
+    sources = {layer.name: facts.sources[i] for i, layer in enumerate(result.layers)}
+    assert len(sources["sum3"]) == 3
 
 
 def test_layout_of_a_unet_names_its_flat_layers_and_merge() -> None:
