@@ -1845,23 +1845,35 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         log_pre = pre[place]
         relative = round(log_norm - log_last_norm, 4)
         kernels = state.kernels or []
-        for kernel in kernels:
+        if len(kernels) == 1:  # all but separable layers: no loop, no comprehension
+            kernel = kernels[0]
             if not kernel.known:
                 unknown_init.append(name)
-                break
+            variances = [kernel.variance]
+        else:
+            for kernel in kernels:
+                if not kernel.known:
+                    unknown_init.append(name)
+                    break
+            variances = [k.variance for k in kernels]
         log_weight = log_pre + state.first_input_log_q - log_last_weight
-        scale = _scale(relative)
+        # _scale's test and power inline (three per layer): a NaN fails both comparisons,
+        # as it fails _scale's, and gives None as there.
+        scale = 10.0 ** relative if -300 <= relative <= 300 else None
+        log_gain = state.log_act_grad
+        log_pre_variance = state.log_pre or 0.0
         bypassed = skips[place] or []
         entry: dict[str, Any] = {
             "name": name,
             "class_name": layer.class_name,
             "initializer": kernels[0].initializer if kernels else None,
-            "weight_variance": [k.variance for k in kernels],
+            "weight_variance": variances,
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
             "activation": layer.activation or "linear",  # activation_of(layer)
-            "activation_gain": _scale(state.log_act_grad),
-            "pre_activation_variance": _scale(state.log_pre or 0.0),
+            "activation_gain": 10.0 ** log_gain if -300 <= log_gain <= 300 else None,
+            "pre_activation_variance": (10.0 ** log_pre_variance
+                                        if -300 <= log_pre_variance <= 300 else None),
             "log10_relative_gradient_scale": relative,
             "relative_gradient_scale": scale,
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
