@@ -1188,6 +1188,14 @@ def _places(result: AnalysisResult) -> Places:
         if len(inbound) == 1:  # the usual layer: no comprehension (a call of its own)
             place = found(inbound[0])
             inputs.append([] if place is None else [place])
+        elif len(inbound) == 2:  # a pair (a residual sum): the general branch without its
+            first, second = found(inbound[0]), found(inbound[1])  # comprehension
+            if first is None or second is None:
+                inputs.append([place for place in (first, second) if place is not None])
+            else:
+                inputs.append([first, second])
+            if inbound[0] != inbound[1]:  # not one name twice
+                several.append(own)
         else:
             inputs.append([place for place in map(found, inbound) if place is not None])
             if len(inbound) > 1 and inbound.count(inbound[0]) != len(inbound):  # not one name
