@@ -816,6 +816,29 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
                    routes=routes), grad)
 
 
+def _relu_of_pre_activation(fluct: float, offset: float, spread: float) -> tuple[_Stats, float]:
+    """``_apply_activation("relu", _Stats(fluct, offset, _LOG_FLOOR), ...)`` for a weighted
+    layer's pre-activation (no mixture, no shared mean; ``spread``: ``_log_sum2(fluct,
+    offset)``, which the caller has as the pre-activation's total where the offset is kept),
+    bit for bit: the same operations in the same order, without the general path's name
+    tests, its statistics object and its keyword arguments (a ReLU convolution, the usual
+    weighted layer, calls it once per layer).
+
+    >>> pre = _Stats(0.3, -0.7, _LOG_FLOOR)
+    >>> spread = _log_sum2(pre.fluct, pre.offset)
+    >>> _relu_of_pre_activation(0.3, -0.7, spread) == _apply_activation("relu", pre, "x", [])
+    True
+    """
+    mean_sq, variance, grad, mixture, routes = _centred_rectified(spread)
+    fluct_share = min(fluct - spread, 0.0)
+    offset_share = 1.0 - 10.0 ** fluct_share
+    offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
+    # (_apply_activation's test for a rectified normal: the shared mean is the floor, below
+    # 100, and its square root 0)
+    rectified = (0.0, 10.0 ** spread if spread > _LOG_FLOOR else 0.0) if spread < 100.0 else None
+    return _Stats(variance + fluct_share, offset, mean_sq, None, rectified, mixture, routes), grad
+
+
 def _rectified(stats: _Stats, spread: float
                ) -> tuple[float, float, float, tuple[tuple[float, float, float], ...] | None,
                           tuple[tuple[float, float, int], ...] | None]:
@@ -1165,6 +1188,14 @@ def _places(result: AnalysisResult) -> Places:
         if len(inbound) == 1:  # the usual layer: no comprehension (a call of its own)
             place = found(inbound[0])
             inputs.append([] if place is None else [place])
+        elif len(inbound) == 2:  # a pair (a residual sum): the general branch without its
+            first, second = found(inbound[0]), found(inbound[1])  # comprehension
+            if first is None or second is None:
+                inputs.append([place for place in (first, second) if place is not None])
+            else:
+                inputs.append([first, second])
+            if inbound[0] != inbound[1]:  # not one name twice
+                several.append(own)
         else:
             inputs.append([place for place in map(found, inbound) if place is not None])
             if len(inbound) > 1 and inbound.count(inbound[0]) != len(inbound):  # not one name
@@ -1254,9 +1285,8 @@ def _forward(result: AnalysisResult, notes: list[str],
             border = (_border(layer, _padding_input(layer, layers, input_places[own]))
                       if _DENSE not in traits else None)
             if border is None:
-                pre = _Stats(first.fluct + forward_gain,
-                             shifted + forward_gain if shifted > _LOG_FLOOR else _LOG_FLOOR,
-                             _LOG_FLOOR)
+                fluct = first.fluct + forward_gain
+                offset = shifted + forward_gain if shifted > _LOG_FLOOR else _LOG_FLOOR
             else:
                 # Taps reading padding: a share A of the variance in both directions; of a
                 # shifted input's mean, B stays a per-channel offset and A - B varies over
@@ -1268,13 +1298,21 @@ def _forward(result: AnalysisResult, notes: list[str],
                     if share - kept > 1e-12:
                         fluct = _log_sum2(fluct, shifted + forward_gain + math.log10(share - kept))
                     offset = shifted + forward_gain + math.log10(kept)
-                pre = _Stats(fluct, offset, _LOG_FLOOR)
                 state.log_kernel_back += math.log10(share) + log_positions
-            state.log_pre = pre.total
-            state.positions = _positions(layer)
+            # The pre-activation _Stats(fluct, offset, _LOG_FLOOR)'s total without building
+            # it: with no shared mean, the fluct alone or _log_sum2 of the two kept, as
+            # _Stats.total finds them.
+            state.log_pre = log_pre = fluct if offset <= _LOG_FLOOR else _log_sum2(fluct, offset)
+            state.positions = spatial_positions(  # _positions(layer)
+                layer.output_shapes[0] if layer.output_shapes else None, layer.node.config)
             state.first_input_log_q = first.total
-            state.out, state.log_act_grad = _apply_activation(
-                layer.activation or "linear", pre, layer.name, notes)  # activation_of(layer)
+            activation = layer.activation or "linear"  # activation_of(layer)
+            if activation == "relu":  # the usual weighted layer: the general path's ReLU
+                state.out, state.log_act_grad = _relu_of_pre_activation(
+                    fluct, offset, log_pre if offset > _LOG_FLOOR else _log_sum2(fluct, offset))
+            else:
+                state.out, state.log_act_grad = _apply_activation(
+                    activation, _Stats(fluct, offset, _LOG_FLOOR), layer.name, notes)
         elif normalization_trait in traits:
             state.out = _Stats()
             state.log_norm_back = -(first.harmonic if first.harmonic is not None
@@ -1294,7 +1332,10 @@ def _forward(result: AnalysisResult, notes: list[str],
                 log_mean = _log_sum2(a.mean_sq / 2.0 if a.mean_sq > -290 else _LOG_FLOOR,
                                      b.mean_sq / 2.0 if b.mean_sq > -290 else _LOG_FLOOR)
                 log_fluct, log_offset = _log_sum2(a.fluct, b.fluct), _log_sum2(a.offset, b.offset)
-                mixture = _shifted_mixture(a, b) if merge is merge_sum else None
+                # (_shifted_mixture's own first test, without its call: it builds one only
+                # where exactly one of the two has a mixture)
+                mixture = (_shifted_mixture(a, b) if merge is merge_sum
+                           and (a.mixture is None) != (b.mixture is None) else None)
             else:
                 log_mean = _log_sum(s.mean_sq / 2.0 for s in inputs if s.mean_sq > -290)
                 log_fluct = _log_sum(s.fluct for s in inputs)
@@ -1845,23 +1886,35 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
         log_pre = pre[place]
         relative = round(log_norm - log_last_norm, 4)
         kernels = state.kernels or []
-        for kernel in kernels:
+        if len(kernels) == 1:  # all but separable layers: no loop, no comprehension
+            kernel = kernels[0]
             if not kernel.known:
                 unknown_init.append(name)
-                break
+            variances = [kernel.variance]
+        else:
+            for kernel in kernels:
+                if not kernel.known:
+                    unknown_init.append(name)
+                    break
+            variances = [k.variance for k in kernels]
         log_weight = log_pre + state.first_input_log_q - log_last_weight
-        scale = _scale(relative)
+        # _scale's test and power inline (three per layer): a NaN fails both comparisons,
+        # as it fails _scale's, and gives None as there.
+        scale = 10.0 ** relative if -300 <= relative <= 300 else None
+        log_gain = state.log_act_grad
+        log_pre_variance = state.log_pre or 0.0
         bypassed = skips[place] or []
         entry: dict[str, Any] = {
             "name": name,
             "class_name": layer.class_name,
             "initializer": kernels[0].initializer if kernels else None,
-            "weight_variance": [k.variance for k in kernels],
+            "weight_variance": variances,
             "fan_in": kernels[0].keras_fan_in if kernels else None,
             "fan_out": kernels[-1].keras_fan_out if kernels else None,
             "activation": layer.activation or "linear",  # activation_of(layer)
-            "activation_gain": _scale(state.log_act_grad),
-            "pre_activation_variance": _scale(state.log_pre or 0.0),
+            "activation_gain": 10.0 ** log_gain if -300 <= log_gain <= 300 else None,
+            "pre_activation_variance": (10.0 ** log_pre_variance
+                                        if -300 <= log_pre_variance <= 300 else None),
             "log10_relative_gradient_scale": relative,
             "relative_gradient_scale": scale,
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),

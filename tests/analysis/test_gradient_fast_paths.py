@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from app.analysis import analyze, analyze_graph, build_graph, gradient_flow
-from app.analysis.gradient_flow import _LOG_FLOOR, _centred_rectified, _log_sum2, _rectified, _Stats
+from app.analysis.gradient_flow import (
+    _LOG_FLOOR,
+    _apply_activation,
+    _centred_rectified,
+    _log_sum2,
+    _rectified,
+    _relu_of_pre_activation,
+    _Stats,
+)
 from tests.analysis.builders import call, functional, input_layer, tensor
 from tests.security.applications_configs import STORE
 
@@ -32,6 +40,19 @@ def test_the_relu_of_a_centred_normal_is_the_general_rectification() -> None:
         spread = _log_sum2(stats.fluct, stats.offset)
         fast, general = _centred_rectified(spread), _rectified(stats, spread)
         assert repr(fast) == repr(general), (fluct, offset)
+
+
+def test_the_relu_of_a_pre_activation_is_the_general_activation() -> None:
+    rng = random.Random(11)
+    pairs = [(rng.uniform(-320.0, 320.0), rng.uniform(-320.0, 320.0)) for _ in range(2000)]
+    pairs += [(0.0, _LOG_FLOOR), (_LOG_FLOOR, _LOG_FLOOR), (99.99, -5.0), (100.0, _LOG_FLOOR),
+              (-299.9, _LOG_FLOOR), (_LOG_FLOOR, -299.99), (-400.0, _LOG_FLOOR),
+              (float("nan"), 0.0), (0.0, float("nan"))]
+    for fluct, offset in pairs:
+        notes: list[str] = []
+        general = _apply_activation("relu", _Stats(fluct, offset, _LOG_FLOOR), "x", notes)
+        fast = _relu_of_pre_activation(fluct, offset, _log_sum2(fluct, offset))
+        assert repr(fast) == repr(general) and not notes, (fluct, offset)
 
 
 def _shared_layer_model() -> dict[str, Any]:
