@@ -850,7 +850,6 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
             break
     else:
         return []  # no dilated convolution: no chain to look for
-    by_name = result.by_name()
     dilation_of: dict[str, int] = {}
     for layer in result.layers:
         window = layer.window
@@ -887,7 +886,6 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
         return []
     names = [name for chain in chains for name in chain]
     rates = [dilation_of[name] for name in chains[0]]
-    del by_name
     return [_finding(
         "dilation_gridding", "warning", names,
         f"{', '.join(chains[0])} stack dilation rates {rates} that share a common factor: each "

@@ -235,6 +235,8 @@ THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_R
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _SQRT_2 = math.sqrt(2.0)  # read once (the normal CDF is taken for every ReLU)
 _LOG_FLOOR = -300.0
+_MODERATE_LOG = 100.0
+"""log10 second moments below this are turned into mixtures in linear units (:func:`_moderate`)."""
 
 
 def classify(ratio: float | None, *, normalized: bool) -> str | None:
@@ -809,7 +811,7 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
     rectified = None
     if (name == "relu" and stats.mixture is None
-            and spread < 100.0 and stats.mean_sq < 100.0):  # _moderate(spread, stats.mean_sq)
+            and spread < _MODERATE_LOG and stats.mean_sq < _MODERATE_LOG):  # _moderate
         rectified = (10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0,
                      10.0 ** spread if spread > _LOG_FLOOR else 0.0)
     return (_Stats(variance + fluct_share, offset, mean_sq, rectified=rectified, mixture=mixture,
@@ -835,7 +837,8 @@ def _relu_of_pre_activation(fluct: float, offset: float, spread: float) -> tuple
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
     # (_apply_activation's test for a rectified normal: the shared mean is the floor, below
     # 100, and its square root 0)
-    rectified = (0.0, 10.0 ** spread if spread > _LOG_FLOOR else 0.0) if spread < 100.0 else None
+    rectified = ((0.0, 10.0 ** spread if spread > _LOG_FLOOR else 0.0)
+                 if spread < _MODERATE_LOG else None)
     return _Stats(variance + fluct_share, offset, mean_sq, None, rectified, mixture, routes), grad
 
 
@@ -924,7 +927,7 @@ def _centred_rectified(spread: float
     """
     log_mean_sq, log_variance, log_grad = _CENTRED_LOGS
     mean_sq, variance, grad = spread + log_mean_sq, spread + log_variance, log_grad
-    if not spread < 100.0:  # _moderate: no mixture in linear units
+    if not spread < _MODERATE_LOG:  # _moderate: no mixture in linear units
         return mean_sq, variance, grad, None, None
     variance_c = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
     if variance_c <= 0.0:  # a point mass at 0: never open
@@ -941,9 +944,10 @@ def _centred_rectified(spread: float
 
 def _moderate(*logs: float) -> bool:
     """Whether log10 second moments are small enough for a mixture in linear units (broken
-    networks reach hundreds of decades; they keep the log-domain statistics alone)."""
+    networks reach hundreds of decades; they keep the log-domain statistics alone): each below
+    :data:`_MODERATE_LOG` (the hot paths test that constant inline)."""
     for value in logs:  # a loop, not all(<generator>): twice per ReLU
-        if not value < 100.0:
+        if not value < _MODERATE_LOG:
             return False
     return True
 
@@ -984,7 +988,7 @@ def _shifted_mixture(a: _Stats, b: _Stats) -> tuple[tuple[float, float, float], 
         return None
     mixed, normal = (a, b) if a.mixture is not None else (b, a)
     spread = _log_sum2(normal.fluct, normal.offset)
-    if not (spread < 100.0 and normal.mean_sq < 100.0):  # _moderate(spread, normal.mean_sq)
+    if not (spread < _MODERATE_LOG and normal.mean_sq < _MODERATE_LOG):  # _moderate
         return None
     shift = 10.0 ** (normal.mean_sq / 2.0) if normal.mean_sq > _LOG_FLOOR else 0.0
     width = 10.0 ** spread if spread > _LOG_FLOOR else 0.0
