@@ -101,6 +101,9 @@ SPECIAL_CONFIG_KEYS: dict[str, frozenset[str]] = {
     "__slice__": frozenset({"start", "stop", "step"}),
 }
 _LAYERISH = frozenset({al.LAYER, al.MODEL, al.TF_OP_LAYER, al.OPERATION})
+#: Categories whose configs :meth:`_Walk.layer_config` walks once per content (not models:
+#: their configs hold the layers).
+_MEMO_CATEGORIES = _LAYERISH - {al.MODEL}
 _REFERENCE_KEYS = ("class_name", "module", "registered_name")
 
 # roles of an object in the document
@@ -199,6 +202,9 @@ class _Walk:
         #: policy and initializers in every layer, and a leaf's sanitised form depends on its
         #: content alone (its place only names it in a refusal, and refusals are not kept).
         self.leaves: dict[bytes, dict[str, Any]] = {}
+        #: layer configs already walked, by content without the name (:meth:`layer_config`):
+        #: the sanitised JSON with the name null, and the containers it counted.
+        self.configs: dict[tuple[str, str, int, bytes], tuple[bytes, int]] = {}
 
     # -- generic values ------------------------------------------------------------------
 
@@ -450,6 +456,52 @@ class _Walk:
                owner: str | None, depth: int, nesting: int) -> Any:
         if type(config) is not dict:
             return self.value(config, path, owner, depth, nesting)
+        name = config.get("name")
+        if category in _MEMO_CATEGORIES and type(name) is str:
+            return self.layer_config(config, name, class_name, category, path, owner, depth, nesting)
+        return self._config(config, class_name, category, path, owner, depth, nesting)
+
+    def layer_config(self, config: dict[str, Any], name: str, class_name: str, category: str,
+                     path: Any, owner: str | None, depth: int, nesting: int) -> dict[str, Any]:
+        """A layer's config, walked once per content: a model repeats the same config under
+        other names (ResNet50: 177 layers, 25 configs), and what the walk keeps and counts
+        depends on the content, the class and the depth alone, the name apart.
+
+        The name is checked every time, as the walk checks it (:func:`_check_name` and
+        ``check_key_value``); the rest of a repeated config is the sanitised copy of the first
+        one (a new object: parsed from its JSON, so no two layers share a container) with this
+        name, and its containers are counted again. Only configs whose walk let through no
+        nested layer are kept (a wrapper's or a cell's counts and nesting depend on more), and
+        only when the copy reads back equal (``orjson`` writes NaN as null; the strict parser
+        refuses NaN before a body gets here, so null in a key always was null). Anything
+        else, and a config that would pass a limit here, takes the general walk, which refuses
+        it with its own message.
+        """
+        try:
+            key = (class_name, category, depth, orjson.dumps({**config, "name": None}))
+        except (TypeError, orjson.JSONEncodeError):
+            key = None  # not plain JSON (a key that is not a string): the general walk decides
+        kept = self.configs.get(key) if key is not None else None
+        if kept is not None:
+            sanitised, containers = kept
+            if self.containers + containers <= self.settings.max_json_elements:
+                _check_name(name, f"{class_name} name", (path, "name"), self.keras3)
+                check_key_value("name", name, (path, "name"), owner, class_name)
+                self.containers += containers
+                out: dict[str, Any] = orjson.loads(sanitised)
+                out["name"] = name
+                return out
+        containers, layers = self.containers, self.layers
+        out = self._config(config, class_name, category, path, owner, depth, nesting)
+        if key is not None and self.layers == layers and out.get("name") == name:
+            unnamed = {**out, "name": None}
+            sanitised = orjson.dumps(unnamed)
+            if orjson.loads(sanitised) == unnamed:
+                self.configs[key] = (sanitised, self.containers - containers)
+        return out
+
+    def _config(self, config: dict[str, Any], class_name: str, category: str | None, path: Any,
+                owner: str | None, depth: int, nesting: int) -> dict[str, Any]:
         self._count(depth + 1, path)
         allowed = accepted_config_keys(category, class_name)
         is_model = category == al.MODEL

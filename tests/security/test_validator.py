@@ -9,6 +9,7 @@ import pytest
 from app.config import Settings
 from app.errors import InvalidArchitecture, ResourceLimitExceeded, UnsafeArchitecture
 from app.security import check_report_limits, gate_architecture
+from tests.fixtures.load import FIXTURES_DIR as FIXTURES
 
 SETTINGS = Settings()
 
@@ -319,6 +320,84 @@ def test_the_tensor_shortcut_changes_nothing_but_time(fixture: str, monkeypatch:
     plain = gate._Walk(SETTINGS, keras3=keras3)
     assert plain.object(config, "$", None, gate._TOP, 0, 0) == sanitised
     assert (plain.containers, plain.layers) == (fast.containers, fast.layers)
+
+
+def _walk_without_memos(config: dict, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, object]:
+    """The gate's walk that looks at every object and every layer config."""
+    from app.security import gate
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gate, "_leaf_key", lambda node: None)
+        patched.setattr(gate, "_MEMO_CATEGORIES", frozenset())
+        plain = gate._Walk(SETTINGS, keras3="module" in config)
+        return plain.object(config, "$", None, gate._TOP, 0, 0), plain
+
+
+@pytest.mark.parametrize("fixture", sorted(
+    path.name.removesuffix(".json.gz") for path in (FIXTURES / "applications").glob("*.json.gz")))
+def test_layer_config_memo_changes_nothing_but_time(fixture: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cross-check on every Applications config, both formats: the walk that lets a repeated
+    layer config through once by content returns byte for byte the sanitised config (key
+    order included) and counts the containers and layers of the walk that looks at every
+    config, and gives each layer a config object of its own."""
+    import orjson
+
+    from app.security import gate
+    from tests.fixtures.load import load_config
+
+    config = load_config(FIXTURES / "applications" / f"{fixture}.json.gz")
+    memo = gate._Walk(SETTINGS, keras3="module" in config)
+    fast = memo.object(config, "$", None, gate._TOP, 0, 0)
+    repeated = len(config["config"]["layers"]) - len(memo.configs)
+    assert repeated > len(config["config"]["layers"]) // 2, "Applications repeat their configs"
+    plain, walked = _walk_without_memos(config, monkeypatch)
+    assert orjson.dumps(fast) == orjson.dumps(plain)
+    assert (memo.containers, memo.layers) == (walked.containers, walked.layers)  # type: ignore[attr-defined]
+    configs = [id(layer["config"]) for layer in fast["config"]["layers"]]
+    initializers = [id(layer["config"].get("kernel_initializer")) for layer in fast["config"]["layers"]
+                    if isinstance(layer["config"].get("kernel_initializer"), dict)]
+    assert len(set(configs)) == len(configs) and len(set(initializers)) == len(initializers)
+
+
+def _same_config_layers(*names: object) -> dict:
+    return _model(*[_dense(kernel_initializer=_constant(0.5)) | {"name": f"entry{index}"}
+                    for index, _ in enumerate(names)])
+
+
+@pytest.mark.parametrize(("name", "code", "text"), [
+    ("a/b", "invalid_layer_name", "contains '/'"),
+    (7, "invalid_layer_name", "must be a string"),
+    ("keras.utils.get_file", "unsafe_architecture", "non-modelling"),
+])
+def test_a_repeated_layer_config_still_has_its_name_checked(name: object, code: str, text: str) -> None:
+    """A layer config the walk has let through is let through again by content only with its
+    own name checked: the same refusal as when it comes first, naming the layer."""
+    for names in (["fc", "fc", name], [name, "fc"]):
+        config = _same_config_layers(*names)
+        for layer, given in zip(config["config"]["layers"], names, strict=True):
+            layer["config"]["name"] = given
+        with pytest.raises((InvalidArchitecture, UnsafeArchitecture)) as caught:
+            gate_architecture(config, SETTINGS)
+        assert caught.value.code == code and text in str(caught.value), caught.value
+
+
+def test_repeated_layer_configs_count_their_containers_against_the_limit() -> None:
+    """Repeated configs count their containers every time: a document over the containers
+    limit is refused with the same message with and without repeats."""
+    import orjson
+
+    repeated = _same_config_layers(*range(40))
+    for index, layer in enumerate(repeated["config"]["layers"]):
+        layer["config"]["name"] = f"fc{index}"
+    walk_limit = Settings(max_json_elements=150)
+    with pytest.raises(ResourceLimitExceeded) as caught:
+        gate_architecture(repeated, walk_limit)
+    assert caught.value.extra["limit"] == "max_json_elements"
+    fitting = Settings(max_json_elements=100_000)
+    sanitised = gate_architecture(repeated, fitting)
+    assert [layer["config"]["name"] for layer in sanitised["config"]["layers"]] == [
+        f"fc{index}" for index in range(40)]
+    assert orjson.dumps(gate_architecture(sanitised, fitting)) == orjson.dumps(sanitised)
 
 
 def _tensor(config: dict, **extra: object) -> dict:
