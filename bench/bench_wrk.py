@@ -11,6 +11,11 @@ processes) used during the measured run, from /proc: CPU milliseconds per reques
 throughput that CPU cost allows on the machine's cores. On a machine shared with other
 work that figure is the stable one; requests/s depends on what else runs.
 
+With ``--floor`` it first measures the same driver against the framework alone
+(``bench/floor_app.py``: the same uvicorn and FastAPI stack, one process per core, a route that
+parses the body and answers 201 without analysing or storing anything): what this machine
+serves with no application work, the ceiling for the goals below.
+
 Goals: at least 750 req/s with p99 under 100 ms and zero non-2xx on SQLite; at least
 500 req/s on PostgreSQL (32 connections).
 
@@ -19,6 +24,7 @@ Run::
     python -m bench.bench_wrk                  # SQLite, 20 s, 32 connections
     python -m bench.bench_wrk --postgres       # also on a fresh PostgreSQL database
     python -m bench.bench_wrk --quick          # 6 s
+    python -m bench.bench_wrk --floor          # also the framework alone, first
 
 Needs the ``wrk`` program (Debian package ``wrk``).
 """
@@ -135,6 +141,53 @@ def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.
     return result
 
 
+def floor(*, connections: int = 32, seconds: float = 20.0, warmup: float = 5.0) -> dict[str, Any]:
+    """The same wrk run against ``bench/floor_app.py`` (no analysis, no database) on as many
+    uvicorn processes as ``convlens serve`` starts; prints and returns the figures."""
+    import sys
+    import time
+
+    import httpx
+
+    from bench import free_port
+
+    cores = len(os.sched_getaffinity(0))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port),
+               "--workers", str(cores), "--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/docs", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the floor app did not start") from None
+                time.sleep(0.2)
+        run_wrk(url, connections=connections, seconds=warmup)
+        cpu_before = service_cpu_seconds(process.pid)
+        result = run_wrk(url, connections=connections, seconds=seconds)
+        cpu = service_cpu_seconds(process.pid) - cpu_before
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    result["service_cpu_ms_per_request"] = cpu * 1e3 / max(1, result["requests"])
+    result["cpu_bound_rps"] = cores * 1e3 / result["service_cpu_ms_per_request"]
+    result["load_average_1m"] = os.getloadavg()[0]
+    result["database"] = "none (framework floor)"
+    print(
+        f"floor: the same wrk run against FastAPI alone ({cores} uvicorn processes, body parsed, "
+        f"201 answered, no analysis or database): {result['throughput_rps']:.1f} req/s, p50 "
+        f"{result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}; "
+        f"{result['service_cpu_ms_per_request']:.2f} ms CPU per request (at most "
+        f"{result['cpu_bound_rps']:.0f} req/s on {cores} cores; load average {result['load_average_1m']:.2f})"
+    )
+    return result
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--connections", type=int, default=32)
@@ -142,9 +195,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--quick", action="store_true", help="6 s")
     parser.add_argument("--postgres", action="store_true", help="also on a fresh PostgreSQL database")
     parser.add_argument("--only-postgres", action="store_true")
+    parser.add_argument("--floor", action="store_true", help="first the framework alone (bench/floor_app.py)")
     args = parser.parse_args(argv)
     seconds = 6.0 if args.quick else args.duration
     results = []
+    if args.floor:
+        results.append(floor(connections=args.connections, seconds=seconds))
     if not args.only_postgres:
         results.append(run(connections=args.connections, seconds=seconds))
     if args.postgres or args.only_postgres:
