@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +53,11 @@ class CreateOutcome:
     body: bytes
 
 
+#: How often a request whose window is shorter than this looks again while its body is still
+#: being prepared (the window opens when the engine starts).
+_PREPARING_TICK = 0.01
+
+
 class SyncWindow:
     """How long a request waits for the engine, shared by the request and the analysing thread.
 
@@ -68,9 +72,8 @@ class SyncWindow:
     (True, False)
     """
 
-    def __init__(self, timeout_s: float, on_open: Callable[[], None] | None = None) -> None:
+    def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.on_open = on_open
         self.request: Any = None
         self.opened_at: float | None = None
         self._lock = threading.Lock()
@@ -81,12 +84,12 @@ class SyncWindow:
     def opened(self, request: Any) -> None:
         with self._lock:
             self.request, self.opened_at, self._state = request, time.monotonic(), "analysing"
-        if self.on_open is not None:
-            self.on_open()
 
     def remaining(self) -> float:
+        """Seconds the request may still wait: what is left of the window once it has opened;
+        before that all of it (at least :data:`_PREPARING_TICK`, when the request looks again)."""
         if self.opened_at is None:
-            return self.timeout_s
+            return max(self.timeout_s, _PREPARING_TICK)
         return max(0.0, self.opened_at + self.timeout_s - time.monotonic())
 
     def close(self) -> bool:

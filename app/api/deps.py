@@ -38,9 +38,9 @@ T = TypeVar("T")
 
 class Window(Protocol):
     """What :meth:`RequestScope.run_within` needs of a time window (see
-    :class:`app.analyses.service.SyncWindow`)."""
+    :class:`app.analyses.service.SyncWindow`): ``remaining()`` stays above zero until the
+    window has opened, and ``give_up()`` says whether the request may stop waiting."""
 
-    on_open: Callable[[], None] | None
     request: Any
 
     def remaining(self) -> float: ...
@@ -88,34 +88,29 @@ class RequestScope:
         starts. If the window expires first and ``window.give_up()`` wins, the answer is
         ``fallback(session, window, **kwargs)`` in a second unit of work (the slow case only), and the
         first thread, when it ends, leaves its result where the fallback said.
+
+        The request waits on the thread with a timer only: a window that has not opened yet
+        has all of its time left, so a wait of ``window.remaining()`` can end before the
+        deadline but never after it (nothing wakes the event loop when the window opens).
         """
-        loop = asyncio.get_running_loop()
-        opened = asyncio.Event()
-        window.on_open = lambda: _wake(loop, opened)
         task = asyncio.ensure_future(self.run(fn, *args, window=window, **kwargs))
-        waiter = asyncio.ensure_future(opened.wait())
-        try:
-            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-        if not task.done():
+        while not task.done():
             await asyncio.wait({task}, timeout=window.remaining())
-            if not task.done() and window.give_up():
-                task.add_done_callback(_consume)
-                try:
-                    answer = await self.run(fallback, window, **kwargs)
-                except BaseException:
-                    window.handed_over(failed=True)
-                    raise
-                window.handed_over()
-                return answer
+            if task.done() or window.remaining() > 0:
+                continue
+            if not window.give_up():  # the thread is storing its answer: it comes at once
+                break
+            task.add_done_callback(_consume)
+            try:
+                answer = await self.run(fallback, window, **kwargs)
+            except BaseException:
+                window.handed_over(failed=True)
+                raise
+            window.handed_over()
+            return answer
         result = await task
         assert result is not None
         return result
-
-
-def _wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
-    loop.call_soon_threadsafe(event.set)
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -127,9 +128,10 @@ def test_jobs_are_dispatched_after_their_row_is_committed_and_a_failed_dispatch_
         assert client.get(f"/v1/analyses/{body['id']}").json()["status"] == "running"
 
 
-def test_a_slow_analysis_is_queued_and_its_late_result_kept(tmp_path, monkeypatch) -> None:
-    """The engine outruns sync_analysis_timeout_s: 202 with a queued row; when the engine ends,
-    its report lands on that row (no worker runs here)."""
+@pytest.mark.parametrize("window_s", [0.05, 0.0])
+def test_a_slow_analysis_is_queued_and_its_late_result_kept(tmp_path, monkeypatch, window_s) -> None:
+    """The engine outruns sync_analysis_timeout_s (0: no wait at all once it starts): 202 with
+    a queued row; when the engine ends, its report lands on that row (no worker runs here)."""
     import app.analyses.service as service
     import app.pipeline as pipeline
 
@@ -149,7 +151,7 @@ def test_a_slow_analysis_is_queued_and_its_late_result_kept(tmp_path, monkeypatc
 
     monkeypatch.setattr(pipeline, "analyse", slow_analyse)
     monkeypatch.setattr(service, "_write_late", write_late)
-    settings = make_settings(tmp_path, sync_analysis_timeout_s=0.05)
+    settings = make_settings(tmp_path, sync_analysis_timeout_s=window_s)
     queued: list[str] = []
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -164,6 +166,31 @@ def test_a_slow_analysis_is_queued_and_its_late_result_kept(tmp_path, monkeypatc
         stored = client.get(f"/v1/analyses/{body['id']}").json()
         assert stored["status"] == "succeeded"
         assert stored["report"]["summary"]["total_params"] == 57_034
+
+
+def test_the_window_opens_when_the_engine_starts(tmp_path, monkeypatch) -> None:
+    """Preparing a body (parse and gate) takes longer than sync_analysis_timeout_s, the
+    engine does not: the window opens when the engine starts, so the answer is the finished
+    analysis (201), not a queued one."""
+    import app.pipeline as pipeline
+
+    real_prepare = pipeline.prepare_json_body
+    prepared = threading.Event()
+
+    def slow_prepare(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.5)  # three windows long
+        try:
+            return real_prepare(*args, **kwargs)
+        finally:
+            prepared.set()
+
+    monkeypatch.setattr(pipeline, "prepare_json_body", slow_prepare)
+    settings = make_settings(tmp_path, sync_analysis_timeout_s=0.5)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.post("/v1/analyses", json={"architecture": seed_config(3)})
+    assert prepared.is_set()
+    assert response.status_code == 201, response.text[:500]
+    assert response.json()["report"]["summary"]["total_params"] == 57_034
 
 
 @pytest.fixture
