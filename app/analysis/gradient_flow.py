@@ -39,6 +39,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 from app.analysis.graph import AnalysisResult, LayerResult
@@ -1725,6 +1726,15 @@ def _merged_bounds(a: Bounds, b: Bounds) -> Bounds:
             b_nmin if b_nmin < a_nmin else a_nmin, b_nmax if b_nmax > a_nmax else a_nmax)
 
 
+SKIP_LAYERS_LISTED = 8
+"""Merges named per weighted layer in ``skip_layers`` (``skip_connections`` counts them all)."""
+_ONE_PASS_SPANS_PER_LAYER = 4
+"""Merges' spans per layer above which the skips are found in one pass over the graph rather
+than by a walk per merge (the pass costs per layer about what the walks cost per 2 to 3 layers
+of a region: measured on a residual chain and InceptionV3, whose spans are 0.5 and 1.05 per
+layer; NASNetMobile's are 32)."""
+
+
 def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Places | None = None
                      ) -> dict[str, list[str]]:
     """For each named layer, the merge layers (Add, Concatenate, ...) downstream of it that also
@@ -1734,10 +1744,9 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Place
     dominator ``D`` (the last layer every path from the inputs to ``M`` crosses: the fork of a
     residual block): each of them feeds some input of ``M`` while the fork's other branch
     reaches ``M`` without it. Dominators come from one topological pass (Cooper, Harvey &
-    Kennedy 2001, "A simple, fast dominance algorithm"), and each merge's region is walked
-    back to its fork once, so a chain of residual blocks costs time linear in its length.
-    (A layer inside the region that feeds every input of ``M`` is counted too; no standard
-    block has one.) ``places``: :func:`_places` of ``result`` where the caller has it.
+    Kennedy 2001, "A simple, fast dominance algorithm"). (A layer inside the region that feeds
+    every input of ``M`` is counted too; no standard block has one.) ``places``:
+    :func:`_places` of ``result`` where the caller has it.
     """
     wanted: dict[str, list[str]] = {name: [] for name in names}
     places = places or _places(result)
@@ -1752,16 +1761,26 @@ def _bypassing_skips(result: AnalysisResult, names: Iterable[str], places: Place
 
 
 def _bypassing_skips_by_place(result: AnalysisResult, wanted: list[list[str] | None],
-                              places: Places) -> None:
-    """:func:`_bypassing_skips` by place: appends to ``wanted[place]`` the merges that bypass
-    the layer at that place (None: not asked for), so that walking a merge's region reads
-    list items, not layers' names looked up in a dict. ``places``: :func:`_places` of
-    ``result``."""
+                              places: Places, listed: int | None = None) -> list[int]:
+    """:func:`_bypassing_skips` by place: appends to ``wanted[place]`` the first ``listed``
+    (all when None) of the merges that bypass the layer at that place, in graph order (None:
+    not asked for), and returns per place how many merges bypass it (0 where not asked).
+    ``places``: :func:`_places` of ``result``.
+
+    The merges' regions (the layers strictly between a merge and its fork) are found by one of
+    two means with the same answer: walking each region back to its fork
+    (:func:`_walk_merge_regions`), which costs the regions' sizes, or one backward pass over
+    every layer (:func:`_merge_regions_in_one_pass`), which needs every layer's inputs before
+    it. The pass is taken where the regions may be several times larger together than the
+    graph (:data:`_ONE_PASS_SPANS_PER_LAYER`): where they nest and overlap (NASNet's cells
+    join maps from two cells back, so that a merge's fork lies far back), not in a chain of
+    residual blocks."""
     layers = result.layers
+    counts = [0] * len(layers)
     merges = [place for place in places[2]  # those that read more than one layer
               if layers[place].merge in SKIP_MERGES]
     if not merges:
-        return
+        return counts
     # Layers by their place in topological order: a dominator is a place (-1: the virtual
     # root), so that comparing two is comparing ints, with no name looked up.
     input_places = places[1]
@@ -1799,6 +1818,24 @@ def _bypassing_skips_by_place(result: AnalysisResult, wanted: list[list[str] | N
             if found < 0:
                 break
         dominator.append(found)
+    # Where every layer's inputs come before it, a region lies between its fork and its
+    # merge: the walks cost at most the sum of those spans, sum(merge - fork - 1).
+    spans = sum(merges) - sum(map(dominator.__getitem__, merges)) - len(merges)
+    if (spans > _ONE_PASS_SPANS_PER_LAYER * len(layers)
+            and all(not inputs or max(inputs) < own for own, inputs in enumerate(parents))):
+        _merge_regions_in_one_pass(layers, merges, dominator, parents, wanted, counts, listed)
+    else:
+        _walk_merge_regions(layers, merges, dominator, parents, wanted, counts, listed)
+    return counts
+
+
+def _walk_merge_regions(layers: list[LayerResult], merges: list[int], dominator: list[int],
+                        parents: list[list[int]], wanted: list[list[str] | None],
+                        counts: list[int], listed: int | None) -> None:
+    """:func:`_bypassing_skips_by_place`'s regions, each walked back from its merge to its
+    fork (``dominator``: per place its immediate dominator, -1 for the virtual root;
+    ``parents``: per place its distinct inputs' places)."""
+    limit = len(merges) if listed is None else listed
     for merge in merges:
         fork = dominator[merge]
         merge_name = layers[merge].name
@@ -1808,11 +1845,59 @@ def _bypassing_skips_by_place(result: AnalysisResult, wanted: list[list[str] | N
             place = pending.pop()
             bypassed = wanted[place]
             if bypassed is not None:
-                bypassed.append(merge_name)
+                counts[place] += 1
+                if len(bypassed) < limit:
+                    bypassed.append(merge_name)
             for parent in parents[place]:
                 if parent != fork and parent not in region:
                     region.add(parent)
                     pending.append(parent)
+
+
+def _merge_regions_in_one_pass(layers: list[LayerResult], merges: list[int],
+                               dominator: list[int], parents: list[list[int]],
+                               wanted: list[list[str] | None], counts: list[int],
+                               listed: int | None) -> None:
+    """:func:`_walk_merge_regions`'s answer in one backward pass, where every layer's inputs
+    come before it: the merges whose regions hold a layer are those whose regions hold, or
+    that are, one of its consumers, less those whose fork it is (the walk stops there). They
+    are kept per layer as the bits of an int, bit i for the i-th merge after its place (a
+    chain of residual blocks keeps small ints)."""
+    rank_of = [-1] * len(layers)  # per place: its rank among the merges, -1 for another layer
+    is_merge = [0] * len(layers)
+    for rank, place in enumerate(merges):
+        rank_of[place] = rank
+        is_merge[place] = 1
+    after = list(accumulate(is_merge))  # per place: merges at or before it (bit 0's rank)
+    forks = [0] * len(layers)  # per place: the bits of the merges whose fork it is
+    for rank, place in enumerate(merges):
+        fork = dominator[place]
+        if fork >= 0:
+            forks[fork] |= 1 << (rank - after[fork])
+    arriving = [0] * len(layers)  # per place: its consumers' merges so far, as its bits
+    # Backwards, each place's lists read by iterators (a place's arriving bits are complete
+    # when its turn comes: its consumers come after it).
+    limit = len(merges) if listed is None else listed
+    for own, bits, rank, fork_bits, bypassed, first_rank, inputs in zip(
+            range(len(layers) - 1, -1, -1), reversed(arriving), reversed(rank_of),
+            reversed(forks), reversed(wanted), reversed(after), reversed(parents), strict=True):
+        if bits:
+            if fork_bits:
+                bits &= ~fork_bits
+            if bypassed is not None and bits:
+                count = counts[own] = bits.bit_count()
+                remaining = bits
+                for _ in range(min(count, limit)):
+                    lowest = remaining & -remaining
+                    bypassed.append(layers[merges[first_rank + lowest.bit_length() - 1]].name)
+                    remaining ^= lowest
+        if rank >= 0:  # a merge hands itself on too, as the bit below the ones it has
+            bits = bits << 1 | 1
+            first_rank = rank
+        elif not bits:
+            continue
+        for parent in inputs:
+            arriving[parent] |= bits << (first_rank - after[parent])
 
 
 def _scale(log_value: float) -> float | None:
@@ -1855,7 +1940,7 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
     skips: list[list[str] | None] = [None] * len(layers)  # by place: the weighted layers'
     for place in weighted_places:
         skips[place] = []
-    _bypassing_skips_by_place(result, skips, places)
+    skip_counts = _bypassing_skips_by_place(result, skips, places, listed=SKIP_LAYERS_LISTED)
     reachable = [index for index, place in enumerate(weighted_places)
                  if paths[place] is not None]  # their indices in weighted_places
     if not reachable:
@@ -1924,8 +2009,8 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             "log10_relative_weight_gradient_scale": round(log_weight / 2.0, 4),
             "depth_to_output": ({"shortest": found[0] - 1, "longest": found[1] - 1}
                                 if found is not None else None),
-            "skip_connections": len(bypassed),
-            "skip_layers": bypassed[:8],
+            "skip_connections": skip_counts[place],
+            "skip_layers": bypassed,
             "saturating_activations": ({"fewest": found[2], "most": found[3]}
                                        if found is not None else None),
             "normalizations": ({"fewest": found[4], "most": found[5]}

@@ -73,6 +73,7 @@ def _find(result: AnalysisResult) -> Skips:
     residual: list[str] = []
     dense: list[str] = []
     scale = Trait.SCALE
+    order: _Order | None = None  # found at the first concatenation that needs it
     for layer in result.layers:
         inbound = layer.inbound
         if len(inbound) < 2:  # most layers: one input, no list of distinct ones to build
@@ -85,15 +86,56 @@ def _find(result: AnalysisResult) -> Skips:
                 continue
         if layer.merge in RESIDUAL or scale in layer.traits:
             residual.append(layer.name)
-        elif layer.merge == Merge.CONCAT and _passes_earlier_map(by_name, inputs):
-            dense.append(layer.name)
+        elif layer.merge == Merge.CONCAT:
+            if order is None:
+                order = _order(result)
+            if _passes_earlier_map(by_name, inputs, order):
+                dense.append(layer.name)
     return Skips(residual=residual, dense=dense)
 
 
-def _passes_earlier_map(by_name: dict[str, LayerResult], inputs: list[str]) -> bool:
-    """Whether some input of the concatenation is an ancestor of another of its inputs."""
+@dataclass(frozen=True)
+class _Order:
+    """``places``: layer name -> place in ``result.layers``, where every layer's inputs are
+    layers placed before it (then all of a layer's ancestors lie before it), else empty (a
+    shared layer called again on a later layer's output, an input naming no layer).
+    ``unlimited``: the graph has too few layers for a walk to reach
+    :data:`ANCESTOR_WALK_LIMIT`."""
+
+    places: dict[str, int]
+    unlimited: bool
+
+
+def _order(result: AnalysisResult) -> _Order:
+    places = {layer.name: place for place, layer in enumerate(result.layers)}
+    found = places.get
+    for place, layer in enumerate(result.layers):
+        for name in layer.inbound:
+            if found(name, place) >= place:
+                return _Order({}, False)
+    return _Order(places, len(places) <= ANCESTOR_WALK_LIMIT)
+
+
+def _passes_earlier_map(by_name: dict[str, LayerResult], inputs: list[str], order: _Order
+                        ) -> bool:
+    """Whether some input of the concatenation is an ancestor of another of its inputs.
+
+    The answer is that of a depth-first walk back from each input over at most
+    :data:`ANCESTOR_WALK_LIMIT` layers. That walk costs the limit for every input that reaches
+    no other (each branch of an Inception module), so where ``order`` has places the inputs
+    that reach another are found first by a walk that stops below the earliest input (no
+    ancestor of an input lies after it): a few layers per input. Only those are walked as
+    before, to learn whether the limit cuts the walk off first (it cannot in a graph of fewer
+    layers than the limit).
+    """
+    starts = inputs
+    if order.places:  # (it holds every input then)
+        starts = [start for start in inputs
+                  if _reaches_another(by_name, start, inputs, order.places)]
+        if order.unlimited:
+            return bool(starts)
     targets = set(inputs)
-    for start in inputs:
+    for start in starts:
         pending = list(by_name[start].inbound) if start in by_name else []
         seen = set(pending)
         while pending and len(seen) <= ANCESTOR_WALK_LIMIT:
@@ -105,4 +147,24 @@ def _passes_earlier_map(by_name: dict[str, LayerResult], inputs: list[str]) -> b
                 if parent not in seen:
                     seen.add(parent)
                     pending.append(parent)
+    return False
+
+
+def _reaches_another(by_name: dict[str, LayerResult], start: str, inputs: list[str],
+                     places: dict[str, int]) -> bool:
+    """Whether another of ``inputs`` is an ancestor of ``start``, with no limit; ``places``:
+    :attr:`_Order.places` (not empty: it holds every layer's inputs). Layers placed before the
+    earliest input are not walked: their ancestors lie before them too."""
+    earliest = min(places[name] for name in inputs)
+    targets = set(inputs)
+    pending = [start]
+    seen = {start}
+    while pending:
+        layer = by_name.get(pending.pop())
+        for parent in layer.inbound if layer is not None else ():
+            if parent not in seen and places[parent] >= earliest:
+                if parent in targets:
+                    return True
+                seen.add(parent)
+                pending.append(parent)
     return False

@@ -267,6 +267,28 @@ def test_skip_bookkeeping_agrees_with_reachability(applications: dict[str, Any],
     assert any(fast.values())
 
 
+@pytest.mark.parametrize("name", ["ResNet50", "DenseNet121", "InceptionV3", "InceptionResNetV2",
+                                  "MobileNetV3Small", "NASNetMobile", "EfficientNetB0"])
+@pytest.mark.parametrize("listed", [None, 2])
+def test_the_walks_and_the_one_pass_find_the_same_skips(
+    applications: dict[str, Any], name: str, listed: int | None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The merges' regions walked one by one (chains of blocks) or found in one backward pass
+    (NASNet's overlapping cells): the same lists, cut at ``listed``, and counts."""
+    result = analyze_graph(build_graph(applications[name]))
+    places = gradient_flow._places(result)
+    found = []
+    for means in (gradient_flow._walk_merge_regions, gradient_flow._merge_regions_in_one_pass):
+        monkeypatch.setattr(gradient_flow, "_walk_merge_regions", means)
+        monkeypatch.setattr(gradient_flow, "_merge_regions_in_one_pass", means)
+        wanted: list[list[str] | None] = [[] if layer.fan_in is not None else None
+                                          for layer in result.layers]
+        counts = gradient_flow._bypassing_skips_by_place(result, wanted, places, listed=listed)
+        found.append((wanted, counts))
+    assert found[0] == found[1]
+    assert any(found[0][1])
+
+
 def test_inception_resnet_scaled_residual_sums_do_not_compound(applications: dict[str, Any]) -> None:
     """Its CustomScaleLayer adds 0.17 x the branch to the shortcut: not a scale of the sum."""
     predicted = analyze(applications["InceptionResNetV2"])["gradient_flow"]["predicted"]
