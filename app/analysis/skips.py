@@ -129,12 +129,13 @@ def _passes_earlier_map(by_name: dict[str, LayerResult], inputs: list[str], orde
     layers than the limit).
     """
     starts = inputs
+    targets = set(inputs)
     if order.places:  # (it holds every input then)
+        earliest = min(order.places[name] for name in inputs)
         starts = [start for start in inputs
-                  if _reaches_another(by_name, start, inputs, order.places)]
+                  if _reaches_another(by_name, start, targets, earliest, order.places)]
         if order.unlimited:
             return bool(starts)
-    targets = set(inputs)
     for start in starts:
         pending = list(by_name[start].inbound) if start in by_name else []
         seen = set(pending)
@@ -150,13 +151,12 @@ def _passes_earlier_map(by_name: dict[str, LayerResult], inputs: list[str], orde
     return False
 
 
-def _reaches_another(by_name: dict[str, LayerResult], start: str, inputs: list[str],
-                     places: dict[str, int]) -> bool:
-    """Whether another of ``inputs`` is an ancestor of ``start``, with no limit; ``places``:
-    :attr:`_Order.places` (not empty: it holds every layer's inputs). Layers placed before the
-    earliest input are not walked: their ancestors lie before them too."""
-    earliest = min(places[name] for name in inputs)
-    targets = set(inputs)
+def _reaches_another(by_name: dict[str, LayerResult], start: str, targets: set[str],
+                     earliest: int, places: dict[str, int]) -> bool:
+    """Whether another of the concatenation's inputs (``targets``) is an ancestor of
+    ``start``, with no limit; ``places``: :attr:`_Order.places` (not empty: it holds every
+    layer's inputs). Layers placed before the earliest input (``earliest``) are not walked:
+    their ancestors lie before them too."""
     pending = [start]
     seen = {start}
     while pending:

@@ -479,7 +479,7 @@ class _Walk:
         """
         try:
             key = (class_name, category, depth, orjson.dumps({**config, "name": None}))
-        except (TypeError, orjson.JSONEncodeError):
+        except orjson.JSONEncodeError:  # (a TypeError)
             key = None  # not plain JSON (a key that is not a string): the general walk decides
         kept = self.configs.get(key) if key is not None else None
         if kept is not None:
