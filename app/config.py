@@ -58,6 +58,16 @@ class Settings(BaseSettings):
         le=256,
         description="Requests an HTTP process works on at once (the rest wait their turn, off any thread).",
     )
+    http_analysis_lanes: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description=(
+            "Analyses an HTTP process prepares, analyses and stores at once; the rest wait their turn "
+            "on the event loop (0: one on SQLite, whose writes take turns anyway, else "
+            "http_work_threads). An analysis outrunning its sync window gives up its lane."
+        ),
+    )
 
     # -- jobs ----------------------------------------------------------------
     executor: Literal["local", "celery"] = Field(
@@ -303,6 +313,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def analysis_lanes(self) -> int:
+        """``http_analysis_lanes``, its 0 resolved: one on SQLite, else ``http_work_threads``."""
+        if self.http_analysis_lanes:
+            return self.http_analysis_lanes
+        return 1 if self.is_sqlite else self.http_work_threads
 
     @property
     def blob_dir(self) -> Path:

@@ -4,7 +4,9 @@ Starts ``convlens serve`` on its defaults (HTTP processes = cores, SQLite in a t
 directory unless ``--postgres``), with the rate limit off, and drives it with wrk
 (``bench/wrk/analyses.lua``: the seed's Example 3 with a model name unique to the run and the
 request, so every request stores a new architecture and runs the engine). Prints requests/s,
-p50, p99 and the count of non-2xx answers, after a warm-up run.
+p50, p99 and the count of non-2xx answers, after the service has settled (its local worker
+starts a warm TensorFlow process, seconds of one core's CPU, with the service) and a warm-up
+run.
 
 It also reads the CPU time the service's processes (the serving process and its HTTP
 processes) used during the measured run, from /proc: CPU milliseconds per request, and the
@@ -38,10 +40,9 @@ import shutil
 import subprocess
 import uuid
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-from bench import ROOT, PostgresDatabase, Service
+from bench import ROOT, PostgresDatabase, Service, tree_cpu_seconds
 
 LUA = ROOT / "bench" / "wrk" / "analyses.lua"
 EXAMPLE3 = ROOT / "app" / "api" / "examples" / "seed_example3.json"
@@ -78,30 +79,7 @@ def run_wrk(url: str, *, connections: int, seconds: float, threads: int = 2) -> 
 def service_cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` and its descendants, in seconds (Linux /proc), leaving out the
     job workers (``app.jobs...``: an idle worker's TensorFlow start-up is not HTTP work)."""
-    import os
-
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, stack = 0.0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            if b"app.jobs" in Path(f"/proc/{current}/cmdline").read_bytes():
-                continue
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-        stack.extend(children.get(current, []))
-    return total
+    return tree_cpu_seconds(pid, skip=b"app.jobs")
 
 
 def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.0,
@@ -112,6 +90,7 @@ def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.
         # convlens serve's defaults (HTTP processes = cores, one local job worker), rate limit off.
         service_env = {"CONVLENS_LOCAL_WORKERS": "1", **(env or {})}
         service = stack.enter_context(Service(database_url=database_url, env=service_env))
+        settled = service.settle()
         run_wrk(service.url, connections=connections, seconds=warmup)
         cpu_before = service_cpu_seconds(service.pid)
         result = run_wrk(service.url, connections=connections, seconds=seconds)
@@ -122,6 +101,7 @@ def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.
     result["load_average_1m"] = os.getloadavg()[0]
     result["database"] = database
     result["connections"] = connections
+    result["settled_s"] = round(settled, 1)
     goal_rps, goal_p99 = GOALS.get(database, (None, None))
     met = (goal_rps is None or result["throughput_rps"] >= goal_rps) and (
         goal_p99 is None or result["p99_ms"] < goal_p99) and result["non_2xx"] == 0

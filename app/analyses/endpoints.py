@@ -58,7 +58,9 @@ async def create_analysis(request: Request, settings: SettingsDep, scope: ScopeD
     try:
         outcome = await scope.run_within(
             window, guarded(service.create, claim, service.answer_of), received, settings=settings,
-            tenant_id=tenant_id, fallback=guarded(service.queue_instead, claim, service.answer_of))
+            tenant_id=tenant_id, fallback=guarded(service.queue_instead, claim, service.answer_of),
+            # an upload's reading waits on files and a child process, not on this process's CPU
+            use_lane=not isinstance(received, MultipartForm))
     except IntegrityError as exc:
         outcome = await twin_answer(scope, claim, exc)
     if isinstance(outcome, Answer):  # a retry: the first request's answer, nothing created

@@ -52,10 +52,11 @@ class RequestScope:
     """The database work of one request: each :meth:`run` is one unit of work in one thread."""
 
     def __init__(self, settings: Settings, dispatch: Dispatch | None,
-                 limiter: anyio.CapacityLimiter | None = None) -> None:
+                 limiter: anyio.CapacityLimiter | None = None, lane: asyncio.Semaphore | None = None) -> None:
         self.settings = settings
         self.dispatch = dispatch
         self.limiter = limiter
+        self.lane = lane
 
     def session(self) -> AbstractContextManager[Session]:
         """A unit of work for code already off the event loop (see :meth:`call`): commits,
@@ -81,7 +82,7 @@ class RequestScope:
                                               limiter=self.limiter)
 
     async def run_within(self, window: Window, fn: Callable[..., T | None], *args: Any,
-                         fallback: Callable[..., T], **kwargs: Any) -> T:
+                         fallback: Callable[..., T], use_lane: bool = True, **kwargs: Any) -> T:
         """Like :meth:`run`, but stop waiting once ``window`` has expired after it opened.
 
         ``fn(session, *args, window=window, **kwargs)`` opens the window when its slow part
@@ -92,23 +93,36 @@ class RequestScope:
         The request waits on the thread with a timer only: a window that has not opened yet
         has all of its time left, so a wait of ``window.remaining()`` can end before the
         deadline but never after it (nothing wakes the event loop when the window opens).
+
+        With a ``lane`` (the process's analyses at once, see ``Settings.analysis_lanes``) and
+        ``use_lane``, the request first waits for a place in it here, on the event loop,
+        holding no thread, and gives it back when it answers: with the thread's answer, or
+        with the queued one once the window has expired. A late thread goes on outside the
+        lane, so a slow analysis holds its place for one window at most.
         """
-        task = asyncio.ensure_future(self.run(fn, *args, window=window, **kwargs))
-        while not task.done():
-            await asyncio.wait({task}, timeout=window.remaining())
-            if task.done() or window.remaining() > 0:
-                continue
-            if not window.give_up():  # the thread is storing its answer: it comes at once
-                break
-            task.add_done_callback(_consume)
-            try:
-                answer = await self.run(fallback, window, **kwargs)
-            except BaseException:
-                window.handed_over(failed=True)
-                raise
-            window.handed_over()
-            return answer
-        result = await task
+        lane = self.lane if use_lane else None
+        if lane is not None:
+            await lane.acquire()
+        try:
+            task = asyncio.ensure_future(self.run(fn, *args, window=window, **kwargs))
+            while not task.done():
+                await asyncio.wait({task}, timeout=window.remaining())
+                if task.done() or window.remaining() > 0:
+                    continue
+                if not window.give_up():  # the thread is storing its answer: it comes at once
+                    break
+                task.add_done_callback(_consume)
+                try:
+                    answer = await self.run(fallback, window, **kwargs)
+                except BaseException:
+                    window.handed_over(failed=True)
+                    raise
+                window.handed_over()
+                return answer
+            result = await task
+        finally:
+            if lane is not None:
+                lane.release()
         assert result is not None
         return result
 
@@ -130,7 +144,10 @@ async def get_scope(request: Request) -> RequestScope:
     limiter = getattr(state, "work_limiter", None)
     if limiter is None:
         limiter = state.work_limiter = anyio.CapacityLimiter(state.settings.http_work_threads)
-    return RequestScope(state.settings, getattr(state, "dispatch", None), limiter)
+    lane = getattr(state, "analysis_lane", None)
+    if lane is None and state.settings.analysis_lanes < state.settings.http_work_threads:
+        lane = state.analysis_lane = asyncio.Semaphore(state.settings.analysis_lanes)
+    return RequestScope(state.settings, getattr(state, "dispatch", None), limiter, lane)
 
 
 async def get_tenant(request: Request) -> str:

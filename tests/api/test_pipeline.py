@@ -4,12 +4,15 @@ a queued job without losing its result."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -229,6 +232,113 @@ async def test_no_connection_is_held_while_the_body_arrives(tmp_path) -> None:
         assert response.status_code == 201, response.text[:500]
         assert half.is_set() and checked == [0]
         assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+class _LaneProbe:
+    """``pipeline.analyse`` that records when each analysis starts and ends (by its model's
+    name); the first one waits for ``release``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import app.pipeline as pipeline
+
+        self.release = threading.Event()
+        self.started: defaultdict[str, threading.Event] = defaultdict(threading.Event)
+        self.order: list[str] = []
+        real = pipeline.analyse
+
+        def analyse(config: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+            name = config["config"]["name"]
+            first = not self.order
+            self.order.append(f"start {name}")
+            self.started[name].set()
+            if first:
+                assert self.release.wait(30)
+            try:
+                return real(config, *args, **kwargs)
+            finally:
+                self.order.append(f"end {name}")
+
+        monkeypatch.setattr(pipeline, "analyse", analyse)
+
+
+def _named(name: str) -> dict[str, Any]:
+    config = seed_config(3)
+    config["config"]["name"] = name
+    return config
+
+
+def test_analysis_lanes_default_to_one_on_sqlite_only(tmp_path) -> None:
+    """SQLite's writes take turns anyway: one analysis at a time per HTTP process. PostgreSQL:
+    as many as the work threads (no lane). A setting wins over both."""
+    assert make_settings(tmp_path).analysis_lanes == 1
+    postgres = make_settings(tmp_path, "postgresql+psycopg://x@127.0.0.1/y", http_work_threads=6)
+    assert postgres.analysis_lanes == 6
+    assert make_settings(tmp_path, http_analysis_lanes=3).analysis_lanes == 3
+
+
+@pytest.mark.anyio
+async def test_analyses_take_turns_in_their_lane_and_uploads_go_past(tmp_path, monkeypatch) -> None:
+    """On SQLite an HTTP process analyses one JSON body at a time: a second waits for the first
+    on the event loop, holding no thread, and starts when the first has ended; an upload does
+    not wait for the lane. Every request answers 201."""
+    import httpx
+
+    probe = _LaneProbe(monkeypatch)
+    settings = make_settings(tmp_path, sync_analysis_timeout_s=60)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            first = asyncio.ensure_future(client.post("/v1/analyses", json={"architecture": _named("first")}))
+            assert await anyio.to_thread.run_sync(probe.started["first"].wait, 30)
+            second = asyncio.ensure_future(client.post("/v1/analyses", json={"architecture": _named("second")}))
+            # The second stays out of the engine while the first holds the lane.
+            assert not await anyio.to_thread.run_sync(probe.started["second"].wait, 0.5)
+            upload = await asyncio.wait_for(client.post("/v1/analyses", files={
+                "file": ("third.json", orjson.dumps(_named("third")), "application/json")}), 30)
+            assert upload.status_code == 201, upload.text[:500]
+            assert not probe.started["second"].is_set()
+            probe.release.set()
+            answers = await asyncio.wait_for(asyncio.gather(first, second), 30)
+    assert [answer.status_code for answer in answers] == [201, 201], answers[1].text[:500]
+    assert probe.order == ["start first", "start third", "end third", "end first", "start second",
+                           "end second"]
+
+
+@pytest.mark.anyio
+async def test_a_slow_analysis_gives_up_its_lane_when_its_window_ends(tmp_path, monkeypatch) -> None:
+    """The first analysis outruns its window (202, queued): its place in the lane is given back
+    then, so the next analysis runs and answers 201 while the late one is still running."""
+    import httpx
+
+    import app.analyses.service as service
+
+    probe = _LaneProbe(monkeypatch)
+    written = threading.Event()
+    real_write = service._write_late
+
+    def write_late(*args: Any, **kwargs: Any) -> None:
+        try:
+            real_write(*args, **kwargs)
+        finally:
+            written.set()
+
+    monkeypatch.setattr(service, "_write_late", write_late)
+    settings = make_settings(tmp_path, sync_analysis_timeout_s=0.2)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        app.state.dispatch = lambda job_id: None  # no worker here: the late thread writes the result
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            slow = await asyncio.wait_for(client.post("/v1/analyses", json={"architecture": _named("slow")}), 30)
+            assert slow.status_code == 202, slow.text[:500]
+            fast = await asyncio.wait_for(client.post("/v1/analyses", json={"architecture": _named("fast")}), 30)
+            assert fast.status_code == 201, fast.text[:500]
+            assert probe.order == ["start slow", "start fast", "end fast"]
+            probe.release.set()
+            assert await anyio.to_thread.run_sync(written.wait, 30)
+            stored = (await client.get(f"/v1/analyses/{slow.json()['id']}")).json()
+    assert stored["status"] == "succeeded"
 
 
 def test_sqlite_writers_take_turns_and_always_give_the_lock_back(tmp_path) -> None:
