@@ -52,7 +52,7 @@ class RequestScope:
     """The database work of one request: each :meth:`run` is one unit of work in one thread."""
 
     def __init__(self, settings: Settings, dispatch: Dispatch | None,
-                 limiter: anyio.CapacityLimiter | None = None, lane: asyncio.Semaphore | None = None) -> None:
+                 limiter: anyio.CapacityLimiter | None = None, lane: anyio.Semaphore | None = None) -> None:
         self.settings = settings
         self.dispatch = dispatch
         self.limiter = limiter
@@ -146,7 +146,8 @@ async def get_scope(request: Request) -> RequestScope:
         limiter = state.work_limiter = anyio.CapacityLimiter(state.settings.http_work_threads)
     lane = getattr(state, "analysis_lane", None)
     if lane is None and state.settings.analysis_lanes < state.settings.http_work_threads:
-        lane = state.analysis_lane = asyncio.Semaphore(state.settings.analysis_lanes)
+        # (anyio's semaphore, like the limiter, is bound to no event loop: tests run an app in several)
+        lane = state.analysis_lane = anyio.Semaphore(state.settings.analysis_lanes, fast_acquire=True)
     return RequestScope(state.settings, getattr(state, "dispatch", None), limiter, lane)
 
 
