@@ -155,6 +155,11 @@ def _centre_offset(result: AnalysisResult, pair: str) -> float:
         for a, b in zip(first or (), second or (), strict=False):
             if a.padding is None or b.padding is None:
                 continue
+            if (type(a.size) is int and type(a.padding) is int
+                    and type(b.size) is int and type(b.padding) is int):
+                # plain ints: twice the offset is an int, halved as float(Fraction) would
+                offsets.append(abs(((a.size - 1 - 2 * a.padding) - (b.size - 1 - 2 * b.padding)) / 2))
+                continue
             centre_a = Fraction(a.size - 1) / 2 - a.padding
             centre_b = Fraction(b.size - 1) / 2 - b.padding
             offsets.append(abs(float(centre_a - centre_b)))
@@ -168,19 +173,26 @@ def misaligned_summary(result: AnalysisResult, *, full: bool = False) -> list[di
     Only the layers where a pair first appears are listed: downstream layers inherit the pairs
     of their inputs (each layer's field says how many it carries).
     """
-    inherited: set[str] = set()
     out: list[dict[str, Any]] = []
     by_name = result.by_name()
     for entry in result.misaligned:
+        branches = entry["branches"]
         layer = by_name.get(entry["layer"])
         upstream: set[str] = set()
         if layer is not None:
-            for name in layer.inbound:
+            inbound = layer.inbound
+            if len(inbound) == 1:
+                # Most entries are layers of one input that pass its pairs on unchanged:
+                # nothing new there, found by one tuple comparison instead of a set of them.
+                source = by_name.get(inbound[0])
+                field = source.receptive_field if source is not None else None
+                if field is not None and tuple(branches) == field.misaligned:
+                    continue
+            for name in inbound:
                 source = by_name.get(name)
                 if source is not None and source.receptive_field is not None:
                     upstream.update(source.receptive_field.misaligned)
-        new = [pair for pair in entry["branches"] if pair not in upstream]
-        inherited.update(entry["branches"])
+        new = [pair for pair in branches if pair not in upstream]
         if not new:
             continue
         offsets = {pair: _centre_offset(result, pair) for pair in new}

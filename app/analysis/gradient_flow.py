@@ -1084,23 +1084,34 @@ def _mixture_maximum(stats: _Stats, count: int) -> _Stats:
         return _Stats(stats.fluct, stats.offset, stats.mean_sq, mixture=stats.mixture)
     steps = 800
     width = (high - low) / steps
-    first = second = 0.0
-    previous: tuple[float, float] | None = None
-    for i in range(steps + 1):
-        x = low + i * width
-        cdf = 0.0
-        for weight, mean, variance in components:
-            if variance <= 0.0:
-                cdf += weight if x >= mean else 0.0
-            else:
-                cdf += weight * 0.5 * math.erfc(-(x - mean) / math.sqrt(2.0 * variance))
-        # E[M] = int_0^inf (1 - F^n) - int_-inf^0 F^n; E[M^2] = int 2|x| (same tails).
-        tail = (1.0 - min(cdf, 1.0) ** count) if x >= 0 else -(min(cdf, 1.0) ** count)
-        point = (tail, 2.0 * abs(x) * tail)
-        if previous is not None:
-            first += width * (previous[0] + point[0]) / 2.0
-            second += width * (previous[1] + point[1]) / 2.0
-        previous = point
+    grid = [low + i * width for i in range(steps + 1)]
+    # F on the whole grid, one comprehension per component rather than a Python loop per
+    # point and component; each point still adds its components' terms in their order.
+    # Components of equal mean and variance (a concatenation of like branches) share their
+    # erfc values, computed once.
+    cdfs = [0.0] * len(grid)
+    erfcs: dict[tuple[float, float], list[float]] = {}
+    for weight, mean, variance in components:
+        if variance <= 0.0:
+            cdfs = [cdf + (weight if x >= mean else 0.0) for cdf, x in zip(cdfs, grid, strict=True)]
+            continue
+        values = erfcs.get((mean, variance))
+        if values is None:
+            scale = math.sqrt(2.0 * variance)
+            values = erfcs[mean, variance] = [math.erfc(-(x - mean) / scale) for x in grid]
+        half = weight * 0.5
+        cdfs = [cdf + half * value for cdf, value in zip(cdfs, values, strict=True)]
+    # E[M] = int_0^inf (1 - F^n) - int_-inf^0 F^n; E[M^2] = int 2|x| (same tails), by the
+    # trapezoid rule. (``1.0 if cdf > 1.0 else cdf`` is min(cdf, 1.0) without the call.)
+    first = second = last_tail = last_moment = 0.0
+    for i, (x, cdf) in enumerate(zip(grid, cdfs, strict=True)):
+        power = (1.0 if cdf > 1.0 else cdf) ** count
+        tail = 1.0 - power if x >= 0 else -power
+        moment = 2.0 * abs(x) * tail
+        if i:
+            first += width * (last_tail + tail) / 2.0
+            second += width * (last_moment + moment) / 2.0
+        last_tail, last_moment = tail, moment
     zero = sum(w for w, m, v in components if v <= 0.0 and m == 0.0) ** count
     variance = max(second - first * first, 1e-12 * max(second, 1e-300))
     rest = 1.0 - zero

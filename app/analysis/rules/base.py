@@ -608,9 +608,17 @@ def _union_fractional(
     offsets, in exact Fractions: per unit where the branches share a stride, else the hull of
     the envelopes. Centres are those of the envelopes."""
     axes: list[AxisField] = []
-    centres: list[list[Fraction | None]] = [[] for _ in branches]
+    centres: list[list[Fraction | int | None]] = [[] for _ in branches]
     for axis in range(rank):
         items = [f[axis] for f in branches]
+        plain = _plain_union(items)
+        if plain is not None:
+            axes.append(plain)
+            for index, a in enumerate(items):
+                # twice the centre, in ints: compared for equality only, like the Fractions
+                centres[index].append(None if plain.padding is None
+                                      else a.size - 1 - 2 * a.padding)  # type: ignore[operator]
+            continue
         exact = periodic.union(items)
         if exact is not None:
             axes.append(exact)
@@ -645,6 +653,23 @@ def _union_fractional(
         )
     }
     return tuple(axes), differing
+
+
+def _plain_union(items: list[AxisField]) -> AxisField | None:
+    """:func:`periodic.union` of one axis's fields where all are plain ints of one stride with
+    period 1 (an unknown padding allowed: 'same' padding of an unknown input size), in int
+    arithmetic without building Fractions; None for any other case."""
+    stride = items[0].stride
+    for a in items:
+        if (type(a.size) is not int or type(a.stride) is not int or a.stride != stride
+                or (a.padding is not None and type(a.padding) is not int)
+                or a.period != 1 or a.phases):
+            return None
+    start = min(-(a.padding or 0) for a in items)  # type: ignore[operator]
+    end = max(-(a.padding or 0) + a.size - 1 for a in items)  # type: ignore[operator]
+    known = all(a.padding is not None for a in items)
+    return AxisField(end - start + 1, stride, -start if known else None,
+                     exact=all(a.exact for a in items))
 
 
 def field_global(ctx: Ctx, fields: list[ReceptiveField | None]) -> ReceptiveField | None:
