@@ -237,10 +237,14 @@ def channels_last(ctx: Ctx) -> bool:
     cache = ctx.cache
     last = cache.get("channels_last")
     if last is None:
-        last = cache["channels_last"] = (
-            choice(ctx, "data_format", ("channels_last", "channels_first"), "channels_last")
-            == "channels_last"
-        )
+        value = ctx.config.get("data_format")
+        if value is None or value == "channels_last":  # the usual value: what choice() returns
+            last = cache["channels_last"] = True
+        else:
+            last = cache["channels_last"] = (
+                choice(ctx, "data_format", ("channels_last", "channels_first"), "channels_last")
+                == "channels_last"
+            )
     return last  # type: ignore[no-any-return]
 
 
@@ -480,11 +484,12 @@ def apply_ops(field_in: ReceptiveField | None, ops: Sequence[AxisOp | Reads]) ->
     axes = field_in.axes
     if len(axes) != len(ops):
         return GLOBAL
-    return ReceptiveField(
-        tuple([apply_axis(a, op) for a, op in zip(axes, ops, strict=True)]),
-        field_in.is_global,
-        field_in.misaligned,
-    )
+    new_axes: tuple[AxisField, ...]
+    if len(axes) == 2:  # the usual 2D field: no comprehension (a call of its own)
+        new_axes = (apply_axis(axes[0], ops[0]), apply_axis(axes[1], ops[1]))
+    else:
+        new_axes = tuple([apply_axis(a, op) for a, op in zip(axes, ops, strict=True)])
+    return ReceptiveField(new_axes, field_in.is_global, field_in.misaligned)
 
 
 FLAT = ReceptiveField(None, is_global=False)

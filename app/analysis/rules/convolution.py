@@ -151,11 +151,18 @@ def shape_convolution(ctx: Ctx) -> list[Shape | None]:
             for i, (n, k, s, d) in enumerate(zip(dims, kernel, strides, dilation, strict=True))
         )
     else:
-        out_dims = tuple([
-            conv_output_length(n, k, padding, s, d)
-            for n, k, s, d in zip(dims, kernel, strides, dilation, strict=True)
-        ])
-        if any([d is not None and d <= 0 for d in out_dims]):
+        if len(dims) == 2 and len(kernel) == 2:  # the usual 2D convolution: no comprehensions
+            height = conv_output_length(dims[0], kernel[0], padding, strides[0], dilation[0])
+            width = conv_output_length(dims[1], kernel[1], padding, strides[1], dilation[1])
+            out_dims = (height, width)
+            empty = (height is not None and height <= 0) or (width is not None and width <= 0)
+        else:
+            out_dims = tuple([
+                conv_output_length(n, k, padding, s, d)
+                for n, k, s, d in zip(dims, kernel, strides, dilation, strict=True)
+            ])
+            empty = any([d is not None and d <= 0 for d in out_dims])
+        if empty:
             raise ctx.fail(
                 f"the input is too small for kernel_size={list(kernel)} with padding='{padding}'. "
                 f"Received: input_shape={list(shape)}"

@@ -83,6 +83,16 @@ def shape_concatenate(ctx: Ctx) -> list[Shape | None]:
     if not -rank <= axis < rank:
         raise ctx.fail(f"axis {axis} is out of range for rank {rank}")
     axis %= rank
+    first = known[0]
+    head, tail = first[:axis], first[axis + 1:]
+    total = 0
+    for shape in known:  # the usual case: the other axes agree, every size on the axis known
+        size = shape[axis]
+        if size is None or shape[:axis] != head or shape[axis + 1:] != tail:
+            break
+        total += size
+    else:  # what the general loop below returns then (without a list per axis)
+        return [(*head, total, *tail)]
     out: list[int | None] = []
     for dim in range(rank):
         values = [s[dim] for s in known]

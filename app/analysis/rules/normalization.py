@@ -26,12 +26,16 @@ def normalized_axes(ctx: Ctx, default: int | list[int] = -1) -> list[int] | None
     axis = ctx.config.get("axis", default)
     if axis is None:
         axis = default
+    shape = ctx.shape
+    if type(axis) is int and shape is not None:  # the usual single axis (no bool): no loops
+        rank = len(shape)
+        if -rank <= axis < rank and axis % rank != 0:
+            return [axis % rank]
     axes = [axis] if isinstance(axis, int) and not isinstance(axis, bool) else axis
     if not isinstance(axes, (list, tuple)) or not all(
         isinstance(a, int) and not isinstance(a, bool) for a in axes
     ):
         raise ctx.fail(f"axis must be an int or a list of ints. Received: axis={axis!r}")
-    shape = ctx.shape
     if shape is None:
         return None
     rank = len(shape)
@@ -47,8 +51,9 @@ def _axis_size(ctx: Ctx, default: int | list[int] = -1) -> int | None:
     axes = normalized_axes(ctx, default)
     if axes is None or ctx.shape is None:
         return None
-    size = product([ctx.shape[a] for a in axes])
-    return size
+    if len(axes) == 1:  # product() of one size, without the list
+        return ctx.shape[axes[0]]
+    return product([ctx.shape[a] for a in axes])
 
 
 def params_batch_normalization(ctx: Ctx) -> Params:
