@@ -144,10 +144,12 @@ async def get_scope(request: Request) -> RequestScope:
     limiter = getattr(state, "work_limiter", None)
     if limiter is None:
         limiter = state.work_limiter = anyio.CapacityLimiter(state.settings.http_work_threads)
-    lane = getattr(state, "analysis_lane", None)
-    if lane is None and state.settings.analysis_lanes < state.settings.http_work_threads:
+    if not hasattr(state, "analysis_lane"):  # decided once per process: a lane only where it
+        lanes = state.settings.analysis_lanes  # is narrower than the limiter
         # (anyio's semaphore, like the limiter, is bound to no event loop: tests run an app in several)
-        lane = state.analysis_lane = anyio.Semaphore(state.settings.analysis_lanes, fast_acquire=True)
+        state.analysis_lane = (anyio.Semaphore(lanes, fast_acquire=True)
+                               if lanes < state.settings.http_work_threads else None)
+    lane: anyio.Semaphore | None = state.analysis_lane
     return RequestScope(state.settings, getattr(state, "dispatch", None), limiter, lane)
 
 

@@ -324,7 +324,8 @@ async def test_a_slow_analysis_gives_up_its_lane_when_its_window_ends(tmp_path, 
             written.set()
 
     monkeypatch.setattr(service, "_write_late", write_late)
-    settings = make_settings(tmp_path, sync_analysis_timeout_s=0.2)
+    # (a window long enough for the second, unblocked analysis to finish in it on a busy machine)
+    settings = make_settings(tmp_path, sync_analysis_timeout_s=1.0)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         app.state.dispatch = lambda job_id: None  # no worker here: the late thread writes the result
