@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         le=64,
         description="HTTP processes of convlens serve (0: one per CPU core).",
     )
+    http_reuse_port: bool = Field(
+        default=True,
+        description=(
+            "With several HTTP processes on Linux, each listens on a socket of its own (SO_REUSEPORT) "
+            "and the kernel spreads new connections over them; otherwise they share one socket and "
+            "whichever process wakes first accepts."
+        ),
+    )
     http_work_threads: int = Field(
         default=4,
         ge=1,
