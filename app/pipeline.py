@@ -252,24 +252,17 @@ def store(session: Session, settings: Settings, *, tenant_id: str, request: Anal
         has_weights=architecture.has_weights, upload_path=architecture.upload_path,
     )
     now = utcnow()
-    analysis = Job(
-        id=analysis_id or new_id(), tenant_id=tenant_id, kind="analysis",
-        name=request.name or architecture.name, architecture_id=row.id,
-        parameters={"input_shape": request.input_shape, "measure_gradients": request.measure_gradients},
-        max_attempts=settings.job_max_attempts, time_limit_s=settings.analysis_time_limit_s,
-        attempts=0, cancel_requested=False, progress=0.0, result_writes=0, parent_id=None,
-        worker_id=None, heartbeat_at=None, error=None, result=None, progress_detail=None,
-        started_at=None, finished_at=None, created_at=now, updated_at=now,
-        attempt_history=None, dispatched_at=None, dispatches=0,
-    )
+    values: dict[str, Any] = {
+        "id": analysis_id or new_id(), "tenant_id": tenant_id, "kind": "analysis", "status": "queued",
+        "name": request.name or architecture.name, "architecture_id": row.id, "parent_id": None,
+        "parameters": {"input_shape": request.input_shape, "measure_gradients": request.measure_gradients},
+        "progress": 0.0, "progress_detail": None, "attempts": 0, "max_attempts": settings.job_max_attempts,
+        "worker_id": None, "heartbeat_at": None, "cancel_requested": False,
+        "time_limit_s": settings.analysis_time_limit_s, "error": None, "result": None, "result_writes": 0,
+        "attempt_history": None, "dispatched_at": None, "dispatches": 0, "created_at": now, "updated_at": now,
+        "started_at": None, "finished_at": None,
+    }
     if report is not None:
-        analysis.status = "succeeded"
-        analysis.result = report
-        analysis.result_writes = 1
-        analysis.progress = 1.0
-        analysis.started_at = now
-        analysis.finished_at = now
-        analysis.progress_detail = {"static_seconds": round(static_seconds or 0.0, 6)}
-    else:
-        analysis.status = "queued"
-    return add_new(session, analysis), row
+        values.update(status="succeeded", result=report, result_writes=1, progress=1.0, started_at=now,
+                      finished_at=now, progress_detail={"static_seconds": round(static_seconds or 0.0, 6)})
+    return add_new(session, Job, values), row

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from app.models import Architecture, Job
 
@@ -43,12 +43,9 @@ def jobs_of(session: Session, architecture_id: str) -> list[tuple[str, str, dict
     return [(job_id, kind, parameters) for job_id, kind, parameters in rows]
 
 
-def insert_if_new(session: Session, architecture: Architecture) -> bool:
-    """Insert the row unless the tenant already has this content (one statement, no savepoint).
-
-    Returns whether it was inserted. Every column must be set on ``architecture``.
-    """
-    values = {column.key: getattr(architecture, column.key) for column in Architecture.__table__.columns}
+def insert_if_new(session: Session, values: dict[str, Any]) -> bool:
+    """Insert the row (``values``: every column) unless the tenant already has this content
+    (one statement, no savepoint). Returns whether it was inserted."""
     connection = session.connection()  # a Core statement: no ORM execution layer
     statement = _INSERT_IF_NEW[connection.dialect.name == "postgresql"]
     return connection.execute(statement, values).first() is not None
@@ -61,13 +58,6 @@ _INSERT_IF_NEW = {
     .returning(Architecture.__table__.c.id)
     for is_postgresql, insert in ((False, sqlite.insert), (True, postgresql.insert))
 }
-
-
-def attach(session: Session, architecture: Architecture) -> Architecture:
-    """Make an inserted row (every column set) a persistent instance of the session, no query."""
-    make_transient_to_detached(architecture)
-    session.add(architecture)
-    return architecture
 
 
 def delete(session: Session, architecture: Architecture) -> None:

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 from app.api.responses import dumps
 from app.architectures import repository
 from app.config import Settings
-from app.db import delete_after_commit, discard_on_rollback
+from app.db import delete_after_commit, discard_on_rollback, loaded_instance
 from app.errors import Conflict, NotFound
 from app.models import Architecture
 from app.models.base import new_id, utcnow
 from app.storage.files import disk, storage_errors
-from app.storage.usage import architecture_bytes_changed, check_quota
+from app.storage.usage import add_architecture_bytes, architecture_bytes_changed
 
 
 def get_or_create(
@@ -39,20 +39,20 @@ def get_or_create(
     blob_path = str(settings.blob_dir / f"{sha256}.{fmt}") if upload_path is not None else None
     if upload_path is not None:  # a request that fails from here on leaves no upload behind
         discard_on_rollback(session, upload_path)
-    architecture = Architecture(
-        id=new_id(), tenant_id=tenant_id, sha256=sha256, format=fmt, name=name, byte_size=byte_size,
-        config=config, has_weights=has_weights, blob_path=blob_path, created_at=utcnow(),
-    )
+    values = {
+        "id": new_id(), "tenant_id": tenant_id, "sha256": sha256, "format": fmt, "name": name,
+        "byte_size": byte_size, "config": config, "has_weights": has_weights, "blob_path": blob_path,
+        "created_at": utcnow(),
+    }
     # One statement in the common case (new content): INSERT ... ON CONFLICT DO NOTHING.
-    if not repository.insert_if_new(session, architecture):
+    if not repository.insert_if_new(session, values):
         if upload_path is not None:
             upload_path.unlink(missing_ok=True)
         existing = repository.get_by_sha(session, tenant_id, sha256)
         if existing is None:  # deleted between the two statements
             raise Conflict("The architecture changed while it was being stored; send the request again.")
         return existing
-    check_quota(session, settings, tenant_id=tenant_id, adding=byte_size)  # new content: it counts
-    architecture_bytes_changed(session, tenant_id, byte_size)
+    add_architecture_bytes(session, settings, tenant_id=tenant_id, adding=byte_size)  # new content: it counts
     if upload_path is not None and blob_path is not None:
         target = Path(blob_path)
         if target.exists():  # the same file, stored for another tenant
@@ -61,7 +61,7 @@ def get_or_create(
             with storage_errors("the uploaded file", settings.blob_dir):
                 disk.place(upload_path, target)
             discard_on_rollback(session, target)
-    return repository.attach(session, architecture)
+    return loaded_instance(session, Architecture, values)
 
 
 def get(session: Session, tenant_id: str, architecture_id: str) -> Architecture:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, String, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Job, StorageDelta, Tenant
@@ -20,15 +20,25 @@ _JOBS = cast(Table, Job.__table__)
 _OPEN_RUNS = select(_JOBS.c.id).where(  # (no IN: an expanding parameter is rendered at each execution)
     _JOBS.c.tenant_id == bindparam("tenant_id"), _JOBS.c.kind == "training",
     or_(_JOBS.c.status == "queued", _JOBS.c.status == "running"))
-#: The tenant's counter plus its deltas not yet folded, and how many runs have not ended, in
-#: one statement.
-_ARCHITECTURE_BYTES = select(
+#: The tenant's counter plus its deltas not yet folded.
+_STORED_BYTES = (
     func.coalesce(select(_TENANTS.c.stored_bytes).where(_TENANTS.c.id == bindparam("tenant_id"))
                   .scalar_subquery(), 0)
     + select(func.coalesce(func.sum(_DELTAS.c.delta), 0))
-    .where(_DELTAS.c.tenant_id == bindparam("tenant_id")).scalar_subquery(),
-    select(func.count()).select_from(_OPEN_RUNS.subquery()).scalar_subquery(),
+    .where(_DELTAS.c.tenant_id == bindparam("tenant_id")).scalar_subquery()
 )
+#: How many of the tenant's training runs have not ended.
+_OPEN_RUN_COUNT = select(func.count()).select_from(_OPEN_RUNS.subquery()).scalar_subquery()
+#: Both, in one statement.
+_ARCHITECTURE_BYTES = select(_STORED_BYTES, _OPEN_RUN_COUNT)
+#: A pending change, inserted only when the tenant's bytes with it stay within the quota and no
+#: training run's dataset counts (the common case: one statement instead of a read and an insert).
+_INSERT_DELTA_WITHIN_QUOTA = insert(_DELTAS).from_select(
+    ["tenant_id", "delta"],
+    select(bindparam("tenant_id", type_=String), bindparam("delta", type_=BigInteger))
+    .where(_STORED_BYTES + bindparam("delta", type_=BigInteger) <= bindparam("quota", type_=BigInteger),
+           _OPEN_RUN_COUNT == 0),
+).returning(_DELTAS.c.id)
 _INSERT_DELTA = insert(_DELTAS)
 
 
@@ -47,6 +57,13 @@ def open_run_ids(session: Session, tenant_id: str) -> list[str]:
 def insert_delta(session: Session, tenant_id: str, delta: int) -> None:
     """One pending change of the tenant's architecture bytes (an insert: no row to wait on)."""
     session.connection().execute(_INSERT_DELTA, {"tenant_id": tenant_id, "delta": delta})
+
+
+def insert_delta_within_quota(session: Session, tenant_id: str, delta: int, quota: int) -> bool:
+    """Insert a pending change of the tenant's architecture bytes if they stay within ``quota``
+    with it and none of the tenant's training runs is open; whether it was inserted."""
+    parameters = {"tenant_id": tenant_id, "delta": delta, "quota": quota}
+    return session.connection().execute(_INSERT_DELTA_WITHIN_QUOTA, parameters).first() is not None
 
 
 def fold_deltas(session: Session) -> int:

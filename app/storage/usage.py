@@ -11,6 +11,7 @@ about what a tenant asked to keep.
 Example::
 
     check_quota(session, settings, tenant_id="t1", adding=upload_size)  # 413 when over quota
+    add_architecture_bytes(session, settings, tenant_id="t1", adding=len(config_json))  # checked, counted
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ def architecture_bytes_changed(session: Session, tenant_id: str, delta: int) -> 
     """Keep the tenant's count with its architectures: call it when one is added (``+size``)
     or deleted (``-size``), in the same transaction (an insert: no row two requests wait on)."""
     repository.insert_delta(session, tenant_id, delta)
+
+
+def add_architecture_bytes(session: Session, settings: Settings, *, tenant_id: str, adding: int) -> None:
+    """A new architecture's bytes: refused (413 ``storage_quota_exceeded``, see
+    :func:`check_quota`) when they do not fit the tenant's quota, else counted. One statement
+    when they fit and no training run's dataset counts; otherwise the full check, then the count."""
+    quota = settings.storage_quota_bytes
+    if quota > 0:
+        if repository.insert_delta_within_quota(session, tenant_id, adding, quota):
+            return
+        check_quota(session, settings, tenant_id=tenant_id, adding=adding)
+    architecture_bytes_changed(session, tenant_id, adding)
 
 
 def check_quota(session: Session, settings: Settings, *, tenant_id: str, adding: int) -> None:
