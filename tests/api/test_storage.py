@@ -105,6 +105,27 @@ def test_a_tenant_storage_quota(any_settings: Settings) -> None:
         assert client.post("/v1/analyses/upload", files={"file": ("b.keras", second)}).status_code == 201
 
 
+def test_an_open_runs_dataset_counts_when_a_new_architecture_is_checked(any_settings: Settings) -> None:
+    """A new architecture is checked and counted in one statement only while no run of its
+    tenant is open; with one, its dataset counts too (the full check) and the refusal says so."""
+    first, second = seed_bytes(1, "keras"), seed_bytes(2, "keras")
+    dataset = _npz(64)
+    settings = any_settings.model_copy(update={"storage_quota_bytes": len(first) + len(second) + len(dataset) // 2})
+    with _client(settings) as client:
+        stored = client.post("/v1/analyses/upload", files={"file": ("a.keras", first)})
+        assert stored.status_code == 201
+        run = client.post("/v1/training-runs", data={"analysis_id": stored.json()["id"], "steps": "2"},
+                          files={"dataset_file": ("d.npz", dataset)})
+        assert run.status_code == 202, run.text
+        kept = sum(path.stat().st_size for path in (settings.data_dir / "datasets").glob("*.npz"))
+        refused = client.post("/v1/analyses/upload", files={"file": ("b.keras", second)})
+        problem = assert_problem(refused, 413, "storage_quota_exceeded")
+        assert problem["used_bytes"] == len(first) + kept and problem["adding_bytes"] == len(second)
+        assert client.post(f"/v1/training-runs/{run.json()['id']}/cancel").status_code in (200, 202)
+        with session_scope(settings) as session:  # the run has ended: its dataset no longer counts
+            assert tenant_bytes(session, settings, "default") == len(first)
+
+
 def test_metrics_show_stored_bytes_and_need_their_own_token_in_api_key_mode(any_settings: Settings) -> None:
     keyed = any_settings.model_copy(update={"auth_mode": "api_key"})
     with _client(keyed) as client:
