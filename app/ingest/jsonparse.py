@@ -48,7 +48,9 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 #: Integers orjson keeps as ``int``; anything outside becomes a float (refused instead).
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-#: Candidate integer literals that may fall outside 64 bits (20 digits or more).
+#: Digits of the shortest integer literal that may fall outside 64 bits.
+_LONG_DIGITS = 19
+#: Candidate integer literals that may fall outside 64 bits (19 digits or more).
 _LONG_INTEGER = re.compile(rb"(?<![0-9.eE+\-])-?[0-9]{19,}(?![0-9.eE])")
 _Buffer = bytes | bytearray | memoryview
 #: Translation tables marking the bytes of number literals (and of digits) with 0x01, so that
@@ -93,7 +95,8 @@ def _check_before_parsing(data: bytes | bytearray, settings: Settings, what: str
 
     Each check first counts over the raw bytes (C speed); only when that count, which
     includes the insides of strings, is over the limit are strings removed and the exact
-    figure taken.
+    figure taken. Both number checks look for a run of number characters, so one mask of
+    them (one pass) rules both out in the usual case, where no run is 19 characters long.
     """
     limit = settings.max_json_elements
     if _element_upper_bound(data) > limit:
@@ -102,14 +105,17 @@ def _check_before_parsing(data: bytes | bytearray, settings: Settings, what: str
         if elements > limit:
             raise _limit(what, f"it holds about {elements:,} values; the limit is {limit:,}")
     digits = settings.max_json_number_digits
-    if data.translate(_NUMBER_MASK).find(b"\x01" * (digits + 1)) != -1:
+    numbers = data.translate(_NUMBER_MASK)
+    if numbers.find(b"\x01" * min(digits + 1, _LONG_DIGITS)) == -1:
+        return  # no run of number characters long enough for either check below
+    if numbers.find(b"\x01" * (digits + 1)) != -1:
         long_number = re.compile(rb"[0-9.eE+\-]{%d,}" % (digits + 1))
         found = long_number.search(_outside_strings(data))
         if found is not None:
             token = found.group().decode("ascii")
             raise _limit(what, f"a number with {len(token):,} characters (limit {digits}): "
                                f"{token[:20]}...")
-    if data.translate(_DIGIT_MASK).find(b"\x01" * 19) != -1:
+    if data.translate(_DIGIT_MASK).find(b"\x01" * _LONG_DIGITS) != -1:
         for match in _LONG_INTEGER.finditer(_outside_strings(data)):
             value = int(match.group())
             if not _INT_MIN <= value <= _INT_MAX:
