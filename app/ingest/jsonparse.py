@@ -17,6 +17,11 @@ large first:
 - duplicate keys in one object (orjson keeps the last silently; convlens refuses them,
   because two readers of the same document would disagree).
 
+Depth and duplicate keys are read at C speed in the usual case: from the document's skeleton
+(its quotes, brackets, commas and colons, kept by one ``translate``) and one ``orjson.dumps``
+of the parsed value, which is exact when the document holds no backslash and no string holds
+a bracket. Any other document is checked by a walk of the parsed value, as before.
+
 Errors are ``InvalidJSON`` (422) with code ``invalid_json`` (malformed) or
 ``json_limit_exceeded`` (a limit), and ``PayloadTooLarge`` (413).
 
@@ -46,6 +51,10 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 # A JSON string (closing quote optional so that the scan stays linear on broken input).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+#: The skeleton of a document (:func:`_skeleton`): one ``translate`` keeps its quotes,
+#: brackets (``{`` and ``}`` written as ``[`` and ``]``), commas and colons, and deletes the rest.
+_SKELETON_TABLE = bytes.maketrans(b"{}", b"[]")
+_NOT_SKELETON = bytes(b for b in range(256) if b not in b'"[]{},:')
 #: Integers orjson keeps as ``int``; anything outside becomes a float (refused instead).
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 #: Digits of the shortest integer literal that may fall outside 64 bits.
@@ -86,20 +95,32 @@ def _element_upper_bound(data: bytes | bytearray) -> int:
     return data.count(b",") + data.count(b"[") + data.count(b"{") + 1
 
 
+def _skeleton(data: bytes | bytearray) -> bytes | bytearray:
+    """The quotes, brackets (all written ``[`` ``]``), commas and colons of ``data``, in order
+    (strings included): what the counts before and after parsing read, a fraction of the size.
+
+    >>> _skeleton(b'{"a": [1, "x:y"], "b": {}}')
+    b'["":[,":"],"":[]]'
+    """
+    return data.translate(_SKELETON_TABLE, _NOT_SKELETON)
+
+
 def _outside_strings(data: bytes | bytearray) -> bytes:
     return _STRING.sub(b"", bytes(data))
 
 
-def _check_before_parsing(data: bytes | bytearray, settings: Settings, what: str) -> None:
+def _check_before_parsing(data: bytes | bytearray, skeleton: bytes | bytearray, settings: Settings,
+                          what: str) -> None:
     """Limits that must hold before orjson allocates anything: elements and number literals.
 
-    Each check first counts over the raw bytes (C speed); only when that count, which
-    includes the insides of strings, is over the limit are strings removed and the exact
-    figure taken. Both number checks look for a run of number characters, so one mask of
-    them (one pass) rules both out in the usual case, where no run is 19 characters long.
+    Each check first counts over the raw bytes (C speed; the elements over ``skeleton``,
+    :func:`_skeleton` of ``data``); only when that count, which includes the insides of
+    strings, is over the limit are strings removed and the exact figure taken. Both number
+    checks look for a run of number characters, so one mask of them (one pass) rules both
+    out in the usual case, where no run is 19 characters long.
     """
     limit = settings.max_json_elements
-    if _element_upper_bound(data) > limit:
+    if skeleton.count(b",") + skeleton.count(b"[") + 1 > limit:  # _element_upper_bound(data)
         structure = _outside_strings(data)
         elements = _element_upper_bound(structure)
         if elements > limit:
@@ -141,6 +162,35 @@ def _structure(value: Any) -> tuple[int, int, int]:
             depth += 1
         level = below
     return depth, elements, keys
+
+
+def _skeleton_depth(data: bytes | bytearray, skeleton: bytes | bytearray, limit: int) -> int | None:
+    """The nesting depth of a parsed ``data`` read from its skeleton, when that is exact and at
+    most ``limit``; otherwise ``None`` (the caller walks the parsed value instead).
+
+    Without a backslash in ``data``, quotes only open and close strings. When every string
+    then holds no bracket (its quotes are adjacent in the skeleton: each ``""`` pair, read
+    left to right, is one string, and a string holding a bracket breaks the pairing), the
+    brackets that remain are the containers, and each removal of the adjacent ``[]`` pairs
+    (the containers without a container inside) takes one level off.
+
+    >>> _skeleton_depth(b'{"a": [[1], {}]}', _skeleton(b'{"a": [[1], {}]}'), 128)
+    3
+    >>> _skeleton_depth(b'{"a": "]"}', _skeleton(b'{"a": "]"}'), 128) is None
+    True
+    """
+    if b"\\" in data:
+        return None  # an escaped quote does not end its string
+    shape = skeleton.translate(None, b",:")
+    quotes = shape.count(b'"')
+    if shape.count(b'""') * 2 != quotes:
+        return None  # a string holds a bracket
+    brackets = shape.translate(None, b'"') if quotes else shape
+    depth = 0
+    while brackets and depth < limit:
+        brackets = brackets.replace(b"[]", b"")
+        depth += 1
+    return None if brackets else depth
 
 
 def _duplicate_key(text: bytes) -> str:
@@ -206,7 +256,8 @@ def parse_json_bytes(data: _Buffer | str, settings: Settings, *, what: str = "bo
         )
     if data[:3] == _UTF8_BOM:
         data = data[3:]
-    _check_before_parsing(data, settings, what)
+    skeleton = _skeleton(data)
+    _check_before_parsing(data, skeleton, settings, what)
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -214,6 +265,14 @@ def parse_json_bytes(data: _Buffer | str, settings: Settings, *, what: str = "bo
             raise InvalidJSON(f"The JSON {what} is empty.") from None
         raise _decode_error(exc, bytes(data), what) from None
     if type(value) not in (dict, list):
+        return value
+    depth = _skeleton_depth(data, skeleton, settings.max_json_depth)
+    if depth is not None:
+        # Exact, given no backslash: strings are written back as they came, and a duplicate
+        # key (orjson keeps the last) takes its colon, and any inside its value, out.
+        if orjson.dumps(value).count(b":") != skeleton.count(b":"):
+            raise _limit(what, f"the key {_duplicate_key(bytes(data))[:80]!r} appears twice in one "
+                               "object")
         return value
     depth, elements, keys = _structure(value)
     if depth > settings.max_json_depth:

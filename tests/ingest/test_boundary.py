@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import threading
 import zipfile
 from pathlib import Path
@@ -114,6 +115,88 @@ def test_parser_accepts_what_json_allows() -> None:
                             b'"s": "\\ud83d\\ude00 \\u00e9", "k": "a:b,c{"}', SETTINGS) == {
         "n": 2**64 - 1, "m": -(2**63), "s": "\U0001f600 é", "k": "a:b,c{"}
     assert parse_json_bytes("\ufeff[1]".encode(), SETTINGS) == [1]
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    # no backslash, no bracket in a string: depth and keys are read from the skeleton
+    (b'{"a": 1, "b": {"c": [1, {"d": "x:y", "d": 2}]}}', "'d' appears twice"),
+    (b'{"a": {"k": "1:2:3", "l": [{"m": 1}]}, "a": 1}', "'a' appears twice"),
+    (b'{"": [], "": []}', "'' appears twice"),
+    (b"[" * 129 + b"]" * 129, "nests 129 levels deep"),
+    # a bracket in a string, or a backslash: the walk of the parsed value decides
+    (b'{"a": "[", "a": 1}', "'a' appears twice"),
+    (b'{"a": "\\"", "a": 1}', "'a' appears twice"),
+    (b'{"a": 1, "\\u0061": {"x": ":"}}', "'a' appears twice"),
+    (b'{"a": 1, "a": "\\u003a"}', "'a' appears twice"),  # the kept value's colon is escaped
+    (b'{"s": "\\"]\\"", "b": ' + b"[" * 128 + b"]" * 128 + b', "t": "\\"[\\""}', "nests 129 levels deep"),
+    (b'{"a": "' + b"]" * 5 + b'", "b": ' + b"[" * 128 + b"]" * 128 + b"}", "nests 129 levels deep"),
+    (b'{"s": "]", "b": ' + b"[" * 128 + b"]" * 128 + b', "t": "["}', "nests 129 levels deep"),
+])
+def test_parser_structure_refusals(data: bytes, words: str) -> None:
+    with pytest.raises(InvalidJSON) as info:
+        parse_json_bytes(data, SETTINGS)
+    assert info.value.code == "json_limit_exceeded" and words in info.value.detail, info.value.detail
+
+
+def test_parser_structure_accepts() -> None:
+    assert parse_json_bytes(b'{"a": "x:y", "b": "::", "c": {"a": 1}}', SETTINGS) == {
+        "a": "x:y", "b": "::", "c": {"a": 1}}
+    assert parse_json_bytes(b'{"a": "\\u003a", "b": "]]"}', SETTINGS) == {"a": ":", "b": "]]"}
+    deepest = b'{"s": "[[", "a": ' + b"[" * 127 + b"]" * 127 + b"}"
+    assert parse_json_bytes(deepest, SETTINGS)["s"] == "[["
+    assert parse_json_bytes(b"[" * 128 + b"]" * 128, SETTINGS) is not None
+
+
+def _random_document(rng: random.Random, depth: int) -> str:
+    """JSON text with keys from a small set (duplicates are frequent) and strings that hold
+    brackets, colons, quotes and non-ASCII now and then."""
+    roll = rng.random()
+    odd = rng.random() < 0.05  # a string that holds a bracket or needs an escape
+    if depth == 0 or roll < 0.3:
+        return json.dumps(rng.choice(["[", "}", 'q"', "é"] if odd else [1, -2.5, None, True, "x", "a:b", ""]))
+    if roll < 0.6:
+        return "[" + ", ".join(_random_document(rng, depth - 1) for _ in range(rng.randrange(4))) + "]"
+    keys = ["[", "{", 'q"', "é"] if odd else ["a", "b", "c", "d", "e", ":", "k,"]
+    pairs = (f"{json.dumps(rng.choice(keys))}: {_random_document(rng, depth - 1)}"
+             for _ in range(rng.randrange(4)))
+    return "{" + ", ".join(pairs) + "}"
+
+
+def _reference(text: str, max_depth: int) -> Any:
+    """What the parser must answer, from the standard library: the value, or the refusal."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        duplicates.extend(key for index, key in enumerate(keys) if key in keys[:index])
+        return dict(items)
+
+    def depth(value: Any) -> int:
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        return 0 if children is None else 1 + max(map(depth, children), default=0)
+
+    value = json.loads(text, object_pairs_hook=pairs)
+    if depth(value) > max_depth:
+        return f"nests {depth(value)} levels deep"
+    return f"the key {duplicates[0]!r} appears twice" if duplicates else value
+
+
+def test_parser_structure_agrees_with_the_standard_library() -> None:
+    """Random documents: the skeleton and the walk of the parsed value answer alike."""
+    rng = random.Random(20261130)
+    settings = Settings(max_json_depth=5)
+    for _ in range(3000):
+        text = _random_document(rng, 6)
+        expected = _reference(text, settings.max_json_depth)
+        for data in (text.encode(), json.dumps(json.loads(text), ensure_ascii=False).encode()):
+            if data != text.encode():
+                expected = _reference(data.decode(), settings.max_json_depth)
+            try:
+                got = parse_json_bytes(data, settings)
+            except InvalidJSON as exc:
+                assert isinstance(expected, str) and expected in exc.detail, (data, exc.detail)
+            else:
+                assert got == expected, data
 
 
 # -- .npz datasets ----------------------------------------------------------------------------
