@@ -18,9 +18,10 @@ large first:
   because two readers of the same document would disagree).
 
 Depth and duplicate keys are read at C speed in the usual case: from the document's skeleton
-(its quotes, brackets, commas and colons, kept by one ``translate``) and one ``orjson.dumps``
-of the parsed value, which is exact when the document holds no backslash and no string holds
-a bracket. Any other document is checked by a walk of the parsed value, as before.
+(its quotes, brackets, commas, colons and number characters, kept by one ``translate``) and
+one ``orjson.dumps`` of the parsed value, which is exact when the document holds no backslash
+and no string holds a bracket. Any other document is checked by a walk of the parsed value,
+as before.
 
 Errors are ``InvalidJSON`` (422) with code ``invalid_json`` (malformed) or
 ``json_limit_exceeded`` (a limit), and ``PayloadTooLarge`` (413).
@@ -51,10 +52,13 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 # A JSON string (closing quote optional so that the scan stays linear on broken input).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+#: Characters of number literals.
+_NUMBER_CHARACTERS = b"0123456789.eE+-"
 #: The skeleton of a document (:func:`_skeleton`): one ``translate`` keeps its quotes,
-#: brackets (``{`` and ``}`` written as ``[`` and ``]``), commas and colons, and deletes the rest.
-_SKELETON_TABLE = bytes.maketrans(b"{}", b"[]")
-_NOT_SKELETON = bytes(b for b in range(256) if b not in b'"[]{},:')
+#: brackets (``{`` and ``}`` written as ``[`` and ``]``), commas, colons and number characters
+#: (all written ``0``), and deletes the rest.
+_SKELETON_TABLE = bytes.maketrans(b"{}" + _NUMBER_CHARACTERS, b"[]" + b"0" * len(_NUMBER_CHARACTERS))
+_NOT_SKELETON = bytes(b for b in range(256) if b not in b'"[]{},:' + _NUMBER_CHARACTERS)
 #: Integers orjson keeps as ``int``; anything outside becomes a float (refused instead).
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 #: Digits of the shortest integer literal that may fall outside 64 bits.
@@ -64,7 +68,7 @@ _LONG_INTEGER = re.compile(rb"(?<![0-9.eE+\-])-?[0-9]{19,}(?![0-9.eE])")
 _Buffer = bytes | bytearray | memoryview
 #: Translation tables marking the bytes of number literals (and of digits) with 0x01, so that
 #: a run of N of them is found by ``bytes.find`` at memchr speed instead of by a regex.
-_NUMBER_MASK = bytes(1 if chr(b) in "0123456789.eE+-" else 0 for b in range(256))
+_NUMBER_MASK = bytes(1 if b in _NUMBER_CHARACTERS else 0 for b in range(256))
 _DIGIT_MASK = bytes(1 if chr(b) in "0123456789" else 0 for b in range(256))
 
 
@@ -96,11 +100,13 @@ def _element_upper_bound(data: bytes | bytearray) -> int:
 
 
 def _skeleton(data: bytes | bytearray) -> bytes | bytearray:
-    """The quotes, brackets (all written ``[`` ``]``), commas and colons of ``data``, in order
-    (strings included): what the counts before and after parsing read, a fraction of the size.
+    """The quotes, brackets (all written ``[`` ``]``), commas, colons and number characters
+    (all written ``0``) of ``data``, in order (strings included): what the checks before and
+    after parsing read first, a fraction of the size. A run of number characters in ``data``
+    is a run at least as long in the skeleton (deleting other bytes can only join runs).
 
-    >>> _skeleton(b'{"a": [1, "x:y"], "b": {}}')
-    b'["":[,":"],"":[]]'
+    >>> _skeleton(b'{"a": [1.5, "x:y"], "b": {}}')
+    b'["":[000,":"],"":[]]'
     """
     return data.translate(_SKELETON_TABLE, _NOT_SKELETON)
 
@@ -116,8 +122,8 @@ def _check_before_parsing(data: bytes | bytearray, skeleton: bytes | bytearray, 
     Each check first counts over the raw bytes (C speed; the elements over ``skeleton``,
     :func:`_skeleton` of ``data``); only when that count, which includes the insides of
     strings, is over the limit are strings removed and the exact figure taken. Both number
-    checks look for a run of number characters, so one mask of them (one pass) rules both
-    out in the usual case, where no run is 19 characters long.
+    checks look for a run of number characters, so the skeleton, where such a run is at
+    least as long, rules both out in the usual case, where no run is 19 characters long.
     """
     limit = settings.max_json_elements
     if skeleton.count(b",") + skeleton.count(b"[") + 1 > limit:  # _element_upper_bound(data)
@@ -126,10 +132,9 @@ def _check_before_parsing(data: bytes | bytearray, skeleton: bytes | bytearray, 
         if elements > limit:
             raise _limit(what, f"it holds about {elements:,} values; the limit is {limit:,}")
     digits = settings.max_json_number_digits
-    numbers = data.translate(_NUMBER_MASK)
-    if numbers.find(b"\x01" * min(digits + 1, _LONG_DIGITS)) == -1:
+    if skeleton.find(b"0" * min(digits + 1, _LONG_DIGITS)) == -1:
         return  # no run of number characters long enough for either check below
-    if numbers.find(b"\x01" * (digits + 1)) != -1:
+    if data.translate(_NUMBER_MASK).find(b"\x01" * (digits + 1)) != -1:
         long_number = re.compile(rb"[0-9.eE+\-]{%d,}" % (digits + 1))
         found = long_number.search(_outside_strings(data))
         if found is not None:
@@ -181,7 +186,7 @@ def _skeleton_depth(data: bytes | bytearray, skeleton: bytes | bytearray, limit:
     """
     if b"\\" in data:
         return None  # an escaped quote does not end its string
-    shape = skeleton.translate(None, b",:")
+    shape = skeleton.translate(None, b",:0")
     quotes = shape.count(b'"')
     if shape.count(b'""') * 2 != quotes:
         return None  # a string holds a bracket

@@ -147,6 +147,15 @@ def test_parser_structure_accepts() -> None:
     assert parse_json_bytes(b"[" * 128 + b"]" * 128, SETTINGS) is not None
 
 
+def test_parser_number_runs_joined_in_the_skeleton_are_checked_exactly() -> None:
+    """The skeleton joins number characters that other bytes separate (``"1x2"``, ``e`` in
+    words): a long run there sends the document to the exact checks, which accept it."""
+    text = b'{"k": "' + b"1x" * 40 + b'", "e": "' + b"e " * 40 + b'", "n": [1, 2.5e-3]}'
+    assert parse_json_bytes(text, SETTINGS) == {"k": "1x" * 40, "e": "e " * 40, "n": [1, 0.0025]}
+    with pytest.raises(InvalidJSON, match="a number with 65 characters"):
+        parse_json_bytes(b'{"k": "' + b"1x" * 40 + b'", "n": ' + b"7" * 65 + b"}", SETTINGS)
+
+
 def _random_document(rng: random.Random, depth: int) -> str:
     """JSON text with keys from a small set (duplicates are frequent) and strings that hold
     brackets, colons, quotes and non-ASCII now and then."""
