@@ -1,9 +1,10 @@
 """The HTTP side of ``POST /v1/analyses`` kept cheap, with the same answers, metrics and limits
-as before: one dependency resolved per request."""
+as before: one dependency resolved per request, one asyncio timeout per body receive."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,8 @@ from fastapi import Request
 
 from app.analyses.endpoints import router as analyses_router
 from app.api import deps
+from app.api.limits import BodySizeLimitMiddleware
+from app.config import Settings
 from tests.conftest import make_settings
 
 
@@ -36,3 +39,31 @@ def test_the_caller_is_what_the_three_dependencies_give(tmp_path: Any) -> None:
     assert caller.scope.limiter is app.state.work_limiter
     settings_, scope, tenant_id = caller
     assert (settings_, tenant_id) == (settings, "default") and scope is caller.scope
+
+
+def test_a_stalled_body_is_refused_with_408() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+
+    settings = Settings(body_read_grace_s=0.05, body_idle_timeout_s=0.05)
+    middleware = BodySizeLimitMiddleware(app, limit_for=lambda scope: 1000, settings=settings)
+    sent: list[dict[str, Any]] = []
+    pieces = [{"type": "http.request", "body": b"{", "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        if pieces:
+            return pieces.pop()
+        await asyncio.sleep(5)  # the client stalls
+        raise AssertionError("the body's deadline did not end this wait")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        await asyncio.wait_for(middleware({"type": "http", "headers": []}, receive, send), 2)
+
+    asyncio.run(main())
+    assert sent[0]["status"] == 408
+    problem = json.loads(sent[1]["body"])
+    assert problem["code"] == "body_timeout" and problem["received_bytes"] == 1
