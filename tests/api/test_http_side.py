@@ -1,5 +1,6 @@
 """The HTTP side of ``POST /v1/analyses`` kept cheap, with the same answers, metrics and limits
-as before: one dependency resolved per request, one asyncio timeout per body receive."""
+as before: one dependency resolved per request, one asyncio timeout per body receive, metric
+children looked up once."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 
 import pytest
 from fastapi import Request
+from prometheus_client import REGISTRY
 
 from app.analyses.endpoints import router as analyses_router
 from app.api import deps
 from app.api.limits import BodySizeLimitMiddleware
 from app.config import Settings
+from app.observability import metrics
 from tests.conftest import make_settings
 
 
@@ -39,6 +42,16 @@ def test_the_caller_is_what_the_three_dependencies_give(tmp_path: Any) -> None:
     assert caller.scope.limiter is app.state.work_limiter
     settings_, scope, tenant_id = caller
     assert (settings_, tenant_id) == (settings, "default") and scope is caller.scope
+
+
+def test_metric_children_are_the_registered_ones() -> None:
+    assert metrics._latency("POST", "/test/children", 201) is metrics.HTTP_LATENCY.labels(
+        "POST", "/test/children", "201")
+    assert metrics._in_progress("PATCH") is metrics.HTTP_IN_PROGRESS.labels("PATCH")
+    labels = {"method": "POST", "route": "/test/children", "status": "201"}
+    before = REGISTRY.get_sample_value("convlens_http_request_duration_seconds_count", labels) or 0.0
+    metrics._latency("POST", "/test/children", 201).observe(0.001)
+    assert REGISTRY.get_sample_value("convlens_http_request_duration_seconds_count", labels) == before + 1
 
 
 def test_a_stalled_body_is_refused_with_408() -> None:
