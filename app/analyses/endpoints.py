@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.analyses import service
 from app.analyses.schemas import AnalysisOut, AnalysisPage, JobStatus
-from app.api.deps import ScopeDep, SettingsDep, TenantDep
+from app.api.deps import CallerDep, ScopeDep, SettingsDep, TenantDep
 from app.api.docs import analysis_request_body, problem_responses
 from app.api.responses import EncodedJSON
 from app.api.uploads import MultipartForm, read_body
@@ -50,8 +50,9 @@ router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
     responses={202: {"model": AnalysisOut, "description": "Accepted: work continues in a job"},
                **problem_responses(400, 401, 413, 415, 422, 429)},
 )
-async def create_analysis(request: Request, settings: SettingsDep, scope: ScopeDep,
-                          tenant_id: TenantDep, idempotency_key: IdempotencyKeyHeader = None) -> Response:
+async def create_analysis(request: Request, caller: CallerDep,
+                          idempotency_key: IdempotencyKeyHeader = None) -> Response:
+    settings, scope, tenant_id = caller
     received = await read_body(request, settings, tenant_id)
     claim = claim_for(request, idempotency_key, tenant_id, settings, body_parts(received))
     window = service.SyncWindow(settings.sync_analysis_timeout_s)

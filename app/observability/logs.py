@@ -38,6 +38,10 @@ class ContextFilter(logging.Filter):
         return True
 
 
+#: What ``json.dumps(entry, default=str, ensure_ascii=False)`` would build for every record.
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts, level, logger, message, request_id, job_id, extras."""
 
@@ -63,7 +67,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODER.encode(entry)
 
 
 class TextFormatter(logging.Formatter):

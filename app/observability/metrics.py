@@ -34,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -84,6 +85,19 @@ HTTP_IN_PROGRESS = Gauge(
 )
 
 
+@functools.cache
+def _in_progress(method: str) -> Any:
+    """The in-progress gauge of ``method`` (one of :data:`KNOWN_METHODS` or ``other``),
+    looked up once per process instead of by ``labels()`` on every request."""
+    return HTTP_IN_PROGRESS.labels(method)
+
+
+@functools.cache
+def _latency(method: str, route: str, status: int) -> Any:
+    """The latency histogram of a method, route template and status, looked up once each."""
+    return HTTP_LATENCY.labels(method, route, str(status))
+
+
 def route_template(scope: Scope) -> str:
     """The route template that handled the request, e.g. ``/v1/analyses/{analysis_id}``."""
     route = scope.get("route")
@@ -119,7 +133,7 @@ class MetricsMiddleware:
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
-        in_progress = HTTP_IN_PROGRESS.labels(method)
+        in_progress = _in_progress(method)
         in_progress.inc()
         try:
             await self.app(scope, receive, send_with_id)
@@ -127,7 +141,7 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - started
             in_progress.dec()
             route = route_template(scope)
-            HTTP_LATENCY.labels(method, route, str(status)).observe(elapsed)
+            _latency(method, route, status).observe(elapsed)
             level = logging.DEBUG if route in QUIET_ROUTES and status < 400 else logging.INFO
             if access_log.isEnabledFor(level):
                 client = scope.get("client")
