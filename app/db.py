@@ -39,8 +39,7 @@ from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Engine, create_engine, event, insert, select, text
-from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
-from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.orm import Session, class_mapper, make_transient_to_detached, sessionmaker
 
 from app.config import Settings
 
@@ -146,7 +145,8 @@ def loaded_instance(session: Session, model: type[M], values: dict[str, Any]) ->
     if len(values) != len(columns):
         missing = sorted(set(columns.keys()) - values.keys())
         raise ValueError(f"a {model.__name__} row needs every column; missing {missing}")
-    instance: M = manager_of_class(model).new_instance()
+    # (class_mapper configures the mappers first where nothing has yet in this process)
+    instance: M = class_mapper(model).class_manager.new_instance()
     instance.__dict__.update(values)
     make_transient_to_detached(instance)
     session.add(instance)

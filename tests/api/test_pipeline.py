@@ -5,10 +5,13 @@ a queued job without losing its result."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,6 +26,8 @@ from app.main import create_app
 from app.models import Job
 from tests.api.helpers import seed_config
 from tests.conftest import make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str, original: Any, calls: Counter[str]) -> None:
@@ -443,3 +448,23 @@ def test_a_unicode_digit_in_input_shape_is_a_422_not_a_500(client) -> None:
         assert_problem(response, 422)
     body = client.post("/v1/analyses", json={"architecture": seed_config(3), "input_shape": "¹,2,3"})
     assert_problem(body, 422)
+
+
+def test_a_stored_rows_instance_needs_no_earlier_orm_use_in_its_process(tmp_path: Path) -> None:
+    """The store builds its rows' instances without a constructor (``db.loaded_instance``): in a
+    fresh HTTP process, where nothing has configured the ORM's mappers yet, the first analysis
+    must still be stored (it answered 500 before the mappers were configured there)."""
+    script = (
+        "from sqlalchemy.orm import Session\n"
+        "from app.db import loaded_instance\n"
+        "from app.models import Architecture\n"
+        "from app.models.base import utcnow\n"
+        "row = loaded_instance(Session(), Architecture, {'id': 'a', 'tenant_id': 't', 'sha256': 's', "
+        "'format': 'json', 'name': None, 'byte_size': 1, 'config': {}, 'has_weights': False, "
+        "'blob_path': None, 'created_at': utcnow()})\n"
+        "print(row.id, row.byte_size)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["a", "1"]
