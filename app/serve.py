@@ -106,11 +106,11 @@ class ReusePortListener(socket.socket):
 
     With one listening socket shared by the HTTP processes (uvicorn's ``--workers``), every
     process waits on it and whichever wakes first accepts all the connections waiting: wrk's
-    32 keep-alive connections landed 30 on one process and 2 on the other, so one core queued
-    fifteen times the requests of the other and the slowest answers took three times the
-    median. Sockets bound to the same address with ``SO_REUSEPORT`` each get their own queue,
-    and Linux hands each new connection to one of them by a hash of its addresses (16/16,
-    15/17 in the same runs).
+    32 keep-alive connections landed 30 on one process and 2 on the other, and the 30 waited
+    about fifteen times as long as the 2 (the totals were the same: both cores stayed busy).
+    Sockets bound to the same address with ``SO_REUSEPORT`` each get their own queue, and
+    Linux hands each new connection to one of them by a hash of its addresses (16/16, 15/17
+    in the same runs).
 
     uvicorn's supervisor gives each process it starts (or restarts) the sockets it was given,
     pickled into the new process: this one unpickles as a new socket, bound to the same
@@ -119,7 +119,7 @@ class ReusePortListener(socket.socket):
     use fails here, before any HTTP process starts.
     """
 
-    backlog = 2048
+    backlog: int  # what each HTTP process's own socket listens with
 
     @staticmethod
     def supported() -> bool:

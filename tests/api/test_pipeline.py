@@ -450,7 +450,7 @@ def test_a_unicode_digit_in_input_shape_is_a_422_not_a_500(client) -> None:
     assert_problem(body, 422)
 
 
-def test_a_stored_rows_instance_needs_no_earlier_orm_use_in_its_process(tmp_path: Path) -> None:
+def test_a_stored_rows_instance_needs_no_earlier_orm_use_in_its_process() -> None:
     """The store builds its rows' instances without a constructor (``db.loaded_instance``): in a
     fresh HTTP process, where nothing has configured the ORM's mappers yet, the first analysis
     must still be stored (it answered 500 before the mappers were configured there)."""
