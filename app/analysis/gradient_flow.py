@@ -440,6 +440,13 @@ _VARIANCE_SCALING = {
 }
 
 
+_SCALING_CLASS_NAMES = frozenset({
+    "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform", "LecunNormal",
+})
+"""Keras's class names of the variance-scaling initializers of :data:`_VARIANCE_SCALING`."""
+assert all(name.lower() in _VARIANCE_SCALING for name in _SCALING_CLASS_NAMES)
+
+
 def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, str, bool]:
     """Second moment of the weights an initializer draws, its name, and whether it is known.
 
@@ -448,6 +455,13 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
     """
     if isinstance(value, str):  # a name alone (the usual spelling): once per name and fans
         return _named_initializer_variance(value, fan_in, fan_out)
+    if type(value) is dict:
+        # Keras 3 writes {"class_name": "GlorotUniform", "config": {"seed": null}, ...}: a
+        # variance-scaling class reads nothing from its config, so its answer is the one for
+        # its class name alone, the same name as _initializer_parts makes of it.
+        class_name = value.get("class_name")
+        if type(class_name) is str and class_name in _SCALING_CLASS_NAMES:
+            return _named_initializer_variance(class_name, fan_in, fan_out)
     return _initializer_variance(value, fan_in, fan_out)
 
 

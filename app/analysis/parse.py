@@ -339,11 +339,12 @@ def _parse_model(entry: dict[str, Any], fmt: str, depth: int, path: str) -> Mode
 
 def _layer_node(entry: dict[str, Any], name: str, fmt: str, depth: int, path: str) -> LayerNode:
     config = entry.get("config") or {}
+    module = entry.get("module")
     node = LayerNode(
         name=name,
         class_name=entry["class_name"],
         config=config,
-        module=entry.get("module") if isinstance(entry.get("module"), str) else None,
+        module=module if isinstance(module, str) else None,
     )
     if is_operation(node.module):
         node.operation = True
