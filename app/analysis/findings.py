@@ -79,8 +79,8 @@ SATURATING_MIN_COUNT = 3
 
 
 def _number(value: Fraction | int | float | None) -> int | float | None:
-    if value is None:
-        return None
+    if value is None or type(value) is int:  # the usual plain int: isinstance() of Fraction
+        return value                          # goes through the ABC machinery (numbers.Rational)
     if isinstance(value, Fraction):
         return int(value) if value.denominator == 1 else round(float(value), 4)
     return value

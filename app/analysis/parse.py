@@ -340,12 +340,8 @@ def _parse_model(entry: dict[str, Any], fmt: str, depth: int, path: str) -> Mode
 def _layer_node(entry: dict[str, Any], name: str, fmt: str, depth: int, path: str) -> LayerNode:
     config = entry.get("config") or {}
     module = entry.get("module")
-    node = LayerNode(
-        name=name,
-        class_name=entry["class_name"],
-        config=config,
-        module=module if isinstance(module, str) else None,
-    )
+    # (name, class_name, config, module), positional: see LayerResult in the engine's result_for
+    node = LayerNode(name, entry["class_name"], config, module if isinstance(module, str) else None)
     if is_operation(node.module):
         node.operation = True
         node.listed = False  # Keras 3 functional ops are not in model.layers
