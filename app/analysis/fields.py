@@ -135,7 +135,14 @@ def receptive_field_summary(result: AnalysisResult) -> dict[str, Any]:
     if input_size is not None and len(input_size) == len(field.axes or ()):
         coverage: list[float | None] = []
         for axis, size in zip(field.axes or (), input_size, strict=True):
-            coverage.append(None if size is None else round(float(Fraction(axis.size) / size), 4))
+            if size is None:
+                coverage.append(None)
+            elif type(axis.size) is int and type(size) is int and size > 0:
+                # Plain ints: int / int is correctly rounded, as float() of the reduced
+                # Fraction is (the same rational), without building one.
+                coverage.append(round(axis.size / size, 4))
+            else:
+                coverage.append(round(float(Fraction(axis.size) / size), 4))
         summary["coverage"] = coverage
         summary["sees_whole_input"] = (
             None if any(c is None for c in coverage) else all(c >= 1 for c in coverage)  # type: ignore[operator]

@@ -79,8 +79,8 @@ SATURATING_MIN_COUNT = 3
 
 
 def _number(value: Fraction | int | float | None) -> int | float | None:
-    if value is None:
-        return None
+    if value is None or type(value) is int:  # the usual plain int: isinstance() of Fraction
+        return value                          # goes through the ABC machinery (numbers.Rational)
     if isinstance(value, Fraction):
         return int(value) if value.denominator == 1 else round(float(value), 4)
     return value
@@ -633,7 +633,13 @@ def _stride_kernel_findings(result: AnalysisResult) -> list[dict[str, Any]]:
             continue
         traits = layer.traits
         if spatial_kernel in traits and transposed not in traits:
-            if max(window.strides) <= 1:  # kernels are positive (the rules refuse others): no gap
+            # no stride above 1 (max(strides) <= 1 without max(), a call CPython 3.11 makes
+            # costly: see gradient_flow.log10_layer_gradient_norm); kernels are positive (the
+            # rules refuse others): no gap
+            for stride in window.strides:
+                if stride > 1:
+                    break
+            else:
                 continue
         elif pooling not in traits:
             continue
@@ -846,7 +852,14 @@ def _dilation_gridding(result: AnalysisResult) -> list[dict[str, Any]]:
     # finds whether some convolution dilates at all.
     for layer in result.layers:
         window = layer.window
-        if window is not None and max(window.dilation) > 1 and spatial_kernel in layer.traits:
+        if window is None:
+            continue
+        dilated = False  # max(window.dilation) > 1, without max(): see _stride_kernel_findings
+        for rate in window.dilation:
+            if rate > 1:
+                dilated = True
+                break
+        if dilated and spatial_kernel in layer.traits:
             break
     else:
         return []  # no dilated convolution: no chain to look for

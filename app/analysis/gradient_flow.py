@@ -92,7 +92,11 @@ def log10_layer_gradient_norm(log10_mean_square: float, positions: int, averaged
     >>> round(log10_layer_gradient_norm(math.log10(0.25 / 64), 16, averaged=64), 6)
     0.30103
     """
-    return (log10_mean_square + math.log10(max(positions, 1)) + math.log10(max(averaged, 1))) / 2.0
+    # max(positions, 1) and max(averaged, 1) written out, as max() returns them (the first of
+    # equal values): CPython 3.11's min() and max() parse their arguments as keywords, about
+    # 1,500 instructions a call more than a comparison (here and in the other per-layer places).
+    return (log10_mean_square + math.log10(1 if 1 > positions else positions)
+            + math.log10(1 if 1 > averaged else averaged)) / 2.0
 
 
 def layer_gradient_norm(mean_square: float | None, positions: int, averaged: int = 1
@@ -440,6 +444,13 @@ _VARIANCE_SCALING = {
 }
 
 
+_SCALING_CLASS_NAMES = frozenset({
+    "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform", "LecunNormal",
+})
+"""Keras's class names of the variance-scaling initializers of :data:`_VARIANCE_SCALING`."""
+assert all(name.lower() in _VARIANCE_SCALING for name in _SCALING_CLASS_NAMES)
+
+
 def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, str, bool]:
     """Second moment of the weights an initializer draws, its name, and whether it is known.
 
@@ -448,6 +459,13 @@ def initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float, 
     """
     if isinstance(value, str):  # a name alone (the usual spelling): once per name and fans
         return _named_initializer_variance(value, fan_in, fan_out)
+    if type(value) is dict:
+        # Keras 3 writes {"class_name": "GlorotUniform", "config": {"seed": null}, ...}: a
+        # variance-scaling class reads nothing from its config, so its answer is the one for
+        # its class name alone, the same name as _initializer_parts makes of it.
+        class_name = value.get("class_name")
+        if type(class_name) is str and class_name in _SCALING_CLASS_NAMES:
+            return _named_initializer_variance(class_name, fan_in, fan_out)
     return _initializer_variance(value, fan_in, fan_out)
 
 
@@ -687,6 +705,10 @@ class _Stats:
     divides by); ``offset``: variance of per-channel offsets (a convolution of a non-zero-mean
     input adds one constant per channel, random in sign); ``mean_sq``: square of a mean shared
     by all units (sigmoid outputs sit around 1/2, ReLU outputs above 0).
+
+    The forward pass builds one or more per layer, positionally in the fields' order: keyword
+    arguments to a dataclass go through a dict of them (about 1,600 instructions more per
+    object in CPython 3.11).
     """
 
     fluct: float = 0.0
@@ -721,7 +743,9 @@ class _Stats:
         if fluct > _LOG_FLOOR and offset > _LOG_FLOOR and mean_sq > _LOG_FLOOR:
             # All three kept (the usual case after a ReLU): _log_sum's arithmetic inline,
             # summed by ``sum`` over the same three terms in the same order.
-            top = max(fluct, offset, mean_sq)
+            top = fluct  # max(fluct, offset, mean_sq), written out (see log10_layer_gradient_norm)
+            top = offset if offset > top else top
+            top = mean_sq if mean_sq > top else top
             return top + math.log10(sum((10.0 ** (fluct - top), 10.0 ** (offset - top),
                                          10.0 ** (mean_sq - top))))
         if mean_sq <= _LOG_FLOOR:  # no shared mean (a pre-activation): _log_sum of the two kept
@@ -807,7 +831,8 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
     if name in ("linear", None) or not known:
         return _Stats(stats.fluct, stats.offset, stats.mean_sq), 0.0
     # The output spread keeps the input's split between within-channel and per-channel parts.
-    fluct_share = min(stats.fluct - spread, 0.0)
+    fluct_share = stats.fluct - spread  # min(fluct_share, 0.0), written out (see
+    fluct_share = 0.0 if 0.0 < fluct_share else fluct_share  # log10_layer_gradient_norm)
     offset_share = 1.0 - 10.0 ** fluct_share
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
     rectified = None
@@ -815,8 +840,8 @@ def _apply_activation(name: str, stats: _Stats, layer: str, notes: list[str]
             and spread < _MODERATE_LOG and stats.mean_sq < _MODERATE_LOG):  # _moderate
         rectified = (10.0 ** (stats.mean_sq / 2.0) if stats.mean_sq > _LOG_FLOOR else 0.0,
                      10.0 ** spread if spread > _LOG_FLOOR else 0.0)
-    return (_Stats(variance + fluct_share, offset, mean_sq, rectified=rectified, mixture=mixture,
-                   routes=routes), grad)
+    # (fluct, offset, mean_sq, harmonic, rectified, mixture, routes): positional, see _Stats
+    return _Stats(variance + fluct_share, offset, mean_sq, None, rectified, mixture, routes), grad
 
 
 def _relu_of_pre_activation(fluct: float, offset: float, spread: float) -> tuple[_Stats, float]:
@@ -833,7 +858,8 @@ def _relu_of_pre_activation(fluct: float, offset: float, spread: float) -> tuple
     True
     """
     mean_sq, variance, grad, mixture, routes = _centred_rectified(spread)
-    fluct_share = min(fluct - spread, 0.0)
+    fluct_share = fluct - spread  # (min(fluct_share, 0.0), written out)
+    fluct_share = 0.0 if 0.0 < fluct_share else fluct_share
     offset_share = 1.0 - 10.0 ** fluct_share
     offset = variance + math.log10(offset_share) if offset_share > 1e-12 else _LOG_FLOOR
     # (_apply_activation's test for a rectified normal: the shared mean is the floor, below
@@ -876,7 +902,9 @@ def _rectified(stats: _Stats, spread: float
                 opens.append((weight, 0.0, -1))
             continue
         scale = math.sqrt(variance_c)
-        t = max(min(mean / scale, 40.0), -40.0)
+        t = mean / scale  # max(min(mean / scale, 40.0), -40.0), written out (see
+        t = 40.0 if 40.0 < t else t  # log10_layer_gradient_norm)
+        t = -40.0 if -40.0 > t else t
         cdf = 0.5 * math.erfc(-t / _SQRT_2)
         pdf = math.exp(-0.5 * t * t) / _SQRT_2PI
         part_first = scale * (t * cdf + pdf)
@@ -887,13 +915,15 @@ def _rectified(stats: _Stats, spread: float
         if cdf > 1e-12:  # each component's positive part as a normal of the same moments
             part_mean = part_first / cdf
             opens.append((weight, cdf, len(parts)))
-            parts.append((weight * cdf, part_mean, max(part_second / cdf - part_mean ** 2, 0.0)))
+            part_variance = part_second / cdf - part_mean ** 2  # (max(part_variance, 0.0))
+            parts.append((weight * cdf, part_mean, 0.0 if 0.0 > part_variance else part_variance))
         else:
             opens.append((weight, 0.0, -1))
     if positive <= 1e-12 or second <= 0.0:
         return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
     merged, groups = _merged_groups(parts)
-    mixture = ((max(1.0 - positive, 0.0), 0.0, 0.0), *merged)
+    closed = 1.0 - positive  # (max(closed, 0.0), written out)
+    mixture = ((0.0 if 0.0 > closed else closed, 0.0, 0.0), *merged)
     routes = tuple([(weight, cdf, 1 + groups[part] if part >= 0 else 0)
                     for weight, cdf, part in opens])
     if stats.mixture is None:
@@ -909,6 +939,7 @@ _CENTRED_PDF = math.exp(-0.5 * 0.0 * 0.0) / _SQRT_2PI
 _CENTRED_FIRST = 0.0 * _CENTRED_CDF + _CENTRED_PDF  # t cdf + pdf
 _CENTRED_SECOND = (0.0 * 0.0 + 1.0) * _CENTRED_CDF + 0.0 * _CENTRED_PDF  # (t^2 + 1) cdf + t pdf
 _CENTRED_LOGS = _relu_stats(_RELU_SLOPES["relu"], 0.0, _LOG_FLOOR)
+_CENTRED_CLOSED = max(1.0 - _CENTRED_CDF, 0.0)  # the weight of the closed part (the point mass)
 """_relu_stats of a centred normal of log10 variance 0: its mean^2 and variance move with the
 input's log10 variance (added to it), its gain E[f'^2] does not."""
 
@@ -938,8 +969,11 @@ def _centred_rectified(spread: float
     if part_second <= 0.0:
         return _LOG_FLOOR, _LOG_FLOOR, _LOG_FLOOR, None, None
     part_mean = part_first / _CENTRED_CDF
-    part = (1.0 * _CENTRED_CDF, part_mean, max(part_second / _CENTRED_CDF - part_mean ** 2, 0.0))
-    return (mean_sq, variance, grad, ((max(1.0 - _CENTRED_CDF, 0.0), 0.0, 0.0), part),
+    part_variance = part_second / _CENTRED_CDF - part_mean ** 2
+    # max(part_variance, 0.0) written out (see log10_layer_gradient_norm); the closed part's
+    # weight max(1.0 - _CENTRED_CDF, 0.0) is a constant, computed once
+    part = (1.0 * _CENTRED_CDF, part_mean, 0.0 if 0.0 > part_variance else part_variance)
+    return (mean_sq, variance, grad, ((_CENTRED_CLOSED, 0.0, 0.0), part),
             ((1.0, _CENTRED_CDF, 1),))
 
 
@@ -1121,7 +1155,8 @@ def _mixture_maximum(stats: _Stats, count: int) -> _Stats:
         mixture = ((zero, 0.0, 0.0), (rest, mean_rest, max(second / rest - mean_rest ** 2, 0.0)))
     # The spread keeps the input's split between within-channel and per-channel parts.
     spread = _log_sum2(stats.fluct, stats.offset)
-    fluct_share = min(stats.fluct - spread, 0.0)
+    fluct_share = stats.fluct - spread  # min(fluct_share, 0.0), written out (see
+    fluct_share = 0.0 if 0.0 < fluct_share else fluct_share  # log10_layer_gradient_norm)
     offset_share = 1.0 - 10.0 ** fluct_share
     log_variance = _log10(variance)
     return _Stats(log_variance + fluct_share,
@@ -1359,7 +1394,7 @@ def _forward(result: AnalysisResult, notes: list[str],
                 mixture = None
             state.out = _Stats(log_fluct - divisor, log_offset - divisor,
                                (2.0 * log_mean if log_mean > _LOG_FLOOR else _LOG_FLOOR)
-                               - divisor, mixture=mixture)
+                               - divisor, None, None, mixture)  # (positional, see _Stats)
         elif ((_POOLING in traits or _GLOBAL_POOLING in traits)
               and first.mixture is not None and (_max_window(layer) or 1) > 1):
             state.out = _mixture_maximum(first, _max_window(layer) or 1)
@@ -1389,8 +1424,8 @@ def _forward(result: AnalysisResult, notes: list[str],
             state.out = _Stats(max(s.fluct for s in inputs), max(s.offset for s in inputs),
                                max(s.mean_sq for s in inputs))
         else:
-            state.out = _Stats(first.fluct, first.offset, first.mean_sq, rectified=first.rectified,
-                               mixture=first.mixture)
+            state.out = _Stats(first.fluct, first.offset, first.mean_sq, None, first.rectified,
+                               first.mixture)  # (harmonic None; positional, see _Stats)
             if layer.has_weights or layer.unsupported or layer.subresult is not None:
                 notes.append(f"{layer.name} ({layer.class_name}): treated as scale-preserving")
         by_place.append(state)
@@ -1544,7 +1579,8 @@ def _profile(arriving: list[tuple[float, tuple[float, ...]]] | None, log_total: 
     for log_value, shares in arriving:
         if len(shares) != size:
             continue
-        weight = 10.0 ** min(log_value - log_total, 0.0)
+        relative = log_value - log_total  # (min(relative, 0.0), written out)
+        weight = 10.0 ** (0.0 if 0.0 < relative else relative)
         for index, share in enumerate(shares):
             combined[index] += weight * (share - 1.0)
     return tuple(combined)

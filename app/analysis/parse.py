@@ -33,6 +33,9 @@ from app.errors import InvalidArchitecture
 
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
 _CONSTANT_VALUE = "_CONSTANT_VALUE"
+_NOTHING: dict[str, Any] = {}
+"""The empty default of a lookup that is only read (never stored, never written): one dict
+instead of a new one per layer and per tensor."""
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -97,7 +100,7 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
     class_name = entry.get("class_name")
     if not isinstance(class_name, str) or not class_name:
         raise _fail(f"{where}: a layer has no class_name. Received: {_short(entry)}")
-    config = entry.get("config", {})
+    config = entry.get("config", _NOTHING)
     if config is None:
         config = {}
     if not isinstance(config, dict):
@@ -133,7 +136,7 @@ def _is_ref_list(value: Any) -> bool:
 
 
 def _history_ref(value: Any, where: str) -> TensorRef:
-    history = value.get("config", {}).get("keras_history") if isinstance(value, dict) else None
+    history = value.get("config", _NOTHING).get("keras_history") if isinstance(value, dict) else None
     if (
         type(history) is list
         and len(history) == 3
@@ -182,7 +185,7 @@ def _collect_keras3(value: Any, call: LayerCall, where: str, key: str) -> Any:
 def _parse_keras3_node(node: dict[str, Any], where: str) -> LayerCall:
     call = LayerCall()
     args = node.get("args", [])
-    kwargs = node.get("kwargs", {}) or {}
+    kwargs = node.get("kwargs") or _NOTHING
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise _fail(f"{where}: inbound node args/kwargs malformed. Received: {_short(node)}")
     inputs = call.inputs
@@ -339,12 +342,9 @@ def _parse_model(entry: dict[str, Any], fmt: str, depth: int, path: str) -> Mode
 
 def _layer_node(entry: dict[str, Any], name: str, fmt: str, depth: int, path: str) -> LayerNode:
     config = entry.get("config") or {}
-    node = LayerNode(
-        name=name,
-        class_name=entry["class_name"],
-        config=config,
-        module=entry.get("module") if isinstance(entry.get("module"), str) else None,
-    )
+    module = entry.get("module")
+    # (name, class_name, config, module), positional: see LayerResult in the engine's result_for
+    node = LayerNode(name, entry["class_name"], config, module if isinstance(module, str) else None)
     if is_operation(node.module):
         node.operation = True
         node.listed = False  # Keras 3 functional ops are not in model.layers

@@ -81,11 +81,6 @@ def layer_json(layer: LayerResult) -> dict[str, Any]:
     return entry
 
 
-def _total(values: list[int | None]) -> tuple[int, bool]:
-    known = [v for v in values if v is not None]
-    return sum(known), len(known) < len(values)
-
-
 def _safe_call(what: str, function: Any, result: AnalysisResult, fallback: Any) -> tuple[Any, str | None]:
     try:
         return function(result), None
@@ -96,11 +91,35 @@ def _safe_call(what: str, function: Any, result: AnalysisResult, fallback: Any) 
 
 def build_report(result: AnalysisResult, *, name: str | None = None) -> dict[str, Any]:
     listed = result.listed_layers
-    total, params_partial = _total([layer.params for layer in listed])
-    trainable, _ = _total([layer.trainable_params for layer in listed])
-    non_trainable, _ = _total([layer.non_trainable_params for layer in listed])
-    macs, macs_partial = _total([layer.macs for layer in result.layers])
-    activation, activation_partial = _total([layer.activation_bytes for layer in result.layers])
+    # Each total is the sum of the known values (in layer order) and is partial where some
+    # layer's value is None: five sums in two loops, no list built per metric.
+    total = trainable = non_trainable = 0
+    params_partial = False
+    for layer in listed:
+        value = layer.params
+        if value is None:
+            params_partial = True
+        else:
+            total += value
+        value = layer.trainable_params
+        if value is not None:
+            trainable += value
+        value = layer.non_trainable_params
+        if value is not None:
+            non_trainable += value
+    macs = activation = 0
+    macs_partial = activation_partial = False
+    for layer in result.layers:
+        value = layer.macs
+        if value is None:
+            macs_partial = True
+        else:
+            macs += value
+        value = layer.activation_bytes
+        if value is None:
+            activation_partial = True
+        else:
+            activation += value
     param_bytes = 0
     for layer in _all_layers(result):
         if layer.params and layer.subresult is None:

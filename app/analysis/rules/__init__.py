@@ -33,6 +33,8 @@ OPS_PREFIX = "ops."
 def is_operation(module: str | None) -> bool:
     """Keras 3 functional ops (``x + y``, ``x * 0.5``) are recorded with an ops module;
     they are not layers and Keras leaves them out of ``model.layers``."""
+    if type(module) is str and "ops" not in module:  # every layer's "keras.layers": no string
+        return False                                   # built to find out
     return bool(module) and ".ops." in f".{module}."  # type: ignore[operator]
 
 
