@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, JSONType, new_id, utcnow
@@ -25,6 +25,10 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
         Index("ix_jobs_tenant_kind_created", "tenant_id", "kind", "created_at"),
+        # Only the jobs that have a parent (an analysis's measurements), looked up by
+        # ``parent_id = :id``: the analyses and training runs themselves add no entry.
+        Index("ix_jobs_parent_id", "parent_id", sqlite_where=text("parent_id IS NOT NULL"),
+              postgresql_where=text("parent_id IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -36,7 +40,7 @@ class Job(Base):
         ForeignKey("architectures.id", ondelete="CASCADE"), index=True, default=None
     )
     parent_id: Mapped[str | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), index=True, default=None
+        ForeignKey("jobs.id", ondelete="CASCADE"), default=None  # (indexed above)
     )
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
