@@ -282,8 +282,15 @@ class SQLiteWriteLock:
         self._depth += 1
         self._holders[key] = 1
 
+    #: How long a waiter sleeps between tries: from the first to the longest. A writer holds the
+    #: lock about a millisecond (a request's inserts and its commit: measured 1.0-1.1 ms in
+    #: process, 2.3-2.6 ms under wrk with other work on the machine), and a waiter that sleeps
+    #: past the release leaves its core idle for the rest of its pause: up to 2 ms with the
+    #: longest pause this had before (under wrk, 18-35 % of the writes found the lock taken).
+    FIRST_PAUSE_S, LONGEST_PAUSE_S = 0.0001, 0.00025
+
     def _flock(self, deadline: float) -> bool:
-        pause = 0.0001
+        pause = self.FIRST_PAUSE_S
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -292,7 +299,7 @@ class SQLiteWriteLock:
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(pause)
-                pause = min(pause * 2, 0.002)
+                pause = min(pause * 2, self.LONGEST_PAUSE_S)
 
     def release(self, dbapi_connection: Any) -> None:
         raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)  # the pool's wrapper
