@@ -119,28 +119,28 @@ def json_deserializer(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def add_new(session: Session, model: type[M], values: dict[str, Any]) -> M:
+def insert_row(session: Session, model: type[Any], values: dict[str, Any]) -> None:
     """Insert a new row of ``model`` with ``values`` (every column) with one Core INSERT (a
-    statement built once per table, values bound at execution: no unit-of-work flush), and
-    return it as a persistent instance of the session without reading it back
-    (:func:`loaded_instance`).
+    statement built once per table, values bound at execution: no unit-of-work flush) on the
+    session's connection; its instance comes from :func:`loaded_instance`, built before.
 
     The hot path stores two rows per request; the ORM's flush costs more than the INSERT, and
-    the ORM's execution layer (``session.execute``) about as much again: the statement runs on
-    the session's connection.
+    the ORM's execution layer (``session.execute``) about as much again. On SQLite the write
+    lock is held from a transaction's first write to its commit, so the instances (which need
+    no database) are built before the first INSERT.
     """
-    table = model.__table__  # type: ignore[attr-defined]
+    table = model.__table__
     statement = _INSERTS.get(table)
     if statement is None:
         statement = _INSERTS[table] = insert(table)
     session.connection().execute(statement, values)
-    return loaded_instance(session, model, values)
 
 
 def loaded_instance(session: Session, model: type[M], values: dict[str, Any]) -> M:
-    """The persistent instance of a row just written with ``values`` (every column), built as
-    a query builds a row it loads: its attributes set at once, none recorded as a change (the
-    constructor's attribute events cost ten times as much on the request path)."""
+    """The persistent instance of a row written with ``values`` (every column, by
+    :func:`insert_row` in the same transaction), built as a query builds a row it loads: its
+    attributes set at once, none recorded as a change (the constructor's attribute events cost
+    ten times as much on the request path)."""
     columns = model.__table__.columns  # type: ignore[attr-defined]
     if len(values) != len(columns):
         missing = sorted(set(columns.keys()) - values.keys())

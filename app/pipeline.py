@@ -29,11 +29,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.analysis import analyze
 from app.architectures.service import get_or_create
 from app.config import Settings
-from app.db import EncodedDocument, add_new
+from app.db import EncodedDocument, insert_row, loaded_instance
 from app.errors import InvalidJSON, ValidationFailed
 from app.gcpause import no_cycle_collection
 from app.ingest import ingest_bytes, ingest_config, parse_json_bytes
@@ -246,15 +247,13 @@ def store(session: Session, settings: Settings, *, tenant_id: str, request: Anal
     (the caller enqueues it). The caller's scope commits.
     """
     architecture = request.architecture
-    row = get_or_create(
-        session, settings, tenant_id=tenant_id, sha256=architecture.sha256, fmt=architecture.format,
-        name=architecture.name, byte_size=architecture.byte_size, config=architecture.config,
-        has_weights=architecture.has_weights, upload_path=architecture.upload_path,
-    )
     now = utcnow()
+    # The analysis row's values and instance come before the first write (get_or_create's
+    # INSERT): on SQLite the write lock is held from there to the commit. Its architecture_id
+    # is set once the architecture row is known.
     values: dict[str, Any] = {
         "id": analysis_id or new_id(), "tenant_id": tenant_id, "kind": "analysis", "status": "queued",
-        "name": request.name or architecture.name, "architecture_id": row.id, "parent_id": None,
+        "name": request.name or architecture.name, "architecture_id": None, "parent_id": None,
         "parameters": {"input_shape": request.input_shape, "measure_gradients": request.measure_gradients},
         "progress": 0.0, "progress_detail": None, "attempts": 0, "max_attempts": settings.job_max_attempts,
         "worker_id": None, "heartbeat_at": None, "cancel_requested": False,
@@ -265,4 +264,13 @@ def store(session: Session, settings: Settings, *, tenant_id: str, request: Anal
     if report is not None:
         values.update(status="succeeded", result=report, result_writes=1, progress=1.0, started_at=now,
                       finished_at=now, progress_detail={"static_seconds": round(static_seconds or 0.0, 6)})
-    return add_new(session, Job, values), row
+    analysis = loaded_instance(session, Job, values)
+    row = get_or_create(
+        session, settings, tenant_id=tenant_id, sha256=architecture.sha256, fmt=architecture.format,
+        name=architecture.name, byte_size=architecture.byte_size, config=architecture.config,
+        has_weights=architecture.has_weights, upload_path=architecture.upload_path,
+    )
+    values["architecture_id"] = row.id
+    set_committed_value(analysis, "architecture_id", row.id)  # as loaded: no UPDATE at the flush
+    insert_row(session, Job, values)
+    return analysis, row

@@ -44,8 +44,12 @@ def get_or_create(
         "byte_size": byte_size, "config": config, "has_weights": has_weights, "blob_path": blob_path,
         "created_at": utcnow(),
     }
+    # The row's instance before its INSERT (the transaction's first write: on SQLite the write
+    # lock is held from there to the commit); dropped again if the tenant has this content.
+    row = loaded_instance(session, Architecture, values)
     # One statement in the common case (new content): INSERT ... ON CONFLICT DO NOTHING.
     if not repository.insert_if_new(session, values):
+        session.expunge(row)
         if upload_path is not None:
             upload_path.unlink(missing_ok=True)
         existing = repository.get_by_sha(session, tenant_id, sha256)
@@ -61,7 +65,7 @@ def get_or_create(
             with storage_errors("the uploaded file", settings.blob_dir):
                 disk.place(upload_path, target)
             discard_on_rollback(session, target)
-    return loaded_instance(session, Architecture, values)
+    return row
 
 
 def get(session: Session, tenant_id: str, architecture_id: str) -> Architecture:
