@@ -553,17 +553,84 @@ class _Walk:
         for index, node in enumerate(nodes):
             child = (path, index)
             if type(node) is dict and not _is_reference(node):
-                self._count(depth + 2, child)
-                record: dict[str, Any] = {}
-                for key, item in node.items():
-                    if key in NODE_KEYS:
-                        record[key] = self.value(item, (child, key), owner, depth + 2, nesting,
-                                                 in_node=True)
-                    else:
-                        self.dropped(item, (child, key), owner, key, depth + 2)
+                record = self.call_record(node, child, owner, depth + 2)
+                if record is None:
+                    self._count(depth + 2, child)
+                    record = {}
+                    for key, item in node.items():
+                        if key in NODE_KEYS:
+                            record[key] = self.value(item, (child, key), owner, depth + 2, nesting,
+                                                     in_node=True)
+                        else:
+                            self.dropped(item, (child, key), owner, key, depth + 2)
                 out.append(record)
             else:
                 out.append(self.value(node, child, owner, depth + 1, nesting, in_node=True))
+        return out
+
+    def call_record(self, node: dict[str, Any], path: Any, owner: str | None,
+                    depth: int) -> dict[str, Any] | None:
+        """One layer call in the form Keras 3 writes it (``{"args": [<tensor>], "kwargs":
+        {"mask": null}}``; a merge layer's ``args`` holds a list of tensors), sanitised with
+        exactly the checks and counts of the general walk (:meth:`nodes`, :meth:`sequence`,
+        :meth:`mapping`) without its dispatch, the tensors by :meth:`keras_tensor`: a
+        functional model has one or more per layer. ``None`` for any other form (arguments
+        other than tensors and numbers, a keyword argument that is not a scalar), or when a
+        limit would be reached here: the general walk then takes the whole record again (what
+        ran here only checked, and the count is put back), and refuses it with its own message.
+
+        The checks run in the general walk's order (the tensors, then the keyword arguments),
+        and its counts before each of them never exceed the ones here, so a refusal raised
+        here is the one the general walk raises first.
+        """
+        if len(node) != 2 or next(iter(node)) != "args":
+            return None  # (the general walk keeps the keys in the order they came)
+        args = node["args"]
+        kwargs = node.get("kwargs")
+        if (type(args) is not list or type(kwargs) is not dict or _is_reference(kwargs)
+                or not _SCALARS.issuperset(map(type, kwargs.values()))
+                or depth + 1 > self.max_depth
+                or self.containers + 3 > self.settings.max_json_elements):
+            return None
+        counted = self.containers
+        self.containers += 3  # the record, its args and its kwargs
+        where = (path, "args")
+        out: list[Any] = []
+        for index, item in enumerate(args):
+            kind = type(item)
+            if kind in _PLAIN_NUMBERS:
+                out.append(item)
+                continue
+            tensor: list[Any] | dict[str, Any] | None
+            if kind is list:  # the inputs of a merge layer
+                tensor = self.tensor_list(item, (where, index), owner, depth + 2)
+            elif kind is dict and item.get("class_name") == "__keras_tensor__":  # as object()
+                tensor = self.keras_tensor(item, (where, index), owner, depth + 2)
+            else:
+                tensor = None
+            if tensor is None:
+                self.containers = counted
+                return None
+            out.append(tensor)
+        where = (path, "kwargs")
+        for key, item in kwargs.items():
+            check_key_value(key, item, (where, key), owner, None)
+        return {"args": out, "kwargs": dict(kwargs)}
+
+    def tensor_list(self, items: list[Any], path: Any, owner: str | None,
+                    depth: int) -> list[Any] | None:
+        """A list of layer-call tensors at ``depth`` (:meth:`call_record`), or ``None``."""
+        if depth > self.max_depth or self.containers + 1 > self.settings.max_json_elements:
+            return None
+        self.containers += 1
+        out = []
+        for index, item in enumerate(items):
+            tensor = (self.keras_tensor(item, (path, index), owner, depth + 1)
+                      if type(item) is dict and item.get("class_name") == "__keras_tensor__"
+                      else None)
+            if tensor is None:
+                return None
+            out.append(tensor)
         return out
 
     def build_config(self, build: Any, path: Any, owner: str | None, depth: int, nesting: int) -> Any:
