@@ -170,12 +170,13 @@ def _is_reference(node: dict[str, Any]) -> bool:
     return "class_name" in node or "module" in node or "registered_name" in node
 
 
-def _check_name(value: Any, what: str, path: Any, keras3: bool) -> None:
+def _check_name(value: Any, class_name: str, path: Any, keras3: bool) -> None:
     """Keras 3 refuses names that are not strings or contain '/' (``Operation.__init__``);
     tf.keras 2 accepts '/' (its DenseNet and MobileNetV3 use it), so only a document in the
-    Keras 3 form is held to that."""
+    Keras 3 form is held to that. ``class_name`` names the object in a refusal."""
     if value is None or (type(value) is dict and _is_reference(value)):
         return  # an object where a name belongs: the walk refuses it as an object
+    what = f"{class_name} name"
     if not isinstance(value, str):
         raise InvalidArchitecture(
             f"{what} must be a string. Received: name={str(value)[:100]!r} at {render(path)}",
@@ -244,7 +245,8 @@ class _Walk:
         out = {}
         for key, item in node.items():
             child = (path, key)
-            check_key_value(key, item, child, owner, owner_class)
+            if isinstance(item, str):  # (check_key_value looks at strings only)
+                check_key_value(key, item, child, owner, owner_class)
             kind = type(item)
             out[key] = (self.value(item, child, owner, depth, nesting, in_node=in_node)
                         if kind is dict or kind is list else item)
@@ -349,7 +351,7 @@ class _Walk:
         layerish = category in _LAYERISH
         if layerish:
             name = object_name(node)
-            _check_name(node.get("name"), f"{class_name} name", (path, "name"), self.keras3)
+            _check_name(node.get("name"), class_name, (path, "name"), self.keras3)
             owner = name or owner
             if role != _TOP:
                 self.layers += 1
@@ -389,7 +391,8 @@ class _Walk:
         one or more per layer. ``None`` for any other form, or when a limit would be reached
         here: the general walk then takes it (and refuses it with its own message).
         """
-        if len(node) != 2 or next(iter(node)) != "class_name" or "config" not in node:
+        if (len(node) != 2 or next(iter(node)) != "class_name" or "config" not in node
+                or node["class_name"] != "__keras_tensor__"):
             return None  # (the general walk keeps the keys in the order they came)
         config = node["config"]
         if type(config) is not dict or depth + 2 > self.max_depth:
@@ -423,7 +426,8 @@ class _Walk:
                 return None
         if self.containers + containers > self.settings.max_json_elements:
             return None
-        check_object(node, path, owner)  # a plain special object: allowed, never refused
+        # no check_object: a special object with no module and no registered_name, which it
+        # lets through without a look
         for value, where in strings:
             check_string(value, where, owner)
         self.containers += containers
@@ -485,7 +489,7 @@ class _Walk:
         if kept is not None:
             sanitised, containers = kept
             if self.containers + containers <= self.settings.max_json_elements:
-                _check_name(name, f"{class_name} name", (path, "name"), self.keras3)
+                _check_name(name, class_name, (path, "name"), self.keras3)
                 check_key_value("name", name, (path, "name"), owner, class_name)
                 self.containers += containers
                 out: dict[str, Any] = orjson.loads(sanitised)
@@ -506,7 +510,7 @@ class _Walk:
         allowed = accepted_config_keys(category, class_name)
         is_model = category == al.MODEL
         if category in _LAYERISH:
-            _check_name(config.get("name"), f"{class_name} name", (path, "name"), self.keras3)
+            _check_name(config.get("name"), class_name, (path, "name"), self.keras3)
             layer = str(config.get("name") or owner or class_name)
             if not is_model:
                 limits.check_layer_size(class_name, layer, config, self.settings)
@@ -520,7 +524,8 @@ class _Walk:
             if key not in allowed:
                 self.dropped(item, child, owner, key, depth + 1)
                 continue
-            check_key_value(key, item, child, owner, class_name)
+            if isinstance(item, str):  # (check_key_value looks at strings only)
+                check_key_value(key, item, child, owner, class_name)
             kind = type(item)
             if is_model and key == "layers" and kind is list:
                 out[key] = self.layer_entries(item, child, owner, depth + 1, nesting)
@@ -538,8 +543,8 @@ class _Walk:
         out = []
         for index, entry in enumerate(entries):
             child = (path, index)
-            if type(entry) is dict and _is_reference(entry):
-                out.append(self.object(entry, child, owner, _ENTRY, depth + 1, nesting))
+            if type(entry) is dict and _is_reference(entry):  # (no memo applies to entries)
+                out.append(self._object(entry, child, owner, _ENTRY, depth + 1, nesting))
             else:  # not a layer: the engine says what is wrong with it
                 out.append(self.value(entry, child, owner, depth, nesting))
         return out
