@@ -199,6 +199,7 @@ class _Walk:
         self.layers = 0
         self.containers = 0
         self.max_depth = settings.max_json_depth + 8  # the parser refuses deeper documents
+        self.max_containers = settings.max_json_elements  # (read for every container)
         #: leaf objects already let through, by content: a model repeats the same dtype
         #: policy and initializers in every layer, and a leaf's sanitised form depends on its
         #: content alone (its place only names it in a refusal, and refusals are not kept).
@@ -254,7 +255,7 @@ class _Walk:
 
     def _count(self, depth: int, path: Any) -> None:
         self.containers += 1
-        if self.containers > self.settings.max_json_elements:
+        if self.containers > self.max_containers:
             raise ResourceLimitExceeded(
                 f"The architecture holds more than {self.settings.max_json_elements:,} JSON "
                 "containers. Received: a larger document",
@@ -317,7 +318,7 @@ class _Walk:
                 kept = self.leaves.get(key)
                 containers = self.containers + 1 + (type(node.get("config")) is dict)
                 if (kept is not None and depth + 1 <= self.max_depth
-                        and containers <= self.settings.max_json_elements):
+                        and containers <= self.max_containers):
                     self.containers = containers
                     return {name: dict(item) if type(item) is dict else item
                             for name, item in kept.items()}
@@ -363,21 +364,21 @@ class _Walk:
                 raise limits.nesting_exceeded(nesting - 1, owner, self.settings)
         allowed = TOP_KEYS if role == _TOP else ENTRY_KEYS if role == _ENTRY else OBJECT_KEYS
         out: dict[str, Any] = {}
-        for key, item in node.items():
-            child = (path, key)
+        for key, item in node.items():  # (a key's location is made only where it is used)
             if key in STRIPPED_KEYS:
                 continue
             if key not in allowed:
-                self.dropped(item, child, owner, key, depth)
+                self.dropped(item, (path, key), owner, key, depth)
             elif key == "config":
-                out[key] = self.config(item, class_name, category, child, owner, depth, nesting)
+                out[key] = self.config(item, class_name, category, (path, key), owner, depth,
+                                       nesting)
             elif key == "inbound_nodes":
-                out[key] = self.nodes(item, child, owner, depth, nesting)
+                out[key] = self.nodes(item, (path, key), owner, depth, nesting)
             elif key == "build_config":
-                out[key] = self.build_config(item, child, owner, depth, nesting)
+                out[key] = self.build_config(item, (path, key), owner, depth, nesting)
             elif type(item) is dict or type(item) is list:
                 # class_name / module / ... are strings: anything else is dropped after a look
-                self.dropped(item, child, owner, key, depth)
+                self.dropped(item, (path, key), owner, key, depth)
             else:
                 out[key] = item
         return out
@@ -424,7 +425,7 @@ class _Walk:
                 inner[key] = item
             else:
                 return None
-        if self.containers + containers > self.settings.max_json_elements:
+        if self.containers + containers > self.max_containers:
             return None
         # no check_object: a special object with no module and no registered_name, which it
         # lets through without a look
@@ -488,7 +489,7 @@ class _Walk:
         kept = self.configs.get(key) if key is not None else None
         if kept is not None:
             sanitised, containers = kept
-            if self.containers + containers <= self.settings.max_json_elements:
+            if self.containers + containers <= self.max_containers:
                 _check_name(name, class_name, (path, "name"), self.keras3)
                 check_key_value("name", name, (path, "name"), owner, class_name)
                 self.containers += containers
@@ -519,20 +520,19 @@ class _Walk:
                 if key in config:
                     limits.check_declared_input(class_name, layer, key, config[key], self.settings)
         out: dict[str, Any] = {}
-        for key, item in config.items():
-            child = (path, key)
+        for key, item in config.items():  # (a key's location is made only where it is used)
             if key not in allowed:
-                self.dropped(item, child, owner, key, depth + 1)
+                self.dropped(item, (path, key), owner, key, depth + 1)
                 continue
             if isinstance(item, str):  # (check_key_value looks at strings only)
-                check_key_value(key, item, child, owner, class_name)
+                check_key_value(key, item, (path, key), owner, class_name)
             kind = type(item)
             if is_model and key == "layers" and kind is list:
-                out[key] = self.layer_entries(item, child, owner, depth + 1, nesting)
+                out[key] = self.layer_entries(item, (path, key), owner, depth + 1, nesting)
             elif is_model and key in ("input_layers", "output_layers"):
-                out[key] = self.value(item, child, owner, depth + 1, nesting, in_node=True)
+                out[key] = self.value(item, (path, key), owner, depth + 1, nesting, in_node=True)
             elif kind is dict or kind is list:
-                out[key] = self.value(item, child, owner, depth + 1, nesting)
+                out[key] = self.value(item, (path, key), owner, depth + 1, nesting)
             else:
                 out[key] = item
         return out
@@ -595,7 +595,7 @@ class _Walk:
         if (type(args) is not list or type(kwargs) is not dict or _is_reference(kwargs)
                 or not _SCALARS.issuperset(map(type, kwargs.values()))
                 or depth + 1 > self.max_depth
-                or self.containers + 3 > self.settings.max_json_elements):
+                or self.containers + 3 > self.max_containers):
             return None
         counted = self.containers
         self.containers += 3  # the record, its args and its kwargs
@@ -625,7 +625,7 @@ class _Walk:
     def tensor_list(self, items: list[Any], path: Any, owner: str | None,
                     depth: int) -> list[Any] | None:
         """A list of layer-call tensors at ``depth`` (:meth:`call_record`), or ``None``."""
-        if depth > self.max_depth or self.containers + 1 > self.settings.max_json_elements:
+        if depth > self.max_depth or self.containers + 1 > self.max_containers:
             return None
         self.containers += 1
         out = []
