@@ -592,8 +592,9 @@ class _Walk:
             return None  # (the general walk keeps the keys in the order they came)
         args = node["args"]
         kwargs = node.get("kwargs")
-        if (type(args) is not list or type(kwargs) is not dict or _is_reference(kwargs)
-                or not _SCALARS.issuperset(map(type, kwargs.values()))
+        if (type(args) is not list or type(kwargs) is not dict
+                or (kwargs and (_is_reference(kwargs)  # (most calls pass no keyword argument)
+                                or not _SCALARS.issuperset(map(type, kwargs.values()))))
                 or depth + 1 > self.max_depth
                 or self.containers + 3 > self.max_containers):
             return None
@@ -619,7 +620,8 @@ class _Walk:
             out.append(tensor)
         where = (path, "kwargs")
         for key, item in kwargs.items():
-            check_key_value(key, item, (where, key), owner, None)
+            if isinstance(item, str):  # (check_key_value looks at strings only)
+                check_key_value(key, item, (where, key), owner, None)
         return {"args": out, "kwargs": dict(kwargs)}
 
     def tensor_list(self, items: list[Any], path: Any, owner: str | None,
