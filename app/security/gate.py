@@ -427,8 +427,8 @@ class _Walk:
                 return None
         if self.containers + containers > self.max_containers:
             return None
-        # no check_object: a special object with no module and no registered_name, which it
-        # lets through without a look
+        # check_object is not called: on a node of exactly class_name "__keras_tensor__" and
+        # config (no module, no registered_name) it returns None without a look
         for value, where in strings:
             check_string(value, where, owner)
         self.containers += containers
