@@ -218,6 +218,9 @@ class _Walk:
                 return self.object(value, path, owner, _NESTED, depth + 1, nesting, in_node=in_node)
             return self.mapping(value, path, owner, None, depth + 1, nesting, in_node=in_node)
         if kind is list:
+            if _PLAIN_NUMBERS.issuperset(map(type, value)):  # a shape, a stride: nothing to check
+                self._count(depth + 1, path)
+                return value.copy()
             return self.sequence(value, path, owner, depth + 1, nesting, in_node=in_node)
         if kind is str:
             check_string(value, path, owner)
@@ -225,9 +228,8 @@ class _Walk:
 
     def sequence(self, items: list[Any], path: Any, owner: str | None, depth: int, nesting: int,
                  *, in_node: bool = False) -> list[Any]:
+        """A list that holds more than numbers (:meth:`value` copies those itself)."""
         self._count(depth, path)
-        if _PLAIN_NUMBERS.issuperset(map(type, items)):  # a shape, a stride: nothing to check
-            return items.copy()
         out = []
         for index, item in enumerate(items):
             kind = type(item)
