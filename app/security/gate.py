@@ -170,12 +170,13 @@ def _is_reference(node: dict[str, Any]) -> bool:
     return "class_name" in node or "module" in node or "registered_name" in node
 
 
-def _check_name(value: Any, what: str, path: Any, keras3: bool) -> None:
+def _check_name(value: Any, class_name: str, path: Any, keras3: bool) -> None:
     """Keras 3 refuses names that are not strings or contain '/' (``Operation.__init__``);
     tf.keras 2 accepts '/' (its DenseNet and MobileNetV3 use it), so only a document in the
-    Keras 3 form is held to that."""
+    Keras 3 form is held to that. ``class_name`` names the object in a refusal."""
     if value is None or (type(value) is dict and _is_reference(value)):
         return  # an object where a name belongs: the walk refuses it as an object
+    what = f"{class_name} name"
     if not isinstance(value, str):
         raise InvalidArchitecture(
             f"{what} must be a string. Received: name={str(value)[:100]!r} at {render(path)}",
@@ -198,6 +199,7 @@ class _Walk:
         self.layers = 0
         self.containers = 0
         self.max_depth = settings.max_json_depth + 8  # the parser refuses deeper documents
+        self.max_containers = settings.max_json_elements  # (read for every container)
         #: leaf objects already let through, by content: a model repeats the same dtype
         #: policy and initializers in every layer, and a leaf's sanitised form depends on its
         #: content alone (its place only names it in a refusal, and refusals are not kept).
@@ -216,6 +218,9 @@ class _Walk:
                 return self.object(value, path, owner, _NESTED, depth + 1, nesting, in_node=in_node)
             return self.mapping(value, path, owner, None, depth + 1, nesting, in_node=in_node)
         if kind is list:
+            if _PLAIN_NUMBERS.issuperset(map(type, value)):  # a shape, a stride: nothing to check
+                self._count(depth + 1, path)
+                return value.copy()
             return self.sequence(value, path, owner, depth + 1, nesting, in_node=in_node)
         if kind is str:
             check_string(value, path, owner)
@@ -223,9 +228,8 @@ class _Walk:
 
     def sequence(self, items: list[Any], path: Any, owner: str | None, depth: int, nesting: int,
                  *, in_node: bool = False) -> list[Any]:
+        """A list that holds more than numbers (:meth:`value` copies those itself)."""
         self._count(depth, path)
-        if _PLAIN_NUMBERS.issuperset(map(type, items)):  # a shape, a stride: nothing to check
-            return items.copy()
         out = []
         for index, item in enumerate(items):
             kind = type(item)
@@ -244,7 +248,8 @@ class _Walk:
         out = {}
         for key, item in node.items():
             child = (path, key)
-            check_key_value(key, item, child, owner, owner_class)
+            if isinstance(item, str):  # (check_key_value looks at strings only)
+                check_key_value(key, item, child, owner, owner_class)
             kind = type(item)
             out[key] = (self.value(item, child, owner, depth, nesting, in_node=in_node)
                         if kind is dict or kind is list else item)
@@ -252,7 +257,7 @@ class _Walk:
 
     def _count(self, depth: int, path: Any) -> None:
         self.containers += 1
-        if self.containers > self.settings.max_json_elements:
+        if self.containers > self.max_containers:
             raise ResourceLimitExceeded(
                 f"The architecture holds more than {self.settings.max_json_elements:,} JSON "
                 "containers. Received: a larger document",
@@ -315,7 +320,7 @@ class _Walk:
                 kept = self.leaves.get(key)
                 containers = self.containers + 1 + (type(node.get("config")) is dict)
                 if (kept is not None and depth + 1 <= self.max_depth
-                        and containers <= self.settings.max_json_elements):
+                        and containers <= self.max_containers):
                     self.containers = containers
                     return {name: dict(item) if type(item) is dict else item
                             for name, item in kept.items()}
@@ -349,7 +354,7 @@ class _Walk:
         layerish = category in _LAYERISH
         if layerish:
             name = object_name(node)
-            _check_name(node.get("name"), f"{class_name} name", (path, "name"), self.keras3)
+            _check_name(node.get("name"), class_name, (path, "name"), self.keras3)
             owner = name or owner
             if role != _TOP:
                 self.layers += 1
@@ -361,21 +366,21 @@ class _Walk:
                 raise limits.nesting_exceeded(nesting - 1, owner, self.settings)
         allowed = TOP_KEYS if role == _TOP else ENTRY_KEYS if role == _ENTRY else OBJECT_KEYS
         out: dict[str, Any] = {}
-        for key, item in node.items():
-            child = (path, key)
+        for key, item in node.items():  # (a key's location is made only where it is used)
             if key in STRIPPED_KEYS:
                 continue
             if key not in allowed:
-                self.dropped(item, child, owner, key, depth)
+                self.dropped(item, (path, key), owner, key, depth)
             elif key == "config":
-                out[key] = self.config(item, class_name, category, child, owner, depth, nesting)
+                out[key] = self.config(item, class_name, category, (path, key), owner, depth,
+                                       nesting)
             elif key == "inbound_nodes":
-                out[key] = self.nodes(item, child, owner, depth, nesting)
+                out[key] = self.nodes(item, (path, key), owner, depth, nesting)
             elif key == "build_config":
-                out[key] = self.build_config(item, child, owner, depth, nesting)
+                out[key] = self.build_config(item, (path, key), owner, depth, nesting)
             elif type(item) is dict or type(item) is list:
                 # class_name / module / ... are strings: anything else is dropped after a look
-                self.dropped(item, child, owner, key, depth)
+                self.dropped(item, (path, key), owner, key, depth)
             else:
                 out[key] = item
         return out
@@ -389,7 +394,8 @@ class _Walk:
         one or more per layer. ``None`` for any other form, or when a limit would be reached
         here: the general walk then takes it (and refuses it with its own message).
         """
-        if len(node) != 2 or next(iter(node)) != "class_name" or "config" not in node:
+        if (len(node) != 2 or next(iter(node)) != "class_name" or "config" not in node
+                or node["class_name"] != "__keras_tensor__"):
             return None  # (the general walk keeps the keys in the order they came)
         config = node["config"]
         if type(config) is not dict or depth + 2 > self.max_depth:
@@ -421,9 +427,10 @@ class _Walk:
                 inner[key] = item
             else:
                 return None
-        if self.containers + containers > self.settings.max_json_elements:
+        if self.containers + containers > self.max_containers:
             return None
-        check_object(node, path, owner)  # a plain special object: allowed, never refused
+        # check_object is not called: on a node of exactly class_name "__keras_tensor__" and
+        # config (no module, no registered_name) it returns None without a look
         for value, where in strings:
             check_string(value, where, owner)
         self.containers += containers
@@ -484,8 +491,8 @@ class _Walk:
         kept = self.configs.get(key) if key is not None else None
         if kept is not None:
             sanitised, containers = kept
-            if self.containers + containers <= self.settings.max_json_elements:
-                _check_name(name, f"{class_name} name", (path, "name"), self.keras3)
+            if self.containers + containers <= self.max_containers:
+                _check_name(name, class_name, (path, "name"), self.keras3)
                 check_key_value("name", name, (path, "name"), owner, class_name)
                 self.containers += containers
                 out: dict[str, Any] = orjson.loads(sanitised)
@@ -506,7 +513,7 @@ class _Walk:
         allowed = accepted_config_keys(category, class_name)
         is_model = category == al.MODEL
         if category in _LAYERISH:
-            _check_name(config.get("name"), f"{class_name} name", (path, "name"), self.keras3)
+            _check_name(config.get("name"), class_name, (path, "name"), self.keras3)
             layer = str(config.get("name") or owner or class_name)
             if not is_model:
                 limits.check_layer_size(class_name, layer, config, self.settings)
@@ -515,19 +522,19 @@ class _Walk:
                 if key in config:
                     limits.check_declared_input(class_name, layer, key, config[key], self.settings)
         out: dict[str, Any] = {}
-        for key, item in config.items():
-            child = (path, key)
+        for key, item in config.items():  # (a key's location is made only where it is used)
             if key not in allowed:
-                self.dropped(item, child, owner, key, depth + 1)
+                self.dropped(item, (path, key), owner, key, depth + 1)
                 continue
-            check_key_value(key, item, child, owner, class_name)
+            if isinstance(item, str):  # (check_key_value looks at strings only)
+                check_key_value(key, item, (path, key), owner, class_name)
             kind = type(item)
             if is_model and key == "layers" and kind is list:
-                out[key] = self.layer_entries(item, child, owner, depth + 1, nesting)
+                out[key] = self.layer_entries(item, (path, key), owner, depth + 1, nesting)
             elif is_model and key in ("input_layers", "output_layers"):
-                out[key] = self.value(item, child, owner, depth + 1, nesting, in_node=True)
+                out[key] = self.value(item, (path, key), owner, depth + 1, nesting, in_node=True)
             elif kind is dict or kind is list:
-                out[key] = self.value(item, child, owner, depth + 1, nesting)
+                out[key] = self.value(item, (path, key), owner, depth + 1, nesting)
             else:
                 out[key] = item
         return out
@@ -538,8 +545,8 @@ class _Walk:
         out = []
         for index, entry in enumerate(entries):
             child = (path, index)
-            if type(entry) is dict and _is_reference(entry):
-                out.append(self.object(entry, child, owner, _ENTRY, depth + 1, nesting))
+            if type(entry) is dict and _is_reference(entry):  # (no memo applies to entries)
+                out.append(self._object(entry, child, owner, _ENTRY, depth + 1, nesting))
             else:  # not a layer: the engine says what is wrong with it
                 out.append(self.value(entry, child, owner, depth, nesting))
         return out
@@ -553,17 +560,86 @@ class _Walk:
         for index, node in enumerate(nodes):
             child = (path, index)
             if type(node) is dict and not _is_reference(node):
-                self._count(depth + 2, child)
-                record: dict[str, Any] = {}
-                for key, item in node.items():
-                    if key in NODE_KEYS:
-                        record[key] = self.value(item, (child, key), owner, depth + 2, nesting,
-                                                 in_node=True)
-                    else:
-                        self.dropped(item, (child, key), owner, key, depth + 2)
+                record = self.call_record(node, child, owner, depth + 2)
+                if record is None:
+                    self._count(depth + 2, child)
+                    record = {}
+                    for key, item in node.items():
+                        if key in NODE_KEYS:
+                            record[key] = self.value(item, (child, key), owner, depth + 2, nesting,
+                                                     in_node=True)
+                        else:
+                            self.dropped(item, (child, key), owner, key, depth + 2)
                 out.append(record)
             else:
                 out.append(self.value(node, child, owner, depth + 1, nesting, in_node=True))
+        return out
+
+    def call_record(self, node: dict[str, Any], path: Any, owner: str | None,
+                    depth: int) -> dict[str, Any] | None:
+        """One layer call in the form Keras 3 writes it (``{"args": [<tensor>], "kwargs":
+        {"mask": null}}``; a merge layer's ``args`` holds a list of tensors), sanitised with
+        exactly the checks and counts of the general walk (:meth:`nodes`, :meth:`sequence`,
+        :meth:`mapping`) without its dispatch, the tensors by :meth:`keras_tensor`: a
+        functional model has one or more per layer. ``None`` for any other form (arguments
+        other than tensors and numbers, a keyword argument that is not a scalar), or when a
+        limit would be reached here: the general walk then takes the whole record again (what
+        ran here only checked, and the count is put back), and refuses it with its own message.
+
+        The checks run in the general walk's order (the tensors, then the keyword arguments),
+        and its counts before each of them never exceed the ones here, so a refusal raised
+        here is the one the general walk raises first.
+        """
+        if len(node) != 2 or next(iter(node)) != "args":
+            return None  # (the general walk keeps the keys in the order they came)
+        args = node["args"]
+        kwargs = node.get("kwargs")
+        if (type(args) is not list or type(kwargs) is not dict
+                or (kwargs and (_is_reference(kwargs)  # (most calls pass no keyword argument)
+                                or not _SCALARS.issuperset(map(type, kwargs.values()))))
+                or depth + 1 > self.max_depth
+                or self.containers + 3 > self.max_containers):
+            return None
+        counted = self.containers
+        self.containers += 3  # the record, its args and its kwargs
+        where = (path, "args")
+        out: list[Any] = []
+        for index, item in enumerate(args):
+            kind = type(item)
+            if kind in _PLAIN_NUMBERS:
+                out.append(item)
+                continue
+            tensor: list[Any] | dict[str, Any] | None
+            if kind is list:  # the inputs of a merge layer
+                tensor = self.tensor_list(item, (where, index), owner, depth + 2)
+            elif kind is dict and item.get("class_name") == "__keras_tensor__":  # as object()
+                tensor = self.keras_tensor(item, (where, index), owner, depth + 2)
+            else:
+                tensor = None
+            if tensor is None:
+                self.containers = counted
+                return None
+            out.append(tensor)
+        where = (path, "kwargs")
+        for key, item in kwargs.items():
+            if isinstance(item, str):  # (check_key_value looks at strings only)
+                check_key_value(key, item, (where, key), owner, None)
+        return {"args": out, "kwargs": dict(kwargs)}
+
+    def tensor_list(self, items: list[Any], path: Any, owner: str | None,
+                    depth: int) -> list[Any] | None:
+        """A list of layer-call tensors at ``depth`` (:meth:`call_record`), or ``None``."""
+        if depth > self.max_depth or self.containers + 1 > self.max_containers:
+            return None
+        self.containers += 1
+        out = []
+        for index, item in enumerate(items):
+            tensor = (self.keras_tensor(item, (path, index), owner, depth + 1)
+                      if type(item) is dict and item.get("class_name") == "__keras_tensor__"
+                      else None)
+            if tensor is None:
+                return None
+            out.append(tensor)
         return out
 
     def build_config(self, build: Any, path: Any, owner: str | None, depth: int, nesting: int) -> Any:

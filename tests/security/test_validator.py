@@ -446,3 +446,83 @@ def test_layer_call_tensors_count_against_the_container_limit() -> None:
     with pytest.raises(ResourceLimitExceeded):
         gate_architecture(document, tight)
     assert gate_architecture(document, SETTINGS.model_copy(update={"max_json_elements": walk.containers}))
+
+
+@pytest.mark.parametrize("fixture", ["resnet50", "nasnetmobile", "densenet121.tfkeras"])
+def test_the_call_record_shortcut_changes_nothing_but_time(fixture: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cross-check: the walk's shortcut for Keras 3 layer-call records (``args`` and
+    ``kwargs``) returns the same sanitised config and counts the same containers as the
+    general walk of the records."""
+    import orjson
+
+    from app.security import gate
+    from tests.fixtures.load import FIXTURES_DIR, load_config
+
+    config = load_config(FIXTURES_DIR / "applications" / f"{fixture}.json.gz")
+    keras3 = "module" in config
+    taken: list[bool] = []
+    shortcut = gate._Walk.call_record
+
+    def counted(self: gate._Walk, *args: object) -> object:
+        result = shortcut(self, *args)  # type: ignore[arg-type]
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(gate._Walk, "call_record", counted)
+    fast = gate._Walk(SETTINGS, keras3=keras3)
+    sanitised = fast.object(config, "$", None, gate._TOP, 0, 0)
+    assert any(taken) == keras3, "Keras 3 documents write their layer calls this way"
+    monkeypatch.setattr(gate._Walk, "call_record", lambda self, *args: None)
+    plain = gate._Walk(SETTINGS, keras3=keras3)
+    assert orjson.dumps(plain.object(config, "$", None, gate._TOP, 0, 0)) == orjson.dumps(sanitised)
+    assert (plain.containers, plain.layers) == (fast.containers, fast.layers)
+
+
+_FINE = {"shape": [None, 4], "dtype": "float32", "keras_history": ["a", 0, 0]}
+
+
+@pytest.mark.parametrize("record", [
+    {"args": [_tensor(_FINE)], "kwargs": {"activation": "os.system"}},
+    {"args": [_tensor(_FINE)], "kwargs": {"mask": "keras.saving.load_model"}},
+    {"args": [_tensor(_FINE | {"keras_history": ["os.system", 0, 0]})],
+     "kwargs": {"mask": "keras.saving.load_model"}},
+    {"args": [[_tensor(_FINE), _tensor(_FINE | {"dtype": "subprocess.Popen"})]], "kwargs": {}},
+    {"args": [_tensor(_FINE), "os.system"], "kwargs": {}},
+    {"args": [_tensor(_FINE), {"module": "os", "class_name": "system"}], "kwargs": {}},
+    {"args": [_tensor(_FINE)], "kwargs": {"mask": {"module": "os", "class_name": "system"}}},
+    {"args": [_tensor(_FINE)], "kwargs": {}, "sneaky": {"module": "os", "class_name": "system"}},
+])
+def test_a_hostile_layer_call_record_is_refused_as_by_the_general_walk(
+        record: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code-like string or an object anywhere in a layer call record is refused, with the
+    message the general walk gives (the shortcut for records never decides a refusal of its
+    own)."""
+    from app.security import gate
+
+    document = _called_with()
+    document["config"]["layers"][1]["inbound_nodes"] = [record]
+    with pytest.raises(UnsafeArchitecture) as fast:
+        gate_architecture(document, SETTINGS)
+    monkeypatch.setattr(gate._Walk, "call_record", lambda self, *args: None)
+    with pytest.raises(UnsafeArchitecture) as plain:
+        gate_architecture(document, SETTINGS)
+    assert str(fast.value) == str(plain.value)
+
+
+def test_layer_call_records_count_against_the_container_limit() -> None:
+    """The shortcut for records counts their containers like the general walk: the limit
+    refuses at the same count, with merge layers' lists of tensors counted too."""
+    from app.security import gate
+
+    tensor = _tensor({"shape": [None, 4], "dtype": "float32", "keras_history": ["a", 0, 0]})
+    records = [{"args": [[copy.deepcopy(tensor), copy.deepcopy(tensor)]], "kwargs": {"mask": None}}
+               for _ in range(20)]
+    document = _called_with()
+    document["config"]["layers"][1]["inbound_nodes"] = records
+    walk = gate._Walk(SETTINGS, keras3=True)
+    walk.object(document, "$", None, gate._TOP, 0, 0)
+    for limit in range(walk.containers - 30, walk.containers):
+        with pytest.raises(ResourceLimitExceeded):
+            gate_architecture(document, SETTINGS.model_copy(update={"max_json_elements": limit}))
+    assert gate_architecture(document, SETTINGS.model_copy(update={"max_json_elements": walk.containers}))
