@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, column
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, JSONType, new_id, utcnow
@@ -27,8 +27,8 @@ class Job(Base):
         Index("ix_jobs_tenant_kind_created", "tenant_id", "kind", "created_at"),
         # Only the jobs that have a parent (an analysis's measurements), looked up by
         # ``parent_id = :id``: the analyses and training runs themselves add no entry.
-        Index("ix_jobs_parent_id", "parent_id", sqlite_where=text("parent_id IS NOT NULL"),
-              postgresql_where=text("parent_id IS NOT NULL")),
+        Index("ix_jobs_parent_id", "parent_id", sqlite_where=column("parent_id").is_not(None),
+              postgresql_where=column("parent_id").is_not(None)),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
