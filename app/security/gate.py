@@ -176,15 +176,14 @@ def _check_name(value: Any, class_name: str, path: Any, keras3: bool) -> None:
     Keras 3 form is held to that. ``class_name`` names the object in a refusal."""
     if value is None or (type(value) is dict and _is_reference(value)):
         return  # an object where a name belongs: the walk refuses it as an object
-    what = f"{class_name} name"
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # (the messages are built only when they are raised)
         raise InvalidArchitecture(
-            f"{what} must be a string. Received: name={str(value)[:100]!r} at {render(path)}",
+            f"{class_name} name must be a string. Received: name={str(value)[:100]!r} at {render(path)}",
             code="invalid_layer_name",
         )
     if keras3 and "/" in value:
         raise InvalidArchitecture(
-            f"{what} {value[:200]!r} contains '/', which Keras refuses in layer and model names "
+            f"{class_name} name {value[:200]!r} contains '/', which Keras refuses in layer and model names "
             f"(it separates name scopes). Rename it. Received: name={value[:200]!r} at {render(path)}",
             code="invalid_layer_name",
         )
