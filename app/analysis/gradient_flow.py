@@ -36,6 +36,7 @@ Example::
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -240,6 +241,9 @@ THRESHOLDS = {"vanishing_below": VANISHING_RATIO, "exploding_above": EXPLODING_R
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _SQRT_2 = math.sqrt(2.0)  # read once (the normal CDF is taken for every ReLU)
 _LOG_FLOOR = -300.0
+_LOG_CEILING = math.log10(sys.float_info.max)
+"""log10 of the largest float: what an overflowed second moment (an initializer's stddev of
+1e200 squared, a fan times a huge variance) counts as, so that the logs stay finite."""
 _MODERATE_LOG = 100.0
 """log10 second moments below this are turned into mixtures in linear units (:func:`_moderate`)."""
 
@@ -309,7 +313,9 @@ _SELU_SCALE = 1.0507009873554805
 
 
 def _clip_exp(z: float) -> float:
-    return math.exp(min(z, 700.0))
+    """exp, its argument clipped at 300 (e^300 ~ 1e130): its square and the quadrature's sums
+    stay finite. Float32, which Keras computes in, overflows at e^89 already."""
+    return math.exp(min(z, 300.0))
 
 
 # name -> (f, f'); ReLU-like functions are handled in closed form below.
@@ -418,7 +424,14 @@ def activation_gains(name: str | None, log10_variance: float,
 
 
 def _log10(value: float) -> float:
-    return math.log10(value) if value > 0 else _LOG_FLOOR
+    """log10, with zero, negatives and NaN at the floor and infinity at the ceiling.
+
+    >>> _log10(0.0), _log10(float("nan")), _log10(1e200 * 1e200) == _LOG_CEILING
+    (-300.0, -300.0, True)
+    """
+    if value > 0:
+        return math.log10(value) if value != math.inf else _LOG_CEILING
+    return _LOG_FLOOR
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,7 +505,10 @@ def _initializer_variance(value: Any, fan_in: int, fan_out: int) -> tuple[float,
         return 0.7737 * stddev * stddev + mean * mean, name, True
     if name in ("randomuniform", "uniform"):
         low, high = float(config.get("minval", -0.05)), float(config.get("maxval", 0.05))
-        return (high - low) ** 2 / 12.0 + ((high + low) / 2.0) ** 2, name, True
+        # Products, not powers: a float power that overflows raises, a product is infinite
+        # (and _log10 reads infinity as the ceiling).
+        width, middle = high - low, (high + low) / 2.0
+        return width * width / 12.0 + middle * middle, name, True
     if name in ("zeros", "zero"):
         return 0.0, name, True
     if name in ("ones", "one"):
@@ -2026,13 +2042,15 @@ def _predict(result: AnalysisResult) -> dict[str, Any]:
             kernel = kernels[0]
             if not kernel.known:
                 unknown_init.append(name)
-            variances = [kernel.variance]
+            variance = kernel.variance
+            # beyond float range (a stddev of 1e200 squared): null, as JSON has no infinity
+            variances = [variance if variance != math.inf else None]
         else:
             for kernel in kernels:
                 if not kernel.known:
                     unknown_init.append(name)
                     break
-            variances = [k.variance for k in kernels]
+            variances = [k.variance if k.variance != math.inf else None for k in kernels]
         log_weight = log_pre + state.first_input_log_q - log_last_weight
         # _scale's test and power inline (three per layer): a NaN fails both comparisons,
         # as it fails _scale's, and gives None as there.
@@ -2170,11 +2188,14 @@ def compare(predicted: dict[str, Any], measured: dict[str, Any]) -> dict[str, An
     ratio_factor = None
     p_ratio, m_ratio = predicted.get("ratio"), measured.get("ratio")
     if p_ratio and m_ratio and p_ratio > 0 and m_ratio > 0:
-        ratio_factor = round(10.0 ** abs(math.log10(p_ratio / m_ratio)), 4)
+        log_factor = abs(math.log10(p_ratio) - math.log10(m_ratio))
+        ratio_factor = round(10.0 ** log_factor, 4) if log_factor < 300 else None
     limit = math.log10(AGREEMENT_FACTOR)
+    # Factors beyond 1e300 (a prediction near the float range against a float32 measurement)
+    # are null, as the per-layer scales are: 10.0 ** 309 raises.
     return {
         "layers": len(factors),
-        "median_factor": round(10.0 ** median, 4),
+        "median_factor": round(10.0 ** median, 4) if median < 300 else None,
         "max_factor": round(10.0 ** factors[-1], 4) if factors[-1] < 300 else None,
         "within_factor": round(sum(f <= limit for f in factors) / len(factors), 4),
         "agreement_factor": AGREEMENT_FACTOR,

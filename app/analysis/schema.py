@@ -226,12 +226,15 @@ class PredictedLayer(Strict):
     name: str
     class_name: str
     initializer: str | None = Field(description="Its kernel initializer (null: no kernel).")
-    weight_variance: list[float] = Field(description="Variance of each kernel at initialization.")
+    weight_variance: list[float | None] = Field(
+        description="Variance of each kernel at initialization (null: beyond float range).")
     fan_in: int | None = Field(description="Keras's fan-in of its first kernel (count).")
     fan_out: int | None = Field(description="Keras's fan-out of its last kernel (count).")
     activation: str = Field(description="The activation after it.")
-    activation_gain: float = Field(description="Mean square derivative of that activation (dimensionless).")
-    pre_activation_variance: float = Field(description="Predicted variance of its pre-activations.")
+    activation_gain: float | None = Field(
+        description="Mean square derivative of that activation (dimensionless; null beyond 1e300).")
+    pre_activation_variance: float | None = Field(
+        description="Predicted variance of its pre-activations (null beyond 1e300).")
     log10_relative_gradient_scale: float = Field(
         description="log10 of the quantity (gradient_flow.quantity) over the last weighted layer's."
     )

@@ -319,3 +319,59 @@ def test_an_integral_float_kernel_is_read_as_the_engine_reads_it_whatever_came_b
     assert [entry["fan_in"] for entry in alone["layers"]] == [36, 36]
     assert after_float == alone
     assert as_float == alone
+
+
+_HUGE_AND_TINY = [
+    ("RandomNormal", {"mean": 0.0, "stddev": 1e200, "seed": None}, "exploding"),
+    ("RandomNormal", {"mean": 1e300, "stddev": 1.0, "seed": None}, "exploding"),
+    ("TruncatedNormal", {"mean": 0.0, "stddev": 1e-300, "seed": None}, "vanishing"),
+    ("RandomUniform", {"minval": -1e154, "maxval": 1e154, "seed": None}, "exploding"),
+    ("RandomUniform", {"minval": -1.7e308, "maxval": 1.7e308, "seed": None}, "exploding"),
+    ("Constant", {"value": 1e300}, "exploding"),
+    ("VarianceScaling", {"scale": 1e300, "mode": "fan_avg", "distribution": "uniform", "seed": None},
+     "exploding"),
+    ("Orthogonal", {"gain": 1e-200, "seed": None}, "vanishing"),
+]
+
+
+@pytest.mark.parametrize("activation", ["relu", "exponential", "selu", "tanh"])
+@pytest.mark.parametrize(("initializer", "config", "verdict"), _HUGE_AND_TINY,
+                         ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(_HUGE_AND_TINY)])
+def test_initializer_scales_beyond_float_range_are_predicted_not_failed(
+        initializer: str, config: dict[str, Any], verdict: str, activation: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A weight variance beyond float range (a stddev of 1e200 squared, a uniform range of
+    2e154 squared) or an ``exponential`` activation over a huge pre-activation once raised
+    OverflowError in the prediction: the report lost its gradient flow and its findings and
+    logged two tracebacks. The logs saturate at the largest float instead: the verdict is the
+    one such an initialization earns, and the findings are there."""
+    model = load_config(FIXTURES_DIR / "seed" / "example3.json")
+    for layer in model["config"]["layers"]:
+        if layer["class_name"] in ("Conv2D", "Dense"):
+            layer["config"]["kernel_initializer"] = {
+                "module": "keras.initializers", "class_name": initializer, "config": config,
+                "registered_name": None}
+            if layer["class_name"] == "Conv2D":
+                layer["config"]["activation"] = activation
+    with caplog.at_level("ERROR", logger="app.analysis.report"):
+        report = analyze(model)
+    assert caplog.records == []
+    prediction = report["gradient_flow"]["predicted"]
+    assert prediction["status"] in ("complete", "partial") and prediction["verdict"] == verdict
+    assert math.isfinite(prediction["log10_ratio"])
+    assert "gradient" in " ".join(prediction["reasons"])
+    assert report["coverage"]["metrics"].get("findings", {}).get("status") != "partial"
+    assert any(finding for finding in report["findings"])
+
+
+def test_comparing_a_prediction_near_the_float_range_with_a_measurement_gives_null_factors() -> None:
+    """A predicted scale of 1e299 against a float32 measurement of 1e-30 is a factor beyond
+    floats: null, as the per-layer scales beyond 1e300 are, where 10.0 ** 329 raised."""
+    from app.analysis.gradient_flow import compare
+
+    far = compare({"per_layer": {"a": 1e299, "b": 1e299, "c": 1.0}, "ratio": 1e299},
+                  {"per_layer": {"a": 1e-30, "b": 1e-30, "c": 1.0}, "ratio": 1e-30})
+    assert far["layers"] == 3 and far["median_factor"] is None and far["max_factor"] is None
+    assert far["ratio_factor"] is None and far["within_factor"] == round(1 / 3, 4)
+    near = compare({"per_layer": {"a": 100.0}, "ratio": 100.0}, {"per_layer": {"a": 1.0}, "ratio": 1.0})
+    assert near["median_factor"] == near["ratio_factor"] == 100.0
