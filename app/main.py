@@ -29,6 +29,7 @@ from app.api.docs_ui import install_docs
 from app.api.health import router as health_router
 from app.api.limits import BodySizeLimitMiddleware, body_limit_for
 from app.api.response_examples import add_response_examples
+from app.api.units import shutdown_threads
 from app.architectures.endpoints import router as architectures_router
 from app.config import Settings, get_settings
 from app.demo import apply_examples, demo_ids, seed_demo_data
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, standalone: bool = True,
         try:
             yield
         finally:
+            shutdown_threads(app.state)
             checkpointer.stop()
             if started is not None:
                 started.stop()

@@ -28,6 +28,8 @@ Benchmarks (each can also run alone):
 - ``gradients``: predicted against measured gradient flow on the seed examples and the 17
   Keras Applications models (``bench/bench_gradients.py``; the verdict's calibration,
   ``bench/calibrate_gradients.py``, trains 45 networks and runs alone).
+- ``hops``:     a unit of work's hop from the event loop to a thread and back: the unit threads
+  against ``anyio.to_thread`` with a capacity limiter, CPU per hop (``bench/bench_hops.py``).
 
 Run::
 
@@ -54,7 +56,7 @@ from typing import Any
 from bench import ARTIFACTS, ROOT, machine
 
 ALL = ("engine", "http", "wrk", "upload", "training", "load", "parse", "pages", "fairness",
-       "scaling", "gradients")
+       "scaling", "gradients", "hops")
 #: Lines of the script-style benchmarks that carry a figure worth repeating in the summary.
 FIGURE_LINE = re.compile(r"ratio|goal|throughput|delay|chain of|%|\d+x\s*$", re.IGNORECASE)
 
@@ -192,7 +194,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "PASS" if entry["passed"] else "FAIL",
             )
         )
-    for name in ("engine", "training", "parse", "pages", "fairness", "scaling", "gradients"):
+    for name in ("engine", "training", "parse", "pages", "fairness", "scaling", "gradients", "hops"):
         entry = results.get(name)
         if entry is None:
             continue
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             results["pages"] = run_script("bench_pages", args.quick)
         elif name == "fairness":
             results["fairness"] = run_script("bench_fairness", args.quick)
-        elif name in ("scaling", "gradients"):
+        elif name in ("scaling", "gradients", "hops"):
             results[name] = run_script(f"bench_{name}", args.quick)
         elif name == "http":
             from bench import bench_http

@@ -26,6 +26,7 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from app.api.units import UnitThreads
 from app.config import Settings
 from app.db import Dispatch, session_scope
 from app.errors import Unauthorized
@@ -52,10 +53,10 @@ class RequestScope:
     """The database work of one request: each :meth:`run` is one unit of work in one thread."""
 
     def __init__(self, settings: Settings, dispatch: Dispatch | None,
-                 limiter: anyio.CapacityLimiter | None = None, lane: anyio.Semaphore | None = None) -> None:
+                 units: UnitThreads | None = None, lane: anyio.Semaphore | None = None) -> None:
         self.settings = settings
         self.dispatch = dispatch
-        self.limiter = limiter
+        self.units = units
         self.lane = lane
 
     def session(self) -> AbstractContextManager[Session]:
@@ -78,8 +79,10 @@ class RequestScope:
     async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(session, *args, **kwargs)`` in one worker thread; committed, then the jobs it
         enqueued are dispatched (a failed dispatch leaves them queued, never an error)."""
-        return await anyio.to_thread.run_sync(functools.partial(self._unit, fn, *args, **kwargs),
-                                              limiter=self.limiter)
+        unit = functools.partial(self._unit, fn, *args, **kwargs)
+        if self.units is None:  # the process's default threads (anyio's), no limit of the app's
+            return await anyio.to_thread.run_sync(unit)
+        return await self.units.run(unit)
 
     async def run_within(self, window: Window, fn: Callable[..., T | None], *args: Any,
                          fallback: Callable[..., T], use_lane: bool = True, **kwargs: Any) -> T:
@@ -104,9 +107,15 @@ class RequestScope:
         if lane is not None:
             await lane.acquire()
         try:
-            task = asyncio.ensure_future(self.run(fn, *args, window=window, **kwargs))
+            unit = functools.partial(self._unit, fn, *args, window=window, **kwargs)
+            task = (self.units.submit(unit)[1] if self.units is not None
+                    else asyncio.ensure_future(anyio.to_thread.run_sync(unit)))
             while not task.done():
-                await asyncio.wait({task}, timeout=window.remaining())
+                try:
+                    await asyncio.wait({task}, timeout=window.remaining())
+                except asyncio.CancelledError:
+                    task.add_done_callback(_consume)  # the thread ends on its own
+                    raise
                 if task.done() or window.remaining() > 0:
                     continue
                 if not window.give_up():  # the thread is storing its answer: it comes at once
@@ -141,16 +150,16 @@ async def get_settings(request: Request) -> Settings:
 async def get_scope(request: Request) -> RequestScope:
     """The request's database scope (no session or connection until :meth:`RequestScope.run`)."""
     state = request.app.state
-    limiter = getattr(state, "work_limiter", None)
-    if limiter is None:
-        limiter = state.work_limiter = anyio.CapacityLimiter(state.settings.http_work_threads)
+    units = getattr(state, "unit_threads", None)
+    if units is None:
+        units = state.unit_threads = UnitThreads(state.settings.http_work_threads)
     if not hasattr(state, "analysis_lane"):  # decided once per process: a lane only where it
-        lanes = state.settings.analysis_lanes  # is narrower than the limiter
-        # (anyio's semaphore, like the limiter, is bound to no event loop: tests run an app in several)
+        lanes = state.settings.analysis_lanes  # is narrower than the unit threads
+        # (anyio's semaphore, like the threads, is bound to no event loop: tests run an app in several)
         state.analysis_lane = (anyio.Semaphore(lanes, fast_acquire=True)
                                if lanes < state.settings.http_work_threads else None)
     lane: anyio.Semaphore | None = state.analysis_lane
-    return RequestScope(state.settings, getattr(state, "dispatch", None), limiter, lane)
+    return RequestScope(state.settings, getattr(state, "dispatch", None), units, lane)
 
 
 async def get_tenant(request: Request) -> str:

@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from app.api.units import UnitThreads
 from app.config import Settings
 from app.errors import TenantLimitReached
 
@@ -85,15 +85,16 @@ class TenantSlots:
             self.release(tenant_id, kind)
 
 
-def stream_limiter(request: Request) -> anyio.CapacityLimiter:
+def stream_threads(request: Request) -> UnitThreads:
     """The threads event streams poll the database in: half the request work threads (at
     least one), apart from them, so that however many streams are open their polls queue
     among themselves and never ahead of other requests."""
     state = request.app.state
-    limiter = getattr(state, "stream_limiter", None)
-    if limiter is None:
-        limiter = state.stream_limiter = anyio.CapacityLimiter(max(1, state.settings.http_work_threads // 2))
-    return limiter
+    threads = getattr(state, "stream_threads", None)
+    if threads is None:
+        threads = state.stream_threads = UnitThreads(max(1, state.settings.http_work_threads // 2),
+                                                     name="convlens-stream")
+    return threads
 
 
 def tenant_slots(request: Request) -> TenantSlots:

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import RequestScope, ScopeDep, SettingsDep, TenantDep
 from app.api.docs import problem_responses
-from app.api.fairness import HeldStreamingResponse, stream_limiter, tenant_slots
+from app.api.fairness import HeldStreamingResponse, stream_threads, tenant_slots
 from app.api.responses import EncodedJSON
 from app.api.uploads import read_body
 from app.idempotency.http import IdempotencyKeyHeader, answer_response, body_parts, claim_for, run_once
@@ -107,7 +107,7 @@ async def run_events(
         after = int(last_event_id) if last_event_id else 0
     except ValueError:
         after = 0
-    polls = RequestScope(scope.settings, None, stream_limiter(request))
+    polls = RequestScope(scope.settings, None, stream_threads(request))
 
     async def stream() -> AsyncIterator[str]:
         # Each poll is a unit of work of its own (no connection is held between events), in
