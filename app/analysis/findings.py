@@ -982,6 +982,14 @@ def _misaligned(result: AnalysisResult) -> list[dict[str, Any]]:
 
 
 def _count_text(value: int) -> str:
+    """A count in a finding's words: 3 significant digits and k, M or G.
+
+    >>> _count_text(4_089_184_256), _count_text(950), _count_text(12_345), _count_text(7 * 10**400)
+    ('4.09G', '950', '12.3k', '7e+391G')
+    """
+    if value >= 10**300:  # past float range (a hostile config's counts): the digits themselves
+        digits = str(value // 10**9)
+        return f"{int(digits[:3]) / 100:g}e+{len(digits) - 1}G"
     for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= threshold:
             return f"{value / threshold:.3g}{suffix}"

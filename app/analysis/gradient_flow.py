@@ -538,6 +538,11 @@ def _channels(shape: Any, channels_first: bool) -> int | None:
     return value if isinstance(value, int) else None
 
 
+_MAX_TAPS = 2**53
+"""Taps of a kernel beyond which it is not modelled: its fans would be integers past float
+range (a hostile config's 1e300 x 1e300 kernel), whose products with a variance raise."""
+
+
 @dataclass(slots=True)
 class KernelModel:
     """How one kernel of a weighted layer moves the signal.
@@ -577,6 +582,8 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
     if c_in is None or c_out is None or window is None:
         return None
     area = window.taps
+    if area > _MAX_TAPS:  # a kernel no network has (refused for its parameters): not modelled
+        return None
     if _DEPTHWISE in traits and _SEPARABLE not in traits:
         multiplier = window.multiplier
         fan_in, fan_out = area * c_in, area * multiplier  # as Keras computes them
@@ -623,7 +630,12 @@ def _border_axis(size: int, out: int, kernel: int, stride: int, dilation: int, l
     (1.0, 1.0)
     """
     total = square = 0
-    for tap in range(kernel):
+    # Only the taps that reach a real position for some output count: those with
+    # -size < low <= (out - 1) * stride. The others (a kernel far wider than the input, as a
+    # hostile config may declare: 10^12 taps) read padding only and add nothing.
+    first_tap = max(0, -(-(left - (out - 1) * stride) // dilation))
+    stop_tap = min(kernel, -(-(left + size) // dilation))
+    for tap in range(first_tap, stop_tap):
         low = left - tap * dilation  # tap reads a real position: low <= o * stride < size + low
         first = max(0, -(-low // stride))
         stop = min(out, -(-(size + low) // stride))

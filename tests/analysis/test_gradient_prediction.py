@@ -375,3 +375,47 @@ def test_comparing_a_prediction_near_the_float_range_with_a_measurement_gives_nu
     assert far["ratio_factor"] is None and far["within_factor"] == round(1 / 3, 4)
     near = compare({"per_layer": {"a": 100.0}, "ratio": 100.0}, {"per_layer": {"a": 1.0}, "ratio": 1.0})
     assert near["median_factor"] == near["ratio_factor"] == 100.0
+
+
+@pytest.mark.timeout(60)
+def test_a_kernel_far_wider_than_its_input_costs_what_the_input_costs() -> None:
+    """The border shares of a convolution once looped over every tap of its kernel: a 'same'
+    Conv2D with a 10^12-wide kernel (a hostile config; refused afterwards for its parameters)
+    kept a request's thread forever. Only the taps that reach the input are visited now, and
+    the shares are those of the loop over every tap."""
+    from app.analysis.gradient_flow import _border_axis
+
+    def every_tap(size: int, out: int, kernel: int, stride: int, dilation: int, left: int
+                  ) -> tuple[float, float]:
+        total = square = 0
+        for tap in range(kernel):
+            low = left - tap * dilation
+            count = max(0, min(out, -(-(size + low) // stride)) - max(0, -(-low // stride)))
+            total, square = total + count, square + count * count
+        return total / (out * kernel), square / (out * out * kernel)
+
+    for geometry in [(8, 8, 100_001, 1, 1, 50_000), (30, 15, 20_001, 2, 3, 29_999), (5, 5, 3, 1, 1, 1),
+                     (64, 32, 7, 2, 1, 3), (10, 4, 50, 3, 2, 60)]:
+        assert _border_axis.__wrapped__(*geometry) == every_tap(*geometry), geometry
+    share, kept = _border_axis(8, 8, 10**12, 1, 1, (10**12 - 1) // 2)
+    # taps left-7 .. left+7 each reach 8 - |offset| outputs: 64 in all, 344 squared
+    overlaps = [8 - abs(offset) for offset in range(-7, 8)]
+    assert share == sum(overlaps) / (8 * 10**12) and kept == sum(c * c for c in overlaps) / (64 * 10**12)
+
+
+@pytest.mark.parametrize("kernel", [1e300, 1e20, 2**60])
+def test_a_kernel_past_float_range_is_reported_without_a_failure(
+        kernel: float, caplog: pytest.LogCaptureFixture) -> None:
+    """An integral float kernel of 1e300 taps per axis made integer fans past float range:
+    the prediction's variance and the findings' wording raised OverflowError (logged, the
+    request refused afterwards for its parameters). Such a kernel is not modelled, and the
+    counts are worded from their digits."""
+    model = load_config(FIXTURES_DIR / "seed" / "example3.json")
+    conv = next(layer for layer in model["config"]["layers"] if layer["class_name"] == "Conv2D")
+    conv["config"]["kernel_size"], conv["config"]["padding"] = [kernel, kernel], "same"
+    with caplog.at_level("ERROR", logger="app.analysis.report"):
+        report = analyze(model)
+    assert caplog.records == []
+    assert report["summary"]["total_params"] > 10**30
+    assert report["coverage"]["metrics"].get("findings", {}).get("status") != "partial"
+    assert report["gradient_flow"]["predicted"]["verdict"] is not None

@@ -506,6 +506,16 @@ def build_corpus(workdir: Path) -> Corpus:
         "resource_limit_exceeded", "report", False,
         "two Dense(50,000) layers: 2.5 billion parameters, each layer's units modest")
 
+    def kernel_bomb(config: dict[str, Any]) -> None:
+        conv = _layer(config, "conv")["config"]
+        conv["kernel_size"] = [10**12, 10**12]  # 'same': every output sees the whole input
+        conv["padding"] = "same"
+
+    add("kernel_wider_than_the_input_by_10_12", "model.json", _dumps(mutated(kernel_bomb)), 422,
+        "resource_limit_exceeded", "report", False,
+        "a 'same' Conv2D with a 10^12 x 10^12 kernel: the gradient prediction once looped over "
+        "every tap (the request never ended); refused for its parameters in milliseconds")
+
     def nested_models(config: dict[str, Any]) -> None:
         head = _layer(config, "head")
         inner: dict[str, Any] = {k: v for k, v in copy.deepcopy(head).items()
