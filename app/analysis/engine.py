@@ -41,7 +41,7 @@ from app.analysis.rules.base import (
     initializer_name,
 )
 from app.analysis.traits import Trait
-from app.errors import InvalidArchitecture, InvalidInputShape
+from app.errors import InvalidArchitecture, InvalidInputShape, ResourceLimitExceeded
 
 DTYPE_BYTES = {
     "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "uint8": 1,
@@ -335,6 +335,9 @@ class _Walk:
             return self.unsupported_layer(node, result, str(unsupported), call_index)
         except InvalidArchitecture:
             raise
+        except ResourceLimitExceeded as error:  # the layer's receptive field costs too much
+            raise ResourceLimitExceeded(f"{node.class_name} '{node.name}': {error.detail}",
+                                        extra={**error.extra, "layer": node.name}) from None
         except READ_ERRORS as error:
             raise InvalidArchitecture(
                 f"{node.class_name} '{node.name}': the config could not be read "

@@ -539,8 +539,9 @@ def _channels(shape: Any, channels_first: bool) -> int | None:
 
 
 _MAX_TAPS = 2**53
-"""Taps of a kernel beyond which it is not modelled: its fans would be integers past float
-range (a hostile config's 1e300 x 1e300 kernel), whose products with a variance raise."""
+"""Taps of a kernel, or channels (units) on either side of it, beyond which it is not modelled:
+its fans could be integers past float range (a hostile config's 1e300 x 1e300 kernel or 1.7e308
+filters), whose products with a variance raise."""
 
 
 @dataclass(slots=True)
@@ -569,7 +570,8 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
         return None
     config = layer.node.config
     if _DENSE in traits:
-        if layer.fan_in is None or layer.fan_out is None:
+        if (layer.fan_in is None or layer.fan_out is None
+                or layer.fan_in > _MAX_TAPS or layer.fan_out > _MAX_TAPS):
             return None
         variance, name, known = initializer_variance(config.get("kernel_initializer"),
                                                      layer.fan_in, layer.fan_out)
@@ -582,8 +584,8 @@ def kernel_models(layer: LayerResult) -> list[KernelModel] | None:
     if c_in is None or c_out is None or window is None:
         return None
     area = window.taps
-    if area > _MAX_TAPS:  # a kernel no network has (refused for its parameters): not modelled
-        return None
+    if area > _MAX_TAPS or c_in > _MAX_TAPS or c_out > _MAX_TAPS:
+        return None  # a kernel no network has (refused for its parameters): not modelled
     if _DEPTHWISE in traits and _SEPARABLE not in traits:
         multiplier = window.multiplier
         fan_in, fan_out = area * c_in, area * multiplier  # as Keras computes them

@@ -403,16 +403,19 @@ def test_a_kernel_far_wider_than_its_input_costs_what_the_input_costs() -> None:
     assert share == sum(overlaps) / (8 * 10**12) and kept == sum(c * c for c in overlaps) / (64 * 10**12)
 
 
-@pytest.mark.parametrize("kernel", [1e300, 1e20, 2**60])
+@pytest.mark.parametrize(("key", "value"), [("kernel_size", 1e300), ("kernel_size", 1e20),
+                                            ("kernel_size", 2**60), ("filters", 1.7e308)])
 def test_a_kernel_past_float_range_is_reported_without_a_failure(
-        kernel: float, caplog: pytest.LogCaptureFixture) -> None:
-    """An integral float kernel of 1e300 taps per axis made integer fans past float range:
-    the prediction's variance and the findings' wording raised OverflowError (logged, the
-    request refused afterwards for its parameters). Such a kernel is not modelled, and the
-    counts are worded from their digits."""
+        key: str, value: float, caplog: pytest.LogCaptureFixture) -> None:
+    """An integral float kernel of 1e300 taps per axis (or 1.7e308 filters) made integer fans
+    past float range: the prediction's variance and the findings' wording raised OverflowError
+    (logged, the request refused afterwards for its parameters). Such a kernel is not
+    modelled, and the counts are worded from their digits."""
     model = load_config(FIXTURES_DIR / "seed" / "example3.json")
-    conv = next(layer for layer in model["config"]["layers"] if layer["class_name"] == "Conv2D")
-    conv["config"]["kernel_size"], conv["config"]["padding"] = [kernel, kernel], "same"
+    convs = [layer for layer in model["config"]["layers"] if layer["class_name"] == "Conv2D"]
+    conv = convs[0] if key == "kernel_size" else convs[-1]  # the last one feeds the pooling
+    conv["config"]["padding"] = "same"
+    conv["config"][key] = [value, value] if key == "kernel_size" else value
     with caplog.at_level("ERROR", logger="app.analysis.report"):
         report = analyze(model)
     assert caplog.records == []

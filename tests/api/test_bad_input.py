@@ -119,3 +119,40 @@ def test_unknown_routes_and_methods_are_problems(client) -> None:
     assert_problem(client.put("/v1/analyses"), 405, "method_not_allowed")
     assert_problem(client.get("/v1/analyses/does-not-exist"), 404, "not_found")
     assert_problem(client.get("/v1/analyses", params={"limit": 0}), 422, "validation_error")
+
+
+def _after_upsampling(*layers: dict) -> dict:
+    from tests.analysis.builders import call, functional, input_layer
+
+    chain = [input_layer("x", (16, 16, 3)), call("UpSampling2D", "up", {"size": [2, 2]}, "x")]
+    previous = "up"
+    for class_name, name, config in layers:
+        chain.append(call(class_name, name, config, previous))
+        previous = name
+    return functional(chain, ["x"], [previous])
+
+
+_FIELD_BOMBS = {
+    "a 10^9-tap kernel after an upsampling": _after_upsampling(
+        ("Conv2D", "wide", {"filters": 1, "kernel_size": [10**9, 10**9], "padding": "same"})),
+    "a 10^9 pool after an upsampling": _after_upsampling(
+        ("MaxPooling2D", "wide", {"pool_size": [10**9, 10**9], "strides": [1, 1], "padding": "same"})),
+    "a transposed convolution of stride 10^6": _after_upsampling(
+        ("Conv2DTranspose", "wide", {"filters": 1, "kernel_size": [3, 3], "strides": [10**6, 1],
+                                     "padding": "same"})),
+    "an upsampling by 10^9": _after_upsampling(("UpSampling2D", "wide", {"size": [10**9, 1]})),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", list(_FIELD_BOMBS))
+def test_a_receptive_field_that_would_read_billions_of_units_is_refused_at_once(
+        client, settings, case: str) -> None:
+    """Following unit fields through an upsampling builds, per output unit, the input units it
+    reads: these configs asked for billions (minutes and 5 GB per request before). They are
+    refused with 422 resource_limit_exceeded, naming the layer, before anything is built."""
+    response = client.post("/v1/analyses", json={"architecture": _FIELD_BOMBS[case]})
+    body = assert_problem(response, 422, "resource_limit_exceeded")
+    assert "'wide'" in body["detail"] and body["limit"] == 1 << 20, body
+    assert row_counts(settings) == EMPTY
+    assert client.get("/healthz").status_code == 200

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from app.analysis.graph import AxisField
+from app.errors import ResourceLimitExceeded
 
 Number = Fraction | int
 Interval = tuple[Number, Number] | None
@@ -41,6 +42,33 @@ MAX_PERIOD = 256
 """Longest pattern of unit fields followed exactly; a longer one (resizing by a ratio of large
 coprime sizes, many upsamplings without a downsampling between) is replaced by its envelope,
 and the fields after it are upper bounds (``exact`` false)."""
+
+
+MAX_READS = 1 << 20
+"""Most input units one layer's output units may read, counted over one period along one
+axis, that the fields are followed through (building the reads and composing them with a
+periodic field both cost that much). Real layers read a few dozen; a hostile config's
+upsampling by 10^9, or a 10^9-tap kernel after an upsampling, would read billions: such a
+layer is refused (422 ``resource_limit_exceeded``) before anything that size is built, where
+it took minutes and gigabytes."""
+
+
+def check_reads(count: int, what: str) -> None:
+    """Refuse a layer whose per-unit reads along one axis would list more than
+    :data:`MAX_READS` input units.
+
+    >>> check_reads(3 * 2, "a transposed convolution")
+    >>> check_reads(10**9, "an upsampling by 1000000000")
+    Traceback (most recent call last):
+    ...
+    app.errors.ResourceLimitExceeded: an upsampling by 1000000000 reads 1,000,000,000 input units \
+per period along one axis to follow its receptive field, above convlens's limit of 1,048,576.
+    """
+    if count > MAX_READS:
+        raise ResourceLimitExceeded(
+            f"{what} reads {count:,} input units per period along one axis to follow its "
+            f"receptive field, above convlens's limit of {MAX_READS:,}.",
+            extra={"reads": count, "limit": MAX_READS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +99,7 @@ def window_reads(kernel: int, stride: int, pad: int, dilation: int = 1) -> Reads
     Reads(period=1, shift=2, units=((-1, 0, 1),))
     """
     taps = (kernel - 1) // dilation + 1
+    check_reads(taps, f"a window of {kernel} after an upsampling")
     return Reads(1, stride, (tuple(-pad + t * dilation for t in range(taps)),))
 
 
@@ -82,6 +111,7 @@ def transpose_reads(kernel: int, stride: int, crop: int, dilation: int = 1) -> R
     ((0,), (0, 1))
     """
     taps = (kernel - 1) // dilation + 1
+    check_reads(stride * taps, f"a transposed convolution of kernel {kernel} and stride {stride}")
     units = []
     for r in range(stride):
         read = []
@@ -99,6 +129,7 @@ def repeat_reads(size: int) -> Reads:
     >>> repeat_reads(2)
     Reads(period=2, shift=1, units=((0,), (0,)))
     """
+    check_reads(size, f"an upsampling by {size}")
     return Reads(size, 1, tuple((0,) for _ in range(size)))
 
 
@@ -126,6 +157,10 @@ def resample_reads(length_in: int, length_out: int, interpolation: str, antialia
     g = math.gcd(length_in, length_out)
     period, shift = length_out // g, length_in // g
     scale = Fraction(length_in, length_out)
+    # each output reads about its footprint (area) or its kernel's reach (the others)
+    widest = 2 * HALF_WIDTH.get(interpolation, 1) * max(1, math.ceil(scale) if antialias else 1)
+    check_reads(period * max(widest, math.ceil(scale) + 1),
+                f"a resizing from {length_in} to {length_out} ({interpolation})")
     units = []
     for j in range(period):
         read: tuple[int, ...]
@@ -171,6 +206,7 @@ def compose(axis: AxisField, reads: Reads, *, known: bool = True) -> AxisField:
         period_in, shift_in, phases = phases_of(axis)
         repeat = 1
     period = reads.period * repeat
+    check_reads(repeat * sum(len(units) for units in reads.units), "a layer after an upsampling")
     out: list[Interval] = []
     for j in range(period):
         block, r = divmod(j, reads.period)
