@@ -153,6 +153,6 @@ def test_a_receptive_field_that_would_read_billions_of_units_is_refused_at_once(
     refused with 422 resource_limit_exceeded, naming the layer, before anything is built."""
     response = client.post("/v1/analyses", json={"architecture": _FIELD_BOMBS[case]})
     body = assert_problem(response, 422, "resource_limit_exceeded")
-    assert "'wide'" in body["detail"] and body["limit"] == 1 << 20, body
+    assert "'wide'" in body["detail"] and body["limit"] == 1 << 16, body
     assert row_counts(settings) == EMPTY
     assert client.get("/healthz").status_code == 200
