@@ -1373,13 +1373,15 @@ def _forward(result: AnalysisResult, notes: list[str],
                 # shifted input's mean, B stays a per-channel offset and A - B varies over
                 # positions. Per real input position (not per padded one) on the way back.
                 share, kept, log_positions = border
-                fluct = first.fluct + forward_gain + math.log10(share)
+                # (no tap reads the input at all, share 0: an even kernel of dilation 10^5
+                # 'same' on 8 positions: nothing passes, the logs at the floor)
+                fluct = first.fluct + forward_gain + _log10(share)
                 offset = _LOG_FLOOR
                 if shifted > _LOG_FLOOR:
                     if share - kept > 1e-12:
                         fluct = _log_sum2(fluct, shifted + forward_gain + math.log10(share - kept))
-                    offset = shifted + forward_gain + math.log10(kept)
-                state.log_kernel_back += math.log10(share) + log_positions
+                    offset = shifted + forward_gain + _log10(kept)
+                state.log_kernel_back += _log10(share) + log_positions
             # The pre-activation _Stats(fluct, offset, _LOG_FLOOR)'s total without building
             # it: with no shared mean, the fluct alone or _log_sum2 of the two kept, as
             # _Stats.total finds them.

@@ -422,3 +422,23 @@ def test_a_kernel_past_float_range_is_reported_without_a_failure(
     assert report["summary"]["total_params"] > 10**30
     assert report["coverage"]["metrics"].get("findings", {}).get("status") != "partial"
     assert report["gradient_flow"]["predicted"]["verdict"] is not None
+
+
+def test_a_convolution_none_of_whose_taps_reach_the_input_is_predicted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An even kernel of dilation 10^5, 'same' on 8 positions: its taps straddle the input
+    (offsets -50,000 and +50,000 from every output) and none reads a real position, so its
+    border share is 0, whose log10 raised ValueError (the report lost its gradient flow and
+    findings). Nothing passes such a layer: its logs sit at the floor."""
+    model = functional([
+        input_layer("x", (8, 8, 3)),
+        call("Conv2D", "conv", {"filters": 4, "kernel_size": [16, 16], "dilation_rate": [10**5, 10**5],
+                                "padding": "same"}, "x"),
+        call("GlobalAveragePooling2D", "pool", {}, "conv"),
+        call("Dense", "head", {"units": 2}, "pool"),
+    ], ["x"], ["head"])
+    with caplog.at_level("ERROR", logger="app.analysis.report"):
+        report = analyze(model)
+    assert caplog.records == []
+    assert report["gradient_flow"]["predicted"]["verdict"] is not None
+    assert report["coverage"]["metrics"].get("findings", {}).get("status") != "partial"
