@@ -13,6 +13,14 @@ processes) used during the measured run, from /proc: CPU milliseconds per reques
 throughput that CPU cost allows on the machine's cores. On a machine shared with other
 work that figure is the stable one; requests/s depends on what else runs.
 
+Then it runs the same unit of work in this process, without HTTP (:func:`unit_in_process`:
+prepare, gate, analyse, store and commit Example 3 with a new name each time, on a fresh
+database of the same kind, its storage deltas folded every second as the service's
+reconciler does), and splits the service's CPU per request into that unit and the rest (the
+HTTP side: server, middleware, the thread hop, logs, metrics; and what the same work costs
+more in a busy service than alone), against the budget per request that the goal leaves on
+this machine's cores.
+
 With ``--floor`` it first measures the same driver against the framework alone
 (``bench/floor_app.py``: the same uvicorn and FastAPI stack, one process per core, a route that
 parses the body and answers 201 without analysing or storing anything): what this machine
@@ -82,6 +90,57 @@ def service_cpu_seconds(pid: int) -> float:
     return tree_cpu_seconds(pid, skip=b"app.jobs")
 
 
+def unit_in_process(database_url: str = "", seconds: float = 3.0) -> dict[str, float]:
+    """CPU milliseconds of one request's unit of work in this process, no HTTP: ``create``
+    (prepare, gate, analyse, store) in a committed session, Example 3 with a new name each time,
+    on a fresh database (SQLite in a temporary folder unless ``database_url``). Median of
+    three blocks of ``seconds`` after a warm-up; the storage deltas are folded between
+    requests once a second, as the service's reconciler does (each new architecture's quota
+    check sums the deltas not yet folded)."""
+    import json
+    import statistics
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from app import db
+    from app.analyses import service
+    from app.config import Settings
+    from app.models import DEFAULT_TENANT
+    from app.storage.repository import fold_deltas
+
+    config = json.loads(EXAMPLE3.read_text())
+    with tempfile.TemporaryDirectory(prefix="convlens-unit-") as folder:
+        settings = Settings(data_dir=Path(folder), database_url=database_url)
+        db.upgrade(settings)
+        db.ensure_default_tenant(settings)
+        run_id, index = uuid.uuid4().hex[:8], 0
+        folded_at = time.monotonic()
+
+        def block(length: float) -> float:
+            nonlocal index, folded_at
+            count, cpu, ends = 0, 0.0, time.monotonic() + length
+            while time.monotonic() < ends:
+                config["config"]["name"] = f"unit_{run_id}_{index}"
+                index += 1
+                body = json.dumps({"architecture": config}).encode()
+                started = time.process_time()
+                with db.session_scope(settings) as session:
+                    service.create(session, body, settings=settings, tenant_id=DEFAULT_TENANT)
+                cpu += time.process_time() - started
+                count += 1
+                if time.monotonic() - folded_at >= 1.0:
+                    with db.session_scope(settings) as session:
+                        fold_deltas(session)
+                    folded_at = time.monotonic()
+            return cpu * 1e3 / max(1, count)
+
+        block(1.0)  # imports, caches, the first statements' compilation
+        blocks = [block(seconds) for _ in range(3)]
+        db.dispose_engines()
+    return {"unit_cpu_ms": statistics.median(blocks), "unit_cpu_ms_blocks": blocks}
+
+
 def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.0,
         warmup: float = 5.0, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Measure on one database (``sqlite`` or ``postgres``); prints and returns the figures."""
@@ -95,6 +154,8 @@ def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.
         cpu_before = service_cpu_seconds(service.pid)
         result = run_wrk(service.url, connections=connections, seconds=seconds)
         cpu = service_cpu_seconds(service.pid) - cpu_before
+    with ExitStack() as stack:  # the same unit in this process, on a fresh database of the kind
+        result.update(unit_in_process(stack.enter_context(PostgresDatabase()) if database == "postgres" else ""))
     cores = len(os.sched_getaffinity(0))
     result["service_cpu_ms_per_request"] = cpu * 1e3 / max(1, result["requests"])
     result["cpu_bound_rps"] = cores * 1e3 / result["service_cpu_ms_per_request"]
@@ -117,6 +178,18 @@ def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.
         f"  service CPU {result['service_cpu_ms_per_request']:.2f} ms per request: at most "
         f"{result['cpu_bound_rps']:.0f} req/s on {cores} cores with nothing else running "
         f"(load average during the run {result['load_average_1m']:.2f})"
+    )
+    unit, total = result["unit_cpu_ms"], result["service_cpu_ms_per_request"]
+    result["http_side_cpu_ms"] = total - unit
+    if goal_rps is not None:
+        result["budget_cpu_ms"] = cores * 1e3 / goal_rps
+    print(
+        f"  of which the unit of work (prepare, gate, analyse, store, commit; measured in this process "
+        f"without HTTP, median of 3 blocks): {unit:.2f} ms; the rest {total - unit:.2f} ms (the HTTP "
+        f"side: server, middleware, thread hop, logs; and what the unit costs more among the service's "
+        f"threads and processes than alone)"
+        + (f"; {goal_rps:.0f} req/s on {cores} cores leaves {result['budget_cpu_ms']:.2f} ms per request "
+           f"for both" if goal_rps is not None else "")
     )
     return result
 
