@@ -12,7 +12,11 @@ Figures, each measured in this run (median CPU time of N calls, in process):
   stdlib time, orjson time, the ratio, and the time of the gate on the parsed document
   (``gate_architecture``: allowlist, sanitised copy and static limits in one walk);
 - a 30 MB body of ``{}`` elements under one key: how long each takes to refuse it, and the
-  memory each allocates doing so (tracemalloc peak).
+  memory each allocates doing so (tracemalloc peak);
+- per Keras Applications model, in both formats (Keras 3 and tf.keras 2 JSON): the pipeline's
+  prepare steps (the strict parse of the body, the gate, the canonical form and its sha256)
+  against the engine on the gated config, and their ratio. The goal for ResNet50 over HTTP
+  (at most 2x the engine) leaves 1x beside the engine for prepare, the store and HTTP together.
 
 Both parsers are checked to return equal documents on every input before timing.
 
@@ -41,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.config import Settings  # noqa: E402
 from app.errors import DomainError, InvalidJSON  # noqa: E402
 from app.ingest.jsonparse import parse_json_bytes  # noqa: E402
+from app.ingest.service import canonical_json_sha256  # noqa: E402
 from app.security import gate_architecture  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +161,55 @@ def main(argv: list[str] | None = None) -> int:
         elapsed, peak, code = _refusal(function)
         print(f"{len(bomb) / 2**20:.0f} MB of {{}} elements, {label}: refused in {elapsed:,.0f} ms, "
               f"{peak:,.1f} MiB allocated ({code})")
+    prepare_against_engine(settings, 5 if args.quick else 15, quick=args.quick)
     return 0
+
+
+def prepare_against_engine(settings: Settings, calls: int, *, quick: bool = False) -> dict[str, float]:
+    """Prepare's steps against the engine per Applications model and format; returns the median
+    ratio per format. CPU medians of ``calls`` runs each, the cycle collector paused as the
+    service pauses it (``app.gcpause``)."""
+    import gc
+
+    from app.analysis import analyze
+
+    def median_ms(function: Callable[[], Any]) -> float:
+        function()
+        gc.disable()
+        try:
+            return _median_ms(function, calls)
+        finally:
+            gc.enable()
+
+    names = sorted(path.name.removesuffix(".json.gz") for path in (FIXTURES / "applications").glob("*.json.gz")
+                   if ".tfkeras." not in path.name)
+    if quick:
+        names = [name for name in names if name in ("resnet50", "mobilenetv2", "densenet121")]
+    print(f"\nprepare (strict parse of the body, gate, canonical sha256) against the engine, median CPU ms "
+          f"of {calls} calls")
+    print(f"{'model':18} {'format':9} {'parse':>7} {'gate':>7} {'hash':>6} {'engine':>7} {'prepare/engine':>15}")
+    ratios: dict[str, list[float]] = {"Keras 3": [], "tf.keras": []}
+    for name in names:
+        for label, file in (("Keras 3", f"{name}.json.gz"), ("tf.keras", f"{name}.tfkeras.json.gz")):
+            path = FIXTURES / "applications" / file
+            if not path.exists():
+                continue
+            config = json.loads(gzip.decompress(path.read_bytes()))
+            body = json.dumps({"architecture": config}).encode()
+            gated = gate_architecture(config, settings)
+            parse = median_ms(lambda body=body: parse_json_bytes(body, settings))
+            gate = median_ms(lambda config=config: gate_architecture(config, settings))
+            digest = median_ms(lambda gated=gated: canonical_json_sha256(gated))
+            engine = median_ms(lambda gated=gated: analyze(gated))
+            ratio = (parse + gate + digest) / engine
+            ratios[label].append(ratio)
+            print(f"{name:18} {label:9} {parse:>7.2f} {gate:>7.2f} {digest:>6.2f} {engine:>7.2f} {ratio:>14.2f}x")
+    medians = {label: statistics.median(values) for label, values in ratios.items() if values}
+    for label, value in medians.items():
+        print(f"prepare / engine ratio, median over {len(ratios[label])} {label} documents: {value:.2f}x "
+              f"(range {min(ratios[label]):.2f}x-{max(ratios[label]):.2f}x; ResNet50 over HTTP at <= 2x the "
+              "engine leaves 1x for prepare, the store and HTTP together)")
+    return medians
 
 
 if __name__ == "__main__":
