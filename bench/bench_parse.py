@@ -169,17 +169,13 @@ def prepare_against_engine(settings: Settings, calls: int, *, quick: bool = Fals
     """Prepare's steps against the engine per Applications model and format; returns the median
     ratio per format. CPU medians of ``calls`` runs each, the cycle collector paused as the
     service pauses it (``app.gcpause``)."""
-    import gc
-
     from app.analysis import analyze
+    from app.gcpause import no_cycle_collection
 
     def median_ms(function: Callable[[], Any]) -> float:
         function()
-        gc.disable()
-        try:
+        with no_cycle_collection():
             return _median_ms(function, calls)
-        finally:
-            gc.enable()
 
     names = sorted(path.name.removesuffix(".json.gz") for path in (FIXTURES / "applications").glob("*.json.gz")
                    if ".tfkeras." not in path.name)

@@ -185,7 +185,7 @@ def run(*, database: str = "sqlite", connections: int = 32, seconds: float = 20.
         result["budget_cpu_ms"] = cores * 1e3 / goal_rps
     print(
         f"  of which the unit of work (prepare, gate, analyse, store, commit; measured in this process "
-        f"without HTTP, median of 3 blocks): {unit:.2f} ms; the rest {total - unit:.2f} ms (the HTTP "
+        f"without HTTP, median of 3 blocks): {unit:.2f} ms; the rest {result['rest_cpu_ms']:.2f} ms (the HTTP "
         f"side: server, middleware, thread hop, logs; and what the unit costs more among the service's "
         f"threads and processes than alone)"
         + (f"; {goal_rps:.0f} req/s on {cores} cores leaves {result['budget_cpu_ms']:.2f} ms per request "

@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 
-from app.analysis import analyze
 from app.errors import DomainError
 from app.ingest import ingest_bytes
-from app.security import check_report_limits
+from app.pipeline import analyse
 from tests.conftest import make_settings
 from tests.fixtures.load import FIXTURES_DIR
 
@@ -52,7 +51,7 @@ def _damaged_bytes(data: bytes, rng: random.Random) -> bytes:
 
 
 def _places(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every key or index path under ``node`` that holds a scalar or a short list."""
+    """Every key path under ``node`` (into lists too): the places a value can be replaced."""
     found = []
     if isinstance(node, dict):
         for key, value in node.items():
@@ -117,8 +116,7 @@ def test_damaged_or_altered_files_get_a_report_or_a_refusal(kind: str, count: in
     for index, data in enumerate(_cases(kind, count, seed)):
         try:
             ingested = ingest_bytes(data, filename=f"model.{kind}", settings=settings)
-            report = analyze(ingested.config)
-            check_report_limits(report, settings)
+            report = analyse(ingested.config, None, ingested.name, settings)
         except DomainError as exc:
             assert exc.code, f"case {index}: a refusal without a code"
             outcomes[exc.code] += 1
